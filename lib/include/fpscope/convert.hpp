@@ -1,0 +1,70 @@
+// Conversions between binary32/binary64 and any format: scalar and bulk (spans in, spans out).
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "fpscope/detail/round_pack.hpp"
+#include "fpscope/format.hpp"
+#include "fpscope/policy.hpp"
+
+namespace fpscope {
+
+/// float32 -> bits of `f`, rounded once. `index` keys stochastic rounding.
+inline std::uint32_t encode(float x, const format& f, const policy& p = {}, std::uint64_t index = 0) {
+  return detail::round_pack<float>(detail::to_bits(x), f, p.round, p, index);
+}
+/// float64 -> bits of `f`, rounded once (never through float32).
+inline std::uint32_t encode(double x, const format& f, const policy& p = {}, std::uint64_t index = 0) {
+  return detail::round_pack<double>(detail::to_bits(x), f, p.round, p, index);
+}
+/// As encode, or-ing IEEE flags (flag_inexact, ...) into `flags`.
+inline std::uint32_t encode(double x, const format& f, const policy& p, std::uint64_t index,
+                            unsigned& flags) {
+  return detail::round_pack<double, true>(detail::to_bits(x), f, p.round, p, index, &flags);
+}
+inline std::uint32_t encode(float x, const format& f, const policy& p, std::uint64_t index,
+                            unsigned& flags) {
+  return detail::round_pack<float, true>(detail::to_bits(x), f, p.round, p, index, &flags);
+}
+
+/// Exact value of the code `bits` of `f` (NaN: a quiet NaN carrying the payload).
+inline double decode(std::uint32_t bits, const format& f) { return detail::decode_bits(bits, f); }
+
+/// bits of `from` -> bits of `to`, rounded once (the decoded value is exact in float64).
+inline std::uint32_t recode(std::uint32_t bits, const format& from, const format& to,
+                            const policy& p = {}, std::uint64_t index = 0) {
+  return encode(decode(bits, from), to, p, index);
+}
+
+enum class value_class : std::uint8_t { zero, subnormal, normal, infinite, nan };
+
+/// The class of a code of `f`.
+value_class classify(std::uint32_t bits, const format& f);
+
+/// Options of the bulk conversions.
+struct bulk_options {
+  double scale = 1.0;             ///< inputs are multiplied first: fl32(x * scale) for float32 input
+  std::uint64_t first_index = 0;  ///< stochastic rounding index of in[0]
+  int threads = 0;                ///< 0: OpenMP default above the measured threshold, 1: serial
+};
+
+/// Element count from which bulk conversion goes parallel (measured; see tools/bench).
+inline constexpr std::size_t parallel_threshold = std::size_t{1} << 16;
+
+/// Bulk float32/float64 -> codes. `out` must hold f.storage_bytes()-wide words; throws
+/// std::invalid_argument on a size or width mismatch.
+template <class Out>
+void encode(std::span<const float> in, std::span<Out> out, const format& f, const policy& p = {},
+            const bulk_options& o = {});
+template <class Out>
+void encode(std::span<const double> in, std::span<Out> out, const format& f, const policy& p = {},
+            const bulk_options& o = {});
+
+/// Bulk codes -> exact float32 / float64 values.
+template <class In>
+void decode(std::span<const In> in, std::span<float> out, const format& f);
+template <class In>
+void decode(std::span<const In> in, std::span<double> out, const format& f);
+
+}  // namespace fpscope

@@ -1,0 +1,96 @@
+// Formats as data: one struct describes every encoding the engine handles.
+// C++17 and __host__ __device__-clean: the CUDA target includes this header.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+#include "fpscope/detail/config.hpp"
+
+namespace fpscope {
+
+/// How a format spends its top exponent code (and sign) on inf and NaN.
+enum class special : std::uint8_t {
+  ieee,    ///< all-ones exponent: inf (mantissa 0) and NaN (mantissa != 0)
+  fn,      ///< OCP "fn": no inf, NaN only at S.1111.111 (all ones)
+  fnuz,    ///< no inf, no negative zero, the single NaN is 0x80 (sign bit alone)
+  finite,  ///< no inf, no NaN: every code is a number (OCP FP6/FP4)
+  e8m0,    ///< unsigned power of two, no zero, 0xFF is NaN (OCP MX scale)
+};
+
+/// A binary floating-point format. Values live as packed bits in the low `bits` bits.
+struct format {
+  const char* name;
+  int bits;        ///< total width, sign included
+  int exp_bits;
+  int man_bits;    ///< stored fraction bits (the hidden bit is not counted)
+  int bias;
+  special specials;
+  bool subnormals;  ///< exponent code 0 encodes subnormals (false only for e8m0)
+
+  FPSCOPE_HD constexpr bool is_signed() const { return specials != special::e8m0; }
+  FPSCOPE_HD constexpr bool has_inf() const { return specials == special::ieee; }
+  FPSCOPE_HD constexpr bool has_nan() const { return specials != special::finite; }
+  FPSCOPE_HD constexpr bool has_negative_zero() const {
+    return specials != special::fnuz && specials != special::e8m0;
+  }
+  FPSCOPE_HD constexpr std::uint32_t sign_mask() const {
+    return is_signed() ? std::uint32_t{1} << (bits - 1) : 0u;
+  }
+  FPSCOPE_HD constexpr std::uint32_t mask() const {
+    return bits == 32 ? ~0u : (std::uint32_t{1} << bits) - 1;
+  }
+  /// Exponent of the smallest normal (e8m0: its smallest value, code 0).
+  FPSCOPE_HD constexpr int emin() const { return subnormals ? 1 - bias : -bias; }
+  /// Magnitude bits of the largest finite value.
+  FPSCOPE_HD constexpr std::uint32_t max_finite_bits() const {
+    const std::uint32_t mag = mask() & ~sign_mask();
+    switch (specials) {
+      case special::ieee: return (mag >> man_bits << man_bits) - 1;  // below the inf code
+      case special::fn: return mag - 1;                              // below S.1111.111
+      case special::e8m0: return mag - 1;                            // below 0xFF
+      default: return mag;                                           // fnuz, finite
+    }
+  }
+  /// Magnitude bits of +inf (only meaningful when has_inf()).
+  FPSCOPE_HD constexpr std::uint32_t inf_bits() const { return max_finite_bits() + 1; }
+  /// Largest finite exponent.
+  FPSCOPE_HD constexpr int emax() const {
+    return int(max_finite_bits() >> man_bits) - bias;
+  }
+  /// Bytes of the storage word (uint8_t, uint16_t or uint32_t).
+  FPSCOPE_HD constexpr int storage_bytes() const { return bits <= 8 ? 1 : bits <= 16 ? 2 : 4; }
+};
+
+/// The built-in formats, in the order they are listed by `fpscope formats`.
+enum class format_id : std::uint8_t {
+  fp16, bf16, tf32, e4m3, e5m2, e4m3fnuz, e5m2fnuz, e2m3, e3m2, e2m1, e8m0
+};
+inline constexpr int builtin_count = 11;
+
+/// The built-in format with this id.
+FPSCOPE_HD constexpr format builtin(format_id id) {
+  switch (id) {
+    case format_id::fp16: return {"fp16", 16, 5, 10, 15, special::ieee, true};
+    case format_id::bf16: return {"bf16", 16, 8, 7, 127, special::ieee, true};
+    case format_id::tf32: return {"tf32", 19, 8, 10, 127, special::ieee, true};
+    case format_id::e4m3: return {"e4m3", 8, 4, 3, 7, special::fn, true};
+    case format_id::e5m2: return {"e5m2", 8, 5, 2, 15, special::ieee, true};
+    case format_id::e4m3fnuz: return {"e4m3fnuz", 8, 4, 3, 8, special::fnuz, true};
+    case format_id::e5m2fnuz: return {"e5m2fnuz", 8, 5, 2, 16, special::fnuz, true};
+    case format_id::e2m3: return {"e2m3", 6, 2, 3, 1, special::finite, true};
+    case format_id::e3m2: return {"e3m2", 6, 3, 2, 3, special::finite, true};
+    case format_id::e2m1: return {"e2m1", 4, 2, 1, 1, special::finite, true};
+    case format_id::e8m0: return {"e8m0", 8, 8, 0, 127, special::e8m0, false};
+  }
+  return {"fp16", 16, 5, 10, 15, special::ieee, true};
+}
+
+/// The id of a built-in format by name or alias ("fp16", "half", "float8_e4m3fn", "fp4", ...).
+std::optional<format_id> find_format(std::string_view name);
+
+/// Comma-separated list of built-in names, for error messages and --help.
+std::string_view format_names();
+
+}  // namespace fpscope

@@ -1,0 +1,190 @@
+#include "fpscope/convert.hpp"
+
+#include <array>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace fpscope {
+namespace {
+
+using detail::binary;
+
+std::optional<format_id> builtin_id(const format& f) {
+  for (int i = 0; i < builtin_count; ++i) {
+    const format b = builtin(static_cast<format_id>(i));
+    if (b.bits == f.bits && b.exp_bits == f.exp_bits && b.man_bits == f.man_bits &&
+        b.bias == f.bias && b.specials == f.specials && b.subnormals == f.subnormals)
+      return static_cast<format_id>(i);
+  }
+  return std::nullopt;
+}
+
+constexpr std::ptrdiff_t block = 4096;
+
+// The element loop. With F and R constant the round_pack body folds to a branch-free
+// sequence the compiler vectorises; blocks give OpenMP coarse work items.
+template <class In, class Out, class Fmt, class Rnd>
+void encode_loop(const In* in, Out* out, std::size_t n, Fmt fmt, Rnd rnd, const policy& pol,
+                 const bulk_options& o) {
+  const policy p = pol;
+  const In scale = static_cast<In>(o.scale);
+  const bool scaled = o.scale != 1.0;
+  const std::uint64_t first = o.first_index;
+  const auto blocks = static_cast<std::ptrdiff_t>((n + block - 1) / block);
+  const bool parallel = o.threads != 1 && n >= parallel_threshold;
+#pragma omp parallel for schedule(static) if (parallel) num_threads(o.threads > 0 ? o.threads : 0)
+  for (std::ptrdiff_t b = 0; b < blocks; ++b) {
+    const std::size_t lo = std::size_t(b) * block;
+    const std::size_t hi = std::min(n, lo + block);
+    const format f = fmt();
+    const rounding r = rnd();
+    if (scaled) {
+      for (std::size_t i = lo; i < hi; ++i)
+        out[i] = static_cast<Out>(detail::round_pack<In>(detail::to_bits(In(in[i] * scale)), f, r, p, first + i));
+    } else {
+      for (std::size_t i = lo; i < hi; ++i)
+        out[i] = static_cast<Out>(detail::round_pack<In>(detail::to_bits(in[i]), f, r, p, first + i));
+    }
+  }
+}
+
+template <format_id F>
+struct const_format {
+  constexpr format operator()() const { return builtin(F); }
+};
+template <rounding R>
+struct const_rounding {
+  constexpr rounding operator()() const { return R; }
+};
+
+template <class In, class Out>
+using loop_fn = void (*)(const In*, Out*, std::size_t, const policy&, const bulk_options&);
+
+template <class In, class Out, format_id F, rounding R>
+void fixed_loop(const In* in, Out* out, std::size_t n, const policy& p, const bulk_options& o) {
+  encode_loop(in, out, n, const_format<F>{}, const_rounding<R>{}, p, o);
+}
+
+template <class In, class Out, format_id F>
+loop_fn<In, Out> pick_rounding(rounding r) {
+  if constexpr (builtin(F).storage_bytes() != sizeof(Out)) {
+    return nullptr;
+  } else {
+    switch (r) {
+      case rounding::rne: return &fixed_loop<In, Out, F, rounding::rne>;
+      case rounding::rtz: return &fixed_loop<In, Out, F, rounding::rtz>;
+      case rounding::rup: return &fixed_loop<In, Out, F, rounding::rup>;
+      case rounding::rdn: return &fixed_loop<In, Out, F, rounding::rdn>;
+      case rounding::rna: return &fixed_loop<In, Out, F, rounding::rna>;
+      case rounding::rto: return &fixed_loop<In, Out, F, rounding::rto>;
+      case rounding::sr: return &fixed_loop<In, Out, F, rounding::sr>;
+    }
+    return nullptr;
+  }
+}
+
+template <class In, class Out, std::size_t... I>
+loop_fn<In, Out> pick(format_id id, rounding r, std::index_sequence<I...>) {
+  loop_fn<In, Out> fn = nullptr;
+  ((id == static_cast<format_id>(I) ? (fn = pick_rounding<In, Out, static_cast<format_id>(I)>(r)) : fn), ...);
+  return fn;
+}
+
+template <class Out>
+void check_sizes(std::size_t n_in, std::size_t n_out, const format& f) {
+  if (n_in != n_out)
+    throw std::invalid_argument("bulk conversion: input has " + std::to_string(n_in) +
+                                " elements but output has " + std::to_string(n_out));
+  if (static_cast<int>(sizeof(Out)) != f.storage_bytes())
+    throw std::invalid_argument(std::string("bulk conversion: ") + f.name + " is stored in " +
+                                std::to_string(f.storage_bytes()) + "-byte words, not " +
+                                std::to_string(sizeof(Out)));
+}
+
+template <class In, class Out>
+void encode_bulk(std::span<const In> in, std::span<Out> out, const format& f, const policy& p,
+                 const bulk_options& o) {
+  check_sizes<Out>(in.size(), out.size(), f);
+  if (auto id = builtin_id(f)) {
+    if (auto fn = pick<In, Out>(*id, p.round, std::make_index_sequence<builtin_count>{}))
+      return fn(in.data(), out.data(), in.size(), p, o);
+  }
+  encode_loop(in.data(), out.data(), in.size(), [&f] { return f; }, [&p] { return p.round; }, p, o);
+}
+
+// Decoding tables for formats of at most 16 bits, built once per format.
+const float* decode_table(const format& f) {
+  static std::array<std::vector<float>, builtin_count> tables;
+  static std::array<std::once_flag, builtin_count> once;
+  const auto id = builtin_id(f);
+  if (!id || f.bits > 16) return nullptr;
+  const auto i = static_cast<std::size_t>(*id);
+  std::call_once(once[i], [&] {
+    tables[i].resize(std::size_t{1} << f.bits);
+    for (std::uint32_t b = 0; b < tables[i].size(); ++b) tables[i][b] = static_cast<float>(decode(b, f));
+  });
+  return tables[i].data();
+}
+
+template <class In, class T>
+void decode_bulk(std::span<const In> in, std::span<T> out, const format& f) {
+  if (in.size() != out.size())
+    throw std::invalid_argument("bulk decode: input and output sizes differ");
+  const auto n = static_cast<std::ptrdiff_t>(in.size());
+  const bool parallel = in.size() >= parallel_threshold;
+  if (const float* t = decode_table(f)) {
+    const std::uint32_t mask = f.mask();
+#pragma omp parallel for schedule(static) if (parallel)
+    for (std::ptrdiff_t i = 0; i < n; ++i) out[i] = static_cast<T>(t[in[i] & mask]);
+  } else {
+#pragma omp parallel for schedule(static) if (parallel)
+    for (std::ptrdiff_t i = 0; i < n; ++i) out[i] = static_cast<T>(decode(in[i], f));
+  }
+}
+
+}  // namespace
+
+value_class classify(std::uint32_t bits, const format& f) {
+  const double v = decode(bits, f);
+  if (v != v) return value_class::nan;
+  if (v == 0) return value_class::zero;
+  const double a = v < 0 ? -v : v;
+  if (a > detail::from_bits<double>(0x7FEFFFFFFFFFFFFFull)) return value_class::infinite;
+  const std::uint32_t mag = bits & f.mask() & ~f.sign_mask();
+  return (f.subnormals && mag < (1u << f.man_bits)) ? value_class::subnormal : value_class::normal;
+}
+
+template <class Out>
+void encode(std::span<const float> in, std::span<Out> out, const format& f, const policy& p,
+            const bulk_options& o) {
+  encode_bulk<float, Out>(in, out, f, p, o);
+}
+template <class Out>
+void encode(std::span<const double> in, std::span<Out> out, const format& f, const policy& p,
+            const bulk_options& o) {
+  encode_bulk<double, Out>(in, out, f, p, o);
+}
+template <class In>
+void decode(std::span<const In> in, std::span<float> out, const format& f) {
+  decode_bulk<In, float>(in, out, f);
+}
+template <class In>
+void decode(std::span<const In> in, std::span<double> out, const format& f) {
+  decode_bulk<In, double>(in, out, f);
+}
+
+#define FPSCOPE_INSTANTIATE(W)                                                                   \
+  template void encode<W>(std::span<const float>, std::span<W>, const format&, const policy&,   \
+                          const bulk_options&);                                                 \
+  template void encode<W>(std::span<const double>, std::span<W>, const format&, const policy&,  \
+                          const bulk_options&);                                                 \
+  template void decode<W>(std::span<const W>, std::span<float>, const format&);                 \
+  template void decode<W>(std::span<const W>, std::span<double>, const format&);
+FPSCOPE_INSTANTIATE(std::uint8_t)
+FPSCOPE_INSTANTIATE(std::uint16_t)
+FPSCOPE_INSTANTIATE(std::uint32_t)
+#undef FPSCOPE_INSTANTIATE
+
+}  // namespace fpscope
