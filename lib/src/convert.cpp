@@ -2,6 +2,8 @@
 
 #include <array>
 #include <mutex>
+
+#include <omp.h>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -23,30 +25,50 @@ std::optional<format_id> builtin_id(const format& f) {
 
 constexpr std::ptrdiff_t block = 4096;
 
-// The element loop. With F and R constant the round_pack body folds to a branch-free
-// sequence the compiler vectorises; blocks give OpenMP coarse work items.
+// One block of elements. With the format and mode constant the round_pack body folds to a
+// branch-free sequence the compiler vectorises; the policy comes by value and the pointers
+// are restrict so that nothing in the loop can alias the policy or the input.
 template <class In, class Out, class Fmt, class Rnd>
-void encode_loop(const In* in, Out* out, std::size_t n, Fmt fmt, Rnd rnd, const policy& pol,
+void encode_run(const In* __restrict in, Out* __restrict out, std::size_t n, Fmt fmt, Rnd rnd,
+                const policy p, const In scale, const std::uint64_t first) {
+  const format f = fmt();
+  const rounding r = rnd();
+  if (scale != In(1)) {
+    for (std::size_t i = 0; i < n; ++i)
+      out[i] = static_cast<Out>(detail::round_pack<In>(detail::to_bits(In(in[i] * scale)), f, r, p, first + i));
+  } else {
+    for (std::size_t i = 0; i < n; ++i)
+      out[i] = static_cast<Out>(detail::round_pack<In>(detail::to_bits(in[i]), f, r, p, first + i));
+  }
+}
+
+template <class In, class Out, class Fmt, class Rnd>
+void encode_block(const In* in, Out* out, std::size_t n, Fmt fmt, Rnd rnd, const policy& p,
+                  const In scale, const std::uint64_t first) {
+  // Without denormal flushing (the common case) say so with constants, so that the
+  // compiler drops the flushing masks from the loop altogether.
+  if (!p.daz && !p.ftz) {
+    policy q = p;
+    q.daz = false;
+    q.ftz = false;
+    encode_run(in, out, n, fmt, rnd, q, scale, first);
+  } else {
+    encode_run(in, out, n, fmt, rnd, p, scale, first);
+  }
+}
+
+// Blocks give OpenMP coarse work items; below the threshold the loop stays serial.
+template <class In, class Out, class Fmt, class Rnd>
+void encode_loop(const In* in, Out* out, std::size_t n, Fmt fmt, Rnd rnd, const policy& p,
                  const bulk_options& o) {
-  const policy p = pol;
-  const In scale = static_cast<In>(o.scale);
-  const bool scaled = o.scale != 1.0;
-  const std::uint64_t first = o.first_index;
   const auto blocks = static_cast<std::ptrdiff_t>((n + block - 1) / block);
   const bool parallel = o.threads != 1 && n >= parallel_threshold;
-#pragma omp parallel for schedule(static) if (parallel) num_threads(o.threads > 0 ? o.threads : 0)
+  const int threads = o.threads > 0 ? o.threads : omp_get_max_threads();
+#pragma omp parallel for schedule(static) if (parallel) num_threads(threads)
   for (std::ptrdiff_t b = 0; b < blocks; ++b) {
     const std::size_t lo = std::size_t(b) * block;
-    const std::size_t hi = std::min(n, lo + block);
-    const format f = fmt();
-    const rounding r = rnd();
-    if (scaled) {
-      for (std::size_t i = lo; i < hi; ++i)
-        out[i] = static_cast<Out>(detail::round_pack<In>(detail::to_bits(In(in[i] * scale)), f, r, p, first + i));
-    } else {
-      for (std::size_t i = lo; i < hi; ++i)
-        out[i] = static_cast<Out>(detail::round_pack<In>(detail::to_bits(in[i]), f, r, p, first + i));
-    }
+    encode_block(in + lo, out + lo, std::min<std::size_t>(block, n - lo), fmt, rnd, p,
+                 static_cast<In>(o.scale), o.first_index + lo);
   }
 }
 

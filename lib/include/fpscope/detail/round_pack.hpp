@@ -58,7 +58,7 @@ struct binary<double> {
 };
 
 template <class T>
-FPSCOPE_HD inline typename binary<T>::bits to_bits(T x) {
+FPSCOPE_HD FPSCOPE_INLINE typename binary<T>::bits to_bits(T x) {
   typename binary<T>::bits u;
   std::memcpy(&u, &x, sizeof u);
   return u;
@@ -71,29 +71,32 @@ FPSCOPE_HD inline T from_bits(typename binary<T>::bits u) {
 }
 
 /// The NaN code a NaN input becomes. `payload` is the input's fraction field.
+/// Written as selects, not a switch on the policy, so the bulk loops stay branch-free.
 template <class U, int InMan>
-FPSCOPE_HD constexpr std::uint32_t nan_code(const format& f, const policy& p, bool neg, U payload) {
-  const std::uint32_t sign = neg ? f.sign_mask() : 0u;
+FPSCOPE_HD FPSCOPE_INLINE constexpr std::uint32_t nan_code(const format& f, const policy& p,
+                                                          std::uint32_t sign, U payload) {
   const std::uint32_t all_ones = f.mask() & ~f.sign_mask();
+  const std::uint32_t canonical = p.nan == nan_style::canonical ? ~0u : 0u;
+  const std::uint32_t keep_payload = p.nan == nan_style::payload ? ~0u : 0u;
   switch (f.specials) {
     case special::ieee: {
       const std::uint32_t quiet = f.inf_bits() | (std::uint32_t{1} << (f.man_bits - 1));
-      if (p.nan == nan_style::canonical) return all_ones;
-      if (p.nan == nan_style::quiet) return sign | quiet;
-      return sign | quiet | static_cast<std::uint32_t>(payload >> (InMan - f.man_bits));
+      const std::uint32_t kept = static_cast<std::uint32_t>(payload >> (InMan - f.man_bits)) & keep_payload;
+      return (all_ones & canonical) | ((sign | quiet | kept) & ~canonical);
     }
-    case special::fn: return p.nan == nan_style::canonical ? all_ones : sign | all_ones;
+    case special::fn: return all_ones | (sign & ~canonical);
     case special::fnuz: return f.sign_mask();
     case special::e8m0: return f.mask();
-    case special::finite:
-      return p.nan_finite == nan_to_finite::max ? f.max_finite_bits() : (neg ? 0u : f.sign_mask());
+    case special::finite: {
+      const std::uint32_t to_max = p.nan_finite == nan_to_finite::max ? ~0u : 0u;
+      return (f.max_finite_bits() & to_max) | ((sign ^ f.sign_mask()) & ~to_max);
+    }
   }
   return all_ones;
 }
 
 /// What overflow to "infinity" produces: inf, else the sign-kept NaN, else max finite.
-FPSCOPE_HD constexpr std::uint32_t infinity_code(const format& f, bool neg) {
-  const std::uint32_t sign = neg ? f.sign_mask() : 0u;
+FPSCOPE_HD FPSCOPE_INLINE constexpr std::uint32_t infinity_code(const format& f, std::uint32_t sign) {
   switch (f.specials) {
     case special::ieee: return sign | f.inf_bits();
     case special::fn: return sign | (f.mask() & ~f.sign_mask());
@@ -104,10 +107,37 @@ FPSCOPE_HD constexpr std::uint32_t infinity_code(const format& f, bool neg) {
   return 0;
 }
 
+/// m / 2^d rounded to an integer by `rm` (d >= 1). Each mode is one add-and-shift: the bias
+/// added below the rounding point carries into the kept bits exactly when the mode rounds
+/// away from zero. Integer arithmetic only (no bool lanes), so bulk loops vectorise.
+/// `neg_m` is all ones for a negative input, else 0. `rnd` is the stochastic-rounding draw: the top min(d, 32) dropped bits plus as many
+/// random bits carry with probability equal to the dropped fraction.
+template <class U>
+FPSCOPE_HD FPSCOPE_INLINE U round_significand(U m, int d, rounding rm, U neg_m, std::uint32_t rnd) {
+  constexpr U one = 1;
+  const U low = (one << d) - 1;
+  const U half = one << (d - 1);
+  U bias = 0;
+  switch (rm) {
+    case rounding::rne: bias = half - 1 + ((m >> d) & one); break;
+    case rounding::rna: bias = half; break;
+    case rounding::rtz: break;
+    case rounding::rup: bias = low & ~neg_m; break;
+    case rounding::rdn: bias = low & neg_m; break;
+    case rounding::rto: return (m >> d) | (((m & low) + low) >> d);  // sticky into the last bit
+    case rounding::sr: {
+      const int k = d < 32 ? d : 32;
+      bias = static_cast<U>(static_cast<U>(rnd >> (32 - k)) << (d - k));
+      break;
+    }
+  }
+  return (m + bias) >> d;
+}
+
 /// Round and pack one binary32/binary64 bit pattern `x` into format `f` with rounding `rm`.
 /// `index` keys stochastic rounding; with Flags, IEEE flags are or-ed into *flags.
 template <class In, bool Flags = false>
-FPSCOPE_HD inline std::uint32_t round_pack(typename binary<In>::bits x, const format& f, rounding rm,
+FPSCOPE_HD FPSCOPE_INLINE std::uint32_t round_pack(typename binary<In>::bits x, const format& f, rounding rm,
                                            const policy& p, std::uint64_t index = 0,
                                            unsigned* flags = nullptr) {
   using B = binary<In>;
@@ -117,63 +147,55 @@ FPSCOPE_HD inline std::uint32_t round_pack(typename binary<In>::bits x, const fo
   constexpr U inf_in = ((one << (B::width - 1 - B::man)) - 1) << B::man;
   constexpr U man_mask = (one << B::man) - 1;
 
-  const bool neg = (x & sign_in) != 0;
+  // Per-lane conditions are masks (all ones / zero) of the lane's width, and policy switches
+  // are turned into such masks once: the vectoriser blends masks but not mixed-width bools.
+  const auto sel = [](U mask, U yes, U no) { return (yes & mask) | (no & ~mask); };
+  const auto mask_if = [](bool c) { return c ? ~U{0} : U{0}; };
+  const U neg_m = U{0} - (x >> (B::width - 1));
+  const U sign = (x >> (B::width - f.bits)) & f.sign_mask();  // the sign, moved to its place
   U a = x & ~sign_in;
-  if (p.daz && a <= man_mask) a = 0;
-  const bool is_nan = a > inf_in;
-  const bool is_inf = a == inf_in;
+  a &= ~(mask_if(p.daz) & (U{0} - U(a <= man_mask)));
+  const U nan_m = U{0} - U(a > inf_in);
+  const U inf_m = U{0} - U(a == inf_in);
 
   // Finite path: value = m * 2^(e_unb - man); the target quantum is 2^(max(e, emin) - p).
   // Input subnormals take e_unb = emin_in <= emin of every format, so e_eff = emin for them.
   const U ef = a >> B::man;
-  const int e_unb = int(ef > 0 ? ef : one) - B::bias;
+  const U ef1 = ef > 0 ? ef : one;
+  const int e_unb = int(ef1) - B::bias;
   const int emin = f.emin();
   const int e_eff = e_unb > emin ? e_unb : emin;
   int d = B::man - f.man_bits + (e_eff - e_unb);
   d = d < B::man + 2 ? d : B::man + 2;  // beyond that every bit is below half a quantum
-  const U m = (a & man_mask) | (ef != 0 ? one << B::man : U{0});
-  U q = m >> d;
+  const U m = a - ((ef1 - 1) << B::man);  // the significand, hidden bit included
+  const std::uint32_t rnd = rm == rounding::sr ? sr_bits(p.seed, index) : 0u;
   const U rem = m & ((one << d) - 1);
-  const U half = one << (d - 1);
-  U inc = 0;
-  switch (rm) {
-    case rounding::rne: inc = (rem > half) | ((rem == half) & (q & 1)); break;
-    case rounding::rna: inc = rem >= half; break;
-    case rounding::rtz: break;
-    case rounding::rup: inc = (rem != 0) & !neg; break;
-    case rounding::rdn: inc = (rem != 0) & neg; break;
-    case rounding::rto: q |= (rem != 0); break;
-    case rounding::sr: {
-      const int k = d < 32 ? d : 32;
-      const std::uint64_t top = static_cast<std::uint64_t>(rem >> (d - k));
-      const std::uint64_t rnd = sr_bits(p.seed, index) >> (32 - k);
-      inc = static_cast<U>((top + rnd) >> k);
-      break;
-    }
-  }
+  const U r = round_significand(m, d, rm, neg_m, rnd);
   // Packing by addition: the exponent code below the hidden bit, plus the rounded significand.
-  U mag = (static_cast<U>(e_eff + f.bias - 1) << f.man_bits) + q + inc;
+  U mag = (static_cast<U>(e_eff + f.bias - 1) << f.man_bits) + r;
   if (!f.subnormals && e_unb < emin) mag = 0;  // e8m0: its smallest value stands for all below
-  const bool flushed = p.ftz && f.subnormals && mag != 0 && mag < (one << f.man_bits);
-  if (flushed) mag = 0;
+  const U flush_m = mask_if(p.ftz && f.subnormals) & (U{0} - U(mag - 1 < (one << f.man_bits) - 1));
+  mag &= ~flush_m;
 
   const U maxb = f.max_finite_bits();
-  const bool ovf = mag > maxb;
-  const bool to_max = p.on_overflow == overflow::saturate || rm == rounding::rtz ||
-                      rm == rounding::rto || (rm == rounding::rup && neg) ||
-                      (rm == rounding::rdn && !neg);
-  const std::uint32_t sign = neg ? f.sign_mask() : 0u;
-  std::uint32_t finite = ovf ? (to_max ? sign | static_cast<std::uint32_t>(maxb) : infinity_code(f, neg))
-                             : sign | static_cast<std::uint32_t>(mag);
-  if (f.specials == special::fnuz && mag == 0) finite = 0;  // no negative zero
+  const U ovf_m = U{0} - U(mag > maxb);
+  // IEEE: rounding toward zero never overflows to inf, nor do the directed modes on their far side.
+  U to_max_m = mask_if(p.on_overflow == overflow::saturate || rm == rounding::rtz || rm == rounding::rto);
+  if (rm == rounding::rup) to_max_m |= neg_m;
+  if (rm == rounding::rdn) to_max_m |= ~neg_m;
+  const U overflowed = sel(to_max_m, sign | maxb, infinity_code(f, std::uint32_t(sign)));
+  U finite = sel(ovf_m, overflowed, sign | mag);
+  if (f.specials == special::fnuz) finite &= ~(U{0} - U(mag == 0));  // no negative zero
 
   const bool sat_inf = p.on_overflow == overflow::saturate && p.saturate_inf;
-  const std::uint32_t inf_out =
-      sat_inf ? sign | static_cast<std::uint32_t>(maxb)
-              : (f.specials == special::fn ? nan_code<U, B::man>(f, p, neg, 0) : infinity_code(f, neg));
-  std::uint32_t out = is_nan ? nan_code<U, B::man>(f, p, neg, a & man_mask) : is_inf ? inf_out : finite;
+  const U inf_out = sel(mask_if(sat_inf), sign | maxb,
+                        f.specials == special::fn ? U(nan_code<U, B::man>(f, p, std::uint32_t(sign), 0))
+                                                  : U(infinity_code(f, std::uint32_t(sign))));
+  U out = sel(nan_m, nan_code<U, B::man>(f, p, std::uint32_t(sign), a & man_mask), sel(inf_m, inf_out, finite));
   // e8m0 is unsigned with no zero: negatives and zero are NaN.
-  if (f.specials == special::e8m0 && (neg || a == 0) && !is_nan) out = f.mask();
+  if (f.specials == special::e8m0) out = sel((neg_m | (U{0} - U(a == 0))) & ~nan_m, f.mask(), out);
+  const bool neg = neg_m != 0, is_nan = nan_m != 0, is_inf = inf_m != 0, ovf = ovf_m != 0,
+             flushed = flush_m != 0;
 
   if constexpr (Flags) {
     unsigned fl = 0;
@@ -191,24 +213,14 @@ FPSCOPE_HD inline std::uint32_t round_pack(typename binary<In>::bits x, const fo
       // Tiny after rounding: below 2^emin once rounded to p bits with an unbounded exponent.
       bool tiny = a != 0 && (ef == 0 || e_unb < emin - 1);
       if (e_unb == emin - 1 && ef != 0) {
-        const int dn = B::man - f.man_bits;
-        const U qn = m >> dn, rn = m & ((one << dn) - 1), hn = one << (dn - 1);
-        U up = 0;
-        switch (rm) {
-          case rounding::rne: up = (rn > hn) | ((rn == hn) & (qn & 1)); break;
-          case rounding::rna: up = rn >= hn; break;
-          case rounding::rup: up = (rn != 0) & !neg; break;
-          case rounding::rdn: up = (rn != 0) & neg; break;
-          case rounding::sr: up = inc; break;  // same draw
-          default: break;
-        }
-        tiny = ((qn + up) >> (f.man_bits + 1)) == 0;
+        const U rn = round_significand(m, B::man - f.man_bits, rm, neg_m, rnd);
+        tiny = (rn >> (f.man_bits + 1)) == 0;  // did not carry up to 2^emin
       }
       if (tiny && inexact) fl |= flag_underflow;
     }
     *flags |= fl;
   }
-  return out;
+  return static_cast<std::uint32_t>(out);
 }
 
 /// Exact value of a code as double (every built-in format fits), NaN quiet with its payload.

@@ -1,0 +1,134 @@
+// NumPy .npy files: a memory-mapped reader and a streaming writer that never leaves a partial
+// output file behind. Only what the fpscope tools exchange: little-endian float16/32/64 and
+// uint8/16/32, C order, format versions 1.0, 2.0 and 3.0.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <vector>
+
+namespace fpscope {
+
+/// Every problem with an .npy file: one line naming the file and the problem.
+class npy_error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// The element types supported, by their .npy descr.
+enum class npy_dtype : std::uint8_t { f2, f4, f8, u1, u2, u4 };
+
+/// "<f2", "<f4", "<f8", "|u1", "<u2", "<u4".
+std::string_view npy_descr(npy_dtype t);
+/// "float16", ..., "uint32".
+std::string_view npy_type_name(npy_dtype t);
+/// Bytes per element.
+std::size_t npy_itemsize(npy_dtype t);
+/// The unsigned dtype of a storage word of `bytes` bytes (1, 2 or 4).
+npy_dtype npy_uint_dtype(int bytes);
+/// "(3, 4)", "(5,)", "()".
+std::string npy_shape_string(std::span<const std::uint64_t> shape);
+
+/// A read-only memory mapping of an .npy file. Files larger than memory work: pages come in
+/// on demand, and release() hands back the pages of a range already consumed.
+class npy_reader {
+ public:
+  /// Opens, maps and validates `path`; throws npy_error.
+  explicit npy_reader(std::string path);
+  ~npy_reader();
+  npy_reader(npy_reader&& o) noexcept;
+  npy_reader& operator=(npy_reader&& o) noexcept;
+  npy_reader(const npy_reader&) = delete;
+  npy_reader& operator=(const npy_reader&) = delete;
+
+  const std::string& path() const { return path_; }
+  int version() const { return version_; }  ///< major format version: 1, 2 or 3
+  npy_dtype dtype() const { return dtype_; }
+  const std::vector<std::uint64_t>& shape() const { return shape_; }
+  std::uint64_t size() const { return count_; }  ///< element count (1 for shape ())
+  std::size_t data_bytes() const { return static_cast<std::size_t>(count_ * npy_itemsize(dtype_)); }
+  std::size_t data_offset() const { return data_offset_; }  ///< header length in bytes
+  const std::byte* data() const { return base_ + data_offset_; }
+
+  /// The elements as T, which must match dtype() in size and kind (std::uint16_t for f2).
+  template <class T>
+  std::span<const T> values() const {
+    check_type(sizeof(T), is_float<T>());
+    return {reinterpret_cast<const T*>(data()), static_cast<std::size_t>(count_)};
+  }
+
+  /// Tells the kernel the elements [first, first + n) are done with (their pages may go).
+  void release(std::uint64_t first, std::uint64_t n) const;
+
+ private:
+  template <class T>
+  static constexpr bool is_float() {
+    return std::is_same_v<T, float> || std::is_same_v<T, double>;
+  }
+  void check_type(std::size_t bytes, bool floating) const;
+  void unmap() noexcept;
+
+  std::string path_;
+  const std::byte* base_ = nullptr;
+  std::size_t map_bytes_ = 0;
+  std::size_t data_offset_ = 0;
+  int version_ = 1;
+  npy_dtype dtype_ = npy_dtype::f4;
+  std::vector<std::uint64_t> shape_;
+  std::uint64_t count_ = 0;
+};
+
+/// Writes an .npy file (version 1.0, or 2.0 when the header needs it) by streaming to
+/// `<path>.tmp.<pid>`, renamed to `path` by commit(). Destroyed without commit() (an error,
+/// an exception), the temporary file is deleted: no partial output file is ever left.
+class npy_writer {
+ public:
+  /// Creates the temporary file; throws npy_error naming `path` if it cannot be written.
+  npy_writer(std::string path, npy_dtype dtype, std::vector<std::uint64_t> shape);
+  ~npy_writer();
+  npy_writer(const npy_writer&) = delete;
+  npy_writer& operator=(const npy_writer&) = delete;
+
+  /// Appends raw little-endian element bytes.
+  void write(const void* bytes, std::size_t n);
+  template <class T>
+  void write(std::span<const T> v) {
+    write(v.data(), v.size_bytes());
+  }
+  /// Checks that exactly the declared elements were written, flushes and renames into place.
+  void commit();
+
+  const std::string& path() const { return path_; }
+  const std::string& temp_path() const { return temp_; }
+
+ private:
+  void flush_buffer();
+  void abandon() noexcept;
+
+  std::string path_, temp_;
+  int fd_ = -1;
+  int slot_ = -1;
+  std::uint64_t expected_ = 0, written_ = 0;
+  std::vector<char> buffer_;
+  bool committed_ = false;
+};
+
+/// Writes a whole array at once (through npy_writer).
+template <class T>
+void npy_save(const std::string& path, npy_dtype dtype, std::vector<std::uint64_t> shape,
+              std::span<const T> v) {
+  npy_writer w(path, dtype, std::move(shape));
+  w.write(v);
+  w.commit();
+}
+
+/// Deletes the temporary files of every npy_writer alive. Async-signal-safe: a program's
+/// SIGINT/SIGTERM handler calls it so that an interrupted write leaves nothing behind.
+void npy_remove_temporaries() noexcept;
+
+}  // namespace fpscope

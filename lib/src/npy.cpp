@@ -1,0 +1,518 @@
+#include "fpscope/npy.hpp"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <optional>
+#include <utility>
+
+namespace fpscope {
+namespace {
+
+constexpr char magic[] = "\x93NUMPY";
+constexpr std::size_t magic_len = 6;
+constexpr std::string_view supported = "<f2, <f4, <f8, |u1, <u2, <u4";
+
+[[noreturn]] void fail(const std::string& path, const std::string& what) {
+  throw npy_error(path + ": " + what);
+}
+
+std::string errno_text(int e) { return std::strerror(e); }
+
+// One-line rendering of header text for messages: printable ASCII, at most 60 characters.
+std::string excerpt(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    if (out.size() >= 60) {
+      out += "...";
+      break;
+    }
+    out += (c >= 32 && c < 127) ? c : '?';
+  }
+  return out;
+}
+
+// A Python literal as .npy headers write them: a dict of str keys whose values are str,
+// True/False, int or tuples/lists of these.
+struct literal {
+  enum kind_t { string, boolean, integer, sequence, dict, none } kind = none;
+  std::string str;
+  bool b = false;
+  std::uint64_t i = 0;
+  std::vector<literal> items;                          // sequence
+  std::vector<std::pair<std::string, literal>> entries;  // dict
+};
+
+class header_parser {
+ public:
+  explicit header_parser(std::string_view s) : s_(s) {}
+
+  literal parse_dict() {
+    const literal v = value(0);
+    skip_space();
+    if (pos_ != s_.size()) error("unexpected '" + excerpt(s_.substr(pos_)) + "' after the dictionary");
+    if (v.kind != literal::dict) error("not a dictionary");
+    return v;
+  }
+
+ private:
+  [[noreturn]] void error(const std::string& what) { throw std::invalid_argument(what); }
+  void skip_space() {
+    while (pos_ < s_.size() && (s_[pos_] == ' ' || s_[pos_] == '\t' || s_[pos_] == '\n' || s_[pos_] == '\r'))
+      ++pos_;
+  }
+  bool eat(char c) {
+    skip_space();
+    if (pos_ < s_.size() && s_[pos_] == c) {
+      ++pos_;
+      return true;
+    }
+    return false;
+  }
+  literal value(int depth) {
+    if (depth > 8) error("nested too deeply");
+    skip_space();
+    if (pos_ >= s_.size()) error("unexpected end");
+    const char c = s_[pos_];
+    literal v;
+    if (c == '\'' || c == '"') {
+      v.kind = literal::string;
+      ++pos_;
+      while (pos_ < s_.size() && s_[pos_] != c) {
+        if (s_[pos_] == '\\') error("escapes in strings are not supported");
+        v.str += s_[pos_++];
+      }
+      if (pos_ >= s_.size()) error("unterminated string");
+      ++pos_;
+    } else if (c >= '0' && c <= '9') {
+      v.kind = literal::integer;
+      while (pos_ < s_.size() && s_[pos_] >= '0' && s_[pos_] <= '9') {
+        const std::uint64_t d = std::uint64_t(s_[pos_++] - '0');
+        if (v.i > (UINT64_MAX - d) / 10) error("integer too large");
+        v.i = v.i * 10 + d;
+      }
+      if (pos_ < s_.size() && (s_[pos_] == 'L' || s_[pos_] == 'l')) ++pos_;  // Python 2 long
+    } else if (s_.substr(pos_, 4) == "True") {
+      v.kind = literal::boolean, v.b = true, pos_ += 4;
+    } else if (s_.substr(pos_, 5) == "False") {
+      v.kind = literal::boolean, v.b = false, pos_ += 5;
+    } else if (c == '(' || c == '[') {
+      v.kind = literal::sequence;
+      const char close = c == '(' ? ')' : ']';
+      ++pos_;
+      bool comma = true;
+      while (!eat(close)) {
+        if (!comma) error(std::string("expected ',' or '") + close + "'");
+        v.items.push_back(value(depth + 1));
+        comma = eat(',');
+      }
+      // (5) is the integer 5 in Python, not a tuple.
+      if (c == '(' && v.items.size() == 1 && !comma) {
+        literal inner = v.items[0];
+        v = inner;
+      }
+    } else if (c == '{') {
+      v.kind = literal::dict;
+      ++pos_;
+      bool comma = true;
+      while (!eat('}')) {
+        if (!comma) error("expected ',' or '}'");
+        const literal key = value(depth + 1);
+        if (key.kind != literal::string) error("dictionary keys must be strings");
+        if (!eat(':')) error("expected ':' after '" + key.str + "'");
+        v.entries.emplace_back(key.str, value(depth + 1));
+        comma = eat(',');
+      }
+    } else {
+      error("unexpected '" + excerpt(s_.substr(pos_)) + "'");
+    }
+    return v;
+  }
+
+  std::string_view s_;
+  std::size_t pos_ = 0;
+};
+
+std::optional<npy_dtype> parse_descr(std::string_view d) {
+  if (d.size() != 3) return std::nullopt;
+  const char order = d[0];
+  const std::string_view t = d.substr(1);
+  const bool one_byte = t == "u1";
+  if (!(order == '<' || (one_byte && (order == '|' || order == '=' || order == '>')))) return std::nullopt;
+  if (t == "f2") return npy_dtype::f2;
+  if (t == "f4") return npy_dtype::f4;
+  if (t == "f8") return npy_dtype::f8;
+  if (t == "u1") return npy_dtype::u1;
+  if (t == "u2") return npy_dtype::u2;
+  if (t == "u4") return npy_dtype::u4;
+  return std::nullopt;
+}
+
+std::uint32_t read_le(const unsigned char* p, int n) {
+  std::uint32_t v = 0;
+  for (int i = n - 1; i >= 0; --i) v = (v << 8) | p[i];
+  return v;
+}
+
+// Temporary files of live writers, for npy_remove_temporaries() from a signal handler.
+constexpr int max_temporaries = 16;
+constexpr std::size_t max_temp_path = 4096;
+struct temporaries {
+  std::array<std::atomic<int>, max_temporaries> state{};  // 0 free, 1 being filled, 2 live
+  char paths[max_temporaries][max_temp_path]{};
+};
+temporaries& temps() {
+  static temporaries t;
+  return t;
+}
+static_assert(std::atomic<int>::is_always_lock_free);
+
+int register_temporary(const std::string& path) {
+  if (path.size() >= max_temp_path) return -1;
+  auto& t = temps();
+  for (int i = 0; i < max_temporaries; ++i) {
+    int expected = 0;
+    if (t.state[i].compare_exchange_strong(expected, 1)) {
+      std::memcpy(t.paths[i], path.c_str(), path.size() + 1);
+      t.state[i].store(2);
+      return i;
+    }
+  }
+  return -1;
+}
+void unregister_temporary(int slot) noexcept {
+  if (slot >= 0) temps().state[slot].store(0);
+}
+
+}  // namespace
+
+std::string_view npy_descr(npy_dtype t) {
+  switch (t) {
+    case npy_dtype::f2: return "<f2";
+    case npy_dtype::f4: return "<f4";
+    case npy_dtype::f8: return "<f8";
+    case npy_dtype::u1: return "|u1";
+    case npy_dtype::u2: return "<u2";
+    case npy_dtype::u4: return "<u4";
+  }
+  return "?";
+}
+
+std::string_view npy_type_name(npy_dtype t) {
+  switch (t) {
+    case npy_dtype::f2: return "float16";
+    case npy_dtype::f4: return "float32";
+    case npy_dtype::f8: return "float64";
+    case npy_dtype::u1: return "uint8";
+    case npy_dtype::u2: return "uint16";
+    case npy_dtype::u4: return "uint32";
+  }
+  return "?";
+}
+
+std::size_t npy_itemsize(npy_dtype t) {
+  switch (t) {
+    case npy_dtype::u1: return 1;
+    case npy_dtype::f2:
+    case npy_dtype::u2: return 2;
+    case npy_dtype::f4:
+    case npy_dtype::u4: return 4;
+    case npy_dtype::f8: return 8;
+  }
+  return 1;
+}
+
+npy_dtype npy_uint_dtype(int bytes) {
+  switch (bytes) {
+    case 1: return npy_dtype::u1;
+    case 2: return npy_dtype::u2;
+    case 4: return npy_dtype::u4;
+    default: throw std::invalid_argument("npy_uint_dtype: no uint dtype of " + std::to_string(bytes) + " bytes");
+  }
+}
+
+std::string npy_shape_string(std::span<const std::uint64_t> shape) {
+  std::string s = "(";
+  for (std::size_t i = 0; i < shape.size(); ++i) {
+    if (i) s += ", ";
+    s += std::to_string(shape[i]);
+  }
+  if (shape.size() == 1) s += ',';
+  return s + ')';
+}
+
+// ---- reader ----
+
+npy_reader::npy_reader(std::string path) : path_(std::move(path)) {
+  const int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) fail(path_, "cannot open: " + errno_text(errno));
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    const int e = errno;
+    ::close(fd);
+    fail(path_, "cannot stat: " + errno_text(e));
+  }
+  if (S_ISDIR(st.st_mode)) {
+    ::close(fd);
+    fail(path_, "is a directory, not an .npy file");
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    fail(path_, "not a regular file");
+  }
+  const auto file_bytes = static_cast<std::uint64_t>(st.st_size);
+  if (file_bytes == 0) {
+    ::close(fd);
+    fail(path_, "not an .npy file (empty file)");
+  }
+  map_bytes_ = static_cast<std::size_t>(file_bytes);
+  void* m = ::mmap(nullptr, map_bytes_, PROT_READ, MAP_SHARED, fd, 0);
+  const int map_errno = errno;
+  ::close(fd);  // the mapping keeps the file
+  if (m == MAP_FAILED) {
+    map_bytes_ = 0;
+    fail(path_, "cannot map: " + errno_text(map_errno));
+  }
+  base_ = static_cast<const std::byte*>(m);
+  try {
+    const auto* u = reinterpret_cast<const unsigned char*>(base_);
+    if (file_bytes < magic_len || std::memcmp(u, magic, magic_len) != 0) fail(path_, "not an .npy file (bad magic)");
+    if (file_bytes < magic_len + 2) fail(path_, "malformed .npy header: file ends inside the header");
+    const int major = u[6], minor = u[7];
+    if (!((major == 1 || major == 2 || major == 3) && minor == 0))
+      fail(path_, "unsupported .npy format version " + std::to_string(major) + "." + std::to_string(minor) +
+                      " (supported: 1.0, 2.0, 3.0)");
+    version_ = major;
+    const std::size_t len_bytes = major == 1 ? 2 : 4;
+    if (file_bytes < magic_len + 2 + len_bytes) fail(path_, "malformed .npy header: file ends inside the header");
+    const std::uint64_t header_len = read_le(u + 8, int(len_bytes));
+    data_offset_ = magic_len + 2 + len_bytes + header_len;
+    if (data_offset_ > file_bytes)
+      fail(path_, "malformed .npy header: header of " + std::to_string(header_len) + " bytes but the file has " +
+                      std::to_string(file_bytes) + " bytes");
+    const std::string_view text(reinterpret_cast<const char*>(u) + magic_len + 2 + len_bytes, header_len);
+
+    literal dict;
+    try {
+      dict = header_parser(text).parse_dict();
+    } catch (const std::invalid_argument& e) {
+      fail(path_, std::string("malformed .npy header: ") + e.what());
+    }
+    const literal* descr = nullptr;
+    const literal* fortran = nullptr;
+    const literal* shape = nullptr;
+    for (const auto& [k, v] : dict.entries) {
+      if (k == "descr") descr = &v;
+      else if (k == "fortran_order") fortran = &v;
+      else if (k == "shape") shape = &v;
+      else fail(path_, "malformed .npy header: unexpected key '" + excerpt(k) + "'");
+    }
+    if (!descr || !fortran || !shape)
+      fail(path_, std::string("malformed .npy header: missing key '") +
+                      (!descr ? "descr" : !fortran ? "fortran_order" : "shape") + "'");
+    if (descr->kind != literal::string)
+      fail(path_, "unsupported dtype (structured or nested; supported: " + std::string(supported) + ")");
+    if (fortran->kind != literal::boolean) fail(path_, "malformed .npy header: fortran_order is not True or False");
+    if (shape->kind != literal::sequence)
+      fail(path_, "malformed .npy header: shape is not a tuple of integers");
+    for (const auto& d : shape->items)
+      if (d.kind != literal::integer) fail(path_, "malformed .npy header: shape is not a tuple of integers");
+
+    const std::string& d = descr->str;
+    if (auto t = parse_descr(d)) {
+      dtype_ = *t;
+    } else if (d.size() >= 2 && d[0] == '>' && parse_descr("<" + d.substr(1))) {
+      fail(path_, "big-endian dtype '" + excerpt(d) + "' is not supported (save it as '<" + excerpt(d.substr(1)) +
+                      "', e.g. a.astype(a.dtype.newbyteorder('<')))");
+    } else {
+      fail(path_, "unsupported dtype '" + excerpt(d) + "' (supported: " + std::string(supported) + ")");
+    }
+    if (fortran->b)
+      fail(path_, "Fortran-order arrays are not supported (save a C-order array: np.ascontiguousarray(a))");
+
+    count_ = 1;
+    for (const auto& dim : shape->items) {
+      shape_.push_back(dim.i);
+      if (__builtin_mul_overflow(count_, dim.i, &count_)) fail(path_, "malformed .npy header: shape too large");
+    }
+    std::uint64_t expected = 0;
+    if (__builtin_mul_overflow(count_, std::uint64_t(npy_itemsize(dtype_)), &expected))
+      fail(path_, "malformed .npy header: shape too large");
+    const std::uint64_t found = file_bytes - data_offset_;
+    if (found < expected)
+      fail(path_, "truncated data: expected " + std::to_string(expected) + " bytes, found " + std::to_string(found));
+    if (expected) ::madvise(const_cast<std::byte*>(base_), map_bytes_, MADV_SEQUENTIAL);
+  } catch (...) {
+    unmap();
+    throw;
+  }
+}
+
+npy_reader::~npy_reader() { unmap(); }
+
+npy_reader::npy_reader(npy_reader&& o) noexcept
+    : path_(std::move(o.path_)),
+      base_(std::exchange(o.base_, nullptr)),
+      map_bytes_(std::exchange(o.map_bytes_, 0)),
+      data_offset_(o.data_offset_),
+      version_(o.version_),
+      dtype_(o.dtype_),
+      shape_(std::move(o.shape_)),
+      count_(o.count_) {}
+
+npy_reader& npy_reader::operator=(npy_reader&& o) noexcept {
+  if (this != &o) {
+    unmap();
+    path_ = std::move(o.path_);
+    base_ = std::exchange(o.base_, nullptr);
+    map_bytes_ = std::exchange(o.map_bytes_, 0);
+    data_offset_ = o.data_offset_;
+    version_ = o.version_;
+    dtype_ = o.dtype_;
+    shape_ = std::move(o.shape_);
+    count_ = o.count_;
+  }
+  return *this;
+}
+
+void npy_reader::unmap() noexcept {
+  if (base_) ::munmap(const_cast<std::byte*>(base_), map_bytes_);
+  base_ = nullptr;
+  map_bytes_ = 0;
+}
+
+void npy_reader::check_type(std::size_t bytes, bool floating) const {
+  const bool is_float = dtype_ == npy_dtype::f4 || dtype_ == npy_dtype::f8;
+  if (bytes != npy_itemsize(dtype_) || floating != is_float)
+    throw std::invalid_argument(path_ + ": values<T>() with a type that does not match dtype " +
+                                std::string(npy_descr(dtype_)));
+}
+
+void npy_reader::release(std::uint64_t first, std::uint64_t n) const {
+  if (!base_ || n == 0) return;
+  const auto page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+  const std::uint64_t size = npy_itemsize(dtype_);
+  std::uint64_t lo = data_offset_ + first * size;
+  std::uint64_t hi = std::min<std::uint64_t>(data_offset_ + (first + n) * size, map_bytes_);
+  lo = (lo + page - 1) / page * page;  // whole pages inside the range only
+  hi = hi / page * page;
+  if (hi > lo) ::madvise(const_cast<std::byte*>(base_) + lo, hi - lo, MADV_DONTNEED);
+}
+
+// ---- writer ----
+
+namespace {
+std::string make_header(npy_dtype dtype, std::span<const std::uint64_t> shape, int& version) {
+  std::string dict = "{'descr': '" + std::string(npy_descr(dtype)) +
+                     "', 'fortran_order': False, 'shape': " + npy_shape_string(shape) + ", }";
+  // Total header (magic, version, length, dict, padding, '\n') is a multiple of 64 bytes.
+  version = dict.size() + 1 + 10 <= 65535 ? 1 : 2;
+  const std::size_t prefix = version == 1 ? 10 : 12;
+  const std::size_t total = (prefix + dict.size() + 1 + 63) / 64 * 64;
+  dict.append(total - prefix - dict.size() - 1, ' ');
+  dict += '\n';
+  const std::size_t len = dict.size();
+  std::string h(magic, magic_len);
+  h += static_cast<char>(version);
+  h += '\0';
+  for (std::size_t i = 0; i < (version == 1 ? 2u : 4u); ++i) h += static_cast<char>((len >> (8 * i)) & 0xFF);
+  return h + dict;
+}
+}  // namespace
+
+npy_writer::npy_writer(std::string path, npy_dtype dtype, std::vector<std::uint64_t> shape)
+    : path_(std::move(path)) {
+  if (path_.empty()) throw npy_error("output path is empty");
+  struct stat st {};
+  if (::stat(path_.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) fail(path_, "cannot write: is a directory");
+  expected_ = npy_itemsize(dtype);
+  for (auto d : shape)
+    if (__builtin_mul_overflow(expected_, d, &expected_)) fail(path_, "cannot write: shape too large");
+  temp_ = path_ + ".tmp." + std::to_string(::getpid());
+  fd_ = ::open(temp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+  if (fd_ < 0) fail(path_, "cannot write: " + errno_text(errno));
+  slot_ = register_temporary(temp_);
+  buffer_.reserve(std::size_t{1} << 20);
+  int version = 1;
+  const std::string header = make_header(dtype, shape, version);
+  try {
+    buffer_.insert(buffer_.end(), header.begin(), header.end());
+  } catch (...) {
+    abandon();
+    throw;
+  }
+}
+
+npy_writer::~npy_writer() {
+  if (!committed_) abandon();
+}
+
+void npy_writer::abandon() noexcept {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+  if (!temp_.empty()) ::unlink(temp_.c_str());
+  unregister_temporary(slot_);
+  slot_ = -1;
+}
+
+void npy_writer::flush_buffer() {
+  const char* p = buffer_.data();
+  std::size_t n = buffer_.size();
+  while (n > 0) {
+    const ssize_t k = ::write(fd_, p, n);
+    if (k < 0) {
+      if (errno == EINTR) continue;
+      fail(path_, "write failed: " + errno_text(errno));
+    }
+    p += k;
+    n -= static_cast<std::size_t>(k);
+  }
+  buffer_.clear();
+}
+
+void npy_writer::write(const void* bytes, std::size_t n) {
+  if (committed_ || fd_ < 0) throw std::logic_error(path_ + ": write after commit");
+  if (n > expected_ - written_)
+    throw std::logic_error(path_ + ": more data written than the shape declares");
+  const char* p = static_cast<const char*>(bytes);
+  written_ += n;
+  while (n > 0) {
+    const std::size_t room = buffer_.capacity() - buffer_.size();
+    const std::size_t k = std::min(room, n);
+    buffer_.insert(buffer_.end(), p, p + k);
+    p += k;
+    n -= k;
+    if (buffer_.size() == buffer_.capacity()) flush_buffer();
+  }
+}
+
+void npy_writer::commit() {
+  if (committed_) return;
+  if (fd_ < 0) throw std::logic_error(path_ + ": commit after a failed write");
+  if (written_ != expected_)
+    throw std::logic_error(path_ + ": wrote " + std::to_string(written_) + " of " + std::to_string(expected_) +
+                           " data bytes");
+  flush_buffer();
+  const int fd = std::exchange(fd_, -1);
+  if (::close(fd) != 0) fail(path_, "write failed: " + errno_text(errno));
+  if (::rename(temp_.c_str(), path_.c_str()) != 0) fail(path_, "cannot write: " + errno_text(errno));
+  committed_ = true;
+  unregister_temporary(slot_);
+  slot_ = -1;
+}
+
+void npy_remove_temporaries() noexcept {
+  auto& t = temps();
+  for (int i = 0; i < max_temporaries; ++i)
+    if (t.state[i].load() == 2) ::unlink(t.paths[i]);
+}
+
+}  // namespace fpscope

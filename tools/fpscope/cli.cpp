@@ -1,0 +1,137 @@
+#include "cli.hpp"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <fmt/format.h>
+
+namespace fpscope::cli {
+
+std::vector<command>& commands() {
+  static std::vector<command> list;
+  return list;
+}
+
+registrar::registrar(std::string_view name, int order, setup_fn setup) {
+  commands().push_back({name, order, setup});
+}
+
+std::string rounding_names() {
+  std::string s;
+  for (int i = 0; i <= int(rounding::sr); ++i) s += (i ? ", " : "") + std::string(name(static_cast<rounding>(i)));
+  return s;
+}
+
+std::string profile_names() {
+  std::string s;
+  for (int i = 0; i <= int(profile::ml_dtypes); ++i)
+    s += (i ? ", " : "") + std::string(name(static_cast<profile>(i)));
+  return s;
+}
+
+CLI::Validator count_check(bool positive) {
+  return CLI::Validator(
+      [positive](std::string& s) {
+        const bool digits = !s.empty() && s.find_first_not_of("0123456789") == std::string::npos;
+        const bool zero = digits && s.find_first_not_of('0') == std::string::npos;
+        errno = 0;
+        if (digits && (std::strtoull(s.c_str(), nullptr, 10), errno == ERANGE)) return "'" + s + "' is too large";
+        if (digits && !(positive && zero)) return std::string();
+        return "'" + s + "' is not a " + (positive ? "positive" : "non-negative") + " integer";
+      },
+      positive ? "N>0" : "N>=0", positive ? "positive" : "non-negative");
+}
+
+void add_conversion_options(CLI::App& app, conversion_options& o) {
+  const CLI::Validator format_check(
+      [](std::string& s) {
+        return find_format(s) ? std::string()
+                              : "unknown format '" + s + "' (known: " + std::string(format_names()) + ")";
+      },
+      "FORMAT", "format");
+  const CLI::Validator rounding_check(
+      [](std::string& s) {
+        return find_rounding(s) ? std::string() : "unknown rounding mode '" + s + "' (known: " + rounding_names() + ")";
+      },
+      "MODE", "rounding");
+  const CLI::Validator profile_check(
+      [](std::string& s) {
+        return find_profile(s) ? std::string() : "unknown profile '" + s + "' (known: " + profile_names() + ")";
+      },
+      "PROFILE", "profile");
+  const CLI::Validator overflow_check(
+      [](std::string& s) {
+        return s == "inf" || s == "saturate" ? std::string()
+                                             : "unknown overflow policy '" + s + "' (known: inf, saturate)";
+      },
+      "inf|saturate", "overflow");
+  const CLI::Validator finite_check(
+      [](std::string& s) {
+        char* end = nullptr;
+        const double v = std::strtod(s.c_str(), &end);
+        return std::isfinite(v) ? std::string() : "scale must be finite, not '" + s + "'";
+      },
+      "S", "finite");
+
+  app.add_option("-t,--to", o.to,
+                 "target format: " + std::string(format_names()) + "\n(aliases: half, bfloat16, float8_e4m3fn, fp4, ...)")
+      ->required()
+      ->check(format_check);
+  app.add_option("-r,--rounding", o.rounding, "rounding mode: " + rounding_names() + " [default: the profile's, rne]")
+      ->check(rounding_check);
+  app.add_option("-p,--profile", o.profile,
+                 "policy bundle of an implementation: " + profile_names() + "\n[default: ieee]")
+      ->check(profile_check);
+  app.add_option("--overflow", o.overflow,
+                 "what overflows become: inf (inf, else NaN, else max finite)\n"
+                 "or saturate (+-max finite) [default: the profile's]")
+      ->check(overflow_check);
+  app.add_option("-s,--scale", o.scale, "multiply every input by S before converting [default: 1]")
+      ->check(finite_check);
+  app.add_option("--seed", o.seed, "key of stochastic rounding (--rounding sr) [default: 0]")
+      ->check(count_check(false));
+}
+
+void resolve(conversion_options& o) {
+  const auto id = find_format(o.to);
+  if (!id) throw usage_error("unknown format '" + o.to + "' (known: " + std::string(format_names()) + ")");
+  o.fmt = builtin(*id);
+  const auto pr = find_profile(o.profile);
+  if (!pr) throw usage_error("unknown profile '" + o.profile + "' (known: " + profile_names() + ")");
+  o.prof = *pr;
+  o.pol = profile_policy(*pr, o.fmt);
+  if (!o.rounding.empty()) {
+    const auto r = find_rounding(o.rounding);
+    if (!r) throw usage_error("unknown rounding mode '" + o.rounding + "' (known: " + rounding_names() + ")");
+    o.pol.round = *r;
+  }
+  if (!o.overflow.empty()) o.pol.on_overflow = o.overflow == "saturate" ? overflow::saturate : overflow::infinity;
+  o.pol.seed = o.seed;
+}
+
+std::string conversion_options::describe() const {
+  std::string s = fmt::format("{} (rounding {}, overflow {}, profile {}", fmt.name, name(pol.round),
+                              name(pol.on_overflow), name(prof));
+  if (pol.round == rounding::sr) s += fmt::format(", seed {}", pol.seed);
+  return s + ")";
+}
+
+bool use_colour(std::FILE* stream) {
+  if (!::isatty(::fileno(stream))) return false;
+  if (const char* no = std::getenv("NO_COLOR"); no && *no) return false;
+  if (const char* term = std::getenv("TERM"); term && std::strcmp(term, "dumb") == 0) return false;
+  return true;
+}
+
+std::string paint(bool on, const fmt::text_style& st, std::string_view s) {
+  return on ? fmt::format(st, "{}", s) : std::string(s);
+}
+
+std::string hex_code(std::uint32_t bits, const format& f) {
+  return fmt::format("0x{:0{}x}", bits, (f.bits + 3) / 4);
+}
+
+}  // namespace fpscope::cli

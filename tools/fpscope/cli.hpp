@@ -1,0 +1,84 @@
+// What the fpscope subcommands share: self-registration, the exit-code exceptions, the
+// conversion options (--to, --rounding, --profile, --overflow, --scale, --seed) and colour.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <cstdint>
+#include <cstdio>
+#include <fmt/color.h>
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "fpscope/format.hpp"
+#include "fpscope/policy.hpp"
+
+namespace fpscope::cli {
+
+/// Exit statuses (documented in `fpscope --help`).
+inline constexpr int exit_ok = 0, exit_runtime = 1, exit_usage = 2;
+
+/// A bad command line found after parsing (a malformed VALUE): exit status 2.
+class usage_error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// A subcommand: adds itself to the app and returns what runs it once it is selected.
+using runner = std::function<int()>;
+using setup_fn = runner (*)(CLI::App& app);
+
+struct command {
+  std::string_view name;
+  int order;  ///< position in `fpscope --help`
+  setup_fn setup;
+};
+
+/// The registered subcommands, in registration order.
+std::vector<command>& commands();
+
+/// A file-scope `const registrar r{"name", order, &setup};` registers a subcommand.
+struct registrar {
+  registrar(std::string_view name, int order, setup_fn setup);
+};
+
+/// The options every converting subcommand takes, and what they resolve to.
+struct conversion_options {
+  std::string to;
+  std::string rounding;
+  std::string profile = "ieee";
+  std::string overflow;
+  double scale = 1.0;
+  std::uint64_t seed = 0;
+
+  format fmt{};
+  fpscope::policy pol{};
+  fpscope::profile prof = fpscope::profile::ieee;
+
+  /// One line: "e4m3 (rounding rne, overflow inf, profile ieee)".
+  std::string describe() const;
+};
+
+/// Adds --to, --rounding, --profile, --overflow, --scale and --seed, validated while parsing
+/// (an unknown name is a CLI11 validation error, exit status 2).
+void add_conversion_options(CLI::App& app, conversion_options& o);
+/// Validates a decimal integer: >= 0, or > 0 when `positive` (one-line messages, unlike CLI11's ranges).
+CLI::Validator count_check(bool positive);
+/// Fills fmt and pol: the profile's policy for the format, then --rounding / --overflow / --seed.
+void resolve(conversion_options& o);
+
+/// "rne, rtz, ..." and "ieee, cuda, ...".
+std::string rounding_names();
+std::string profile_names();
+
+/// Colour only where the stream is a terminal (and NO_COLOR is unset, TERM is not dumb).
+bool use_colour(std::FILE* stream);
+/// `s` in style `st` when `on`, else `s` unchanged.
+std::string paint(bool on, const fmt::text_style& st, std::string_view s);
+
+/// A hex code padded to the format's width: 0x0002, 0x7e.
+std::string hex_code(std::uint32_t bits, const format& f);
+
+}  // namespace fpscope::cli

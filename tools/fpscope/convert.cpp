@@ -1,0 +1,174 @@
+// fpscope convert: bulk conversion of a float16/32/64 .npy into codes (or their values),
+// streamed in chunks from the memory map so that a file larger than memory converts in
+// bounded memory. The output appears only once complete (npy_writer renames on commit).
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cmath>
+#include <fmt/format.h>
+#include <memory>
+#include <vector>
+
+#include "cli.hpp"
+#include "fpscope/convert.hpp"
+#include "fpscope/npy.hpp"
+
+namespace fpscope::cli {
+namespace {
+
+struct convert_options {
+  conversion_options conv;
+  std::string input, output;
+  bool decode = false;
+  bool verbose = false;
+  bool quiet = false;
+  std::uint64_t chunk = std::uint64_t{1} << 20;
+  int threads = 0;
+};
+
+// A progress bar on stderr, only when stderr is a terminal and the input is large.
+class progress {
+ public:
+  progress(std::uint64_t total, std::uint64_t bytes, bool allowed)
+      : total_(total), on_(allowed && bytes >= (std::uint64_t{64} << 20) && ::isatty(STDERR_FILENO)) {}
+  ~progress() {
+    if (on_ && drawn_) std::fputs("\r\033[K", stderr);
+  }
+  progress(const progress&) = delete;
+  progress& operator=(const progress&) = delete;
+  void update(std::uint64_t done) {
+    if (!on_) return;
+    const auto now = std::chrono::steady_clock::now();
+    if (drawn_ && now - last_ < std::chrono::milliseconds(100) && done != total_) return;
+    last_ = now;
+    drawn_ = true;
+    const double frac = total_ ? double(done) / double(total_) : 1.0;
+    const int width = 30, full = int(frac * width);
+    std::fprintf(stderr, "\r  converting [%s%s] %3d%%  %llu / %llu values", std::string(std::size_t(full), '#').c_str(),
+                 std::string(std::size_t(width - full), ' ').c_str(), int(frac * 100),
+                 static_cast<unsigned long long>(done), static_cast<unsigned long long>(total_));
+    std::fflush(stderr);
+  }
+
+ private:
+  std::uint64_t total_;
+  bool on_;
+  bool drawn_ = false;
+  std::chrono::steady_clock::time_point last_{};
+};
+
+// Counts of result classes (for --verbose), by a per-code table.
+struct class_counts {
+  std::array<std::uint64_t, 5> n{};
+  std::vector<std::uint8_t> table;
+  explicit class_counts(const format& f) : table(std::size_t(f.mask()) + 1) {
+    for (std::uint32_t c = 0; c <= f.mask(); ++c) table[c] = static_cast<std::uint8_t>(classify(c, f));
+  }
+};
+
+template <class W>
+void convert_all(const npy_reader& in, npy_writer& out, const convert_options& o, class_counts* counts) {
+  const format& f = o.conv.fmt;
+  const std::uint64_t total = in.size();
+  const std::size_t chunk =
+      static_cast<std::size_t>(std::min<std::uint64_t>(std::max<std::uint64_t>(o.chunk, 1), total ? total : 1));
+  std::vector<W> codes(chunk);
+  std::vector<float> staged(in.dtype() == npy_dtype::f2 ? chunk : 0);  // float16 decoded to float32
+  std::vector<float> values(o.decode ? chunk : 0);
+  progress bar(total, in.data_bytes(), !o.quiet);
+
+  for (std::uint64_t first = 0; first < total; first += chunk) {
+    const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(chunk, total - first));
+    const std::span<W> dst(codes.data(), n);
+    const bulk_options bo{o.conv.scale, first, o.threads};
+    switch (in.dtype()) {
+      case npy_dtype::f4: encode(in.values<float>().subspan(first, n), dst, f, o.conv.pol, bo); break;
+      case npy_dtype::f8: encode(in.values<double>().subspan(first, n), dst, f, o.conv.pol, bo); break;
+      case npy_dtype::f2: {
+        // Exact: every float16 is a float32.
+        decode(in.values<std::uint16_t>().subspan(first, n), std::span<float>(staged.data(), n),
+               builtin(format_id::fp16));
+        encode(std::span<const float>(staged.data(), n), dst, f, o.conv.pol, bo);
+        break;
+      }
+      default: throw std::logic_error("convert: unexpected input dtype");
+    }
+    if (counts)
+      for (std::size_t i = 0; i < n; ++i) ++counts->n[counts->table[dst[i]]];
+    if (o.decode) {
+      decode(std::span<const W>(dst), std::span<float>(values.data(), n), f);
+      out.write(std::span<const float>(values.data(), n));
+    } else {
+      out.write(std::span<const W>(dst));
+    }
+    in.release(first, n);
+    bar.update(first + n);
+  }
+}
+
+int run(convert_options& o) {
+  resolve(o.conv);
+  const npy_reader in(o.input);
+  if (in.dtype() != npy_dtype::f2 && in.dtype() != npy_dtype::f4 && in.dtype() != npy_dtype::f8)
+    throw npy_error(fmt::format("{}: convert reads float16, float32 or float64 arrays, not {} ('{}')", o.input,
+                                npy_type_name(in.dtype()), npy_descr(in.dtype())));
+  const format& f = o.conv.fmt;
+  const npy_dtype out_type = o.decode ? npy_dtype::f4 : npy_uint_dtype(f.storage_bytes());
+  npy_writer out(o.output, out_type, in.shape());
+  std::unique_ptr<class_counts> counts = o.verbose ? std::make_unique<class_counts>(f) : nullptr;
+  switch (f.storage_bytes()) {
+    case 1: convert_all<std::uint8_t>(in, out, o, counts.get()); break;
+    case 2: convert_all<std::uint16_t>(in, out, o, counts.get()); break;
+    default: convert_all<std::uint32_t>(in, out, o, counts.get()); break;
+  }
+  out.commit();
+
+  if (o.verbose) {
+    fmt::print("{}: {} {} -> {}: {} {}, {}\n", o.input, npy_type_name(in.dtype()), npy_shape_string(in.shape()),
+               o.output, npy_type_name(out_type), o.decode ? "values" : "codes", o.conv.describe());
+    const auto& n = counts->n;
+    fmt::print("  {} values: {} normal, {} subnormal, {} zero, {} inf, {} NaN\n", in.size(),
+               n[std::size_t(value_class::normal)], n[std::size_t(value_class::subnormal)],
+               n[std::size_t(value_class::zero)], n[std::size_t(value_class::infinite)],
+               n[std::size_t(value_class::nan)]);
+  }
+  return exit_ok;
+}
+
+runner setup(CLI::App& app) {
+  auto o = std::make_shared<convert_options>();
+  auto* sub = app.add_subcommand("convert", "convert a float16/32/64 .npy file to a format's codes");
+  sub->add_option("IN", o->input, "input .npy: float16, float32 or float64, C order, little-endian")->required();
+  sub->add_option("-o,--output", o->output,
+                  "output .npy: uint8/uint16/uint32 codes of the format (same shape); written to a\n"
+                  "temporary file and renamed when complete")
+      ->required();
+  add_conversion_options(*sub, o->conv);
+  sub->add_flag("--decode", o->decode, "write the converted values as float32 instead of codes");
+  sub->add_option("--threads", o->threads, "OpenMP threads (0: default) [default: 0]")->check(count_check(false));
+  sub->add_option("--chunk", o->chunk, "elements converted per step (bounds memory) [default: 1048576]")
+      ->check(count_check(true));
+  sub->add_flag("-v,--verbose", o->verbose, "print what was written and how many results of each class");
+  sub->add_flag("-q,--quiet", o->quiet, "no progress bar");
+  sub->footer(
+      "Inputs are multiplied by --scale in their own precision (float32 for float16/float32\n"
+      "inputs, float64 for float64), then rounded once. float16 inputs are decoded exactly to\n"
+      "float32 first. Stochastic rounding (--rounding sr) draws for element i from (--seed, i),\n"
+      "so the result does not depend on --chunk or --threads.\n"
+      "Codes are stored in the smallest unsigned word that holds them: uint8 for 8 bits and\n"
+      "less, uint16 for fp16/bf16, uint32 for tf32. A progress bar shows on a terminal.\n"
+      "\n"
+      "Examples:\n"
+      "  fpscope convert w.npy --to e4m3 -o w_e4m3.npy\n"
+      "  fpscope convert w.npy --to bf16 --rounding sr --seed 1 -o w_bf16.npy\n"
+      "  fpscope convert act.npy --to e4m3 --scale 64 --profile cuda -o act8.npy\n"
+      "  fpscope convert w.npy --to fp16 --decode -o w_as_fp16_values.npy");
+  return [o] { return run(*o); };
+}
+
+const registrar reg{"convert", 30, &setup};
+
+}  // namespace
+}  // namespace fpscope::cli
