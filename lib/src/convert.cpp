@@ -25,35 +25,35 @@ std::optional<format_id> builtin_id(const format& f) {
 
 constexpr std::ptrdiff_t block = 4096;
 
-// One block of elements. With the format and mode constant the round_pack body folds to a
-// branch-free sequence the compiler vectorises; the policy comes by value and the pointers
-// are restrict so that nothing in the loop can alias the policy or the input.
+// One block of elements. With the format and mode constant and the policy resolved into a
+// packer, the round_pack body folds to a branch-free sequence the compiler vectorises; the
+// packer comes by value and the pointers are restrict, so nothing in the loop aliases them.
 template <class In, class Out, class Fmt, class Rnd>
 void encode_run(const In* __restrict in, Out* __restrict out, std::size_t n, Fmt fmt, Rnd rnd,
-                const policy p, const In scale, const std::uint64_t first) {
+                const detail::packer<typename binary<In>::bits> k, const In scale, const std::uint64_t first) {
   const format f = fmt();
   const rounding r = rnd();
   if (scale != In(1)) {
     for (std::size_t i = 0; i < n; ++i)
-      out[i] = static_cast<Out>(detail::round_pack<In>(detail::to_bits(In(in[i] * scale)), f, r, p, first + i));
+      out[i] = static_cast<Out>(detail::round_pack<In>(detail::to_bits(In(in[i] * scale)), f, r, k, first + i));
   } else {
     for (std::size_t i = 0; i < n; ++i)
-      out[i] = static_cast<Out>(detail::round_pack<In>(detail::to_bits(in[i]), f, r, p, first + i));
+      out[i] = static_cast<Out>(detail::round_pack<In>(detail::to_bits(in[i]), f, r, k, first + i));
   }
 }
 
 template <class In, class Out, class Fmt, class Rnd>
-void encode_block(const In* in, Out* out, std::size_t n, Fmt fmt, Rnd rnd, const policy& p,
-                  const In scale, const std::uint64_t first) {
-  // Without denormal flushing (the common case) say so with constants, so that the
-  // compiler drops the flushing masks from the loop altogether.
-  if (!p.daz && !p.ftz) {
-    policy q = p;
-    q.daz = false;
-    q.ftz = false;
-    encode_run(in, out, n, fmt, rnd, q, scale, first);
+void encode_block(const In* in, Out* out, std::size_t n, Fmt fmt, Rnd rnd,
+                  const detail::packer<typename binary<In>::bits>& k, const In scale, const std::uint64_t first) {
+  // Without denormal flushing (the common case) say so with constants, so that the compiler
+  // drops the flushing masks from the loop altogether.
+  if (k.daz == 0 && k.ftz == 0) {
+    auto plain = k;
+    plain.daz = 0;
+    plain.ftz = 0;
+    encode_run(in, out, n, fmt, rnd, plain, scale, first);
   } else {
-    encode_run(in, out, n, fmt, rnd, p, scale, first);
+    encode_run(in, out, n, fmt, rnd, k, scale, first);
   }
 }
 
@@ -62,12 +62,13 @@ template <class In, class Out, class Fmt, class Rnd>
 void encode_loop(const In* in, Out* out, std::size_t n, Fmt fmt, Rnd rnd, const policy& p,
                  const bulk_options& o) {
   const auto blocks = static_cast<std::ptrdiff_t>((n + block - 1) / block);
+  const auto k = detail::prepare<typename binary<In>::bits>(fmt(), p, rnd());
   const bool parallel = o.threads != 1 && n >= parallel_threshold;
   const int threads = o.threads > 0 ? o.threads : omp_get_max_threads();
 #pragma omp parallel for schedule(static) if (parallel) num_threads(threads)
   for (std::ptrdiff_t b = 0; b < blocks; ++b) {
     const std::size_t lo = std::size_t(b) * block;
-    encode_block(in + lo, out + lo, std::min<std::size_t>(block, n - lo), fmt, rnd, p,
+    encode_block(in + lo, out + lo, std::min<std::size_t>(block, n - lo), fmt, rnd, k,
                  static_cast<In>(o.scale), o.first_index + lo);
   }
 }

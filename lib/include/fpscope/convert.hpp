@@ -12,20 +12,20 @@ namespace fpscope {
 
 /// float32 -> bits of `f`, rounded once. `index` keys stochastic rounding.
 inline std::uint32_t encode(float x, const format& f, const policy& p = {}, std::uint64_t index = 0) {
-  return detail::round_pack<float>(detail::to_bits(x), f, p.round, p, index);
+  return detail::round_pack<float>(detail::to_bits(x), f, p, index);
 }
 /// float64 -> bits of `f`, rounded once (never through float32).
 inline std::uint32_t encode(double x, const format& f, const policy& p = {}, std::uint64_t index = 0) {
-  return detail::round_pack<double>(detail::to_bits(x), f, p.round, p, index);
+  return detail::round_pack<double>(detail::to_bits(x), f, p, index);
 }
 /// As encode, or-ing IEEE flags (flag_inexact, ...) into `flags`.
 inline std::uint32_t encode(double x, const format& f, const policy& p, std::uint64_t index,
                             unsigned& flags) {
-  return detail::round_pack<double, true>(detail::to_bits(x), f, p.round, p, index, &flags);
+  return detail::round_pack<double, true>(detail::to_bits(x), f, p, index, &flags);
 }
 inline std::uint32_t encode(float x, const format& f, const policy& p, std::uint64_t index,
                             unsigned& flags) {
-  return detail::round_pack<float, true>(detail::to_bits(x), f, p.round, p, index, &flags);
+  return detail::round_pack<float, true>(detail::to_bits(x), f, p, index, &flags);
 }
 
 /// Exact value of the code `bits` of `f` (NaN: a quiet NaN carrying the payload).

@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "fpscope/detail/config.hpp"
 #include "fpscope/format.hpp"
@@ -70,27 +71,19 @@ FPSCOPE_HD inline T from_bits(typename binary<T>::bits u) {
   return x;
 }
 
-/// The NaN code a NaN input becomes. `payload` is the input's fraction field.
-/// Written as selects, not a switch on the policy, so the bulk loops stay branch-free.
-template <class U, int InMan>
-FPSCOPE_HD FPSCOPE_INLINE constexpr std::uint32_t nan_code(const format& f, const policy& p,
-                                                          std::uint32_t sign, U payload) {
+/// The NaN code a NaN input of sign `sign` (moved to its place) becomes, before any payload
+/// bits (see packer::nan_payload).
+FPSCOPE_HD constexpr std::uint32_t nan_code(const format& f, const policy& p, std::uint32_t sign) {
   const std::uint32_t all_ones = f.mask() & ~f.sign_mask();
-  const std::uint32_t canonical = p.nan == nan_style::canonical ? ~0u : 0u;
-  const std::uint32_t keep_payload = p.nan == nan_style::payload ? ~0u : 0u;
+  const bool canonical = p.nan == nan_style::canonical;
   switch (f.specials) {
-    case special::ieee: {
-      const std::uint32_t quiet = f.inf_bits() | (std::uint32_t{1} << (f.man_bits - 1));
-      const std::uint32_t kept = static_cast<std::uint32_t>(payload >> (InMan - f.man_bits)) & keep_payload;
-      return (all_ones & canonical) | ((sign | quiet | kept) & ~canonical);
-    }
-    case special::fn: return all_ones | (sign & ~canonical);
+    case special::ieee:
+      return canonical ? all_ones : sign | f.inf_bits() | (std::uint32_t{1} << (f.man_bits - 1));
+    case special::fn: return canonical ? all_ones : all_ones | sign;
     case special::fnuz: return f.sign_mask();
     case special::e8m0: return f.mask();
-    case special::finite: {
-      const std::uint32_t to_max = p.nan_finite == nan_to_finite::max ? ~0u : 0u;
-      return (f.max_finite_bits() & to_max) | ((sign ^ f.sign_mask()) & ~to_max);
-    }
+    case special::finite:
+      return p.nan_finite == nan_to_finite::max ? f.max_finite_bits() : sign ^ f.sign_mask();
   }
   return all_ones;
 }
@@ -134,86 +127,151 @@ FPSCOPE_HD FPSCOPE_INLINE U round_significand(U m, int d, rounding rm, U neg_m, 
   return (m + bias) >> d;
 }
 
-/// Round and pack one binary32/binary64 bit pattern `x` into format `f` with rounding `rm`.
-/// `index` keys stochastic rounding; with Flags, IEEE flags are or-ed into *flags.
+/// A policy resolved, for one format and rounding mode, into the constants round_pack needs:
+/// every policy decision is made here, once, so that the per-element code is selects of
+/// constants. Two-element arrays are indexed by the input's sign (0 positive, 1 negative).
+template <class U>
+struct packer {
+  U max_code;     ///< magnitude bits of the largest finite value
+  U ovf[2];       ///< code of a finite result beyond max_code (inf, NaN or max finite)
+  U inf[2];       ///< code of an infinite input
+  U nan[2];       ///< code of a NaN input, before payload bits
+  U nan_payload;  ///< mask on the input fraction's top bits carried into a NaN (x86 style)
+  U daz;          ///< all ones: subnormal inputs read as signed zero
+  U ftz;          ///< all ones: subnormal results flush to signed zero
+  std::uint64_t seed;
+};
+
+/// Resolves `p` for format `f` and rounding mode `rm` (which may differ from p.round).
+template <class U>
+FPSCOPE_HD constexpr packer<U> prepare(const format& f, const policy& p, rounding rm) {
+  packer<U> k{};
+  const bool saturate = p.on_overflow == overflow::saturate;
+  k.max_code = f.max_finite_bits();
+  for (int s = 0; s < 2; ++s) {
+    const std::uint32_t sign = s ? f.sign_mask() : 0u;
+    // IEEE: rounding toward zero never overflows to inf, nor do the directed modes on their
+    // far side; round-to-odd behaves as toward zero here.
+    const bool to_max = saturate || rm == rounding::rtz || rm == rounding::rto ||
+                        (rm == rounding::rup && s) || (rm == rounding::rdn && !s);
+    k.ovf[s] = to_max ? (sign | f.max_finite_bits()) : infinity_code(f, sign);
+    k.nan[s] = nan_code(f, p, sign);
+    // Without inf, inf input becomes what overflow to "infinity" gives: an OCP "fn" format its
+    // NaN S.1111.111 with the sign kept whatever the NaN style (CUDA __NV_NOSAT: 0x7F | sign),
+    // fnuz and e8m0 their NaN, fp6/fp4 max finite.
+    k.inf[s] = saturate && p.saturate_inf ? (sign | f.max_finite_bits()) : infinity_code(f, sign);
+  }
+  k.nan_payload = f.specials == special::ieee && p.nan == nan_style::payload
+                      ? (std::uint32_t{1} << f.man_bits) - 1 : 0u;
+  k.daz = p.daz ? ~U{0} : U{0};
+  k.ftz = p.ftz && f.subnormals ? ~U{0} : U{0};
+  k.seed = p.seed;
+  return k;
+}
+
+/// Round and pack one binary32/binary64 bit pattern `x` into format `f` with rounding `rm`,
+/// under the resolved policy `k`. `index` keys stochastic rounding; with Flags, IEEE flags
+/// are or-ed into *flags.
 template <class In, bool Flags = false>
 FPSCOPE_HD FPSCOPE_INLINE std::uint32_t round_pack(typename binary<In>::bits x, const format& f, rounding rm,
-                                           const policy& p, std::uint64_t index = 0,
-                                           unsigned* flags = nullptr) {
+                                                   const packer<typename binary<In>::bits>& k,
+                                                   std::uint64_t index = 0, unsigned* flags = nullptr) {
   using B = binary<In>;
   using U = typename B::bits;
+  using S = typename std::make_signed<U>::type;
   constexpr U one = 1;
   constexpr U sign_in = one << (B::width - 1);
   constexpr U inf_in = ((one << (B::width - 1 - B::man)) - 1) << B::man;
   constexpr U man_mask = (one << B::man) - 1;
 
-  // Per-lane conditions are masks (all ones / zero) of the lane's width, and policy switches
-  // are turned into such masks once: the vectoriser blends masks but not mixed-width bools.
+  // Per-lane conditions are masks (all ones / zero) of the lane's width: the vectoriser
+  // blends masks, not bools of another width.
   const auto sel = [](U mask, U yes, U no) { return (yes & mask) | (no & ~mask); };
-  const auto mask_if = [](bool c) { return c ? ~U{0} : U{0}; };
+  const auto mask_of = [](bool c) { return U{0} - U(c); };
   const U neg_m = U{0} - (x >> (B::width - 1));
   const U sign = (x >> (B::width - f.bits)) & f.sign_mask();  // the sign, moved to its place
   U a = x & ~sign_in;
-  a &= ~(mask_if(p.daz) & (U{0} - U(a <= man_mask)));
-  const U nan_m = U{0} - U(a > inf_in);
-  const U inf_m = U{0} - U(a == inf_in);
+  a &= ~(k.daz & mask_of(a <= man_mask));
+  const U nan_m = mask_of(a > inf_in);
+  const U inf_m = mask_of(a == inf_in);
 
-  // Finite path: value = m * 2^(e_unb - man); the target quantum is 2^(max(e, emin) - p).
-  // Input subnormals take e_unb = emin_in <= emin of every format, so e_eff = emin for them.
+  // Finite path: |x| = m * 2^(ef1 - bias_in - man_in), m with its hidden bit. The target's
+  // quantum is 2^(max(e, emin) - man): below the format's normal range (biased input exponent
+  // ef1 < emin_in) `extra` more bits drop. Input subnormals have ef1 = 1 <= emin_in for every
+  // built-in format but e8m0, whose smallest value 2^-127 is itself a float32 subnormal.
   const U ef = a >> B::man;
-  const U ef1 = ef > 0 ? ef : one;
-  const int e_unb = int(ef1) - B::bias;
-  const int emin = f.emin();
-  const int e_eff = e_unb > emin ? e_unb : emin;
-  int d = B::man - f.man_bits + (e_eff - e_unb);
-  d = d < B::man + 2 ? d : B::man + 2;  // beyond that every bit is below half a quantum
-  const U m = a - ((ef1 - 1) << B::man);  // the significand, hidden bit included
-  const std::uint32_t rnd = rm == rounding::sr ? sr_bits(p.seed, index) : 0u;
-  const U rem = m & ((one << d) - 1);
-  const U r = round_significand(m, d, rm, neg_m, rnd);
-  // Packing by addition: the exponent code below the hidden bit, plus the rounded significand.
-  U mag = (static_cast<U>(e_eff + f.bias - 1) << f.man_bits) + r;
-  if (!f.subnormals && e_unb < emin) mag = 0;  // e8m0: its smallest value stands for all below
-  const U flush_m = mask_if(p.ftz && f.subnormals) & (U{0} - U(mag - 1 < (one << f.man_bits) - 1));
+  U ef1 = ef > 0 ? ef : one;
+  U m = a - ((ef1 - 1) << B::man);
+  const S emin_in = S(f.emin() + B::bias);
+  // e8m0 reaches below float32's normal range without subnormals of its own: there an input
+  // subnormal is normalised, so that ef1 is its true biased exponent (<= 0, wrapping) and m
+  // has its hidden bit. Converting the integer m to In is exact and finds its leading bit.
+  if (!f.subnormals && emin_in < 1) {
+    const U sub = mask_of(ef == 0 && m != 0);
+    const U lead = (to_bits(static_cast<In>(static_cast<S>(m))) >> B::man) - U(B::bias);
+    const U shift = (U(B::man) - lead) & sub;
+    m <<= shift;
+    ef1 -= shift;
+  }
+  const S below = emin_in - S(ef1);
+  const U extra = below > 0 ? U(below) : U{0};
+  const U d_full = U(B::man - f.man_bits) + extra;
+  const U d = d_full < U(B::man + 2) ? d_full : U(B::man + 2);  // beyond that every bit is below half a quantum
+  const std::uint32_t rnd = rm == rounding::sr ? sr_bits(k.seed, index) : 0u;
+  U r = round_significand(m, int(d), rm, neg_m, rnd);
+  if (rm == rounding::sr) {
+    // Stochastic rounding still needs the fraction where all of m drops (d clamped): carry
+    // when floor(m * 2^(32 - d_full)) + rnd >= 2^32. That floor fits in 32 bits here.
+    const U up = d_full < U(32) ? U(32) - d_full : U{0};
+    const U dn = d_full > U(32) ? (d_full - 32 < U(B::width - 1) ? d_full - 32 : U(B::width - 1)) : U{0};
+    r = sel(mask_of(d_full > d), U(((m << up) >> dn) > U(~rnd)), r);
+  }
+  // Packing by addition: the exponent code below the hidden bit, plus the rounded significand,
+  // so a carry out of the significand moves into the exponent (subnormal -> normal, max ->
+  // overflow) by itself. Unsigned wrap-around makes e8m0's code -1 + 1 come out as 0.
+  const U e_eff = ef1 + extra;
+  U mag = ((e_eff - U(B::bias) + U(f.bias) - one) << f.man_bits) + r;
+  if (!f.subnormals) mag &= ~mask_of(below > 0);  // e8m0: its smallest value stands for all below
+  const U flush_m = k.ftz & mask_of(mag - 1 < (one << f.man_bits) - 1);
   mag &= ~flush_m;
 
-  const U maxb = f.max_finite_bits();
-  const U ovf_m = U{0} - U(mag > maxb);
-  // IEEE: rounding toward zero never overflows to inf, nor do the directed modes on their far side.
-  U to_max_m = mask_if(p.on_overflow == overflow::saturate || rm == rounding::rtz || rm == rounding::rto);
-  if (rm == rounding::rup) to_max_m |= neg_m;
-  if (rm == rounding::rdn) to_max_m |= ~neg_m;
-  const U overflowed = sel(to_max_m, sign | maxb, infinity_code(f, std::uint32_t(sign)));
-  U finite = sel(ovf_m, overflowed, sign | mag);
-  if (f.specials == special::fnuz) finite &= ~(U{0} - U(mag == 0));  // no negative zero
-
-  const bool sat_inf = p.on_overflow == overflow::saturate && p.saturate_inf;
-  const U inf_out = sel(mask_if(sat_inf), sign | maxb,
-                        f.specials == special::fn ? U(nan_code<U, B::man>(f, p, std::uint32_t(sign), 0))
-                                                  : U(infinity_code(f, std::uint32_t(sign))));
-  U out = sel(nan_m, nan_code<U, B::man>(f, p, std::uint32_t(sign), a & man_mask), sel(inf_m, inf_out, finite));
+  const U ovf_m = mask_of(mag > k.max_code);
+  U finite = sel(ovf_m, sel(neg_m, k.ovf[1], k.ovf[0]), sign | mag);
+  if (f.specials == special::fnuz) finite &= ~mask_of(mag == 0);  // no negative zero
+  const U nan = sel(neg_m, k.nan[1], k.nan[0]) | ((a >> (B::man - f.man_bits)) & k.nan_payload);
+  U out = sel(nan_m, nan, sel(inf_m, sel(neg_m, k.inf[1], k.inf[0]), finite));
   // e8m0 is unsigned with no zero: negatives and zero are NaN.
-  if (f.specials == special::e8m0) out = sel((neg_m | (U{0} - U(a == 0))) & ~nan_m, f.mask(), out);
-  const bool neg = neg_m != 0, is_nan = nan_m != 0, is_inf = inf_m != 0, ovf = ovf_m != 0,
-             flushed = flush_m != 0;
+  if (f.specials == special::e8m0) out = sel((neg_m | mask_of(a == 0)) & ~nan_m, f.mask(), out);
 
   if constexpr (Flags) {
+    const bool neg = neg_m != 0, ovf = ovf_m != 0;
     unsigned fl = 0;
-    if (is_nan) {
+    if (nan_m) {
       const bool signalling = (a & (one << (B::man - 1))) == 0;
       if (signalling || !f.has_nan()) fl |= flag_invalid;
-    } else if (is_inf) {
+    } else if (inf_m) {
       if (!f.has_inf()) fl |= flag_invalid;
     } else if (f.specials == special::e8m0 && (neg || a == 0)) {
       fl |= flag_invalid;
     } else {
-      const bool inexact = rem != 0 || ovf || flushed;
+      const U rem = m & ((one << d) - 1);
+      const bool inexact = rem != 0 || ovf || flush_m != 0;
       if (inexact) fl |= flag_inexact;
       if (ovf) fl |= flag_overflow;
       // Tiny after rounding: below 2^emin once rounded to p bits with an unbounded exponent.
-      bool tiny = a != 0 && (ef == 0 || e_unb < emin - 1);
-      if (e_unb == emin - 1 && ef != 0) {
-        const U rn = round_significand(m, B::man - f.man_bits, rm, neg_m, rnd);
+      // An input subnormal lies as many binades lower as m has leading zeros (none if
+      // normalised above): bf16 and tf32 share float32's emin, so some round up to 2^emin.
+      U mt = m;
+      S bt = below;
+      if (a != 0) {
+        while ((mt >> B::man) == 0) {
+          mt <<= 1;
+          ++bt;
+        }
+      }
+      bool tiny = a != 0 && bt > 1;
+      if (a != 0 && bt == 1) {
+        const U rn = round_significand(mt, B::man - f.man_bits, rm, neg_m, rnd);
         tiny = (rn >> (f.man_bits + 1)) == 0;  // did not carry up to 2^emin
       }
       if (tiny && inexact) fl |= flag_underflow;
@@ -221,6 +279,13 @@ FPSCOPE_HD FPSCOPE_INLINE std::uint32_t round_pack(typename binary<In>::bits x, 
     *flags |= fl;
   }
   return static_cast<std::uint32_t>(out);
+}
+
+/// round_pack with the policy resolved on the spot (the scalar API).
+template <class In, bool Flags = false>
+FPSCOPE_HD inline std::uint32_t round_pack(typename binary<In>::bits x, const format& f, const policy& p,
+                                           std::uint64_t index = 0, unsigned* flags = nullptr) {
+  return round_pack<In, Flags>(x, f, p.round, prepare<typename binary<In>::bits>(f, p, p.round), index, flags);
 }
 
 /// Exact value of a code as double (every built-in format fits), NaN quiet with its payload.
