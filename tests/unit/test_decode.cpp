@@ -1,0 +1,161 @@
+// 1. Decoding: every code of every format, scalar and bulk (float and double), against the
+// reference's field-by-field valuation; class, NaN-ness, the sign of zeros, NaN payloads.
+#include <cmath>
+#include <numeric>
+
+#include "common.hpp"
+#include "ref_exact.hpp"
+
+using namespace unit;
+
+namespace {
+
+fpscope::value_class to_fpscope(ref::cls c) {
+  switch (c) {
+    case ref::cls::zero: return fpscope::value_class::zero;
+    case ref::cls::subnormal: return fpscope::value_class::subnormal;
+    case ref::cls::normal: return fpscope::value_class::normal;
+    case ref::cls::infinite: return fpscope::value_class::infinite;
+    case ref::cls::nan: return fpscope::value_class::nan;
+  }
+  return fpscope::value_class::nan;
+}
+
+// Whether `got` is the value the reference gives the code. `want` is the rational value as a
+// double, which to_double_exact proves exact, so comparing doubles is comparing values.
+bool same_value(double got, const ref::code_info& ci, double want) {
+  switch (ci.c) {
+    case ref::cls::nan: return std::isnan(got);
+    case ref::cls::infinite: return std::isinf(got) && std::signbit(got) == ci.neg;
+    case ref::cls::zero: return got == 0 && std::signbit(got) == ci.neg;
+    default: return got == want;
+  }
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("decode: every code", "[decode]", FPSCOPE_UNIT_FORMATS) {
+  const fpscope::format f = fmt_of<TestType>;
+  using W = storage_t<TestType>;
+  const std::uint32_t n = std::uint32_t{1} << f.bits;
+  std::vector<W> codes(n);
+  std::iota(codes.begin(), codes.end(), W{0});
+  std::vector<float> bf(n);
+  std::vector<double> bd(n);
+  fpscope::decode(std::span<const W>(codes), std::span<float>(bf), f);
+  fpscope::decode(std::span<const W>(codes), std::span<double>(bd), f);
+
+  mismatches mm;
+  std::size_t nans = 0, zeros = 0, infs = 0;
+  for (std::uint32_t c = 0; c < n; ++c) {
+    const ref::code_info ci = ref::decode_fields(c, f);
+    const double s = fpscope::decode(c, f);
+    const auto cls = fpscope::classify(c, f);
+    ++mm.checked;
+    nans += ci.c == ref::cls::nan;
+    zeros += ci.c == ref::cls::zero;
+    infs += ci.c == ref::cls::infinite;
+    const bool finite = ci.c == ref::cls::normal || ci.c == ref::cls::subnormal;
+    const double want = finite ? ref::to_double_exact(ci.value) : 0.0;
+    if (!same_value(s, ci, want) || !same_value(bd[c], ci, want) || !same_value(double(bf[c]), ci, want) ||
+        std::signbit(bf[c]) != std::signbit(s) || cls != to_fpscope(ci.c)) {
+      mm.add(std::string(f.name) + " code " + ref::hex(c) + ": decode " + ref::show(s) + ", bulk " +
+             ref::show(bd[c]) + " / " + ref::show(bf[c]) + ", class " + std::to_string(int(cls)) +
+             ", reference class " + std::to_string(int(ci.c)) + " value " + ci.value.str());
+      continue;
+    }
+    // NaN codes of IEEE-style formats decode to a quiet NaN carrying sign and payload
+    // (the fraction field at the top of binary64's); the others to some NaN.
+    if (ci.c == ref::cls::nan && f.specials == fpscope::special::ieee) {
+      const std::uint64_t frac = c & ((1u << f.man_bits) - 1);
+      const std::uint64_t want_nan = (ci.neg ? 1ull << 63 : 0) | 0x7FF8000000000000ull | (frac << (52 - f.man_bits));
+      if (bits_of(s) != want_nan || bits_of(bd[c]) != want_nan)
+        mm.add(std::string(f.name) + " NaN code " + ref::hex(c) + " decodes to " + ref::show(s) +
+               ", expected " + ref::hex(want_nan));
+    }
+  }
+  mm.report(std::string(f.name) + " decode");
+
+  // Counts from the format definitions (not from either implementation).
+  const std::uint32_t mag = f.is_signed() ? n / 2 : n;
+  const std::uint32_t man = 1u << f.man_bits;
+  switch (f.specials) {
+    case fpscope::special::ieee:
+      CHECK(infs == 2);
+      CHECK(nans == 2 * (man - 1));
+      CHECK(zeros == 2);
+      break;
+    case fpscope::special::fn:
+      CHECK(nans == 2);
+      CHECK(zeros == 2);
+      break;
+    case fpscope::special::fnuz:
+      CHECK(nans == 1);
+      CHECK(zeros == 1);
+      break;
+    case fpscope::special::finite:
+      CHECK(nans == 0);
+      CHECK(zeros == 2);
+      break;
+    case fpscope::special::e8m0:
+      CHECK(nans == 1);
+      CHECK(zeros == 0);
+      break;
+  }
+  CHECK(infs == (f.specials == fpscope::special::ieee ? 2u : 0u));
+  // The reference's table of finite non-negative values has the size the definitions give.
+  std::uint32_t finite = 0;
+  switch (f.specials) {
+    case fpscope::special::ieee: finite = mag - man; break;  // less inf and the NaNs
+    case fpscope::special::fn: finite = mag - 1; break;
+    case fpscope::special::fnuz:
+    case fpscope::special::finite: finite = mag; break;
+    case fpscope::special::e8m0: finite = 255; break;
+  }
+  CHECK(ref::get(TestType::id).n() == finite);
+}
+
+TEST_CASE("decode: hand-checked values", "[decode]") {
+  using fpscope::builtin;
+  using fpscope::format_id;
+  // From the formats' definitions, by hand.
+  CHECK(fpscope::decode(0x3C00, builtin(format_id::fp16)) == 1.0);
+  CHECK(fpscope::decode(0x7BFF, builtin(format_id::fp16)) == 65504.0);
+  CHECK(fpscope::decode(0x0001, builtin(format_id::fp16)) == 0x1p-24);
+  CHECK(fpscope::decode(0x7F7F, builtin(format_id::bf16)) == 0x1.FEp127);
+  CHECK(fpscope::decode(0x7E, builtin(format_id::e4m3)) == 448.0);
+  CHECK(fpscope::decode(0xFE, builtin(format_id::e4m3)) == -448.0);
+  CHECK(fpscope::decode(0x01, builtin(format_id::e4m3)) == 0x1p-9);
+  CHECK(fpscope::decode(0x7B, builtin(format_id::e5m2)) == 57344.0);
+  CHECK(fpscope::decode(0x7F, builtin(format_id::e4m3fnuz)) == 240.0);
+  CHECK(fpscope::decode(0x7F, builtin(format_id::e5m2fnuz)) == 57344.0);
+  CHECK(fpscope::decode(0x1F, builtin(format_id::e2m3)) == 7.5);
+  CHECK(fpscope::decode(0x1F, builtin(format_id::e3m2)) == 28.0);
+  CHECK(fpscope::decode(0x7, builtin(format_id::e2m1)) == 6.0);
+  CHECK(fpscope::decode(0x1, builtin(format_id::e2m1)) == 0.5);
+  CHECK(fpscope::decode(0x00, builtin(format_id::e8m0)) == 0x1p-127);
+  CHECK(fpscope::decode(0xFE, builtin(format_id::e8m0)) == 0x1p127);
+  CHECK(fpscope::decode(0x7F, builtin(format_id::e8m0)) == 1.0);
+  CHECK(std::isnan(fpscope::decode(0xFF, builtin(format_id::e8m0))));
+  CHECK(std::isnan(fpscope::decode(0x80, builtin(format_id::e4m3fnuz))));
+  CHECK(std::isnan(fpscope::decode(0x7F, builtin(format_id::e4m3))));
+  CHECK(std::isinf(fpscope::decode(0x3FC00, builtin(format_id::tf32))));
+  CHECK(fpscope::decode(0x40001, builtin(format_id::tf32)) == -0x1p-136);
+  CHECK(fpscope::decode(0x1FC00, builtin(format_id::tf32)) == 1.0);
+}
+
+TEST_CASE("reference: exact values round-trip through to_double_exact", "[decode][reference]") {
+  // The reference's own conversions, checked on random normal doubles and hand-picked ones.
+  std::mt19937_64 rng(11);
+  std::size_t bad = 0;
+  for (int i = 0; i < 20000; ++i) {
+    const double x = std::ldexp(1.0 + double(rng() >> 12) * 0x1p-52, int(rng() % 1800) - 900) * ((rng() & 1) ? -1 : 1);
+    bad += ref::to_double_exact(ref::exact(x)) != x;
+  }
+  CHECK(bad == 0);
+  CHECK(ref::exact(0.75) == ref::rational(3, 4));
+  CHECK(ref::exact(-0x1p-149) == -ref::pow2(-149));
+  CHECK(ref::to_double_exact(ref::rational(5, 8)) == 0.625);
+  CHECK_THROWS(ref::to_double_exact(ref::rational(1, 3)));
+  CHECK_THROWS(ref::to_double_exact(ref::pow2(60) + 1));
+}
