@@ -45,7 +45,7 @@ CLI::Validator count_check(bool positive) {
       positive ? "N>0" : "N>=0", positive ? "positive" : "non-negative");
 }
 
-void add_conversion_options(CLI::App& app, conversion_options& o) {
+void add_conversion_options(CLI::App& app, conversion_options& o, const std::string& format_flag, bool with_scale) {
   const CLI::Validator format_check(
       [](std::string& s) {
         return find_format(s) ? std::string()
@@ -76,7 +76,7 @@ void add_conversion_options(CLI::App& app, conversion_options& o) {
       },
       "S", "finite");
 
-  app.add_option("-t,--to", o.to,
+  app.add_option(format_flag, o.to,
                  "target format: " + std::string(format_names()) + "\n(aliases: half, bfloat16, float8_e4m3fn, fp4, ...)")
       ->required()
       ->check(format_check);
@@ -89,8 +89,9 @@ void add_conversion_options(CLI::App& app, conversion_options& o) {
                  "what overflows become: inf (inf, else NaN, else max finite)\n"
                  "or saturate (+-max finite) [default: the profile's]")
       ->check(overflow_check);
-  app.add_option("-s,--scale", o.scale, "multiply every input by S before converting [default: 1]")
-      ->check(finite_check);
+  if (with_scale)
+    app.add_option("-s,--scale", o.scale, "multiply every input by S before converting [default: 1]")
+        ->check(finite_check);
   app.add_option("--seed", o.seed, "key of stochastic rounding (--rounding sr) [default: 0]")
       ->check(count_check(false));
 }

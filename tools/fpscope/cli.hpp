@@ -62,8 +62,10 @@ struct conversion_options {
 };
 
 /// Adds --to, --rounding, --profile, --overflow, --scale and --seed, validated while parsing
-/// (an unknown name is a CLI11 validation error, exit status 2).
-void add_conversion_options(CLI::App& app, conversion_options& o);
+/// (an unknown name is a CLI11 validation error, exit status 2). `format_flag` names the
+/// format option; `with_scale` false leaves --scale out (for commands that do not scale).
+void add_conversion_options(CLI::App& app, conversion_options& o, const std::string& format_flag = "-t,--to",
+                            bool with_scale = true);
 /// Validates a decimal integer: >= 0, or > 0 when `positive` (one-line messages, unlike CLI11's ranges).
 CLI::Validator count_check(bool positive);
 /// Fills fmt and pol: the profile's policy for the format, then --rounding / --overflow / --seed.
