@@ -96,8 +96,6 @@ def test_float32_input_matches_reference(fpscope, tmp, inputs32, name, mode, ove
     assert bad.size == 0, [(float(x[i]).hex(), hex(got[i]), hex(expect[i])) for i in bad[:8]]
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug: float32 subnormal inputs to e8m0 are rounded as if 2^-126 "
-                   "were the bottom of the range (round_pack assumes the input's emin <= the format's emin)")
 @pytest.mark.parametrize("mode", ["rne", "rup", "rna"])
 def test_e8m0_float32_subnormal_inputs(fpscope, tmp, mode):
     # The same values as float64 and as float32 must give the same codes (they are equal numbers).
@@ -133,6 +131,14 @@ def test_ml_dtypes_profile_matches_ml_dtypes(fpscope, tmp, inputs32, name):
     f = Format(name)
     theirs = x.astype(getattr(ml, ML_DTYPES[name])).view(np.uint8 if f.bits <= 8 else np.uint16)
     theirs = theirs.astype(f.dtype) & ((1 << f.bits) - 1)
+    if name == "e8m0":
+        # ml_dtypes 0.5.4 rounds the float32 subnormals strictly between 2^-127 and 1.5 x 2^-127
+        # (bits 0x00400001..0x005FFFFF) up to 2^-126 (0x01); the nearest e8m0 value is 2^-127
+        # (0x00), which fpscope gives. Excuse exactly those inputs with exactly those codes.
+        xb = x.view(np.uint32)
+        quirk = (xb >= 0x00400001) & (xb <= 0x005FFFFF)
+        assert np.all(theirs[quirk] == 1) and np.all(got[quirk] == 0)
+        got, theirs, x = got[~quirk], theirs[~quirk], x[~quirk]
     bad = np.flatnonzero(got != theirs)
     assert bad.size == 0, [(float(x[i]).hex(), hex(got[i]), hex(theirs[i])) for i in bad[:8]]
 
