@@ -1,6 +1,9 @@
 // THE one place where a binary32/binary64 input becomes the bits of a target format.
 //
-// Every conversion, scalar or bulk, host or device, ends here. The input is taken apart on
+// Every conversion, scalar or bulk, host or device, ends here, with one exception: the bulk
+// float32 nearest-even loops of lib/src/convert.cpp use a shorter form of the same arithmetic
+// for the IEEE/"fn" formats (rne_fast), proven equal by the exhaustive oracle sweeps and the
+// bulk == scalar unit tests. The policy itself is resolved only here (prepare). The input is taken apart on
 // its bit pattern into an integer significand m and the number d of low bits the target's
 // quantum drops; the significand is rounded once on those bits, and the packed result is
 // built by *adding* the rounded significand to the exponent code, so a carry out of the
