@@ -400,3 +400,432 @@ std::string describe(const format& f, const fpscope::policy& p) {
 }
 
 }  // namespace ref
+
+// ---------------------------------------------------------------------------------------------
+// Arithmetic (see ref_exact.hpp).
+
+namespace ref {
+
+using fpscope::op;
+using fpscope::policy;
+
+namespace {
+
+int sgn(const rational& r) { return r.sign(); }
+
+// The codes of a format up to 16 bits, decoded once (by decode_fields); wider ones on demand.
+const std::vector<code_info>* decoded(const table& t) {
+  static std::array<std::unique_ptr<std::vector<code_info>>, fpscope::builtin_count> cache;
+  static std::array<std::once_flag, fpscope::builtin_count> once;
+  if (t.f.bits > 16) return nullptr;
+  for (int i = 0; i < fpscope::builtin_count; ++i) {
+    const auto id = static_cast<fpscope::format_id>(i);
+    if (std::strcmp(fpscope::builtin(id).name, t.f.name) != 0) continue;
+    std::call_once(once[std::size_t(i)], [&] {
+      auto v = std::make_unique<std::vector<code_info>>();
+      v->reserve(std::size_t{1} << t.f.bits);
+      for (std::uint32_t c = 0; c < (std::uint32_t{1} << t.f.bits); ++c) v->push_back(decode_fields(c, t.f));
+      cache[std::size_t(i)] = std::move(v);
+    });
+    return cache[std::size_t(i)].get();
+  }
+  return nullptr;
+}
+
+code_info info(const table& t, std::uint32_t code) {
+  if (const auto* d = decoded(t)) return (*d)[code];
+  return decode_fields(code, t.f);
+}
+
+// A positive rational as a double, to about 60 bits before the final rounding (a hint only).
+double approx_of(const rational& v) {
+  using boost::multiprecision::msb;
+  if (v.sign() == 0) return 0;
+  const cpp_int n = boost::multiprecision::numerator(v), d = boost::multiprecision::denominator(v);
+  const long sn = std::max(0L, long(msb(n)) - 62), sd = std::max(0L, long(msb(d)) - 62);
+  const double dn = double((n >> sn).convert_to<unsigned long long>());
+  const double dd = double((d >> sd).convert_to<unsigned long long>());
+  return std::ldexp(dn / dd, int(sn - sd));
+}
+
+// An operand: class, sign, exact value (DAZ applied).
+struct operand {
+  cls c;
+  bool neg;
+  rational v;  // signed; zero for zeros, inf and NaN
+};
+
+operand read(const table& t, std::uint32_t code, bool daz) {
+  code_info ci = info(t, code);
+  if (daz && ci.c == cls::subnormal) return {cls::zero, ci.neg, rational(0)};
+  return {ci.c, ci.neg, std::move(ci.value)};
+}
+
+exact_result finite_result(const rational& v, bool root = false) {
+  exact_result r;
+  r.kind = exact_result::finite;
+  r.neg = sgn(v) < 0;
+  r.m.set(r.neg ? rational(-v) : v, root);
+  return r;
+}
+
+exact_result special_result(exact_result::kind_t k, bool neg) {
+  exact_result r;
+  r.kind = k;
+  r.neg = neg;
+  return r;
+}
+
+// x + y for operands that are not NaN (IEEE 754 6.1, 6.3, 7.2).
+exact_result sum(const operand& x, const operand& y) {
+  const bool xi = x.c == cls::infinite, yi = y.c == cls::infinite;
+  if (xi && yi && x.neg != y.neg) return special_result(exact_result::invalid, true);
+  if (xi || yi) return special_result(exact_result::inf, xi ? x.neg : y.neg);
+  if (x.c == cls::zero && y.c == cls::zero && x.neg == y.neg) return special_result(exact_result::zero, x.neg);
+  const rational s = x.v + y.v;
+  if (sgn(s) == 0) {
+    exact_result r = special_result(exact_result::zero, false);
+    r.sum_zero = true;
+    return r;
+  }
+  return finite_result(s);
+}
+
+}  // namespace
+
+int magnitude::cmp(const rational& q) const { return root ? v.compare(q * q) : v.compare(q); }
+
+void magnitude::set(rational value, bool is_root) {
+  v = std::move(value);
+  root = is_root;
+  num = boost::multiprecision::numerator(v);
+  den = boost::multiprecision::denominator(v);
+}
+
+int magnitude::cmp(double q) const {
+  // q = M * 2^E exactly (M a 53-bit integer, trailing zeros stripped); |x| vs q is num vs
+  // den * q (den > 0), and for a root num vs den * q^2, scaled to integers.
+  if (q == 0) return v.sign();
+  int e = 0;
+  const double fr = std::frexp(q, &e);
+  auto M = static_cast<std::uint64_t>(std::ldexp(fr, 53));
+  int E = e - 53;
+  const int tz = __builtin_ctzll(M);
+  M >>= tz;
+  E += tz;
+  cpp_int rhs = den * cpp_int(M);
+  if (root) {
+    rhs *= M;
+    E *= 2;
+  }
+  if (E >= 0) {
+    rhs <<= E;
+    return num.compare(rhs);
+  }
+  const cpp_int lhs = num << -E;
+  return lhs.compare(rhs);
+}
+
+double magnitude::approx() const {
+  const double a = approx_of(v);
+  return root ? std::sqrt(a) : a;
+}
+
+bool is_nan(const table& t, std::uint32_t code) { return info(t, code).c == cls::nan; }
+
+bool is_snan(const table& t, std::uint32_t code) {
+  // IEEE 754-2008 6.2.1: the quiet bit is the first bit of the trailing significand field.
+  return t.f.specials == special::ieee && is_nan(t, code) && !((code >> (t.f.man_bits - 1)) & 1u);
+}
+
+exact_result exact_op(const table& t, op o, std::uint32_t a, std::uint32_t b, std::uint32_t c, bool daz) {
+  const int arity = o == op::sqrt ? 1 : o == op::fma ? 3 : 2;
+  const std::uint32_t codes[3] = {a, b, c};
+  operand v[3];
+  unsigned flags = 0;
+  for (int i = 0; i < arity; ++i) {
+    v[i] = read(t, codes[i], daz);
+    if (is_snan(t, codes[i])) flags |= fpscope::flag_invalid;
+  }
+  // A NaN operand: the first one, quieted (invalid only for a signalling one, above).
+  for (int i = 0; i < arity; ++i)
+    if (v[i].c == cls::nan) {
+      exact_result r = special_result(exact_result::nan, false);
+      r.nan_from = codes[i];
+      r.flags = flags;
+      return r;
+    }
+  exact_result r;
+  switch (o) {
+    case op::add: r = sum(v[0], v[1]); break;
+    case op::sub: {
+      operand y = v[1];
+      y.neg = !y.neg;
+      y.v = -y.v;
+      r = sum(v[0], y);
+      break;
+    }
+    case op::mul: {
+      const bool neg = v[0].neg != v[1].neg;
+      const bool inf0 = v[0].c == cls::infinite, inf1 = v[1].c == cls::infinite;
+      const bool zero0 = v[0].c == cls::zero, zero1 = v[1].c == cls::zero;
+      if ((inf0 && zero1) || (zero0 && inf1)) r = special_result(exact_result::invalid, true);
+      else if (inf0 || inf1) r = special_result(exact_result::inf, neg);
+      else if (zero0 || zero1) r = special_result(exact_result::zero, neg);
+      else r = finite_result(v[0].v * v[1].v);
+      break;
+    }
+    case op::div: {
+      const bool neg = v[0].neg != v[1].neg;
+      const bool inf0 = v[0].c == cls::infinite, inf1 = v[1].c == cls::infinite;
+      const bool zero0 = v[0].c == cls::zero, zero1 = v[1].c == cls::zero;
+      if ((zero0 && zero1) || (inf0 && inf1)) r = special_result(exact_result::invalid, true);
+      else if (inf0) r = special_result(exact_result::inf, neg);
+      else if (inf1) r = special_result(exact_result::zero, neg);
+      else if (zero1) {  // finite nonzero / 0: divideByZero (7.3)
+        r = special_result(exact_result::inf, neg);
+        r.flags |= fpscope::flag_infinite;
+      } else if (zero0) r = special_result(exact_result::zero, neg);
+      else r = finite_result(v[0].v / v[1].v);
+      break;
+    }
+    case op::sqrt:
+      if (v[0].c == cls::zero) r = special_result(exact_result::zero, v[0].neg);  // sqrt(-0) = -0
+      else if (v[0].neg) r = special_result(exact_result::invalid, true);
+      else if (v[0].c == cls::infinite) r = special_result(exact_result::inf, false);
+      else r = finite_result(v[0].v, true);
+      break;
+    case op::fma: {
+      const bool inf0 = v[0].c == cls::infinite, inf1 = v[1].c == cls::infinite;
+      const bool zero0 = v[0].c == cls::zero, zero1 = v[1].c == cls::zero;
+      if ((inf0 && zero1) || (zero0 && inf1)) {
+        r = special_result(exact_result::invalid, true);
+        break;
+      }
+      // The exact product as an operand, then the exact sum with c.
+      operand prod{cls::normal, v[0].neg != v[1].neg, rational(0)};
+      if (inf0 || inf1) prod.c = cls::infinite;
+      else if (zero0 || zero1) prod.c = cls::zero;
+      else prod.v = v[0].v * v[1].v;
+      r = sum(prod, v[2]);
+      break;
+    }
+    case op::min:
+    case op::max: throw std::logic_error("reference: min/max are not rounded (see min_max)");
+  }
+  r.flags |= flags;
+  if (r.kind == exact_result::invalid) r.flags |= fpscope::flag_invalid;
+  return r;
+}
+
+exact_located locate(const table& t, exact_result x) {
+  exact_located r{std::move(x), {}};
+  if (r.x.kind != exact_result::finite) return r;
+  located& l = r.l;
+  l.neg = r.x.neg;
+  const magnitude& m = r.x.m;
+  if (m.cmp(t.next) >= 0) {
+    l.kind = located::beyond;  // rounds (unbounded exponent) to next or more in every mode
+    return r;
+  }
+  if (m.cmp(t.val[0]) < 0) {
+    l.kind = located::below;  // e8m0 only: below its smallest value
+    return r;
+  }
+  l.kind = located::finite;
+  // Start from the double estimate, then settle lo by exact comparisons: val[lo] <= |x| < val[lo+1].
+  const double h = m.approx();
+  std::size_t lo = std::size_t(std::upper_bound(t.val.begin(), t.val.end(), h) - t.val.begin());
+  lo = lo == 0 ? 0 : std::min(lo - 1, t.n() - 1);
+  while (lo > 0 && m.cmp(t.val[lo]) < 0) --lo;
+  while (lo + 1 < t.n() && m.cmp(t.val[lo + 1]) >= 0) ++lo;
+  l.lo = lo;
+  l.exact = m.cmp(t.val[lo]) == 0;
+  l.vs_mid = m.cmp(t.mid[lo]);
+  l.a = h;  // for messages only
+  return r;
+}
+
+bool tiny_after_rounding(const table& t, const magnitude& m, rounding r, bool neg) {
+  if (m.cmp(t.min_normal) >= 0) return false;
+  if (m.cmp(pow2(t.emin - 1)) < 0) return true;  // rounds to at most 2^(emin-1)
+  // In [2^(emin-1), 2^emin) an unbounded format has the grid k * g, g = 2^(emin-1-p),
+  // k in [2^p, 2^(p+1)]; the parity of k is the parity of the (extended) code.
+  const int p = t.f.man_bits;
+  const rational g = pow2(t.emin - 1 - p);
+  long k_lo = 1L << p, k_hi = 1L << (p + 1);  // k_lo * g <= |x| < k_hi * g
+  while (k_hi - k_lo > 1) {
+    const long k = (k_lo + k_hi) / 2;
+    (m.cmp(rational(k) * g) >= 0 ? k_lo : k_hi) = k;
+  }
+  const long k = k_lo;
+  long kr = k;
+  if (m.cmp(rational(k) * g) != 0) {
+    const int vs_mid = m.cmp((rational(2 * k + 1) / 2) * g);
+    const bool k_odd = (k & 1) != 0;
+    switch (r) {
+      case rounding::rtz: break;
+      case rounding::rup: kr = neg ? k : k + 1; break;
+      case rounding::rdn: kr = neg ? k + 1 : k; break;
+      case rounding::rne: kr = vs_mid < 0 ? k : vs_mid > 0 ? k + 1 : (k_odd ? k + 1 : k); break;
+      case rounding::rna: kr = vs_mid < 0 ? k : k + 1; break;
+      case rounding::rto: kr = k_odd ? k : k + 1; break;
+      case rounding::sr: throw std::logic_error("reference: no deterministic rounding for sr");
+    }
+  }
+  return kr < (1L << (p + 1));
+}
+
+std::uint64_t fraction32(const magnitude& m, const rational& lo, const rational& hi) {
+  if (!m.root) {  // floor((|x| - lo) / (hi - lo) * 2^32), in integers
+    const rational f = (m.v - lo) / (hi - lo) * rational(cpp_int(1) << 32);
+    const cpp_int q = boost::multiprecision::numerator(f) / boost::multiprecision::denominator(f);
+    return q.convert_to<std::uint64_t>();
+  }
+  // A root: the largest f in [0, 2^32) with lo + f * (hi - lo) / 2^32 <= |x|, by bisection.
+  const rational step = (hi - lo) / rational(cpp_int(1) << 32);
+  std::uint64_t f_lo = 0, f_hi = 1ull << 32;
+  while (f_hi - f_lo > 1) {
+    const std::uint64_t f = (f_lo + f_hi) / 2;
+    (m.cmp(lo + rational(cpp_int(f)) * step) >= 0 ? f_lo : f_hi) = f;
+  }
+  return f_lo;
+}
+
+namespace {
+
+std::uint32_t infinity_like_code(const table& t, bool neg) {
+  const std::uint32_t sign = neg ? t.sign_bit : 0u;
+  switch (t.f.specials) {
+    case special::ieee: return sign | t.inf_code;
+    case special::fn: return sign | t.all_ones;
+    case special::fnuz: return t.sign_bit;
+    case special::e8m0: return 0xFFu;
+    case special::finite: return sign | t.max_code();
+  }
+  return 0;
+}
+
+std::uint32_t quieted(const table& t, const policy& p, std::uint32_t nan_code_in) {
+  const bool neg = t.sign_bit && (nan_code_in & t.sign_bit);
+  const std::uint64_t payload = nan_code_in & ((std::uint32_t{1} << t.f.man_bits) - 1);
+  return nan_code(t, p, neg, payload, t.f.man_bits);
+}
+
+}  // namespace
+
+result finish(const table& t, const exact_located& xl, const policy& p) {
+  using fpscope::flag_inexact;
+  using fpscope::flag_invalid;
+  using fpscope::flag_overflow;
+  using fpscope::flag_underflow;
+  const exact_result& x = xl.x;
+  const bool e8m0 = t.f.specials == special::e8m0;
+  const bool saturate = p.on_overflow == fpscope::overflow::saturate;
+  switch (x.kind) {
+    case exact_result::nan: return {quieted(t, p, x.nan_from), x.flags};
+    case exact_result::invalid:
+      // The default NaN: negative and quiet (x86); in formats without NaN what that NaN becomes.
+      return {nan_code(t, p, true, 0, t.f.man_bits), x.flags | flag_invalid};
+    case exact_result::inf: {
+      // An exact infinity: where the format has none, what an infinite input becomes (invalid).
+      if (e8m0 && x.neg) return {0xFFu, x.flags | flag_invalid};
+      const std::uint32_t sign = x.neg ? t.sign_bit : 0u;
+      const std::uint32_t code = saturate && p.saturate_inf ? (sign | t.max_code()) : infinity_like_code(t, x.neg);
+      return {code, x.flags | (t.f.specials == special::ieee ? 0u : unsigned(flag_invalid))};
+    }
+    case exact_result::zero: {
+      if (e8m0) return {0xFFu, x.flags | flag_invalid};  // no zero
+      const bool neg = x.sum_zero ? p.round == rounding::rdn : x.neg;
+      return {neg && t.has_neg_zero ? t.sign_bit : 0u, x.flags};
+    }
+    case exact_result::finite: break;
+  }
+  if (e8m0 && x.neg) return {0xFFu, x.flags | flag_invalid};  // unsigned
+  const located& l = xl.l;
+  const std::uint32_t sign = l.neg ? t.sign_bit : 0u;
+  const std::size_t idx = pick(t, l, p.round);
+  const bool ovf = idx >= t.n();
+  std::uint32_t code;
+  bool flushed = false;
+  if (ovf) {
+    const rounding r = p.round;
+    const bool to_max = saturate || r == rounding::rtz || r == rounding::rto || (r == rounding::rup && l.neg) ||
+                        (r == rounding::rdn && !l.neg);
+    code = to_max ? (sign | t.max_code()) : infinity_like_code(t, l.neg);
+  } else {
+    std::uint32_t mag = t.code[idx];
+    if (p.ftz && t.val[idx] > 0 && t.val[idx] < t.min_normal) {  // a subnormal result flushes
+      mag = 0;
+      flushed = true;
+    }
+    code = (mag == 0 && !t.has_neg_zero) ? 0u : (sign | mag);
+  }
+  unsigned flags = x.flags;
+  const bool inexact = ovf || flushed || !(l.kind == located::finite && l.exact);
+  if (inexact) flags |= flag_inexact;
+  if (ovf) flags |= flag_overflow;
+  // Only values below the smallest normal (a value of the table: val[lo] <= |x|) can be tiny.
+  const bool below_normal = l.kind == located::below || (l.kind == located::finite && t.val[l.lo] < t.min_normal);
+  if (inexact && below_normal && tiny_after_rounding(t, x.m, p.round, l.neg)) flags |= flag_underflow;
+  return {code, flags};
+}
+
+result min_max(const table& t, bool is_max, std::uint32_t a, std::uint32_t b, const policy& p) {
+  const operand x = read(t, a, p.daz), y = read(t, b, p.daz);
+  const bool xn = x.c == cls::nan, yn = y.c == cls::nan;
+  const bool signalling = is_snan(t, a) || is_snan(t, b);
+  if ((xn && yn) || signalling)
+    return {quieted(t, p, xn ? a : b), signalling ? unsigned(fpscope::flag_invalid) : 0u};
+  // The operand chosen, as a code; DAZ gives a subnormal one as the zero of its sign.
+  const auto out = [&](std::uint32_t code, const operand& o) -> result {
+    if (p.daz && info(t, code).c == cls::subnormal) return {o.neg && t.has_neg_zero ? t.sign_bit : 0u, 0u};
+    return {code, 0u};
+  };
+  if (xn) return out(b, y);
+  if (yn) return out(a, x);
+  // Total order of the values with -0 below +0 (x.v, y.v are signed; zeros compare by sign).
+  const auto below = [](const operand& u, const operand& w) {
+    const int c = u.v.compare(w.v);
+    if (c != 0) return c < 0;
+    return u.c == cls::zero && w.c == cls::zero && u.neg && !w.neg;
+  };
+  const auto key = [](const operand& o) { return o.c == cls::infinite ? (o.neg ? -1 : 1) : 0; };
+  bool x_lt_y, y_lt_x;
+  if (key(x) != key(y)) {
+    x_lt_y = key(x) < key(y);
+    y_lt_x = !x_lt_y;
+  } else if (key(x) != 0) {
+    x_lt_y = y_lt_x = false;  // equal infinities
+  } else {
+    x_lt_y = below(x, y);
+    y_lt_x = below(y, x);
+  }
+  if (is_max ? y_lt_x : x_lt_y) return out(a, x);
+  if (is_max ? x_lt_y : y_lt_x) return out(b, y);
+  return out(a, x);  // equal (same sign): the same value
+}
+
+result compare(const table& t, std::uint32_t a, std::uint32_t b, const policy& p) {
+  const operand x = read(t, a, p.daz), y = read(t, b, p.daz);
+  const unsigned fl = (is_snan(t, a) || is_snan(t, b)) ? unsigned(fpscope::flag_invalid) : 0u;
+  if (x.c == cls::nan || y.c == cls::nan) return {2u, fl};
+  const auto key = [](const operand& o) { return o.c == cls::infinite ? (o.neg ? -1 : 1) : 0; };
+  int c = key(x) != key(y) ? (key(x) < key(y) ? -1 : 1) : key(x) != 0 ? 0 : x.v.compare(y.v);
+  c = c < 0 ? -1 : c > 0 ? 1 : 0;
+  return {static_cast<std::uint32_t>(c), fl};
+}
+
+std::optional<std::uint32_t> code_of(const table& t, double v) {
+  if (!std::isfinite(v)) return std::nullopt;
+  const double a = std::fabs(v);
+  const auto it = std::lower_bound(t.val.begin(), t.val.end(), a);
+  if (it == t.val.end() || *it != a) return std::nullopt;
+  const std::uint32_t mag = t.code[std::size_t(it - t.val.begin())];
+  if (!std::signbit(v)) return mag;
+  if (!t.sign_bit) return std::nullopt;
+  if (mag == 0 && !t.has_neg_zero) return std::nullopt;
+  return t.sign_bit | mag;
+}
+
+}  // namespace ref

@@ -66,7 +66,8 @@ FPSCOPE_HD constexpr bool is_subnormal_code(std::uint32_t c, const format& f) {
 
 /// An operand as binary64, after DAZ (a subnormal reads as zero of its sign).
 FPSCOPE_HD inline double operand(std::uint32_t c, const format& f, const policy& p) {
-  if (p.daz && is_subnormal_code(c, f)) c &= f.sign_mask();
+  // (Not c & sign_mask: in fnuz formats that code is the NaN.)
+  if (p.daz && is_subnormal_code(c, f)) return (c & f.sign_mask()) ? -0.0 : 0.0;
   return decode_bits(c, f);
 }
 
@@ -124,7 +125,7 @@ FPSCOPE_HD inline double exact_odd(op o, double a, double b, double c, rounding 
         return default_nan();
       }
       if (b == 0) {
-        fl |= flag_infinite;
+        if (!std::isinf(a)) fl |= flag_infinite;  // divideByZero needs a finite dividend (IEEE 754 7.3)
         return (std::signbit(a) != std::signbit(b)) ? -INFINITY : INFINITY;
       }
       const double q = a / b;
@@ -203,7 +204,8 @@ FPSCOPE_HD inline std::uint32_t apply(op o, std::uint32_t a, std::uint32_t b, st
         pick = (o == op::min ? (sa || !sb) : (!sa || sb)) ? code[0] : code[1];
       }
       if (flags) *flags |= fl;
-      return p.daz && is_subnormal_code(pick, f) ? pick & f.sign_mask() : pick;
+      if (!(p.daz && is_subnormal_code(pick, f))) return pick;
+      return f.has_negative_zero() ? pick & f.sign_mask() : 0u;  // fnuz: no -0 (0x80 is the NaN)
     }
     r = first_nan(v, 2);  // both NaN, or a signalling one (IEEE 754-2008 minNum/maxNum)
   } else if (any_nan) {
