@@ -49,8 +49,10 @@ struct bulk_options {
   int threads = 0;                ///< 0: OpenMP default above the measured threshold, 1: serial
 };
 
-/// Element count from which bulk conversion goes parallel (measured; see tools/bench).
-inline constexpr std::size_t parallel_threshold = std::size_t{1} << 16;
+/// Element count from which bulk conversion goes parallel. Measured (tools/bench/RESULTS.md,
+/// OpenMP crossover): back to back, 2 threads win from 2^13-2^14 values, but a call after the
+/// workers went idle gains only from 2^20, and sporadic calls are the common case.
+inline constexpr std::size_t parallel_threshold = std::size_t{1} << 20;
 
 /// Bulk float32/float64 -> codes. `out` must hold f.storage_bytes()-wide words; throws
 /// std::invalid_argument on a size or width mismatch.
