@@ -5,7 +5,6 @@
 // plus every pair with a special or boundary code on either side); the `.full` tests take
 // all 2^32 pairs. See README.md.
 #include <catch2/catch.hpp>
-#include <cpuid.h>
 
 #include <algorithm>
 #include <chrono>
@@ -31,19 +30,6 @@ constexpr std::size_t keep = 10;
 constexpr unsigned default_modulus = 61;
 
 std::string current_name() { return Catch::getResultCapture().getCurrentTestName(); }
-
-unsigned xcr0() {
-  unsigned lo = 0, hi = 0;
-  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-  return lo;
-}
-
-// F16C and AVX in CPUID.1:ECX, XMM/YMM state enabled by the OS (as in tests.cpp).
-bool have_f16c() {
-  unsigned a = 0, b = 0, c = 0, d = 0;
-  if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_OSXSAVE) || !(c & bit_AVX) || !(c & bit_F16C)) return false;
-  return (xcr0() & 0x6) == 0x6;
-}
 
 fpscope::op to_op(bop o) {
   switch (o) {
@@ -249,7 +235,7 @@ bool x86_or_skip() {
     oracle::skip("x86 F16C arithmetic kernel not built");
     return false;
   }
-  if (!have_f16c()) {
+  if (!oracle::have_f16c()) {
     oracle::skip("this CPU has no F16C (or AVX state)");
     return false;
   }

@@ -1,5 +1,7 @@
 #include "oracle.hpp"
 
+#include <cpuid.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cinttypes>
@@ -341,6 +343,31 @@ void check(const std::string& name, const result& r, std::uint64_t expected, int
   CHECK(r.scalar_checked > 0);
   CHECK(r.mismatches == 0);
   CHECK(r.scalar_mismatches == 0);
+}
+
+// CPUID bits and OS-enabled register state (XCR0), read directly: what
+// __builtin_cpu_supports("f16c") tells under GCC, and clang 14 lacks that feature name.
+static unsigned xcr0() {
+  unsigned lo = 0, hi = 0;
+  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  return lo;
+}
+
+// F16C and AVX in CPUID.1:ECX, XMM/YMM state enabled.
+bool have_f16c() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_OSXSAVE) || !(c & bit_AVX) || !(c & bit_F16C)) return false;
+  return (xcr0() & 0x6) == 0x6;
+}
+
+// AVX512F + AVX512_BF16 in CPUID and ZMM/opmask state enabled by the OS (XCR0).
+bool have_avx512bf16() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_OSXSAVE)) return false;
+  if ((xcr0() & 0xE6) != 0xE6) return false;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(b & (1u << 16)) || a < 1) return false;
+  if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return false;
+  return (a & (1u << 5)) != 0;
 }
 
 }  // namespace oracle

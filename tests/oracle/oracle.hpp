@@ -85,4 +85,9 @@ void set_mxcsr_default(int rc = 0);
 /// True when the calling thread's MXCSR control bits are the default (rounding `rc`).
 bool mxcsr_is_default(int rc = 0);
 
+/// F16C (with AVX state enabled by the OS), from CPUID and XCR0.
+bool have_f16c();
+/// AVX512F + AVX512_BF16 (with ZMM/opmask state enabled by the OS).
+bool have_avx512bf16();
+
 }  // namespace oracle

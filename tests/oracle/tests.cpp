@@ -4,7 +4,6 @@
 // Double inputs cannot be swept: they get every rounding boundary of the format plus
 // millions of random values (oracle::boundary_doubles).
 #include <catch2/catch.hpp>
-#include <cpuid.h>
 
 #include <cmath>
 #include <cstdio>
@@ -28,30 +27,6 @@ fpscope::policy pol(profile pr, const fpscope::format& f, rounding r = rounding:
   return p;
 }
 
-// CPUID bits and OS-enabled register state (XCR0), read directly: what
-// __builtin_cpu_supports("f16c") tells under GCC, and clang 14 lacks that feature name.
-unsigned xcr0() {
-  unsigned lo = 0, hi = 0;
-  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-  return lo;
-}
-
-// F16C and AVX in CPUID.1:ECX, XMM/YMM state enabled.
-bool have_f16c() {
-  unsigned a = 0, b = 0, c = 0, d = 0;
-  if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_OSXSAVE) || !(c & bit_AVX) || !(c & bit_F16C)) return false;
-  return (xcr0() & 0x6) == 0x6;
-}
-
-// AVX512F + AVX512_BF16 in CPUID and ZMM/opmask state enabled by the OS (XCR0).
-bool have_avx512bf16() {
-  unsigned a = 0, b = 0, c = 0, d = 0;
-  if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_OSXSAVE)) return false;
-  if ((xcr0() & 0xE6) != 0xE6) return false;
-  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(b & (1u << 16)) || a < 1) return false;
-  if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return false;
-  return (a & (1u << 5)) != 0;
-}
 
 // Sweeps all float32 through `kernel` and fpscope (format `id`, policy `p`) and checks.
 template <class Word>
@@ -139,7 +114,7 @@ TEST_CASE("oracle.harness") {
 namespace {
 void f16c_case(int imm, rounding r) {
   if (!oracle::f16c_built()) return oracle::skip("F16C kernel not built");
-  if (!have_f16c()) return oracle::skip("this CPU has no F16C (or AVX state)");
+  if (!oracle::have_f16c()) return oracle::skip("this CPU has no F16C (or AVX state)");
   const auto f = fmt(format_id::fp16);
   exhaustive<std::uint16_t>(current_name(), format_id::fp16, pol(profile::ieee, f, r), oracle::f16c_kernel,
                             &imm);
@@ -155,7 +130,7 @@ TEST_CASE("oracle.f16c.rtz") { f16c_case(3, rounding::rtz); }
 
 TEST_CASE("oracle.avx512bf16.rne") {
   if (!oracle::avx512bf16_built()) return oracle::skip("AVX512-BF16 kernel not built");
-  if (!have_avx512bf16()) return oracle::skip("this CPU has no AVX512_BF16 (or the OS no ZMM state)");
+  if (!oracle::have_avx512bf16()) return oracle::skip("this CPU has no AVX512_BF16 (or the OS no ZMM state)");
   const auto f = fmt(format_id::bf16);
   exhaustive<std::uint16_t>(current_name(), format_id::bf16, pol(profile::avx512bf16, f),
                             oracle::avx512bf16_kernel, nullptr);
