@@ -144,17 +144,9 @@ FPSCOPE_HD inline double exact_odd(op o, double a, double b, double c, rounding 
       return round_to_odd(s, std::fma(-s, s, a));
     }
     case op::fma: {
-      const double p = a * b;  // exact (an inf times zero is caught below)
-      if ((std::isinf(a) && b == 0) || (a == 0 && std::isinf(b))) {
-        fl |= flag_invalid;
-        return default_nan();
-      }
-      if (std::isinf(p) && std::isinf(c) && (p < 0) != (c < 0)) {
-        fl |= flag_invalid;
-        return default_nan();
-      }
-      const double s = two_sum(p, c, t);
-      return round_to_odd(zero_sum(s, p, c, rm), t);
+      // The product is exact, so a*b + c is the exact sum of it and c (rounded to odd once).
+      const double p = exact_odd(op::mul, a, b, 0, rm, fl);
+      return p != p ? p : exact_odd(op::add, p, c, 0, rm, fl);
     }
     case op::min:
     case op::max: break;
