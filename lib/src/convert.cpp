@@ -124,16 +124,7 @@ void encode_block(const In* in, Out* out, std::size_t n, Fmt fmt, Rnd rnd,
         return encode_rne_fast<id>(in, out, n, k, scale);
     }
   }
-  // Without denormal flushing (the common case) say so with constants, so that the compiler
-  // drops the flushing masks from the loop altogether.
-  if (k.daz == 0 && k.ftz == 0) {
-    auto plain = k;
-    plain.daz = 0;
-    plain.ftz = 0;
-    encode_run(in, out, n, fmt, rnd, plain, scale, first);
-  } else {
-    encode_run(in, out, n, fmt, rnd, k, scale, first);
-  }
+  encode_run(in, out, n, fmt, rnd, k, scale, first);
 }
 
 // Blocks give OpenMP coarse work items; below the threshold the loop stays serial.
