@@ -131,6 +131,29 @@ std::string paint(bool on, const fmt::text_style& st, std::string_view s) {
   return on ? fmt::format(st, "{}", s) : std::string(s);
 }
 
+progress::progress(std::string label, std::uint64_t total, std::uint64_t bytes, bool allowed)
+    : label_(std::move(label)),
+      total_(total),
+      on_(allowed && bytes >= (std::uint64_t{64} << 20) && ::isatty(STDERR_FILENO)) {}
+
+progress::~progress() {
+  if (on_ && drawn_) std::fputs("\r\033[K", stderr);
+}
+
+void progress::update(std::uint64_t done) {
+  if (!on_) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (drawn_ && now - last_ < std::chrono::milliseconds(100) && done != total_) return;
+  last_ = now;
+  drawn_ = true;
+  const double frac = total_ ? double(done) / double(total_) : 1.0;
+  const int width = 30, full = int(frac * width);
+  std::fprintf(stderr, "\r  %s [%s%s] %3d%%  %llu / %llu values", label_.c_str(),
+               std::string(std::size_t(full), '#').c_str(), std::string(std::size_t(width - full), ' ').c_str(),
+               int(frac * 100), static_cast<unsigned long long>(done), static_cast<unsigned long long>(total_));
+  std::fflush(stderr);
+}
+
 std::string hex_code(std::uint32_t bits, const format& f) {
   return fmt::format("0x{:0{}x}", bits, (f.bits + 3) / 4);
 }

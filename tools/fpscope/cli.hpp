@@ -3,6 +3,7 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <fmt/color.h>
@@ -79,6 +80,24 @@ std::string profile_names();
 bool use_colour(std::FILE* stream);
 /// `s` in style `st` when `on`, else `s` unchanged.
 std::string paint(bool on, const fmt::text_style& st, std::string_view s);
+
+/// A progress bar on stderr, drawn only when stderr is a terminal, the work is large (64 MiB of
+/// input or more) and `allowed`; erased when destroyed.
+class progress {
+ public:
+  progress(std::string label, std::uint64_t total, std::uint64_t bytes, bool allowed);
+  ~progress();
+  progress(const progress&) = delete;
+  progress& operator=(const progress&) = delete;
+  void update(std::uint64_t done);
+
+ private:
+  std::string label_;
+  std::uint64_t total_;
+  bool on_;
+  bool drawn_ = false;
+  std::chrono::steady_clock::time_point last_{};
+};
 
 /// A hex code padded to the format's width: 0x0002, 0x7e.
 std::string hex_code(std::uint32_t bits, const format& f);

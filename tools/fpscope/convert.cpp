@@ -1,8 +1,6 @@
 // fpscope convert: bulk conversion of a float16/32/64 .npy into codes (or their values),
 // streamed in chunks from the memory map so that a file larger than memory converts in
 // bounded memory. The output appears only once complete (npy_writer renames on commit).
-#include <unistd.h>
-
 #include <algorithm>
 #include <array>
 #include <chrono>
@@ -28,37 +26,6 @@ struct convert_options {
   int threads = 0;
 };
 
-// A progress bar on stderr, only when stderr is a terminal and the input is large.
-class progress {
- public:
-  progress(std::uint64_t total, std::uint64_t bytes, bool allowed)
-      : total_(total), on_(allowed && bytes >= (std::uint64_t{64} << 20) && ::isatty(STDERR_FILENO)) {}
-  ~progress() {
-    if (on_ && drawn_) std::fputs("\r\033[K", stderr);
-  }
-  progress(const progress&) = delete;
-  progress& operator=(const progress&) = delete;
-  void update(std::uint64_t done) {
-    if (!on_) return;
-    const auto now = std::chrono::steady_clock::now();
-    if (drawn_ && now - last_ < std::chrono::milliseconds(100) && done != total_) return;
-    last_ = now;
-    drawn_ = true;
-    const double frac = total_ ? double(done) / double(total_) : 1.0;
-    const int width = 30, full = int(frac * width);
-    std::fprintf(stderr, "\r  converting [%s%s] %3d%%  %llu / %llu values", std::string(std::size_t(full), '#').c_str(),
-                 std::string(std::size_t(width - full), ' ').c_str(), int(frac * 100),
-                 static_cast<unsigned long long>(done), static_cast<unsigned long long>(total_));
-    std::fflush(stderr);
-  }
-
- private:
-  std::uint64_t total_;
-  bool on_;
-  bool drawn_ = false;
-  std::chrono::steady_clock::time_point last_{};
-};
-
 // Counts of result classes (for --verbose), by a per-code table.
 struct class_counts {
   std::array<std::uint64_t, 5> n{};
@@ -77,7 +44,7 @@ void convert_all(const npy_reader& in, npy_writer& out, const convert_options& o
   std::vector<W> codes(chunk);
   std::vector<float> staged(in.dtype() == npy_dtype::f2 ? chunk : 0);  // float16 decoded to float32
   std::vector<float> values(o.decode ? chunk : 0);
-  progress bar(total, in.data_bytes(), !o.quiet);
+  progress bar("converting", total, in.data_bytes(), !o.quiet);
 
   for (std::uint64_t first = 0; first < total; first += chunk) {
     const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(chunk, total - first));

@@ -1,0 +1,185 @@
+// Exact class counts of scaled casts ("multiplied by S and cast to F, how many of these values
+// vanish, go subnormal, stay normal, overflow?") and the mergeable bucket histogram they are
+// counted from. The definitions are in docs/hist.md.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <span>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "fpscope/format.hpp"
+#include "fpscope/policy.hpp"
+
+namespace fpscope {
+
+/// What one element x becomes at scale S: y = fl32(x * S), q = the cast of y.
+enum class cast_class : std::uint8_t {
+  zero,       ///< x == 0
+  underflow,  ///< x != 0 and q == +-0
+  subnormal,  ///< q is a nonzero subnormal
+  normal,     ///< q is normal and finite, no overflow happened
+  overflow,   ///< q is inf or NaN, or was saturated (the IEEE overflow condition), or y is inf
+  nonfinite,  ///< x is inf or NaN
+};
+inline constexpr int cast_class_count = 6;
+std::string_view name(cast_class c);
+
+/// Exact element counts per class.
+struct class_counts {
+  std::array<std::uint64_t, cast_class_count> n{};
+
+  std::uint64_t& operator[](cast_class c) { return n[static_cast<int>(c)]; }
+  std::uint64_t operator[](cast_class c) const { return n[static_cast<int>(c)]; }
+  std::uint64_t total() const;
+  /// underflow + subnormal + normal + overflow
+  std::uint64_t nonzero_finite() const;
+  class_counts& operator+=(const class_counts& o);
+  bool operator==(const class_counts&) const = default;
+};
+
+/// One cast to count: the format, its policy (a deterministic rounding: not sr) and the scale,
+/// a positive finite float32 (the GPU multiplies by a float32 scale).
+struct cast_spec {
+  format fmt;
+  policy pol;
+  float scale = 1.0f;
+};
+
+/// Throws std::invalid_argument when a spec cannot be counted (sr, an unsigned format, a scale
+/// that is not a positive finite float32).
+void check(const cast_spec& c);
+
+/// fl32(x * scale): the exact product rounded once to float32, nearest-even.
+float scaled(float x, float scale);
+float scaled(double x, float scale);
+
+/// The class of one element: the reference definition, computed by casting it.
+cast_class classify_cast(float x, const cast_spec& c);
+cast_class classify_cast(double x, const cast_spec& c);
+
+/// Where the classes of a cast begin, as magnitude bits of the input type (float32 or float64):
+/// an element of sign s (0 +, 1 -) and finite nonzero magnitude bits v is subnormal or above
+/// iff v >= at[s][0], normal or above iff v >= at[s][1], overflows iff v >= at[s][2]. A
+/// threshold no finite input reaches is the bits of infinity.
+template <class U>
+struct cast_thresholds {
+  std::array<std::array<U, 3>, 2> at{};
+};
+cast_thresholds<std::uint32_t> thresholds32(const cast_spec& c);
+cast_thresholds<std::uint64_t> thresholds64(const cast_spec& c);
+
+/// The exact bucket histogram of float32 values. A bucket is the sign, the exponent and the top
+/// 11 fraction bits, split in two: the value with the low 12 bits zero, and the rest. Every
+/// class boundary of every built-in format (max, min normal, min subnormal and the midpoints,
+/// each with its tie) under every deterministic rounding falls on a bucket edge at any
+/// power-of-two scale, wherever x and x * S are float32 normals; any other boundary is
+/// resolved exactly by a second pass (class_counter::refine). Histograms merge by adding.
+class bucket_histogram {
+ public:
+  static constexpr int fraction_bits = 11;
+  static constexpr std::uint32_t bucket_count = std::uint32_t{1} << 21;
+
+  /// The bucket of a float32 bit pattern; buckets of a sign are ordered by magnitude.
+  static constexpr std::uint32_t key(std::uint32_t bits) {
+    return (bits >> 12 << 1) | std::uint32_t((bits & 0xFFFu) != 0);
+  }
+  /// The smallest magnitude bits of a key's bucket.
+  static constexpr std::uint32_t lowest(std::uint32_t key) {
+    return ((key & 0xFFFFFu) >> 1 << 12) | (key & 1u);
+  }
+  /// Whether "magnitude < v" is a union of whole buckets (the low 12 bits of v are 0 or 1).
+  static constexpr bool is_edge(std::uint32_t v) { return (v & 0xFFFu) <= 1; }
+
+  bucket_histogram();
+  /// Counts the values; OpenMP above fpscope::parallel_threshold unless threads == 1.
+  void add(std::span<const float> x, int threads = 0);
+  bucket_histogram& operator+=(const bucket_histogram& o);
+  void clear();
+  std::uint64_t operator[](std::uint32_t key) const { return counts_[key]; }
+  std::uint64_t total() const;
+  /// Elements of sign s with magnitude bits < v; v must be an edge.
+  std::uint64_t below(int sign, std::uint32_t v) const;
+  /// The nonzero buckets, by key: the compact form traces store.
+  std::vector<std::pair<std::uint32_t, std::uint64_t>> sparse() const;
+  void add_sparse(std::span<const std::pair<std::uint32_t, std::uint64_t>> buckets);
+  /// floor(log2|x|) -> count of the nonzero finite values. Float32 subnormals below 2^-137
+  /// share one bucket and are counted at -138.
+  std::map<int, std::uint64_t> binades() const;
+
+ private:
+  void prefix() const;
+  std::vector<std::uint64_t> counts_;
+  std::vector<std::vector<std::uint64_t>> scratch_;  // per extra thread
+  mutable std::vector<std::uint64_t> prefix_;        // per sign, counts of keys below; empty: stale
+};
+
+/// Counts the classes of many casts over a stream of values, exactly. Float32 values go through
+/// the bucket histogram (one pass, then refine() when needs_refine()); float64 values, and all
+/// values when `expected_size` is small, through a search among the sorted thresholds.
+class class_counter {
+ public:
+  explicit class_counter(std::vector<cast_spec> specs, std::uint64_t expected_size = ~std::uint64_t{0},
+                         int threads = 0);
+  const std::vector<cast_spec>& specs() const { return specs_; }
+  /// Forgets the values (keeps the specs and their thresholds) for the next tensor.
+  void reset(std::uint64_t expected_size = ~std::uint64_t{0});
+  const cast_thresholds<std::uint32_t>& thresholds(std::size_t spec) const { return t32_[spec]; }
+
+  void add(std::span<const float> x);
+  void add(std::span<const double> x);
+  /// After every add(): whether the float32 values must be passed once more, in any order,
+  /// through refine() (a class boundary fell inside a bucket that holds values).
+  bool needs_refine();
+  void refine(std::span<const float> x);
+  /// Counts per spec (needs the refine pass first when needs_refine()).
+  std::vector<class_counts> counts();
+  /// floor(log2|x|) -> count of every nonzero finite value added.
+  std::map<int, std::uint64_t> binades() const;
+
+ private:
+  struct edges {
+    std::array<std::vector<std::uint64_t>, 2> at;      // per sign, sorted, unique
+    std::array<std::vector<std::uint64_t>, 2> counts;  // elements with (edges <= v) == i
+  };
+  template <class T>
+  void add_searched(std::span<const T> x, edges& e);
+  void plan_refine();
+
+  std::vector<cast_spec> specs_;
+  std::vector<cast_thresholds<std::uint32_t>> t32_;
+  std::vector<cast_thresholds<std::uint64_t>> t64_;
+  int threads_;
+  bool searched32_;
+  bucket_histogram hist_;
+  edges e32_, e64_;
+  std::map<int, std::uint64_t> binades_;  // of searched values
+  bool planned_ = false;
+  // refine: (sign, bucket key) -> thresholds inside it and the values below each
+  std::unordered_map<std::uint32_t, std::vector<std::pair<std::uint32_t, std::uint64_t>>> partial_;
+  std::vector<std::uint64_t> marked_;  // bit per key: its bucket has partial_ entries
+  bool refined_ = false;
+};
+
+/// Counts per spec by casting every element (the reference path: plain, slow).
+std::vector<class_counts> count_reference(std::span<const float> x, std::span<const cast_spec> specs);
+std::vector<class_counts> count_reference(std::span<const double> x, std::span<const cast_spec> specs);
+
+/// Error of the representable part (subnormal and normal classes): |q/S - x| / |x| and the
+/// signal-to-quantisation-noise ratio sum x^2 / sum (q/S - x)^2. Mergeable by +=.
+struct error_stats {
+  std::uint64_t n = 0;
+  double sum_rel = 0, max_rel = 0, signal = 0, noise = 0;
+  double mean_rel() const;
+  /// +inf when the noise is zero; NaN when n == 0.
+  double sqnr_db() const;
+  error_stats& operator+=(const error_stats& o);
+};
+void accumulate_errors(std::span<const float> x, const cast_spec& c, error_stats& e);
+void accumulate_errors(std::span<const double> x, const cast_spec& c, error_stats& e);
+
+}  // namespace fpscope

@@ -1,0 +1,493 @@
+#include "fpscope/histogram.hpp"
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <numeric>
+#include <omp.h>
+#include <stdexcept>
+#include <string>
+
+#include "fpscope/convert.hpp"
+
+namespace fpscope {
+namespace {
+
+using detail::from_bits;
+using detail::to_bits;
+
+constexpr std::uint32_t inf32 = 0x7F800000u;
+constexpr std::uint64_t inf64 = 0x7FF0000000000000ull;
+constexpr std::uint32_t half_keys = std::uint32_t{1} << 20;  // keys of one sign
+
+// underflow 0, subnormal 1, normal 2, overflow 3: the order the classes come in as |y| grows.
+int rank(cast_class c) { return static_cast<int>(c) - 1; }
+
+// The class of a finite nonzero x whose scaled value is y.
+cast_class class_of_y(float y, const cast_spec& c) {
+  if (std::isinf(y)) return cast_class::overflow;
+  unsigned fl = 0;
+  const std::uint32_t q = encode(y, c.fmt, c.pol, 0, fl);
+  switch (classify(q, c.fmt)) {
+    case value_class::zero: return cast_class::underflow;
+    case value_class::subnormal: return fl & flag_overflow ? cast_class::overflow : cast_class::subnormal;
+    case value_class::normal: return fl & flag_overflow ? cast_class::overflow : cast_class::normal;
+    default: return cast_class::overflow;
+  }
+}
+
+// The smallest magnitude bits in [1, inf] whose class (for this sign) has rank >= r. The class
+// is monotone in |x|: fl32 and every deterministic rounding are monotone in magnitude.
+template <class T>
+typename detail::binary<T>::bits first_of_rank(const cast_spec& c, int sign, int r) {
+  using U = typename detail::binary<T>::bits;
+  constexpr U inf = std::is_same_v<T, float> ? U(inf32) : U(inf64);
+  const U s = U(sign) << (sizeof(U) * 8 - 1);
+  U lo = 1, hi = inf;
+  while (lo < hi) {
+    const U mid = lo + (hi - lo) / 2;
+    if (rank(class_of_y(scaled(from_bits<T>(s | mid), c.scale), c)) >= r)
+      hi = mid;
+    else
+      lo = mid + 1;
+  }
+  return lo;
+}
+
+template <class T>
+cast_thresholds<typename detail::binary<T>::bits> thresholds_of(const cast_spec& c) {
+  check(c);
+  cast_thresholds<typename detail::binary<T>::bits> t;
+  for (int s = 0; s < 2; ++s)
+    for (int r = 1; r <= 3; ++r) t.at[s][r - 1] = first_of_rank<T>(c, s, r);
+  return t;
+}
+
+// Class counts of one sign from a `below(v)` that counts the elements of magnitude bits < v.
+template <class U, class Below>
+void add_sign(class_counts& out, const std::array<U, 3>& t, U one, U inf, std::uint64_t total, Below below) {
+  const std::uint64_t b1 = below(one), b0 = below(t[0]), bn = below(t[1]), bo = below(t[2]), bi = below(inf);
+  out[cast_class::zero] += b1;
+  out[cast_class::underflow] += b0 - b1;
+  out[cast_class::subnormal] += bn - b0;
+  out[cast_class::normal] += bo - bn;
+  out[cast_class::overflow] += bi - bo;
+  out[cast_class::nonfinite] += total - bi;
+}
+
+int binade_of_key(std::uint32_t key) {
+  const std::uint32_t b = (key >> 1) & 0x7FFFFu;
+  const int e = int(b >> 11);
+  if (e > 0) return e - 127;
+  if (b == 0) return -138;
+  return std::bit_width(b) - 1 - 137;
+}
+
+template <class T>
+void errors_of(std::span<const T> x, const cast_spec& c, error_stats& e) {
+  using U = typename detail::binary<T>::bits;
+  U t[2][3];
+  if constexpr (std::is_same_v<T, float>) {
+    const auto th = thresholds32(c);
+    for (int s = 0; s < 2; ++s) std::copy(th.at[s].begin(), th.at[s].end(), t[s]);
+  } else {
+    const auto th = thresholds64(c);
+    for (int s = 0; s < 2; ++s) std::copy(th.at[s].begin(), th.at[s].end(), t[s]);
+  }
+  constexpr std::size_t block = 4096;
+  std::vector<float> y(block);
+  std::vector<std::uint32_t> q32(block);
+  std::vector<std::uint16_t> q16(block);
+  std::vector<std::uint8_t> q8(block);
+  std::vector<double> v(block);
+  for (std::size_t lo = 0; lo < x.size(); lo += block) {
+    const std::size_t n = std::min(block, x.size() - lo);
+    for (std::size_t i = 0; i < n; ++i) y[i] = scaled(x[lo + i], c.scale);
+    const std::span<const float> ys(y.data(), n);
+    const bulk_options one{1.0, 0, 1};
+    switch (c.fmt.storage_bytes()) {
+      case 1:
+        encode(ys, std::span<std::uint8_t>(q8.data(), n), c.fmt, c.pol, one);
+        decode(std::span<const std::uint8_t>(q8.data(), n), std::span<double>(v.data(), n), c.fmt);
+        break;
+      case 2:
+        encode(ys, std::span<std::uint16_t>(q16.data(), n), c.fmt, c.pol, one);
+        decode(std::span<const std::uint16_t>(q16.data(), n), std::span<double>(v.data(), n), c.fmt);
+        break;
+      default:
+        encode(ys, std::span<std::uint32_t>(q32.data(), n), c.fmt, c.pol, one);
+        decode(std::span<const std::uint32_t>(q32.data(), n), std::span<double>(v.data(), n), c.fmt);
+    }
+    for (std::size_t i = 0; i < n; ++i) {
+      const U b = to_bits(x[lo + i]);
+      const int s = int(b >> (sizeof(U) * 8 - 1));
+      const U m = b & (~U(0) >> 1);
+      if (m < t[s][0] || m >= t[s][2]) continue;  // zero, underflow, overflow, nonfinite
+      const double xv = double(x[lo + i]);
+      const double err = v[i] / double(c.scale) - xv;
+      const double rel = std::fabs(err) / std::fabs(xv);
+      ++e.n;
+      e.sum_rel += rel;
+      e.max_rel = std::max(e.max_rel, rel);
+      e.signal += xv * xv;
+      e.noise += err * err;
+    }
+  }
+}
+
+}  // namespace
+
+std::string_view name(cast_class c) {
+  switch (c) {
+    case cast_class::zero: return "zero";
+    case cast_class::underflow: return "underflow";
+    case cast_class::subnormal: return "subnormal";
+    case cast_class::normal: return "normal";
+    case cast_class::overflow: return "overflow";
+    case cast_class::nonfinite: return "nonfinite";
+  }
+  return "?";
+}
+
+std::uint64_t class_counts::total() const { return std::accumulate(n.begin(), n.end(), std::uint64_t{0}); }
+
+std::uint64_t class_counts::nonzero_finite() const {
+  return n[1] + n[2] + n[3] + n[4];
+}
+
+class_counts& class_counts::operator+=(const class_counts& o) {
+  for (int i = 0; i < cast_class_count; ++i) n[i] += o.n[i];
+  return *this;
+}
+
+void check(const cast_spec& c) {
+  if (c.pol.round == rounding::sr)
+    throw std::invalid_argument("stochastic rounding gives no fixed class per value: use a deterministic rounding");
+  if (!c.fmt.is_signed())
+    throw std::invalid_argument(std::string(c.fmt.name) + " is an unsigned scale format: classes need a signed format");
+  if (!(std::isfinite(c.scale) && c.scale > 0))
+    throw std::invalid_argument("the scale must be a positive finite float32, not " + std::to_string(c.scale));
+}
+
+float scaled(float x, float scale) { return static_cast<float>(double(x) * double(scale)); }
+
+float scaled(double x, float scale) {
+  // Round to odd at 53 bits, then to float32: one correct rounding of the exact product.
+  const double p = x * double(scale);
+  if (!std::isfinite(p) || p == 0) return static_cast<float>(p);
+  const double err = std::fma(x, double(scale), -p);
+  if (err == 0) return static_cast<float>(p);
+  std::uint64_t b = to_bits(p);
+  if ((err < 0) != (p < 0)) b -= 1;  // p was rounded away from zero: truncate
+  return static_cast<float>(from_bits<double>(b | 1));
+}
+
+cast_class classify_cast(float x, const cast_spec& c) {
+  if (!std::isfinite(x)) return cast_class::nonfinite;
+  if (x == 0) return cast_class::zero;
+  return class_of_y(scaled(x, c.scale), c);
+}
+
+cast_class classify_cast(double x, const cast_spec& c) {
+  if (!std::isfinite(x)) return cast_class::nonfinite;
+  if (x == 0) return cast_class::zero;
+  return class_of_y(scaled(x, c.scale), c);
+}
+
+cast_thresholds<std::uint32_t> thresholds32(const cast_spec& c) { return thresholds_of<float>(c); }
+cast_thresholds<std::uint64_t> thresholds64(const cast_spec& c) { return thresholds_of<double>(c); }
+
+// ---------------------------------------------------------------------------------------------
+// bucket_histogram
+
+bucket_histogram::bucket_histogram() : counts_(bucket_count, 0) {}
+
+void bucket_histogram::add(std::span<const float> x, int threads) {
+  prefix_.clear();
+  const auto* in = reinterpret_cast<const std::uint32_t*>(x.data());
+  const std::size_t n = x.size();
+  int t = threads > 0 ? threads : (n >= parallel_threshold ? omp_get_max_threads() : 1);
+  if (t <= 1) {
+    std::uint64_t* __restrict c = counts_.data();
+    for (std::size_t i = 0; i < n; ++i) ++c[key(in[i])];
+    return;
+  }
+  if (scratch_.size() < std::size_t(t - 1)) scratch_.resize(t - 1);
+#pragma omp parallel num_threads(t)
+  {
+    const int id = omp_get_thread_num(), nt = omp_get_num_threads();
+    std::uint64_t* c = counts_.data();
+    if (id > 0) {
+      auto& s = scratch_[id - 1];
+      if (s.empty()) s.assign(bucket_count, 0);
+      c = s.data();
+    }
+    const std::size_t lo = n * id / nt, hi = n * (id + 1) / nt;
+    for (std::size_t i = lo; i < hi; ++i) ++c[key(in[i])];
+#pragma omp barrier
+    // Fold the extra tables in, each thread a slice of keys, zeroing them for the next call.
+    const std::size_t klo = std::size_t(bucket_count) * id / nt, khi = std::size_t(bucket_count) * (id + 1) / nt;
+    for (int j = 0; j + 1 < nt; ++j) {
+      auto& s = scratch_[j];
+      for (std::size_t k = klo; k < khi; ++k) {
+        counts_[k] += s[k];
+        s[k] = 0;
+      }
+    }
+  }
+}
+
+void bucket_histogram::clear() {
+  prefix_.clear();
+  std::fill(counts_.begin(), counts_.end(), 0);
+}
+
+bucket_histogram& bucket_histogram::operator+=(const bucket_histogram& o) {
+  prefix_.clear();
+  for (std::uint32_t k = 0; k < bucket_count; ++k) counts_[k] += o.counts_[k];
+  return *this;
+}
+
+std::uint64_t bucket_histogram::total() const {
+  return std::accumulate(counts_.begin(), counts_.end(), std::uint64_t{0});
+}
+
+void bucket_histogram::prefix() const {
+  if (!prefix_.empty()) return;
+  prefix_.assign(2 * (half_keys + 1), 0);
+  for (int s = 0; s < 2; ++s) {
+    std::uint64_t* p = prefix_.data() + s * (half_keys + 1);
+    const std::uint64_t* c = counts_.data() + s * half_keys;
+    for (std::uint32_t k = 0; k < half_keys; ++k) p[k + 1] = p[k] + c[k];
+  }
+}
+
+std::uint64_t bucket_histogram::below(int sign, std::uint32_t v) const {
+  if (!is_edge(v)) throw std::logic_error("bucket_histogram::below: not a bucket edge");
+  prefix();
+  const std::uint32_t k = v >= 0x80000000u ? half_keys : key(v);
+  return prefix_[std::size_t(sign) * (half_keys + 1) + k];
+}
+
+std::vector<std::pair<std::uint32_t, std::uint64_t>> bucket_histogram::sparse() const {
+  std::vector<std::pair<std::uint32_t, std::uint64_t>> out;
+  for (std::uint32_t k = 0; k < bucket_count; ++k)
+    if (counts_[k]) out.emplace_back(k, counts_[k]);
+  return out;
+}
+
+void bucket_histogram::add_sparse(std::span<const std::pair<std::uint32_t, std::uint64_t>> buckets) {
+  prefix_.clear();
+  for (const auto& [k, n] : buckets) {
+    if (k >= bucket_count) throw std::invalid_argument("bucket key " + std::to_string(k) + " out of range");
+    counts_[k] += n;
+  }
+}
+
+std::map<int, std::uint64_t> bucket_histogram::binades() const {
+  std::map<int, std::uint64_t> out;
+  for (std::uint32_t k = 0; k < bucket_count; ++k) {
+    if (!counts_[k]) continue;
+    const std::uint32_t m = k & (half_keys - 1);
+    if (m == 0 || lowest(m) >= inf32) continue;  // zero, inf, NaN
+    out[binade_of_key(k)] += counts_[k];
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// class_counter
+
+// Below 2^17 values a search among the few thousand thresholds beats sweeping 2^21 buckets.
+class_counter::class_counter(std::vector<cast_spec> specs, std::uint64_t expected_size, int threads)
+    : specs_(std::move(specs)), threads_(threads), searched32_(expected_size < (std::uint64_t{1} << 17)) {
+  t32_.reserve(specs_.size());
+  for (const auto& c : specs_) t32_.push_back(thresholds32(c));
+  for (int s = 0; s < 2; ++s) {
+    auto& a = e32_.at[s];
+    a = {1, inf32};
+    for (const auto& t : t32_) a.insert(a.end(), t.at[s].begin(), t.at[s].end());
+    std::sort(a.begin(), a.end());
+    a.erase(std::unique(a.begin(), a.end()), a.end());
+    e32_.counts[s].assign(a.size() + 1, 0);
+  }
+}
+
+void class_counter::reset(std::uint64_t expected_size) {
+  searched32_ = expected_size < (std::uint64_t{1} << 17);
+  hist_.clear();
+  for (auto* e : {&e32_, &e64_})
+    for (auto& c : e->counts) std::fill(c.begin(), c.end(), 0);
+  binades_.clear();
+  partial_.clear();
+  planned_ = refined_ = false;
+}
+
+template <class T>
+void class_counter::add_searched(std::span<const T> x, edges& e) {
+  using U = typename detail::binary<T>::bits;
+  for (const T v : x) {
+    const U b = to_bits(v);
+    const int s = int(b >> (sizeof(U) * 8 - 1));
+    const U m = b & (~U(0) >> 1);
+    const auto& a = e.at[s];
+    const std::size_t i = std::size_t(std::upper_bound(a.begin(), a.end(), std::uint64_t(m)) - a.begin());
+    ++e.counts[s][i];
+    if (std::isfinite(v) && v != 0) ++binades_[std::ilogb(v)];
+  }
+}
+
+void class_counter::add(std::span<const float> x) {
+  planned_ = refined_ = false;
+  if (searched32_)
+    add_searched(x, e32_);
+  else
+    hist_.add(x, threads_);
+}
+
+void class_counter::add(std::span<const double> x) {
+  if (t64_.empty() && !specs_.empty()) {
+    for (const auto& c : specs_) t64_.push_back(thresholds64(c));
+    for (int s = 0; s < 2; ++s) {
+      auto& a = e64_.at[s];
+      a = {1, inf64};
+      for (const auto& t : t64_) a.insert(a.end(), t.at[s].begin(), t.at[s].end());
+      std::sort(a.begin(), a.end());
+      a.erase(std::unique(a.begin(), a.end()), a.end());
+      e64_.counts[s].assign(a.size() + 1, 0);
+    }
+  }
+  if (specs_.empty()) {
+    for (const double v : x)
+      if (std::isfinite(v) && v != 0) ++binades_[std::ilogb(v)];
+    return;
+  }
+  add_searched(x, e64_);
+}
+
+void class_counter::plan_refine() {
+  partial_.clear();
+  marked_.assign(bucket_histogram::bucket_count / 64, 0);
+  if (!searched32_)
+    for (const auto& t : t32_)
+      for (std::uint32_t s = 0; s < 2; ++s)
+        for (const std::uint32_t v : t.at[s]) {
+          if (bucket_histogram::is_edge(v)) continue;
+          const std::uint32_t k = bucket_histogram::key(s << 31 | v);
+          if (!hist_[k]) continue;
+          auto& list = partial_[k];
+          if (std::none_of(list.begin(), list.end(), [v](const auto& p) { return p.first == v; }))
+            list.emplace_back(v, 0);
+          marked_[k / 64] |= std::uint64_t{1} << (k % 64);
+        }
+  planned_ = true;
+}
+
+bool class_counter::needs_refine() {
+  if (!planned_) plan_refine();
+  return !partial_.empty() && !refined_;
+}
+
+void class_counter::refine(std::span<const float> x) {
+  if (!planned_) plan_refine();
+  if (partial_.empty()) return;
+  const auto* in = reinterpret_cast<const std::uint32_t*>(x.data());
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    const std::uint32_t k = bucket_histogram::key(in[i]);
+    if (!(marked_[k / 64] >> (k % 64) & 1)) continue;
+    const std::uint32_t m = in[i] & 0x7FFFFFFFu;
+    for (auto& [v, n] : partial_[k]) n += m < v;
+  }
+  refined_ = true;
+}
+
+std::vector<class_counts> class_counter::counts() {
+  if (needs_refine()) throw std::logic_error("class_counter::counts: the refine pass is missing");
+  std::vector<class_counts> out(specs_.size());
+  // Elements below each edge of a searched set, per sign.
+  std::array<std::vector<std::uint64_t>, 2> p32, p64;
+  std::array<std::uint64_t, 2> n32{}, n64{};
+  for (int s = 0; s < 2; ++s) {
+    p32[s].assign(e32_.counts[s].size(), 0);
+    std::partial_sum(e32_.counts[s].begin(), e32_.counts[s].end(), p32[s].begin());
+    n32[s] = p32[s].back();
+    p64[s].assign(e64_.counts[s].size(), 0);
+    std::partial_sum(e64_.counts[s].begin(), e64_.counts[s].end(), p64[s].begin());
+    n64[s] = p64[s].empty() ? 0 : p64[s].back();
+  }
+  const auto searched_below = [](const std::vector<std::uint64_t>& at, const std::vector<std::uint64_t>& p,
+                                 std::uint64_t v) {
+    const std::size_t j = std::size_t(std::lower_bound(at.begin(), at.end(), v) - at.begin());
+    return p[j];  // values with fewer than j+1 edges <= them, i.e. below at[j]
+  };
+  for (std::size_t i = 0; i < specs_.size(); ++i) {
+    for (int s = 0; s < 2; ++s) {
+      if (searched32_) {
+        add_sign<std::uint32_t>(out[i], t32_[i].at[s], 1u, inf32, n32[s],
+                                [&](std::uint32_t v) { return searched_below(e32_.at[s], p32[s], v); });
+      } else {
+        const std::uint64_t total = hist_.below(s, 0x80000000u);
+        add_sign<std::uint32_t>(out[i], t32_[i].at[s], 1u, inf32, total, [&](std::uint32_t v) {
+          if (bucket_histogram::is_edge(v)) return hist_.below(s, v);
+          const std::uint64_t whole = hist_.below(s, (v & ~0xFFFu) | 1u);
+          const auto it = partial_.find(bucket_histogram::key(std::uint32_t(s) << 31 | v));
+          if (it == partial_.end()) return whole;
+          for (const auto& [w, n] : it->second)
+            if (w == v) return whole + n;
+          return whole;
+        });
+      }
+      if (!t64_.empty())
+        add_sign<std::uint64_t>(out[i], t64_[i].at[s], 1u, inf64, n64[s],
+                                [&](std::uint64_t v) { return searched_below(e64_.at[s], p64[s], v); });
+    }
+  }
+  return out;
+}
+
+std::map<int, std::uint64_t> class_counter::binades() const {
+  auto out = searched32_ ? std::map<int, std::uint64_t>{} : hist_.binades();
+  for (const auto& [b, n] : binades_) out[b] += n;
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+template <class T>
+static std::vector<class_counts> reference_of(std::span<const T> x, std::span<const cast_spec> specs) {
+  std::vector<class_counts> out(specs.size());
+  for (std::size_t i = 0; i < specs.size(); ++i) {
+    check(specs[i]);
+    for (const T v : x) ++out[i][classify_cast(v, specs[i])];
+  }
+  return out;
+}
+
+std::vector<class_counts> count_reference(std::span<const float> x, std::span<const cast_spec> specs) {
+  return reference_of(x, specs);
+}
+std::vector<class_counts> count_reference(std::span<const double> x, std::span<const cast_spec> specs) {
+  return reference_of(x, specs);
+}
+
+double error_stats::mean_rel() const { return n ? sum_rel / double(n) : std::nan(""); }
+
+double error_stats::sqnr_db() const {
+  if (!n) return std::nan("");
+  if (noise == 0) return INFINITY;
+  return 10 * std::log10(signal / noise);
+}
+
+error_stats& error_stats::operator+=(const error_stats& o) {
+  n += o.n;
+  sum_rel += o.sum_rel;
+  max_rel = std::max(max_rel, o.max_rel);
+  signal += o.signal;
+  noise += o.noise;
+  return *this;
+}
+
+void accumulate_errors(std::span<const float> x, const cast_spec& c, error_stats& e) { errors_of(x, c, e); }
+void accumulate_errors(std::span<const double> x, const cast_spec& c, error_stats& e) { errors_of(x, c, e); }
+
+}  // namespace fpscope

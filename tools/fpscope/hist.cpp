@@ -1,0 +1,343 @@
+// fpscope hist: how many values vanish, go subnormal, stay normal or overflow when multiplied by
+// a scale and cast to each format; exact counts from the bucket histogram (fpscope/histogram.hpp),
+// the scale to use, and where the values sit against each format's thresholds.
+#include <algorithm>
+#include <cmath>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <vector>
+
+#include "cli.hpp"
+#include "fpscope/convert.hpp"
+#include "fpscope/histogram.hpp"
+#include "fpscope/npy.hpp"
+#include "hist_view.hpp"
+#include "plot.hpp"
+
+namespace fpscope::cli {
+namespace {
+
+constexpr int kmin = -126, kmax = 127, sweep = kmax - kmin + 1;  // the float32 normal powers of two
+
+struct hist_options {
+  std::vector<std::string> inputs;
+  std::string formats = "fp16,bf16,e4m3,e5m2", scales = "1", input_format, errors = "auto", plot;
+  std::string rounding, profile = "ieee", overflow, view_scale;
+  int headroom = 1, threads = 0;
+  bool json = false, csv = false, reference = false, quiet = false;
+};
+
+// "2^-3:2^10", "1024", "2^4", "0.5" and comma lists of them; each a positive finite float32.
+std::vector<float> parse_scales(const std::string& text) {
+  std::vector<float> out;
+  const auto one = [&](std::string s) -> float {
+    double v;
+    if (s.rfind("2^", 0) == 0) {
+      std::size_t used = 0;
+      int k;
+      try {
+        k = std::stoi(s.substr(2), &used);
+      } catch (const std::exception&) {
+        throw usage_error("--scales: '" + s + "' is not a scale (2^K, a number, or 2^A:2^B)");
+      }
+      if (used != s.size() - 2) throw usage_error("--scales: '" + s + "' is not a scale (2^K, a number, or 2^A:2^B)");
+      if (k < -149 || k > 127) throw usage_error("--scales: " + s + " is not a float32 (2^-149 .. 2^127)");
+      v = std::ldexp(1.0, k);
+    } else {
+      char* end = nullptr;
+      v = std::strtod(s.c_str(), &end);
+      if (s.empty() || *end) throw usage_error("--scales: '" + s + "' is not a scale (2^K, a number, or 2^A:2^B)");
+    }
+    const float f = static_cast<float>(v);
+    if (!(std::isfinite(f) && f > 0))
+      throw usage_error("--scales: '" + s + "' is not a positive finite float32");
+    return f;
+  };
+  std::size_t at = 0;
+  while (at <= text.size()) {
+    const std::size_t comma = std::min(text.find(',', at), text.size());
+    const std::string item = text.substr(at, comma - at);
+    if (const auto colon = item.find(':'); colon != std::string::npos) {
+      const float a = one(item.substr(0, colon)), b = one(item.substr(colon + 1));
+      int ea, eb;
+      if (std::frexp(a, &ea) != 0.5f || std::frexp(b, &eb) != 0.5f || a > b)
+        throw usage_error("--scales: a range is 2^A:2^B with A <= B, not '" + item + "'");
+      for (int k = ea; k <= eb; ++k) out.push_back(std::ldexp(1.0f, k - 1));
+    } else {
+      out.push_back(one(item));
+    }
+    at = comma + 1;
+  }
+  if (out.size() > 4096) throw usage_error("--scales: at most 4096 scales");
+  return out;
+}
+
+struct loaded {
+  npy_reader in;
+  std::optional<format> codes;  // uint arrays hold codes of this format
+};
+
+// Calls f(span<const float>) or f(span<const double>) over the values, chunk by chunk, handing
+// the pages of a chunk back once it is done.
+template <class F>
+void visit(const loaded& t, F&& f, progress* bar = nullptr, std::uint64_t* done = nullptr) {
+  constexpr std::uint64_t chunk = std::uint64_t{1} << 22;
+  const auto& in = t.in;
+  std::vector<float> buf;
+  for (std::uint64_t lo = 0; lo < in.size(); lo += chunk) {
+    const std::size_t n = std::size_t(std::min(chunk, in.size() - lo));
+    switch (in.dtype()) {
+      case npy_dtype::f4: f(in.values<float>().subspan(lo, n)); break;
+      case npy_dtype::f8: f(in.values<double>().subspan(lo, n)); break;
+      case npy_dtype::f2:
+        buf.resize(n);
+        decode(in.values<std::uint16_t>().subspan(lo, n), std::span<float>(buf), builtin(format_id::fp16));
+        f(std::span<const float>(buf));
+        break;
+      case npy_dtype::u1:
+        buf.resize(n);
+        decode(in.values<std::uint8_t>().subspan(lo, n), std::span<float>(buf), *t.codes);
+        f(std::span<const float>(buf));
+        break;
+      case npy_dtype::u2:
+        buf.resize(n);
+        decode(in.values<std::uint16_t>().subspan(lo, n), std::span<float>(buf), *t.codes);
+        f(std::span<const float>(buf));
+        break;
+      case npy_dtype::u4:
+        buf.resize(n);
+        decode(in.values<std::uint32_t>().subspan(lo, n), std::span<float>(buf), *t.codes);
+        f(std::span<const float>(buf));
+        break;
+    }
+    in.release(lo, n);
+    if (bar) bar->update(*done += n);
+  }
+}
+
+loaded open_input(const std::string& path, const std::string& input_format) {
+  loaded t{npy_reader(path), std::nullopt};
+  const npy_dtype d = t.in.dtype();
+  const bool uint = d == npy_dtype::u1 || d == npy_dtype::u2 || d == npy_dtype::u4;
+  if (!input_format.empty()) {
+    const auto id = find_format(input_format);
+    if (!id) throw usage_error("--input-format: unknown format '" + input_format + "' (known: " +
+                               std::string(format_names()) + ")");
+    const format f = builtin(*id);
+    if (!uint || int(npy_itemsize(d)) != f.storage_bytes())
+      throw npy_error(fmt::format("{}: --input-format {} reads uint{} arrays of codes, not {}", path, f.name,
+                                  8 * f.storage_bytes(), npy_type_name(d)));
+    t.codes = f;
+  } else if (uint) {
+    throw npy_error(fmt::format("{}: {} holds no values by itself; name the format of its codes with "
+                                "--input-format (e.g. --input-format bf16 for uint16)",
+                                path, npy_type_name(d)));
+  }
+  return t;
+}
+
+int run(const hist_options& o) {
+  if (o.json && o.csv) throw usage_error("--json and --csv exclude each other");
+  if (o.errors != "auto" && o.errors != "all" && o.errors != "recommended" && o.errors != "none")
+    throw usage_error("--errors: unknown value '" + o.errors + "' (known: auto, all, recommended, none)");
+  if (!o.plot.empty()) try {
+      plot_is_svg(o.plot);  // before the work, not after
+    } catch (const std::invalid_argument& e) {
+      throw usage_error(e.what());
+    }
+  const std::vector<float> scales = parse_scales(o.scales);
+
+  // One format per name, each with the profile's policy and the user's overrides.
+  std::vector<conversion_options> fmts;
+  for (std::size_t at = 0; at <= o.formats.size();) {
+    const std::size_t comma = std::min(o.formats.find(',', at), o.formats.size());
+    conversion_options c;
+    c.to = o.formats.substr(at, comma - at);
+    c.rounding = o.rounding;
+    c.profile = o.profile;
+    c.overflow = o.overflow;
+    resolve(c);
+    if (!c.fmt.is_signed()) throw usage_error(std::string(c.fmt.name) + " is an unsigned scale format: hist needs an element format");
+    if (c.pol.round == rounding::sr)
+      throw usage_error("--rounding sr gives no fixed class per value: hist needs a deterministic rounding");
+    fmts.push_back(c);
+    at = comma + 1;
+  }
+
+  // Specs: per format, every float32 normal power of two (for the recommendations), then the rows.
+  const std::size_t stride = sweep + scales.size();
+  std::vector<cast_spec> specs;
+  for (const auto& c : fmts) {
+    for (int k = kmin; k <= kmax; ++k) specs.push_back({c.fmt, c.pol, std::ldexp(1.0f, k)});
+    for (const float s : scales) specs.push_back({c.fmt, c.pol, s});
+  }
+
+  std::vector<loaded> tensors;
+  std::uint64_t total_values = 0, total_bytes = 0;
+  for (const auto& p : o.inputs) {
+    tensors.push_back(open_input(p, o.input_format));
+    total_values += tensors.back().in.size();
+    total_bytes += tensors.back().in.data_bytes();
+  }
+
+  class_counter counter(specs, ~std::uint64_t{0}, o.threads);
+  std::vector<class_counts> totals(specs.size());
+  std::vector<std::vector<class_counts>> per_tensor;  // rows only
+  std::map<int, std::uint64_t> binades;
+  {
+    progress bar("counting", total_values * (o.reference ? 1 : 2), total_bytes, !o.quiet);
+    std::uint64_t done = 0;
+    for (const auto& t : tensors) {
+      std::vector<class_counts> c;
+      if (o.reference) {
+        c.assign(specs.size(), {});
+        visit(t, [&](auto x) {
+          const auto r = count_reference(x, specs);
+          for (std::size_t i = 0; i < c.size(); ++i) c[i] += r[i];
+        }, &bar, &done);
+      } else {
+        counter.reset(t.in.size());
+        visit(t, [&](auto x) { counter.add(x); }, &bar, &done);
+        if (counter.needs_refine())
+          visit(t, [&](auto x) {
+            if constexpr (std::is_same_v<decltype(x), std::span<const float>>) counter.refine(x);
+          });
+        c = counter.counts();
+        done += t.in.size();
+        bar.update(done);
+      }
+      if (o.reference) {
+        class_counter b({}, 0);
+        visit(t, [&](auto x) { b.add(x); });
+        for (const auto& [k, n] : b.binades()) binades[k] += n;
+      } else {
+        for (const auto& [k, n] : counter.binades()) binades[k] += n;
+      }
+      for (std::size_t i = 0; i < specs.size(); ++i) totals[i] += c[i];
+      auto& rows = per_tensor.emplace_back();
+      for (std::size_t f = 0; f < fmts.size(); ++f)
+        for (std::size_t j = 0; j < scales.size(); ++j) rows.push_back(c[f * stride + sweep + j]);
+    }
+  }
+
+  // Recommendations, from the sweep over every power of two.
+  std::vector<report_format> report;
+  for (std::size_t f = 0; f < fmts.size(); ++f) {
+    report_format r;
+    r.conv = fmts[f];
+    for (std::size_t j = 0; j < scales.size(); ++j) r.rows.push_back({scales[j], totals[f * stride + sweep + j], {}, false});
+    const auto at = [&](int k) -> const class_counts& { return totals[f * stride + std::size_t(k - kmin)]; };
+    if (at(0).nonzero_finite() > 0) {
+      int top = kmin - 1;
+      for (int k = kmin; k <= kmax; ++k)
+        if (at(k)[cast_class::overflow] == 0) top = k;
+      if (top >= kmin) {
+        const int k = std::max(kmin, top - o.headroom);
+        r.gradscaler = report_row{std::ldexp(1.0f, k), at(k), {}, false};
+        r.no_overflow_log2 = top;
+      }
+      // Fewest underflow + overflow, then fewest subnormal; the middle of a tied run.
+      std::vector<int> best;
+      std::pair<std::uint64_t, std::uint64_t> best_loss{~0ull, ~0ull};
+      for (int k = kmin; k <= kmax; ++k) {
+        const auto& c = at(k);
+        const std::pair<std::uint64_t, std::uint64_t> loss{c[cast_class::underflow] + c[cast_class::overflow],
+                                                           c[cast_class::subnormal]};
+        if (loss < best_loss) best_loss = loss, best.clear();
+        if (loss == best_loss) best.push_back(k);
+      }
+      const int k = best[best.size() / 2];
+      r.min_loss = report_row{std::ldexp(1.0f, k), at(k), {}, false};
+      r.min_loss_range = {best.front(), best.back()};
+    }
+    report.push_back(std::move(r));
+  }
+
+  // Error statistics: a pass per (format, scale) that needs them.
+  const bool rows_errors = o.errors == "all" || (o.errors == "auto" && scales.size() <= 4);
+  const bool rec_errors = o.errors != "none";
+  for (auto& r : report) {
+    std::vector<report_row*> want;
+    if (rows_errors)
+      for (auto& row : r.rows) want.push_back(&row);
+    if (rec_errors) {
+      if (r.gradscaler) want.push_back(&*r.gradscaler);
+      if (r.min_loss) want.push_back(&*r.min_loss);
+    }
+    for (auto* row : want) {
+      const cast_spec c{r.conv.fmt, r.conv.pol, row->scale};
+      for (const auto& t : tensors) visit(t, [&](auto x) { accumulate_errors(x, c, row->errors); });
+      row->has_errors = true;
+    }
+  }
+
+  // The picture's scale: --view-scale, else the first row's.
+  const float view = o.view_scale.empty() ? scales.front() : parse_scales(o.view_scale).front();
+  report_input in;
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    const auto& r = tensors[i].in;
+    in.tensors.push_back({r.path(), std::string(npy_type_name(r.dtype())) +
+                                        (tensors[i].codes ? std::string(" codes of ") + tensors[i].codes->name : ""),
+                          r.shape(), r.size(), std::move(per_tensor[i])});
+  }
+  in.binades = std::move(binades);
+  in.headroom = o.headroom;
+  in.view = view;
+  in.reference = o.reference;
+
+  if (!o.plot.empty()) write_plot(o.plot, picture(in, report));
+  if (o.json)
+    print_json(in, report);
+  else if (o.csv)
+    print_csv(in, report);
+  else
+    print_text(in, report, use_colour(stdout));
+  return 0;
+}
+
+runner setup(CLI::App& app) {
+  auto o = std::make_shared<hist_options>();
+  auto* sub = app.add_subcommand("hist", "how many values vanish / go subnormal / overflow per format and scale");
+  sub->add_option("INPUT", o->inputs, ".npy files: float16/32/64, or uint codes with --input-format")
+      ->required()
+      ->check(CLI::ExistingFile);
+  sub->add_option("-f,--formats", o->formats, "comma-separated formats [default: fp16,bf16,e4m3,e5m2]");
+  sub->add_option("-s,--scales", o->scales,
+                  "scales S (x is multiplied by S, in float32, before the cast): 2^K, numbers,\n"
+                  "ranges 2^A:2^B (every power of two between), comma-separated [default: 1]");
+  sub->add_option("-r,--rounding", o->rounding, "rounding mode (not sr): " + rounding_names() + " [default: rne]");
+  sub->add_option("-p,--profile", o->profile, "policy bundle: " + profile_names() + " [default: ieee]");
+  sub->add_option("--overflow", o->overflow, "inf or saturate [default: the profile's]");
+  sub->add_option("--input-format", o->input_format, "the format of uint arrays' codes (bf16 for uint16, e4m3 for uint8, ...)");
+  sub->add_option("--headroom", o->headroom, "binades below the largest scale without overflow (the GradScaler\n"
+                                             "recommendation) [default: 1]")
+      ->check(CLI::Range(0, 64));
+  sub->add_option("--errors", o->errors,
+                  "error statistics: auto (every row when at most 4 scales, else the\n"
+                  "recommendations), all, recommended, none [default: auto]");
+  sub->add_option("--view-scale", o->view_scale, "scale of the terminal picture and --plot [default: the first scale]");
+  sub->add_option("--plot", o->plot, "also draw the histogram and the formats' regions to FILE.svg or FILE.png");
+  sub->add_flag("--json", o->json, "print JSON (counts are exact integers)");
+  sub->add_flag("--csv", o->csv, "print CSV: one line per input (and 'all') x format x scale");
+  sub->add_flag("--reference", o->reference, "count by casting every value (slow; the same counts, as a cross-check)");
+  sub->add_option("-j,--threads", o->threads, "threads [default: all]")->check(CLI::Range(0, 1024));
+  sub->add_flag("-q,--quiet", o->quiet, "no progress bar");
+  sub->footer(
+      "Each finite x: y = fl32(x * S), q = y cast to the format. Classes: zero (x == 0), underflow\n"
+      "(q == 0), subnormal, normal, overflow (inf, NaN, or saturated), nonfinite (x inf or NaN).\n"
+      "Percentages are of the nonzero finite values. Counts are exact: a bucket histogram whose edges\n"
+      "hold every class boundary, refined by a second pass where a boundary falls inside a bucket.\n"
+      "\n"
+      "Examples:\n"
+      "  fpscope hist grads.npy                         fp16, bf16, e4m3, e5m2 at scale 1, and the scales to use\n"
+      "  fpscope hist grads.npy -f fp16 -s 2^0:2^24     a GradScaler-style sweep\n"
+      "  fpscope hist a.npy b.npy -f e4m3 -p cuda -s 2^-4,1,16 --json\n"
+      "  fpscope hist w_bf16.npy --input-format bf16 --plot w.svg");
+  return [o] { return run(*o); };
+}
+
+const registrar reg{"hist", 60, &setup};
+
+}  // namespace
+}  // namespace fpscope::cli

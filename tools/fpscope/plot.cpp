@@ -1,0 +1,415 @@
+// Figures of `fpscope hist`. One drawing routine renders into an in-memory SVG or PNG (cairo, toy text
+// API only: no pango), and the bytes go to a temporary file renamed into place, so a failed render or
+// write never leaves a partial figure behind.
+#include "plot.hpp"
+
+#include <cairo-svg.h>
+#include <cairo.h>
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <new>
+#include <numbers>
+#include <stdexcept>
+#include <string_view>
+
+namespace fpscope::cli {
+namespace {
+
+struct rgb {
+  double r, g, b;
+};
+constexpr rgb hex(unsigned v) { return {((v >> 16) & 255) / 255.0, ((v >> 8) & 255) / 255.0, (v & 255) / 255.0}; }
+
+constexpr rgb ink = hex(0x222222), muted = hex(0x5c5c5c), grid = hex(0xe8e8e8), bar = hex(0x93a1b3),
+              band_edge = hex(0x9a9a9a);
+constexpr rgb region_fill[4] = {hex(0xd0d0d0), hex(0xf7c65e), hex(0xe1f2da), hex(0xf3a097)};
+constexpr const char* region_name[4] = {"vanish", "subnormal", "normal", "overflow"};
+// Saturated hues away from the region fills, so a boundary line reads over bars, grid and bands alike.
+constexpr rgb palette[] = {hex(0x1f5fbf), hex(0x8e24aa), hex(0x00897b), hex(0xd81b60),
+                           hex(0x6d4c41), hex(0x3949ab), hex(0x558b2f), hex(0xe65100)};
+
+// Boundaries beyond this (fp64's 2^-1074, say) would squash the bars into a sliver.
+constexpr double far_binade = 160;
+
+void colour(cairo_t* cr, rgb c, double alpha = 1) { cairo_set_source_rgba(cr, c.r, c.g, c.b, alpha); }
+// Crisp 1px lines in the PNG: centre them on a pixel.
+double snap(double v) { return std::floor(v) + 0.5; }
+
+/// A piece of text, raised and smaller when `sup` (exponents of 2^k).
+struct run {
+  std::string s;
+  bool sup = false;
+};
+
+// Draws `runs` with its anchor at `align` (0 left, 0.5 centre, 1 right) of x; returns the width.
+double text(cairo_t* cr, double x, double y, const std::vector<run>& runs, double size, double align = 0,
+            bool bold = false, bool draw = true) {
+  cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL,
+                         bold ? CAIRO_FONT_WEIGHT_BOLD : CAIRO_FONT_WEIGHT_NORMAL);
+  double width = 0;
+  cairo_text_extents_t e;
+  for (const auto& r : runs) {
+    cairo_set_font_size(cr, r.sup ? size * 0.72 : size);
+    cairo_text_extents(cr, r.s.c_str(), &e);
+    width += e.x_advance;
+  }
+  if (!draw) return width;
+  x -= align * width;
+  for (const auto& r : runs) {
+    cairo_set_font_size(cr, r.sup ? size * 0.72 : size);
+    cairo_move_to(cr, x, r.sup ? y - size * 0.42 : y);
+    cairo_show_text(cr, r.s.c_str());
+    cairo_text_extents(cr, r.s.c_str(), &e);
+    x += e.x_advance;
+  }
+  return width;
+}
+double text(cairo_t* cr, double x, double y, const std::string& s, double size, double align = 0, bool bold = false,
+            bool draw = true) {
+  return text(cr, x, y, std::vector<run>{{s}}, size, align, bold, draw);
+}
+
+std::vector<run> power_of_two(int k) {
+  return {{"2"}, {k < 0 ? fmt::format("\u2212{}", -static_cast<long>(k)) : fmt::format("{}", k), true}};
+}
+
+std::string thousands(std::uint64_t n) {
+  std::string digits = fmt::format("{}", n), out;
+  for (std::size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return out;
+}
+
+// Axis counts: "25k", "1.5M" once the numbers get wide.
+std::string compact(double v, double top) {
+  if (v == 0 || top < 1e4) return fmt::format("{:g}", v);
+  if (top < 1e6) return fmt::format("{:g}k", v / 1e3);
+  if (top < 1e9) return fmt::format("{:g}M", v / 1e6);
+  return fmt::format("{:g}G", v / 1e9);
+}
+
+double nice_step(double raw) {
+  const double p = std::pow(10.0, std::floor(std::log10(raw))), m = raw / p;
+  return (m <= 1 ? 1 : m <= 2 ? 2 : m <= 5 ? 5 : 10) * p;
+}
+
+void draw(cairo_t* cr, const hist_picture& pic, double w, double h) {
+  const std::size_t nf = pic.formats.size();
+  constexpr double inf = std::numeric_limits<double>::infinity();
+
+  // x range: every binade with data, every (near enough) region boundary, and a margin.
+  double lo = inf, hi = -inf;
+  std::uint64_t total = 0, peak = 0;
+  for (const auto& [b, c] : pic.binades) {
+    lo = std::min(lo, double(b));
+    hi = std::max(hi, b + 1.0);
+    total += c;
+    peak = std::max(peak, c);
+  }
+  // Boundaries widen the range by at most `reach` binades beyond the data: bf16's far-away ones
+  // would otherwise squeeze the data into a sliver (their bands run off the edge instead).
+  constexpr double reach = 24;
+  const bool data = lo <= hi;
+  const double dlo = data ? lo - reach : -far_binade, dhi = data ? hi + reach : far_binade;
+  for (const auto& f : pic.formats)
+    for (double v : {f.nonzero_from, f.normal_from, f.overflow_from})
+      if (std::isfinite(v)) {
+        const double c = std::clamp(v, std::max(dlo, -far_binade), std::min(dhi, far_binade));
+        lo = std::min(lo, c);
+        hi = std::max(hi, c);
+      }
+  if (lo > hi) lo = hi = 0;
+  lo = std::floor(lo) - 2;
+  hi = std::ceil(hi) + 2;
+  if (hi - lo < 12) {
+    const double mid = std::floor((lo + hi) / 2);
+    lo = mid - 6;
+    hi = mid + 6;
+  }
+
+  // y axis: linear, a "nice" step, a little headroom above the tallest bar.
+  double ystep = 0, ytop = 1;
+  if (peak > 0) {
+    ystep = std::max(1.0, nice_step(double(peak) / 5));
+    ytop = std::ceil(double(peak) / ystep) * ystep;
+    if (ytop - double(peak) < 0.04 * ytop) ytop += ystep;
+  }
+
+  // Vertical layout: title, caption, histogram, one band per format, x labels, axis title, legend.
+  constexpr double band_h = 24, band_pitch = 40, hist_top = 64;
+  const double bands_bottom = h - 80;
+  const double bands_top = bands_bottom - (nf ? nf * band_pitch - (band_pitch - band_h) : 0);
+  const double hist_bottom = bands_top - (nf ? 16 : 0), axis_y = nf ? bands_bottom : hist_bottom;
+
+  // Horizontal layout: the left margin holds the y label, its tick labels and the format labels.
+  double ytick_w = 0, label_w = 0;
+  for (double v = 0; ystep > 0 && v <= ytop + ystep / 2; v += ystep)
+    ytick_w = std::max(ytick_w, text(cr, 0, 0, compact(v, ytop), 11, 0, false, false));
+  for (const auto& f : pic.formats) label_w = std::max(label_w, text(cr, 0, 0, f.label, 12, 0, true, false));
+  // Capped: an overlong format label runs off the left edge rather than squeezing out the plot.
+  const double left = std::ceil(std::min(std::max({34 + ytick_w + 8, label_w + 20, 60.0}), w * 0.4)), right = w - 28;
+  const double px = (right - left) / (hi - lo);
+  const auto X = [&](double v) { return left + (std::clamp(v, lo, hi) - lo) * px; };
+  const auto Y = [&](double c) { return hist_bottom - c / ytop * (hist_bottom - hist_top); };
+
+  // x labels every `xstep` binades, as far apart as the widest label needs.
+  const double label_room = 14 + std::max(text(cr, 0, 0, power_of_two(int(lo)), 11, 0, false, false),
+                                          text(cr, 0, 0, power_of_two(int(hi)), 11, 0, false, false));
+  int xstep = 1;
+  for (int s : {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000}) {
+    xstep = s;
+    if (s * px >= label_room) break;
+  }
+  std::vector<int> xticks;
+  for (int k = int(std::ceil(lo / xstep)) * xstep; k <= hi; k += xstep) xticks.push_back(k);
+
+  colour(cr, hex(0xffffff));
+  cairo_paint(cr);
+  cairo_set_line_cap(cr, CAIRO_LINE_CAP_BUTT);
+
+  colour(cr, ink);
+  text(cr, left, 28, pic.title, 16, 0, true);
+  colour(cr, muted);
+  text(cr, left, 48,
+       fmt::format("{} nonzero finite  \u00b7  {} zero  \u00b7  {} non-finite", thousands(total),
+                   thousands(pic.zero), thousands(pic.nonfinite)),
+       12);
+
+  // Histogram panel: grid, bars, then the format boundaries on top of the bars.
+  cairo_set_line_width(cr, 1);
+  colour(cr, grid);
+  for (double v = ystep; ystep > 0 && v <= ytop + ystep / 2; v += ystep) {
+    cairo_move_to(cr, left, snap(Y(v)));
+    cairo_line_to(cr, right, snap(Y(v)));
+  }
+  for (int k : xticks) {
+    cairo_move_to(cr, snap(X(k)), hist_top);
+    cairo_line_to(cr, snap(X(k)), hist_bottom);
+  }
+  cairo_stroke(cr);
+
+  cairo_save(cr);
+  cairo_rectangle(cr, left, hist_top, right - left, hist_bottom - hist_top);
+  cairo_clip(cr);
+  const double gap = px >= 6 ? 1.5 : px >= 3 ? 0.5 : 0;
+  colour(cr, bar);
+  // At least 1.5px wide, so a lone binade in a very wide range still shows.
+  const double bar_w = std::max(px - gap, 1.5);
+  for (const auto& [b, c] : pic.binades)
+    if (b + 1 > lo && b < hi)
+      cairo_rectangle(cr, X(b + 0.5) - bar_w / 2, Y(double(c)), bar_w, hist_bottom - Y(double(c)));
+  cairo_fill(cr);
+  cairo_set_line_width(cr, 1.4);
+  for (std::size_t i = 0; i < nf; ++i) {
+    const auto& f = pic.formats[i];
+    // Alternate the dash phase so coinciding boundaries of neighbouring formats interleave.
+    const double dash[] = {5, 4};
+    cairo_set_dash(cr, dash, 2, i % 2 ? 4.5 : 0);
+    colour(cr, palette[i % std::size(palette)], 0.9);
+    for (double v : {f.nonzero_from, f.normal_from, f.overflow_from})
+      if (std::isfinite(v) && v > lo && v < hi) {
+        cairo_move_to(cr, X(v), hist_top);
+        cairo_line_to(cr, X(v), hist_bottom);
+      }
+    cairo_stroke(cr);
+  }
+  cairo_set_dash(cr, nullptr, 0, 0);
+  cairo_restore(cr);
+
+  if (pic.binades.empty()) {
+    // On a white box: the boundary lines would cross it otherwise.
+    constexpr const char* note = "no nonzero finite values";
+    cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_ITALIC, CAIRO_FONT_WEIGHT_NORMAL);
+    cairo_set_font_size(cr, 15);
+    cairo_text_extents_t e;
+    cairo_text_extents(cr, note, &e);
+    const double nx = (left + right - e.x_advance) / 2, ny = (hist_top + hist_bottom) / 2;
+    colour(cr, hex(0xffffff));
+    cairo_rectangle(cr, nx - 10, ny - 19, e.x_advance + 20, 28);
+    cairo_fill(cr);
+    colour(cr, muted);
+    cairo_move_to(cr, nx, ny);
+    cairo_show_text(cr, note);
+  }
+
+  // Axes of the histogram and their labels.
+  cairo_set_line_width(cr, 1);
+  colour(cr, ink);
+  cairo_move_to(cr, snap(left), hist_top);
+  cairo_line_to(cr, snap(left), snap(hist_bottom));
+  cairo_line_to(cr, right, snap(hist_bottom));
+  for (double v = 0; ystep > 0 && v <= ytop + ystep / 2; v += ystep) {
+    cairo_move_to(cr, left - 4, snap(Y(v)));
+    cairo_line_to(cr, left, snap(Y(v)));
+  }
+  for (int k : xticks) {
+    cairo_move_to(cr, snap(X(k)), snap(hist_bottom));
+    cairo_line_to(cr, snap(X(k)), hist_bottom + 4);
+  }
+  cairo_stroke(cr);
+  colour(cr, muted);
+  for (double v = 0; v == 0 || (ystep > 0 && v <= ytop + ystep / 2); v += std::max(ystep, 1.0))
+    text(cr, left - 7, Y(v) + 4, compact(v, ytop), 11, 1);
+  cairo_save(cr);
+  cairo_translate(cr, 20, (hist_top + hist_bottom) / 2);
+  cairo_rotate(cr, -std::numbers::pi / 2);
+  text(cr, 0, 0, "values per binade", 12, 0.5);
+  cairo_restore(cr);
+
+  // One band per format: its regions, their boundaries, its label.
+  for (std::size_t i = 0; i < nf; ++i) {
+    const auto& f = pic.formats[i];
+    const double y = bands_top + double(i) * band_pitch;
+    double edge[5] = {lo, f.nonzero_from, f.normal_from, f.overflow_from, hi};
+    for (int r = 1; r < 5; ++r) edge[r] = std::isnan(edge[r]) ? edge[r - 1] : std::max(edge[r], edge[r - 1]);
+    for (int r = 0; r < 4; ++r) {
+      const double x0 = X(edge[r]), x1 = X(edge[r + 1]);
+      if (x1 <= x0) continue;
+      colour(cr, region_fill[r]);
+      cairo_rectangle(cr, x0, y, x1 - x0, band_h);
+      cairo_fill(cr);
+      colour(cr, muted);
+      if (text(cr, 0, 0, region_name[r], 10, 0, false, false) + 10 <= x1 - x0)
+        text(cr, (x0 + x1) / 2, y + band_h / 2 + 3.5, region_name[r], 10, 0.5);
+    }
+    const rgb c = palette[i % std::size(palette)];
+    colour(cr, c);
+    cairo_set_line_width(cr, 1.6);
+    for (int r = 1; r < 4; ++r)
+      if (edge[r] > lo && edge[r] < hi) {
+        cairo_move_to(cr, X(edge[r]), y);
+        cairo_line_to(cr, X(edge[r]), y + band_h);
+      }
+    cairo_stroke(cr);
+    colour(cr, band_edge);
+    cairo_set_line_width(cr, 1);
+    cairo_rectangle(cr, snap(left), snap(y), std::round(right - left), std::round(band_h));
+    cairo_stroke(cr);
+    colour(cr, c);
+    text(cr, left - 10, y + band_h / 2 + 4.5, f.label, 12, 1, true);
+  }
+
+  // The shared x axis under the last band.
+  colour(cr, ink);
+  cairo_set_line_width(cr, 1);
+  for (int k : xticks) {
+    cairo_move_to(cr, snap(X(k)), snap(axis_y));
+    cairo_line_to(cr, snap(X(k)), axis_y + 5);
+  }
+  cairo_stroke(cr);
+  colour(cr, muted);
+  for (int k : xticks) text(cr, X(k), axis_y + 19, power_of_two(k), 11, 0.5);
+  colour(cr, ink);
+  text(cr, (left + right) / 2, axis_y + 40,
+       {{"|x|    (bar k counts 2"}, {"k", true}, {" \u2264 |x| < 2"}, {"k+1", true}, {")"}}, 12, 0.5);
+
+  // Legend, centred under everything (no regions to explain without formats).
+  if (!nf) return;
+  const double ly = h - 16;
+  double legend_w = 0;
+  for (const char* name : region_name) legend_w += 14 + 5 + text(cr, 0, 0, name, 11, 0, false, false) + 18;
+  const std::string boundary_note = "region boundary, in the format's colour";
+  legend_w += 22 + 5 + text(cr, 0, 0, boundary_note, 11, 0, false, false);
+  double lx = std::round((left + right - legend_w) / 2);
+  for (int r = 0; r < 4; ++r) {
+    colour(cr, region_fill[r]);
+    cairo_rectangle(cr, lx, ly - 9, 14, 10);
+    cairo_fill_preserve(cr);
+    colour(cr, band_edge);
+    cairo_stroke(cr);
+    colour(cr, ink);
+    lx += 19 + text(cr, lx + 19, ly, region_name[r], 11) + 18;
+  }
+  const double dash[] = {5, 4};
+  cairo_set_dash(cr, dash, 2, 0);
+  cairo_set_line_width(cr, 1.4);
+  colour(cr, muted);
+  cairo_move_to(cr, lx, ly - 4);
+  cairo_line_to(cr, lx + 22, ly - 4);
+  cairo_stroke(cr);
+  cairo_set_dash(cr, nullptr, 0, 0);
+  colour(cr, ink);
+  text(cr, lx + 27, ly, boundary_note, 11);
+}
+
+cairo_status_t append(void* closure, const unsigned char* data, unsigned int n) {
+  try {
+    static_cast<std::string*>(closure)->append(reinterpret_cast<const char*>(data), n);
+    return CAIRO_STATUS_SUCCESS;
+  } catch (const std::bad_alloc&) {
+    return CAIRO_STATUS_NO_MEMORY;
+  }
+}
+
+std::string render(const std::string& path, const hist_picture& pic, bool svg) {
+  const int w = 1000, h = 400 + 40 * int(pic.formats.size());
+  std::string bytes;  // declared first: the SVG surface may still write into it when destroyed
+  const std::unique_ptr<cairo_surface_t, decltype(&cairo_surface_destroy)> surface(
+      svg ? cairo_svg_surface_create_for_stream(append, &bytes, w, h)
+          : cairo_image_surface_create(CAIRO_FORMAT_ARGB32, w, h),
+      cairo_surface_destroy);
+  if (svg) cairo_svg_surface_set_document_unit(surface.get(), CAIRO_SVG_UNIT_PX);
+  cairo_status_t st;
+  {
+    const std::unique_ptr<cairo_t, decltype(&cairo_destroy)> cr(cairo_create(surface.get()), cairo_destroy);
+    draw(cr.get(), pic, w, h);
+    st = cairo_status(cr.get());
+  }
+  if (st == CAIRO_STATUS_SUCCESS) {
+    if (svg) cairo_surface_finish(surface.get());
+    else st = cairo_surface_write_to_png_stream(surface.get(), append, &bytes);
+  }
+  if (st == CAIRO_STATUS_SUCCESS) st = cairo_surface_status(surface.get());
+  if (st != CAIRO_STATUS_SUCCESS)
+    throw std::runtime_error(fmt::format("{}: cannot draw the figure: {}", path, cairo_status_to_string(st)));
+  return bytes;
+}
+
+void write_file(const std::string& path, std::string_view bytes) {
+  const std::string temp = fmt::format("{}.tmp.{}", path, ::getpid());
+  const auto fail = [&](int e, bool created) {
+    if (created) ::unlink(temp.c_str());
+    throw std::runtime_error(fmt::format("{}: cannot write: {}", path, std::strerror(e)));
+  };
+  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+  if (fd < 0) fail(errno, false);
+  while (!bytes.empty()) {
+    const ssize_t k = ::write(fd, bytes.data(), bytes.size());
+    if (k < 0 && errno == EINTR) continue;
+    if (k < 0) {
+      const int e = errno;
+      ::close(fd);
+      fail(e, true);
+    }
+    bytes.remove_prefix(std::size_t(k));
+  }
+  if (::close(fd) != 0) fail(errno, true);
+  if (::rename(temp.c_str(), path.c_str()) != 0) fail(errno, true);
+}
+
+}  // namespace
+
+bool plot_is_svg(const std::string& path) {
+  std::string ext = path.size() >= 4 ? path.substr(path.size() - 4) : "";
+  for (char& ch : ext) ch = char(std::tolower(static_cast<unsigned char>(ch)));
+  if (ext != ".svg" && ext != ".png")
+    throw std::invalid_argument(fmt::format("--plot: FILE must end in .svg or .png, not '{}'", path));
+  return ext == ".svg";
+}
+
+void write_plot(const std::string& path, const hist_picture& pic) {
+  write_file(path, render(path, pic, plot_is_svg(path)));
+}
+
+}  // namespace fpscope::cli
