@@ -18,7 +18,7 @@ using detail::to_bits;
 
 constexpr std::uint32_t inf32 = 0x7F800000u;
 constexpr std::uint64_t inf64 = 0x7FF0000000000000ull;
-constexpr std::uint32_t half_keys = std::uint32_t{1} << 20;  // keys of one sign
+constexpr std::uint32_t per_sign = bucket_histogram::per_sign;
 
 // underflow 0, subnormal 1, normal 2, overflow 3: the order the classes come in as |y| grows.
 int rank(cast_class c) { return static_cast<int>(c) - 1; }
@@ -73,14 +73,6 @@ void add_sign(class_counts& out, const std::array<U, 3>& t, U one, U inf, std::u
   out[cast_class::normal] += bo - bn;
   out[cast_class::overflow] += bi - bo;
   out[cast_class::nonfinite] += total - bi;
-}
-
-int binade_of_key(std::uint32_t key) {
-  const std::uint32_t b = (key >> 1) & 0x7FFFFu;
-  const int e = int(b >> 11);
-  if (e > 0) return e - 127;
-  if (b == 0) return -138;
-  return std::bit_width(b) - 1 - 137;
 }
 
 template <class T>
@@ -202,39 +194,56 @@ cast_thresholds<std::uint64_t> thresholds64(const cast_spec& c) { return thresho
 
 bucket_histogram::bucket_histogram() : counts_(bucket_count, 0) {}
 
+namespace {
+
+// Counts the keys of in[0, n) into `out`. Keys are computed a block at a time (the compiler
+// vectorises that loop: lzcnt, shifts, compares), then counted into a uint32 table drained
+// into `out` before any counter could wrap. Measured on gradient-like data (see
+// tools/bench/RESULTS-hist.md): one table beats 2-8 interleaved ones, whose larger footprint
+// costs more than the same-counter store-to-load chains they avoid.
+void count_keys(const std::uint32_t* __restrict in, std::size_t n, std::uint64_t* __restrict out) {
+  constexpr std::size_t block = 1024;
+  constexpr std::size_t flush = std::size_t{1} << 31;
+  std::vector<std::uint32_t> table(bucket_histogram::bucket_count, 0);
+  std::uint32_t* __restrict t = table.data();
+  alignas(64) std::uint32_t keys[block];
+  std::size_t since_flush = 0;
+  const auto drain = [&] {
+    for (std::size_t k = 0; k < bucket_histogram::bucket_count; ++k) {
+      out[k] += t[k];
+      t[k] = 0;
+    }
+    since_flush = 0;
+  };
+  for (std::size_t lo = 0; lo < n; lo += block) {
+    const std::size_t m = std::min(block, n - lo);
+    for (std::size_t i = 0; i < m; ++i) keys[i] = bucket_histogram::key(in[lo + i]);
+    for (std::size_t i = 0; i < m; ++i) ++t[keys[i]];
+    if ((since_flush += m) >= flush) drain();
+  }
+  drain();
+}
+
+}  // namespace
+
 void bucket_histogram::add(std::span<const float> x, int threads) {
   prefix_.clear();
   const auto* in = reinterpret_cast<const std::uint32_t*>(x.data());
   const std::size_t n = x.size();
-  int t = threads > 0 ? threads : (n >= parallel_threshold ? omp_get_max_threads() : 1);
-  if (t <= 1) {
-    std::uint64_t* __restrict c = counts_.data();
-    for (std::size_t i = 0; i < n; ++i) ++c[key(in[i])];
+  const int t = threads > 0 ? threads : (n >= parallel_threshold ? omp_get_max_threads() : 1);
+  if (t <= 1 || n < 4096) {
+    count_keys(in, n, counts_.data());
     return;
   }
-  if (scratch_.size() < std::size_t(t - 1)) scratch_.resize(t - 1);
+  std::vector<std::vector<std::uint64_t>> part(std::size_t(t - 1), std::vector<std::uint64_t>(bucket_count, 0));
 #pragma omp parallel num_threads(t)
   {
     const int id = omp_get_thread_num(), nt = omp_get_num_threads();
-    std::uint64_t* c = counts_.data();
-    if (id > 0) {
-      auto& s = scratch_[id - 1];
-      if (s.empty()) s.assign(bucket_count, 0);
-      c = s.data();
-    }
-    const std::size_t lo = n * id / nt, hi = n * (id + 1) / nt;
-    for (std::size_t i = lo; i < hi; ++i) ++c[key(in[i])];
-#pragma omp barrier
-    // Fold the extra tables in, each thread a slice of keys, zeroing them for the next call.
-    const std::size_t klo = std::size_t(bucket_count) * id / nt, khi = std::size_t(bucket_count) * (id + 1) / nt;
-    for (int j = 0; j + 1 < nt; ++j) {
-      auto& s = scratch_[j];
-      for (std::size_t k = klo; k < khi; ++k) {
-        counts_[k] += s[k];
-        s[k] = 0;
-      }
-    }
+    const std::size_t lo = n * std::size_t(id) / std::size_t(nt), hi = n * std::size_t(id + 1) / std::size_t(nt);
+    count_keys(in + lo, hi - lo, id == 0 ? counts_.data() : part[std::size_t(id - 1)].data());
   }
+  for (const auto& p : part)
+    for (std::uint32_t k = 0; k < bucket_count; ++k) counts_[k] += p[k];
 }
 
 void bucket_histogram::clear() {
@@ -254,19 +263,19 @@ std::uint64_t bucket_histogram::total() const {
 
 void bucket_histogram::prefix() const {
   if (!prefix_.empty()) return;
-  prefix_.assign(2 * (half_keys + 1), 0);
+  prefix_.assign(2 * (per_sign + 1), 0);
   for (int s = 0; s < 2; ++s) {
-    std::uint64_t* p = prefix_.data() + s * (half_keys + 1);
-    const std::uint64_t* c = counts_.data() + s * half_keys;
-    for (std::uint32_t k = 0; k < half_keys; ++k) p[k + 1] = p[k] + c[k];
+    std::uint64_t* p = prefix_.data() + s * (per_sign + 1);
+    const std::uint64_t* c = counts_.data() + s * per_sign;
+    for (std::uint32_t k = 0; k < per_sign; ++k) p[k + 1] = p[k] + c[k];
   }
 }
 
 std::uint64_t bucket_histogram::below(int sign, std::uint32_t v) const {
-  if (!is_edge(v)) throw std::logic_error("bucket_histogram::below: not a bucket edge");
+  if (v < 0x80000000u && !is_edge(v)) throw std::logic_error("bucket_histogram::below: not a bucket edge");
   prefix();
-  const std::uint32_t k = v >= 0x80000000u ? half_keys : key(v);
-  return prefix_[std::size_t(sign) * (half_keys + 1) + k];
+  const std::uint32_t k = v >= 0x80000000u ? per_sign : key(v);
+  return prefix_[std::size_t(sign) * (per_sign + 1) + k];
 }
 
 std::vector<std::pair<std::uint32_t, std::uint64_t>> bucket_histogram::sparse() const {
@@ -287,10 +296,9 @@ void bucket_histogram::add_sparse(std::span<const std::pair<std::uint32_t, std::
 std::map<int, std::uint64_t> bucket_histogram::binades() const {
   std::map<int, std::uint64_t> out;
   for (std::uint32_t k = 0; k < bucket_count; ++k) {
-    if (!counts_[k]) continue;
-    const std::uint32_t m = k & (half_keys - 1);
-    if (m == 0 || lowest(m) >= inf32) continue;  // zero, inf, NaN
-    out[binade_of_key(k)] += counts_[k];
+    const std::uint32_t m = k % per_sign, e = m / per_binade;
+    if (!counts_[k] || m == 0 || e == 255) continue;  // zero, inf, NaN
+    out[e ? int(e) - 127 : -127] += counts_[k];
   }
   return out;
 }
@@ -429,7 +437,7 @@ std::vector<class_counts> class_counter::counts() {
         const std::uint64_t total = hist_.below(s, 0x80000000u);
         add_sign<std::uint32_t>(out[i], t32_[i].at[s], 1u, inf32, total, [&](std::uint32_t v) {
           if (bucket_histogram::is_edge(v)) return hist_.below(s, v);
-          const std::uint64_t whole = hist_.below(s, (v & ~0xFFFu) | 1u);
+          const std::uint64_t whole = hist_.below(s, bucket_histogram::lowest(bucket_histogram::key(v)));
           const auto it = partial_.find(bucket_histogram::key(std::uint32_t(s) << 31 | v));
           if (it == partial_.end()) return whole;
           for (const auto& [w, n] : it->second)

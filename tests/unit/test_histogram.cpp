@@ -214,7 +214,12 @@ TEST_CASE("hist: bucket_histogram keys, below(), merging, sparse form and thread
   std::mt19937_64 rng(7);
   std::uniform_int_distribution<std::uint32_t> u32;
   std::vector<float> x(300000);
-  for (auto& v : x) v = f32_from_bits(u32(rng) & (u32(rng) & 1 ? 0xFFFFFFFFu : 0x80FFF003u));
+  // Random patterns, and values whose fractions are short runs of ones (every bucket kind).
+  for (auto& v : x) {
+    const std::uint32_t run = u32(rng) % 24, tail = u32(rng) % 4 == 0 ? 0 : u32(rng) & ((1u << (22 - std::min(run, 22u))) - 1);
+    v = u32(rng) & 1 ? f32_from_bits(u32(rng))
+                     : f32_from_bits((u32(rng) & 0xFF800000u) | (((1u << run) - 1) << (23 - run) & 0x7FFFFFu) | tail);
+  }
   // Keys are ordered like magnitudes within a sign.
   for (int i = 0; i < 100000; ++i) {
     const std::uint32_t a = u32(rng) & 0x7FFFFFFFu, b = u32(rng) & 0x7FFFFFFFu;
@@ -236,16 +241,23 @@ TEST_CASE("hist: bucket_histogram keys, below(), merging, sparse form and thread
   CHECK(differ == 0);
   // below() against a plain count, at edges of both kinds.
   for (int i = 0; i < 200; ++i) {
-    const std::uint32_t v = (u32(rng) & 0x7FFFF000u) | (u32(rng) & 1), s = u32(rng) & 1;
+    std::uint32_t k = u32(rng) % fpscope::bucket_histogram::per_sign;
+    const std::uint32_t s = u32(rng) & 1;
+    if (k % 128 >= 96) k -= 32;  // runs of 24+ do not exist
+    if (k % 128 >= 84) k &= ~1u;  // after a run of 21 or more nothing is below the "next" bit
+    if (k % 128 >= 88) k &= ~3u;  // after a run of 22 or 23 no bit is left
+    const std::uint32_t v = fpscope::bucket_histogram::lowest(k);
+    REQUIRE(fpscope::bucket_histogram::is_edge(v));
+    REQUIRE(fpscope::bucket_histogram::key(v) == k);
     std::uint64_t want = 0;
     for (const float f : x) want += (bits_of(f) >> 31) == s && (bits_of(f) & 0x7FFFFFFFu) < v;
     REQUIRE(serial.below(int(s), v) == want);
   }
   CHECK_THROWS(serial.below(0, 0x3F800005u));
-  // binades: every nonzero finite value once, at floor(log2|x|) (or -138 below 2^-137).
+  // binades: every nonzero finite value once, at floor(log2|x|) (float32 subnormals at -127).
   std::map<int, std::uint64_t> want;
   for (const float f : x)
-    if (std::isfinite(f) && f != 0) ++want[std::fabs(f) >= 0x1p-137f ? std::ilogb(f) : -138];
+    if (std::isfinite(f) && f != 0) ++want[std::fabs(f) >= 0x1p-126f ? std::ilogb(f) : -127];
   CHECK(serial.binades() == want);
 }
 
