@@ -62,8 +62,8 @@ def counts_of(result):
 def test_counts_match_numpy_and_ml_dtypes(fpscope, tmp):
     x = gradients()
     f = save(tmp, "g.npy", x)
-    out = fpscope.json("hist", f, "-s", "2^-8:2^20,3,0.1,1e-30", "--json", "--errors", "none")
-    assert len(out["results"]) == 4 * 32
+    out = fpscope.json("hist", f, "-s", "2^-8:2^20,3,0.1,1e-30,2^-120:2^-100:10", "--json", "--errors", "none")
+    assert len(out["results"]) == 4 * 35
     for r in out["results"]:
         want = numpy_counts(x, r["format"], r["scale"])
         assert counts_of(r) == want, (r["format"], r["scale"])
@@ -205,6 +205,7 @@ def test_plot_files(fpscope, tmp):
     (["-s", "0"], ["positive finite"], 2),
     (["-s", "2^200"], ["2^200"], 2),
     (["-s", "2^4:2^1"], ["range"], 2),
+    (["-s", "2^1:2^4:0"], ["step"], 2),
     (["-s", "abc"], ["abc"], 2),
     (["-r", "sr"], ["deterministic"], 2),
     (["-f", "e8m0"], ["unsigned"], 2),

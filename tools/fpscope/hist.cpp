@@ -25,7 +25,7 @@ struct hist_options {
   std::string formats = "fp16,bf16,e4m3,e5m2", scales = "1", input_format, errors = "auto", plot;
   std::string rounding, profile = "ieee", overflow, view_scale;
   int headroom = 1, threads = 0;
-  bool json = false, csv = false, reference = false, quiet = false;
+  bool json = false, csv = false, reference = false, quiet = false, no_picture = false;
 };
 
 // "2^-3:2^10", "1024", "2^4", "0.5" and comma lists of them; each a positive finite float32.
@@ -59,11 +59,20 @@ std::vector<float> parse_scales(const std::string& text) {
     const std::size_t comma = std::min(text.find(',', at), text.size());
     const std::string item = text.substr(at, comma - at);
     if (const auto colon = item.find(':'); colon != std::string::npos) {
-      const float a = one(item.substr(0, colon)), b = one(item.substr(colon + 1));
+      // 2^A:2^B or 2^A:2^B:STEP (every STEP-th power of two from 2^A up to 2^B).
+      const auto colon2 = item.find(':', colon + 1);
+      const float a = one(item.substr(0, colon)), b = one(item.substr(colon + 1, colon2 - colon - 1));
+      int step = 1;
+      if (colon2 != std::string::npos) {
+        const std::string st = item.substr(colon2 + 1);
+        if (st.empty() || st.size() > 3 || st.find_first_not_of("0123456789") != std::string::npos || std::stoi(st) < 1)
+          throw usage_error("--scales: the step of '" + item + "' is not a positive integer");
+        step = std::stoi(st);
+      }
       int ea, eb;
       if (std::frexp(a, &ea) != 0.5f || std::frexp(b, &eb) != 0.5f || a > b)
-        throw usage_error("--scales: a range is 2^A:2^B with A <= B, not '" + item + "'");
-      for (int k = ea; k <= eb; ++k) out.push_back(std::ldexp(1.0f, k - 1));
+        throw usage_error("--scales: a range is 2^A:2^B[:STEP] with A <= B, not '" + item + "'");
+      for (int k = ea; k <= eb; k += step) out.push_back(std::ldexp(1.0f, k - 1));
     } else {
       out.push_back(one(item));
     }
@@ -285,6 +294,7 @@ int run(const hist_options& o) {
   in.headroom = o.headroom;
   in.view = view;
   in.reference = o.reference;
+  in.picture = !o.no_picture;
 
   if (!o.plot.empty()) write_plot(o.plot, picture(in, report));
   if (o.json)
@@ -305,7 +315,8 @@ runner setup(CLI::App& app) {
   sub->add_option("-f,--formats", o->formats, "comma-separated formats [default: fp16,bf16,e4m3,e5m2]");
   sub->add_option("-s,--scales", o->scales,
                   "scales S (x is multiplied by S, in float32, before the cast): 2^K, numbers,\n"
-                  "ranges 2^A:2^B (every power of two between), comma-separated [default: 1]");
+                  "ranges 2^A:2^B[:STEP] (every (STEP-th) power of two between),\n"
+                  "comma-separated [default: 1]");
   sub->add_option("-r,--rounding", o->rounding, "rounding mode (not sr): " + rounding_names() + " [default: rne]");
   sub->add_option("-p,--profile", o->profile, "policy bundle: " + profile_names() + " [default: ieee]");
   sub->add_option("--overflow", o->overflow, "inf or saturate [default: the profile's]");
@@ -318,6 +329,7 @@ runner setup(CLI::App& app) {
                   "recommendations), all, recommended, none [default: auto]");
   sub->add_option("--view-scale", o->view_scale, "scale of the terminal picture and --plot [default: the first scale]");
   sub->add_option("--plot", o->plot, "also draw the histogram and the formats' regions to FILE.svg or FILE.png");
+  sub->add_flag("--no-picture", o->no_picture, "leave the log2|x| picture out of the text output");
   sub->add_flag("--json", o->json, "print JSON (counts are exact integers)");
   sub->add_flag("--csv", o->csv, "print CSV: one line per input (and 'all') x format x scale");
   sub->add_flag("--reference", o->reference, "count by casting every value (slow; the same counts, as a cross-check)");

@@ -142,7 +142,7 @@ void print_text(const report_input& in, const std::vector<report_format>& fmts, 
     }
     if (!nzf) fmt::print("  no nonzero finite values: nothing to recommend.\n");
   }
-  if (in.binades.empty()) return;
+  if (in.binades.empty() || !in.picture) return;
 
   // log2|x| picture: a row per binade (or per group of binades), a bar, and each format's region.
   const int lo = in.binades.begin()->first, hi = in.binades.rbegin()->first;

@@ -44,6 +44,7 @@ struct report_input {
   int headroom = 1;
   float view = 1;  ///< the picture's scale
   bool reference = false;
+  bool picture = true;  ///< the log2|x| picture in the text output
 };
 
 void print_text(const report_input& in, const std::vector<report_format>& fmts, bool colour);
