@@ -323,6 +323,7 @@ class_counter::class_counter(std::vector<cast_spec> specs, std::uint64_t expecte
 
 void class_counter::reset(std::uint64_t expected_size) {
   searched32_ = expected_size < (std::uint64_t{1} << 17);
+  histograms_ = false;
   hist_.clear();
   for (auto* e : {&e32_, &e64_})
     for (auto& c : e->counts) std::fill(c.begin(), c.end(), 0);
@@ -393,7 +394,24 @@ void class_counter::plan_refine() {
 
 bool class_counter::needs_refine() {
   if (!planned_) plan_refine();
-  return !partial_.empty() && !refined_;
+  return !partial_.empty() && !refined_ && !histograms_;
+}
+
+void class_counter::add_histogram(std::span<const std::pair<std::uint32_t, std::uint64_t>> buckets) {
+  if (searched32_) {
+    if (std::any_of(e32_.counts.begin(), e32_.counts.end(),
+                    [](const auto& c) { return std::any_of(c.begin(), c.end(), [](auto n) { return n != 0; }); }))
+      throw std::logic_error("class_counter: histograms and searched values do not mix");
+    searched32_ = false;
+  }
+  planned_ = refined_ = false;
+  histograms_ = true;
+  hist_.add_sparse(buckets);
+}
+
+bool class_counter::exact() {
+  if (!planned_) plan_refine();
+  return !histograms_ || partial_.empty();
 }
 
 void class_counter::refine(std::span<const float> x) {

@@ -48,7 +48,8 @@ struct literal {
   bool b = false;
   std::uint64_t i = 0;
   std::vector<literal> items;                          // sequence
-  std::vector<std::pair<std::string, literal>> entries;  // dict
+  std::vector<std::string> keys;  // dict: keys[i] -> items[i] (a vector of pairs of an incomplete
+                                  // type is not portable; clang's libstdc++ check rejects it)
 };
 
 class header_parser {
@@ -128,7 +129,8 @@ class header_parser {
         const literal key = value(depth + 1);
         if (key.kind != literal::string) error("dictionary keys must be strings");
         if (!eat(':')) error("expected ':' after '" + key.str + "'");
-        v.entries.emplace_back(key.str, value(depth + 1));
+        v.keys.push_back(key.str);
+        v.items.push_back(value(depth + 1));
         comma = eat(',');
       }
     } else {
@@ -309,7 +311,9 @@ npy_reader::npy_reader(std::string path) : path_(std::move(path)) {
     const literal* descr = nullptr;
     const literal* fortran = nullptr;
     const literal* shape = nullptr;
-    for (const auto& [k, v] : dict.entries) {
+    for (std::size_t i = 0; i < dict.keys.size(); ++i) {
+      const std::string& k = dict.keys[i];
+      const literal& v = dict.items[i];
       if (k == "descr") descr = &v;
       else if (k == "fortran_order") fortran = &v;
       else if (k == "shape") shape = &v;

@@ -1,5 +1,7 @@
 // fpscope: the command-line front end. Subcommands live one per file and register themselves
 // (see cli.hpp); this file parses, dispatches and turns every failure into one line on stderr.
+#include <malloc.h>
+
 #include <algorithm>
 #include <csignal>
 #include <cstdio>
@@ -40,6 +42,11 @@ extern "C" void on_signal(int sig) {
 }
 
 int run(int argc, char** argv) {
+  // Chunk-sized buffers (HDF5's inflate buffers, the values streamed per tensor) would each be a
+  // fresh mmap, paying a page fault per 4 KiB every time: measured 1.8x slower trace reading
+  // (tools/bench/RESULTS-replay.md). Keep them in the heap instead.
+  mallopt(M_MMAP_THRESHOLD, 256 << 20);
+  mallopt(M_TRIM_THRESHOLD, 512 << 20);
   for (int sig : {SIGINT, SIGTERM, SIGHUP}) std::signal(sig, on_signal);
 
   CLI::App app{"fpscope: emulate low-precision floating point bit-exactly", "fpscope"};

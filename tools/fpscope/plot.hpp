@@ -1,4 +1,5 @@
-// Figures of `fpscope hist`: the log2|x| histogram with each format's regions, as SVG or PNG (cairo).
+// Figures of `fpscope hist` (the log2|x| histogram with each format's regions) and `fpscope replay` (a loss
+// scaler's or FP8 recipe's scale and the underflow/overflow it left, step by step), as SVG or PNG (cairo).
 #pragma once
 
 #include <cstdint>
@@ -32,5 +33,21 @@ bool plot_is_svg(const std::string& path);
 /// the path when it cannot be written. Writes to a temporary file in the same directory and renames it into
 /// place, so a failure never leaves a partial or empty file behind (remove the temporary on every error path).
 void write_plot(const std::string& path, const hist_picture& pic);
+
+/// One replay, step by step. The per-step vectors run parallel to `steps`; where one is shorter, its missing
+/// entries are drawn as gaps (no value, not skipped), as are non-finite values, scales <= 0 and negative
+/// fractions. Fractions below the lowest decade drawn (1e-7, lower when the data goes there) sit on it.
+struct replay_picture {
+  std::string title;                ///< e.g. "digits-mlp.h5: torch (init 65536, growth 2, ...) on fp16"
+  std::vector<std::int64_t> steps;  ///< training step indices, ascending
+  std::vector<double> scale;        ///< the scale used at each step (> 0; per-tensor FP8 recipes: geometric mean)
+  std::vector<double> underflow;    ///< fraction (0..1) of nonzero finite elements that vanished, per step
+  std::vector<double> overflow;     ///< fraction (0..1) of nonzero finite elements that overflowed, per step
+  std::vector<bool> skipped;        ///< the optimizer step was skipped (overflow under a loss scaler)
+};
+
+/// Writes the replay figure to `path` (.svg or .png): log2(scale) over the steps with the skipped steps marked,
+/// above the underflow and overflow fractions on a log axis. Same errors and same atomic write as write_plot.
+void write_replay_plot(const std::string& path, const replay_picture& pic);
 
 }  // namespace fpscope::cli

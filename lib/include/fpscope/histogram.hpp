@@ -147,6 +147,12 @@ class class_counter {
   /// through refine() (a class boundary fell inside a bucket that holds values).
   bool needs_refine();
   void refine(std::span<const float> x);
+  /// Adds recorded bucket counts (the bucket_histogram::sparse() form). A class boundary inside
+  /// one of their buckets cannot be resolved without the values: counts() then counts that
+  /// whole bucket above the boundary, and exact() is false.
+  void add_histogram(std::span<const std::pair<std::uint32_t, std::uint64_t>> buckets);
+  /// False only when histograms were added and a boundary fell inside one of their non-empty buckets.
+  bool exact();
   /// Counts per spec (needs the refine pass first when needs_refine()).
   std::vector<class_counts> counts();
   /// floor(log2|x|) -> count of every nonzero finite value added.
@@ -174,6 +180,7 @@ class class_counter {
   std::unordered_map<std::uint32_t, std::vector<std::pair<std::uint32_t, std::uint64_t>>> partial_;
   std::vector<std::uint64_t> marked_;  // bit per key: its bucket has partial_ entries
   bool refined_ = false;
+  bool histograms_ = false;
 };
 
 /// Counts per spec by casting every element (the reference path: plain, slow).

@@ -1,0 +1,105 @@
+// Gradient traces: the HDF5 format of docs/trace.md, read step by step (never the whole file)
+// and written step by step (flushed after each). Target fpscope::trace (links HDF5).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace fpscope {
+
+/// Every problem with a trace file: one line naming the file (and step, tensor) and the problem.
+class trace_error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// The element types a trace stores; all but float32 as raw bits.
+enum class trace_dtype : std::uint8_t { float32, float16, bfloat16, e4m3, e5m2 };
+/// "float32", "float16", "bfloat16", "float8_e4m3fn", "float8_e5m2".
+std::string_view name(trace_dtype t);
+std::optional<trace_dtype> find_trace_dtype(std::string_view s);
+
+inline constexpr int trace_version = 1;
+
+/// A tensor's metadata (attributes) in one step.
+struct trace_tensor {
+  std::string name;   ///< unescaped
+  std::string group;  ///< the HDF5 link name (escaped)
+  trace_dtype dtype = trace_dtype::float32;
+  std::vector<std::uint64_t> shape;
+  std::uint64_t count = 0;
+  double amax = 0;
+  std::uint64_t zeros = 0, infs = 0, nans = 0;
+  bool has_values = false, has_hist = false;
+};
+
+/// A step's metadata and its tensors, in name order.
+struct trace_step {
+  std::string group;  ///< "00000010"
+  std::int64_t step = 0;
+  double loss = 0, lr = 0, loss_scale = 1;
+  std::vector<trace_tensor> tensors;
+};
+
+/// Reads a trace. Opens read-only; refuses external links, external storage and virtual
+/// datasets (it reads only the file it was given); checks every attribute, type and size.
+class trace_reader {
+ public:
+  explicit trace_reader(const std::string& path);
+  ~trace_reader();
+  trace_reader(const trace_reader&) = delete;
+  trace_reader& operator=(const trace_reader&) = delete;
+
+  const std::string& path() const { return path_; }
+  const std::string& producer() const { return producer_; }
+  const std::string& model() const { return model_; }
+  /// The complete steps, in order.
+  std::size_t size() const { return steps_.size(); }
+  /// Steps found incomplete (a writer killed mid-step), as messages; not in size().
+  const std::vector<std::string>& incomplete() const { return incomplete_; }
+  /// Reads step i's metadata (cheap: attributes only).
+  trace_step step(std::size_t i) const;
+  /// Streams a tensor's values, widened exactly to float32, in chunks of at most `chunk`.
+  void values(const trace_step& s, const trace_tensor& t, const std::function<void(std::span<const float>)>& f,
+              std::size_t chunk = std::size_t{1} << 20) const;
+  /// A tensor's sparse bucket histogram (sorted keys, counts).
+  std::vector<std::pair<std::uint32_t, std::uint64_t>> histogram(const trace_step& s, const trace_tensor& t) const;
+
+ private:
+  struct handle;
+  std::string path_, producer_, model_;
+  std::unique_ptr<handle> h_;
+  std::vector<std::string> steps_, incomplete_;
+};
+
+/// Writes a trace step by step: begin_step, add tensors, end_step (which flushes the file).
+/// Creates the file (an existing one is an error unless `overwrite`).
+class trace_writer {
+ public:
+  trace_writer(const std::string& path, const std::string& producer, const std::string& model,
+               bool overwrite = false);
+  ~trace_writer();
+  trace_writer(const trace_writer&) = delete;
+  trace_writer& operator=(const trace_writer&) = delete;
+
+  void begin_step(std::int64_t step, double loss, double lr, double loss_scale = 1);
+  /// float32 values: raw and/or their bucket histogram.
+  void add(const std::string& name, std::span<const float> values, std::vector<std::uint64_t> shape, bool raw = true,
+           bool hist = false);
+  void end_step();
+
+ private:
+  struct handle;
+  std::string path_;
+  std::unique_ptr<handle> h_;
+};
+
+}  // namespace fpscope

@@ -1,0 +1,488 @@
+#include "fpscope/trace.hpp"
+
+#include <hdf5.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <utility>
+
+#include "fpscope/convert.hpp"
+#include "fpscope/histogram.hpp"
+
+namespace fpscope {
+namespace {
+
+// Owns an HDF5 identifier; closes it with the function of its kind.
+class id {
+ public:
+  id() = default;
+  id(hid_t v, herr_t (*close)(hid_t)) : v_(v), close_(close) {}
+  id(id&& o) noexcept : v_(std::exchange(o.v_, H5I_INVALID_HID)), close_(o.close_) {}
+  id& operator=(id&& o) noexcept {
+    std::swap(v_, o.v_);
+    std::swap(close_, o.close_);
+    return *this;
+  }
+  ~id() {
+    if (v_ >= 0 && close_) close_(v_);
+  }
+  operator hid_t() const { return v_; }
+  bool ok() const { return v_ >= 0; }
+
+ private:
+  hid_t v_ = H5I_INVALID_HID;
+  herr_t (*close_)(hid_t) = nullptr;
+};
+
+// HDF5's own error stack printing is off: every failure becomes one trace_error line.
+struct quiet_hdf5 {
+  quiet_hdf5() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
+};
+const quiet_hdf5 quiet_once;
+
+std::string escape(const std::string& s) {
+  std::string out;
+  for (const char c : s) out += c == '%' ? std::string("%25") : c == '/' ? std::string("%2F") : std::string(1, c);
+  return out;
+}
+
+std::string unescape(const std::string& s) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s.compare(i, 3, "%25") == 0) out += '%', i += 2;
+    else if (s.compare(i, 3, "%2F") == 0) out += '/', i += 2;
+    else out += s[i];
+  }
+  return out;
+}
+
+class context {
+ public:
+  explicit context(std::string where) : where_(std::move(where)) {}
+  [[noreturn]] void fail(const std::string& what) const { throw trace_error(where_ + ": " + what); }
+  const std::string& where() const { return where_; }
+
+  // A child reached only through a hard link: soft and external links are refused.
+  void hard_link(hid_t loc, const std::string& name) const {
+    H5L_info_t info;
+    if (H5Lexists(loc, name.c_str(), H5P_DEFAULT) <= 0) fail("missing '" + name + "'");
+    if (H5Lget_info(loc, name.c_str(), &info, H5P_DEFAULT) < 0) fail("cannot read the link '" + name + "'");
+    if (info.type != H5L_TYPE_HARD) fail("'" + name + "' is a soft or external link: refused");
+  }
+  id group(hid_t loc, const std::string& name) const {
+    hard_link(loc, name);
+    id g(H5Gopen2(loc, name.c_str(), H5P_DEFAULT), H5Gclose);
+    if (!g.ok()) fail("'" + name + "' is not a group");
+    return g;
+  }
+  id dataset(hid_t loc, const std::string& name) const {
+    hard_link(loc, name);
+    id d(H5Dopen2(loc, name.c_str(), H5P_DEFAULT), H5Dclose);
+    if (!d.ok()) fail("'" + name + "' is not a dataset");
+    const id dcpl(H5Dget_create_plist(d), H5Pclose);
+    if (H5Pget_layout(dcpl) == H5D_VIRTUAL) fail("'" + name + "' is a virtual dataset: refused");
+    if (H5Pget_external_count(dcpl) != 0) fail("'" + name + "' has external storage: refused");
+    return d;
+  }
+  id attribute(hid_t obj, const char* name) const {
+    if (H5Aexists(obj, name) <= 0) fail(std::string("missing attribute '") + name + "'");
+    id a(H5Aopen(obj, name, H5P_DEFAULT), H5Aclose);
+    if (!a.ok()) fail(std::string("cannot open attribute '") + name + "'");
+    return a;
+  }
+  // The element count of an attribute's dataspace (a null dataspace is empty).
+  hssize_t elements(hid_t attr) const {
+    const id sp(H5Aget_space(attr), H5Sclose);
+    if (H5Sget_simple_extent_type(sp) == H5S_NULL) return 0;
+    return H5Sget_simple_extent_npoints(sp);
+  }
+  template <class T>
+  T number(hid_t obj, const char* name, hid_t mem) const {
+    const id a = attribute(obj, name);
+    const id t(H5Aget_type(a), H5Tclose);
+    const H5T_class_t c = H5Tget_class(t);
+    if (c != H5T_INTEGER && c != H5T_FLOAT) fail(std::string("attribute '") + name + "' is not a number");
+    if (elements(a) != 1) fail(std::string("attribute '") + name + "' is not a single number");
+    if constexpr (std::is_integral_v<T>)
+      if (c != H5T_INTEGER) fail(std::string("attribute '") + name + "' is not an integer");
+    T v{};
+    if (H5Aread(a, mem, &v) < 0) fail(std::string("cannot read attribute '") + name + "'");
+    return v;
+  }
+  std::uint64_t count(hid_t obj, const char* name) const {
+    const auto v = number<std::int64_t>(obj, name, H5T_NATIVE_INT64);
+    if (v < 0) fail(std::string("attribute '") + name + "' is negative");
+    return std::uint64_t(v);
+  }
+  std::string text(hid_t obj, const char* name) const {
+    const id a = attribute(obj, name);
+    const id t(H5Aget_type(a), H5Tclose);
+    if (H5Tget_class(t) != H5T_STRING || elements(a) != 1) fail(std::string("attribute '") + name + "' is not a string");
+    if (H5Tis_variable_str(t) > 0) {
+      char* s = nullptr;
+      const id mt(H5Tcopy(H5T_C_S1), H5Tclose);
+      H5Tset_size(mt, H5T_VARIABLE);
+      H5Tset_cset(mt, H5Tget_cset(t));
+      if (H5Aread(a, mt, &s) < 0) fail(std::string("cannot read attribute '") + name + "'");
+      std::string out = s ? s : "";
+      const id sp(H5Aget_space(a), H5Sclose);
+      H5Dvlen_reclaim(mt, sp, H5P_DEFAULT, &s);
+      return out;
+    }
+    const std::size_t n = H5Tget_size(t);
+    if (n > (1u << 20)) fail(std::string("attribute '") + name + "' is absurdly long");
+    std::string out(n, '\0');
+    if (H5Aread(a, t, out.data()) < 0) fail(std::string("cannot read attribute '") + name + "'");
+    out.resize(std::strlen(out.c_str()));
+    return out;
+  }
+
+ private:
+  std::string where_;
+};
+
+herr_t collect(hid_t, const char* name, const H5L_info_t*, void* out) {
+  static_cast<std::vector<std::string>*>(out)->emplace_back(name);
+  return 0;
+}
+
+std::vector<std::string> children(hid_t g) {
+  std::vector<std::string> names;
+  hsize_t at = 0;
+  H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, &at, collect, &names);
+  return names;
+}
+
+// The HDF5 storage type a dtype must have: class, size.
+std::pair<H5T_class_t, std::size_t> storage(trace_dtype t) {
+  switch (t) {
+    case trace_dtype::float32: return {H5T_FLOAT, 4};
+    case trace_dtype::float16:
+    case trace_dtype::bfloat16: return {H5T_INTEGER, 2};
+    default: return {H5T_INTEGER, 1};
+  }
+}
+
+}  // namespace
+
+std::string_view name(trace_dtype t) {
+  switch (t) {
+    case trace_dtype::float32: return "float32";
+    case trace_dtype::float16: return "float16";
+    case trace_dtype::bfloat16: return "bfloat16";
+    case trace_dtype::e4m3: return "float8_e4m3fn";
+    case trace_dtype::e5m2: return "float8_e5m2";
+  }
+  return "?";
+}
+
+std::optional<trace_dtype> find_trace_dtype(std::string_view s) {
+  for (int i = 0; i <= int(trace_dtype::e5m2); ++i)
+    if (name(trace_dtype(i)) == s) return trace_dtype(i);
+  return std::nullopt;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+struct trace_reader::handle {
+  id file, steps;
+};
+
+trace_reader::trace_reader(const std::string& path) : path_(path), h_(std::make_unique<handle>()) {
+  const context c(path);
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) c.fail("no such file");
+  if (H5Fis_hdf5(path.c_str()) <= 0) c.fail("not an HDF5 file");
+  const id fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
+  H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG);
+  h_->file = id(H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl), H5Fclose);
+  if (!h_->file.ok()) c.fail("cannot open (truncated or corrupt HDF5 file)");
+  const auto version = c.number<std::int64_t>(h_->file, "fpscope_trace_version", H5T_NATIVE_INT64);
+  if (version != trace_version)
+    c.fail("trace format version " + std::to_string(version) + " is not supported (this fpscope reads version " +
+           std::to_string(trace_version) + ")");
+  producer_ = c.text(h_->file, "producer");
+  model_ = c.text(h_->file, "model");
+  h_->steps = c.group(h_->file, "steps");
+  // A last step the writer did not finish (no `complete` attribute) is reported apart.
+  const auto names = children(h_->steps);
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    const context sc(path + ": step " + names[i]);
+    const id g = sc.group(h_->steps, names[i]);
+    if (H5Aexists(g, "complete") > 0) {
+      steps_.push_back(names[i]);
+    } else if (i + 1 == names.size()) {
+      incomplete_.push_back(sc.where() + ": not finished by its writer (no 'complete' attribute)");
+    } else {
+      sc.fail("not finished by its writer (no 'complete' attribute), yet later steps follow: corrupt file");
+    }
+  }
+}
+
+trace_reader::~trace_reader() = default;
+
+trace_step trace_reader::step(std::size_t i) const {
+  if (i >= steps_.size()) throw trace_error(path_ + ": no step " + std::to_string(i));
+  trace_step s;
+  s.group = steps_[i];
+  const context c(path_ + ": step " + s.group);
+  const id g = c.group(h_->steps, s.group);
+  s.step = c.number<std::int64_t>(g, "step", H5T_NATIVE_INT64);
+  s.loss = c.number<double>(g, "loss", H5T_NATIVE_DOUBLE);
+  s.lr = c.number<double>(g, "lr", H5T_NATIVE_DOUBLE);
+  s.loss_scale = c.number<double>(g, "loss_scale", H5T_NATIVE_DOUBLE);
+  const id tensors = c.group(g, "tensors");
+  for (const auto& link : children(tensors)) {
+    trace_tensor t;
+    t.group = link;
+    t.name = unescape(link);
+    const context tc(c.where() + ", tensor " + t.name);
+    const id tg = tc.group(tensors, link);
+    const std::string dt = tc.text(tg, "dtype");
+    const auto d = find_trace_dtype(dt);
+    if (!d) tc.fail("unknown dtype '" + dt + "'");
+    t.dtype = *d;
+    {
+      const id a = tc.attribute(tg, "shape");
+      const hssize_t n = tc.elements(a);
+      if (n < 0 || n > 32) tc.fail("shape has an absurd rank");
+      t.shape.resize(std::size_t(n));
+      const id at(H5Aget_type(a), H5Tclose);
+      if (n > 0 && (H5Tget_class(at) != H5T_INTEGER || H5Aread(a, H5T_NATIVE_UINT64, t.shape.data()) < 0))
+        tc.fail("shape is not a list of integers");
+    }
+    t.count = tc.count(tg, "count");
+    if (t.count > (std::uint64_t{1} << 40)) tc.fail("count " + std::to_string(t.count) + " is absurd");
+    long double product = 1;
+    for (const auto e : t.shape) product *= (long double)e;
+    if (product != (long double)t.count) tc.fail("count " + std::to_string(t.count) + " is not the product of the shape");
+    t.amax = tc.number<double>(tg, "amax", H5T_NATIVE_DOUBLE);
+    t.zeros = tc.count(tg, "zeros");
+    t.infs = tc.count(tg, "infs");
+    t.nans = tc.count(tg, "nans");
+    if (t.zeros > t.count || t.infs > t.count || t.nans > t.count) tc.fail("zero/inf/NaN counts exceed count");
+    t.has_values = H5Lexists(tg, "values", H5P_DEFAULT) > 0;
+    t.has_hist = H5Lexists(tg, "hist_keys", H5P_DEFAULT) > 0;
+    if (!t.has_values && !t.has_hist) tc.fail("neither values nor a histogram");
+    if (t.has_values) {
+      const id ds = tc.dataset(tg, "values");
+      const id ty(H5Dget_type(ds), H5Tclose);
+      const auto [cls, size] = storage(t.dtype);
+      if (H5Tget_class(ty) != cls || H5Tget_size(ty) != size)
+        tc.fail("values are not stored as " + std::string(cls == H5T_FLOAT ? "float" : "uint") +
+                std::to_string(8 * size) + " as dtype " + dt + " requires");
+      if (cls == H5T_INTEGER && H5Tget_sign(ty) != H5T_SGN_NONE) tc.fail("raw bits must be unsigned integers");
+      if (H5Tget_order(ty) != H5T_ORDER_LE && size > 1) tc.fail("values are not little-endian");
+      const id sp(H5Dget_space(ds), H5Sclose);
+      hsize_t dims[2] = {0, 0};
+      if (H5Sget_simple_extent_ndims(sp) != 1 || H5Sget_simple_extent_dims(sp, dims, nullptr) != 1 || dims[0] != t.count)
+        tc.fail("values are not a flat array of count elements");
+    }
+    if (t.has_hist) {
+      const id k = tc.dataset(tg, "hist_keys"), n = tc.dataset(tg, "hist_counts");
+      hsize_t dk = 0, dn = 0;
+      const id sk(H5Dget_space(k), H5Sclose), sn(H5Dget_space(n), H5Sclose);
+      if (H5Sget_simple_extent_ndims(sk) != 1 || H5Sget_simple_extent_ndims(sn) != 1) tc.fail("histogram is not flat");
+      H5Sget_simple_extent_dims(sk, &dk, nullptr);
+      H5Sget_simple_extent_dims(sn, &dn, nullptr);
+      if (dk != dn) tc.fail("hist_keys and hist_counts differ in length");
+      if (dk > bucket_histogram::bucket_count) tc.fail("histogram has more buckets than exist");
+    }
+    s.tensors.push_back(std::move(t));
+  }
+  return s;
+}
+
+void trace_reader::values(const trace_step& s, const trace_tensor& t,
+                          const std::function<void(std::span<const float>)>& f, std::size_t chunk) const {
+  const context c(path_ + ": step " + s.group + ", tensor " + t.name);
+  if (!t.has_values) c.fail("no raw values recorded (histogram only)");
+  const id g = c.group(h_->steps, s.group);
+  const id tensors = c.group(g, "tensors");
+  const id tg = c.group(tensors, t.group);
+  const id ds = c.dataset(tg, "values");
+  const id file_space(H5Dget_space(ds), H5Sclose);
+  // Slabs of whole storage chunks: a slab straddling two chunks would inflate each twice.
+  {
+    const id dcpl(H5Dget_create_plist(ds), H5Pclose);
+    hsize_t stored = 0;
+    if (H5Pget_layout(dcpl) == H5D_CHUNKED && H5Pget_chunk(dcpl, 1, &stored) == 1 && stored > 0)
+      chunk = std::max<std::size_t>(1, chunk / stored) * stored;
+  }
+  chunk = std::max<std::size_t>(chunk, 1);
+  std::vector<float> out(std::min<std::uint64_t>(chunk, t.count));
+  std::vector<std::uint16_t> u16;
+  std::vector<std::uint8_t> u8;
+  for (std::uint64_t lo = 0; lo < t.count; lo += chunk) {
+    const hsize_t start = lo, n = std::min<std::uint64_t>(chunk, t.count - lo);
+    H5Sselect_hyperslab(file_space, H5S_SELECT_SET, &start, nullptr, &n, nullptr);
+    const id mem(H5Screate_simple(1, &n, nullptr), H5Sclose);
+    herr_t st;
+    const auto as_float = [&](const auto& bits, format_id fid) {
+      decode(std::span(bits.data(), n), std::span<float>(out.data(), n), builtin(fid));
+    };
+    switch (t.dtype) {
+      case trace_dtype::float32: st = H5Dread(ds, H5T_NATIVE_FLOAT, mem, file_space, H5P_DEFAULT, out.data()); break;
+      case trace_dtype::float16:
+      case trace_dtype::bfloat16:
+        u16.resize(n);
+        st = H5Dread(ds, H5T_NATIVE_UINT16, mem, file_space, H5P_DEFAULT, u16.data());
+        if (st >= 0) as_float(u16, t.dtype == trace_dtype::float16 ? format_id::fp16 : format_id::bf16);
+        break;
+      default:
+        u8.resize(n);
+        st = H5Dread(ds, H5T_NATIVE_UINT8, mem, file_space, H5P_DEFAULT, u8.data());
+        if (st >= 0) as_float(u8, t.dtype == trace_dtype::e4m3 ? format_id::e4m3 : format_id::e5m2);
+    }
+    if (st < 0) c.fail("cannot read values " + std::to_string(lo) + ".." + std::to_string(lo + n) + " (corrupt data?)");
+    f(std::span<const float>(out.data(), n));
+  }
+}
+
+std::vector<std::pair<std::uint32_t, std::uint64_t>> trace_reader::histogram(const trace_step& s,
+                                                                            const trace_tensor& t) const {
+  const context c(path_ + ": step " + s.group + ", tensor " + t.name);
+  if (!t.has_hist) c.fail("no histogram recorded");
+  const id g = c.group(h_->steps, s.group);
+  const id tensors = c.group(g, "tensors");
+  const id tg = c.group(tensors, t.group);
+  const id k = c.dataset(tg, "hist_keys"), n = c.dataset(tg, "hist_counts");
+  const id sk(H5Dget_space(k), H5Sclose);
+  hsize_t len = 0;
+  H5Sget_simple_extent_dims(sk, &len, nullptr);
+  std::vector<std::uint32_t> keys(len);
+  std::vector<std::uint64_t> counts(len);
+  const id tk(H5Dget_type(k), H5Tclose), tn(H5Dget_type(n), H5Tclose);
+  if (H5Tget_class(tk) != H5T_INTEGER || H5Tget_class(tn) != H5T_INTEGER) c.fail("histogram is not integers");
+  if (len && (H5Dread(k, H5T_NATIVE_UINT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, keys.data()) < 0 ||
+              H5Dread(n, H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, counts.data()) < 0))
+    c.fail("cannot read the histogram (corrupt data?)");
+  std::vector<std::pair<std::uint32_t, std::uint64_t>> out;
+  long double total = 0;
+  for (std::size_t i = 0; i < len; ++i) {
+    if (keys[i] >= bucket_histogram::bucket_count) c.fail("histogram key " + std::to_string(keys[i]) + " out of range");
+    if (i && keys[i] <= keys[i - 1]) c.fail("histogram keys are not sorted and unique");
+    total += (long double)counts[i];
+    out.emplace_back(keys[i], counts[i]);
+  }
+  if (total != (long double)t.count)
+    c.fail("histogram counts sum to " + std::to_string((unsigned long long)total) + ", not count " + std::to_string(t.count));
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+struct trace_writer::handle {
+  id file, steps, step, tensors;
+};
+
+namespace {
+
+void write_attr(hid_t obj, const char* name, hid_t type, const void* v, hsize_t n = 0, bool array = false) {
+  const id sp(array ? H5Screate_simple(1, &n, nullptr) : H5Screate(H5S_SCALAR), H5Sclose);
+  const id a(H5Acreate2(obj, name, type, sp, H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
+  if (!a.ok() || H5Awrite(a, type, v) < 0) throw trace_error(std::string("cannot write attribute ") + name);
+}
+
+void write_text(hid_t obj, const char* name, const std::string& s) {
+  const id t(H5Tcopy(H5T_C_S1), H5Tclose);
+  H5Tset_size(t, H5T_VARIABLE);
+  H5Tset_cset(t, H5T_CSET_UTF8);
+  const char* p = s.c_str();
+  write_attr(obj, name, t, &p);
+}
+
+template <class T>
+void write_dataset(hid_t loc, const char* name, hid_t file_type, hid_t mem_type, std::span<const T> v) {
+  const hsize_t n = v.size();
+  const id sp(H5Screate_simple(1, &n, nullptr), H5Sclose);
+  const id dcpl(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
+  if (n > 0) {
+    const hsize_t chunk = std::min<hsize_t>(n, hsize_t{1} << 20);
+    H5Pset_chunk(dcpl, 1, &chunk);
+    H5Pset_shuffle(dcpl);
+    H5Pset_deflate(dcpl, 4);
+  }
+  const id d(H5Dcreate2(loc, name, file_type, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT), H5Dclose);
+  if (!d.ok() || (n > 0 && H5Dwrite(d, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()) < 0))
+    throw trace_error(std::string("cannot write dataset ") + name);
+}
+
+}  // namespace
+
+trace_writer::trace_writer(const std::string& path, const std::string& producer, const std::string& model,
+                           bool overwrite)
+    : path_(path), h_(std::make_unique<handle>()) {
+  h_->file = id(H5Fcreate(path.c_str(), overwrite ? H5F_ACC_TRUNC : H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
+  if (!h_->file.ok()) throw trace_error(path + ": cannot create (exists, or the directory is not writable)");
+  const std::int32_t v = trace_version;
+  write_attr(h_->file, "fpscope_trace_version", H5T_STD_I32LE, &v);
+  write_text(h_->file, "producer", producer);
+  write_text(h_->file, "model", model);
+  const std::time_t now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  write_text(h_->file, "created", buf);
+  h_->steps = id(H5Gcreate2(h_->file, "steps", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose);
+}
+
+trace_writer::~trace_writer() = default;
+
+void trace_writer::begin_step(std::int64_t step, double loss, double lr, double loss_scale) {
+  char name[32];
+  std::snprintf(name, sizeof name, "%08lld", static_cast<long long>(step));
+  h_->step = id(H5Gcreate2(h_->steps, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose);
+  if (!h_->step.ok()) throw trace_error(path_ + ": cannot create step " + name + " (already written?)");
+  write_attr(h_->step, "step", H5T_STD_I64LE, &step);
+  write_attr(h_->step, "loss", H5T_IEEE_F64LE, &loss);
+  write_attr(h_->step, "lr", H5T_IEEE_F64LE, &lr);
+  write_attr(h_->step, "loss_scale", H5T_IEEE_F64LE, &loss_scale);
+  h_->tensors = id(H5Gcreate2(h_->step, "tensors", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose);
+}
+
+void trace_writer::add(const std::string& name, std::span<const float> values, std::vector<std::uint64_t> shape,
+                       bool raw, bool hist) {
+  if (!h_->tensors.ok()) throw trace_error(path_ + ": add() outside a step");
+  const id g(H5Gcreate2(h_->tensors, escape(name).c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose);
+  if (!g.ok()) throw trace_error(path_ + ": cannot create tensor " + name);
+  write_text(g, "dtype", "float32");
+  write_attr(g, "shape", H5T_STD_I64LE, shape.data(), shape.size(), true);
+  std::uint64_t count = values.size(), zeros = 0, infs = 0, nans = 0;
+  double amax = 0;
+  for (const float x : values) {
+    zeros += x == 0;
+    infs += std::isinf(x);
+    nans += std::isnan(x);
+    if (std::isfinite(x)) amax = std::max(amax, double(std::fabs(x)));
+  }
+  write_attr(g, "count", H5T_STD_U64LE, &count);
+  write_attr(g, "amax", H5T_IEEE_F64LE, &amax);
+  write_attr(g, "zeros", H5T_STD_U64LE, &zeros);
+  write_attr(g, "infs", H5T_STD_U64LE, &infs);
+  write_attr(g, "nans", H5T_STD_U64LE, &nans);
+  if (raw) write_dataset(g, "values", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, values);
+  if (hist) {
+    bucket_histogram b;
+    b.add(values, 1);
+    std::vector<std::uint32_t> keys;
+    std::vector<std::uint64_t> counts;
+    for (const auto& [k, n] : b.sparse()) keys.push_back(k), counts.push_back(n);
+    write_dataset(g, "hist_keys", H5T_STD_U32LE, H5T_NATIVE_UINT32, std::span<const std::uint32_t>(keys));
+    write_dataset(g, "hist_counts", H5T_STD_U64LE, H5T_NATIVE_UINT64, std::span<const std::uint64_t>(counts));
+  }
+}
+
+void trace_writer::end_step() {
+  if (!h_->step.ok()) throw trace_error(path_ + ": end_step() outside a step");
+  const std::int8_t one = 1;
+  write_attr(h_->step, "complete", H5T_STD_I8LE, &one);
+  h_->tensors = id();
+  h_->step = id();
+  if (H5Fflush(h_->file, H5F_SCOPE_GLOBAL) < 0) throw trace_error(path_ + ": cannot flush");
+}
+
+}  // namespace fpscope

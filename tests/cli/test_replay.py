@@ -1,0 +1,196 @@
+"""fpscope replay end to end on traces written here with h5py (so the reader is checked against
+another writer of docs/trace.md). Scripted gradients make each policy's trajectory follow from
+the upstream algorithm, derived in the comments; counts are checked against ml_dtypes casts."""
+import math
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+
+from conftest import assert_one_line_error
+
+h5py = pytest.importorskip("h5py")
+ml = pytest.importorskip("ml_dtypes")
+
+CLASSES = ["zero", "underflow", "subnormal", "normal", "overflow", "nonfinite"]
+
+
+def bucket_keys(x):
+    """docs/hist.md's bucket key of each float32 value, in numpy."""
+    b = np.asarray(x, np.float32).view(np.uint32).astype(np.uint64)
+    t = (b << 9) & 0xFFFFFFFF
+    run = np.zeros_like(t)
+    alive = np.ones_like(t)
+    for i in range(24):  # leading ones of the top-aligned fraction
+        alive &= (t >> (31 - i)) & 1
+        run += alive
+    after = (((t << run) & 0xFFFFFFFF) << 1) & 0xFFFFFFFF
+    inexact = (((after << 1) & 0xFFFFFFFF) != 0).astype(np.uint64)
+    return ((b >> 16) & 0xFF80) | (run << 2) | ((after >> 30) & 2) | inexact
+
+
+def write_trace(path, steps, raw=True, hist=False, complete=True):
+    """steps: list of {name: float32 array}; writes docs/trace.md v1 with h5py."""
+    with h5py.File(path, "w") as f:
+        f.attrs["fpscope_trace_version"] = np.int32(1)
+        f.attrs["producer"] = "test_replay.py"
+        f.attrs["model"] = "scripted"
+        f.attrs["created"] = "2026-11-25T00:00:00Z"
+        for i, tensors in enumerate(steps):
+            g = f.create_group(f"steps/{i:08d}")
+            g.attrs["step"] = np.int64(i)
+            g.attrs["loss"] = 1.0
+            g.attrs["lr"] = 0.1
+            g.attrs["loss_scale"] = 1.0
+            tg = g.create_group("tensors")
+            for name, x in tensors.items():
+                x = np.asarray(x, np.float32)
+                t = tg.create_group(name)
+                t.attrs["dtype"] = "float32"
+                t.attrs["shape"] = np.array(x.shape, np.int64)
+                t.attrs["count"] = np.uint64(x.size)
+                fin = x[np.isfinite(x)]
+                t.attrs["amax"] = float(np.abs(fin).max()) if fin.size else 0.0
+                t.attrs["zeros"] = np.uint64((x == 0).sum())
+                t.attrs["infs"] = np.uint64(np.isinf(x).sum())
+                t.attrs["nans"] = np.uint64(np.isnan(x).sum())
+                if raw:
+                    t.create_dataset("values", data=x.reshape(-1))
+                if hist:
+                    keys, counts = np.unique(bucket_keys(x.reshape(-1)), return_counts=True)
+                    t.create_dataset("hist_keys", data=keys.astype(np.uint32))
+                    t.create_dataset("hist_counts", data=counts.astype(np.uint64))
+            if complete or i + 1 < len(steps):
+                g.attrs["complete"] = np.int8(1)
+
+
+def grads(amax, n=1000, seed=0):
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(n) * amax / 4).astype(np.float32)
+    x = np.clip(x, -amax, amax)
+    x[0] = amax
+    return x
+
+
+def test_torch_grad_scaler_trajectory(fpscope, tmp):
+    # torch.amp.GradScaler, init 2^16, growth 2, backoff 0.5, interval 2, fp16 max 65504 (a value
+    # overflows when |g| * S >= 65520, the midpoint to 2^16 that rounds up to inf):
+    #   step 0: S = 2^16, amax 1.5 -> 98304 overflows: skip, S -> 2^15, tracker 0
+    #   step 1: S = 2^15, amax 1.5 -> 49152 fits: tracker 1
+    #   step 2: S = 2^15, amax 1.0 -> 32768 fits: tracker 2 == interval: S -> 2^16, tracker 0
+    #   step 3: S = 2^16, amax 1.0 -> 65536 overflows: skip, S -> 2^15
+    #   step 4: S = 2^15, amax 0.5 fits: tracker 1
+    path = tmp / "t.h5"
+    write_trace(path, [{"w": grads(a, seed=i), "b": grads(1e-3, 50, seed=9)} for i, a in enumerate([1.5, 1.5, 1.0, 1.0, 0.5])])
+    out = fpscope.json("replay", path, "-P", "torch:interval=2", "--json")
+    assert [s["scale"] for s in out["steps"]] == [2.0 ** 16, 2.0 ** 15, 2.0 ** 15, 2.0 ** 16, 2.0 ** 15]
+    assert [s["skipped"] for s in out["steps"]] == [True, False, False, True, False]
+    assert out["summary"]["skipped"] == [0, 3]
+    assert out["summary"]["skip_causes"] == {"w": 2}
+    # Counts: the tensor w at step 0, against ml_dtypes' float16 cast of fl32(x * S).
+    w = out["steps"][0]["tensors"][1]
+    assert w["name"] == "w"
+    x = grads(1.5, seed=0)
+    with np.errstate(over="ignore"):
+        q = (x * np.float32(2.0 ** 16)).astype(np.float16).astype(np.float64)
+    counts = {c: w[c] for c in CLASSES}
+    want_over = int((~np.isfinite(q)).sum())
+    assert counts["overflow"] == want_over > 0
+    assert counts["underflow"] == int(((q == 0) & (x != 0)).sum())
+    assert counts["subnormal"] == int(((q != 0) & np.isfinite(q) & (np.abs(q) < 2.0 ** -14)).sum())
+
+
+def test_static_scale_never_skips_but_reports(fpscope, tmp):
+    path = tmp / "s.h5"
+    write_trace(path, [{"w": grads(a, seed=i)} for i, a in enumerate([0.01, 2.0, 0.01])])
+    out = fpscope.json("replay", path, "-P", "static:65536", "--json")
+    assert [s["skipped"] for s in out["steps"]] == [False] * 3
+    assert [s["tensors"][0]["overflow"] > 0 for s in out["steps"]] == [False, True, False]
+    assert all(s["scale"] == 65536 for s in out["steps"])
+
+
+def test_hist_only_trace_replays_like_the_raw_one(fpscope, tmp):
+    steps = [{"w": grads(a, 5000, seed=i), "tiny": grads(1e-6, 300, seed=i + 10)} for i, a in enumerate([3.0, 0.7, 2.5, 0.1])]
+    write_trace(tmp / "raw.h5", steps, raw=True)
+    write_trace(tmp / "hist.h5", steps, raw=False, hist=True)
+    for policy in ("torch:interval=1", "static:1024", "deepspeed"):
+        a = fpscope.json("replay", tmp / "raw.h5", "-P", policy, "--json")
+        b = fpscope.json("replay", tmp / "hist.h5", "-P", policy, "--json")
+        assert a["steps"] == b["steps"], policy
+        assert b["summary"]["exact"] is True
+
+
+def test_te_current_and_delayed(fpscope, tmp):
+    amaxes = [2.0, 0.5, 8.0]
+    path = tmp / "te.h5"
+    write_trace(path, [{"w": grads(a, seed=i)} for i, a in enumerate(amaxes)])
+    cur = fpscope.json("replay", path, "-P", "te-current", "--json")
+    # Current scaling: S = fp8_max / amax (e5m2 under HYBRID: 57344), in float32.
+    assert [s["tensors"][0]["scale"] for s in cur["steps"]] == [float(np.float32(57344) / np.float32(a)) for a in amaxes]
+    assert all(s["tensors"][0]["overflow"] == 0 for s in cur["steps"])
+    delayed = fpscope.json("replay", path, "-P", "te-delayed:history=2", "--json")
+    # Delayed: step 0 uses the initial scale 1; step 1 uses 57344/2 (history max of step 0's amax).
+    scales = [s["tensors"][0]["scale"] for s in delayed["steps"]]
+    assert scales[0] == 1 and scales[1] == pytest.approx(57344 / 2.0)
+    # Step 2's amax 8 at step 1's scale 57344/0.5 ... the history window max is 2 -> 28672: 8 * 28672 overflows.
+    assert delayed["steps"][2]["tensors"][0]["overflow"] > 0
+
+
+def test_mx_counts_against_ml_dtypes(fpscope, tmp):
+    rng = np.random.default_rng(4)
+    x = (rng.standard_normal(32 * 40) * np.exp2(rng.integers(-20, 10, 32 * 40))).astype(np.float32)
+    write_trace(tmp / "mx.h5", [{"w": x.reshape(40, 32)}])
+    out = fpscope.json("replay", tmp / "mx.h5", "-P", "mx", "--json")
+    t = out["steps"][0]["tensors"][0]
+    want = dict.fromkeys(CLASSES, 0)
+    for blk in x.reshape(-1, 32):
+        amax = float(np.abs(blk).max())
+        e = max(-127, math.floor(math.log2(amax)) - 8) if amax > 0 else -127  # OCP MX: floor(log2 amax) - emax(e4m3)
+        y = (blk.astype(np.float64) * 2.0 ** -e).astype(np.float32)
+        q = y.astype(ml.float8_e4m3fn).astype(np.float64)
+        for xv, qv in zip(blk, q):
+            if xv == 0:
+                want["zero"] += 1
+            elif not np.isfinite(qv):
+                want["overflow"] += 1
+            elif qv == 0:
+                want["underflow"] += 1
+            elif abs(qv) < 2.0 ** -6:
+                want["subnormal"] += 1
+            else:
+                want["normal"] += 1
+    assert {c: t[c] for c in CLASSES} == want
+
+
+def test_text_plot_csv_and_steps(fpscope, tmp):
+    path = tmp / "p.h5"
+    write_trace(path, [{"w": grads(a, seed=i)} for i, a in enumerate([1.5, 0.1, 0.1, 1.5, 0.1, 0.1])])
+    text = fpscope.ok("replay", path, "-P", "torch:interval=2")
+    assert "SKIPPED" in text and "steps replayed" in text and "tensors that caused skips" in text
+    fpscope.ok("replay", path, "--plot", tmp / "r.svg")
+    assert ET.parse(tmp / "r.svg").getroot().tag.endswith("svg")
+    csv = fpscope.ok("replay", path, "--csv").splitlines()
+    assert csv[0].startswith("step,tensor,scale,skipped") and len(csv) == 1 + 6
+    part = fpscope.json("replay", path, "--steps", "2:3", "--json")
+    assert [s["step"] for s in part["steps"]] == [2, 3]
+
+
+def test_incomplete_last_step_is_noted(fpscope, tmp):
+    path = tmp / "cut.h5"
+    write_trace(path, [{"w": grads(0.1, seed=i)} for i in range(4)], complete=False)
+    out = fpscope.json("replay", path, "--json")
+    assert len(out["steps"]) == 3 and len(out["summary"]["incomplete_steps"]) == 1
+
+
+def test_bad_input(fpscope, tmp):
+    (tmp / "x.h5").write_text("not hdf5")
+    assert_one_line_error(fpscope.run("replay", tmp / "x.h5"), "not an HDF5 file", status=1)
+    path = tmp / "ok.h5"
+    write_trace(path, [{"w": grads(0.1)}], raw=False, hist=True)
+    assert_one_line_error(fpscope.run("replay", path, "-P", "mx"), "raw values", status=1)
+    assert_one_line_error(fpscope.run("replay", path, "-P", "adam"), "unknown policy", status=2)
+    assert_one_line_error(fpscope.run("replay", path, "--steps", "x"), "--steps", status=2)
+    assert_one_line_error(fpscope.run("replay", path, "-P", "te-delayed:algo=mean"), "algo", status=2)
+    with h5py.File(path, "r+") as f:
+        f.attrs["fpscope_trace_version"] = np.int32(7)
+    assert_one_line_error(fpscope.run("replay", path), "version 7", status=1)

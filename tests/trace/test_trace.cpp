@@ -1,0 +1,274 @@
+// The trace reader and writer: round trips, histogram-only counts == raw counts at power-of-two
+// scales, every kind of bad file (one trace_error each, never a crash), and the fuzz corpus.
+#define CATCH_CONFIG_MAIN
+#include <catch2/catch.hpp>
+#include <hdf5.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "fpscope/histogram.hpp"
+#include "fpscope/trace.hpp"
+
+namespace fs = std::filesystem;
+using namespace fpscope;
+
+namespace {
+
+fs::path scratch(const std::string& name) {
+  const fs::path dir = fs::temp_directory_path() / ("fpscope_trace_tests_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  return dir / name;
+}
+
+std::vector<float> gradients(std::size_t n, unsigned seed) {
+  std::mt19937 g(seed);
+  std::normal_distribution<float> e(-14, 6);
+  std::vector<float> x(n);
+  for (auto& v : x) v = std::exp2(e(g)) * (g() & 1 ? 1.0f : -1.0f);
+  for (std::size_t i = 0; i < n; i += 17) x[i] = 0;
+  return x;
+}
+
+// Reads everything a replay would read.
+void read_all(const std::string& path) {
+  const trace_reader r(path);
+  for (std::size_t i = 0; i < r.size(); ++i) {
+    const auto s = r.step(i);
+    for (const auto& t : s.tensors) {
+      if (t.has_values) r.values(s, t, [](std::span<const float>) {});
+      if (t.has_hist) (void)r.histogram(s, t);
+    }
+  }
+}
+
+fs::path small_trace(const std::string& name) {
+  const fs::path p = scratch(name);
+  trace_writer w(p.string(), "test", "a model", true);
+  w.begin_step(0, 1.0, 0.1);
+  const std::vector<float> a = {1, -2, 0, 3};
+  w.add("w", a, {2, 2}, true, true);
+  w.end_step();
+  return p;
+}
+
+// Edits a written file with the HDF5 C API.
+template <class F>
+void edit(const fs::path& p, F&& f) {
+  const hid_t file = H5Fopen(p.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  REQUIRE(file >= 0);
+  f(file);
+  H5Fclose(file);
+}
+
+void expect_error(const fs::path& p, const std::string& words) {
+  INFO(p.string());
+  try {
+    read_all(p.string());
+    FAIL("no error");
+  } catch (const trace_error& e) {
+    const std::string msg = e.what();
+    INFO(msg);
+    CHECK(msg.find(p.string()) != std::string::npos);
+    CHECK(msg.find(words) != std::string::npos);
+    CHECK(msg.find('\n') == std::string::npos);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("trace: written steps read back exactly", "[trace]") {
+  const fs::path p = scratch("round.h5");
+  const auto a = gradients(3000, 1), b = gradients(100, 2);
+  {
+    trace_writer w(p.string(), "producer x", "model y", true);
+    for (int s = 0; s < 5; ++s) {
+      w.begin_step(s * 10, 0.5 * s, 1e-3, 1024);
+      w.add("layers/0.weight%", a, {30, 100}, true, true);
+      w.add("bias", b, {100}, false, true);
+      std::vector<float> empty;
+      w.add("empty", empty, {0, 4}, true, true);
+      w.end_step();
+    }
+  }
+  const trace_reader r(p.string());
+  CHECK(r.producer() == "producer x");
+  CHECK(r.model() == "model y");
+  REQUIRE(r.size() == 5);
+  CHECK(r.incomplete().empty());
+  for (std::size_t i = 0; i < r.size(); ++i) {
+    const auto s = r.step(i);
+    CHECK(s.step == std::int64_t(i) * 10);
+    CHECK(s.loss == 0.5 * double(i));
+    CHECK(s.loss_scale == 1024);
+    REQUIRE(s.tensors.size() == 3);
+    // Name order: "bias", "empty", "layers/0.weight%" (escaped as layers%2F0.weight%25).
+    CHECK(s.tensors[0].name == "bias");
+    CHECK(s.tensors[2].name == "layers/0.weight%");
+    CHECK(s.tensors[2].group == "layers%2F0.weight%25");
+    const auto& t = s.tensors[2];
+    CHECK(t.shape == std::vector<std::uint64_t>{30, 100});
+    CHECK(t.count == 3000);
+    CHECK(t.zeros == std::uint64_t(std::count(a.begin(), a.end(), 0.0f)));
+    std::vector<float> got;
+    r.values(s, t, [&](std::span<const float> v) { got.insert(got.end(), v.begin(), v.end()); }, 777);
+    CHECK(got == a);
+    bucket_histogram want;
+    want.add(a, 1);
+    CHECK(r.histogram(s, t) == want.sparse());
+    CHECK_FALSE(s.tensors[0].has_values);
+    CHECK_THROWS_AS(r.values(s, s.tensors[0], [](std::span<const float>) {}), trace_error);
+    CHECK(s.tensors[1].count == 0);
+    CHECK(r.histogram(s, s.tensors[1]).empty());
+  }
+}
+
+TEST_CASE("trace: a histogram-only tensor gives the raw counts at every power-of-two scale", "[trace]") {
+  const fs::path p = scratch("hist.h5");
+  auto x = gradients(200000, 3);
+  x[5] = INFINITY;
+  x[6] = NAN;
+  {
+    trace_writer w(p.string(), "t", "m", true);
+    w.begin_step(0, 0, 0);
+    w.add("g", x, {x.size()}, true, true);
+    w.end_step();
+  }
+  const trace_reader r(p.string());
+  const auto s = r.step(0);
+  const auto& t = s.tensors.front();
+  const auto h = r.histogram(s, t);
+  std::size_t checked = 0;
+  for (const auto id : {format_id::fp16, format_id::bf16, format_id::e4m3, format_id::e5m2})
+    for (const auto rm : {rounding::rne, rounding::rtz, rounding::rup})
+      for (int k = -20; k <= 40; k += 3) {
+        policy pol;
+        pol.round = rm;
+        const cast_spec c{builtin(id), pol, std::ldexp(1.0f, k)};
+        class_counter raw({c}, t.count), hist({c}, t.count);
+        r.values(s, t, [&](std::span<const float> v) { raw.add(v); });
+        if (raw.needs_refine()) r.values(s, t, [&](std::span<const float> v) { raw.refine(v); });
+        hist.add_histogram(h);
+        INFO(builtin(id).name << " 2^" << k);
+        CHECK(hist.exact());
+        CHECK(hist.counts() == raw.counts());
+        ++checked;
+      }
+  CHECK(checked == 4 * 3 * 21);
+  // At scale 3 a boundary falls inside a bucket: the histogram says it cannot be exact.
+  const cast_spec three{builtin(format_id::fp16), {}, 3.0f};
+  class_counter hist({three}, t.count);
+  hist.add_histogram(h);
+  CHECK_FALSE(hist.exact());
+}
+
+TEST_CASE("trace: bad files are one-line errors naming the file", "[trace]") {
+  const fs::path text = scratch("text.h5");
+  std::ofstream(text) << "not hdf5\n";
+  expect_error(text, "not an HDF5 file");
+  expect_error(scratch("absent.h5"), "no such file");
+
+  // Truncated: the first half of a valid file.
+  const fs::path whole = small_trace("whole.h5"), half = scratch("half.h5");
+  {
+    std::ifstream in(whole, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), {});
+    std::ofstream(half, std::ios::binary) << bytes.substr(0, bytes.size() / 2);
+  }
+  try {
+    read_all(half.string());
+    FAIL("truncated file read");
+  } catch (const trace_error& e) {
+    CHECK(std::string(e.what()).find(half.string()) != std::string::npos);
+  }
+
+  const fs::path v2 = small_trace("v2.h5");
+  edit(v2, [](hid_t f) {
+    const hid_t a = H5Aopen(f, "fpscope_trace_version", H5P_DEFAULT);
+    const int two = 2;
+    H5Awrite(a, H5T_NATIVE_INT, &two);
+    H5Aclose(a);
+  });
+  expect_error(v2, "version 2 is not supported");
+
+  const fs::path noattr = small_trace("noattr.h5");
+  edit(noattr, [](hid_t f) { H5Adelete_by_name(f, "steps/00000000/tensors/w", "amax", H5P_DEFAULT); });
+  expect_error(noattr, "missing attribute 'amax'");
+
+  const fs::path dtype = small_trace("dtype.h5");
+  edit(dtype, [](hid_t f) {
+    const hid_t g = H5Gopen2(f, "steps/00000000/tensors/w", H5P_DEFAULT);
+    H5Adelete(g, "dtype");
+    const hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, 8);
+    const hid_t sp = H5Screate(H5S_SCALAR);
+    const hid_t a = H5Acreate2(g, "dtype", t, sp, H5P_DEFAULT, H5P_DEFAULT);
+    H5Awrite(a, t, "float16\0");
+    H5Aclose(a), H5Sclose(sp), H5Tclose(t), H5Gclose(g);
+  });
+  expect_error(dtype, "values are not stored as uint16");
+
+  const fs::path count = small_trace("count.h5");
+  edit(count, [](hid_t f) {
+    const hid_t g = H5Gopen2(f, "steps/00000000/tensors/w", H5P_DEFAULT);
+    const hid_t a = H5Aopen(g, "count", H5P_DEFAULT);
+    const std::uint64_t n = 5;
+    REQUIRE(H5Awrite(a, H5T_NATIVE_UINT64, &n) >= 0);
+    H5Aclose(a), H5Gclose(g);
+  });
+  expect_error(count, "not the product of the shape");
+
+  // External links are refused: the reader reads only the file it was given.
+  const fs::path other = small_trace("other.h5"), ext = small_trace("ext.h5");
+  edit(ext, [&](hid_t f) {
+    H5Ldelete(f, "steps/00000000/tensors/w", H5P_DEFAULT);
+    H5Lcreate_external(other.c_str(), "/steps/00000000/tensors/w", f, "steps/00000000/tensors/w", H5P_DEFAULT,
+                       H5P_DEFAULT);
+  });
+  expect_error(ext, "external link: refused");
+
+  const fs::path sum = small_trace("sum.h5");
+  edit(sum, [](hid_t f) {
+    const hid_t d = H5Dopen2(f, "steps/00000000/tensors/w/hist_counts", H5P_DEFAULT);
+    const hid_t sp = H5Dget_space(d);
+    hsize_t n = 0;
+    H5Sget_simple_extent_dims(sp, &n, nullptr);
+    std::vector<std::uint64_t> c(n, 7);
+    H5Dwrite(d, H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, c.data());
+    H5Sclose(sp), H5Dclose(d);
+  });
+  expect_error(sum, "histogram counts sum to");
+}
+
+TEST_CASE("trace: an unfinished last step is reported, not read", "[trace]") {
+  const fs::path p = small_trace("unfinished.h5");
+  edit(p, [](hid_t f) {
+    const hid_t g = H5Gcreate2(f, "steps/00000001", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    const std::int64_t one = 1;
+    const hid_t sp = H5Screate(H5S_SCALAR);
+    const hid_t a = H5Acreate2(g, "step", H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
+    H5Awrite(a, H5T_NATIVE_INT64, &one);
+    H5Aclose(a), H5Sclose(sp), H5Gclose(g);
+  });
+  const trace_reader r(p.string());
+  CHECK(r.size() == 1);
+  REQUIRE(r.incomplete().size() == 1);
+  CHECK(r.incomplete().front().find("00000001") != std::string::npos);
+}
+
+TEST_CASE("trace: the fuzz corpus reads without crashing", "[trace]") {
+  std::size_t files = 0, errors = 0;
+  for (const auto& e : fs::directory_iterator(FPSCOPE_TRACE_CORPUS)) {
+    ++files;
+    try {
+      read_all(e.path().string());
+    } catch (const trace_error&) {
+      ++errors;
+    }
+  }
+  INFO(files << " corpus files, " << errors << " rejected");
+  CHECK(files > 0);
+}
