@@ -194,3 +194,18 @@ def test_bad_input(fpscope, tmp):
     with h5py.File(path, "r+") as f:
         f.attrs["fpscope_trace_version"] = np.int32(7)
     assert_one_line_error(fpscope.run("replay", path), "version 7", status=1)
+
+
+def test_fuzz_corpus_never_crashes_the_command(fpscope):
+    """Every file of the trace fuzz corpus (tests/trace/corpus: mutated traces, some of which
+    crash libhdf5 itself) gives a result or a one-line error with status 1, never a signal."""
+    import pathlib
+    corpus = pathlib.Path(__file__).resolve().parents[1] / "trace" / "corpus"
+    files = sorted(corpus.iterdir())
+    assert len(files) > 10
+    for f in files:
+        p = fpscope.run("replay", f, "-q", "--json")
+        assert p.returncode in (0, 1), (f.name, p.returncode, p.stderr)
+        if p.returncode == 1:
+            assert len(p.stderr.splitlines()) == 1 and p.stderr.startswith("fpscope: error: "), (f.name, p.stderr)
+            assert p.stdout == ""

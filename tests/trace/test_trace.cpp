@@ -9,6 +9,8 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "fpscope/histogram.hpp"
 #include "fpscope/trace.hpp"
@@ -260,15 +262,33 @@ TEST_CASE("trace: an unfinished last step is reported, not read", "[trace]") {
 }
 
 TEST_CASE("trace: the fuzz corpus reads without crashing", "[trace]") {
-  std::size_t files = 0, errors = 0;
+  // Each file in a forked child: libhdf5 1.10 itself crashes on some corrupt files (those are
+  // named hdf5-crash-*; fpscope's commands contain them, see cli.replay), and a crash must not
+  // take the test runner down. Every other file must read or fail with trace_error.
+  std::size_t files = 0, rejected = 0;
+  std::vector<std::string> crashed;
   for (const auto& e : fs::directory_iterator(FPSCOPE_TRACE_CORPUS)) {
     ++files;
-    try {
-      read_all(e.path().string());
-    } catch (const trace_error&) {
-      ++errors;
+    std::fflush(nullptr);
+    const pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      try {
+        read_all(e.path().string());
+      } catch (const trace_error&) {
+        ::_exit(3);
+      }
+      ::_exit(0);
     }
+    int st = 0;
+    ::waitpid(pid, &st, 0);
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 3) ++rejected;
+    else if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) crashed.push_back(e.path().filename().string());
   }
-  INFO(files << " corpus files, " << errors << " rejected");
-  CHECK(files > 0);
+  INFO(files << " corpus files, " << rejected << " rejected");
+  CHECK(files > 10);
+  for (const auto& c : crashed) {
+    INFO(c << " crashed the reader");
+    CHECK(c.rfind("hdf5-crash-", 0) == 0);
+  }
 }

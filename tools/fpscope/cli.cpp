@@ -1,6 +1,9 @@
 #include "cli.hpp"
 
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <csignal>
 
 #include <cerrno>
 #include <cmath>
@@ -152,6 +155,37 @@ void progress::update(std::uint64_t done) {
                std::string(std::size_t(full), '#').c_str(), std::string(std::size_t(width - full), ' ').c_str(),
                int(frac * 100), static_cast<unsigned long long>(done), static_cast<unsigned long long>(total_));
   std::fflush(stderr);
+}
+
+int contained(const std::string& file, const std::function<int()>& body) {
+  std::fflush(stdout);
+  std::fflush(stderr);
+  const pid_t pid = ::fork();
+  if (pid < 0) return body();  // no fork: run unprotected rather than not at all
+  if (pid == 0) {
+    int status = exit_runtime;
+    try {
+      status = body();
+    } catch (const usage_error& e) {
+      report(e.what());
+      status = exit_usage;
+    } catch (const std::exception& e) {
+      report(e.what());
+    } catch (...) {
+      report("unexpected internal error");
+    }
+    std::fflush(stdout);
+    std::fflush(stderr);
+    ::_exit(std::ferror(stdout) ? exit_runtime : status);
+  }
+  int st = 0;
+  while (::waitpid(pid, &st, 0) < 0)
+    if (errno != EINTR) throw std::runtime_error("cannot wait for the worker process");
+  if (WIFEXITED(st)) return WEXITSTATUS(st);
+  const int sig = WTERMSIG(st);
+  if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP) std::raise(sig);
+  throw std::runtime_error(file + ": the HDF5 library crashed reading this file (signal " + std::to_string(sig) + ", " +
+                           strsignal(sig) + "): it is corrupt or not an fpscope trace");
 }
 
 std::string hex_code(std::uint32_t bits, const format& f) {

@@ -27,6 +27,15 @@ class usage_error : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// Prints "fpscope: error: WHAT" as one line on stderr (colour on a terminal); never throws.
+void report(const char* what) noexcept;
+
+/// Runs `body` in a forked child and returns its exit status, so that a crash inside a
+/// third-party parser (libhdf5 on a corrupt file) becomes a one-line error naming `file` and
+/// exit status 1 instead of a dead process. The child reports its own errors as main() does.
+/// Output must be written only at the end of `body` (a crash then leaves none behind).
+int contained(const std::string& file, const std::function<int()>& body);
+
 /// A subcommand: adds itself to the app and returns what runs it once it is selected.
 using runner = std::function<int()>;
 using setup_fn = runner (*)(CLI::App& app);

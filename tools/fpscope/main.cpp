@@ -19,8 +19,10 @@ namespace {
 
 using namespace fpscope::cli;
 
+}  // namespace
+
 // One line, never throws: newlines folded, "fpscope: error: " in front.
-void report(const char* what) noexcept {
+void fpscope::cli::report(const char* what) noexcept {
   try {
     std::string msg = what ? what : "unknown error";
     for (auto& c : msg)
@@ -33,6 +35,8 @@ void report(const char* what) noexcept {
     std::fputs("fpscope: error: (out of memory while reporting an error)\n", stderr);
   }
 }
+
+namespace {
 
 // An interrupted `convert` must not leave its temporary output behind.
 extern "C" void on_signal(int sig) {

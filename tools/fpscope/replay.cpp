@@ -543,7 +543,7 @@ runner setup(CLI::App& app) {
       "  fpscope replay run.h5 -P static:65536 --steps 100:200\n"
       "  fpscope replay run.h5 -P te-delayed:history=16,margin=1 --plot te.svg\n"
       "  fpscope replay run.h5 -P mx:rounding=rceil -f e4m3");
-  return [o] { return run(*o); };
+  return [o] { return contained(o->trace, [&] { return run(*o); }); };
 }
 
 const registrar reg{"replay", 70, &setup};
