@@ -1,0 +1,114 @@
+"""fpscope: bit-exact low-precision floating point from Python.
+
+The numbers come from the C++ library (the `_fpscope` extension built next to this file);
+this package adds a `Format` view of the format properties and `replay()`, which runs the
+`fpscope replay` command (the replay engine lives in the CLI, not in the library).
+
+    import fpscope
+    fpscope.cast(1.2e-7, "fp16")          # (2, 1.1920928955078125e-07, {...flags})
+    codes = fpscope.encode(x, "e4m3", profile="cuda", scale=64.0)
+    back = fpscope.decode(codes, "e4m3")
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from ._fpscope import (  # noqa: F401  (re-exported)
+    Trace,
+    TraceWriter,
+    binades,
+    bucket_histogram,
+    cast,
+    class_counts,
+    class_counts_histogram,
+    classify,
+    decode,
+    encode,
+    flag_inexact,
+    flag_invalid,
+    flag_overflow,
+    flag_underflow,
+    format_info,
+    formats,
+    histogram_binades,
+    policy_info,
+    profiles,
+    roundings,
+)
+
+CLASSES = ("zero", "underflow", "subnormal", "normal", "overflow", "nonfinite")
+VALUE_CLASSES = ("zero", "subnormal", "normal", "infinite", "nan")
+
+
+@dataclass(frozen=True)
+class Format:
+    """A built-in format's properties, all computed by the library."""
+
+    name: str
+    bits: int
+    exp_bits: int
+    man_bits: int
+    bias: int
+    is_signed: bool
+    has_inf: bool
+    has_nan: bool
+    has_negative_zero: bool
+    has_subnormals: bool
+    emin: int
+    emax: int
+    max: float
+    min_normal: float
+    min_subnormal: float | None  # None: no subnormals (e8m0)
+    epsilon: float
+    storage_bytes: int
+    max_bits: int
+
+    @property
+    def dtype(self) -> str:
+        """The numpy dtype of this format's codes."""
+        return {1: "uint8", 2: "uint16", 4: "uint32"}[self.storage_bytes]
+
+
+def format(name: str) -> Format:  # noqa: A001  (the natural name; shadows the builtin here only)
+    """The format called `name` (or an alias: "half", "float8_e4m3fn", ...); ValueError if unknown."""
+    return Format(**format_info(name))
+
+
+def _find_cli() -> str:
+    """The fpscope binary: $FPSCOPE_BIN, else the build tree this package sits in, else PATH."""
+    env = os.environ.get("FPSCOPE_BIN")
+    if env:
+        return env
+    # The package is built into <build>/lib/python/fpscope; the CLI into <build>/tools/fpscope.
+    built = Path(__file__).resolve().parents[3] / "tools" / "fpscope" / "fpscope"
+    if built.is_file():
+        return str(built)
+    found = shutil.which("fpscope")
+    if found:
+        return found
+    raise FileNotFoundError("fpscope binary not found: build it or set FPSCOPE_BIN")
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    """Runs the fpscope command with `args`; raises RuntimeError with its stderr on failure."""
+    p = subprocess.run([_find_cli(), *map(str, args)], capture_output=True, text=True)
+    if p.returncode != 0:
+        raise RuntimeError(f"fpscope {' '.join(map(str, args))}: {p.stderr.strip()}")
+    return p
+
+
+def replay(path, policy: str = "torch", *, format: str | None = None, profile: str | None = None,  # noqa: A002
+           rounding: str | None = None, overflow: str | None = None, steps: str | None = None) -> dict:
+    """`fpscope replay PATH --policy POLICY --json`, parsed (see `fpscope replay --help`)."""
+    args = ["replay", str(path), "--policy", policy, "--json", "--quiet"]
+    for flag, v in (("--format", format), ("--profile", profile), ("--rounding", rounding),
+                    ("--overflow", overflow), ("--steps", steps)):
+        if v is not None:
+            args += [flag, v]
+    return json.loads(cli(*args).stdout)

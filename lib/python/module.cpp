@@ -1,0 +1,595 @@
+// The _fpscope extension: formats, policies, scalar and bulk conversion, class counts, the bucket
+// histogram and trace reading, over NumPy arrays. Thin: every number comes from fpscope::core or
+// fpscope::trace; the pure-Python package fpscope (lib/python/fpscope) re-exports it.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "fpscope/convert.hpp"
+#include "fpscope/format.hpp"
+#include "fpscope/histogram.hpp"
+#include "fpscope/policy.hpp"
+#include "fpscope/trace.hpp"
+
+namespace py = pybind11;
+using namespace fpscope;
+
+namespace {
+
+// ValueError for bad names and values, TypeError for bad dtypes (pybind11's translations).
+[[noreturn]] void value_error(const std::string& m) { throw py::value_error(m); }
+[[noreturn]] void type_error(const std::string& m) { throw py::type_error(m); }
+
+std::string join(std::initializer_list<std::string_view> names) {
+  std::string s;
+  for (auto n : names) s += (s.empty() ? "" : ", ") + std::string(n);
+  return s;
+}
+const std::string& profile_list() {
+  static const std::string s = join({"ieee", "cuda", "avx512bf16", "ml_dtypes"});
+  return s;
+}
+const std::string& rounding_list() {
+  static const std::string s = join({"rne", "rtz", "rup", "rdn", "rna", "rto", "sr"});
+  return s;
+}
+
+format lookup_format(const std::string& name) {
+  const auto id = find_format(name);
+  if (!id) value_error("unknown format '" + name + "' (known: " + std::string(format_names()) + ")");
+  return builtin(*id);
+}
+
+// The CLI's resolution (tools/fpscope/cli.cpp resolve): the profile's policy for the format,
+// then the explicit rounding and overflow on top.
+policy resolve(const format& f, const std::string& prof, const std::optional<std::string>& round,
+               const std::optional<std::string>& ovf, std::uint64_t seed) {
+  const auto pr = find_profile(prof);
+  if (!pr) value_error("unknown profile '" + prof + "' (known: " + profile_list() + ")");
+  policy p = profile_policy(*pr, f);
+  if (round) {
+    const auto r = find_rounding(*round);
+    if (!r) value_error("unknown rounding mode '" + *round + "' (known: " + rounding_list() + ")");
+    p.round = *r;
+  }
+  if (ovf) {
+    if (*ovf == "saturate") p.on_overflow = overflow::saturate;
+    else if (*ovf == "inf") p.on_overflow = overflow::infinity;
+    else value_error("unknown overflow '" + *ovf + "' (known: inf, saturate)");
+  }
+  p.seed = seed;
+  return p;
+}
+
+// The numpy dtype of a format's codes.
+py::dtype code_dtype(const format& f) {
+  switch (f.storage_bytes()) {
+    case 1: return py::dtype::of<std::uint8_t>();
+    case 2: return py::dtype::of<std::uint16_t>();
+    default: return py::dtype::of<std::uint32_t>();
+  }
+}
+
+std::string dtype_name(const py::dtype& d) { return py::str(static_cast<const py::handle&>(d)).cast<std::string>(); }
+std::string dtype_name(const py::array& a) { return dtype_name(a.dtype()); }
+
+// A C-contiguous view of `a` (a copy only when `a` is not already contiguous).
+py::array contiguous(const py::array& a) {
+  if (a.flags() & py::array::c_style) return a;
+  return py::module_::import("numpy").attr("ascontiguousarray")(a).cast<py::array>();
+}
+
+// `out` checked to be a writable C-contiguous array of `dt` with n elements, or a new one shaped
+// like `like`.
+py::array output(const std::optional<py::array>& out, const py::dtype& dt, const py::array& like) {
+  if (!out) {
+    std::vector<py::ssize_t> shape(like.shape(), like.shape() + like.ndim());
+    return py::array(dt, shape);
+  }
+  const py::array& o = *out;
+  if (!o.dtype().is(dt))
+    type_error("out has dtype " + dtype_name(o) + ", expected " + dtype_name(dt));
+  if (o.size() != like.size())
+    value_error("out has " + std::to_string(o.size()) + " elements, the input " + std::to_string(like.size()));
+  if (!(o.flags() & py::array::c_style)) value_error("out must be C-contiguous");
+  if (!o.writeable()) value_error("out is read-only");
+  return o;
+}
+
+template <class T>
+std::span<const T> span_of(const py::array& a) {
+  return {static_cast<const T*>(a.data()), static_cast<std::size_t>(a.size())};
+}
+template <class T>
+std::span<T> mutable_span_of(py::array& a) {
+  return {static_cast<T*>(a.mutable_data()), static_cast<std::size_t>(a.size())};
+}
+
+bool is_dtype(const py::array& a, char kind, py::ssize_t size) {
+  return a.dtype().kind() == kind && a.itemsize() == size;
+}
+
+// Float input as float32 or float64; float16 widens exactly to float32 (a copy).
+py::array float_input(const py::array& x, const char* what) {
+  if (is_dtype(x, 'f', 4) || is_dtype(x, 'f', 8)) return contiguous(x);
+  if (is_dtype(x, 'f', 2)) return x.attr("astype")("float32").cast<py::array>();
+  type_error(std::string(what) + " needs float16, float32 or float64 values, got dtype " + dtype_name(x));
+}
+
+// ---- formats ----
+
+py::dict format_info(const format& f) {
+  py::dict d;
+  d["name"] = f.name;
+  d["bits"] = f.bits;
+  d["exp_bits"] = f.exp_bits;
+  d["man_bits"] = f.man_bits;
+  d["bias"] = f.bias;
+  d["is_signed"] = f.is_signed();
+  d["has_inf"] = f.has_inf();
+  d["has_nan"] = f.has_nan();
+  d["has_negative_zero"] = f.has_negative_zero();
+  d["has_subnormals"] = f.subnormals;
+  d["emin"] = f.emin();
+  d["emax"] = f.emax();
+  d["max"] = decode(f.max_finite_bits(), f);
+  d["min_normal"] = std::ldexp(1.0, f.emin());
+  // As `fpscope formats`: None where the format has no subnormals (e8m0).
+  d["min_subnormal"] = f.subnormals ? py::object(py::float_(std::ldexp(1.0, f.emin() - f.man_bits))) : py::object(py::none());
+  d["epsilon"] = std::ldexp(1.0, -f.man_bits);
+  d["storage_bytes"] = f.storage_bytes();
+  d["max_bits"] = f.max_finite_bits();
+  return d;
+}
+
+// ---- conversion ----
+
+py::tuple cast_scalar(double x, const std::string& fmt, const std::string& prof, const std::optional<std::string>& round,
+                      const std::optional<std::string>& ovf, std::uint64_t seed, double scale, std::uint64_t index) {
+  const format f = lookup_format(fmt);
+  const policy p = resolve(f, prof, round, ovf, seed);
+  unsigned fl = 0;
+  // As `fpscope cast`: the value times the scale in float64, then one rounding.
+  const std::uint32_t bits = encode(x * scale, f, p, index, fl);
+  py::dict flags;
+  flags["inexact"] = (fl & flag_inexact) != 0;
+  flags["underflow"] = (fl & flag_underflow) != 0;
+  flags["overflow"] = (fl & flag_overflow) != 0;
+  flags["invalid"] = (fl & flag_invalid) != 0;
+  return py::make_tuple(bits, decode(bits, f), flags);
+}
+
+template <class In>
+void encode_into(std::span<const In> in, py::array& out, const format& f, const policy& p, const bulk_options& o) {
+  switch (f.storage_bytes()) {
+    case 1: encode(in, mutable_span_of<std::uint8_t>(out), f, p, o); break;
+    case 2: encode(in, mutable_span_of<std::uint16_t>(out), f, p, o); break;
+    default: encode(in, mutable_span_of<std::uint32_t>(out), f, p, o); break;
+  }
+}
+
+py::array encode_array(const py::array& x_, const std::string& fmt, const std::string& prof,
+                       const std::optional<std::string>& round, const std::optional<std::string>& ovf,
+                       std::uint64_t seed, double scale, std::uint64_t first_index, int threads,
+                       const std::optional<py::array>& out_) {
+  const format f = lookup_format(fmt);
+  const policy p = resolve(f, prof, round, ovf, seed);
+  const py::array x = float_input(x_, "encode");
+  py::array out = output(out_, code_dtype(f), x);
+  bulk_options o;
+  o.scale = scale;
+  o.first_index = first_index;
+  o.threads = threads;
+  const bool single = is_dtype(x, 'f', 4);
+  {
+    py::gil_scoped_release unlocked;  // the arrays stay referenced by this frame
+    if (single) encode_into(span_of<float>(x), out, f, p, o);
+    else encode_into(span_of<double>(x), out, f, p, o);
+  }
+  return out;
+}
+
+template <class In>
+void decode_from(const py::array& in, py::array& out, const format& f, bool single) {
+  if (single) decode(span_of<In>(in), mutable_span_of<float>(out), f);
+  else decode(span_of<In>(in), mutable_span_of<double>(out), f);
+}
+
+py::array decode_array(const py::array& bits_, const std::string& fmt, const std::string& dtype,
+                       const std::optional<py::array>& out_) {
+  const format f = lookup_format(fmt);
+  const py::array bits = contiguous(bits_);
+  if (!bits.dtype().is(code_dtype(f)))
+    type_error("decode of " + std::string(f.name) + " needs " + dtype_name(code_dtype(f)) +
+               " codes, got dtype " + dtype_name(bits));
+  bool single;
+  if (dtype == "float32") single = true;
+  else if (dtype == "float64") single = false;
+  else value_error("decode dtype must be 'float32' or 'float64', got '" + dtype + "'");
+  py::array out = output(out_, single ? py::dtype::of<float>() : py::dtype::of<double>(), bits);
+  {
+    py::gil_scoped_release unlocked;
+    switch (f.storage_bytes()) {
+      case 1: decode_from<std::uint8_t>(bits, out, f, single); break;
+      case 2: decode_from<std::uint16_t>(bits, out, f, single); break;
+      default: decode_from<std::uint32_t>(bits, out, f, single); break;
+    }
+  }
+  return out;
+}
+
+py::array classify_array(const py::array& bits_, const std::string& fmt) {
+  const format f = lookup_format(fmt);
+  const py::array bits = contiguous(bits_);
+  if (!bits.dtype().is(code_dtype(f)))
+    type_error("classify of " + std::string(f.name) + " needs " + dtype_name(code_dtype(f)) +
+               " codes, got dtype " + dtype_name(bits));
+  py::array out = output(std::nullopt, py::dtype::of<std::uint8_t>(), bits);
+  auto* o = static_cast<std::uint8_t*>(out.mutable_data());
+  const auto n = static_cast<std::size_t>(bits.size());
+  for (std::size_t i = 0; i < n; ++i) {
+    std::uint32_t b = 0;
+    std::memcpy(&b, static_cast<const char*>(bits.data()) + i * std::size_t(f.storage_bytes()), std::size_t(f.storage_bytes()));
+    o[i] = static_cast<std::uint8_t>(classify(b, f));
+  }
+  return out;
+}
+
+// ---- histogram analysis ----
+
+const char* const class_names[cast_class_count] = {"zero", "underflow", "subnormal", "normal", "overflow", "nonfinite"};
+
+py::dict counts_dict(const std::vector<float>& scales, const std::vector<class_counts>& counts, bool exact) {
+  py::dict d;
+  py::array_t<double> s(static_cast<py::ssize_t>(scales.size()));
+  for (std::size_t i = 0; i < scales.size(); ++i) s.mutable_at(static_cast<py::ssize_t>(i)) = scales[i];
+  d["scale"] = s;
+  for (int c = 0; c < cast_class_count; ++c) {
+    py::array_t<std::uint64_t> a(static_cast<py::ssize_t>(counts.size()));
+    for (std::size_t i = 0; i < counts.size(); ++i) a.mutable_at(static_cast<py::ssize_t>(i)) = counts[i].n[std::size_t(c)];
+    d[class_names[c]] = a;
+  }
+  d["exact"] = exact;
+  return d;
+}
+
+std::vector<cast_spec> make_specs(const std::string& fmt, const std::vector<double>& scales, const std::string& prof,
+                                  const std::optional<std::string>& round, const std::optional<std::string>& ovf) {
+  const format f = lookup_format(fmt);
+  const policy p = resolve(f, prof, round, ovf, 0);
+  if (scales.empty()) value_error("class_counts needs at least one scale");
+  std::vector<cast_spec> specs;
+  for (double s : scales) {
+    const auto s32 = static_cast<float>(s);
+    if (!(s32 > 0) || !std::isfinite(s32) || double(s32) != s)
+      value_error("scale " + py::str(py::float_(s)).cast<std::string>() + " is not a positive finite float32");
+    specs.push_back({f, p, s32});
+  }
+  try {
+    for (const auto& c : specs) check(c);
+  } catch (const std::invalid_argument& e) {
+    value_error(e.what());
+  }
+  return specs;
+}
+
+py::dict class_counts_array(const py::array& x_, const std::string& fmt, const std::vector<double>& scales,
+                            const std::string& prof, const std::optional<std::string>& round,
+                            const std::optional<std::string>& ovf, int threads) {
+  auto specs = make_specs(fmt, scales, prof, round, ovf);
+  const py::array x = float_input(x_, "class_counts");
+  std::vector<float> s32;
+  for (const auto& c : specs) s32.push_back(c.scale);
+  std::vector<class_counts> counts;
+  {
+    py::gil_scoped_release unlocked;
+    class_counter cc(std::move(specs), static_cast<std::uint64_t>(x.size()), threads);
+    if (is_dtype(x, 'f', 4)) {
+      cc.add(span_of<float>(x));
+      if (cc.needs_refine()) cc.refine(span_of<float>(x));
+    } else {
+      cc.add(span_of<double>(x));
+    }
+    counts = cc.counts();
+  }
+  return counts_dict(s32, counts, true);
+}
+
+// Counts from a recorded sparse histogram (a trace's hist_keys/hist_counts).
+py::dict class_counts_histogram(const py::array_t<std::uint32_t, py::array::c_style | py::array::forcecast>& keys,
+                                const py::array_t<std::uint64_t, py::array::c_style | py::array::forcecast>& counts,
+                                const std::string& fmt, const std::vector<double>& scales, const std::string& prof,
+                                const std::optional<std::string>& round, const std::optional<std::string>& ovf) {
+  if (keys.size() != counts.size()) value_error("keys and counts differ in length");
+  auto specs = make_specs(fmt, scales, prof, round, ovf);
+  std::vector<float> s32;
+  for (const auto& c : specs) s32.push_back(c.scale);
+  std::vector<std::pair<std::uint32_t, std::uint64_t>> b;
+  for (py::ssize_t i = 0; i < keys.size(); ++i) {
+    if (keys.at(i) >= bucket_histogram::bucket_count) value_error("bucket key out of range");
+    b.emplace_back(keys.at(i), counts.at(i));
+  }
+  class_counter cc(std::move(specs), ~std::uint64_t{0}, 0);
+  cc.add_histogram(b);
+  const bool exact = cc.exact();
+  return counts_dict(s32, cc.counts(), exact);
+}
+
+py::tuple sparse_tuple(const std::vector<std::pair<std::uint32_t, std::uint64_t>>& sp) {
+  py::array_t<std::uint32_t> k(static_cast<py::ssize_t>(sp.size()));
+  py::array_t<std::uint64_t> c(static_cast<py::ssize_t>(sp.size()));
+  for (std::size_t i = 0; i < sp.size(); ++i) {
+    k.mutable_at(static_cast<py::ssize_t>(i)) = sp[i].first;
+    c.mutable_at(static_cast<py::ssize_t>(i)) = sp[i].second;
+  }
+  return py::make_tuple(k, c);
+}
+
+py::array float32_input(const py::array& x_, const char* what) {
+  const py::array x = float_input(x_, what);
+  if (!is_dtype(x, 'f', 4)) type_error(std::string(what) + " counts float32 values (float16 widens), got float64");
+  return x;
+}
+
+py::tuple bucket_histogram_array(const py::array& x_, int threads) {
+  const py::array x = float32_input(x_, "bucket_histogram");
+  bucket_histogram h;
+  {
+    py::gil_scoped_release unlocked;
+    h.add(span_of<float>(x), threads);
+  }
+  return sparse_tuple(h.sparse());
+}
+
+py::tuple binades_of(const std::map<int, std::uint64_t>& m) {
+  py::array_t<std::int32_t> e(static_cast<py::ssize_t>(m.size()));
+  py::array_t<std::uint64_t> c(static_cast<py::ssize_t>(m.size()));
+  py::ssize_t i = 0;
+  for (const auto& [k, v] : m) {
+    e.mutable_at(i) = k;
+    c.mutable_at(i) = v;
+    ++i;
+  }
+  return py::make_tuple(e, c);
+}
+
+py::tuple binades_array(const py::array& x_) {
+  const py::array x = float32_input(x_, "binades");
+  bucket_histogram h;
+  {
+    py::gil_scoped_release unlocked;
+    h.add(span_of<float>(x));
+  }
+  return binades_of(h.binades());
+}
+
+py::tuple binades_histogram(const py::array_t<std::uint32_t, py::array::c_style | py::array::forcecast>& keys,
+                            const py::array_t<std::uint64_t, py::array::c_style | py::array::forcecast>& counts) {
+  if (keys.size() != counts.size()) value_error("keys and counts differ in length");
+  std::vector<std::pair<std::uint32_t, std::uint64_t>> b;
+  for (py::ssize_t i = 0; i < keys.size(); ++i) {
+    if (keys.at(i) >= bucket_histogram::bucket_count) value_error("bucket key out of range");
+    b.emplace_back(keys.at(i), counts.at(i));
+  }
+  bucket_histogram h;
+  h.add_sparse(b);
+  return binades_of(h.binades());
+}
+
+// ---- traces ----
+
+py::dict tensor_dict(const trace_tensor& t) {
+  py::dict d;
+  d["name"] = t.name;
+  d["dtype"] = std::string(name(t.dtype));
+  d["shape"] = py::tuple(py::cast(t.shape));
+  d["count"] = t.count;
+  d["amax"] = t.amax;
+  d["zeros"] = t.zeros;
+  d["infs"] = t.infs;
+  d["nans"] = t.nans;
+  d["has_values"] = t.has_values;
+  d["has_hist"] = t.has_hist;
+  return d;
+}
+
+class trace {
+ public:
+  explicit trace(const std::string& path) : r_(open(path)) {}
+  std::size_t size() const { return r_->size(); }
+  py::dict step(std::size_t i) const {
+    const trace_step s = get(i);
+    py::dict d;
+    d["step"] = s.step;
+    d["loss"] = s.loss;
+    d["lr"] = s.lr;
+    d["loss_scale"] = s.loss_scale;
+    py::list ts;
+    for (const auto& t : s.tensors) ts.append(tensor_dict(t));
+    d["tensors"] = ts;
+    return d;
+  }
+  py::array values(std::size_t i, const std::string& tensor) const {
+    const trace_step s = get(i);
+    const trace_tensor& t = find(s, tensor);
+    if (!t.has_values) value_error("tensor '" + tensor + "' of step index " + std::to_string(i) + " has no raw values");
+    py::array_t<float> out(static_cast<py::ssize_t>(t.count));
+    float* o = out.mutable_data();
+    std::size_t at = 0;
+    guarded([&] {
+      r_->values(s, t, [&](std::span<const float> c) {
+        if (at + c.size() > t.count) throw trace_error(r_->path() + ": more values than count");
+        std::memcpy(o + at, c.data(), c.size_bytes());
+        at += c.size();
+      });
+    });
+    if (at != t.count) throw py::value_error(r_->path() + ": fewer values than count");
+    std::vector<py::ssize_t> shape(t.shape.begin(), t.shape.end());
+    return out.reshape(shape);
+  }
+  py::tuple histogram(std::size_t i, const std::string& tensor) const {
+    const trace_step s = get(i);
+    const trace_tensor& t = find(s, tensor);
+    if (!t.has_hist) value_error("tensor '" + tensor + "' of step index " + std::to_string(i) + " has no histogram");
+    std::vector<std::pair<std::uint32_t, std::uint64_t>> h;
+    guarded([&] { h = r_->histogram(s, t); });
+    return sparse_tuple(h);
+  }
+  const trace_reader& reader() const { return *r_; }
+
+ private:
+  // trace_error (a bad or missing file) reads as ValueError in Python.
+  template <class F>
+  static void guarded(F&& f) {
+    try {
+      f();
+    } catch (const trace_error& e) {
+      throw py::value_error(e.what());
+    }
+  }
+  static std::unique_ptr<trace_reader> open(const std::string& path) {
+    std::unique_ptr<trace_reader> r;
+    guarded([&] { r = std::make_unique<trace_reader>(path); });
+    return r;
+  }
+  trace_step get(std::size_t i) const {
+    if (i >= r_->size()) throw py::index_error("step index " + std::to_string(i) + " out of range (" + std::to_string(r_->size()) + " steps)");
+    trace_step s;
+    guarded([&] { s = r_->step(i); });
+    return s;
+  }
+  static const trace_tensor& find(const trace_step& s, const std::string& n) {
+    for (const auto& t : s.tensors)
+      if (t.name == n) return t;
+    throw py::key_error("no tensor '" + n + "' in step " + std::to_string(s.step));
+  }
+  std::unique_ptr<trace_reader> r_;
+};
+
+// fpscope::trace_writer, with its errors as ValueError and a context manager in Python.
+class writer {
+ public:
+  writer(const std::string& path, const std::string& producer, const std::string& model, bool overwrite) {
+    try {
+      w_ = std::make_unique<trace_writer>(path, producer, model, overwrite);
+    } catch (const trace_error& e) {
+      throw py::value_error(e.what());
+    }
+  }
+  void step(std::int64_t step, double loss, double lr, double loss_scale, const py::dict& tensors, bool raw, bool hist) {
+    live().begin_step(step, loss, lr, loss_scale);
+    for (const auto& [k, v] : tensors) {
+      const py::array a = float32_input(py::reinterpret_borrow<py::array>(py::module_::import("numpy").attr("asarray")(v)),
+                                        "TraceWriter.step");
+      std::vector<std::uint64_t> shape(a.shape(), a.shape() + a.ndim());
+      try {
+        w_->add(py::str(k).cast<std::string>(), span_of<float>(a), shape, raw, hist);
+      } catch (const trace_error& e) {
+        throw py::value_error(e.what());
+      }
+    }
+    w_->end_step();
+  }
+  void close() { w_.reset(); }
+
+ private:
+  trace_writer& live() {
+    if (!w_) value_error("the trace writer is closed");
+    return *w_;
+  }
+  std::unique_ptr<trace_writer> w_;
+};
+
+}  // namespace
+
+PYBIND11_MODULE(_fpscope, m) {
+  m.doc() = "fpscope: bit-exact low-precision floating point (C++ core)";
+
+  m.def("formats", [] {
+    std::vector<std::string> v;
+    for (int i = 0; i < builtin_count; ++i) v.emplace_back(builtin(static_cast<format_id>(i)).name);
+    return v;
+  }, "Names of the built-in formats, in `fpscope formats` order.");
+  m.def("format_info", [](const std::string& n) { return format_info(lookup_format(n)); }, py::arg("name"),
+        "A format's properties as a dict (name or alias).");
+  m.def("profiles", [] { return std::vector<std::string>{"ieee", "cuda", "avx512bf16", "ml_dtypes"}; });
+  m.def("roundings", [] { return std::vector<std::string>{"rne", "rtz", "rup", "rdn", "rna", "rto", "sr"}; });
+  m.def("policy_info", [](const std::string& fmt, const std::string& prof, const std::optional<std::string>& round,
+                          const std::optional<std::string>& ovf, std::uint64_t seed) {
+    const format f = lookup_format(fmt);
+    const policy p = resolve(f, prof, round, ovf, seed);
+    py::dict d;
+    d["rounding"] = std::string(name(p.round));
+    d["overflow"] = std::string(name(p.on_overflow));
+    d["saturate_inf"] = p.saturate_inf;
+    d["daz"] = p.daz;
+    d["ftz"] = p.ftz;
+    d["seed"] = p.seed;
+    return d;
+  }, py::arg("fmt"), py::arg("profile") = "ieee", py::arg("rounding") = py::none(), py::arg("overflow") = py::none(),
+        py::arg("seed") = 0, "The resolved policy of a format under a profile and overrides.");
+
+  m.def("cast", &cast_scalar, py::arg("x"), py::arg("fmt"), py::kw_only(), py::arg("profile") = "ieee",
+        py::arg("rounding") = py::none(), py::arg("overflow") = py::none(), py::arg("seed") = 0, py::arg("scale") = 1.0,
+        py::arg("index") = 0, "One float64 value times scale, rounded once: (bits, value, flags dict).");
+  m.def("encode", &encode_array, py::arg("x"), py::arg("fmt"), py::kw_only(), py::arg("profile") = "ieee",
+        py::arg("rounding") = py::none(), py::arg("overflow") = py::none(), py::arg("seed") = 0,
+        py::arg("scale") = 1.0, py::arg("first_index") = 0, py::arg("threads") = 0, py::arg("out") = py::none(),
+        "float16/32/64 array -> uint8/16/32 codes (same shape), into `out` when given.");
+  m.def("decode", &decode_array, py::arg("bits"), py::arg("fmt"), py::kw_only(), py::arg("dtype") = "float32",
+        py::arg("out") = py::none(), "Codes -> exact float32 (or float64) values, into `out` when given.");
+  m.def("classify", &classify_array, py::arg("bits"), py::arg("fmt"),
+        "Codes -> value class (0 zero, 1 subnormal, 2 normal, 3 infinite, 4 nan), uint8.");
+
+  m.def("class_counts", &class_counts_array, py::arg("x"), py::arg("fmt"), py::arg("scales") = std::vector<double>{1.0},
+        py::kw_only(), py::arg("profile") = "ieee", py::arg("rounding") = py::none(), py::arg("overflow") = py::none(),
+        py::arg("threads") = 0,
+        "Exact counts of zero/underflow/subnormal/normal/overflow/nonfinite per scale (docs/hist.md).");
+  m.def("class_counts_histogram", &class_counts_histogram, py::arg("keys"), py::arg("counts"), py::arg("fmt"),
+        py::arg("scales") = std::vector<double>{1.0}, py::kw_only(), py::arg("profile") = "ieee",
+        py::arg("rounding") = py::none(), py::arg("overflow") = py::none(),
+        "class_counts from a sparse bucket histogram; 'exact' is False where a boundary split a bucket.");
+  m.def("bucket_histogram", &bucket_histogram_array, py::arg("x"), py::arg("threads") = 0,
+        "The exact sparse bucket histogram of float32 values: (keys uint32, counts uint64).");
+  m.def("binades", &binades_array, py::arg("x"),
+        "floor(log2|x|) of the nonzero finite float32 values: (exponents int32, counts uint64).");
+  m.def("histogram_binades", &binades_histogram, py::arg("keys"), py::arg("counts"),
+        "binades() of a sparse bucket histogram.");
+
+  py::class_<trace>(m, "Trace", "A gradient trace (docs/trace.md), read step by step.")
+      .def(py::init<const std::string&>(), py::arg("path"))
+      .def("__len__", &trace::size)
+      .def_property_readonly("path", [](const trace& t) { return t.reader().path(); })
+      .def_property_readonly("producer", [](const trace& t) { return t.reader().producer(); })
+      .def_property_readonly("model", [](const trace& t) { return t.reader().model(); })
+      .def_property_readonly("incomplete", [](const trace& t) { return t.reader().incomplete(); })
+      .def("step", &trace::step, py::arg("i"), "Step i's metadata and its tensors' metadata (a dict).")
+      .def("values", &trace::values, py::arg("i"), py::arg("tensor"), "A tensor's values, widened exactly to float32.")
+      .def("histogram", &trace::histogram, py::arg("i"), py::arg("tensor"), "A tensor's sparse histogram (keys, counts).");
+
+  py::class_<writer>(m, "TraceWriter", "Writes a trace (docs/trace.md) step by step: fpscope::trace_writer.")
+      .def(py::init<const std::string&, const std::string&, const std::string&, bool>(), py::arg("path"),
+           py::arg("producer") = "fpscope python", py::arg("model") = "", py::arg("overwrite") = false)
+      .def("step", &writer::step, py::arg("step"), py::arg("loss"), py::arg("lr"), py::arg("loss_scale") = 1.0,
+           py::arg("tensors") = py::dict(), py::arg("raw") = true, py::arg("hist") = false,
+           "Writes one complete step: tensors maps names to float32 arrays (gradients, unscaled).")
+      .def("close", &writer::close)
+      .def("__enter__", [](writer& w) -> writer& { return w; })
+      .def("__exit__", [](writer& w, const py::args&) { w.close(); });
+
+  m.attr("flag_inexact") = static_cast<unsigned>(flag_inexact);
+  m.attr("flag_underflow") = static_cast<unsigned>(flag_underflow);
+  m.attr("flag_overflow") = static_cast<unsigned>(flag_overflow);
+  m.attr("flag_invalid") = static_cast<unsigned>(flag_invalid);
+}
