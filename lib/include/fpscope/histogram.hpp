@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "fpscope/detail/bucket_key.hpp"
 #include "fpscope/format.hpp"
 #include "fpscope/policy.hpp"
 
@@ -92,12 +93,8 @@ class bucket_histogram {
   static constexpr std::uint32_t bucket_count = 2 * per_sign;
 
   /// The bucket of a float32 bit pattern; buckets of a sign are ordered by magnitude.
-  static constexpr std::uint32_t key(std::uint32_t bits) {
-    const std::uint32_t t = bits << 9;  // the fraction, top-aligned; its low 9 bits are zero
-    const auto run = std::uint32_t(std::countl_one(t));  // <= 23
-    const std::uint32_t after = t << run << 1;           // past the run and the zero ending it
-    return ((bits >> 16) & ~0x7Fu) | run << 2 | (after >> 30 & 2) | std::uint32_t((after << 1) != 0);
-  }
+  /// The same function as detail::bucket_key, which the CUDA kernels use.
+  static constexpr std::uint32_t key(std::uint32_t bits) { return detail::bucket_key(bits); }
   /// The smallest magnitude bits in a bucket.
   static constexpr std::uint32_t lowest(std::uint32_t key) {
     const std::uint32_t run = (key >> 2) & 31, next = (key >> 1) & 1;
