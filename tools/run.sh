@@ -21,5 +21,9 @@ echo
 echo "== A loss-scale sweep over all four recorded steps together, fp16 only"
 "$fpscope" hist "$here"/datasets/lm-grads/step*.npy -f fp16 -s 2^0:2^24:4 --no-picture
 echo
+echo "== A real training run's recorded gradients (datasets/traces/digits-mlp.h5) replayed through"
+echo "   torch's GradScaler started at 2^24: which steps it skips, and which tensors overflowed"
+"$fpscope" replay "$here/datasets/traces/digits-mlp.h5" -P torch:init=2^24,interval=50 --steps :200
+echo
 echo "== Why: a gradient of 1.2e-7 in fp16"
 "$fpscope" cast 1.2e-7 --to fp16
