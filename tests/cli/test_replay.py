@@ -187,7 +187,7 @@ def test_bad_input(fpscope, tmp):
     assert_one_line_error(fpscope.run("replay", tmp / "x.h5"), "not an HDF5 file", status=1)
     path = tmp / "ok.h5"
     write_trace(path, [{"w": grads(0.1)}], raw=False, hist=True)
-    assert_one_line_error(fpscope.run("replay", path, "-P", "mx"), "raw values", status=1)
+    assert_one_line_error(fpscope.run("replay", path, "-P", "mx"), "needs raw values", status=1)
     assert_one_line_error(fpscope.run("replay", path, "-P", "adam"), "unknown policy", status=2)
     assert_one_line_error(fpscope.run("replay", path, "--steps", "x"), "--steps", status=2)
     assert_one_line_error(fpscope.run("replay", path, "-P", "te-delayed:algo=mean"), "algo", status=2)

@@ -84,6 +84,7 @@ struct step_result {
   std::int64_t step = 0;
   double scale = 1;  // the loss scale, or the geometric mean of per-tensor scales
   bool skipped = false;
+  bool histogram_only = false;  ///< mx/block: some tensors had no raw values and were left out
   std::vector<tensor_result> tensors;
   class_counts total;
 };
@@ -180,9 +181,10 @@ class replayer {
       tensor_result tr;
       tr.name = t.name;
       if (fam_ == family::mx || fam_ == family::block) {
-        if (!t.has_values)
-          throw trace_error(r.path() + ": step " + s.group + ", tensor " + t.name + ": " + spec_.name +
-                            " needs raw values; this tensor has only a histogram");
+        if (!t.has_values) {  // block scales need the values' order: a histogram cannot tell
+          out.histogram_only = true;
+          continue;
+        }
         blocked(r, s, t, tr);
       } else {
         double scale = loss_scale;
@@ -372,11 +374,14 @@ int run(const replay_options& o) {
   std::map<std::string, std::pair<double, int>> underflow;  // tensor -> (sum of fractions, steps)
   class_counts grand;
   bool exact = true;
+  std::size_t partial = 0;  // steps with tensors left out for want of raw values (mx, block)
   for (std::size_t i = 0; i < r.size() && stop.empty(); ++i) {
     bar.update(i);
     const trace_step s = r.step(i);
     if (s.step < first || s.step > last) continue;
     step_result res = rp.run(r, s, stop);
+    if (res.histogram_only) ++partial;
+    if (res.histogram_only && res.tensors.empty()) continue;
     if (!stop.empty()) stop_step = s.step;
     for (const auto& t : res.tensors) {
       if (res.skipped && t.overflow()) ++skip_cause[t.name];
@@ -390,6 +395,9 @@ int run(const replay_options& o) {
     steps.push_back(std::move(res));
   }
   bar.update(r.size());
+  if (steps.empty() && partial)
+    throw trace_error(o.trace + ": " + rp.describe() + " needs raw values, and none of the " + std::to_string(partial) +
+                      " steps has them (histogram-only trace)");
 
   std::vector<std::pair<double, std::string>> worst;
   for (const auto& [n, u] : underflow)
@@ -454,6 +462,7 @@ int run(const replay_options& o) {
                     {"skip_causes", causes},
                     {"worst_underflow", w},
                     {"exact", exact},
+                    {"steps_with_tensors_left_out", partial},
                     {"incomplete_steps", r.incomplete()}};
     j["summary"].update(counts_json(grand));
     fmt::print("{}\n", j.dump(2));
@@ -506,6 +515,9 @@ int run(const replay_options& o) {
     fmt::print("worst tensors by underflow (mean fraction of nonzero values that vanished):\n");
     for (const auto& [f, t] : worst) fmt::print("  {:<40} {}\n", t, f == 0 ? std::string("0") : fmt::format("{:.3g}%", 100 * f));
   }
+  if (partial)
+    fmt::print("note: {} steps had tensors recorded as histograms only; {} needs raw values, so they were left out\n",
+               partial, rp.describe());
   if (!exact)
     fmt::print("note: some counts come from recorded histograms whose buckets straddle a boundary at these scales; "
                "those buckets are counted above it\n");
