@@ -150,9 +150,14 @@ herr_t collect(hid_t, const char* name, const H5L_info_t*, void* out) {
   return 0;
 }
 
+// Links in creation order where the group tracks it (the recorder's: tensors in recording
+// order), else in name order.
 std::vector<std::string> children(hid_t g) {
   std::vector<std::string> names;
   hsize_t at = 0;
+  if (H5Literate(g, H5_INDEX_CRT_ORDER, H5_ITER_INC, &at, collect, &names) >= 0) return names;
+  names.clear();
+  at = 0;
   H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, &at, collect, &names);
   return names;
 }

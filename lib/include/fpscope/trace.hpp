@@ -41,7 +41,8 @@ struct trace_tensor {
   bool has_values = false, has_hist = false;
 };
 
-/// A step's metadata and its tensors, in name order.
+/// A step's metadata and its tensors, in recording order (name order where the file does not
+/// track creation order).
 struct trace_step {
   std::string group;  ///< "00000010"
   std::int64_t step = 0;
