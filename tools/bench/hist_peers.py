@@ -1,0 +1,237 @@
+#!/usr/bin/env python3
+"""Peer scale sweeps (numpy, torch, ml_dtypes) for fpscope-bench-hist.
+
+What fpscope's class_counter answers in one pass ("multiplied by S and cast to F, how many
+values vanish, go subnormal, stay normal, overflow?") is done here the way a user does it
+today: for every scale, multiply, cast, and count with comparisons on the cast result.
+
+    y = x * np.float32(S)                      # torch: t * S
+    q = y.astype(F)                            # torch: y.half() / y.bfloat16()
+    n0 = count(q == 0)                         # zeros of x + underflows
+    ns = count(abs(q) < finfo(F).tiny)         # n0 + subnormals
+    nf = count(~isfinite(q))                   # nonfinite x + overflows (inf, or NaN for e4m3fn)
+
+The counts of x == 0 and of nonfinite x are taken once per array, when it is loaded (a user
+would also do that once), and are not timed.
+
+The benchmark starts this script once as a subprocess and talks to it in JSON lines on
+stdin/stdout, one request and one reply per line, so that it can interleave the peers' sweeps
+with its own. Arrays come as .npy files and are checked against the benchmark's checksum.
+
+Requests ({"cmd": ...}):
+  hello                                   -> versions, peers available, peers skipped (with why)
+  load   name path sum xor                -> loads an .npy float32 array, checks its checksum
+  sweep  data peer threads scales         -> seconds for the whole list of scales (one call),
+                                             and the class counts per scale: [zero, underflow,
+                                             subnormal, normal, overflow, nonfinite]
+  forget name
+  quit
+
+Run by hand: `hist_peers.py --list` prints what is available here.
+"""
+
+import gc
+import json
+import sys
+import time
+import warnings
+
+import numpy as np
+
+try:
+    import torch
+except Exception as e:  # noqa: BLE001 - any import failure means the peer is missing
+    torch = None
+    torch_error = f"{type(e).__name__}: {e}"
+try:
+    import ml_dtypes
+except Exception as e:  # noqa: BLE001
+    ml_dtypes = None
+    ml_dtypes_error = f"{type(e).__name__}: {e}"
+
+# Overflow in a cast is what is being counted, not a problem: keep stderr clean.
+np.seterr(all="ignore")
+warnings.simplefilter("ignore", RuntimeWarning)
+
+
+class Data:
+    def __init__(self, x):
+        self.x = x
+        self.t = torch.from_numpy(x) if torch is not None else None  # shares the memory
+        self.n = int(len(x))
+        self.zeros = int(np.count_nonzero(x == 0))
+        self.nonfinite = int(np.count_nonzero(~np.isfinite(x)))
+
+
+def classes(d, n0, ns, nf):
+    """[zero, underflow, subnormal, normal, overflow, nonfinite] from the three counts."""
+    return [d.zeros, n0 - d.zeros, ns - n0, d.n - ns - nf, nf - d.nonfinite, d.nonfinite]
+
+
+def numpy_sweep(dt):
+    tiny = (np.finfo(dt) if dt is np.float16 else ml_dtypes.finfo(dt)).tiny
+
+    def sweep(d, scales):
+        out = []
+        for s in scales:
+            q = (d.x * np.float32(s)).astype(dt)
+            out.append(classes(d, np.count_nonzero(q == 0), np.count_nonzero(np.abs(q) < tiny),
+                               np.count_nonzero(~np.isfinite(q))))
+        return out
+    return sweep
+
+
+def torch_sweep(dt, name):
+    tiny = torch.finfo(dt).tiny
+
+    def sweep(d, scales):
+        out = []
+        for s in scales:
+            q = getattr(d.t * float(s), name)()
+            out.append(classes(d, int((q == 0).sum()), int((q.abs() < tiny).sum()),
+                               int((~torch.isfinite(q)).sum())))
+        return out
+    return sweep
+
+
+class Peer:
+    """One library's way of counting the classes of one format over a list of scales."""
+
+    def __init__(self, pid, fmt, lib, api, sweep, threaded=False):
+        self.id, self.format, self.lib, self.api = pid, fmt, lib, api
+        self.sweep = sweep        # sweep(data, scales) -> counts per scale
+        self.threaded = threaded  # obeys torch.set_num_threads
+
+
+COUNT = "count(q == 0), count(abs(q) < tiny), count(~isfinite(q))"
+
+
+def numpy_peers():
+    yield Peer("numpy.fp16", "fp16", "numpy", f"q = (x * np.float32(S)).astype(np.float16); {COUNT}",
+               numpy_sweep(np.float16))
+
+
+def torch_peers():
+    for fmt, dt, name in (("fp16", torch.float16, "half"), ("bf16", torch.bfloat16, "bfloat16")):
+        yield Peer(f"torch.{fmt}", fmt, "torch", f"q = (t * S).{name}(); {COUNT}", torch_sweep(dt, name),
+                   threaded=True)
+
+
+def ml_dtypes_peers():
+    for fmt, name in (("bf16", "bfloat16"), ("e4m3", "float8_e4m3fn"), ("e5m2", "float8_e5m2")):
+        yield Peer(f"ml_dtypes.{fmt}", fmt, "ml_dtypes",
+                   f"q = (x * np.float32(S)).astype(ml_dtypes.{name}); {COUNT}",
+                   numpy_sweep(getattr(ml_dtypes, name)))
+
+
+# Every peer the benchmark knows, available or not: a missing one is reported, never dropped.
+KNOWN = [
+    ("numpy.fp16", "fp16", "numpy"), ("torch.fp16", "fp16", "torch"), ("torch.bf16", "bf16", "torch"),
+    ("ml_dtypes.bf16", "bf16", "ml_dtypes"), ("ml_dtypes.e4m3", "e4m3", "ml_dtypes"),
+    ("ml_dtypes.e5m2", "e5m2", "ml_dtypes"),
+]
+
+
+def available():
+    peers, skipped = {}, {}
+    groups = [("numpy", numpy_peers, None),
+              ("torch", torch_peers if torch is not None else None,
+               None if torch is not None else torch_error),
+              ("ml_dtypes", ml_dtypes_peers if ml_dtypes is not None else None,
+               None if ml_dtypes is not None else ml_dtypes_error)]
+    for lib, gen, err in groups:
+        if gen is None:
+            for pid, _, plib in KNOWN:
+                if plib == lib:
+                    skipped[pid] = f"{lib} not importable ({err})"
+            continue
+        for p in gen():
+            peers[p.id] = p
+    for pid, _, _ in KNOWN:
+        if pid not in peers and pid not in skipped:
+            skipped[pid] = "not provided by the installed version"
+    return peers, skipped
+
+
+def checksum(x):
+    w = x.view(np.uint32)
+    return int(w.sum(dtype=np.uint64)), int(np.bitwise_xor.reduce(w)) if len(w) else 0
+
+
+def versions():
+    v = {"python": sys.version.split()[0], "numpy": np.__version__}
+    v["torch"] = torch.__version__ if torch is not None else None
+    v["ml_dtypes"] = getattr(ml_dtypes, "__version__", "?") if ml_dtypes is not None else None
+    if torch is not None:
+        v["torch_threads_default"] = torch.get_num_threads()
+    return v
+
+
+def serve():
+    peers, skipped = available()
+    data = {}
+    threads = None
+    for line in sys.stdin:
+        req = json.loads(line)
+        cmd = req["cmd"]
+        try:
+            if cmd == "hello":
+                rep = {"versions": versions(),
+                       "peers": [{"id": p.id, "format": p.format, "lib": p.lib, "api": p.api,
+                                  "threaded": p.threaded} for p in peers.values()],
+                       "skipped": [{"id": pid, "format": f, "lib": lib, "why": skipped[pid]}
+                                   for pid, f, lib in KNOWN if pid in skipped]}
+            elif cmd == "load":
+                x = np.load(req["path"])
+                if x.dtype != np.float32 or x.ndim != 1:
+                    raise ValueError(f"{req['path']}: expected 1-d float32, got {x.dtype} {x.shape}")
+                s, xr = checksum(x)
+                if (s, xr) != (req["sum"], req["xor"]):
+                    raise ValueError(f"{req['path']}: checksum {s:#x}/{xr:#x} differs from the "
+                                     f"benchmark's {req['sum']:#x}/{req['xor']:#x}")
+                data[req["name"]] = Data(x)
+                rep = {"ok": True, "n": int(len(x))}
+            elif cmd == "sweep":
+                p = peers[req["peer"]]
+                if p.threaded and req["threads"] != threads:
+                    threads = req["threads"]
+                    torch.set_num_threads(threads)
+                d = data[req["data"]]
+                gc.disable()
+                t0 = time.perf_counter()
+                counts = p.sweep(d, req["scales"])
+                el = time.perf_counter() - t0
+                gc.enable()
+                rep = {"s": el, "counts": counts}
+            elif cmd == "forget":
+                data.pop(req["name"], None)
+                gc.collect()
+                rep = {"ok": True}
+            elif cmd == "quit":
+                break
+            else:
+                raise ValueError(f"unknown request {cmd!r}")
+        except Exception as e:  # noqa: BLE001 - reported to the benchmark, which prints n/a
+            rep = {"error": f"{type(e).__name__}: {e}"}
+        sys.stdout.write(json.dumps(rep) + "\n")
+        sys.stdout.flush()
+
+
+def main():
+    if "--serve" in sys.argv:
+        serve()
+    elif "--list" in sys.argv:
+        peers, skipped = available()
+        print(json.dumps(versions()))
+        for p in peers.values():
+            print(f"{p.id:16} {p.format:5} {p.api}")
+        for pid, why in skipped.items():
+            print(f"{pid:16} SKIPPED: {why}")
+    else:
+        print(__doc__)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
