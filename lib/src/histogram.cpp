@@ -306,9 +306,10 @@ std::map<int, std::uint64_t> bucket_histogram::binades() const {
 // ---------------------------------------------------------------------------------------------
 // class_counter
 
-// Below 2^17 values a search among the few thousand thresholds beats sweeping 2^21 buckets.
+// Below 2^12 values a search among the sorted thresholds beats the bucket pass with its fixed
+// costs (measured: tools/bench/RESULTS-hist.md; the histogram path wins from 2^12, 19x at 2^16).
 class_counter::class_counter(std::vector<cast_spec> specs, std::uint64_t expected_size, int threads)
-    : specs_(std::move(specs)), threads_(threads), searched32_(expected_size < (std::uint64_t{1} << 17)) {
+    : specs_(std::move(specs)), threads_(threads), searched32_(expected_size < (std::uint64_t{1} << 12)) {
   t32_.reserve(specs_.size());
   for (const auto& c : specs_) t32_.push_back(thresholds32(c));
   for (int s = 0; s < 2; ++s) {
@@ -322,7 +323,7 @@ class_counter::class_counter(std::vector<cast_spec> specs, std::uint64_t expecte
 }
 
 void class_counter::reset(std::uint64_t expected_size) {
-  searched32_ = expected_size < (std::uint64_t{1} << 17);
+  searched32_ = expected_size < (std::uint64_t{1} << 12);
   histograms_ = false;
   hist_.clear();
   for (auto* e : {&e32_, &e64_})

@@ -11,7 +11,9 @@
 //   pass      bucket_histogram::add(x, threads), threads = 1 and 2
 //   sweep     class_counter over 64 power-of-two scales 2^-16..2^47 x {fp16, bf16, e4m3, e5m2}
 //             (256 specs, IEEE nearest-even): construct + add + refine if needed + counts,
-//             timed phase by phase; and the constructor and the threshold search alone
+//             timed phase by phase; the same with one counter kept (reset); the constructor
+//             and the threshold search alone; and, below 2^17 values, the searched path
+//             against the histogram path
 //   peers     numpy, torch, ml_dtypes doing the same sweep (multiply, cast, compare, count)
 //             through tools/bench/hist_peers.py, a subprocess fed the same array (.npy,
 //             checksummed) and timed between our samples on a slice; their counts must equal
@@ -610,7 +612,7 @@ constexpr double mib = 1024.0 * 1024.0;
 
 struct mismatch {
   std::string peer, format;
-  int exponent;
+  int threads, exponent;
   fpscope::class_counts ours, theirs;
 };
 
@@ -693,7 +695,7 @@ struct bench {
       const auto& ours = slice_counts[std::size_t(f * scale_count + ex[k] - scale_lo)];
       ++it.checked;
       if (ours == theirs) ++it.agreed;
-      else if (it.threads == 1) mismatches.push_back({it.peer, it.format, ex[k], ours, theirs});
+      else mismatches.push_back({it.peer, it.format, it.threads, ex[k], ours, theirs});
     }
     return (*rep)["s"].get<double>();
   }
@@ -1320,7 +1322,7 @@ struct bench {
       emit("Counts vs peers: every peer's counts equal fpscope's for every scale it ran (all 6 classes).\n");
     } else {
       std::sort(mismatches.begin(), mismatches.end(), [](const mismatch& a, const mismatch& b) {
-        return std::tie(a.peer, a.exponent) < std::tie(b.peer, b.exponent);
+        return std::tie(a.peer, a.threads, a.exponent) < std::tie(b.peer, b.threads, b.exponent);
       });
       emit("Counts vs peers: {} (peer, scale) pairs DIFFER:\n\n", mismatches.size());
       for (const mismatch& m : mismatches) {
@@ -1330,8 +1332,8 @@ struct bench {
           if (m.ours[cc] != m.theirs[cc])
             cls += fmt::format(" {} fpscope {} vs peer {};", fpscope::name(cc), m.ours[cc], m.theirs[cc]);
         }
-        emit("MISMATCH {} {} scale 2^{}:{}\n", m.peer, m.format, m.exponent, cls);
-        jmis.push_back({{"peer", m.peer}, {"format", m.format}, {"scale_exp", m.exponent},
+        emit("MISMATCH {} ({}T) {} scale 2^{}:{}\n", m.peer, m.threads, m.format, m.exponent, cls);
+        jmis.push_back({{"peer", m.peer}, {"threads", m.threads}, {"format", m.format}, {"scale_exp", m.exponent},
                         {"fpscope", m.ours.n}, {"peer_counts", m.theirs.n}});
       }
     }
