@@ -12,8 +12,8 @@
 //   sweep     class_counter over 64 power-of-two scales 2^-16..2^47 x {fp16, bf16, e4m3, e5m2}
 //             (256 specs, IEEE nearest-even): construct + add + refine if needed + counts,
 //             timed phase by phase; the same with one counter kept (reset); the constructor
-//             and the threshold search alone; and, below 2^17 values, the searched path
-//             against the histogram path
+//             and the threshold search alone; and, in cache, the counter's two paths
+//             (searched thresholds, bucket histogram) forced, and where one beats the other
 //   peers     numpy, torch, ml_dtypes doing the same sweep (multiply, cast, compare, count)
 //             through tools/bench/hist_peers.py, a subprocess fed the same array (.npy,
 //             checksummed) and timed between our samples on a slice; their counts must equal
@@ -871,6 +871,7 @@ struct bench {
       sw.id = fmt::format("sweep/t{}", th);
       sw.group = "sweep";
       sw.impl = fmt::format("class_counter(256 specs, expected_size = n, {}): add, refine?, counts", th);
+      // expected_size = n: the counter picks its path (searched thresholds for small n).
       sw.threads = th;
       sw.run = [=](phases* p) { escape(sweep(x, *specs, n, th, p).data()); };
       add(s, std::move(sw));
@@ -884,9 +885,10 @@ struct bench {
       sr.run = [=](phases* p) { escape(sweep_again(*kept, x, n, p).data()); };
       add(s, std::move(sr));
 
-      // Below 2^17 values the counter searches the sorted thresholds instead of building the
-      // histogram; the histogram path is timed too so the two can be compared.
-      if (n < (std::size_t{1} << 17)) {
+      // In cache, both paths forced, whichever the counter would pick for this n (the switch
+      // is a constant of histogram.cpp): a search of the sorted thresholds per value, or the
+      // bucket histogram. From memory the searched path would take seconds; it is not run.
+      if (!s.mem) {
         item sh;
         sh.id = fmt::format("sweep-hist/t{}", th);
         sh.group = "sweep";
@@ -894,6 +896,13 @@ struct bench {
         sh.threads = th;
         sh.run = [=](phases* p) { escape(sweep(x, *specs, ~std::uint64_t{0}, th, p).data()); };
         add(s, std::move(sh));
+        item ss;
+        ss.id = fmt::format("sweep-searched/t{}", th);
+        ss.group = "sweep";
+        ss.impl = fmt::format("class_counter(256 specs, expected_size = 1, {}): searched path", th);
+        ss.threads = th;
+        ss.run = [=](phases* p) { escape(sweep(x, *specs, 1, th, p).data()); };
+        add(s, std::move(ss));
       }
     }
     {
@@ -972,7 +981,8 @@ struct bench {
     // 3: the sweep, in passes.
     std::vector<std::vector<std::string>> srows, prow;
     json jsw = json::array();
-    for (const char* id : {"sweep/t1", "sweep/t2", "sweep-reset/t1", "sweep-reset/t2", "sweep-hist/t1", "sweep-hist/t2"}) {
+    for (const char* id : {"sweep/t1", "sweep/t2", "sweep-reset/t1", "sweep-reset/t2", "sweep-hist/t1", "sweep-hist/t2",
+                           "sweep-searched/t1", "sweep-searched/t2"}) {
       if (!s.by_id.count(id)) continue;
       const item& it = get(s, id);
       const item& pass = it.threads == 1 ? p1 : p2;
@@ -1014,11 +1024,10 @@ struct bench {
   }
 
   // ----------------------------------------------------------------------------------------
-  // Below 2^17 values (expected_size) class_counter searches the sorted thresholds per value
-  // instead of building the histogram. Where does the histogram path start to win? A kept
-  // counter, reset to either path each call (the thresholds are not searched again), 1 thread.
+  // For a small expected_size class_counter searches the sorted thresholds per value instead
+  // of building the histogram. Where does the histogram path start to win? A kept counter,
+  // reset to either path each call (the thresholds are not searched again), 1 thread.
   void path_crossover(const buffer<float>& data) {
-    constexpr std::uint64_t switch_at = std::uint64_t{1} << 17;  // class_counter's, histogram.cpp
     std::vector<std::size_t> sizes;
     for (int e = 6; e <= 17; ++e)
       if ((std::size_t{1} << e) <= data.n) sizes.push_back(std::size_t{1} << e);
@@ -1035,6 +1044,7 @@ struct bench {
           int calls = 0;
           double el = 0;
           do {
+            // expected_size 1 or "unknown" (the default): the two ends of the switch
             escape(sweep_again(cc, x, searched ? 1 : ~std::uint64_t{0}, nullptr).data());
             ++calls;
             el = seconds(clk::now() - t0);
@@ -1051,18 +1061,17 @@ struct bench {
     for (std::size_t n : sizes) {
       const ratio r = time_ratio(t[{n, 0}], t[{n, 1}]);  // searched / histogram time
       rows.push_back({fmt::format("2^{} = {}", std::countr_zero(n), n), fmt::format("{:.4f}", median(t[{n, 1}]) * 1e3),
-                      fmt::format("{:.4f}", median(t[{n, 0}]) * 1e3), ratio_cell(r),
-                      n < switch_at ? "searched" : "histogram"});
+                      fmt::format("{:.4f}", median(t[{n, 0}]) * 1e3), ratio_cell(r)});
       jc.push_back({{"n", n}, {"searched_s", median(t[{n, 1}])}, {"histogram_s", median(t[{n, 0}])},
                     {"searched_over_histogram", r.median}});
     }
-    emit("### Which path below 2^17 values? A kept counter reset to each path, 256 specs, 1 thread, in cache\n\n"
+    emit("### Searched or histogram path? A kept counter reset to each path, 256 specs, 1 thread, in cache\n\n"
          "Per call: reset + add + counts, ms median over {} rounds (samples of >= 1 ms of calls). class_counter "
-         "searches the sorted thresholds per value when expected_size < 2^17 and builds the bucket histogram "
-         "otherwise.\n\n{}\n",
-         opt.rounds_cache,
-         table({"n", "searched ms", "histogram ms", "histogram speed-up median (best)", "path the counter picks"}, rows));
-    emit("The histogram path is faster at every size from n = {} (the counter switches to it at 2^17).\n",
+         "searches the sorted thresholds per value when expected_size is below a constant of histogram.cpp, and "
+         "builds the bucket histogram otherwise; that constant should be about the size from which the histogram "
+         "path wins.\n\n{}\n",
+         opt.rounds_cache, table({"n", "searched ms", "histogram ms", "histogram speed-up median (best)"}, rows));
+    emit("The histogram path is faster at every size from n = {}.\n",
          wins ? fmt::format("2^{} = {}", std::countr_zero(*wins), *wins) : std::string("(none in the range)"));
     out["path_crossover"] = {{"sizes", jc}, {"histogram_faster_from", wins ? json(*wins) : json(nullptr)}};
   }
@@ -1100,20 +1109,20 @@ struct bench {
       const auto x = data.first(n);
       for (int th : {1, 2})
         for (bool searched : {false, true}) {
-          if (searched && (th == 2 || n >= (std::size_t{1} << 17))) continue;
+          if (searched && (th == 2 || n > opt.cache_n)) continue;
           const std::size_t live0 = heap_live.load();
           heap_peak.store(live0);
           const double rss0 = rss_mib();
           double rss1 = 0;
           {
-            fpscope::class_counter cc(specs, searched ? n : ~std::uint64_t{0}, th);
+            fpscope::class_counter cc(specs, searched ? 1 : ~std::uint64_t{0}, th);
             cc.add(x);
             if (cc.needs_refine()) cc.refine(x);
             escape(cc.counts().data());
             rss1 = rss_mib();
           }
           const double held = double(heap_peak.load() - live0) / mib;
-          rows.push_back({fmt::format("{}", n), std::to_string(th), searched ? "searched (expected_size = n)" : "histogram",
+          rows.push_back({fmt::format("{}", n), std::to_string(th), searched ? "searched (expected_size = 1)" : "histogram",
                           fmt::format("{:.1f}", held), fmt::format("{:+.1f}", rss1 - rss0)});
           jm.push_back({{"n", n}, {"threads", th}, {"path", searched ? "searched" : "histogram"}, {"heap_peak_mib", held},
                         {"rss_growth_mib", rss1 - rss0}});
@@ -1337,9 +1346,10 @@ struct bench {
                         {"fpscope", m.ours.n}, {"peer_counts", m.theirs.n}});
       }
     }
-    emit("\nThe peers' process reached a peak RSS of {:.0f} MiB with the {:.0f} MiB slice loaded (the interpreter "
-         "and its imports, plus per scale the product, the cast and the comparison masks).\n",
-         peers_rss, double(n) * 4 / mib);
+    if (loaded)
+      emit("\nThe peers' process reached a peak RSS of {:.0f} MiB with the {:.0f} MiB slice loaded (the interpreter "
+           "and its imports, plus per scale the product, the cast and the comparison masks).\n",
+           peers_rss, double(n) * 4 / mib);
     json jfp = json::array();
     for (item& it : items)
       if (it.group == "sweep") jfp.push_back(item_json(it, n));
