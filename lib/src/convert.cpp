@@ -1,5 +1,7 @@
 #include "fpscope/convert.hpp"
 
+#include "float_encoder.hpp"
+
 #include <array>
 #include <cfenv>
 #include <type_traits>
@@ -157,6 +159,42 @@ void fixed_loop(const In* in, Out* out, std::size_t n, const policy& p, const bu
   encode_loop(in, out, n, const_format<F>{}, const_rounding<R>{}, p, o);
 }
 
+template <class Out, format_id F, rounding R>
+void fixed_block(const float* in, Out* out, std::size_t n, const detail::packer<std::uint32_t>& k, std::uint64_t first,
+                 const format&, rounding) {
+  encode_block(in, out, n, const_format<F>{}, const_rounding<R>{}, k, 1.0f, first);
+}
+
+template <class Out>
+void any_block(const float* in, Out* out, std::size_t n, const detail::packer<std::uint32_t>& k, std::uint64_t first,
+               const format& f, rounding r) {
+  encode_block(in, out, n, [&f] { return f; }, [r] { return r; }, k, 1.0f, first);
+}
+
+template <class Out, format_id F>
+typename detail::float_encoder<Out>::block_fn pick_block(rounding r) {
+  switch (r) {
+    case rounding::rne: return &fixed_block<Out, F, rounding::rne>;
+    case rounding::rtz: return &fixed_block<Out, F, rounding::rtz>;
+    case rounding::rup: return &fixed_block<Out, F, rounding::rup>;
+    case rounding::rdn: return &fixed_block<Out, F, rounding::rdn>;
+    case rounding::rna: return &fixed_block<Out, F, rounding::rna>;
+    case rounding::rto: return &fixed_block<Out, F, rounding::rto>;
+    case rounding::sr: return &fixed_block<Out, F, rounding::sr>;
+  }
+  return &any_block<Out>;
+}
+
+template <class Out, std::size_t... I>
+typename detail::float_encoder<Out>::block_fn pick_block(format_id id, rounding r, std::index_sequence<I...>) {
+  typename detail::float_encoder<Out>::block_fn fn = &any_block<Out>;
+  ((id == static_cast<format_id>(I) && builtin(static_cast<format_id>(I)).storage_bytes() == sizeof(Out)
+        ? (fn = pick_block<Out, static_cast<format_id>(I)>(r))
+        : fn),
+   ...);
+  return fn;
+}
+
 template <class In, class Out, format_id F>
 loop_fn<In, Out> pick_rounding(rounding r) {
   if constexpr (builtin(F).storage_bytes() != sizeof(Out)) {
@@ -235,6 +273,20 @@ void decode_bulk(std::span<const In> in, std::span<T> out, const format& f) {
 }
 
 }  // namespace
+
+namespace detail {
+
+template <class Out>
+float_encoder<Out>::float_encoder(const format& f, const policy& p)
+    : f_(f), r_(p.round), k_(prepare<std::uint32_t>(f, p, p.round)), fn_(&any_block<Out>) {
+  if (auto id = builtin_id(f)) fn_ = pick_block<Out>(*id, p.round, std::make_index_sequence<builtin_count>{});
+}
+
+template class float_encoder<std::uint8_t>;
+template class float_encoder<std::uint16_t>;
+template class float_encoder<std::uint32_t>;
+
+}  // namespace detail
 
 value_class classify(std::uint32_t bits, const format& f) {
   const double v = decode(bits, f);
