@@ -1,4 +1,5 @@
-// Arithmetic oracles: fpscope::apply on 16-bit operand pairs against x86 (F16C + AVX float32)
+// Arithmetic oracles: fpscope::apply, scalar and bulk (arith_bulk.hpp), on 16-bit operand pairs
+// against x86 (F16C + AVX float32)
 // and the CUDA headers' host __hadd/__hsub/__hmul/__hdiv, every result code compared bit for
 // bit, NaN results included. The default tests sweep a subset of the 2^32 pairs (every
 // operand a with every b whose magnitude differs from a's by a multiple of 61, both signs,
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "fpscope/arith.hpp"
+#include "fpscope/arith_bulk.hpp"
 #include "kernels_arith.hpp"
 #include "oracle.hpp"
 
@@ -122,6 +124,7 @@ struct pair_set {
 
 struct pair_mismatch {
   std::uint16_t a, b, oracle, fpscope;
+  bool bulk_only = false;  ///< the scalar apply agreed; the bulk API gave `fpscope`
 };
 
 struct pair_result {
@@ -150,7 +153,9 @@ pair_result sweep_pairs(bop o, const fpscope::format& f, const fpscope::policy& 
   pair_result total;
 #pragma omp parallel
   {
-    std::vector<std::uint16_t> bs, want(n_codes + 16), got(n_codes + 16);
+    std::vector<std::uint16_t> bs, want(n_codes + 16), got(n_codes + 16), as(n_codes + 16), got_bulk(n_codes + 16);
+    fpscope::bulk_options serial;
+    serial.threads = 1;
     bs.reserve(n_codes + 16);
     pair_result mine;
 #pragma omp for schedule(dynamic, 16) nowait
@@ -161,20 +166,24 @@ pair_result sweep_pairs(bop o, const fpscope::format& f, const fpscope::policy& 
       const std::size_t n = bs.size();
       bs.resize((n + 15) / 16 * 16, 0);  // kernels take multiples of 16: pad with +0
       kernel(o, a, bs.data(), want.data(), bs.size());
+      // The bulk API on the same pairs (a broadcast), compared with the oracle as well.
+      std::fill(as.begin(), as.begin() + std::ptrdiff_t(n), a);
+      const std::span<const std::uint16_t> bspan(bs.data(), n);
+      fpscope::apply<std::uint16_t>(fo, {as.data(), n}, bspan, bspan, {got_bulk.data(), n}, f, p, serial);
       std::uint64_t nans = 0, differ = 0;
       for (std::size_t i = 0; i < n; ++i) {
         got[i] = static_cast<std::uint16_t>(fpscope::apply(fo, a, bs[i], 0, f, p));
         nans += (want[i] & 0x7FFFu) > inf;
-        differ += want[i] != got[i];
+        differ += want[i] != got[i] || want[i] != got_bulk[i];
       }
       mine.compared += n;
       mine.nan_results += nans;
       if (differ != 0) {
         for (std::size_t i = 0; i < n; ++i) {
-          if (want[i] == got[i]) continue;
+          if (want[i] == got[i] && want[i] == got_bulk[i]) continue;
           ++mine.mismatches;
           mine.nan_mismatches += (want[i] & 0x7FFFu) > inf;
-          mine.first.push_back({a, bs[i], want[i], got[i]});
+          mine.first.push_back({a, bs[i], want[i], want[i] != got[i] ? got[i] : got_bulk[i], want[i] == got[i]});
         }
         keep_smallest(mine.first);
       }
@@ -197,8 +206,8 @@ std::string describe(const std::vector<pair_mismatch>& m, const char* op) {
   std::ostringstream s;
   char line[160];
   for (const auto& x : m) {
-    std::snprintf(line, sizeof line, "  0x%04X %s 0x%04X: oracle 0x%04X  fpscope 0x%04X\n", unsigned(x.a), op,
-                  unsigned(x.b), unsigned(x.oracle), unsigned(x.fpscope));
+    std::snprintf(line, sizeof line, "  0x%04X %s 0x%04X: oracle 0x%04X  fpscope%s 0x%04X\n", unsigned(x.a), op,
+                  unsigned(x.b), unsigned(x.oracle), x.bulk_only ? " (bulk)" : "", unsigned(x.fpscope));
     s << line;
   }
   return s.str();
@@ -350,16 +359,19 @@ TEST_CASE("oracle.arith.x86.fp16.sqrt") {
   for (std::uint32_t a = 0; a < n_codes; ++a) in[a] = static_cast<std::uint16_t>(a);
   oracle::set_mxcsr_default();
   oracle::arith::x86_fp16_sqrt_kernel(in.data(), want.data(), n_codes);
+  std::vector<std::uint16_t> bulk(n_codes);
+  fpscope::apply<std::uint16_t>(fpscope::op::sqrt, in, {}, {}, bulk, f, p);
   pair_result r;
   for (std::uint32_t a = 0; a < n_codes; ++a) {
     const auto got = static_cast<std::uint16_t>(fpscope::apply(fpscope::op::sqrt, a, 0, 0, f, p));
     ++r.compared;
     const bool nan = (want[a] & 0x7FFFu) > 0x7C00u;
     r.nan_results += nan;
-    if (got != want[a]) {
+    if (got != want[a] || bulk[a] != want[a]) {
       ++r.mismatches;
       r.nan_mismatches += nan;
-      if (r.first.size() < keep) r.first.push_back({static_cast<std::uint16_t>(a), 0, want[a], got});
+      if (r.first.size() < keep)
+        r.first.push_back({static_cast<std::uint16_t>(a), 0, want[a], got != want[a] ? got : bulk[a], got == want[a]});
     }
   }
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

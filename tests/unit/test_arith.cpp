@@ -15,10 +15,13 @@
 #include <array>
 #include <cmath>
 #include <limits>
+#include <map>
+#include <tuple>
 #include <optional>
 
 #include "common.hpp"
 #include "fpscope/arith.hpp"
+#include "fpscope/arith_bulk.hpp"
 #include "ref_exact.hpp"
 
 using namespace unit;
@@ -50,6 +53,26 @@ std::string show_case(op o, const triple& c) {
   std::string s = std::string(op_name(o)) + "(" + ref::hex(c[0]);
   for (int i = 1; i < arity(o); ++i) s += ", " + ref::hex(c[std::size_t(i)]);
   return s + ")";
+}
+
+// One case through the bulk API (a span of one element).
+std::uint32_t bulk_one(op o, std::uint32_t a, std::uint32_t b, std::uint32_t c, const fpscope::format& f,
+                       const policy& p, std::uint64_t index = 0) {
+  const auto one = [&](auto w) {
+    using W = decltype(w);
+    const W x[1] = {W(a)}, y[1] = {W(b)}, z[1] = {W(c)};
+    W r[1] = {W(0)};
+    fpscope::bulk_options opt;
+    opt.first_index = index;
+    fpscope::apply<W>(o, std::span<const W>(x), std::span<const W>(y), std::span<const W>(z), std::span<W>(r), f, p,
+                      opt);
+    return std::uint32_t(r[0]);
+  };
+  switch (f.storage_bytes()) {
+    case 1: return one(std::uint8_t{});
+    case 2: return one(std::uint16_t{});
+    default: return one(std::uint32_t{});
+  }
 }
 
 // One extra policy with the switches that matter for special and tiny values, rotating with k.
@@ -102,12 +125,76 @@ struct checker {
       const ref::result want = ref::finish(t, p.daz ? *xl_daz : xl, p);
       unsigned fl = 0;
       const std::uint32_t got = fpscope::apply(o, c[0], c[1], c[2], t.f, p, index, &fl);
+      bulk[bulk_key(o, p)].cases.push_back({c[0], c[1], c[2], want.code, index});
       ++mm.checked;
       if (got != want.code || fl != want.flags)
         mm.add(ref::describe(t.f, p) + ": " + show_case(o, c) + " -> " + ref::hex(got) + " " + flags_str(fl) +
                ", reference " + ref::hex(want.code) + " " + flags_str(want.flags) + " (exact ~" +
                std::to_string((xl.x.neg ? -1 : 1) * xl.x.m.approx()) + ")");
     }
+  }
+
+  // The same cases through the bulk API (arith_bulk.hpp), grouped by operation and policy and
+  // compared with the same reference results by report().
+  struct pending {
+    std::uint32_t a, b, c, want;
+    std::uint64_t index;
+  };
+  struct group {
+    op o{};
+    policy p;
+    std::vector<pending> cases;
+  };
+  using key = std::tuple<int, int, int, bool, bool, bool, int, int, std::uint64_t>;
+  std::map<key, group> bulk;
+
+  key bulk_key(op o, const policy& p) {
+    const key k{int(o), int(p.round), int(p.on_overflow), p.saturate_inf, p.daz, p.ftz, int(p.nan),
+                int(p.nan_finite), p.seed};
+    group& g = bulk[k];
+    g.o = o;
+    g.p = p;
+    return k;
+  }
+
+  template <class W>
+  void check_bulk(const group& g) {
+    const std::size_t n = g.cases.size();
+    std::vector<W> a(n), b(n), c(n), out(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      a[i] = W(g.cases[i].a);
+      b[i] = W(g.cases[i].b);
+      c[i] = W(g.cases[i].c);
+    }
+    if (g.p.round == rounding::sr) {  // each case has its own index: one element at a time
+      for (std::size_t i = 0; i < n; ++i) {
+        fpscope::bulk_options opt;
+        opt.first_index = g.cases[i].index;
+        fpscope::apply<W>(g.o, {&a[i], 1}, {&b[i], 1}, {&c[i], 1}, {&out[i], 1}, t.f, g.p, opt);
+      }
+    } else {
+      fpscope::apply<W>(g.o, a, b, c, out, t.f, g.p);  // OpenMP from arith_parallel_threshold
+    }
+    for (std::size_t i = 0; i < n; ++i) {
+      ++mm.checked;
+      if (out[i] != W(g.cases[i].want))
+        mm.add("bulk " + ref::describe(t.f, g.p) + ": " + show_case(g.o, {g.cases[i].a, g.cases[i].b, g.cases[i].c}) +
+               " -> " + ref::hex(out[i]) + ", reference " + ref::hex(g.cases[i].want) +
+               (fpscope::apply_is_vectorised(g.o, t.f, g.p) ? " (vectorised path)" : " (scalar path)"));
+    }
+  }
+
+  /// Checks the bulk API on every case run so far, then reports (one Catch assertion).
+  void report(const std::string& what) {
+    for (const auto& [k, g] : bulk) {
+      switch (t.f.storage_bytes()) {
+        case 1: check_bulk<std::uint8_t>(g); break;
+        case 2: check_bulk<std::uint16_t>(g); break;
+        default: check_bulk<std::uint32_t>(g); break;
+      }
+    }
+    bulk.clear();
+    mm.report(what + " (scalar and bulk)");
   }
 
   // Every case under the 12 mode x overflow policies plus one rotating policy.
@@ -464,7 +551,7 @@ TEMPLATE_TEST_CASE("arith: add and sub of every operand pair", "[arith]", e4m3, 
   for (op o : {op::add, op::sub}) {
     checker ck(t);
     ck.run_all(o, cases);
-    ck.mm.report(std::string(t.f.name) + " " + op_name(o) + " of every pair");
+    ck.report(std::string(t.f.name) + " " + op_name(o) + " of every pair");
   }
 }
 
@@ -478,7 +565,7 @@ TEMPLATE_TEST_CASE("arith: mul and div of every operand pair", "[arith]", e4m3, 
   for (op o : {op::mul, op::div}) {
     checker ck(t);
     ck.run_all(o, cases);
-    ck.mm.report(std::string(t.f.name) + " " + op_name(o) + " of every pair");
+    ck.report(std::string(t.f.name) + " " + op_name(o) + " of every pair");
   }
 }
 
@@ -497,7 +584,7 @@ TEMPLATE_TEST_CASE("arith: sqrt of every code", "[arith]", FPSCOPE_UNIT_FORMATS)
   }
   checker ck(t);
   ck.run_all(op::sqrt, cases);
-  ck.mm.report(std::string(t.f.name) + " sqrt of " + std::to_string(cases.size()) + " codes");
+  ck.report(std::string(t.f.name) + " sqrt of " + std::to_string(cases.size()) + " codes");
 }
 
 // ---- fma ------------------------------------------------------------------------------------
@@ -513,7 +600,7 @@ TEMPLATE_TEST_CASE("arith: fma on random and constructed triples", "[arith]", FP
   cases.insert(cases.end(), bnd.begin(), bnd.end());
   checker ck(t, true);
   ck.run_all(op::fma, cases);
-  ck.mm.report(std::string(t.f.name) + " fma of " + std::to_string(cases.size()) + " triples");
+  ck.report(std::string(t.f.name) + " fma of " + std::to_string(cases.size()) + " triples");
   INFO(t.f.name << " fma: " << ck.ties << " ties, " << ck.near_ties << " near ties, " << ck.inexact << " inexact of "
                 << ck.finite << " finite");
   if (t.f.specials != fpscope::special::e8m0) {  // e8m0 sums of powers of two rarely round
@@ -534,7 +621,7 @@ TEMPLATE_TEST_CASE("arith: add and sub at boundaries and random", "[arith]", fp1
   for (op o : {op::add, op::sub}) {
     checker ck(t, true);
     ck.run_all(o, cases);
-    ck.mm.report(std::string(t.f.name) + " " + op_name(o) + ": " + std::to_string(constructed) + " constructed, " +
+    ck.report(std::string(t.f.name) + " " + op_name(o) + ": " + std::to_string(constructed) + " constructed, " +
                  std::to_string(cases.size() - constructed) + " random pairs");
     INFO(op_name(o) << ": " << ck.ties << " ties, " << ck.near_ties << " near ties");
     CHECK(ck.ties > 1000);
@@ -551,7 +638,7 @@ TEMPLATE_TEST_CASE("arith: mul at boundaries and random", "[arith]", fp16, bf16,
   random_spread(t, op::mul, rng, 25000, cases);
   checker ck(t, true);
   ck.run_all(op::mul, cases);
-  ck.mm.report(std::string(t.f.name) + " mul: " + std::to_string(constructed) + " constructed, " +
+  ck.report(std::string(t.f.name) + " mul: " + std::to_string(constructed) + " constructed, " +
                std::to_string(cases.size() - constructed) + " random pairs");
   INFO("mul: " << ck.ties << " ties, " << ck.near_ties << " near ties");
   CHECK(ck.ties > 500);
@@ -567,7 +654,7 @@ TEMPLATE_TEST_CASE("arith: div at boundaries and random", "[arith]", fp16, bf16,
   random_spread(t, op::div, rng, 25000, cases);
   checker ck(t, true);
   ck.run_all(op::div, cases);
-  ck.mm.report(std::string(t.f.name) + " div: " + std::to_string(constructed) + " constructed, " +
+  ck.report(std::string(t.f.name) + " div: " + std::to_string(constructed) + " constructed, " +
                std::to_string(cases.size() - constructed) + " random pairs");
   INFO("div: " << ck.ties << " ties (subnormal only), " << ck.near_ties << " near ties");
   CHECK(ck.ties > 20);
@@ -646,7 +733,7 @@ TEMPLATE_TEST_CASE("arith: special operands under 144 policies", "[arith]", FPSC
   for (std::uint32_t a : few)
     for (std::uint32_t b : few)
       for (std::uint32_t c : few) ck.run(op::fma, {a, b, c}, ps);
-  ck.mm.report(std::string(t.f.name) + " special operands (" + std::to_string(codes.size()) + " codes)");
+  ck.report(std::string(t.f.name) + " special operands (" + std::to_string(codes.size()) + " codes)");
 }
 
 // ---- zeros --------------------------------------------------------------------------------
@@ -669,6 +756,11 @@ TEMPLATE_TEST_CASE("arith: exact zero sums and signs of zero results", "[arith]"
     if (got != want || fl != wfl)
       mm.add(std::string(fpscope::name(p.round)) + " " + show_case(o, {a, b, c}) + " -> " + ref::hex(got) + " " +
              flags_str(fl) + ", expected " + ref::hex(want) + " " + flags_str(wfl));
+    const std::uint32_t got_bulk = bulk_one(o, a, b, c, f, p);
+    ++mm.checked;
+    if (got_bulk != want)
+      mm.add("bulk " + std::string(fpscope::name(p.round)) + " " + show_case(o, {a, b, c}) + " -> " +
+             ref::hex(got_bulk) + ", expected " + ref::hex(want));
   };
   const std::uint32_t n = std::uint32_t{1} << f.bits;
   const std::uint32_t stride = f.bits > 16 ? 61 : 1;
@@ -722,7 +814,7 @@ TEMPLATE_TEST_CASE("arith: exact zero sums and signs of zero results", "[arith]"
       for (std::uint32_t a : {t.code[t.n() - 1], t.code[1], t.code[1] | S})
         for (std::uint32_t inf : {t.inf_code, t.inf_code | S}) expect(op::div, a, inf, 0, ((a ^ inf) & S) ? S : 0u, 0);
   }
-  mm.report(std::string(f.name) + " zero results");
+  mm.report(std::string(f.name) + " zero results (scalar and bulk)");
 }
 
 // ---- min, max, compare ------------------------------------------------------------------------
