@@ -115,19 +115,22 @@ def check_image(image, size, marks, reference, path):
         f.close()
 
 
-def check_all(log, reference, tmp, torn=False, stop=None):
+def check_all(log, reference, tmp, torn=False, stop=None, check=None, timeout=20):
     """Checks every crash point (forked); returns [(index, description, marks, problem)].
-    stop: return once that many problems after the first mark are found."""
+    stop: return once that many problems after the first mark are found. check: the check of
+    one point (default check_image; same arguments, 'ok' or the problem). timeout: seconds a
+    check may take (HDF5 can loop forever on a damaged file)."""
     problems = []
     path = Path(tmp) / "crash.h5"
+    check = check or check_image
     for k, image, size, marks, desc in crash_points(log, torn):
         r, w = os.pipe()
         pid = os.fork()
         if pid == 0:  # pragma: no cover (child)
             os.close(r)
-            signal.alarm(20)  # HDF5 can also loop forever on a damaged file
+            signal.alarm(timeout)
             try:
-                res = check_image(image, size, marks, reference, path)
+                res = check(image, size, marks, reference, path)
             except BaseException as e:  # noqa: BLE001
                 res = f"checker failed: {e!r}"
             os.write(w, res.encode()[:60000])
@@ -144,7 +147,7 @@ def check_all(log, reference, tmp, torn=False, stop=None):
         res = b"".join(chunks).decode()
         if not res:
             hung = os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGALRM
-            res = "the reader hung (killed after 20 s)" if hung else f"the reader crashed (wait status {status})"
+            res = f"the reader hung (killed after {timeout} s)" if hung else f"the reader crashed (wait status {status})"
         if res != "ok":
             problems.append((k, desc, sorted(marks), res))
             if stop is not None and sum(1 for p in problems if p[2]) >= stop:

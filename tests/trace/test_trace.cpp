@@ -107,11 +107,12 @@ TEST_CASE("trace: written steps read back exactly", "[trace]") {
     CHECK(s.loss == 0.5 * double(i));
     CHECK(s.loss_scale == 1024);
     REQUIRE(s.tensors.size() == 3);
-    // Name order: "bias", "empty", "layers/0.weight%" (escaped as layers%2F0.weight%25).
-    CHECK(s.tensors[0].name == "bias");
-    CHECK(s.tensors[2].name == "layers/0.weight%");
-    CHECK(s.tensors[2].group == "layers%2F0.weight%25");
-    const auto& t = s.tensors[2];
+    // Recording order: "layers/0.weight%" (escaped as layers%2F0.weight%25), "bias", "empty".
+    CHECK(s.tensors[0].name == "layers/0.weight%");
+    CHECK(s.tensors[0].group == "layers%2F0.weight%25");
+    CHECK(s.tensors[1].name == "bias");
+    CHECK(s.tensors[2].name == "empty");
+    const auto& t = s.tensors[0];
     CHECK(t.shape == std::vector<std::uint64_t>{30, 100});
     CHECK(t.count == 3000);
     CHECK(t.zeros == std::uint64_t(std::count(a.begin(), a.end(), 0.0f)));
@@ -121,11 +122,59 @@ TEST_CASE("trace: written steps read back exactly", "[trace]") {
     bucket_histogram want;
     want.add(a, 1);
     CHECK(r.histogram(s, t) == want.sparse());
-    CHECK_FALSE(s.tensors[0].has_values);
-    CHECK_THROWS_AS(r.values(s, s.tensors[0], [](std::span<const float>) {}), trace_error);
-    CHECK(s.tensors[1].count == 0);
-    CHECK(r.histogram(s, s.tensors[1]).empty());
+    CHECK_FALSE(s.tensors[1].has_values);
+    CHECK_THROWS_AS(r.values(s, s.tensors[1], [](std::span<const float>) {}), trace_error);
+    CHECK(s.tensors[2].count == 0);
+    CHECK(r.histogram(s, s.tensors[2]).empty());
   }
+}
+
+TEST_CASE("trace: the writer lays the file out for crash safety (docs/trace.md, Writing safely)", "[trace]") {
+  // The layout only; tests/record/test_crash_trace_writer.py checks the file at every write.
+  const fs::path p = scratch("layout.h5");
+  const std::vector<float> a = {1, 2, 3};
+  {
+    trace_writer w(p.string(), "producer", "", true, 3);
+    CHECK(w.max_steps() == 3);
+    for (int s = 0; s < 10; ++s) {  // past max_steps: still valid (a warning on stderr)
+      w.begin_step(s, 0, 0);
+      w.add("a", a, {3});
+      w.end_step();
+      CHECK(w.steps_written() == std::size_t(s) + 1);
+    }
+    CHECK_THROWS_AS(w.begin_step(2, 0, 0), trace_error);  // already written
+    w.begin_step(10, 0, 0);
+    w.add("a", a, {3});
+    CHECK_THROWS_AS(w.add("a", a, {3}), trace_error);  // a duplicate tensor
+    w.begin_step(11, 0, 0);  // step 10 dropped, never linked
+    w.add("a", a, {3});  // step 11 never ended: dropped when the writer closes
+  }
+  {
+    const trace_reader r(p.string());
+    CHECK(r.size() == 10);
+    CHECK(r.incomplete().empty());
+    CHECK(r.model().empty());
+  }
+  const hid_t f = H5Fopen(p.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  REQUIRE(f >= 0);
+  H5F_info2_t info;
+  REQUIRE(H5Fget_info2(f, &info) >= 0);
+  CHECK(info.super.version <= 1);  // format bounds "earliest": no checksums (1: the chunk B-tree rank set)
+  H5G_info_t g;
+  REQUIRE(H5Gget_info_by_name(f, "steps", &g, H5P_DEFAULT) >= 0);
+  CHECK(g.storage_type == H5G_STORAGE_TYPE_COMPACT);  // links in /steps' header, even past 8
+  CHECK(g.nlinks == 10);
+  H5O_info_t o;
+  REQUIRE(H5Oget_info_by_name(f, "steps", &o, H5P_DEFAULT) >= 0);
+  CHECK(o.hdr.version == 1);
+  for (const char* name : {"producer", "model", "created"}) {
+    const hid_t at = H5Aopen(f, name, H5P_DEFAULT), t = H5Aget_type(at);
+    CHECK(H5Tis_variable_str(t) == 0);  // fixed-length strings
+    H5Tclose(t), H5Aclose(at);
+  }
+  H5Fclose(f);
+  CHECK_THROWS_AS(trace_writer(scratch("bad.h5").string(), "p", "m", true, 0), trace_error);
+  CHECK_THROWS_AS(trace_writer(scratch("bad.h5").string(), "p", "m", true, 65536), trace_error);
 }
 
 TEST_CASE("trace: a histogram-only tensor gives the raw counts at every power-of-two scale", "[trace]") {

@@ -2,6 +2,7 @@
 // and written step by step (flushed after each). Target fpscope::trace (links HDF5).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -83,19 +84,35 @@ class trace_reader {
 
 /// Writes a trace step by step: begin_step, add tensors, end_step (which flushes the file).
 /// Creates the file (an existing one is an error unless `overwrite`).
+///
+/// Safe against being killed (docs/trace.md, "Writing safely"; the rules of the Python recorder):
+/// when end_step() returns, the step is on disk, and a process killed at any moment after the
+/// constructor returned leaves a file that opens and holds every step end_step() returned from,
+/// each whole, and at most one more (whole too). Each step is built as an unlinked group,
+/// flushed, then linked into /steps (one in-place write: its link storage is allocated up front
+/// for `max_steps` steps, about 40 bytes each) and flushed again. This holds for up to
+/// `max_steps` steps (1..65535); past that the file stays valid but appending a step is no longer
+/// a single write, and the writer says so once on stderr. tests/record/test_crash_trace_writer.py
+/// checks it at every write of a run. Not covered: power loss or an OS crash.
 class trace_writer {
  public:
   trace_writer(const std::string& path, const std::string& producer, const std::string& model,
-               bool overwrite = false);
+               bool overwrite = false, std::size_t max_steps = 4096);
   ~trace_writer();
   trace_writer(const trace_writer&) = delete;
   trace_writer& operator=(const trace_writer&) = delete;
 
+  /// Starts a step (an error if this step is already in the file). A step begun and not ended
+  /// is dropped: begin_step again or destroy the writer.
   void begin_step(std::int64_t step, double loss, double lr, double loss_scale = 1);
-  /// float32 values: raw and/or their bucket histogram.
+  /// float32 values: raw and/or their bucket histogram. Tensors are listed in the order added.
   void add(const std::string& name, std::span<const float> values, std::vector<std::uint64_t> shape, bool raw = true,
            bool hist = false);
+  /// Marks the step complete and links it into the file: on disk when this returns.
   void end_step();
+  /// The steps written (end_step() returned) so far.
+  std::size_t steps_written() const;
+  std::size_t max_steps() const;
 
  private:
   struct handle;
