@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "fpscope/arith_bulk.hpp"
 #include "fpscope/convert.hpp"
 #include "fpscope/format.hpp"
 #include "fpscope/histogram.hpp"
@@ -242,6 +243,77 @@ py::array classify_array(const py::array& bits_, const std::string& fmt) {
     std::uint32_t b = 0;
     std::memcpy(&b, static_cast<const char*>(bits.data()) + i * std::size_t(f.storage_bytes()), std::size_t(f.storage_bytes()));
     o[i] = static_cast<std::uint8_t>(classify(b, f));
+  }
+  return out;
+}
+
+// ---- arithmetic ----
+template <class W>
+void apply_codes(op o, const std::vector<py::array>& v, py::array& out, const format& f, const policy& p,
+                 const bulk_options& opt) {
+  const auto n = static_cast<std::size_t>(out.size());
+  const auto in = [&](std::size_t i) { return i < v.size() ? span_of<W>(v[i]) : std::span<const W>(); };
+  fpscope::apply<W>(o, in(0), in(1), in(2), mutable_span_of<W>(out).first(n), f, p, opt);
+}
+
+py::array apply_array(const std::string& op_name, const py::object& a, const py::object& b, const py::object& c,
+                      const std::string& fmt, const std::string& prof,
+                      const std::optional<std::string>& round, const std::optional<std::string>& ovf,
+                      std::uint64_t seed, std::uint64_t first_index, int threads, const std::optional<py::array>& out_) {
+  const op_info* spec = nullptr;
+  std::string known;
+  for (const auto& s : op_table) {
+    known += std::string(known.empty() ? "" : ", ") + s.name;
+    if (op_name == s.name) spec = &s;
+  }
+  if (!spec) value_error("unknown operation '" + op_name + "' (known: " + known + ")");
+  const format f = lookup_format(fmt);
+  const policy p = resolve(f, prof, round, ovf, seed);
+  // Arrays or NumPy scalars of the code dtype (np.uint16(0x3c00)); Python ints are refused
+  // below by dtype, as they would guess a width.
+  const auto asarray = [](const py::object& x) {
+    return py::module_::import("numpy").attr("asarray")(x).cast<py::array>();
+  };
+  const py::object* given[3] = {&a, &b, &c};
+  std::vector<py::array> ops;
+  for (int i = 0; i < 3; ++i) {
+    const bool has = !given[i]->is_none();
+    if (i < spec->arity && !has)
+      value_error(std::string(spec->name) + " takes " + std::to_string(spec->arity) + " operands, got " +
+                  std::to_string(i));
+    if (i >= spec->arity && has)
+      value_error(std::string(spec->name) + " takes " + std::to_string(spec->arity) + " operand" +
+                  (spec->arity == 1 ? "" : "s") + ", got more");
+    if (has) ops.push_back(asarray(*given[i]));
+  }
+  for (std::size_t i = 0; i < ops.size(); ++i)
+    if (!ops[i].dtype().is(code_dtype(f)))
+      type_error(std::string(spec->name) + " of " + f.name + " needs " + dtype_name(code_dtype(f)) + " codes, operand " +
+                 std::to_string(i + 1) + " has dtype " + dtype_name(ops[i]));
+  // NumPy broadcasting, then C-contiguous copies where the views are not.
+  if (ops.size() > 1) {
+    py::tuple bc;
+    try {
+      bc = py::module_::import("numpy").attr("broadcast_arrays")(*py::cast(ops)).cast<py::tuple>();
+    } catch (const py::error_already_set&) {
+      value_error(std::string(spec->name) + ": operand shapes do not broadcast");
+    }
+    for (std::size_t i = 0; i < ops.size(); ++i)
+      ops[i] = py::module_::import("numpy").attr("ascontiguousarray")(bc[i]).cast<py::array>();
+  } else {
+    ops[0] = contiguous(ops[0]);
+  }
+  py::array out = output(out_, code_dtype(f), ops[0]);
+  bulk_options opt;
+  opt.first_index = first_index;
+  opt.threads = threads;
+  {
+    py::gil_scoped_release unlocked;  // the arrays stay referenced by this frame
+    switch (f.storage_bytes()) {
+      case 1: apply_codes<std::uint8_t>(spec->o, ops, out, f, p, opt); break;
+      case 2: apply_codes<std::uint16_t>(spec->o, ops, out, f, p, opt); break;
+      default: apply_codes<std::uint32_t>(spec->o, ops, out, f, p, opt); break;
+    }
   }
   return out;
 }
@@ -549,6 +621,12 @@ PYBIND11_MODULE(_fpscope, m) {
         "float16/32/64 array -> uint8/16/32 codes (same shape), into `out` when given.");
   m.def("decode", &decode_array, py::arg("bits"), py::arg("fmt"), py::kw_only(), py::arg("dtype") = "float32",
         py::arg("out") = py::none(), "Codes -> exact float32 (or float64) values, into `out` when given.");
+  m.def("apply", &apply_array, py::arg("op"), py::arg("a"), py::arg("b") = py::none(), py::arg("c") = py::none(),
+        py::kw_only(), py::arg("fmt"), py::arg("profile") = "ieee", py::arg("rounding") = py::none(),
+        py::arg("overflow") = py::none(), py::arg("seed") = 0, py::arg("first_index") = 0, py::arg("threads") = 0,
+        py::arg("out") = py::none(),
+        "Elementwise op ('add', 'sub', 'mul', 'div', 'sqrt', 'fma' = a*b+c, 'min', 'max') on code arrays of fmt\n"
+        "(broadcast like NumPy), each result the exact one rounded once: codes, into `out` when given.");
   m.def("classify", &classify_array, py::arg("bits"), py::arg("fmt"),
         "Codes -> value class (0 zero, 1 subnormal, 2 normal, 3 infinite, 4 nan), uint8.");
 

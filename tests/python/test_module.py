@@ -255,6 +255,88 @@ def test_replay_is_the_cli(tmp_path):
     assert got == want
 
 
+# ---- arithmetic ----
+
+def finite_codes(name, n, seed):
+    """Random codes of finite values of `name` (NaN and inf codes dropped), as the code dtype."""
+    rng = np.random.default_rng(seed)
+    bits = 16 if CODE[name] == np.uint16 else 8
+    c = rng.integers(0, 1 << bits, n, dtype=np.int64).astype(CODE[name])
+    with np.errstate(invalid="ignore"):
+        return c[np.isfinite(c.view(ORACLES[name]).astype(np.float64))]
+
+
+@pytest.mark.parametrize("name", ["fp16", "bf16", "e4m3", "e5m2"])
+@pytest.mark.parametrize("op", ["add", "sub", "mul", "div"])
+def test_apply_matches_oracle_arithmetic(name, op):
+    # NumPy float16 and ml_dtypes compute in float32 and round once more: for + - * / that is
+    # the exact result rounded once (float32 has >= 2p + 2 bits). Profile ml_dtypes matches
+    # their overflow and NaN behaviour; NaN results are compared as NaN (payloads differ).
+    a, b = finite_codes(name, 200_000, 1), finite_codes(name, 200_000, 2)
+    n = min(a.size, b.size)
+    a, b = a[:n], b[:n]
+    T = ORACLES[name]
+    with np.errstate(all="ignore"):
+        want = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide}[op](a.view(T), b.view(T))
+    got = fpscope.apply(op, a, b, fmt=name, profile="ml_dtypes").view(T)
+    wn = np.isnan(want.astype(np.float64))
+    np.testing.assert_array_equal(np.isnan(got.astype(np.float64)), wn)
+    np.testing.assert_array_equal(got.view(CODE[name])[~wn], want.view(CODE[name])[~wn])
+
+
+def test_apply_fma_is_rounded_once():
+    # fp16 a*b + c against exact rationals rounded to nearest-even by hand; a float32 fma then
+    # fp16 (double rounding) differs on some of these, fpscope must not.
+    from fractions import Fraction
+    rng = np.random.default_rng(7)
+    a = (rng.integers(0x3800, 0x4400, 3000)).astype(np.uint16)
+    b = (rng.integers(0x3800, 0x4400, 3000)).astype(np.uint16)
+    c = (rng.integers(0x0400, 0x2000, 3000) | 0x8000).astype(np.uint16)  # small, negative
+    # 1.5 * (1 + k 2^-10), k odd, is an fp16 midpoint; +-2^-24 decides it, but float32 drops it.
+    k = np.arange(1, 340, 2, dtype=np.uint16)
+    a = np.concatenate([a, np.full(2 * k.size, 0x3E00, np.uint16)])
+    b = np.concatenate([b, 0x3C00 | k, 0x3C00 | k])
+    c = np.concatenate([c, np.full(k.size, 0x0001, np.uint16), np.full(k.size, 0x8001, np.uint16)])
+    got = fpscope.apply("fma", a, b, c, fmt="fp16")
+    grid = np.arange(0, 0x7C00, dtype=np.uint16).view(np.float16).astype(np.float64)
+
+    def rne(x):  # nearest fp16 by exact comparison (x positive, in range)
+        i = np.searchsorted(grid, float(x))
+        lo, hi = Fraction(grid[i - 1]), Fraction(grid[i])
+        if x - lo != hi - x:
+            return i - 1 if x - lo < hi - x else i
+        return i - 1 if (i - 1) % 2 == 0 else i
+    F = lambda v: Fraction(float(v))  # noqa: E731
+    want = np.array([rne(F(x) * F(y) + F(z)) for x, y, z in
+                     zip(a.view(np.float16), b.view(np.float16), c.view(np.float16))], np.uint16)
+    np.testing.assert_array_equal(got, want)
+    twice = (a.view(np.float16).astype(np.float32) * b.view(np.float16).astype(np.float32)
+             + c.view(np.float16).astype(np.float32)).astype(np.float16).view(np.uint16)
+    assert (twice != want).sum() > 0  # the cases do exercise double rounding
+
+
+def test_apply_broadcast_out_sr_and_cli():
+    a = np.array([[0x3C00], [0x4000]], np.uint16)      # 1, 2
+    b = np.array([0x3C00, 0x4200, 0x7E00], np.uint16)  # 1, 3, NaN
+    got = fpscope.apply("mul", a, b, fmt="fp16")
+    assert got.shape == (2, 3)
+    assert got[1, 1] == 0x4600 and got[0, 0] == 0x3C00 and got[0, 2] == 0x7E00  # 6, 1, the NaN
+    out = np.empty((2, 3), np.uint16)
+    assert fpscope.apply("mul", a, b, fmt="fp16", out=out) is out or np.array_equal(out, got)
+    np.testing.assert_array_equal(out, got)
+    # Stochastic rounding is keyed by (seed, index): reproducible, and equal to the CLI's calc,
+    # whose line k has index k.
+    x = np.full(64, 0x3C01, np.uint16)  # 1 + 2^-10
+    y = np.full(64, 0x3E00, np.uint16)  # 1.5: the product lies half-way between two fp16
+    s1 = fpscope.apply("mul", x, y, fmt="fp16", rounding="sr", seed=9)
+    np.testing.assert_array_equal(s1, fpscope.apply("mul", x, y, fmt="fp16", rounding="sr", seed=9))
+    assert len(set(s1.tolist())) == 2
+    lines = "".join(f"{u:04x} {v:04x}\n" for u, v in zip(x, y))
+    p = subprocess.run([BIN, "calc", "-f", "fp16", "--op", "mul", "--rounding", "sr", "--seed", "9"],
+                       input=lines, capture_output=True, text=True, check=True)
+    np.testing.assert_array_equal(s1, [int(t, 16) for t in p.stdout.split()])
+
+
 # ---- bad input ----
 
 def test_bad_input_raises():
@@ -295,3 +377,14 @@ def test_bad_input_raises():
         fpscope.encode("abc", "fp16")
     with pytest.raises(RuntimeError, match="fpscope replay"):
         fpscope.replay("/nonexistent.h5")
+    c = np.zeros(4, np.uint16)
+    with pytest.raises(ValueError, match="unknown operation 'pow'"):
+        fpscope.apply("pow", c, c, fmt="fp16")
+    with pytest.raises(ValueError, match="fma takes 3 operands, got 2"):
+        fpscope.apply("fma", c, c, fmt="fp16")
+    with pytest.raises(ValueError, match="sqrt takes 1 operand, got more"):
+        fpscope.apply("sqrt", c, c, fmt="fp16")
+    with pytest.raises(TypeError, match="needs uint8 codes, operand 1 has dtype uint16"):
+        fpscope.apply("add", c, c, fmt="e4m3")
+    with pytest.raises(ValueError, match="do not broadcast"):
+        fpscope.apply("add", c, c[:3], fmt="fp16")

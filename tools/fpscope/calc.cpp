@@ -5,6 +5,7 @@
 #include <iostream>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "cli.hpp"
 #include "fpscope/arith.hpp"
@@ -17,13 +18,6 @@ struct calc_options {
   std::string op_name;
   bool flags = false;
 };
-
-constexpr struct {
-  const char* name;
-  op o;
-  int arity;
-} ops[] = {{"add", op::add, 2}, {"sub", op::sub, 2}, {"mul", op::mul, 2}, {"div", op::div, 2},
-           {"sqrt", op::sqrt, 1}, {"fma", op::fma, 3}, {"min", op::min, 2}, {"max", op::max, 2}};
 
 // A hex code ("3c00" or "0x3C00") that fits in the format, else an error naming the line.
 std::uint32_t parse_code(const std::string& tok, const format& f, std::uint64_t line) {
@@ -46,8 +40,8 @@ int run(calc_options& o) {
   resolve(o.conv);
   const format& f = o.conv.fmt;
   const policy& p = o.conv.pol;
-  const auto* spec = &ops[0];
-  for (const auto& s : ops)
+  const auto* spec = &op_table[0];
+  for (const auto& s : op_table)
     if (o.op_name == s.name) spec = &s;
   std::ios::sync_with_stdio(false);
   std::string text, out;
@@ -94,10 +88,12 @@ runner setup(CLI::App& app) {
   auto* sub = app.add_subcommand("calc", "batch arithmetic on hex codes from stdin, one case per line");
   add_conversion_options(*sub, o->conv, "-f,--format", false);
   std::string names;
-  for (const auto& s : ops) names += std::string(names.empty() ? "" : "|") + s.name;
-  sub->add_option("-o,--op", o->op_name, "operation: " + names)
-      ->required()
-      ->check(CLI::IsMember({"add", "sub", "mul", "div", "sqrt", "fma", "min", "max"}));
+  std::vector<std::string> known;
+  for (const auto& s : op_table) {
+    names += std::string(names.empty() ? "" : "|") + s.name;
+    known.emplace_back(s.name);
+  }
+  sub->add_option("-o,--op", o->op_name, "operation: " + names)->required()->check(CLI::IsMember(known));
   sub->add_flag("--flags", o->flags,
                 "append the IEEE flags as a two-digit hex mask: 01 inexact, 02 underflow,\n"
                 "04 overflow, 08 infinite (division by zero), 10 invalid");

@@ -37,6 +37,17 @@ namespace fpscope {
 /// The operations `calc` and the bulk API know.
 enum class op : std::uint8_t { add, sub, mul, div, sqrt, fma, min, max };
 
+/// Name and operand count of each operation, in `op` order (the names `calc` and the Python
+/// module take).
+struct op_info {
+  const char* name;
+  op o;
+  int arity;
+};
+inline constexpr op_info op_table[] = {{"add", op::add, 2}, {"sub", op::sub, 2},  {"mul", op::mul, 2},
+                                       {"div", op::div, 2}, {"sqrt", op::sqrt, 1}, {"fma", op::fma, 3},
+                                       {"min", op::min, 2}, {"max", op::max, 2}};
+
 /// Ordering of two codes: less, equal, greater, or unordered (a NaN is involved).
 enum class ordering : std::int8_t { less = -1, equal = 0, greater = 1, unordered = 2 };
 

@@ -8,6 +8,7 @@ this package adds a `Format` view of the format properties and `replay()`, which
     fpscope.cast(1.2e-7, "fp16")          # (2, 1.1920928955078125e-07, {...flags})
     codes = fpscope.encode(x, "e4m3", profile="cuda", scale=64.0)
     back = fpscope.decode(codes, "e4m3")
+    prod = fpscope.apply("mul", codes, codes, fmt="e4m3", profile="cuda")  # rounded once
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 from ._fpscope import (  # noqa: F401  (re-exported)
     Trace,
     TraceWriter,
+    apply,
     binades,
     bucket_histogram,
     cast,
