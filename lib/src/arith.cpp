@@ -128,14 +128,18 @@ struct decoder {
         man_shift(23 - f.man_bits),
         scale(std::bit_cast<float>(std::uint32_t(127 - f.bias + 127) << 23)) {}
 
-  FPSCOPE_INLINE float operator()(std::uint32_t c) const {
-    c &= code_mask;
+  static constexpr bool may_overflow = true;  // see fixed_decoder
+
+  template <bool Masked = true>
+  FPSCOPE_INLINE float decode(std::uint32_t c) const {
+    if constexpr (Masked) c &= code_mask;
     std::uint32_t m = c & mag_mask;
     const bool special = (m >= spec_mag) | (c == spec_code);
     m = m < daz_below ? 0u : m;
-    const float v = from_bits<float>(((c >> sign_shift) << 31) | (m << man_shift)) * scale;
+    const float v = from_bits<float>(((c << (31 - sign_shift)) & 0x80000000u) | (m << man_shift)) * scale;
     return special ? std::numeric_limits<float>::quiet_NaN() : v;
   }
+  FPSCOPE_INLINE float operator()(std::uint32_t c) const { return decode(c); }
 };
 
 // The decoder of a built-in format without DAZ, with every constant known to the compiler
@@ -143,20 +147,35 @@ struct decoder {
 template <format_id F>
 struct fixed_decoder {
   static constexpr decoder d{builtin(F), false};
-  FPSCOPE_INLINE float operator()(std::uint32_t c) const { return d(c); }
+  // Whether a sum, product or fma of two finite values can overflow binary32 (bf16 only):
+  // if not, the round-to-odd step needs no guard against an inf result.
+  static constexpr bool may_overflow = 2 * (builtin(F).emax() + 1) + 1 > 128;
+  // The built-in formats of this path fill their storage word: no bits to mask off.
+  static_assert(builtin(F).bits == 8 * builtin(F).storage_bytes());
+  FPSCOPE_INLINE float operator()(std::uint32_t c) const {
+    constexpr format f = builtin(F);
+    const std::uint32_t m = c & d.mag_mask;
+    bool special = false;  // which test applies is known here, so only that one is made
+    if constexpr (f.specials == special::fnuz) special = c == d.spec_code;
+    if constexpr (f.specials == special::ieee || f.specials == special::fn) special = m >= d.spec_mag;
+    const float v = from_bits<float>(((c << (31 - d.sign_shift)) & 0x80000000u) | (m << d.man_shift)) * d.scale;
+    return special ? std::numeric_limits<float>::quiet_NaN() : v;
+  }
 };
 
 template <class W>
 constexpr typename binary<W>::bits exp_mask =
     (~typename binary<W>::bits(0) >> 1) & ~((typename binary<W>::bits(1) << binary<W>::man) - 1);
 
-// s + t, t the exact error of s, rounded to odd (arith.hpp's round_to_odd, as selects). An
-// inf or NaN s stays as it is, so that the caller sees it (x/0 has a NaN remainder).
-template <class W>
+// s + t, t the exact error of s, rounded to odd (arith.hpp's round_to_odd, as selects). With
+// Guard, an inf s stays inf, so that the caller sees it (x/0 has a NaN remainder; an
+// overflowing sum a NaN error); a NaN s stays NaN either way.
+template <class W, bool Guard = true>
 FPSCOPE_INLINE W odd(W s, W t) {
   using U = typename binary<W>::bits;
   const U sb = to_bits(s);
-  const U inexact = U(t != W(0)) & U((sb & exp_mask<W>) != exp_mask<W>);
+  U inexact = U(t != W(0));
+  if constexpr (Guard) inexact &= U((sb & exp_mask<W>) != exp_mask<W>);
   const U toward_zero = inexact & ((to_bits(t) ^ sb) >> (binary<W>::width - 1));
   return from_bits<W>((sb - toward_zero) | inexact);
 }
@@ -175,27 +194,27 @@ FPSCOPE_INLINE float narrow_odd(double d) {
 
 // The exact sum of x and y rounded to odd, with IEEE's zero sign: an exact zero sum of
 // operands that are not both zeros of one sign is +0, or -0 when rounding down.
-template <class W>
+template <class W, bool Guard = true>
 FPSCOPE_INLINE W sum_odd(W x, W y, W zero) {
   const W s = x + y;
   const W bb = s - x;
   const W t = (x - (s - bb)) + (y - bb);
   // (s is 0 with x == y only for two zeros of one sign, where it is their sum already.)
   const bool keep = (s != W(0)) | (to_bits(x) == to_bits(y));
-  return odd(keep ? s : zero, t);
+  return odd<W, Guard>(keep ? s : zero, t);
 }
 
 // o's exact result rounded to odd, or (Direct) rounded to nearest.
-template <op O, class W, bool Direct>
+template <op O, class W, bool Direct, bool Guard = true>
 FPSCOPE_INLINE W exact_odd(W a, W b, W c, W zero) {
   if constexpr (Direct && O == op::add) return a + b;
   if constexpr (Direct && O == op::sub) return a - b;
   if constexpr (Direct && O == op::div) return a / b;
   if constexpr (Direct && O == op::sqrt) return std::sqrt(a);
-  if constexpr (O == op::add) return sum_odd(a, b, zero);
-  if constexpr (O == op::sub) return sum_odd(a, -b, zero);
+  if constexpr (O == op::add) return sum_odd<W, Guard>(a, b, zero);
+  if constexpr (O == op::sub) return sum_odd<W, Guard>(a, -b, zero);
   if constexpr (O == op::mul) return a * b;
-  if constexpr (O == op::fma) return sum_odd(a * b, c, zero);
+  if constexpr (O == op::fma) return sum_odd<W, Guard>(a * b, c, zero);
   if constexpr (O == op::div) {
     const W q = a / b;
     const W r = std::fma(-q, b, a);
@@ -230,7 +249,9 @@ bool compute_block(const In* __restrict a, const In* __restrict b, const In* __r
       const W pr = from_bits<W>(to_bits(prod) | (U(0) - low));  // all ones: a NaN
       v = O == op::mul ? pr : sum_odd(pr, z, zero);
     } else {
-      v = exact_odd<O, W, Direct>(x, y, z, zero);
+      // Division always keeps the guard (x/0); double carriers never overflow here.
+      constexpr bool guard = O == op::div || (D::may_overflow && std::is_same_v<W, float>);
+      v = exact_odd<O, W, Direct, guard || !std::is_same_v<W, float>>(x, y, z, zero);
     }
     float v32;
     if constexpr (std::is_same_v<W, float>)
