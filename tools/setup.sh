@@ -30,4 +30,21 @@ for spec in "${pypi[@]}"; do
   have=$("$venv/bin/python" -c "import importlib.metadata as m; print(m.version('$name'))" 2>/dev/null || true)
   [ "$have" = "$want" ] || "$venv/bin/pip" install -q --no-deps "$spec"
 done
+# Berkeley SoftFloat 3e, the fp16 fma / IEEE-flags oracle of tests/oracle (Debian has none): the
+# static x86-64 library and headers that PyPI's sfpy 0.6.0 source release ships, checksummed,
+# into .deps/softfloat. Without it (no network) the oracle.softfloat.* tests report Skipped.
+sf="$here/.deps/softfloat"
+if [ ! -f "$sf/lib/softfloat.a" ] && [ "$(uname -m)" = x86_64 ]; then
+  tmp=$(mktemp -d)
+  if "$venv/bin/pip" download -q --no-deps --no-binary :all: sfpy==0.6.0 -d "$tmp" 2>/dev/null &&
+     echo "b9e6643dbc51d0c091fb6a0cf998612adf6c45be8ea699fe7af53abb91d194ca  $tmp/sfpy-0.6.0.tar.gz" | sha256sum -c --quiet -; then
+    tar xzf "$tmp/sfpy-0.6.0.tar.gz" -C "$tmp"
+    mkdir -p "$sf/lib" "$sf/include"
+    cp "$tmp/sfpy-0.6.0/sfpy/lib/softfloat.a" "$sf/lib/"
+    cp "$tmp/sfpy-0.6.0/sfpy/include/softfloat.h" "$tmp/sfpy-0.6.0/sfpy/include/softfloat_types.h" "$sf/include/"
+  else
+    echo "setup: could not fetch SoftFloat (sfpy 0.6.0 from PyPI); oracle.softfloat.* will report Skipped"
+  fi
+  rm -rf "$tmp"
+fi
 echo "setup: ok ($(cmake --version | head -1), python $("$venv/bin/python" -c 'import sys, numpy; print(sys.version.split()[0], "numpy", numpy.__version__)'))"
