@@ -1,5 +1,6 @@
 #include "fpscope/convert.hpp"
 
+#include "convert_hw.hpp"
 #include "float_encoder.hpp"
 
 #include <array>
@@ -129,6 +130,32 @@ void encode_block(const In* in, Out* out, std::size_t n, Fmt fmt, Rnd rnd,
   encode_run(in, out, n, fmt, rnd, k, scale, first);
 }
 
+// Hardware instructions that give the software path's bits for some (format, policy) pairs.
+enum class hw_path { none, f16c, bf16, bf16_daz };
+
+bool same_packer(const detail::packer<std::uint32_t>& a, const detail::packer<std::uint32_t>& b) {
+  return a.max_code == b.max_code && a.ovf[0] == b.ovf[0] && a.ovf[1] == b.ovf[1] && a.inf[0] == b.inf[0] &&
+         a.inf[1] == b.inf[1] && a.nan[0] == b.nan[0] && a.nan[1] == b.nan[1] && a.nan_payload == b.nan_payload &&
+         a.daz == b.daz && a.ftz == b.ftz;
+}
+
+// The policy resolved for nearest-even must be the one of a profile whose bits the instruction
+// reproduces (proven by the oracle tests: ieee == F16C, avx512bf16 == AVX512-BF16, and ieee ==
+// AVX512-BF16 but for float32 denormal inputs, which bf16_rne rounds in software).
+hw_path pick_hw(const format& f, const policy& p) {
+  if (p.round != rounding::rne) return hw_path::none;
+  const auto id = builtin_id(f);
+  if (!id || (*id != format_id::fp16 && *id != format_id::bf16)) return hw_path::none;
+  const auto k = detail::prepare<std::uint32_t>(f, p, rounding::rne);
+  const auto like = [&](profile pr) {
+    return same_packer(k, detail::prepare<std::uint32_t>(f, profile_policy(pr, f), rounding::rne));
+  };
+  if (*id == format_id::fp16)
+    return like(profile::ieee) && detail::cpu_has_f16c() && !detail::mxcsr_daz() ? hw_path::f16c : hw_path::none;
+  if (!detail::cpu_has_avx512bf16()) return hw_path::none;
+  return like(profile::ieee) ? hw_path::bf16 : like(profile::avx512bf16) ? hw_path::bf16_daz : hw_path::none;
+}
+
 // Blocks give OpenMP coarse work items; below the threshold the loop stays serial.
 template <class In, class Out, class Fmt, class Rnd>
 void encode_loop(const In* in, Out* out, std::size_t n, Fmt fmt, Rnd rnd, const policy& p,
@@ -137,9 +164,24 @@ void encode_loop(const In* in, Out* out, std::size_t n, Fmt fmt, Rnd rnd, const 
   const auto k = detail::prepare<typename binary<In>::bits>(fmt(), p, rnd());
   const bool parallel = o.threads != 1 && n >= parallel_threshold;
   const int threads = o.threads > 0 ? o.threads : omp_get_max_threads();
+  hw_path hw = hw_path::none;
+  if constexpr (std::is_same_v<In, float> && std::is_same_v<Out, std::uint16_t>)
+    if (o.hardware && rnd() == rounding::rne) hw = pick_hw(fmt(), p);
 #pragma omp parallel for schedule(static) if (parallel) num_threads(threads)
   for (std::ptrdiff_t b = 0; b < blocks; ++b) {
     const std::size_t lo = std::size_t(b) * block;
+    if constexpr (std::is_same_v<In, float> && std::is_same_v<Out, std::uint16_t>) {
+      const std::size_t m = std::min<std::size_t>(block, n - lo);
+      const auto scale = static_cast<float>(o.scale);
+      if (hw == hw_path::f16c) {
+        detail::f16c_rne(in + lo, out + lo, m, scale);
+        continue;
+      }
+      if (hw == hw_path::bf16 || hw == hw_path::bf16_daz) {
+        detail::bf16_rne(in + lo, out + lo, m, scale, hw == hw_path::bf16_daz);
+        continue;
+      }
+    }
     encode_block(in + lo, out + lo, std::min<std::size_t>(block, n - lo), fmt, rnd, k,
                  static_cast<In>(o.scale), o.first_index + lo);
   }
@@ -287,6 +329,8 @@ template class float_encoder<std::uint16_t>;
 template class float_encoder<std::uint32_t>;
 
 }  // namespace detail
+
+bool encode_uses_hardware(const format& f, const policy& p) { return pick_hw(f, p) != hw_path::none; }
 
 value_class classify(std::uint32_t bits, const format& f) {
   const double v = decode(bits, f);

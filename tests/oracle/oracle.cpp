@@ -37,6 +37,8 @@ void merge(result& into, const result& r) {
   into.nan_mismatches += r.nan_mismatches;
   into.scalar_checked += r.scalar_checked;
   into.scalar_mismatches += r.scalar_mismatches;
+  into.hardware_checked += r.hardware_checked;
+  into.hardware_mismatches += r.hardware_mismatches;
   into.first.insert(into.first.end(), r.first.begin(), r.first.end());
   into.first_scalar.insert(into.first_scalar.end(), r.first_scalar.begin(), r.first_scalar.end());
   keep_smallest(into.first);
@@ -106,11 +108,15 @@ result sweep_f32(const fpscope::format& f, const fpscope::policy& p, f32_kernel<
   const std::int64_t chunks = starts.back();
   result total;
   fpscope::bulk_options o;
-  o.threads = 1;  // parallel over chunks here, serial inside
+  o.threads = 1;         // parallel over chunks here, serial inside
+  o.hardware = false;    // the software path; the hardware one (if any) is compared apart below
+  fpscope::bulk_options hw = o;
+  hw.hardware = true;
+  const bool with_hw = fpscope::encode_uses_hardware(f, p);
 #pragma omp parallel
   {
     std::vector<float> in(chunk);
-    std::vector<Word> want(chunk), got(chunk);
+    std::vector<Word> want(chunk), got(chunk), got_hw(chunk);
     result mine;
 #pragma omp for schedule(dynamic, 8) nowait
     for (std::int64_t c = 0; c < chunks; ++c) {
@@ -138,6 +144,11 @@ result sweep_f32(const fpscope::format& f, const fpscope::policy& p, f32_kernel<
                     [first32, step32](std::size_t i) { return std::uint64_t(first32 + std::uint32_t(i) * step32); },
                     mine);
       mine.compared += n;
+      if (with_hw) {
+        fpscope::encode(std::span<const float>(in.data(), n), std::span<Word>(got_hw.data(), n), f, p, hw);
+        for (std::size_t i = 0; i < n; ++i) mine.hardware_mismatches += got_hw[i] != want[i];
+        mine.hardware_checked += n;
+      }
     }
 #pragma omp critical(oracle_merge)
     merge(total, mine);
@@ -326,9 +337,11 @@ std::string describe(const std::vector<mismatch>& m, int in_digits, int out_digi
 
 void print(const std::string& name, const result& r) {
   std::printf("%s: %" PRIu64 " inputs (%" PRIu64 " NaN), %" PRIu64 " mismatches (%" PRIu64
-              " on NaN inputs); scalar: %" PRIu64 " checked, %" PRIu64 " mismatches; %.2f s, %.3f G inputs/s\n",
+              " on NaN inputs); scalar: %" PRIu64 " checked, %" PRIu64 " mismatches; hardware path: %" PRIu64
+              " checked, %" PRIu64 " mismatches; %.2f s, %.3f G inputs/s\n",
               name.c_str(), r.compared, r.nan_inputs, r.mismatches, r.nan_mismatches, r.scalar_checked,
-              r.scalar_mismatches, r.seconds, r.seconds > 0 ? double(r.compared) / r.seconds * 1e-9 : 0.0);
+              r.scalar_mismatches, r.hardware_checked, r.hardware_mismatches, r.seconds,
+              r.seconds > 0 ? double(r.compared) / r.seconds * 1e-9 : 0.0);
   std::fflush(stdout);
 }
 
@@ -343,6 +356,7 @@ void check(const std::string& name, const result& r, std::uint64_t expected, int
   CHECK(r.scalar_checked > 0);
   CHECK(r.mismatches == 0);
   CHECK(r.scalar_mismatches == 0);
+  CHECK(r.hardware_mismatches == 0);
 }
 
 // CPUID bits and OS-enabled register state (XCR0), read directly: what

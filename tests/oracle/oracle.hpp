@@ -29,6 +29,8 @@ struct result {
   std::uint64_t nan_mismatches = 0;     ///< of the mismatches, NaN inputs
   std::uint64_t scalar_checked = 0;     ///< inputs also run through the scalar encode
   std::uint64_t scalar_mismatches = 0;  ///< scalar fpscope != oracle
+  std::uint64_t hardware_checked = 0;     ///< inputs also run through the bulk encoder's hardware path
+  std::uint64_t hardware_mismatches = 0;  ///< hardware path != oracle
   std::vector<mismatch> first;          ///< bulk mismatches with the smallest inputs (<= 10)
   std::vector<mismatch> first_scalar;   ///< scalar mismatches with the smallest inputs (<= 10)
   double seconds = 0;
@@ -50,7 +52,8 @@ struct segment {
 };
 
 /// Runs the float32 bit patterns of `segments` (default: all 2^32) through `kernel` and
-/// fpscope (bulk, and scalar on a subsample), OpenMP-parallel over chunks of 2^16.
+/// fpscope (bulk in software, bulk again through its hardware path where
+/// fpscope::encode_uses_hardware, and scalar on a subsample), OpenMP-parallel over chunks of 2^16.
 /// `drop_chunk` (>= 0) leaves that chunk out: only for the harness's own self-test.
 template <class Word>
 result sweep_f32(const fpscope::format& f, const fpscope::policy& p, f32_kernel<Word> kernel,

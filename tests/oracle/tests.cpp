@@ -5,6 +5,8 @@
 // millions of random values (oracle::boundary_doubles).
 #include <catch2/catch.hpp>
 
+#include <vector>
+
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -134,6 +136,28 @@ TEST_CASE("oracle.avx512bf16.rne") {
   const auto f = fmt(format_id::bf16);
   exhaustive<std::uint16_t>(current_name(), format_id::bf16, pol(profile::avx512bf16, f),
                             oracle::avx512bf16_kernel, nullptr);
+}
+
+// bf16 under the ieee profile (no DAZ, NaN payload kept), which the bulk encoder runs on
+// AVX512-BF16 with float32 denormals rounded in software: two real implementations together
+// give its bits, AVX512-BF16 for NaN inputs (same payload rule) and the CUDA host code for all
+// others (it rounds float32 denormals; its NaN is canonical).
+namespace {
+void ieee_bf16_kernel(const float* in, std::uint16_t* out, std::size_t n, const void*) {
+  std::vector<std::uint16_t> hw(n), cuda(n);
+  oracle::avx512bf16_kernel(in, hw.data(), n, nullptr);
+  const int rn = 0;
+  oracle::cuda_bf16_kernel(in, cuda.data(), n, &rn);
+  for (std::size_t i = 0; i < n; ++i) out[i] = in[i] != in[i] ? hw[i] : cuda[i];
+}
+}  // namespace
+
+TEST_CASE("oracle.avx512bf16+cuda.bf16.ieee") {
+  if (!oracle::avx512bf16_built()) return oracle::skip("AVX512-BF16 kernel not built");
+  if (!oracle::have_avx512bf16()) return oracle::skip("this CPU has no AVX512_BF16 (or the OS no ZMM state)");
+  if (!oracle::cuda_built()) return oracle::skip("CUDA headers not usable");
+  const auto f = fmt(format_id::bf16);
+  exhaustive<std::uint16_t>(current_name(), format_id::bf16, pol(profile::ieee, f), ieee_bf16_kernel, nullptr);
 }
 
 // --- GCC _Float16 (libgcc soft-fp) ---------------------------------------------------------

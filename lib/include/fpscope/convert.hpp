@@ -47,7 +47,17 @@ struct bulk_options {
   double scale = 1.0;             ///< inputs are multiplied first: fl32(x * scale) for float32 input
   std::uint64_t first_index = 0;  ///< stochastic rounding index of in[0]
   int threads = 0;                ///< 0: OpenMP default above the measured threshold, 1: serial
+  /// float32 input: take a hardware instruction where it gives the same bits as the software
+  /// path (see encode_uses_hardware); false forces software (the oracle tests prove both).
+  bool hardware = true;
 };
+
+/// Whether bulk float32 encode to `f` under `p` runs on a hardware instruction on this CPU
+/// (with bulk_options::hardware): F16C for fp16 and AVX512-BF16 for bf16, nearest-even, when
+/// the policy's results are exactly the instruction's (the ieee profile's overflow and NaN
+/// rules; for bf16 also the avx512bf16 profile). MXCSR.DAZ set in the calling thread turns F16C
+/// off (it would read float32 denormals as zero).
+bool encode_uses_hardware(const format& f, const policy& p);
 
 /// Element count from which bulk conversion goes parallel. Measured (tools/bench/RESULTS.md,
 /// OpenMP crossover): back to back, 2 threads win from 2^13-2^14 values, but a call after the

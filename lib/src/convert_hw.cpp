@@ -1,0 +1,85 @@
+// Hardware conversions the bulk float32 encoder may use where they are bit-identical to the
+// software path (convert.cpp decides when): F16C's vcvtps2ph for fp16 and AVX512-BF16's
+// vcvtneps2bf16 for bf16, both nearest-even. Each function is compiled for its ISA alone
+// (target attributes) and runs only after the CPU said it has it, so the library stays
+// portable whatever -march it is built with.
+#include "convert_hw.hpp"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+// GCC 12 warns inside its own AVX-512 intrinsics (the _mm512_undefined_* pass-through operand).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#define FPSCOPE_HW_X86 1
+#else
+#define FPSCOPE_HW_X86 0
+#endif
+
+namespace fpscope::detail {
+
+#if FPSCOPE_HW_X86
+
+bool cpu_has_f16c() {
+  static const bool yes = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
+  return yes;
+}
+bool cpu_has_avx512bf16() {
+  static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
+  return yes;
+}
+bool mxcsr_daz() { return (_mm_getcsr() & 0x0040u) != 0; }
+
+__attribute__((target("avx,f16c"))) void f16c_rne(const float* in, std::uint16_t* out, std::size_t n, float scale) {
+  const __m256 s = _mm256_set1_ps(scale);
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 x = _mm256_loadu_ps(in + i);
+    if (scale != 1.0f) x = _mm256_mul_ps(x, s);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), _mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT));
+  }
+  if (i < n) {  // the tail through a full vector (the padding is never stored)
+    float t[8] = {};
+    std::uint16_t r[8];
+    for (std::size_t k = 0; k < n - i; ++k) t[k] = scale != 1.0f ? in[i + k] * scale : in[i + k];
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(r), _mm256_cvtps_ph(_mm256_loadu_ps(t), _MM_FROUND_TO_NEAREST_INT));
+    for (std::size_t k = 0; k < n - i; ++k) out[i + k] = r[k];
+  }
+}
+
+// vcvtneps2bf16 reads float32 denormals as zero whatever MXCSR says. Without DAZ those lanes
+// take the software rounding of the bit pattern (nearest-even on the low 16 bits, exact for
+// denormals, which neither overflow nor are NaN).
+__attribute__((target("avx512f,avx512bf16"))) void bf16_rne(const float* in, std::uint16_t* out, std::size_t n,
+                                                            float scale, bool daz) {
+  const __m512 s = _mm512_set1_ps(scale);
+  const __m512i abs_mask = _mm512_set1_epi32(0x7FFFFFFF), min_normal = _mm512_set1_epi32(0x00800000);
+  const __m512i round = _mm512_set1_epi32(0x7FFF), one = _mm512_set1_epi32(1);
+  for (std::size_t i = 0; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1);
+    __m512 x = _mm512_maskz_loadu_ps(m, in + i);
+    if (scale != 1.0f) x = _mm512_mul_ps(x, s);
+    __m256i h = reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(x));
+    if (!daz) {
+      const __m512i b = _mm512_castps_si512(x);
+      const __mmask16 denormal = _mm512_cmplt_epu32_mask(_mm512_sub_epi32(_mm512_and_si512(b, abs_mask), one),
+                                                         _mm512_sub_epi32(min_normal, one));
+      if (denormal) {
+        const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(b, 16), one);
+        const __m512i r = _mm512_srli_epi32(_mm512_add_epi32(b, _mm512_add_epi32(round, lsb)), 16);
+        h = _mm256_mask_mov_epi16(h, denormal, _mm512_cvtepi32_epi16(r));
+      }
+    }
+    _mm256_mask_storeu_epi16(out + i, m, h);
+  }
+}
+
+#else
+
+bool cpu_has_f16c() { return false; }
+bool cpu_has_avx512bf16() { return false; }
+bool mxcsr_daz() { return false; }
+void f16c_rne(const float*, std::uint16_t*, std::size_t, float) {}
+void bf16_rne(const float*, std::uint16_t*, std::size_t, float, bool) {}
+
+#endif
+
+}  // namespace fpscope::detail
