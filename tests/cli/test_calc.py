@@ -394,6 +394,23 @@ def test_malformed_line_names_its_number(fpscope, fmt, op, bad, words):
     assert_one_line_error(p, "line 3", *words, status=RUNTIME)
 
 
+def test_malformed_line_late_leaves_no_partial_output(fpscope):
+    # 200,000 good lines (far past any output buffer), then a bad one: nothing on stdout.
+    text = "3c00 3c00\n" * 200_000 + "3c00 xyz\n"
+    p = run_calc(fpscope, text, "-f", "fp16", "-o", "add")
+    assert_one_line_error(p, "line 200001", "xyz", status=RUNTIME)
+
+
+def test_flags_and_plain_runs_agree_on_many_lines(fpscope):
+    # Without --flags calc runs the bulk API, with it the scalar one: same codes, line for line.
+    rng = np.random.default_rng(3)
+    rows = [tuple(r) for r in rng.integers(0, 1 << 16, (50_000, 3))]
+    for op in ("fma", "div"):
+        plain = calc(fpscope, "fp16", op, [r[:3 if op == "fma" else 2] for r in rows])
+        flagged = calc(fpscope, "fp16", op, [r[:3 if op == "fma" else 2] for r in rows], "--flags")
+        assert plain == [x.split()[0] for x in flagged]
+
+
 @pytest.mark.parametrize("args,words", [
     (("-f", "fp16", "-o", "pow"), ["pow"]),
     (("-f", "fp17", "-o", "add"), ["fp17"]),

@@ -9,6 +9,7 @@
 
 #include "cli.hpp"
 #include "fpscope/arith.hpp"
+#include "fpscope/arith_bulk.hpp"
 
 namespace fpscope::cli {
 namespace {
@@ -44,12 +45,14 @@ int run(calc_options& o) {
   for (const auto& s : op_table)
     if (o.op_name == s.name) spec = &s;
   std::ios::sync_with_stdio(false);
-  std::string text, out;
+  // Every line is read and checked before anything is written, so that a malformed line late
+  // in the input leaves no partial output; the operands then go through the bulk API in one
+  // call (flags come from the scalar API, one case at a time).
+  std::vector<std::uint32_t> v[3];
+  std::string text;
   std::uint64_t line = 0;
-  const int width = (f.bits + 3) / 4;
   while (std::getline(std::cin, text)) {
     ++line;
-    std::uint32_t v[3] = {0, 0, 0};
     int n = 0;
     std::size_t pos = 0;
     while (true) {
@@ -60,24 +63,49 @@ int run(calc_options& o) {
       if (n == spec->arity)
         throw std::runtime_error(fmt::format("line {}: {} takes {} operand{}, found more", line, spec->name,
                                              spec->arity, spec->arity == 1 ? "" : "s"));
-      v[n++] = parse_code(tok, f, line);
+      v[n++].push_back(parse_code(tok, f, line));
       if (end == std::string::npos) break;
       pos = end;
     }
     if (n != spec->arity)
       throw std::runtime_error(fmt::format("line {}: {} takes {} operand{}, found {}", line, spec->name, spec->arity,
                                            spec->arity == 1 ? "" : "s", n));
-    unsigned fl = 0;
-    const std::uint32_t r = apply(spec->o, v[0], v[1], v[2], f, p, line - 1, &fl);
-    out += fmt::format("{:0{}x}", r, width);
-    if (o.flags) out += fmt::format(" {:02x}", fl);
+  }
+  if (std::cin.bad()) throw std::runtime_error("reading standard input failed");
+  const std::size_t cases = v[0].size();
+  for (auto& w : v) w.resize(cases, 0);  // unused operands: zeros
+  std::vector<std::uint32_t> r(cases);
+  std::vector<std::uint8_t> fl(o.flags ? cases : 0);
+  if (o.flags) {
+    for (std::size_t i = 0; i < cases; ++i) {
+      unsigned flags = 0;
+      r[i] = apply(spec->o, v[0][i], v[1][i], v[2][i], f, p, i, &flags);
+      fl[i] = static_cast<std::uint8_t>(flags);
+    }
+  } else {
+    const auto bulk = [&](auto word) {
+      using W = decltype(word);
+      std::vector<W> a(v[0].begin(), v[0].end()), b(v[1].begin(), v[1].end()), c(v[2].begin(), v[2].end()), out(cases);
+      apply<W>(spec->o, a, b, c, out, f, p);
+      r.assign(out.begin(), out.end());
+    };
+    switch (f.storage_bytes()) {
+      case 1: bulk(std::uint8_t{}); break;
+      case 2: bulk(std::uint16_t{}); break;
+      default: bulk(std::uint32_t{}); break;
+    }
+  }
+  const int width = (f.bits + 3) / 4;
+  std::string out;
+  for (std::size_t i = 0; i < cases; ++i) {
+    out += fmt::format("{:0{}x}", r[i], width);
+    if (o.flags) out += fmt::format(" {:02x}", fl[i]);
     out += '\n';
     if (out.size() >= (1u << 16)) {
       std::fwrite(out.data(), 1, out.size(), stdout);
       out.clear();
     }
   }
-  if (std::cin.bad()) throw std::runtime_error("reading standard input failed");
   std::fwrite(out.data(), 1, out.size(), stdout);
   if (std::fflush(stdout) != 0) throw std::runtime_error("writing standard output failed");
   return exit_ok;
@@ -104,7 +132,7 @@ runner setup(CLI::App& app) {
       "exact result rounded once; NaNs follow the profile (ieee: the first NaN operand,\n"
       "quieted; cuda: canonical). min/max are IEEE 754-2008 minNum/maxNum. Stochastic\n"
       "rounding draws case i (from 0) from (--seed, i). A malformed line stops the run with an\n"
-      "error naming it (exit status 1).\n"
+      "error naming it (exit status 1) before any output is written.\n"
       "\n"
       "Examples:\n"
       "  echo '3c00 3c00' | fpscope calc -f fp16 -o add              # 1 + 1 = 4000\n"
