@@ -2,12 +2,17 @@
 another writer of docs/trace.md). Scripted gradients make each policy's trajectory follow from
 the upstream algorithm, derived in the comments; counts are checked against ml_dtypes casts."""
 import math
+import os
+import pathlib
+import signal
+import subprocess
+import time
 import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
 
-from conftest import assert_one_line_error
+from conftest import assert_nothing_left, assert_one_line_error
 
 h5py = pytest.importorskip("h5py")
 ml = pytest.importorskip("ml_dtypes")
@@ -196,16 +201,104 @@ def test_bad_input(fpscope, tmp):
     assert_one_line_error(fpscope.run("replay", path), "version 7", status=1)
 
 
+CORPUS = pathlib.Path(__file__).resolve().parents[1] / "trace" / "corpus"
+HANG = CORPUS / "hdf5-hang-vlen-heap.h5"  # libhdf5 loops forever on it (tests/record/make_hang_trace.py)
+LM_CHAR = pathlib.Path(__file__).resolve().parents[2] / "datasets" / "traces" / "lm-char.h5"
+STALL = {"FPSCOPE_STALL_SECONDS": "2"}
+
+
 def test_fuzz_corpus_never_crashes_the_command(fpscope):
     """Every file of the trace fuzz corpus (tests/trace/corpus: mutated traces, some of which
-    crash libhdf5 itself) gives a result or a one-line error with status 1, never a signal."""
-    import pathlib
-    corpus = pathlib.Path(__file__).resolve().parents[1] / "trace" / "corpus"
-    files = sorted(corpus.iterdir())
-    assert len(files) > 10
+    crash libhdf5 itself or make it loop forever) gives a result or a one-line error with status
+    1, never a signal or a hang (the stall limit is 2 s here, not the default 60)."""
+    files = sorted(CORPUS.iterdir())
+    assert len(files) > 10 and HANG in files
     for f in files:
-        p = fpscope.run("replay", f, "-q", "--json")
+        p = fpscope.run("replay", f, "-q", "--json", env=STALL)
         assert p.returncode in (0, 1), (f.name, p.returncode, p.stderr)
         if p.returncode == 1:
             assert len(p.stderr.splitlines()) == 1 and p.stderr.startswith("fpscope: error: "), (f.name, p.stderr)
             assert p.stdout == ""
+        if f.name.startswith("hdf5-hang-"):
+            assert "made no progress" in p.stderr, (f.name, p.stderr)
+
+
+def children_of(pid):
+    """The pids whose parent is pid (from /proc)."""
+    out = []
+    for d in pathlib.Path("/proc").iterdir():
+        try:
+            stat = (d / "stat").read_text()
+        except OSError:
+            continue
+        if d.name.isdigit() and int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            out.append(int(d.name))
+    return out
+
+
+def running_with(path):
+    """The live (not zombie) processes whose command line names path."""
+    out = []
+    for d in pathlib.Path("/proc").iterdir():
+        try:
+            if str(path).encode() in (d / "cmdline").read_bytes() and " Z " not in (d / "stat").read_text():
+                out.append(int(d.name))
+        except OSError:
+            continue
+    return out
+
+
+def test_hang_is_stopped_by_the_stall_limit(fpscope, tmp):
+    # libhdf5 loops forever reading this file's string attributes: replay's watchdog kills the
+    # reading process after FPSCOPE_STALL_SECONDS without progress, says so in one line, exit 1;
+    # no output (not even the requested plot), no process left.
+    trace = tmp / "hang.h5"
+    trace.write_bytes(HANG.read_bytes())
+    t0 = time.monotonic()
+    p = fpscope.run("replay", trace, "--plot", tmp / "out.svg", env=STALL)
+    took = time.monotonic() - t0
+    assert_one_line_error(p, str(trace), "made no progress", "for 2 s", "corrupt", status=1)
+    assert 2 <= took < 10, took
+    assert_nothing_left(tmp, "hang.h5")
+    assert running_with(trace) == []
+    for args in (["--json"], ["--csv"], ["-P", "mx"]):
+        p = fpscope.run("replay", trace, *args, env={"FPSCOPE_STALL_SECONDS": "0.5"})
+        assert_one_line_error(p, "made no progress", "for 0.5 s", status=1)
+    assert_one_line_error(fpscope.run("replay", trace, env={"FPSCOPE_STALL_SECONDS": "soon"}),
+                          "FPSCOPE_STALL_SECONDS", "soon", status=2)
+
+
+@pytest.mark.skipif(not pathlib.Path("/proc/self/stat").exists(), reason="needs /proc")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_the_worker_dies_with_the_command(fpscope, tmp, sig):
+    # No stall limit, the worker stuck in libhdf5: killing the command kills it too.
+    trace = tmp / "hang.h5"
+    trace.write_bytes(HANG.read_bytes())
+    proc = subprocess.Popen([fpscope.path, "replay", str(trace)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=dict(os.environ, FPSCOPE_STALL_SECONDS="0"))
+    try:
+        deadline = time.monotonic() + 10
+        while not children_of(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        workers = children_of(proc.pid)
+        assert workers, "no worker process"
+        time.sleep(0.3)  # inside libhdf5's loop by now
+        assert proc.poll() is None
+        proc.send_signal(sig)
+        assert proc.wait(timeout=10) == -sig
+        deadline = time.monotonic() + 5
+        while running_with(trace) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert running_with(trace) == [], "the worker outlived the command"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.skipif(not LM_CHAR.exists(), reason="datasets/traces/lm-char.h5 not present")
+def test_honest_trace_never_trips_a_tiny_stall_limit(fpscope):
+    # The reading process beats at every step, tensor and slab: a 1 s limit is ample (lm-char:
+    # 12 MB, about 1 s to replay in all) and changes nothing in the result.
+    tight = fpscope.run("replay", LM_CHAR, "-q", "--json", env={"FPSCOPE_STALL_SECONDS": "1"})
+    assert tight.returncode == 0 and tight.stderr == "", tight.stderr
+    assert tight.stdout == fpscope.ok("replay", LM_CHAR, "-q", "--json")

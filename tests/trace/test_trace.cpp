@@ -5,6 +5,7 @@
 #include <hdf5.h>
 
 #include <cmath>
+#include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -312,16 +313,18 @@ TEST_CASE("trace: an unfinished last step is reported, not read", "[trace]") {
 
 TEST_CASE("trace: the fuzz corpus reads without crashing", "[trace]") {
   // Each file in a forked child: libhdf5 1.10 itself crashes on some corrupt files (those are
-  // named hdf5-crash-*; fpscope's commands contain them, see cli.replay), and a crash must not
-  // take the test runner down. Every other file must read or fail with trace_error.
+  // named hdf5-crash-*) or loops forever (hdf5-hang-*, stopped here by an alarm; fpscope's
+  // commands contain both, see cli.replay), and neither must take the test runner down. Every
+  // other file must read or fail with trace_error.
   std::size_t files = 0, rejected = 0;
-  std::vector<std::string> crashed;
+  std::vector<std::string> crashed, hung;
   for (const auto& e : fs::directory_iterator(FPSCOPE_TRACE_CORPUS)) {
     ++files;
     std::fflush(nullptr);
     const pid_t pid = ::fork();
     REQUIRE(pid >= 0);
     if (pid == 0) {
+      ::alarm(5);  // every other file reads in milliseconds
       try {
         read_all(e.path().string());
       } catch (const trace_error&) {
@@ -332,6 +335,7 @@ TEST_CASE("trace: the fuzz corpus reads without crashing", "[trace]") {
     int st = 0;
     ::waitpid(pid, &st, 0);
     if (WIFEXITED(st) && WEXITSTATUS(st) == 3) ++rejected;
+    else if (WIFSIGNALED(st) && WTERMSIG(st) == SIGALRM) hung.push_back(e.path().filename().string());
     else if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) crashed.push_back(e.path().filename().string());
   }
   INFO(files << " corpus files, " << rejected << " rejected");
@@ -339,5 +343,9 @@ TEST_CASE("trace: the fuzz corpus reads without crashing", "[trace]") {
   for (const auto& c : crashed) {
     INFO(c << " crashed the reader");
     CHECK(c.rfind("hdf5-crash-", 0) == 0);
+  }
+  for (const auto& c : hung) {
+    INFO(c << " made the reader hang");
+    CHECK(c.rfind("hdf5-hang-", 0) == 0);
   }
 }

@@ -1,9 +1,18 @@
 #include "cli.hpp"
 
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 
+#include <algorithm>
+#include <atomic>
 #include <csignal>
+#include <new>
 
 #include <cerrno>
 #include <cmath>
@@ -157,12 +166,81 @@ void progress::update(std::uint64_t done) {
   std::fflush(stderr);
 }
 
+namespace {
+
+// What the worker of contained() shares with its parent: an anonymous MAP_SHARED page made before
+// the fork. The worker counts heartbeats; the parent's watchdog reads the count.
+struct shared_beat {
+  std::atomic<std::uint64_t> beats{0};
+  std::atomic<bool> done{false};  // the worker has finished reading: no more limit
+};
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free, "a shared counter needs lock-free atomics");
+
+shared_beat* beat_page = nullptr;           // the worker's view (and the parent's while it waits)
+volatile std::sig_atomic_t worker_pid = 0;  // the running worker, for kill_worker()
+
+}  // namespace
+
+void heartbeat() noexcept {
+  if (beat_page) beat_page->beats.fetch_add(1, std::memory_order_relaxed);
+}
+
+void heartbeat_done() noexcept {
+  if (beat_page) beat_page->done.store(true, std::memory_order_relaxed);
+}
+
+void kill_worker() noexcept {
+  if (const pid_t pid = worker_pid; pid > 0) ::kill(pid, SIGKILL);
+}
+
+double stall_limit() {
+  const char* env = std::getenv("FPSCOPE_STALL_SECONDS");
+  if (!env || !*env) return default_stall_seconds;
+  char* end = nullptr;
+  errno = 0;
+  const double v = std::strtod(env, &end);
+  if (*end || errno == ERANGE || !std::isfinite(v) || v < 0)
+    throw usage_error(std::string("FPSCOPE_STALL_SECONDS must be a number of seconds (0: no limit), not '") + env + "'");
+  return v;
+}
+
 int contained(const std::string& file, const std::function<int()>& body) {
+  const double stall = stall_limit();
   std::fflush(stdout);
   std::fflush(stderr);
+  // The heartbeat page, and a pipe whose write end only the worker holds: its end (POLLHUP)
+  // wakes the watchdog at once.
+  void* page = ::mmap(nullptr, sizeof(shared_beat), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  int fds[2] = {-1, -1};
+  if (page == MAP_FAILED || ::pipe(fds) != 0) {  // no watchdog possible: run unprotected rather than not at all
+    if (page != MAP_FAILED) ::munmap(page, sizeof(shared_beat));
+    return body();
+  }
+  for (const int fd : fds) ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+  auto* shared = new (page) shared_beat;
+  const auto release = [&] {
+    beat_page = nullptr;
+    worker_pid = 0;
+    shared->~shared_beat();
+    ::munmap(page, sizeof(shared_beat));
+    ::close(fds[0]);
+  };
+  const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
-  if (pid < 0) return body();  // no fork: run unprotected rather than not at all
+  if (pid < 0) {  // no fork: run unprotected rather than not at all
+    ::close(fds[1]);
+    release();
+    return body();
+  }
   if (pid == 0) {
+#ifdef __linux__
+    // Die with the parent, however it dies (SIGKILL included): never an orphan looping in libhdf5.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(exit_runtime);  // it died before prctl
+#endif
+    (void)parent;
+    ::close(fds[0]);
+    beat_page = shared;
     int status = exit_runtime;
     try {
       status = body();
@@ -178,9 +256,54 @@ int contained(const std::string& file, const std::function<int()>& body) {
     std::fflush(stderr);
     ::_exit(std::ferror(stdout) ? exit_runtime : status);
   }
+  worker_pid = pid;
+  ::close(fds[1]);
+
+  // The watchdog: the worker must beat at least every `stall` seconds until it says it is done
+  // reading. Checked every stall/4 (at most 1 s), so it fires between 1 and 1.25 stall limits.
+  using clock = std::chrono::steady_clock;
+  const auto limit = std::chrono::duration<double>(stall);
+  const int tick_ms = int(std::clamp(stall * 250.0, 10.0, 1000.0));
+  std::uint64_t seen = 0;
+  auto last = clock::now();
+  bool stalled = false;
   int st = 0;
-  while (::waitpid(pid, &st, 0) < 0)
-    if (errno != EINTR) throw std::runtime_error("cannot wait for the worker process");
+  for (;;) {
+    const pid_t w = ::waitpid(pid, &st, WNOHANG);
+    if (w == pid) break;
+    if (w < 0 && errno != EINTR) {
+      release();
+      throw std::runtime_error("cannot wait for the worker process");
+    }
+    pollfd pfd{fds[0], POLLIN, 0};
+    const int r = ::poll(&pfd, 1, stall > 0 ? tick_ms : -1);
+    if (r > 0 && (pfd.revents & (POLLHUP | POLLERR))) {  // the worker is exiting: reap it
+      while (::waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR) {
+          release();
+          throw std::runtime_error("cannot wait for the worker process");
+        }
+      break;
+    }
+    if (stall <= 0 || shared->done.load(std::memory_order_relaxed)) continue;
+    const std::uint64_t now_beats = shared->beats.load(std::memory_order_relaxed);
+    const auto now = clock::now();
+    if (now_beats != seen) {
+      seen = now_beats;
+      last = now;
+    } else if (now - last >= limit) {
+      ::kill(pid, SIGKILL);
+      while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+      }
+      stalled = true;
+      break;
+    }
+  }
+  release();
+  if (stalled)
+    throw std::runtime_error(fmt::format("{}: the HDF5 library made no progress reading this file for {:g} s (it loops "
+                                         "on some damaged files): it is corrupt or not an fpscope trace",
+                                         file, stall));
   if (WIFEXITED(st)) return WEXITSTATUS(st);
   const int sig = WTERMSIG(st);
   if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP) std::raise(sig);

@@ -34,7 +34,27 @@ void report(const char* what) noexcept;
 /// third-party parser (libhdf5 on a corrupt file) becomes a one-line error naming `file` and
 /// exit status 1 instead of a dead process. The child reports its own errors as main() does.
 /// Output must be written only at the end of `body` (a crash then leaves none behind).
+///
+/// libhdf5 can also loop forever on a damaged file (tests/trace/corpus/hdf5-hang-*), so a
+/// watchdog in the parent kills the worker (SIGKILL) once it has not called heartbeat() for the
+/// stall limit (stall_limit(): FPSCOPE_STALL_SECONDS, default 60 s, 0 for none), and reports it
+/// as one line naming `file`, exit status 1; the limit stops counting at heartbeat_done(). The
+/// worker dies with the parent (Linux: PR_SET_PDEATHSIG; and main()'s signal handler calls
+/// kill_worker()).
 int contained(const std::string& file, const std::function<int()>& body);
+
+/// In contained()'s worker: progress was made (a step, a tensor, a slab of values read). Call it
+/// at least every few seconds while reading the file; elsewhere it does nothing. Signal-safe.
+void heartbeat() noexcept;
+/// In contained()'s worker: the file has been read; what is left (reports, plots, output that
+/// may block on a slow reader of stdout) has no stall limit.
+void heartbeat_done() noexcept;
+/// Kills the running worker of contained(), if any (async-signal-safe: for signal handlers).
+void kill_worker() noexcept;
+/// The stall limit in seconds: FPSCOPE_STALL_SECONDS (0: none), else default_stall_seconds; a
+/// malformed value is a usage_error.
+inline constexpr double default_stall_seconds = 60;
+double stall_limit();
 
 /// A subcommand: adds itself to the app and returns what runs it once it is selected.
 using runner = std::function<int()>;

@@ -38,8 +38,9 @@ void fpscope::cli::report(const char* what) noexcept {
 
 namespace {
 
-// An interrupted `convert` must not leave its temporary output behind.
+// An interrupted `convert` must not leave its temporary output behind, nor `replay` its worker.
 extern "C" void on_signal(int sig) {
+  fpscope::cli::kill_worker();
   fpscope::npy_remove_temporaries();
   std::signal(sig, SIG_DFL);
   std::raise(sig);

@@ -227,11 +227,13 @@ class replayer {
 
   void counted(const trace_reader& r, const trace_step& s, const trace_tensor& t, float scale, tensor_result& tr) {
     class_counter cc({cast_spec{conv_.fmt, conv_.pol, scale}}, t.count, 1);
+    // heartbeat(): each slab of values (at most 2^20), each histogram (contained()'s watchdog).
     if (t.has_values) {
-      r.values(s, t, [&](std::span<const float> v) { cc.add(v); });
-      if (cc.needs_refine()) r.values(s, t, [&](std::span<const float> v) { cc.refine(v); });
+      r.values(s, t, [&](std::span<const float> v) { heartbeat(), cc.add(v); });
+      if (cc.needs_refine()) r.values(s, t, [&](std::span<const float> v) { heartbeat(), cc.refine(v); });
     } else {
       const auto h = r.histogram(s, t);
+      heartbeat();
       cc.add_histogram(h);
     }
     tr.exact = cc.exact();
@@ -242,7 +244,7 @@ class replayer {
   void blocked(const trace_reader& r, const trace_step& s, const trace_tensor& t, tensor_result& tr) {
     std::vector<float> v;
     v.reserve(t.count);
-    r.values(s, t, [&](std::span<const float> c) { v.insert(v.end(), c.begin(), c.end()); });
+    r.values(s, t, [&](std::span<const float> c) { heartbeat(), v.insert(v.end(), c.begin(), c.end()); });
     const std::size_t cols = t.shape.empty() ? 1 : std::size_t(t.shape.back());
     const std::size_t rows = cols ? v.size() / std::max<std::size_t>(cols, 1) : 0;
     double log_sum = 0;
@@ -363,6 +365,7 @@ int run(const replay_options& o) {
   }
   replayer rp(o);
   const trace_reader r(o.trace);
+  heartbeat();
   struct stat st {};
   ::stat(o.trace.c_str(), &st);
   progress bar("replaying", r.size(), std::uint64_t(st.st_size), !o.quiet);
@@ -378,6 +381,7 @@ int run(const replay_options& o) {
   for (std::size_t i = 0; i < r.size() && stop.empty(); ++i) {
     bar.update(i);
     const trace_step s = r.step(i);
+    heartbeat();
     if (s.step < first || s.step > last) continue;
     step_result res = rp.run(r, s, stop);
     if (res.histogram_only) ++partial;
@@ -395,6 +399,7 @@ int run(const replay_options& o) {
     steps.push_back(std::move(res));
   }
   bar.update(r.size());
+  heartbeat_done();  // the trace is read: what follows (plot, output to a pipe) has no stall limit
   if (steps.empty() && partial)
     throw trace_error(o.trace + ": " + rp.describe() + " needs raw values, and none of the " + std::to_string(partial) +
                       " steps has them (histogram-only trace)");
@@ -555,7 +560,14 @@ runner setup(CLI::App& app) {
       "  fpscope replay run.h5 -P deepspeed --json\n"
       "  fpscope replay run.h5 -P static:65536 --steps 100:200\n"
       "  fpscope replay run.h5 -P te-delayed:history=16,margin=1 --plot te.svg\n"
-      "  fpscope replay run.h5 -P mx:rounding=rceil -f e4m3");
+      "  fpscope replay run.h5 -P mx:rounding=rceil -f e4m3\n"
+      "\n"
+      "Exit status:\n"
+      "  0  success\n"
+      "  1  a bad, corrupt or unreadable trace, one line on stderr; also when libhdf5 crashes on\n"
+      "     it, or makes no progress on it for FPSCOPE_STALL_SECONDS seconds (default 60; 0: no\n"
+      "     limit): it loops forever on some damaged files, and the reading process is then killed\n"
+      "  2  usage error: bad option or policy, malformed FPSCOPE_STALL_SECONDS");
   return [o] { return contained(o->trace, [&] { return run(*o); }); };
 }
 
