@@ -55,12 +55,20 @@
 #define BENCH_X86 0
 #endif
 
+#include "bench_common.hpp"
 #include "peer_process.hpp"
 
 namespace {
 
 using json = nlohmann::json;
+using fpscope::bench::fastest;
+using fpscope::bench::median;
+using fpscope::bench::minimum;
 using fpscope::bench::peer_process;
+using fpscope::bench::ratio;
+using fpscope::bench::splitmix;
+using fpscope::bench::table;
+using fpscope::bench::time_ratio;
 using clk = std::chrono::steady_clock;
 
 // ----------------------------------------------------------------------------------------
@@ -162,17 +170,6 @@ struct buffer {
 enum class kind { normal, wide };
 constexpr std::array kinds{kind::normal, kind::wide};
 const char* kind_name(kind k) { return k == kind::normal ? "normal" : "wide"; }
-
-struct splitmix {
-  std::uint64_t s;
-  std::uint64_t next() {
-    std::uint64_t z = (s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  double uniform() { return double(next() >> 11) * 0x1p-53; }
-};
 
 float from_u32(std::uint32_t u) {
   float f;
@@ -356,44 +353,6 @@ struct item {
   std::vector<double> t;      // seconds per call, one per round (NaN: no sample)
   std::vector<double> cpu;    // thread CPU time / wall time of the sample (C++, 1 thread)
 };
-
-double median(std::vector<double> v) {
-  std::erase_if(v, [](double x) { return !std::isfinite(x); });
-  if (v.empty()) return NAN;
-  std::sort(v.begin(), v.end());
-  const std::size_t m = v.size() / 2;
-  return v.size() % 2 ? v[m] : 0.5 * (v[m - 1] + v[m]);
-}
-double minimum(const std::vector<double>& v) {
-  double m = NAN;
-  for (double x : v)
-    if (std::isfinite(x) && !(x >= m)) m = x;
-  return m;
-}
-
-struct ratio {
-  double median = NAN, best = NAN;
-  bool ok() const { return std::isfinite(median); }
-};
-// Speed of `a` relative to `b`: per round b.t / a.t (paired), median over rounds; best: min/min.
-ratio speed_ratio(const std::vector<double>& a, const std::vector<double>& b) {
-  std::vector<double> r;
-  for (std::size_t i = 0; i < a.size() && i < b.size(); ++i)
-    if (std::isfinite(a[i]) && std::isfinite(b[i]) && a[i] > 0) r.push_back(b[i] / a[i]);
-  ratio out;
-  out.median = median(r);
-  out.best = minimum(b) / minimum(a);
-  if (!out.ok()) out.best = NAN;
-  return out;
-}
-// Per round, the fastest of several series (a library's best API in that round).
-std::vector<double> fastest(const std::vector<const item*>& its, std::size_t rounds) {
-  std::vector<double> t(rounds, NAN);
-  for (const item* it : its)
-    for (std::size_t r = 0; r < rounds && r < it->t.size(); ++r)
-      if (std::isfinite(it->t[r]) && !(it->t[r] >= t[r])) t[r] = it->t[r];
-  return t;
-}
 
 struct bench {
   options opt;
@@ -742,24 +701,6 @@ struct bench {
     return c;
   }
 
-  static std::string table(const std::vector<std::string>& head, const std::vector<std::vector<std::string>>& rows) {
-    std::vector<std::size_t> w(head.size());
-    for (std::size_t c = 0; c < head.size(); ++c) w[c] = head[c].size();
-    for (const auto& r : rows)
-      for (std::size_t c = 0; c < r.size() && c < w.size(); ++c) w[c] = std::max(w[c], r[c].size());
-    auto line = [&](const std::vector<std::string>& r) {
-      std::string l = "|";
-      for (std::size_t c = 0; c < w.size(); ++c) l += fmt::format(" {:<{}} |", c < r.size() ? r[c] : "", w[c]);
-      return l + "\n";
-    };
-    std::string t = line(head);
-    std::string sep = "|";
-    for (std::size_t c = 0; c < w.size(); ++c) sep += std::string(w[c] + 2, '-') + "|";
-    t += sep + "\n";
-    for (const auto& r : rows) t += line(r);
-    return t;
-  }
-
   json goals = json::array();
   void goal(const std::string& name, const std::string& where, double measured, double best, double target,
             const std::string& unit, const std::string& note = "") {
@@ -845,12 +786,12 @@ struct bench {
         const auto [to_t, to_na] = lib_best("torch");
         const auto [ml_t, ml_na] = lib_best("ml_dtypes");
 
-        const ratio r_f16c = f16c && f16c->na.empty() ? speed_ratio(me->t, f16c->t) : ratio{};
-        const ratio r_bfhw = bfhw && bfhw->na.empty() ? speed_ratio(me->t, bfhw->t) : ratio{};
-        const ratio r_st = speed_ratio(me->t, st->t);
-        const ratio r_np = np_na.empty() ? speed_ratio(me->t, np_t) : ratio{};
-        const ratio r_to = to_na.empty() ? speed_ratio(me->t, to_t) : ratio{};
-        const ratio r_ml = ml_na.empty() ? speed_ratio(me->t, ml_t) : ratio{};
+        const ratio r_f16c = f16c && f16c->na.empty() ? time_ratio(me->t, f16c->t) : ratio{};
+        const ratio r_bfhw = bfhw && bfhw->na.empty() ? time_ratio(me->t, bfhw->t) : ratio{};
+        const ratio r_st = time_ratio(me->t, st->t);
+        const ratio r_np = np_na.empty() ? time_ratio(me->t, np_t) : ratio{};
+        const ratio r_to = to_na.empty() ? time_ratio(me->t, to_t) : ratio{};
+        const ratio r_ml = ml_na.empty() ? time_ratio(me->t, ml_t) : ratio{};
         const double med_rate = double(n) / median(me->t), best_rate = double(n) / minimum(me->t);
         const std::string where = fmt::format("{} {} {}", s.label, f.name, kn);
 
@@ -900,14 +841,14 @@ struct bench {
         const std::string kn = kind_name(k);
         const item* t1 = find(s, fmt::format("fpscope/{}/{}/t1", f.name, kn));
         const item* t2 = find(s, fmt::format("fpscope/{}/{}/t2", f.name, kn));
-        const ratio sp = speed_ratio(t2->t, t1->t);
+        const ratio sp = time_ratio(t2->t, t1->t);
         goal("2 threads >= 1.7 x 1 thread", fmt::format("{} {} {}", s.label, f.name, kn), sp.median, sp.best, 1.7, "x");
         std::string torch_sp = "-";
         for (const item& it : s.items)
           if (it.group == "peer" && it.threads == 2 && it.format == f.name && it.input == k) {
             const item* p1 = find(s, fmt::format("peer/{}/{}/t1", it.peer, kn));
             torch_sp = it.na.empty() && p1 && p1->na.empty()
-                           ? fmt::format("{} {}", it.peer, ratio_cell(speed_ratio(it.t, p1->t)))
+                           ? fmt::format("{} {}", it.peer, ratio_cell(time_ratio(it.t, p1->t)))
                            : it.na;
             if (it.peer.find("copy_") != std::string::npos) break;
           }
@@ -1017,17 +958,17 @@ struct bench {
       json jn = {{"n", n}};
       for (int fi = 0; fi < int(formats.size()); ++fi) {
         const cell& c = cells[{n, fi}];
-        const ratio sp = speed_ratio(c.t2, c.t1);
+        const ratio sp = time_ratio(c.t2, c.t1);
         row.push_back(ratio_cell(sp));
         jn[std::string(formats[std::size_t(fi)].name)] = {{"t1_s", median(c.t1)}, {"t2_s", median(c.t2)},
                                                           {"speedup", sp.median}, {"speedup_best", sp.best}};
       }
       const cell& c0 = cells[{n, 0}];
-      const ratio cold = speed_ratio(c0.t2c, c0.t1c);
+      const ratio cold = time_ratio(c0.t2c, c0.t1c);
       row.push_back(ratio_cell(cold));
       jn["fp16_cold"] = {{"t1_s", median(c0.t1c)}, {"t2_s", median(c0.t2c)}, {"speedup", cold.median}};
       if (!c0.lib2.empty()) {
-        const ratio lib = speed_ratio(c0.lib2, c0.t1);
+        const ratio lib = time_ratio(c0.lib2, c0.t1);
         row.push_back(ratio_cell(lib));
         jn["fp16_library_t2_speedup"] = lib.median;
       } else {
@@ -1047,7 +988,7 @@ struct bench {
     bool all_found = true;
     std::string lines;
     for (int fi = 0; fi < int(formats.size()); ++fi) {
-      auto sp = [&](std::size_t n) { const cell& c = cells[{n, fi}]; return speed_ratio(c.t2, c.t1).median; };
+      auto sp = [&](std::size_t n) { const cell& c = cells[{n, fi}]; return time_ratio(c.t2, c.t1).median; };
       const auto x1 = crossover(sp, 1.0), x15 = crossover(sp, 1.5);
       jsw["crossover"][formats[std::size_t(fi)].name] = {{"beats", x1 ? json(*x1) : json(nullptr)},
                                                          {"speedup_1_5", x15 ? json(*x15) : json(nullptr)}};
@@ -1056,7 +997,7 @@ struct bench {
       if (x1) worst = std::max(worst, *x1);
       else all_found = false;
     }
-    auto spc = [&](std::size_t n) { const cell& c = cells[{n, 0}]; return speed_ratio(c.t2c, c.t1c).median; };
+    auto spc = [&](std::size_t n) { const cell& c = cells[{n, 0}]; return time_ratio(c.t2c, c.t1c).median; };
     const auto xc = crossover(spc, 1.0);
     jsw["crossover"]["fp16_cold"] = xc ? json(*xc) : json(nullptr);
     lines += fmt::format("- fp16 cold: 2T > 1T from n = {}\n", xc ? fmt::format("{}", *xc) : "never");
@@ -1200,7 +1141,7 @@ int main(int argc, char** argv) {
       grows.push_back({name, verdict, fmt::format("{} pass, {} miss{}", pass, miss, na ? fmt::format(", {} n/a", na) : ""),
                        worst_s, misses.empty() ? "-" : misses});
     }
-    b.emit("{}\n", bench::table({"goal", "verdict", "cases", "worst case: measured / goal", "missed in"}, grows));
+    b.emit("{}\n", table({"goal", "verdict", "cases", "worst case: measured / goal", "missed in"}, grows));
     b.out["goals"] = b.goals;
 
     if (!b.cpu_shares.empty()) {

@@ -64,6 +64,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "bench_common.hpp"
 #include "peer_process.hpp"
 
 // ------------------------------------------------------------------------------------------
@@ -116,7 +117,13 @@ void operator delete(void* p, std::size_t, std::align_val_t) noexcept {
 namespace {
 
 using json = nlohmann::json;
+using fpscope::bench::median;
+using fpscope::bench::minimum;
 using fpscope::bench::peer_process;
+using fpscope::bench::ratio;
+using fpscope::bench::splitmix;
+using fpscope::bench::table;
+using fpscope::bench::time_ratio;
 using clk = std::chrono::steady_clock;
 
 // ------------------------------------------------------------------------------------------
@@ -238,17 +245,6 @@ struct buffer {
   }
   T* data() const { return p.get(); }
   std::span<const float> first(std::size_t k) const { return {p.get(), std::min(k, n)}; }
-};
-
-struct splitmix {
-  std::uint64_t s;
-  std::uint64_t next() {
-    std::uint64_t z = (s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  double uniform() { return double(next() >> 11) * 0x1p-53; }  // [0, 1)
 };
 
 float from_u32(std::uint32_t u) {
@@ -443,58 +439,10 @@ struct item {
   int checked = 0, agreed = 0;       // peers: scales whose counts were compared, and equal
 };
 
-double median(std::vector<double> v) {
-  std::erase_if(v, [](double x) { return !std::isfinite(x); });
-  if (v.empty()) return NAN;
-  std::sort(v.begin(), v.end());
-  const std::size_t m = v.size() / 2;
-  return v.size() % 2 ? v[m] : 0.5 * (v[m - 1] + v[m]);
-}
-double minimum(const std::vector<double>& v) {
-  double m = NAN;
-  for (double x : v)
-    if (std::isfinite(x) && !(x >= m)) m = x;
-  return m;
-}
 double total(const std::vector<double>& v) {
   double s = 0;
   for (double x : v) s += x;  // NaN when a round is missing: no total
   return v.empty() ? NAN : s;
-}
-
-struct ratio {
-  double median = NAN, best = NAN;
-  bool ok() const { return std::isfinite(median); }
-};
-// b.t / a.t paired per round, median over rounds; best: min(b) / min(a). With b = the slower
-// thing, that is how many times faster a is; with a = a pass and b = a sweep, the sweep's cost
-// in passes.
-ratio time_ratio(const std::vector<double>& a, const std::vector<double>& b) {
-  std::vector<double> r;
-  for (std::size_t i = 0; i < a.size() && i < b.size(); ++i)
-    if (std::isfinite(a[i]) && std::isfinite(b[i]) && a[i] > 0) r.push_back(b[i] / a[i]);
-  ratio out;
-  out.median = median(r);
-  out.best = out.ok() ? minimum(b) / minimum(a) : NAN;
-  return out;
-}
-
-std::string table(const std::vector<std::string>& head, const std::vector<std::vector<std::string>>& rows) {
-  std::vector<std::size_t> w(head.size());
-  for (std::size_t c = 0; c < head.size(); ++c) w[c] = head[c].size();
-  for (const auto& r : rows)
-    for (std::size_t c = 0; c < r.size() && c < w.size(); ++c) w[c] = std::max(w[c], r[c].size());
-  auto line = [&](const std::vector<std::string>& r) {
-    std::string l = "|";
-    for (std::size_t c = 0; c < w.size(); ++c) l += fmt::format(" {:<{}} |", c < r.size() ? r[c] : "", w[c]);
-    return l + "\n";
-  };
-  std::string t = line(head);
-  std::string sep = "|";
-  for (std::size_t c = 0; c < w.size(); ++c) sep += std::string(w[c] + 2, '-') + "|";
-  t += sep + "\n";
-  for (const auto& r : rows) t += line(r);
-  return t;
 }
 
 double maxrss_mib(int who = RUSAGE_SELF) {

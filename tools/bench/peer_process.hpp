@@ -1,6 +1,6 @@
 // The benchmarks' peers (numpy, torch, ml_dtypes) run in a Python subprocess that serves JSON
 // requests, one per line, over two pipes: fpscope-bench-convert talks to peers.py,
-// fpscope-bench-hist to hist_peers.py.
+// fpscope-bench-hist to hist_peers.py, fpscope-bench-arith to arith_peers.py.
 #pragma once
 
 #include <spawn.h>
