@@ -94,11 +94,30 @@ constexpr carrier pick_carrier(op o, const format& f, const policy& p) {
 
 // Nearest-even needs no rounding to odd for + - * / and sqrt when P >= 2p + 2: rounding to
 // nearest at P bits and then at p bits equals rounding once (Figueroa, "When is double
-// rounding innocuous?", SIGNUM 1995; the x86 fp16 oracle is exactly this with P = 24). Not fma:
-// its addends are not p-bit numbers.
+// rounding innocuous?", SIGNUM 1995; the x86 fp16 oracle is exactly this with P = 24).
+//
+// fma is not covered by that theorem (a*b has 2p bits), but it is innocuous too when
+// P >= 3p + 1 and every nonzero |value| 2^lo is at least 2^(hi + 1 - P) (hi: every finite
+// value is below 2^hi). Double rounding goes wrong only when the exact x = a*b + c lies within
+// 2^(e - P) of a midpoint m of the p-bit grid without being m (e: x's exponent, <= hi for a
+// result in range; above the overflow threshold T = max + half an ulp both roundings overflow,
+// and x just above T is the case "m = T" below). Take the three ways x can be near m:
+//   c dominant, a*b near half a gap: a*b's 2p bits then span 2^(e-p-1) down to 2^(e-3p), so
+//     x has at most 3p + 1 bits and P holds it exactly;
+//   a*b a midpoint (or T) itself and |c| the tiny rest: |c| < 2^(e - P) <= 2^(hi - P) is
+//     below every nonzero value;
+//   otherwise x - m is c modulo a*b's quantum: a nonzero multiple of c's quantum (>= 2^lo), or
+//     of a*b's (>= 2^(e - 2p)), both above 2^(e - P).
+// In binary32 that holds for e4m3 (lo = -9, hi = 9), e4m3fnuz and fp6/fp4, not for e5m2 or
+// fp16 (2^-16 and 2^-24 against 2^-7 and 2^-7), which keep the two-sum.
 template <class W>
 constexpr bool nearest_direct(op o, const format& f, const policy& p) {
-  return p.round == rounding::rne && o != op::fma && binary<W>::man + 1 >= 2 * (f.man_bits + 1) + 2;
+  constexpr int P = binary<W>::man + 1;
+  const int pf = f.man_bits + 1;
+  if (p.round != rounding::rne || P < 2 * pf + 2) return false;
+  if (o != op::fma) return true;
+  const int lo = f.emin() - f.man_bits, hi = f.emax() + 1;
+  return P >= 3 * pf + 1 && lo >= hi + 1 - P;
 }
 
 // Codes of f to exact float32 values (every built-in format's values are float32 values): the
@@ -211,6 +230,7 @@ FPSCOPE_INLINE W exact_odd(W a, W b, W c, W zero) {
   if constexpr (Direct && O == op::sub) return a - b;
   if constexpr (Direct && O == op::div) return a / b;
   if constexpr (Direct && O == op::sqrt) return std::sqrt(a);
+  if constexpr (Direct && O == op::fma) return a * b + c;  // a * b is exact: one rounding
   if constexpr (O == op::add) return sum_odd<W, Guard>(a, b, zero);
   if constexpr (O == op::sub) return sum_odd<W, Guard>(a, -b, zero);
   if constexpr (O == op::mul) return a * b;

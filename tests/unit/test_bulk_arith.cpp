@@ -98,6 +98,39 @@ TEMPLATE_TEST_CASE("bulk arith equals scalar apply at block edges, thresholds an
   if (t.f.specials != fpscope::special::e8m0) CHECK(vectorised >= 12);
 }
 
+TEMPLATE_TEST_CASE("bulk arith: fma of every operand triple, nearest-even", "[bulk][arith]", e4m3, e5m2, e4m3fnuz,
+                   e5m2fnuz, e2m3, e3m2, e2m1) {
+  // Every (a, b, c) of the small formats: the bulk fma (for e4m3, e4m3fnuz and fp6/fp4 a plain
+  // binary32 fma rounded twice, which arith.cpp argues is innocuous for them) against the
+  // scalar apply (binary64 round-to-odd, proven against the exact reference in test_arith).
+  const ref::table& t = ref::get(TestType::id);
+  using W = storage_t<TestType>;
+  const std::uint32_t n = std::uint32_t{1} << t.f.bits;
+  std::vector<W> a(std::size_t(n) * n), b(a.size()), c(a.size()), out(a.size());
+  mismatches mm;
+  for (const auto pr : {fpscope::profile::ieee, fpscope::profile::cuda}) {
+    const fpscope::policy p = fpscope::profile_policy(pr, t.f);  // nearest-even
+    CHECK(fpscope::apply_is_vectorised(op::fma, t.f, p));
+    for (std::uint32_t z = 0; z < n; ++z) {
+      for (std::uint32_t i = 0; i < n * n; ++i) {
+        a[i] = W(i / n);
+        b[i] = W(i % n);
+        c[i] = W(z);
+      }
+      const std::size_t m = std::size_t(n) * n;
+      fpscope::apply<W>(op::fma, {a.data(), m}, {b.data(), m}, {c.data(), m}, {out.data(), m}, t.f, p);
+      for (std::size_t i = 0; i < m; ++i) {
+        ++mm.checked;
+        const auto want = W(fpscope::apply(op::fma, a[i], b[i], c[i], t.f, p));
+        if (out[i] != want)
+          mm.add(ref::describe(t.f, p) + ": fma(" + ref::hex(a[i]) + ", " + ref::hex(b[i]) + ", " + ref::hex(c[i]) +
+                 ") bulk " + ref::hex(out[i]) + ", scalar " + ref::hex(want));
+      }
+    }
+  }
+  mm.report(std::string(t.f.name) + " fma of every triple");
+}
+
 TEMPLATE_TEST_CASE("bulk arith: sr first_index offsets", "[bulk][arith][sr]", fp16, e4m3) {
   // A slice with first_index = its offset gives the bits of the whole array at those places.
   const ref::table& t = ref::get(TestType::id);

@@ -11,8 +11,9 @@
 namespace fpscope {
 
 /// Element count from which bulk arithmetic goes parallel (OpenMP), measured by
-/// fpscope-bench-arith (tools/bench/RESULTS-arith.md).
-inline constexpr std::size_t arith_parallel_threshold = std::size_t{1} << 16;
+/// fpscope-bench-arith (tools/bench/RESULTS-arith.md): back to back, two threads win from
+/// 2^12 elements, but a call after the workers went idle gains only from 2^19.
+inline constexpr std::size_t arith_parallel_threshold = std::size_t{1} << 19;
 
 /// out[i] = apply(o, a[i], b[i], c[i], f, p, opt.first_index + i) for every i. `b` is unused
 /// (may be empty) for sqrt, `c` for every operation but fma. Codes are f.storage_bytes()-wide
