@@ -294,7 +294,7 @@ void fast_apply(const D d, const In* a, const In* b, const In* c, In* out, std::
   pack.daz = false;
   const detail::float_encoder<In> encode_block(f, pack);
   const auto blocks = static_cast<std::ptrdiff_t>((n + block - 1) / block);
-  const bool parallel = opt.threads != 1 && n >= arith_parallel_threshold;
+  const bool parallel = opt.threads > 1 || (opt.threads == 0 && n >= arith_parallel_threshold);
   const int threads = opt.threads > 0 ? opt.threads : omp_get_max_threads();
 #pragma omp parallel for schedule(static) if (parallel) num_threads(threads)
   for (std::ptrdiff_t k = 0; k < blocks; ++k) {
@@ -317,7 +317,7 @@ template <class In>
 void scalar_apply(op o, const In* a, const In* b, const In* c, In* out, std::size_t n, const format& f,
                   const policy& p, const bulk_options& opt) {
   const auto m = static_cast<std::ptrdiff_t>(n);
-  const bool parallel = opt.threads != 1 && n >= arith_parallel_threshold / 16;
+  const bool parallel = opt.threads > 1 || (opt.threads == 0 && n >= arith_parallel_threshold / 16);
   const int threads = opt.threads > 0 ? opt.threads : omp_get_max_threads();
 #pragma omp parallel for schedule(static, block) if (parallel) num_threads(threads)
   for (std::ptrdiff_t i = 0; i < m; ++i)

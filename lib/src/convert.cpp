@@ -162,7 +162,7 @@ void encode_loop(const In* in, Out* out, std::size_t n, Fmt fmt, Rnd rnd, const 
                  const bulk_options& o) {
   const auto blocks = static_cast<std::ptrdiff_t>((n + block - 1) / block);
   const auto k = detail::prepare<typename binary<In>::bits>(fmt(), p, rnd());
-  const bool parallel = o.threads != 1 && n >= parallel_threshold;
+  const bool parallel = o.threads > 1 || (o.threads == 0 && n >= parallel_threshold);
   const int threads = o.threads > 0 ? o.threads : omp_get_max_threads();
   hw_path hw = hw_path::none;
   if constexpr (std::is_same_v<In, float> && std::is_same_v<Out, std::uint16_t>)

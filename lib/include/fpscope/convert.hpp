@@ -46,7 +46,7 @@ value_class classify(std::uint32_t bits, const format& f);
 struct bulk_options {
   double scale = 1.0;             ///< inputs are multiplied first: fl32(x * scale) for float32 input
   std::uint64_t first_index = 0;  ///< stochastic rounding index of in[0]
-  int threads = 0;                ///< 0: OpenMP default above the measured threshold, 1: serial
+  int threads = 0;  ///< 0: OpenMP's default thread count from the measured threshold on, else serial; N: N threads
   /// float32 input: take a hardware instruction where it gives the same bits as the software
   /// path (see encode_uses_hardware); false forces software (the oracle tests prove both).
   bool hardware = true;
