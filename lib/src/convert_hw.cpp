@@ -23,7 +23,8 @@ bool cpu_has_f16c() {
   return yes;
 }
 bool cpu_has_avx512bf16() {
-  static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
+  static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+                          __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512bf16");
   return yes;
 }
 bool mxcsr_daz() { return (_mm_getcsr() & 0x0040u) != 0; }
@@ -48,27 +49,36 @@ __attribute__((target("avx,f16c"))) void f16c_rne(const float* in, std::uint16_t
 // vcvtneps2bf16 reads float32 denormals as zero whatever MXCSR says. Without DAZ those lanes
 // take the software rounding of the bit pattern (nearest-even on the low 16 bits, exact for
 // denormals, which neither overflow nor are NaN).
-__attribute__((target("avx512f,avx512bf16"))) void bf16_rne(const float* in, std::uint16_t* out, std::size_t n,
-                                                            float scale, bool daz) {
+namespace {
+__attribute__((target("avx512f,avx512dq,avx512bw,avx512bf16"))) inline __m256i bf16_16(__m512 x, bool daz) {
+  __m256i h = reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(x));
+  if (!daz) {
+    const __mmask16 denormal = _mm512_fpclass_ps_mask(x, 0x20);  // class bit 5: denormal
+    if (denormal) {
+      const __m512i b = _mm512_castps_si512(x), one = _mm512_set1_epi32(1);
+      const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(b, 16), one);
+      const __m512i r = _mm512_srli_epi32(_mm512_add_epi32(b, _mm512_add_epi32(_mm512_set1_epi32(0x7FFF), lsb)), 16);
+      h = _mm256_mask_mov_epi16(h, denormal, _mm512_cvtepi32_epi16(r));
+    }
+  }
+  return h;
+}
+}  // namespace
+
+__attribute__((target("avx512f,avx512dq,avx512bw,avx512bf16"))) void bf16_rne(const float* in, std::uint16_t* out,
+                                                                              std::size_t n, float scale, bool daz) {
   const __m512 s = _mm512_set1_ps(scale);
-  const __m512i abs_mask = _mm512_set1_epi32(0x7FFFFFFF), min_normal = _mm512_set1_epi32(0x00800000);
-  const __m512i round = _mm512_set1_epi32(0x7FFF), one = _mm512_set1_epi32(1);
-  for (std::size_t i = 0; i < n; i += 16) {
-    const __mmask16 m = n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1);
+  std::size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m512 x = _mm512_loadu_ps(in + i);
+    if (scale != 1.0f) x = _mm512_mul_ps(x, s);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), bf16_16(x, daz));
+  }
+  if (i < n) {
+    const auto m = __mmask16((1u << (n - i)) - 1);
     __m512 x = _mm512_maskz_loadu_ps(m, in + i);
     if (scale != 1.0f) x = _mm512_mul_ps(x, s);
-    __m256i h = reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(x));
-    if (!daz) {
-      const __m512i b = _mm512_castps_si512(x);
-      const __mmask16 denormal = _mm512_cmplt_epu32_mask(_mm512_sub_epi32(_mm512_and_si512(b, abs_mask), one),
-                                                         _mm512_sub_epi32(min_normal, one));
-      if (denormal) {
-        const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(b, 16), one);
-        const __m512i r = _mm512_srli_epi32(_mm512_add_epi32(b, _mm512_add_epi32(round, lsb)), 16);
-        h = _mm256_mask_mov_epi16(h, denormal, _mm512_cvtepi32_epi16(r));
-      }
-    }
-    _mm256_mask_storeu_epi16(out + i, m, h);
+    _mm256_mask_storeu_epi16(out + i, m, bf16_16(x, daz));
   }
 }
 
