@@ -28,23 +28,13 @@ Run by hand: `arith_peers.py --list` prints what is available here.
 """
 
 import gc
-import json
 import sys
-import time
 import warnings
 
 import numpy as np
 
-try:
-    import torch
-except Exception as e:  # noqa: BLE001 - any import failure means the peer is missing
-    torch = None
-    torch_error = f"{type(e).__name__}: {e}"
-try:
-    import ml_dtypes
-except Exception as e:  # noqa: BLE001
-    ml_dtypes = None
-    ml_dtypes_error = f"{type(e).__name__}: {e}"
+from peer_serve import Threads, available as available_of, load_checked, main as peer_main, ml_dtypes, serve as \
+    serve_requests, timed, torch, versions
 
 # Overflow to inf and NaN operands are part of the data, not problems: keep stderr clean.
 np.seterr(all="ignore")
@@ -165,28 +155,7 @@ KNOWN = ([(f"numpy.fp16.{o}", "fp16", o, "numpy") for o in OPS] +
 
 
 def available():
-    peers, skipped = {}, {}
-    groups = [("numpy", numpy_peers, None),
-              ("torch", torch_peers if torch is not None else None,
-               None if torch is not None else torch_error),
-              ("ml_dtypes", ml_dtypes_peers if ml_dtypes is not None else None,
-               None if ml_dtypes is not None else ml_dtypes_error)]
-    for lib, gen, err in groups:
-        if gen is None:
-            for pid, _, _, plib in KNOWN:
-                if plib == lib:
-                    skipped[pid] = f"{lib} not importable ({err})"
-            continue
-        for p in gen():
-            peers[p.id] = p
-    for pid, _, _, _ in KNOWN:
-        if pid not in peers and pid not in skipped:
-            skipped[pid] = "not provided by the installed version"
-    return peers, skipped
-
-
-def checksum(x):
-    return int(x.sum(dtype=np.uint64)), int(np.bitwise_xor.reduce(x)) if len(x) else 0
+    return available_of(KNOWN, numpy_peers, torch_peers, ml_dtypes_peers)
 
 
 def as_codes(r, u):
@@ -195,109 +164,50 @@ def as_codes(r, u):
     return np.ascontiguousarray(r).view(u)
 
 
-def versions():
-    v = {"python": sys.version.split()[0], "numpy": np.__version__}
-    v["torch"] = torch.__version__ if torch is not None else None
-    v["ml_dtypes"] = getattr(ml_dtypes, "__version__", "?") if ml_dtypes is not None else None
-    if torch is not None:
-        v["torch_threads_default"] = torch.get_num_threads()
-    return v
-
-
 def serve():
     peers, skipped = available()
     data, fns = {}, {}
-    threads = None
+    threads = Threads()
 
     def fn(dname, pid):
         if (dname, pid) not in fns:
             fns[(dname, pid)] = peers[pid].make(data[dname])
         return fns[(dname, pid)]
 
-    for line in sys.stdin:
-        req = json.loads(line)
-        cmd = req["cmd"]
-        try:
-            if cmd == "hello":
-                rep = {"versions": versions(),
-                       "peers": [{"id": p.id, "format": p.format, "op": p.op, "lib": p.lib, "api": p.api,
-                                  "threaded": p.threaded} for p in peers.values()],
-                       "skipped": [{"id": pid, "format": f, "op": o, "lib": lib, "why": skipped[pid]}
-                                   for pid, f, o, lib in KNOWN if pid in skipped]}
-            elif cmd == "load":
-                codes = []
-                for path, s_want, x_want in zip(req["paths"], req["sums"], req["xors"]):
-                    x = np.load(path)
-                    if x.dtype not in (np.uint16, np.uint8) or x.ndim != 1:
-                        raise ValueError(f"{path}: expected 1-d uint16 or uint8, got {x.dtype} {x.shape}")
-                    s, xr = checksum(x)
-                    if (s, xr) != (s_want, x_want):
-                        raise ValueError(f"{path}: checksum {s:#x}/{xr:#x} differs from the "
-                                         f"benchmark's {s_want:#x}/{x_want:#x}")
-                    codes.append(x)
-                data[req["name"]] = Data(codes)
-                rep = {"ok": True, "n": int(len(codes[0]))}
-            elif cmd == "output":
-                f, o = fn(req["data"], req["peer"])
-                f()
-                np.save(req["path"], as_codes(o, data[req["data"]].codes[0].dtype))
-                rep = {"ok": True}
-            elif cmd == "time":
-                p = peers[req["peer"]]
-                if p.threaded and req["threads"] != threads:
-                    threads = req["threads"]
-                    torch.set_num_threads(threads)
-                f, _ = fn(req["data"], p.id)
-                warm_s = req.get("warm_s", 0)
-                if warm_s > 0:  # untimed calls first: wake torch's OpenMP workers
-                    t0 = time.perf_counter()
-                    while True:
-                        f()
-                        if time.perf_counter() - t0 >= warm_s:
-                            break
-                min_s = req["min_s"]
-                calls = 0
-                gc.disable()
-                t0 = time.perf_counter()
-                while True:
-                    f()
-                    calls += 1
-                    el = time.perf_counter() - t0
-                    if el >= min_s:
-                        break
-                gc.enable()
-                rep = {"s": el / calls, "calls": calls}
-            elif cmd == "forget":
-                data.pop(req["name"], None)
-                for k in [k for k in fns if k[0] == req["name"]]:
-                    del fns[k]
-                gc.collect()
-                rep = {"ok": True}
-            elif cmd == "quit":
-                break
-            else:
-                raise ValueError(f"unknown request {cmd!r}")
-        except Exception as e:  # noqa: BLE001 - reported to the benchmark, which prints n/a
-            rep = {"error": f"{type(e).__name__}: {e}"}
-        sys.stdout.write(json.dumps(rep) + "\n")
-        sys.stdout.flush()
+    def hello(_):
+        return {"versions": versions(),
+                "peers": [{"id": p.id, "format": p.format, "op": p.op, "lib": p.lib, "api": p.api,
+                           "threaded": p.threaded} for p in peers.values()],
+                "skipped": [{"id": pid, "format": f, "op": o, "lib": lib, "why": skipped[pid]}
+                            for pid, f, o, lib in KNOWN if pid in skipped]}
 
+    def load(req):
+        codes = [load_checked(path, s_want, x_want, (np.uint16, np.uint8), word=None)
+                 for path, s_want, x_want in zip(req["paths"], req["sums"], req["xors"])]
+        data[req["name"]] = Data(codes)
+        return {"ok": True, "n": int(len(codes[0]))}
 
-def main():
-    if "--serve" in sys.argv:
-        serve()
-    elif "--list" in sys.argv:
-        peers, skipped = available()
-        print(json.dumps(versions()))
-        for p in peers.values():
-            print(f"{p.id:20} {p.api}")
-        for pid, why in skipped.items():
-            print(f"{pid:20} SKIPPED: {why}")
-    else:
-        print(__doc__)
-        return 2
-    return 0
+    def output(req):
+        f, o = fn(req["data"], req["peer"])
+        f()
+        np.save(req["path"], as_codes(o, data[req["data"]].codes[0].dtype))
+        return {"ok": True}
+
+    def time_(req):
+        p = peers[req["peer"]]
+        threads.use(p, req["threads"])
+        f, _ = fn(req["data"], p.id)
+        return timed(f, req["min_s"], req.get("warm_s", 0))
+
+    def forget(req):
+        data.pop(req["name"], None)
+        for k in [k for k in fns if k[0] == req["name"]]:
+            del fns[k]
+        gc.collect()
+        return {"ok": True}
+
+    serve_requests({"hello": hello, "load": load, "output": output, "time": time_, "forget": forget})
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(peer_main(__doc__, serve, available, lambda p: f"{p.id:24} {p.api}"))

@@ -31,23 +31,14 @@ Run by hand: `hist_peers.py --list` prints what is available here.
 """
 
 import gc
-import json
 import sys
 import time
 import warnings
 
 import numpy as np
 
-try:
-    import torch
-except Exception as e:  # noqa: BLE001 - any import failure means the peer is missing
-    torch = None
-    torch_error = f"{type(e).__name__}: {e}"
-try:
-    import ml_dtypes
-except Exception as e:  # noqa: BLE001
-    ml_dtypes = None
-    ml_dtypes_error = f"{type(e).__name__}: {e}"
+from peer_serve import Threads, available as available_of, load_checked, main as peer_main, ml_dtypes, serve as \
+    serve_requests, torch, versions
 
 # Overflow in a cast is what is being counted, not a problem: keep stderr clean.
 np.seterr(all="ignore")
@@ -133,105 +124,44 @@ KNOWN = [
 
 
 def available():
-    peers, skipped = {}, {}
-    groups = [("numpy", numpy_peers, None),
-              ("torch", torch_peers if torch is not None else None,
-               None if torch is not None else torch_error),
-              ("ml_dtypes", ml_dtypes_peers if ml_dtypes is not None else None,
-               None if ml_dtypes is not None else ml_dtypes_error)]
-    for lib, gen, err in groups:
-        if gen is None:
-            for pid, _, plib in KNOWN:
-                if plib == lib:
-                    skipped[pid] = f"{lib} not importable ({err})"
-            continue
-        for p in gen():
-            peers[p.id] = p
-    for pid, _, _ in KNOWN:
-        if pid not in peers and pid not in skipped:
-            skipped[pid] = "not provided by the installed version"
-    return peers, skipped
-
-
-def checksum(x):
-    w = x.view(np.uint32)
-    return int(w.sum(dtype=np.uint64)), int(np.bitwise_xor.reduce(w)) if len(w) else 0
-
-
-def versions():
-    v = {"python": sys.version.split()[0], "numpy": np.__version__}
-    v["torch"] = torch.__version__ if torch is not None else None
-    v["ml_dtypes"] = getattr(ml_dtypes, "__version__", "?") if ml_dtypes is not None else None
-    if torch is not None:
-        v["torch_threads_default"] = torch.get_num_threads()
-    return v
+    return available_of(KNOWN, numpy_peers, torch_peers, ml_dtypes_peers)
 
 
 def serve():
     peers, skipped = available()
     data = {}
-    threads = None
-    for line in sys.stdin:
-        req = json.loads(line)
-        cmd = req["cmd"]
-        try:
-            if cmd == "hello":
-                rep = {"versions": versions(),
-                       "peers": [{"id": p.id, "format": p.format, "lib": p.lib, "api": p.api,
-                                  "threaded": p.threaded} for p in peers.values()],
-                       "skipped": [{"id": pid, "format": f, "lib": lib, "why": skipped[pid]}
-                                   for pid, f, lib in KNOWN if pid in skipped]}
-            elif cmd == "load":
-                x = np.load(req["path"])
-                if x.dtype != np.float32 or x.ndim != 1:
-                    raise ValueError(f"{req['path']}: expected 1-d float32, got {x.dtype} {x.shape}")
-                s, xr = checksum(x)
-                if (s, xr) != (req["sum"], req["xor"]):
-                    raise ValueError(f"{req['path']}: checksum {s:#x}/{xr:#x} differs from the "
-                                     f"benchmark's {req['sum']:#x}/{req['xor']:#x}")
-                data[req["name"]] = Data(x)
-                rep = {"ok": True, "n": int(len(x))}
-            elif cmd == "sweep":
-                p = peers[req["peer"]]
-                if p.threaded and req["threads"] != threads:
-                    threads = req["threads"]
-                    torch.set_num_threads(threads)
-                d = data[req["data"]]
-                gc.disable()
-                t0 = time.perf_counter()
-                counts = p.sweep(d, req["scales"])
-                el = time.perf_counter() - t0
-                gc.enable()
-                rep = {"s": el, "counts": counts}
-            elif cmd == "forget":
-                data.pop(req["name"], None)
-                gc.collect()
-                rep = {"ok": True}
-            elif cmd == "quit":
-                break
-            else:
-                raise ValueError(f"unknown request {cmd!r}")
-        except Exception as e:  # noqa: BLE001 - reported to the benchmark, which prints n/a
-            rep = {"error": f"{type(e).__name__}: {e}"}
-        sys.stdout.write(json.dumps(rep) + "\n")
-        sys.stdout.flush()
+    threads = Threads()
 
+    def hello(_):
+        return {"versions": versions(),
+                "peers": [{"id": p.id, "format": p.format, "lib": p.lib, "api": p.api, "threaded": p.threaded}
+                          for p in peers.values()],
+                "skipped": [{"id": pid, "format": f, "lib": lib, "why": skipped[pid]}
+                            for pid, f, lib in KNOWN if pid in skipped]}
 
-def main():
-    if "--serve" in sys.argv:
-        serve()
-    elif "--list" in sys.argv:
-        peers, skipped = available()
-        print(json.dumps(versions()))
-        for p in peers.values():
-            print(f"{p.id:16} {p.format:5} {p.api}")
-        for pid, why in skipped.items():
-            print(f"{pid:16} SKIPPED: {why}")
-    else:
-        print(__doc__)
-        return 2
-    return 0
+    def load(req):
+        x = load_checked(req["path"], req["sum"], req["xor"], (np.float32,))
+        data[req["name"]] = Data(x)
+        return {"ok": True, "n": int(len(x))}
+
+    def sweep(req):
+        p = peers[req["peer"]]
+        threads.use(p, req["threads"])
+        d = data[req["data"]]
+        gc.disable()
+        t0 = time.perf_counter()
+        counts = p.sweep(d, req["scales"])
+        el = time.perf_counter() - t0
+        gc.enable()
+        return {"s": el, "counts": counts}
+
+    def forget(req):
+        data.pop(req["name"], None)
+        gc.collect()
+        return {"ok": True}
+
+    serve_requests({"hello": hello, "load": load, "sweep": sweep, "forget": forget})
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(peer_main(__doc__, serve, available, lambda p: f"{p.id:24} {p.format:5} {p.api}"))
