@@ -33,8 +33,8 @@ import warnings
 
 import numpy as np
 
-from peer_serve import Threads, available as available_of, load_checked, main as peer_main, ml_dtypes, serve as \
-    serve_requests, timed, torch, versions
+from peer_serve import Threads, available as available_of, hello_reply, load_checked, main as peer_main, ml_dtypes, serve as \
+    serve_requests, timed, torch
 
 # Overflow to inf and NaN operands are part of the data, not problems: keep stderr clean.
 np.seterr(all="ignore")
@@ -175,11 +175,7 @@ def serve():
         return fns[(dname, pid)]
 
     def hello(_):
-        return {"versions": versions(),
-                "peers": [{"id": p.id, "format": p.format, "op": p.op, "lib": p.lib, "api": p.api,
-                           "threaded": p.threaded} for p in peers.values()],
-                "skipped": [{"id": pid, "format": f, "op": o, "lib": lib, "why": skipped[pid]}
-                            for pid, f, o, lib in KNOWN if pid in skipped]}
+        return hello_reply(peers, skipped, KNOWN, ("format", "op"))
 
     def load(req):
         codes = [load_checked(path, s_want, x_want, (np.uint16, np.uint8), word=None)

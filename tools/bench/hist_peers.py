@@ -37,8 +37,8 @@ import warnings
 
 import numpy as np
 
-from peer_serve import Threads, available as available_of, load_checked, main as peer_main, ml_dtypes, serve as \
-    serve_requests, torch, versions
+from peer_serve import Threads, available as available_of, hello_reply, load_checked, main as peer_main, ml_dtypes, serve as \
+    serve_requests, torch
 
 # Overflow in a cast is what is being counted, not a problem: keep stderr clean.
 np.seterr(all="ignore")
@@ -133,11 +133,7 @@ def serve():
     threads = Threads()
 
     def hello(_):
-        return {"versions": versions(),
-                "peers": [{"id": p.id, "format": p.format, "lib": p.lib, "api": p.api, "threaded": p.threaded}
-                          for p in peers.values()],
-                "skipped": [{"id": pid, "format": f, "lib": lib, "why": skipped[pid]}
-                            for pid, f, lib in KNOWN if pid in skipped]}
+        return hello_reply(peers, skipped, KNOWN)
 
     def load(req):
         x = load_checked(req["path"], req["sum"], req["xor"], (np.float32,))

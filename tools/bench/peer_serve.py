@@ -60,6 +60,16 @@ def versions():
     return v
 
 
+def hello_reply(peers, skipped, known, fields=("format",)):
+    """The reply to "hello": versions, the available peers and the skipped ones with why.
+    `known` tuples are (id, *fields, lib)."""
+    return {"versions": versions(),
+            "peers": [{"id": p.id, **{f: getattr(p, f) for f in fields}, "lib": p.lib, "api": p.api,
+                       "threaded": p.threaded} for p in peers.values()],
+            "skipped": [{"id": k[0], **dict(zip(fields, k[1:-1])), "lib": k[-1], "why": skipped[k[0]]}
+                        for k in known if k[0] in skipped]}
+
+
 def checksum(x, word=np.uint32):
     """(sum, xor) of the array's words (its own elements for word None), as the benchmark
     computes them."""

@@ -20,8 +20,8 @@ import sys
 
 import numpy as np
 
-from peer_serve import Threads, available as available_of, load_checked, main as peer_main, ml_dtypes, serve as \
-    serve_requests, timed, torch, versions
+from peer_serve import Threads, available as available_of, hello_reply, load_checked, main as peer_main, ml_dtypes, serve as \
+    serve_requests, timed, torch
 
 class Peer:
     """One conversion of float32 to a format by one library and one API."""
@@ -119,11 +119,7 @@ def serve():
         return fns[(dname, pid)]
 
     def hello(_):
-        return {"versions": versions(),
-                "peers": [{"id": p.id, "format": p.format, "lib": p.lib, "api": p.api, "threaded": p.threaded}
-                          for p in peers.values()],
-                "skipped": [{"id": pid, "format": f, "lib": lib, "why": skipped[pid]}
-                            for pid, f, lib in KNOWN if pid in skipped]}
+        return hello_reply(peers, skipped, KNOWN)
 
     def load(req):
         x = load_checked(req["path"], req["sum"], req["xor"], (np.float32,))
