@@ -149,16 +149,18 @@ struct decoder {
 
   static constexpr bool may_overflow = true;  // see fixed_decoder
 
-  template <bool Masked = true>
-  FPSCOPE_INLINE float decode(std::uint32_t c) const {
-    if constexpr (Masked) c &= code_mask;
-    std::uint32_t m = c & mag_mask;
+  // The value of code c with magnitude bits m (inf/NaN codes aside).
+  FPSCOPE_INLINE float value(std::uint32_t c, std::uint32_t m) const {
+    return from_bits<float>(((c << (31 - sign_shift)) & 0x80000000u) | (m << man_shift)) * scale;
+  }
+
+  FPSCOPE_INLINE float operator()(std::uint32_t c) const {
+    c &= code_mask;
+    const std::uint32_t m = c & mag_mask;
     const bool special = (m >= spec_mag) | (c == spec_code);
-    m = m < daz_below ? 0u : m;
-    const float v = from_bits<float>(((c << (31 - sign_shift)) & 0x80000000u) | (m << man_shift)) * scale;
+    const float v = value(c, m < daz_below ? 0u : m);
     return special ? std::numeric_limits<float>::quiet_NaN() : v;
   }
-  FPSCOPE_INLINE float operator()(std::uint32_t c) const { return decode(c); }
 };
 
 // The decoder of a built-in format without DAZ, with every constant known to the compiler
@@ -177,8 +179,7 @@ struct fixed_decoder {
     bool special = false;  // which test applies is known here, so only that one is made
     if constexpr (f.specials == special::fnuz) special = c == d.spec_code;
     if constexpr (f.specials == special::ieee || f.specials == special::fn) special = m >= d.spec_mag;
-    const float v = from_bits<float>(((c << (31 - d.sign_shift)) & 0x80000000u) | (m << d.man_shift)) * d.scale;
-    return special ? std::numeric_limits<float>::quiet_NaN() : v;
+    return special ? std::numeric_limits<float>::quiet_NaN() : d.value(c, m);
   }
 };
 
@@ -325,46 +326,32 @@ void scalar_apply(op o, const In* a, const In* b, const In* c, In* out, std::siz
                                             opt.first_index + std::uint64_t(i)));
 }
 
-template <op O, class D, class In>
-void dispatch(carrier w, const D d, const In* a, const In* b, const In* c, In* out, std::size_t n, const format& f,
-              const policy& p, const bulk_options& opt) {
-  switch (w) {
-    case carrier::f32:
-      if (nearest_direct<float>(O, f, p)) return fast_apply<O, float, true, false>(d, a, b, c, out, n, f, p, opt);
-      return fast_apply<O, float, false, false>(d, a, b, c, out, n, f, p, opt);
-    case carrier::f32_low:
-      if constexpr (O == op::mul || O == op::fma)
-        return fast_apply<O, float, false, true>(d, a, b, c, out, n, f, p, opt);
-      break;
-    case carrier::f64:
-      if (nearest_direct<double>(O, f, p)) return fast_apply<O, double, true, false>(d, a, b, c, out, n, f, p, opt);
-      return fast_apply<O, double, false, false>(d, a, b, c, out, n, f, p, opt);
-    case carrier::none: break;
+// Carrier C's fast_apply for operation O, nearest-even taking the direct form where it may.
+template <op O, carrier C, class D, class In>
+void run_carrier(const D d, const In* a, const In* b, const In* c, In* out, std::size_t n, const format& f,
+                 const policy& p, const bulk_options& opt) {
+  if constexpr (C == carrier::f32) {
+    if (nearest_direct<float>(O, f, p)) return fast_apply<O, float, true, false>(d, a, b, c, out, n, f, p, opt);
+    fast_apply<O, float, false, false>(d, a, b, c, out, n, f, p, opt);
+  } else if constexpr (C == carrier::f32_low) {
+    if constexpr (O == op::mul || O == op::fma) fast_apply<O, float, false, true>(d, a, b, c, out, n, f, p, opt);
+  } else if constexpr (C == carrier::f64) {
+    if (nearest_direct<double>(O, f, p)) return fast_apply<O, double, true, false>(d, a, b, c, out, n, f, p, opt);
+    fast_apply<O, double, false, false>(d, a, b, c, out, n, f, p, opt);
   }
 }
 
 // The built-in formats of the common cases get fixed_decoder, with only the carrier their
-// operation needs (known at compile time); the rest take the run-time decoder.
+// operation needs (known at compile time); the rest take the run-time decoder and carrier.
 template <op O, format_id F, class In>
-bool dispatch_fixed(const In* a, const In* b, const In* c, In* out, std::size_t n, const format& f, const policy& p,
-                    const bulk_options& opt) {
+bool run_fixed(const In* a, const In* b, const In* c, In* out, std::size_t n, const format& f, const policy& p,
+               const bulk_options& opt) {
   constexpr format ff = builtin(F);
-  if constexpr (ff.storage_bytes() != sizeof(In)) {
+  constexpr carrier w = pick_carrier(O, ff, policy{});
+  if constexpr (ff.storage_bytes() != sizeof(In) || w == carrier::none) {
     return false;
   } else {
-    constexpr carrier w = pick_carrier(O, ff, policy{});
-    constexpr fixed_decoder<F> d{};
-    if constexpr (w == carrier::f32) {
-      if (nearest_direct<float>(O, f, p)) fast_apply<O, float, true, false>(d, a, b, c, out, n, f, p, opt);
-      else fast_apply<O, float, false, false>(d, a, b, c, out, n, f, p, opt);
-    } else if constexpr (w == carrier::f32_low) {
-      fast_apply<O, float, false, true>(d, a, b, c, out, n, f, p, opt);
-    } else if constexpr (w == carrier::f64) {
-      if (nearest_direct<double>(O, f, p)) fast_apply<O, double, true, false>(d, a, b, c, out, n, f, p, opt);
-      else fast_apply<O, double, false, false>(d, a, b, c, out, n, f, p, opt);
-    } else {
-      return false;
-    }
+    run_carrier<O, w>(fixed_decoder<F>{}, a, b, c, out, n, f, p, opt);
     return true;
   }
 }
@@ -372,18 +359,22 @@ bool dispatch_fixed(const In* a, const In* b, const In* c, In* out, std::size_t 
 template <op O, class In>
 void run(carrier w, const In* a, const In* b, const In* c, In* out, std::size_t n, const format& f, const policy& p,
          const bulk_options& opt) {
-  if (!p.daz) {
-    const auto same = [&f](format_id id) {
-      const format g = builtin(id);
-      return f.bits == g.bits && f.exp_bits == g.exp_bits && f.man_bits == g.man_bits && f.bias == g.bias &&
-             f.specials == g.specials && f.subnormals == g.subnormals;
-    };
-    if (same(format_id::fp16) && dispatch_fixed<O, format_id::fp16>(a, b, c, out, n, f, p, opt)) return;
-    if (same(format_id::bf16) && dispatch_fixed<O, format_id::bf16>(a, b, c, out, n, f, p, opt)) return;
-    if (same(format_id::e4m3) && dispatch_fixed<O, format_id::e4m3>(a, b, c, out, n, f, p, opt)) return;
-    if (same(format_id::e5m2) && dispatch_fixed<O, format_id::e5m2>(a, b, c, out, n, f, p, opt)) return;
+  if (const auto id = builtin_id(f); id && !p.daz) {
+    switch (*id) {
+      case format_id::fp16: if (run_fixed<O, format_id::fp16>(a, b, c, out, n, f, p, opt)) return; break;
+      case format_id::bf16: if (run_fixed<O, format_id::bf16>(a, b, c, out, n, f, p, opt)) return; break;
+      case format_id::e4m3: if (run_fixed<O, format_id::e4m3>(a, b, c, out, n, f, p, opt)) return; break;
+      case format_id::e5m2: if (run_fixed<O, format_id::e5m2>(a, b, c, out, n, f, p, opt)) return; break;
+      default: break;
+    }
   }
-  dispatch<O>(w, decoder(f, p.daz), a, b, c, out, n, f, p, opt);
+  const decoder d(f, p.daz);
+  switch (w) {
+    case carrier::f32: return run_carrier<O, carrier::f32>(d, a, b, c, out, n, f, p, opt);
+    case carrier::f32_low: return run_carrier<O, carrier::f32_low>(d, a, b, c, out, n, f, p, opt);
+    case carrier::f64: return run_carrier<O, carrier::f64>(d, a, b, c, out, n, f, p, opt);
+    case carrier::none: break;
+  }
 }
 
 std::string sizes_message(const char* what, std::size_t got, std::size_t want) {

@@ -18,16 +18,6 @@ namespace {
 
 using detail::binary;
 
-std::optional<format_id> builtin_id(const format& f) {
-  for (int i = 0; i < builtin_count; ++i) {
-    const format b = builtin(static_cast<format_id>(i));
-    if (b.bits == f.bits && b.exp_bits == f.exp_bits && b.man_bits == f.man_bits &&
-        b.bias == f.bias && b.specials == f.specials && b.subnormals == f.subnormals)
-      return static_cast<format_id>(i);
-  }
-  return std::nullopt;
-}
-
 constexpr std::ptrdiff_t block = 4096;
 
 // One block of elements. With the format and mode constant and the policy resolved into a

@@ -49,4 +49,14 @@ std::string_view format_names() {
   return "fp16, bf16, tf32, e4m3, e5m2, e4m3fnuz, e5m2fnuz, e2m3, e3m2, e2m1, e8m0";
 }
 
+std::optional<format_id> builtin_id(const format& f) {
+  for (int i = 0; i < builtin_count; ++i) {
+    const format b = builtin(static_cast<format_id>(i));
+    if (b.bits == f.bits && b.exp_bits == f.exp_bits && b.man_bits == f.man_bits && b.bias == f.bias &&
+        b.specials == f.specials && b.subnormals == f.subnormals)
+      return static_cast<format_id>(i);
+  }
+  return std::nullopt;
+}
+
 }  // namespace fpscope

@@ -90,6 +90,9 @@ FPSCOPE_HD constexpr format builtin(format_id id) {
 /// The id of a built-in format by name or alias ("fp16", "half", "float8_e4m3fn", "fp4", ...).
 std::optional<format_id> find_format(std::string_view name);
 
+/// The id of the built-in format `f` is the same encoding as (its name aside), if any.
+std::optional<format_id> builtin_id(const format& f);
+
 /// Comma-separated list of built-in names, for error messages and --help.
 std::string_view format_names();
 
