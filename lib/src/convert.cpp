@@ -203,52 +203,33 @@ void any_block(const float* in, Out* out, std::size_t n, const detail::packer<st
   encode_block(in, out, n, [&f] { return f; }, [r] { return r; }, k, 1.0f, first);
 }
 
-template <class Out, format_id F>
-typename detail::float_encoder<Out>::block_fn pick_block(rounding r) {
-  switch (r) {
-    case rounding::rne: return &fixed_block<Out, F, rounding::rne>;
-    case rounding::rtz: return &fixed_block<Out, F, rounding::rtz>;
-    case rounding::rup: return &fixed_block<Out, F, rounding::rup>;
-    case rounding::rdn: return &fixed_block<Out, F, rounding::rdn>;
-    case rounding::rna: return &fixed_block<Out, F, rounding::rna>;
-    case rounding::rto: return &fixed_block<Out, F, rounding::rto>;
-    case rounding::sr: return &fixed_block<Out, F, rounding::sr>;
-  }
-  return &any_block<Out>;
-}
-
-template <class Out, std::size_t... I>
-typename detail::float_encoder<Out>::block_fn pick_block(format_id id, rounding r, std::index_sequence<I...>) {
-  typename detail::float_encoder<Out>::block_fn fn = &any_block<Out>;
-  ((id == static_cast<format_id>(I) && builtin(static_cast<format_id>(I)).storage_bytes() == sizeof(Out)
-        ? (fn = pick_block<Out, static_cast<format_id>(I)>(r))
-        : fn),
-   ...);
-  return fn;
-}
-
-template <class In, class Out, format_id F>
-loop_fn<In, Out> pick_rounding(rounding r) {
+// make.template operator()<F, R>() for the built-in format F and mode R with both as constants
+// (null where F's codes are not stored in Out): the one place a run-time (format, mode) pair
+// becomes a specialised bulk loop.
+template <class Out, format_id F, class Fn, class Make>
+Fn by_mode(rounding r, Make make) {
   if constexpr (builtin(F).storage_bytes() != sizeof(Out)) {
     return nullptr;
   } else {
     switch (r) {
-      case rounding::rne: return &fixed_loop<In, Out, F, rounding::rne>;
-      case rounding::rtz: return &fixed_loop<In, Out, F, rounding::rtz>;
-      case rounding::rup: return &fixed_loop<In, Out, F, rounding::rup>;
-      case rounding::rdn: return &fixed_loop<In, Out, F, rounding::rdn>;
-      case rounding::rna: return &fixed_loop<In, Out, F, rounding::rna>;
-      case rounding::rto: return &fixed_loop<In, Out, F, rounding::rto>;
-      case rounding::sr: return &fixed_loop<In, Out, F, rounding::sr>;
+      case rounding::rne: return make.template operator()<F, rounding::rne>();
+      case rounding::rtz: return make.template operator()<F, rounding::rtz>();
+      case rounding::rup: return make.template operator()<F, rounding::rup>();
+      case rounding::rdn: return make.template operator()<F, rounding::rdn>();
+      case rounding::rna: return make.template operator()<F, rounding::rna>();
+      case rounding::rto: return make.template operator()<F, rounding::rto>();
+      case rounding::sr: return make.template operator()<F, rounding::sr>();
     }
     return nullptr;
   }
 }
 
-template <class In, class Out, std::size_t... I>
-loop_fn<In, Out> pick(format_id id, rounding r, std::index_sequence<I...>) {
-  loop_fn<In, Out> fn = nullptr;
-  ((id == static_cast<format_id>(I) ? (fn = pick_rounding<In, Out, static_cast<format_id>(I)>(r)) : fn), ...);
+template <class Out, class Fn, class Make>
+Fn pick_fixed(format_id id, rounding r, Make make) {
+  Fn fn = nullptr;
+  [&]<std::size_t... I>(std::index_sequence<I...>) {
+    ((id == static_cast<format_id>(I) ? (fn = by_mode<Out, static_cast<format_id>(I), Fn>(r, make)) : fn), ...);
+  }(std::make_index_sequence<builtin_count>{});
   return fn;
 }
 
@@ -268,7 +249,8 @@ void encode_bulk(std::span<const In> in, std::span<Out> out, const format& f, co
                  const bulk_options& o) {
   check_sizes<Out>(in.size(), out.size(), f);
   if (auto id = builtin_id(f)) {
-    if (auto fn = pick<In, Out>(*id, p.round, std::make_index_sequence<builtin_count>{}))
+    if (auto fn = pick_fixed<Out, loop_fn<In, Out>>(
+            *id, p.round, []<format_id F, rounding R>() { return &fixed_loop<In, Out, F, R>; }))
       return fn(in.data(), out.data(), in.size(), p, o);
   }
   encode_loop(in.data(), out.data(), in.size(), [&f] { return f; }, [&p] { return p.round; }, p, o);
@@ -311,7 +293,10 @@ namespace detail {
 template <class Out>
 float_encoder<Out>::float_encoder(const format& f, const policy& p)
     : f_(f), r_(p.round), k_(prepare<std::uint32_t>(f, p, p.round)), fn_(&any_block<Out>) {
-  if (auto id = builtin_id(f)) fn_ = pick_block<Out>(*id, p.round, std::make_index_sequence<builtin_count>{});
+  using fn = typename float_encoder<Out>::block_fn;
+  if (auto id = builtin_id(f))
+    if (auto picked = pick_fixed<Out, fn>(*id, p.round, []<format_id F, rounding R>() { return &fixed_block<Out, F, R>; }))
+      fn_ = picked;
 }
 
 template class float_encoder<std::uint8_t>;
