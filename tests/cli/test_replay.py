@@ -34,8 +34,9 @@ def bucket_keys(x):
     return ((b >> 16) & 0xFF80) | (run << 2) | ((after >> 30) & 2) | inexact
 
 
-def write_trace(path, steps, raw=True, hist=False, complete=True):
-    """steps: list of {name: float32 array}; writes docs/trace.md v1 with h5py."""
+def write_trace(path, steps, raw=True, hist=False, complete=True, chunk=None):
+    """steps: list of {name: float32 array}; writes docs/trace.md v1 with h5py (values in chunks of
+    `chunk` through shuffle + gzip, as the recorder writes them, when given)."""
     with h5py.File(path, "w") as f:
         f.attrs["fpscope_trace_version"] = np.int32(1)
         f.attrs["producer"] = "test_replay.py"
@@ -59,7 +60,10 @@ def write_trace(path, steps, raw=True, hist=False, complete=True):
                 t.attrs["zeros"] = np.uint64((x == 0).sum())
                 t.attrs["infs"] = np.uint64(np.isinf(x).sum())
                 t.attrs["nans"] = np.uint64(np.isnan(x).sum())
-                if raw:
+                if raw and chunk and x.size:
+                    t.create_dataset("values", data=x.reshape(-1), chunks=(min(x.size, chunk),), shuffle=True,
+                                     compression="gzip")
+                elif raw:
                     t.create_dataset("values", data=x.reshape(-1))
                 if hist:
                     keys, counts = np.unique(bucket_keys(x.reshape(-1)), return_counts=True)
@@ -165,6 +169,40 @@ def test_mx_counts_against_ml_dtypes(fpscope, tmp):
             else:
                 want["normal"] += 1
     assert {c: t[c] for c in CLASSES} == want
+
+
+def test_threads_count_chunks_exactly(fpscope, tmp):
+    """Replay inflates and counts storage chunks on several threads (trace_reader::values_parallel):
+    the counts of multi-chunk tensors, partial last chunks and odd values must match numpy's fp16
+    cast at the static scale, under any thread count."""
+    rng = np.random.default_rng(9)
+    steps = []
+    for i in range(3):
+        tensors = {}
+        for k, n in enumerate([10_000, 2_501, 1, 0, 7_777]):
+            x = (rng.standard_normal(n) * np.exp2(rng.integers(-40, 20, n))).astype(np.float32)
+            if n > 10:
+                x[:4] = [0, np.inf, np.nan, -0.0]
+            tensors[f"layer{k}"] = x
+        steps.append(tensors)
+    write_trace(tmp / "chunks.h5", steps, chunk=1000)
+    scale = 2.0 ** 10
+    outs = [fpscope.json("replay", tmp / "chunks.h5", "-P", f"static:{scale:g}", "--json", "-j", str(j)) for j in (1, 2, 3)]
+    assert outs[0]["steps"] == outs[1]["steps"] == outs[2]["steps"]
+    for step, got in zip(steps, outs[0]["steps"]):
+        for t in got["tensors"]:
+            x = step[t["name"]]
+            y = (x * np.float32(scale)).astype(np.float32)
+            with np.errstate(over="ignore"):
+                q = y.astype(np.float16)
+            fin = np.isfinite(x)
+            want = {"zero": int((x == 0).sum()), "nonfinite": int((~fin).sum())}
+            live = fin & (x != 0)
+            want["overflow"] = int((live & ~np.isfinite(q)).sum())
+            want["underflow"] = int((live & (q == 0)).sum())
+            want["subnormal"] = int((live & (q != 0) & (np.abs(q) < 2.0 ** -14)).sum())
+            want["normal"] = int(live.sum()) - want["overflow"] - want["underflow"] - want["subnormal"]
+            assert {c: t[c] for c in CLASSES} == want, t["name"]
 
 
 def test_text_plot_csv_and_steps(fpscope, tmp):

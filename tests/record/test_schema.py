@@ -220,3 +220,27 @@ def test_errors_and_max_steps(tmp_path):
         tracecheck.check_trace(f)
     with pytest.raises(ValueError):
         Recorder(tmp_path / "x.h5", "bad", every=0)
+
+
+def test_many_chunks_read_back(tmp_path, monkeypatch):
+    """A tensor of thousands of chunks reads back. Under chunk-index B-trees of rank 1 (the
+    recorder's first tuning) libhdf5 1.10.8 wrote datasets of more than 256 chunks that it could
+    not read; 16-value chunks stand in for 2^20-value ones (3000 chunks: 3e9 values)."""
+    import ctypes
+
+    import fpscope_record
+
+    lib = fpscope_record._hdf5_library()
+    assert lib is not None, "the recorder's size tunings (ctypes into libhdf5) are not applied here"
+    monkeypatch.setattr(fpscope_record, "CHUNK", 16)
+    x = np.arange(16 * 3000, dtype=np.float32) - 7.5
+    path = tmp_path / "many.h5"
+    with Recorder(path, "many chunks", mode="raw") as rec:
+        rec.record(0, {"big": x})
+    with h5py.File(path, "r") as f:
+        k = ctypes.c_uint()
+        assert lib.H5Pget_istore_k(ctypes.c_int64(f.id.get_create_plist().id), ctypes.byref(k)) >= 0
+        assert k.value == 2
+        d = f["steps/00000000/tensors/big/values"]
+        assert d.chunks == (16,)
+        np.testing.assert_array_equal(d[...], x)

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include "fpscope/trace.hpp"
 
@@ -19,10 +20,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const fpscope::trace_reader r(path);
     for (std::size_t i = 0; i < r.size(); ++i) {
       const auto s = r.step(i);
+      std::vector<const fpscope::trace_tensor*> raw;
       for (const auto& t : s.tensors) {
-        if (t.has_values) r.values(s, t, [](std::span<const float>) {}, 4096);
+        if (t.has_values) r.values(s, t, [](std::span<const float>) {}, 4096), raw.push_back(&t);
         if (t.has_hist) (void)r.histogram(s, t);
       }
+      r.values_parallel(s, raw, [](std::size_t, std::uint64_t, std::span<const float>) {}, 2, 4096);
     }
   } catch (const fpscope::trace_error&) {
   }

@@ -9,6 +9,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
+#include <stdexcept>
 #include <random>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -36,15 +38,58 @@ std::vector<float> gradients(std::size_t n, unsigned seed) {
   return x;
 }
 
-// Reads everything a replay would read.
+// A tensor's values through values(): HDF5's own filters and type conversion.
+std::vector<float> serial_values(const trace_reader& r, const trace_step& s, const trace_tensor& t) {
+  std::vector<float> v;
+  r.values(s, t, [&](std::span<const float> c) { v.insert(v.end(), c.begin(), c.end()); });
+  return v;
+}
+
+// Every raw tensor of step s through values_parallel(), put back in place. Throws std::logic_error
+// when a value comes twice, out of range, or not at all.
+std::vector<std::vector<float>> parallel_values(const trace_reader& r, const trace_step& s, int threads,
+                                                std::size_t budget) {
+  std::vector<const trace_tensor*> ts;
+  for (const auto& t : s.tensors)
+    if (t.has_values) ts.push_back(&t);
+  std::vector<std::vector<float>> out(ts.size());
+  std::vector<std::vector<char>> seen(ts.size());
+  for (std::size_t i = 0; i < ts.size(); ++i) out[i].assign(ts[i]->count, 0), seen[i].assign(ts[i]->count, 0);
+  std::mutex m;
+  bool bad = false;
+  r.values_parallel(
+      s, ts,
+      [&](std::size_t i, std::uint64_t at, std::span<const float> v) {
+        const std::lock_guard lock(m);
+        if (i >= ts.size() || at + v.size() > out[i].size()) return void(bad = true);
+        for (std::size_t k = 0; k < v.size(); ++k) {
+          bad |= seen[i][at + k] != 0;
+          seen[i][at + k] = 1, out[i][at + k] = v[k];
+        }
+      },
+      threads, budget);
+  for (const auto& sn : seen) bad |= std::count(sn.begin(), sn.end(), 0) != 0;
+  if (bad) throw std::logic_error("values_parallel passed a value twice, out of range or not at all");
+  return out;
+}
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), 4 * a.size()) == 0);
+}
+
+// Reads everything a replay would read, both ways (values() and values_parallel() must agree).
 void read_all(const std::string& path) {
   const trace_reader r(path);
   for (std::size_t i = 0; i < r.size(); ++i) {
     const auto s = r.step(i);
+    std::vector<std::vector<float>> serial;
     for (const auto& t : s.tensors) {
-      if (t.has_values) r.values(s, t, [](std::span<const float>) {});
+      if (t.has_values) serial.push_back(serial_values(r, s, t));
       if (t.has_hist) (void)r.histogram(s, t);
     }
+    const auto parallel = parallel_values(r, s, 2, std::size_t{1} << 20);
+    for (std::size_t k = 0; k < serial.size(); ++k)
+      if (!same_bits(serial[k], parallel[k])) throw std::logic_error("values_parallel differs from values");
   }
 }
 
@@ -215,6 +260,168 @@ TEST_CASE("trace: a histogram-only tensor gives the raw counts at every power-of
   class_counter hist({three}, t.count);
   hist.add_histogram(h);
   CHECK_FALSE(hist.exact());
+}
+
+namespace {
+
+// Replaces tensor `name`'s values dataset of step 0 by one of n elements of `type` (bytes `data`),
+// in chunks of `chunk`, through the filters given, and sets its dtype attribute.
+void restore_values(const fs::path& p, const std::string& name, const std::string& dtype, hid_t type,
+                    const void* data, hsize_t n, hsize_t chunk, bool shuffle, bool deflate, bool fletcher,
+                    bool deflate_first = false) {
+  edit(p, [&](hid_t f) {
+    const std::string g = "steps/00000000/tensors/" + name;
+    REQUIRE(H5Ldelete(f, (g + "/values").c_str(), H5P_DEFAULT) >= 0);
+    const hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_chunk(dcpl, 1, &chunk);
+    if (fletcher) H5Pset_fletcher32(dcpl);
+    if (deflate && deflate_first) H5Pset_deflate(dcpl, 6);
+    if (shuffle) H5Pset_shuffle(dcpl);
+    if (deflate && !deflate_first) H5Pset_deflate(dcpl, 6);
+    const hid_t sp = H5Screate_simple(1, &n, nullptr);
+    const hid_t ds = H5Dcreate2(f, (g + "/values").c_str(), type, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    REQUIRE(ds >= 0);
+    REQUIRE(H5Dwrite(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0);
+    H5Dclose(ds), H5Sclose(sp), H5Pclose(dcpl);
+    const hid_t grp = H5Gopen2(f, g.c_str(), H5P_DEFAULT);
+    H5Adelete(grp, "dtype");
+    const hid_t st = H5Tcopy(H5T_C_S1);
+    H5Tset_size(st, dtype.size() + 1);
+    const hid_t asp = H5Screate(H5S_SCALAR);
+    const hid_t a = H5Acreate2(grp, "dtype", st, asp, H5P_DEFAULT, H5P_DEFAULT);
+    H5Awrite(a, st, dtype.c_str());
+    H5Aclose(a), H5Sclose(asp), H5Tclose(st), H5Gclose(grp);
+  });
+}
+
+}  // namespace
+
+TEST_CASE("trace: values_parallel decodes stored chunks exactly as HDF5 does", "[trace]") {
+  // values() is HDF5's own inflate, unshuffle and type conversion; values_parallel() reads the
+  // stored chunks and does all three itself on several threads. Every layout below must give
+  // the same bits, each value exactly once; the layouts it does not decode itself (Fletcher
+  // checksums, big-endian) go through HDF5 and must say so.
+  const std::size_t n = 70001;  // several chunks, the last one partial
+  const auto x = gradients(n, 11);
+  std::vector<std::uint16_t> h(n);
+  std::vector<std::uint8_t> q(n);
+  for (std::size_t i = 0; i < n; ++i) h[i] = std::uint16_t(i * 2654435761u >> 7), q[i] = std::uint8_t(i * 40503u >> 5);
+  struct layout {
+    const char* what;
+    std::string dtype;
+    hid_t type;
+    const void* data;
+    hsize_t chunk;
+    bool shuffle, deflate, fletcher, ours;
+  };
+  const std::vector<layout> layouts = {
+      {"float32, shuffle + deflate", "float32", H5T_IEEE_F32LE, x.data(), 4096, true, true, false, true},
+      {"float32, deflate", "float32", H5T_IEEE_F32LE, x.data(), 10000, false, true, false, true},
+      {"float32, shuffle", "float32", H5T_IEEE_F32LE, x.data(), 97, true, false, false, true},
+      {"float32, no filter", "float32", H5T_IEEE_F32LE, x.data(), 65536, false, false, false, true},
+      {"float16 bits, shuffle + deflate", "float16", H5T_STD_U16LE, h.data(), 3000, true, true, false, true},
+      {"bfloat16 bits, deflate", "bfloat16", H5T_STD_U16LE, h.data(), 65536, false, true, false, true},
+      {"e4m3 bits, shuffle + deflate", "float8_e4m3fn", H5T_STD_U8LE, q.data(), 5000, true, true, false, true},
+      {"e5m2 bits, no filter", "float8_e5m2", H5T_STD_U8LE, q.data(), 999, false, false, false, true},
+      {"float32, Fletcher32", "float32", H5T_IEEE_F32LE, x.data(), 4096, true, true, true, false},
+      {"float32, deflate then shuffle", "float32", H5T_IEEE_F32LE, x.data(), 4096, true, true, false, false},
+  };
+  for (const auto& l : layouts) {
+    INFO(l.what);
+    const fs::path p = scratch("layout.h5");
+    {
+      trace_writer w(p.string(), "t", "m", true);
+      w.begin_step(0, 0, 0);
+      w.add("a", x, {n}, true, false);
+      w.add("b", std::span(x).first(100), {100}, true, false);
+      w.end_step();
+    }
+    restore_values(p, "a", l.dtype, l.type, l.data, n, l.chunk, l.shuffle, l.deflate, l.fletcher, !l.ours);
+    const trace_reader r(p.string());
+    const auto s = r.step(0);
+    CHECK(r.decodes_chunks(s, s.tensors[0]) == l.ours);
+    CHECK(r.decodes_chunks(s, s.tensors[1]));
+    const auto want_a = serial_values(r, s, s.tensors[0]), want_b = serial_values(r, s, s.tensors[1]);
+    REQUIRE(want_a.size() == n);
+    for (const int threads : {1, 2, 3})
+      for (const std::size_t budget : {std::size_t{1}, std::size_t{64} << 20}) {
+        INFO(threads << " threads, budget " << budget);
+        const auto got = parallel_values(r, s, threads, budget);
+        REQUIRE(got.size() == 2);
+        CHECK(same_bits(got[0], want_a));
+        CHECK(same_bits(got[1], want_b));
+      }
+  }
+}
+
+TEST_CASE("trace: values_parallel reports a corrupt stored chunk as a one-line error", "[trace]") {
+  const fs::path p = scratch("corrupt-chunk.h5");
+  const auto x = gradients(50000, 12);
+  {
+    trace_writer w(p.string(), "t", "m", true);
+    w.begin_step(0, 0, 0);
+    w.add("a", x, {x.size()}, true, false);
+    w.end_step();
+  }
+  restore_values(p, "a", "float32", H5T_IEEE_F32LE, x.data(), x.size(), 8192, true, true, false, false);
+  // Where chunk 3 lies in the file: overwrite the middle of its deflate stream.
+  haddr_t addr = 0;
+  hsize_t size = 0;
+  edit(p, [&](hid_t f) {
+    const hid_t ds = H5Dopen2(f, "steps/00000000/tensors/a/values", H5P_DEFAULT);
+    const hid_t sp = H5Dget_space(ds);
+    hsize_t off[1] = {};
+    unsigned mask = 0;
+    REQUIRE(H5Dget_chunk_info(ds, sp, 3, off, &mask, &addr, &size) >= 0);
+    CHECK(off[0] == 3 * 8192);
+    H5Sclose(sp), H5Dclose(ds);
+  });
+  {
+    std::fstream io(p, std::ios::in | std::ios::out | std::ios::binary);
+    io.seekp(std::streamoff(addr + size / 2));
+    const std::string junk(64, '\x5a');
+    io.write(junk.data(), std::streamsize(junk.size()));
+  }
+  const trace_reader r(p.string());
+  const auto s = r.step(0);
+  REQUIRE(r.decodes_chunks(s, s.tensors[0]));
+  CHECK_THROWS_AS(serial_values(r, s, s.tensors[0]), trace_error);  // HDF5 sees it too
+  for (const int threads : {1, 2}) {
+    try {
+      (void)parallel_values(r, s, threads, std::size_t{64} << 20);
+      FAIL("no error");
+    } catch (const trace_error& e) {
+      const std::string msg = e.what();
+      INFO(msg);
+      CHECK(msg.find(p.string()) != std::string::npos);
+      CHECK(msg.find("tensor a: cannot read values 24576..32768 (corrupt data?)") != std::string::npos);
+      CHECK(msg.find('\n') == std::string::npos);
+    }
+  }
+}
+
+TEST_CASE("trace: values_parallel agrees with values on the shipped traces", "[trace]") {
+  std::size_t files = 0, ours = 0, tensors = 0;
+  for (const auto& e : fs::directory_iterator(FPSCOPE_DATASETS)) {
+    if (e.path().extension() != ".h5") continue;
+    ++files;
+    INFO(e.path().string());
+    const trace_reader r(e.path().string());
+    for (std::size_t i = 0; i < r.size(); ++i) {
+      const auto s = r.step(i);
+      const auto got = parallel_values(r, s, 2, std::size_t{1} << 16);
+      std::size_t k = 0;
+      for (const auto& t : s.tensors) {
+        if (!t.has_values) continue;
+        ours += r.decodes_chunks(s, t);
+        ++tensors;
+        CHECK(same_bits(got[k++], serial_values(r, s, t)));
+      }
+    }
+  }
+  CHECK(files >= 3);
+  INFO(tensors << " tensors, " << ours << " decoded by values_parallel itself");
+  CHECK(ours > tensors / 2);
 }
 
 TEST_CASE("trace: bad files are one-line errors naming the file", "[trace]") {

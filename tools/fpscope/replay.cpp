@@ -1,13 +1,15 @@
 // fpscope replay: steps a recorded gradient trace (docs/trace.md) through a loss scaler or an FP8
 // scaling recipe (fpscope/scaler.hpp) and reports, per step and tensor, the scale, overflow,
 // skipped steps and the exact underflow/subnormal/overflow counts (fpscope/histogram.hpp).
-// Streams: one step's metadata and one tensor's values at a time.
+// Streams: one step's metadata at a time, and its values a bounded group of storage chunks at a
+// time (trace_reader::values_parallel).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <fmt/format.h>
 #include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <sys/stat.h>
@@ -26,7 +28,7 @@ using json = nlohmann::ordered_json;
 
 struct replay_options {
   std::string trace, policy = "torch", format, profile, rounding, overflow, steps, plot;
-  int top = 5;
+  int top = 5, threads = 0;
   bool json = false, csv = false, quiet = false;
 };
 
@@ -177,6 +179,11 @@ class replayer {
     double log_sum = 0;
     int scaled = 0;
     const double loss_scale = fam_ == family::loss ? loss_->scale() : 0;
+    // The scales first (they follow from earlier steps and the recorded amax); then the raw
+    // values of all the step's tensors at once, their storage chunks inflated and counted on
+    // every thread (counted()).
+    std::vector<const trace_tensor*> raw;
+    std::vector<std::size_t> raw_at;
     for (const auto& t : s.tensors) {
       tensor_result tr;
       tr.name = t.name;
@@ -196,11 +203,22 @@ class replayer {
           scale = te_current_scale(t.amax, fmax_, pow2_);
         }
         tr.scale = scale;
-        counted(r, s, t, float_scale(scale), tr);
+        if (t.has_values) {
+          raw.push_back(&t), raw_at.push_back(out.tensors.size());
+        } else {
+          class_counter cc({cast_spec{conv_.fmt, conv_.pol, float_scale(scale)}}, t.count, 1);
+          cc.add_histogram(r.histogram(s, t));
+          heartbeat();
+          tr.exact = cc.exact();
+          tr.counts = cc.counts().front();
+        }
       }
+      out.tensors.push_back(std::move(tr));
+    }
+    counted(r, s, raw, raw_at, out.tensors);
+    for (const auto& tr : out.tensors) {
       if (tr.scale > 0 && std::isfinite(tr.scale)) log_sum += std::log2(tr.scale), ++scaled;
       out.total += tr.counts;
-      out.tensors.push_back(std::move(tr));
     }
     out.scale = fam_ == family::loss ? loss_scale : scaled ? std::exp2(log_sum / scaled) : 1;
     const bool overflow = std::any_of(out.tensors.begin(), out.tensors.end(), [](const auto& t) { return t.overflow(); });
@@ -225,26 +243,42 @@ class replayer {
     return f;
   }
 
-  void counted(const trace_reader& r, const trace_step& s, const trace_tensor& t, float scale, tensor_result& tr) {
-    class_counter cc({cast_spec{conv_.fmt, conv_.pol, scale}}, t.count, 1);
-    // heartbeat(): each slab of values (at most 2^20), each histogram (contained()'s watchdog).
-    if (t.has_values) {
-      r.values(s, t, [&](std::span<const float> v) { heartbeat(), cc.add(v); });
-      if (cc.needs_refine()) r.values(s, t, [&](std::span<const float> v) { heartbeat(), cc.refine(v); });
-    } else {
-      const auto h = r.histogram(s, t);
-      heartbeat();
-      cc.add_histogram(h);
-    }
-    tr.exact = cc.exact();
-    tr.counts = cc.counts().front();
+  // Counts the raw values of tensors[i] into results[at[i]] (whose scale is set). Each storage
+  // chunk is counted on its own, on whichever thread inflated it, and the counts are summed.
+  void counted(const trace_reader& r, const trace_step& s, const std::vector<const trace_tensor*>& tensors,
+               const std::vector<std::size_t>& at, std::vector<tensor_result>& results) {
+    // One counter per tensor holds the cast's thresholds; each chunk copies it (cheap: a table
+    // of counts) rather than deriving them again.
+    std::vector<class_counter> proto;
+    proto.reserve(tensors.size());
+    for (std::size_t i = 0; i < tensors.size(); ++i)
+      proto.emplace_back(std::vector{cast_spec{conv_.fmt, conv_.pol, float_scale(results[at[i]].scale)}},
+                         ~std::uint64_t{0}, 1);
+    std::mutex m;
+    // heartbeat(): each chunk of values (contained()'s watchdog).
+    r.values_parallel(
+        s, tensors,
+        [&](std::size_t i, std::uint64_t, std::span<const float> v) {
+          heartbeat();
+          class_counter cc = proto[i];
+          cc.reset(v.size());
+          cc.add(v);
+          if (cc.needs_refine()) cc.refine(v);
+          const class_counts c = cc.counts().front();
+          const std::lock_guard lock(m);
+          results[at[i]].counts += c;
+        },
+        o_.threads);
   }
 
   // MX (32-element blocks of the flattened tensor) and 1x128 / 128x128 tiles: a scale per block.
   void blocked(const trace_reader& r, const trace_step& s, const trace_tensor& t, tensor_result& tr) {
-    std::vector<float> v;
-    v.reserve(t.count);
-    r.values(s, t, [&](std::span<const float> c) { heartbeat(), v.insert(v.end(), c.begin(), c.end()); });
+    // The whole tensor (a block's scale needs its values together); its chunks inflate in parallel.
+    std::vector<float> v(t.count);
+    const trace_tensor* one[] = {&t};
+    r.values_parallel(
+        s, one, [&](std::size_t, std::uint64_t at, std::span<const float> c) { heartbeat(), std::copy(c.begin(), c.end(), v.begin() + std::ptrdiff_t(at)); },
+        o_.threads);
     const std::size_t cols = t.shape.empty() ? 1 : std::size_t(t.shape.back());
     const std::size_t rows = cols ? v.size() / std::max<std::size_t>(cols, 1) : 0;
     double log_sum = 0;
@@ -544,6 +578,8 @@ runner setup(CLI::App& app) {
   sub->add_option("--overflow", o->overflow, "inf or saturate [default: the profile's]");
   sub->add_option("--steps", o->steps, "only training steps A:B (inclusive; A: or :B open)");
   sub->add_option("--top", o->top, "how many worst tensors to list [default: 5]")->check(CLI::Range(0, 10000));
+  sub->add_option("-j,--threads", o->threads, "threads that inflate and count a step's values [default: all]")
+      ->check(CLI::Range(0, 1024));
   sub->add_option("--plot", o->plot, "draw the scale and the underflow/overflow fractions over steps to FILE.svg|png");
   sub->add_flag("--json", o->json, "print JSON: every step and tensor, and the summary");
   sub->add_flag("--csv", o->csv, "print CSV: one line per step and tensor");

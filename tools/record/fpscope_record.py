@@ -373,9 +373,10 @@ def _create(path, overwrite):
       writer was killed refuses to open until `h5clear -s`.
     - Every group tracks link creation order: that makes HDF5 use compact link storage (links
       in the group's header) instead of a symbol table (a B-tree and a heap per group).
-    - Chunk index B-trees of rank 1 (a 1-chunk dataset's index takes 112 bytes, not 2 KiB) and
-      minimal dataset headers (datasets here never get attributes): steps of histograms get 4x
-      smaller.
+    - Chunk index B-trees of rank 2 (a 1-chunk dataset's index takes ~180 bytes, not 2 KiB) and
+      minimal dataset headers (datasets here never get attributes): steps of histograms get ~4x
+      smaller. Not rank 1: libhdf5 1.10.8 then writes a dataset of more than 256 chunks that it
+      cannot read back (a tensor of more than 2^28 elements), and fails on ~1000 chunks.
     """
     import ctypes
 
@@ -385,7 +386,7 @@ def _create(path, overwrite):
     fapl.set_libver_bounds(h5py.h5f.LIBVER_EARLIEST, h5py.h5f.LIBVER_V18)
     fcpl = h5py.h5p.create(h5py.h5p.FILE_CREATE)
     if lib is not None:
-        lib.H5Pset_istore_k(ctypes.c_int64(fcpl.id), ctypes.c_uint(1))
+        lib.H5Pset_istore_k(ctypes.c_int64(fcpl.id), ctypes.c_uint(2))
     flags = h5py.h5f.ACC_TRUNC if overwrite else h5py.h5f.ACC_EXCL
     fid = h5py.h5f.create(os.fsencode(path), flags, fapl=fapl, fcpl=fcpl)
     if lib is not None:

@@ -72,6 +72,17 @@ class trace_reader {
   /// Streams a tensor's values, widened exactly to float32, in chunks of at most `chunk`.
   void values(const trace_step& s, const trace_tensor& t, const std::function<void(std::span<const float>)>& f,
               std::size_t chunk = std::size_t{1} << 20) const;
+  /// Streams the values of several tensors of step s (each with raw values) at once: the
+  /// compressed storage chunks are read serially, at most about `budget` bytes at a time, then
+  /// inflated, unshuffled and widened to float32 on `threads` OpenMP threads (0: all).
+  /// f(i, offset, values) receives tensors[i]'s values [offset, offset + values.size()); it is
+  /// called concurrently and in no set order, every value exactly once. Datasets stored in
+  /// any other way than chunked little-endian with (shuffle +) deflate go through values().
+  void values_parallel(const trace_step& s, std::span<const trace_tensor* const> tensors,
+                       const std::function<void(std::size_t, std::uint64_t, std::span<const float>)>& f,
+                       int threads = 0, std::size_t budget = std::size_t{64} << 20) const;
+  /// Whether values_parallel() decodes this tensor's storage chunks itself (else: H5Dread).
+  bool decodes_chunks(const trace_step& s, const trace_tensor& t) const;
   /// A tensor's sparse bucket histogram (sorted keys, counts).
   std::vector<std::pair<std::uint32_t, std::uint64_t>> histogram(const trace_step& s, const trace_tensor& t) const;
 
