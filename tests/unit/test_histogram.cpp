@@ -239,6 +239,19 @@ TEST_CASE("hist: bucket_histogram keys, below(), merging, sparse form and thread
   for (std::uint32_t k = 0; k < fpscope::bucket_histogram::bucket_count; ++k)
     differ += serial[k] != threaded[k] || serial[k] != halves[k] || serial[k] != rebuilt[k];
   CHECK(differ == 0);
+  // The pipelined count (16 keys computed ahead of their increments) against a plain count of
+  // key(), at every length around its steps and at every start within a vector.
+  for (std::size_t start : {0, 1, 5, 15})
+    for (std::size_t len = 0; len < 200; len += len < 70 ? 1 : 13) {
+      const auto part = std::span<const float>(x).subspan(start, len);
+      fpscope::bucket_histogram h;
+      h.add(part, 1);
+      std::map<std::uint32_t, std::uint64_t> plain;
+      for (const float f : part) ++plain[fpscope::bucket_histogram::key(bits_of(f))];
+      const auto got = h.sparse();
+      INFO("start " << start << ", length " << len);
+      REQUIRE(std::vector<std::pair<std::uint32_t, std::uint64_t>>(plain.begin(), plain.end()) == got);
+    }
   // below() against a plain count, at edges of both kinds.
   for (int i = 0; i < 200; ++i) {
     std::uint32_t k = u32(rng) % fpscope::bucket_histogram::per_sign;
