@@ -18,7 +18,6 @@ using detail::to_bits;
 
 constexpr std::uint32_t inf32 = 0x7F800000u;
 constexpr std::uint64_t inf64 = 0x7FF0000000000000ull;
-constexpr std::uint32_t per_sign = bucket_histogram::per_sign;
 
 // underflow 0, subnormal 1, normal 2, overflow 3: the order the classes come in as |y| grows.
 int rank(cast_class c) { return static_cast<int>(c) - 1; }

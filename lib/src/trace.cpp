@@ -72,6 +72,44 @@ std::string unescape(const std::string& s) {
   return out;
 }
 
+// Whether the bytes stored for a dataset cover its shape. libhdf5 1.10 does not check this: it
+// copies a whole chunk (or the whole compact data) out of a shorter buffer (an over-read the
+// fuzzer found under ASan). Chunks that pass through a size-changing filter (deflate) are
+// checked by the filter itself or, on the raw path, by values_parallel.
+bool stored_sizes_ok(hid_t ds, hid_t dcpl) {
+  const id type(H5Dget_type(ds), H5Tclose), space(H5Dget_space(ds), H5Sclose);
+  const std::size_t size = H5Tget_size(type);
+  const hssize_t points = H5Sget_simple_extent_npoints(space);
+  if (size == 0 || points < 0) return false;
+  switch (H5Pget_layout(dcpl)) {
+    case H5D_COMPACT: return H5Dget_storage_size(ds) >= hsize_t(points) * size;
+    case H5D_CHUNKED: {
+      const int nf = H5Pget_nfilters(dcpl);
+      for (int i = 0; i < nf; ++i) {
+        unsigned flags = 0, conf = 0;
+        std::size_t nv = 0;
+        if (H5Pget_filter2(dcpl, unsigned(i), &flags, &nv, nullptr, 0, nullptr, &conf) != H5Z_FILTER_SHUFFLE)
+          return true;
+      }
+      hsize_t chunk = 0, len = 0;
+      if (H5Sget_simple_extent_ndims(space) != 1) return true;  // not a trace's: refused elsewhere
+      if (H5Pget_chunk(dcpl, 1, &chunk) != 1 || chunk == 0) return false;
+      H5Sget_simple_extent_dims(space, &len, nullptr);
+      for (hsize_t at = 0; at < len; at += chunk) {
+        // By coordinate: the size the chunk index records (H5Dget_chunk_storage_size reports
+        // the chunk's nominal size for unfiltered chunks, whatever is stored).
+        unsigned mask = 0;
+        haddr_t addr = 0;
+        hsize_t stored = 0;
+        if (H5Dget_chunk_info_by_coord(ds, &at, &mask, &addr, &stored) < 0) return false;
+        if (addr != HADDR_UNDEF && stored != chunk * size) return false;  // undefined: never written
+      }
+      return true;
+    }
+    default: return true;  // contiguous: HDF5 reads the file, which it checks against its end
+  }
+}
+
 class context {
  public:
   explicit context(std::string where) : where_(std::move(where)) {}
@@ -98,6 +136,7 @@ class context {
     const id dcpl(H5Dget_create_plist(d), H5Pclose);
     if (H5Pget_layout(dcpl) == H5D_VIRTUAL) fail("'" + name + "' is a virtual dataset: refused");
     if (H5Pget_external_count(dcpl) != 0) fail("'" + name + "' has external storage: refused");
+    if (!stored_sizes_ok(d, dcpl)) fail("'" + name + "' is corrupt (stored data shorter than its shape)");
     return d;
   }
   id attribute(hid_t obj, const char* name) const {

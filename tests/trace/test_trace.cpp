@@ -502,6 +502,13 @@ TEST_CASE("trace: bad files are one-line errors naming the file", "[trace]") {
   expect_error(sum, "histogram counts sum to");
 }
 
+TEST_CASE("trace: a chunk stored shorter than its shape is refused, not over-read", "[trace]") {
+  // Found by the fuzzer under ASan: an unfiltered chunk whose index records 26 of its 32 bytes;
+  // libhdf5 1.10 copies 32 out of a 26-byte buffer. The reader checks stored sizes first.
+  expect_error(fs::path(FPSCOPE_TRACE_CORPUS) / "fuzz-35-short-chunk.h5",
+               "'hist_keys' is corrupt (stored data shorter than its shape)");
+}
+
 TEST_CASE("trace: an unfinished last step is reported, not read", "[trace]") {
   const fs::path p = small_trace("unfinished.h5");
   edit(p, [](hid_t f) {
