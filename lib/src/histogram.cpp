@@ -426,9 +426,8 @@ void class_counter::plan_refine() {
     for (const auto& t : t32_)
       for (std::uint32_t s = 0; s < 2; ++s)
         for (const std::uint32_t v : t.at[s]) {
-          if (bucket_histogram::is_edge(v)) continue;
+          if (!inside(s, v)) continue;
           const std::uint32_t k = bucket_histogram::key(s << 31 | v);
-          if (!hist_[k]) continue;
           auto& list = partial_[k];
           if (std::none_of(list.begin(), list.end(), [v](const auto& p) { return p.first == v; }))
             list.emplace_back(v, 0);
@@ -457,6 +456,14 @@ void class_counter::add_histogram(std::span<const std::pair<std::uint32_t, std::
 bool class_counter::exact() {
   if (!planned_) plan_refine();
   return !histograms_ || partial_.empty();
+}
+
+bool class_counter::exact(std::size_t i) const {
+  if (!histograms_) return true;
+  for (std::uint32_t s = 0; s < 2; ++s)
+    for (const std::uint32_t v : t32_.at(i).at[s])
+      if (inside(s, v)) return false;
+  return true;
 }
 
 void class_counter::refine(std::span<const float> x) {

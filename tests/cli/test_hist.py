@@ -230,3 +230,49 @@ def test_bad_files(fpscope, tmp):
 def test_help_has_examples(fpscope):
     text = fpscope.ok("hist", "--help")
     assert "Examples:" in text and "--scales" in text and "--plot" in text
+
+
+def test_trace_input_one_row_per_tensor_over_the_steps(fpscope, tmp):
+    """A trace is one input per tensor name, its values summed over the steps --steps picks;
+    counts against NumPy / ml_dtypes casts of the same values (chunked gzip storage, as the
+    recorder writes it)."""
+    pytest.importorskip("h5py")
+    from test_replay import write_trace
+
+    steps = [{"a": gradients(3000, seed=i), "b": gradients(500, seed=100 + i)} for i in range(4)]
+    write_trace(tmp / "t.h5", steps, chunk=1000)
+    out = fpscope.json("hist", tmp / "t.h5", "-f", "fp16,e4m3", "-s", "2^-4,1,2^10,3", "--json", "--steps", "1:2")
+    assert [i["path"] for i in out["inputs"]] == [f"{tmp / 't.h5'}:a", f"{tmp / 't.h5'}:b"]
+    assert [i["total"] for i in out["inputs"]] == [6000, 1000]
+    assert out["exact"] is True and out["notes"] == []
+    for r in out["results"]:
+        per = {t["input"].rsplit(":", 1)[1]: t for t in r["tensors"]}
+        for name in "ab":
+            x = np.concatenate([steps[i][name] for i in (1, 2)])
+            assert counts_of(per[name]) == numpy_counts(x, r["format"], r["scale"]), (name, r["format"], r["scale"])
+
+
+def test_trace_histograms_count_like_values_at_powers_of_two(fpscope, tmp):
+    """Histogram-only steps count exactly at power-of-two scales (the same counts as the raw
+    trace they came from); elsewhere the output says it is not exact; --reference refuses them."""
+    pytest.importorskip("h5py")
+    from test_replay import write_trace
+
+    steps = [{"g": gradients(50_000, seed=i)} for i in range(3)]
+    for st in steps:  # float32 subnormals have buckets of their own bits: no edges for bf16's boundaries
+        st["g"][np.abs(st["g"]) < 2.0 ** -126] = 0
+    write_trace(tmp / "raw.h5", steps)
+    write_trace(tmp / "hist.h5", steps, raw=False, hist=True)
+    args = ["-f", "fp16,bf16,e4m3,e5m2", "-s", "2^-8:2^20:4", "--json"]
+    raw, hist = (fpscope.json("hist", tmp / f, *args) for f in ("raw.h5", "hist.h5"))
+    assert hist["exact"] is True
+    assert [counts_of(r) for r in hist["results"]] == [counts_of(r) for r in raw["results"]]
+    scales = lambda out: [(r["gradscaler"]["scale"], r["min_loss"]["scale"]) for r in out["recommendations"]]
+    assert scales(hist) == scales(raw)
+    assert any("no error statistics" in n for n in hist["notes"])
+    three = fpscope.json("hist", tmp / "hist.h5", "-f", "fp16", "-s", "3", "--json")
+    assert three["exact"] is False and any("not exact" in n for n in three["notes"])
+    assert_one_line_error(fpscope.run("hist", tmp / "hist.h5", "--reference"), "histogram-only", status=2)
+    assert_one_line_error(fpscope.run("hist", tmp / "hist.h5", "--steps", "7:"), "no tensors", status=1)
+    np.save(tmp / "x.npy", steps[0]["g"])
+    assert_one_line_error(fpscope.run("hist", tmp / "x.npy", "--steps", "1:2"), "not a trace", status=2)

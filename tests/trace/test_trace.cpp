@@ -260,6 +260,20 @@ TEST_CASE("trace: a histogram-only tensor gives the raw counts at every power-of
   class_counter hist({three}, t.count);
   hist.add_histogram(h);
   CHECK_FALSE(hist.exact());
+  // Per spec, in one counter: exact(i) says which of them is (fpscope hist reports it per row).
+  const std::vector<cast_spec> mixed = {{builtin(format_id::fp16), {}, 1.0f}, three,
+                                        {builtin(format_id::e4m3), {}, 0x1p-4f}, {builtin(format_id::bf16), {}, 3.0f}};
+  class_counter all(mixed, t.count);
+  all.add_histogram(h);
+  CHECK_FALSE(all.exact());
+  for (std::size_t i = 0; i < mixed.size(); ++i) {
+    class_counter one({mixed[i]}, t.count);
+    one.add_histogram(h);
+    INFO("spec " << i);
+    CHECK(all.exact(i) == one.exact());
+  }
+  CHECK(all.exact(0));
+  CHECK_FALSE(all.exact(1));
 }
 
 namespace {

@@ -17,6 +17,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
+#include <limits>
 #include <cstring>
 #include <fmt/format.h>
 
@@ -191,6 +192,26 @@ void heartbeat_done() noexcept {
 
 void kill_worker() noexcept {
   if (const pid_t pid = worker_pid; pid > 0) ::kill(pid, SIGKILL);
+}
+
+std::pair<std::int64_t, std::int64_t> parse_steps(const std::string& text) {
+  std::int64_t first = std::numeric_limits<std::int64_t>::min(), last = std::numeric_limits<std::int64_t>::max();
+  if (text.empty()) return {first, last};
+  const auto colon = text.find(':');
+  const auto number = [&](const std::string& t, std::int64_t& v) {
+    std::size_t used = 0;
+    try {
+      v = std::stoll(t, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != t.size() || t.empty())
+      throw usage_error("--steps: expected A:B, A: or :B (training step indices), not '" + text + "'");
+  };
+  if (colon == std::string::npos) number("", first);
+  if (colon > 0) number(text.substr(0, colon), first);
+  if (colon + 1 < text.size()) number(text.substr(colon + 1), last);
+  return {first, last};
 }
 
 double stall_limit() {

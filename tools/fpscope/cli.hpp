@@ -10,6 +10,7 @@
 #include <functional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <string_view>
 #include <vector>
 
@@ -55,6 +56,10 @@ void kill_worker() noexcept;
 /// malformed value is a usage_error.
 inline constexpr double default_stall_seconds = 60;
 double stall_limit();
+
+/// --steps A:B, A: or :B: the inclusive range of training step indices (open ends are the
+/// int64 limits; empty text: every step). Anything else is a usage_error.
+std::pair<std::int64_t, std::int64_t> parse_steps(const std::string& text);
 
 /// A subcommand: adds itself to the app and returns what runs it once it is selected.
 using runner = std::function<int()>;

@@ -5,6 +5,10 @@
 #include <cmath>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <deque>
+#include <cstring>
+#include <map>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -12,6 +16,7 @@
 #include "fpscope/convert.hpp"
 #include "fpscope/histogram.hpp"
 #include "fpscope/npy.hpp"
+#include "fpscope/trace.hpp"
 #include "hist_view.hpp"
 #include "plot.hpp"
 
@@ -23,7 +28,7 @@ constexpr int kmin = -126, kmax = 127, sweep = kmax - kmin + 1;  // the float32 
 struct hist_options {
   std::vector<std::string> inputs;
   std::string formats = "fp16,bf16,e4m3,e5m2", scales = "1", input_format, errors = "auto", plot;
-  std::string rounding, profile = "ieee", overflow, view_scale;
+  std::string rounding, profile = "ieee", overflow, view_scale, steps;
   int headroom = 1, threads = 0;
   bool json = false, csv = false, reference = false, quiet = false, no_picture = false;
 };
@@ -82,17 +87,41 @@ std::vector<float> parse_scales(const std::string& text) {
   return out;
 }
 
+// One input: an .npy array, or one named tensor of a trace over the chosen steps.
 struct loaded {
-  npy_reader in;
+  std::optional<npy_reader> npy;
   std::optional<format> codes;  // uint arrays hold codes of this format
+  const trace_reader* trace = nullptr;
+  std::string name;                                                     // the trace's tensor
+  std::vector<std::pair<const trace_step*, const trace_tensor*>> parts;  // one per step
+  std::uint64_t size() const {
+    if (npy) return npy->size();
+    std::uint64_t n = 0;
+    for (const auto& p : parts) n += p.second->count;
+    return n;
+  }
+  std::size_t histogram_only() const {
+    return std::size_t(std::count_if(parts.begin(), parts.end(), [](const auto& p) { return !p.second->has_values; }));
+  }
 };
 
 // Calls f(span<const float>) or f(span<const double>) over the values, chunk by chunk, handing
-// the pages of a chunk back once it is done.
+// the pages of a chunk back once it is done. A trace tensor's histogram-only steps are not
+// values: visit_histograms() passes those.
 template <class F>
 void visit(const loaded& t, F&& f, progress* bar = nullptr, std::uint64_t* done = nullptr) {
   constexpr std::uint64_t chunk = std::uint64_t{1} << 22;
-  const auto& in = t.in;
+  if (t.trace) {
+    for (const auto& [s, tt] : t.parts)
+      if (tt->has_values)
+        t.trace->values(*s, *tt, [&](std::span<const float> v) {
+          heartbeat();
+          f(v);
+          if (bar) bar->update(*done += v.size());
+        });
+    return;
+  }
+  const auto& in = *t.npy;
   std::vector<float> buf;
   for (std::uint64_t lo = 0; lo < in.size(); lo += chunk) {
     const std::size_t n = std::size_t(std::min(chunk, in.size() - lo));
@@ -125,9 +154,57 @@ void visit(const loaded& t, F&& f, progress* bar = nullptr, std::uint64_t* done 
   }
 }
 
+template <class F>
+void visit_histograms(const loaded& t, F&& f) {
+  for (const auto& [s, tt] : t.parts)
+    if (!tt->has_values) f(t.trace->histogram(*s, *tt)), heartbeat();
+}
+
+// Whether a file starts with HDF5's signature (a trace), rather than .npy's.
+bool is_hdf5(const std::string& path) {
+  char sig[8] = {};
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) return false;
+  const bool yes = std::fread(sig, 1, 8, f) == 8 && std::memcmp(sig, "\x89HDF\r\n\x1a\n", 8) == 0;
+  std::fclose(f);
+  return yes;
+}
+
+// A trace's steps in [first, last] (metadata only), and one input per tensor name, in order of
+// first appearance.
+struct opened_trace {
+  std::unique_ptr<trace_reader> reader;
+  std::vector<trace_step> steps;
+};
+std::vector<loaded> open_trace(opened_trace& ot, const std::string& path, std::pair<std::int64_t, std::int64_t> range) {
+  ot.reader = std::make_unique<trace_reader>(path);
+  heartbeat();
+  for (std::size_t i = 0; i < ot.reader->size(); ++i) {
+    trace_step s = ot.reader->step(i);
+    heartbeat();
+    if (s.step >= range.first && s.step <= range.second) ot.steps.push_back(std::move(s));
+  }
+  std::vector<loaded> out;
+  std::map<std::string, std::size_t> at;
+  for (const auto& s : ot.steps)
+    for (const auto& t : s.tensors) {
+      auto [it, fresh] = at.emplace(t.name, out.size());
+      if (fresh) {
+        out.emplace_back();
+        out.back().trace = ot.reader.get();
+        out.back().name = t.name;
+      }
+      out[it->second].parts.emplace_back(&s, &t);
+    }
+  if (out.empty())
+    throw trace_error(path + ": no tensors" + (ot.reader->size() ? " in the steps chosen by --steps" : " (no complete step)"));
+  return out;
+}
+
 loaded open_input(const std::string& path, const std::string& input_format) {
-  loaded t{npy_reader(path), std::nullopt};
-  const npy_dtype d = t.in.dtype();
+  loaded t;
+  t.npy.emplace(path);
+  const npy_dtype d = t.npy->dtype();
   const bool uint = d == npy_dtype::u1 || d == npy_dtype::u2 || d == npy_dtype::u4;
   if (!input_format.empty()) {
     const auto id = find_format(input_format);
@@ -183,14 +260,26 @@ int run(const hist_options& o) {
   }
 
   std::vector<loaded> tensors;
+  std::deque<opened_trace> traces;  // stable: inputs point into them
   std::uint64_t total_values = 0, total_bytes = 0;
+  const auto range = parse_steps(o.steps);
   for (const auto& p : o.inputs) {
+    if (is_hdf5(p)) {
+      for (auto& t : open_trace(traces.emplace_back(), p, range)) tensors.push_back(std::move(t));
+      continue;
+    }
+    if (!o.steps.empty()) throw usage_error("--steps: " + p + " is not a trace");
     tensors.push_back(open_input(p, o.input_format));
-    total_values += tensors.back().in.size();
-    total_bytes += tensors.back().in.data_bytes();
+    total_bytes += tensors.back().npy->data_bytes();
   }
+  for (const auto& t : tensors) total_values += t.size();
+  const bool some_histograms =
+      std::any_of(tensors.begin(), tensors.end(), [](const loaded& t) { return t.histogram_only() > 0; });
+  if (o.reference && some_histograms)
+    throw usage_error("--reference casts every value: the trace has histogram-only tensors (no values to cast)");
 
-  class_counter counter(specs, ~std::uint64_t{0}, o.threads);
+  class_counter counter(specs, ~std::uint64_t{0}, o.threads), recorded(specs, ~std::uint64_t{0}, 1);
+  std::vector<char> straddled(specs.size(), 0);  // a boundary inside a recorded bucket
   std::vector<class_counts> totals(specs.size());
   std::vector<std::vector<class_counts>> per_tensor;  // rows only
   std::map<int, std::uint64_t> binades;
@@ -206,14 +295,23 @@ int run(const hist_options& o) {
           for (std::size_t i = 0; i < c.size(); ++i) c[i] += r[i];
         }, &bar, &done);
       } else {
-        counter.reset(t.in.size());
+        counter.reset(t.size());
         visit(t, [&](auto x) { counter.add(x); }, &bar, &done);
         if (counter.needs_refine())
           visit(t, [&](auto x) {
             if constexpr (std::is_same_v<decltype(x), std::span<const float>>) counter.refine(x);
           });
         c = counter.counts();
-        done += t.in.size();
+        // Histogram-only steps in a counter of their own: the values' refine pass stays exact.
+        if (t.histogram_only()) {
+          recorded.reset();
+          visit_histograms(t, [&](const auto& h) { recorded.add_histogram(h); });
+          for (std::size_t i = 0; i < specs.size(); ++i) straddled[i] = straddled[i] || !recorded.exact(i);
+          const auto h = recorded.counts();
+          for (std::size_t i = 0; i < c.size(); ++i) c[i] += h[i];
+          for (const auto& [k, n] : recorded.binades()) binades[k] += n;
+        }
+        done += t.size();
         bar.update(done);
       }
       if (o.reference) {
@@ -264,8 +362,10 @@ int run(const hist_options& o) {
   }
 
   // Error statistics: a pass per (format, scale) that needs them.
-  const bool rows_errors = o.errors == "all" || (o.errors == "auto" && scales.size() <= 4);
-  const bool rec_errors = o.errors != "none";
+  // Histogram-only steps of a trace have no values to measure errors on: none then, rather
+  // than statistics of part of the input.
+  const bool rows_errors = !some_histograms && (o.errors == "all" || (o.errors == "auto" && scales.size() <= 4));
+  const bool rec_errors = !some_histograms && o.errors != "none";
   for (auto& r : report) {
     std::vector<report_row*> want;
     if (rows_errors)
@@ -285,11 +385,34 @@ int run(const hist_options& o) {
   const float view = o.view_scale.empty() ? scales.front() : parse_scales(o.view_scale).front();
   report_input in;
   for (std::size_t i = 0; i < tensors.size(); ++i) {
-    const auto& r = tensors[i].in;
+    const auto& t = tensors[i];
+    if (t.trace) {
+      const trace_tensor& first = *t.parts.front().second;
+      const std::size_t h = t.histogram_only();
+      in.tensors.push_back({t.trace->path() + ":" + t.name,
+                            fmt::format("{} x {} steps{}", name(first.dtype), t.parts.size(),
+                                        h ? fmt::format(" ({} histogram-only)", h) : ""),
+                            first.shape, t.size(), std::move(per_tensor[i])});
+      continue;
+    }
+    const auto& r = *t.npy;
     in.tensors.push_back({r.path(), std::string(npy_type_name(r.dtype())) +
-                                        (tensors[i].codes ? std::string(" codes of ") + tensors[i].codes->name : ""),
+                                        (t.codes ? std::string(" codes of ") + t.codes->name : ""),
                           r.shape(), r.size(), std::move(per_tensor[i])});
   }
+  // Exact unless a row or a recommendation shown straddled a recorded bucket (at the extreme
+  // scales of the sweep some boundaries do, which nothing shown depends on).
+  for (std::size_t f = 0; f < fmts.size(); ++f) {
+    for (std::size_t j = 0; j < scales.size(); ++j) in.exact = in.exact && !straddled[f * stride + sweep + j];
+    for (const auto& r : {report[f].gradscaler, report[f].min_loss})
+      if (r) in.exact = in.exact && !straddled[f * stride + std::size_t(std::ilogb(r->scale) - kmin)];
+  }
+  const bool exact = in.exact;
+  if (some_histograms)
+    in.notes.push_back("some trace steps hold histograms only (no values): no error statistics");
+  if (!exact)
+    in.notes.push_back("not exact: a class boundary fell inside a recorded histogram bucket (a scale that is not a "
+                       "power of two, or float32 subnormals); that bucket's values are counted above the boundary");
   in.binades = std::move(binades);
   in.headroom = o.headroom;
   in.view = view;
@@ -309,7 +432,9 @@ int run(const hist_options& o) {
 runner setup(CLI::App& app) {
   auto o = std::make_shared<hist_options>();
   auto* sub = app.add_subcommand("hist", "how many values vanish / go subnormal / overflow per format and scale");
-  sub->add_option("INPUT", o->inputs, ".npy files: float16/32/64, or uint codes with --input-format")
+  sub->add_option("INPUT", o->inputs,
+                  ".npy files (float16/32/64, or uint codes with --input-format) and fpscope traces\n"
+                  "(.h5, docs/trace.md: one input per tensor name, summed over the steps)")
       ->required()
       ->check(CLI::ExistingFile);
   sub->add_option("-f,--formats", o->formats, "comma-separated formats [default: fp16,bf16,e4m3,e5m2]");
@@ -320,6 +445,7 @@ runner setup(CLI::App& app) {
   sub->add_option("-r,--rounding", o->rounding, "rounding mode (not sr): " + rounding_names() + " [default: rne]");
   sub->add_option("-p,--profile", o->profile, "policy bundle: " + profile_names() + " [default: ieee]");
   sub->add_option("--overflow", o->overflow, "inf or saturate [default: the profile's]");
+  sub->add_option("--steps", o->steps, "traces: only training steps A:B (inclusive; A: or :B open)");
   sub->add_option("--input-format", o->input_format, "the format of uint arrays' codes (bf16 for uint16, e4m3 for uint8, ...)");
   sub->add_option("--headroom", o->headroom, "binades below the largest scale without overflow (the GradScaler\n"
                                              "recommendation) [default: 1]")
@@ -345,8 +471,21 @@ runner setup(CLI::App& app) {
       "  fpscope hist grads.npy                         fp16, bf16, e4m3, e5m2 at scale 1, and the scales to use\n"
       "  fpscope hist grads.npy -f fp16 -s 2^0:2^24     a GradScaler-style sweep\n"
       "  fpscope hist a.npy b.npy -f e4m3 -p cuda -s 2^-4,1,16 --json\n"
-      "  fpscope hist w_bf16.npy --input-format bf16 --plot w.svg");
-  return [o] { return run(*o); };
+      "  fpscope hist w_bf16.npy --input-format bf16 --plot w.svg\n"
+      "  fpscope hist datasets/traces/lm-char.h5 -f fp16 --steps 100:   every tensor of a trace\n"
+      "\n"
+      "A trace's histogram-only steps count exactly at power-of-two scales wherever x and x * S are\n"
+      "float32 normals; elsewhere a boundary inside a recorded bucket counts the bucket above it (the\n"
+      "output says \"not exact\"), and they have no values for error statistics.\n"
+      "\n"
+      "Exit status: 0 success; 1 a bad input file (one line on stderr; a trace that crashes or hangs\n"
+      "libhdf5 too, see fpscope replay --help); 2 usage error.");
+  return [o] {
+    // Traces are read in a worker process that a libhdf5 crash or hang cannot take down.
+    const auto trace = std::find_if(o->inputs.begin(), o->inputs.end(), is_hdf5);
+    if (trace == o->inputs.end()) return run(*o);
+    return contained(*trace, [&] { return run(*o); });
+  };
 }
 
 const registrar reg{"hist", 60, &setup};

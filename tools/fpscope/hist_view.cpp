@@ -109,6 +109,7 @@ void print_text(const report_input& in, const std::vector<report_format>& fmts, 
   if (in.tensors.size() > 1) fmt::print("all inputs: {} values\n", grouped(all.total()));
   fmt::print("{} nonzero finite, {} zero, {} nonfinite{}\n", grouped(nzf), grouped(all[cast_class::zero]),
              grouped(all[cast_class::nonfinite]), in.reference ? " (counted by the reference path)" : "");
+  for (const auto& n : in.notes) fmt::print("note: {}\n", n);
 
   const auto bold = fmt::emphasis::bold;
   for (const auto& f : fmts) {
@@ -200,6 +201,8 @@ void print_json(const report_input& in, const std::vector<report_format>& fmts) 
   for (const auto& t : in.tensors)
     inputs.push_back({{"path", t.path}, {"dtype", t.dtype}, {"shape", t.shape}, {"total", t.size}});
   j["inputs"] = inputs;
+  j["exact"] = in.exact;
+  j["notes"] = in.notes;
   j["definition"] =
       "y = fl32(x * scale), q = y cast to the format; zero: x == 0; underflow: x != 0, q == 0; subnormal: q "
       "nonzero subnormal; normal: q normal, no overflow; overflow: q inf/NaN or saturated; nonfinite: x inf/NaN";

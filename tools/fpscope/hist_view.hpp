@@ -45,6 +45,8 @@ struct report_input {
   float view = 1;  ///< the picture's scale
   bool reference = false;
   bool picture = true;  ///< the log2|x| picture in the text output
+  bool exact = true;    ///< false: recorded histograms straddled a class boundary (counted above it)
+  std::vector<std::string> notes;  ///< printed after the inputs (text) and as "notes" (JSON)
 };
 
 void print_text(const report_input& in, const std::vector<report_format>& fmts, bool colour);

@@ -380,23 +380,7 @@ int run(const replay_options& o) {
     } catch (const std::invalid_argument& e) {
       throw usage_error(e.what());
     }
-  std::int64_t first = std::numeric_limits<std::int64_t>::min(), last = std::numeric_limits<std::int64_t>::max();
-  if (!o.steps.empty()) {
-    const auto colon = o.steps.find(':');
-    const auto number = [&](const std::string& t, std::int64_t& v) {
-      std::size_t used = 0;
-      try {
-        v = std::stoll(t, &used);
-      } catch (const std::exception&) {
-        used = 0;
-      }
-      if (used != t.size() || t.empty())
-        throw usage_error("--steps: expected A:B, A: or :B (training step indices), not '" + o.steps + "'");
-    };
-    if (colon == std::string::npos) number("", first);
-    if (colon > 0) number(o.steps.substr(0, colon), first);
-    if (colon + 1 < o.steps.size()) number(o.steps.substr(colon + 1), last);
-  }
+  const auto [first, last] = parse_steps(o.steps);
   replayer rp(o);
   const trace_reader r(o.trace);
   heartbeat();

@@ -150,6 +150,8 @@ class class_counter {
   void add_histogram(std::span<const std::pair<std::uint32_t, std::uint64_t>> buckets);
   /// False only when histograms were added and a boundary fell inside one of their non-empty buckets.
   bool exact();
+  /// The same for spec i alone.
+  bool exact(std::size_t i) const;
   /// Counts per spec (needs the refine pass first when needs_refine()).
   std::vector<class_counts> counts();
   /// floor(log2|x|) -> count of every nonzero finite value added.
@@ -163,6 +165,10 @@ class class_counter {
   template <class T>
   void add_searched(std::span<const T> x, edges& e);
   void plan_refine();
+  // Whether the boundary v (magnitude bits) of sign s falls inside a non-empty bucket.
+  bool inside(std::uint32_t s, std::uint32_t v) const {
+    return !bucket_histogram::is_edge(v) && hist_[bucket_histogram::key(s << 31 | v)] != 0;
+  }
 
   std::vector<cast_spec> specs_;
   std::vector<cast_thresholds<std::uint32_t>> t32_;
