@@ -5,6 +5,8 @@
 // portable whatever -march it is built with.
 #include "convert_hw.hpp"
 
+#include "fpscope/cpu.hpp"
+
 #if defined(__x86_64__) && defined(__GNUC__)
 // GCC 12 warns inside its own AVX-512 intrinsics (the _mm512_undefined_* pass-through operand).
 #if !defined(__clang__)
@@ -21,33 +23,8 @@ namespace fpscope::detail {
 
 #if FPSCOPE_HW_X86
 
-// CPUID and XGETBV (the OS saves the YMM / ZMM state) rather than __builtin_cpu_supports,
-// whose feature names differ between compilers (clang 14 knows no "f16c").
-struct x86_features {
-  bool f16c = false, avx512bf16 = false;
-};
-x86_features detect() {
-  x86_features f;
-  unsigned a = 0, b = 0, c = 0, d = 0;
-  if (!__get_cpuid(1, &a, &b, &c, &d) || !(c >> 27 & 1)) return f;  // OSXSAVE: XGETBV usable
-  unsigned lo = 0, hi = 0;
-  __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-  const bool ymm = (lo & 0x6u) == 0x6u, zmm = (lo & 0xE6u) == 0xE6u;
-  f.f16c = ymm && (c >> 28 & 1) && (c >> 29 & 1);  // AVX, F16C
-  if (__get_cpuid_max(0, nullptr) < 7) return f;
-  __cpuid_count(7, 0, a, b, c, d);
-  const bool avx512 = (b >> 16 & 1) && (b >> 17 & 1) && (b >> 30 & 1);  // F, DQ, BW
-  __cpuid_count(7, 1, a, b, c, d);
-  f.avx512bf16 = zmm && avx512 && (a >> 5 & 1);
-  return f;
-}
-const x86_features& features() {
-  static const x86_features f = detect();
-  return f;
-}
-
-bool cpu_has_f16c() { return features().f16c; }
-bool cpu_has_avx512bf16() { return features().avx512bf16; }
+bool cpu_has_f16c() { return cpu().f16c; }
+bool cpu_has_avx512bf16() { return cpu().avx512bf16; }
 bool mxcsr_daz() { return (_mm_getcsr() & 0x0040u) != 0; }
 
 __attribute__((target("avx,f16c"))) void f16c_rne(const float* in, std::uint16_t* out, std::size_t n, float scale) {
@@ -114,3 +91,33 @@ void bf16_rne(const float*, std::uint16_t*, std::size_t, float, bool) {}
 #endif
 
 }  // namespace fpscope::detail
+
+namespace fpscope {
+
+// CPUID and XGETBV rather than __builtin_cpu_supports, whose feature names differ between
+// compilers (clang 14 knows no "f16c").
+const cpu_features& cpu() {
+  static const cpu_features f = [] {
+    cpu_features c;
+#if FPSCOPE_HW_X86
+    unsigned a = 0, b = 0, cx = 0, d = 0;
+    if (!__get_cpuid(1, &a, &b, &cx, &d) || !(cx >> 27 & 1)) return c;  // OSXSAVE: XGETBV usable
+    unsigned lo = 0, hi = 0;
+    __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    const bool ymm = (lo & 0x6u) == 0x6u && (cx >> 28 & 1), zmm = ymm && (lo & 0xE0u) == 0xE0u;  // AVX
+    c.f16c = ymm && (cx >> 29 & 1);
+    c.fma = ymm && (cx >> 12 & 1);
+    if (__get_cpuid_max(0, nullptr) < 7) return c;
+    __cpuid_count(7, 0, a, b, cx, d);
+    c.avx2 = ymm && (b >> 5 & 1);
+    c.avx512f = zmm && (b >> 16 & 1);
+    const bool dq_bw = (b >> 17 & 1) && (b >> 30 & 1);
+    __cpuid_count(7, 1, a, b, cx, d);
+    c.avx512bf16 = c.avx512f && dq_bw && (a >> 5 & 1);
+#endif
+    return c;
+  }();
+  return f;
+}
+
+}  // namespace fpscope

@@ -20,6 +20,7 @@
 // hardware kernels and every peer against fpscope (under the profile closest to the peer), bit
 // for bit. Then a sweep of sizes 2^10..2^22 finds where two threads start to beat one (the
 // OpenMP `arith_parallel_threshold` of arith_bulk.hpp). See tools/bench/README.md.
+#include <fpscope/cpu.hpp>
 #include <fpscope/arith_bulk.hpp>
 #include <fpscope/convert.hpp>
 #include <fpscope/npy.hpp>
@@ -355,9 +356,10 @@ void fp_apply_split2(op o, const operands& d, W* out, std::size_t n, const fpsco
 bool cpu_has(const char* what) {
 #if BENCH_X86
   const std::string_view w(what);
-  if (w == "f16c") return __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  if (w == "avx512f") return __builtin_cpu_supports("avx512f") != 0;
-  if (w == "avx512bf16") return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
+  const fpscope::cpu_features& c = fpscope::cpu();
+  if (w == "f16c") return c.f16c && c.avx2 && c.fma;
+  if (w == "avx512f") return c.avx512f;
+  if (w == "avx512bf16") return c.avx512bf16;
 #endif
   (void)what;
   return false;

@@ -13,6 +13,7 @@
 //
 // Then a sweep of sizes 2^10..2^22 finds where two threads start to beat one (the OpenMP
 // `parallel_threshold` of convert.hpp). See tools/bench/README.md.
+#include <fpscope/cpu.hpp>
 #include <fpscope/convert.hpp>
 #include <fpscope/npy.hpp>
 
@@ -226,10 +227,11 @@ checksum_t checksum(std::span<const float> x) {
 
 bool cpu_has(const char* what) {
 #if BENCH_X86
-  if (std::string_view(what) == "f16c") return __builtin_cpu_supports("f16c") != 0;
-  if (std::string_view(what) == "avx2") return __builtin_cpu_supports("avx2") != 0;
-  if (std::string_view(what) == "avx512f") return __builtin_cpu_supports("avx512f") != 0;
-  if (std::string_view(what) == "avx512bf16") return __builtin_cpu_supports("avx512bf16") != 0;
+  const fpscope::cpu_features& c = fpscope::cpu();
+  if (std::string_view(what) == "f16c") return c.f16c;
+  if (std::string_view(what) == "avx2") return c.avx2;
+  if (std::string_view(what) == "avx512f") return c.avx512f;
+  if (std::string_view(what) == "avx512bf16") return c.avx512bf16;
 #endif
   (void)what;
   return false;
