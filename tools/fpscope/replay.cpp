@@ -69,9 +69,11 @@ int as_int(const policy_spec& p, const std::string& key, int def, int lo, int hi
 }
 
 void only(const policy_spec& p, std::initializer_list<const char*> keys) {
-  for (const auto& [k, v] : p.opt)
+  for (const auto& kv : p.opt) {
+    const std::string& k = kv.first;  // a plain name: clang 14 cannot capture structured bindings
     if (std::none_of(keys.begin(), keys.end(), [&](const char* a) { return k == a; }))
       throw usage_error("--policy " + p.name + ": unknown option '" + k + "'");
+  }
 }
 
 struct tensor_result {
