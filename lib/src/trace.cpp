@@ -417,6 +417,8 @@ std::optional<raw_layout> raw_layout_of(hid_t ds, const trace_tensor& t) {
   hsize_t chunk = 0;
   if (H5Pget_layout(dcpl) != H5D_CHUNKED || H5Pget_chunk(dcpl, 1, &chunk) != 1 || chunk == 0) return std::nullopt;
   l.chunk = chunk;
+  // Each thread holds a chunk or two inflated: larger ones (HDF5 allows 4 GiB) go to H5Dread.
+  if (chunk > (std::uint64_t{64} << 20) / storage(t.dtype).second) return std::nullopt;
   const int n = H5Pget_nfilters(dcpl);
   if (n < 0 || n > 2) return std::nullopt;
   for (int i = 0; i < n; ++i) {
@@ -551,41 +553,45 @@ void trace_reader::values_parallel(const trace_step& s, std::span<const trace_te
 #pragma omp single
   {
     std::size_t seq = 0, held = 0;
-    for (const source& src : raw) {
-      const std::size_t whole = src.l.chunk * storage(src.t->dtype).second;
-      // zlib's worst case (compressBound) and a little: a larger stored chunk is not ours to read.
-      const std::size_t most_bytes = whole + whole / 1000 + 64;
-      for (std::uint64_t lo = 0; lo < src.t->count && !stop; lo += src.l.chunk, ++seq) {
-        auto ch = std::make_shared<stored_chunk>(
-            stored_chunk{src.index, lo, std::min<std::uint64_t>(src.l.chunk, src.t->count - lo), 0, {}});
-        const hsize_t at = lo;
-        hsize_t nbytes = 0;
-        std::uint32_t mask = 0;
-        if (H5Dget_chunk_storage_size(src.ds, &at, &nbytes) < 0 || nbytes == 0 || nbytes > most_bytes ||
-            (ch->bytes.resize(nbytes), H5Dread_chunk(src.ds, H5P_DEFAULT, &at, &mask, ch->bytes.data()) < 0)) {
-          failed(seq, corrupt(src, lo, ch->count));
-          break;
-        }
-        ch->mask = mask;
-        held += nbytes;
-        const source* from = &src;
+    try {  // nothing may leave an OpenMP region by an exception
+      for (const source& src : raw) {
+        const std::size_t whole = src.l.chunk * storage(src.t->dtype).second;
+        // zlib's worst case (compressBound) and a little: a larger stored chunk is not ours to read.
+        const std::size_t most_bytes = whole + whole / 1000 + 64;
+        for (std::uint64_t lo = 0; lo < src.t->count && !stop; lo += src.l.chunk, ++seq) {
+          auto ch = std::make_shared<stored_chunk>(
+              stored_chunk{src.index, lo, std::min<std::uint64_t>(src.l.chunk, src.t->count - lo), 0, {}});
+          const hsize_t at = lo;
+          hsize_t nbytes = 0;
+          std::uint32_t mask = 0;
+          if (H5Dget_chunk_storage_size(src.ds, &at, &nbytes) < 0 || nbytes == 0 || nbytes > most_bytes ||
+              (ch->bytes.resize(nbytes), H5Dread_chunk(src.ds, H5P_DEFAULT, &at, &mask, ch->bytes.data()) < 0)) {
+            failed(seq, corrupt(src, lo, ch->count));
+            break;
+          }
+          ch->mask = mask;
+          held += nbytes;
+          const source* from = &src;
 #pragma omp task firstprivate(ch, seq, from) default(shared)
-        if (!stop) {
-          scratch& b = bufs[std::size_t(omp_get_thread_num())];
-          try {
-            if (decode_chunk(*ch, from->l, from->t->dtype, b.inflated, b.plain, b.out))
-              f(ch->tensor, ch->offset, std::span<const float>(b.out));
-            else
-              failed(seq, corrupt(*from, ch->offset, ch->count));
-          } catch (...) {
-            failed(seq, std::current_exception());
+          if (!stop) {
+            scratch& b = bufs[std::size_t(omp_get_thread_num())];
+            try {
+              if (decode_chunk(*ch, from->l, from->t->dtype, b.inflated, b.plain, b.out))
+                f(ch->tensor, ch->offset, std::span<const float>(b.out));
+              else
+                failed(seq, corrupt(*from, ch->offset, ch->count));
+            } catch (...) {
+              failed(seq, std::current_exception());
+            }
+          }
+          if (held >= budget) {
+#pragma omp taskwait
+            held = 0;
           }
         }
-        if (held >= budget) {
-#pragma omp taskwait
-          held = 0;
-        }
       }
+    } catch (...) {
+      failed(seq, std::current_exception());
     }
   }
   if (first) std::rethrow_exception(first);
