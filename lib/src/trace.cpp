@@ -196,6 +196,11 @@ class context {
   std::string where_;
 };
 
+// The group of tensor t in step s (steps: the /steps group).
+id tensor_group(const context& c, hid_t steps, const trace_step& s, const trace_tensor& t) {
+  return c.group(c.group(c.group(steps, s.group), "tensors"), t.group);
+}
+
 herr_t collect(hid_t, const char* name, const H5L_info_t*, void* out) {
   static_cast<std::vector<std::string>*>(out)->emplace_back(name);
   return 0;
@@ -357,10 +362,7 @@ void trace_reader::values(const trace_step& s, const trace_tensor& t,
                           const std::function<void(std::span<const float>)>& f, std::size_t chunk) const {
   const context c(path_ + ": step " + s.group + ", tensor " + t.name);
   if (!t.has_values) c.fail("no raw values recorded (histogram only)");
-  const id g = c.group(h_->steps, s.group);
-  const id tensors = c.group(g, "tensors");
-  const id tg = c.group(tensors, t.group);
-  const id ds = c.dataset(tg, "values");
+  const id ds = c.dataset(tensor_group(c, h_->steps, s, t), "values");
   const id file_space(H5Dget_space(ds), H5Sclose);
   // Slabs of whole storage chunks: a slab straddling two chunks would inflate each twice.
   {
@@ -498,7 +500,7 @@ bool decode_chunk(const stored_chunk& c, const raw_layout& l, trace_dtype dt, st
 bool trace_reader::decodes_chunks(const trace_step& s, const trace_tensor& t) const {
   const context c(path_ + ": step " + s.group + ", tensor " + t.name);
   if (!t.has_values) return false;
-  const id ds = c.dataset(c.group(c.group(c.group(h_->steps, s.group), "tensors"), t.group), "values");
+  const id ds = c.dataset(tensor_group(c, h_->steps, s, t), "values");
   return raw_layout_of(ds, t).has_value();
 }
 
@@ -516,7 +518,7 @@ void trace_reader::values_parallel(const trace_step& s, std::span<const trace_te
     const trace_tensor& t = *tensors[i];
     const context c(path_ + ": step " + s.group + ", tensor " + t.name);
     if (!t.has_values) c.fail("no raw values recorded (histogram only)");
-    id ds = c.dataset(c.group(c.group(c.group(h_->steps, s.group), "tensors"), t.group), "values");
+    id ds = c.dataset(tensor_group(c, h_->steps, s, t), "values");
     if (const auto l = raw_layout_of(ds, t)) {
       raw.push_back({i, &t, std::move(ds), *l});
       continue;
@@ -601,9 +603,7 @@ std::vector<std::pair<std::uint32_t, std::uint64_t>> trace_reader::histogram(con
                                                                             const trace_tensor& t) const {
   const context c(path_ + ": step " + s.group + ", tensor " + t.name);
   if (!t.has_hist) c.fail("no histogram recorded");
-  const id g = c.group(h_->steps, s.group);
-  const id tensors = c.group(g, "tensors");
-  const id tg = c.group(tensors, t.group);
+  const id tg = tensor_group(c, h_->steps, s, t);
   const id k = c.dataset(tg, "hist_keys"), n = c.dataset(tg, "hist_counts");
   const id sk(H5Dget_space(k), H5Sclose);
   hsize_t len = 0;

@@ -270,8 +270,10 @@ def test_trace_histograms_count_like_values_at_powers_of_two(fpscope, tmp):
     scales = lambda out: [(r["gradscaler"]["scale"], r["min_loss"]["scale"]) for r in out["recommendations"]]
     assert scales(hist) == scales(raw)
     assert any("no error statistics" in n for n in hist["notes"])
-    three = fpscope.json("hist", tmp / "hist.h5", "-f", "fp16", "-s", "3", "--json")
+    assert all(r["exact"] for r in hist["results"])
+    three = fpscope.json("hist", tmp / "hist.h5", "-f", "fp16", "-s", "3,4", "--json")
     assert three["exact"] is False and any("not exact" in n for n in three["notes"])
+    assert [r["exact"] for r in three["results"]] == [False, True]  # per row: 3 straddles, 4 does not
     assert_one_line_error(fpscope.run("hist", tmp / "hist.h5", "--reference"), "histogram-only", status=2)
     assert_one_line_error(fpscope.run("hist", tmp / "hist.h5", "--steps", "7:"), "no tensors", status=1)
     np.save(tmp / "x.npy", steps[0]["g"])

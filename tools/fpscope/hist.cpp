@@ -400,19 +400,23 @@ int run(const hist_options& o) {
                                         (t.codes ? std::string(" codes of ") + t.codes->name : ""),
                           r.shape(), r.size(), std::move(per_tensor[i])});
   }
-  // Exact unless a row or a recommendation shown straddled a recorded bucket (at the extreme
-  // scales of the sweep some boundaries do, which nothing shown depends on).
+  // A printed row (a requested scale or a recommendation) is exact unless its own boundaries
+  // straddled a recorded bucket. (The sweep that chooses the recommendations straddles some at
+  // extreme scales, where x * S leaves the float32 normals; docs/hist.md.)
   for (std::size_t f = 0; f < fmts.size(); ++f) {
-    for (std::size_t j = 0; j < scales.size(); ++j) in.exact = in.exact && !straddled[f * stride + sweep + j];
-    for (const auto& r : {report[f].gradscaler, report[f].min_loss})
-      if (r) in.exact = in.exact && !straddled[f * stride + std::size_t(std::ilogb(r->scale) - kmin)];
+    for (std::size_t j = 0; j < scales.size(); ++j) report[f].rows[j].exact = !straddled[f * stride + sweep + j];
+    for (auto* r : {&report[f].gradscaler, &report[f].min_loss})
+      if (*r) (*r)->exact = !straddled[f * stride + std::size_t(std::ilogb((*r)->scale) - kmin)];
+    for (const auto& r : report[f].rows) in.exact = in.exact && r.exact;
+    for (const auto& r : {report[f].gradscaler, report[f].min_loss}) in.exact = in.exact && (!r || r->exact);
   }
   const bool exact = in.exact;
   if (some_histograms)
     in.notes.push_back("some trace steps hold histograms only (no values): no error statistics");
   if (!exact)
     in.notes.push_back("not exact: a class boundary fell inside a recorded histogram bucket (a scale that is not a "
-                       "power of two, or float32 subnormals); that bucket's values are counted above the boundary");
+                       "power of two, or float32 subnormals); that bucket's values are counted above the boundary "
+                       "(\"exact\" per row in --json)");
   in.binades = std::move(binades);
   in.headroom = o.headroom;
   in.view = view;

@@ -89,6 +89,7 @@ json row_json(const report_format& f, const report_row& r) {
   int e;
   if (std::frexp(r.scale, &e) == 0.5f) j["scale_log2"] = e - 1;
   j.update(counts_json(r.counts));
+  j["exact"] = r.exact;
   j["errors"] = errors_json(r);
   return j;
 }

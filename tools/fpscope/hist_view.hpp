@@ -20,6 +20,7 @@ struct report_row {
   class_counts counts;
   error_stats errors;
   bool has_errors = false;
+  bool exact = true;  ///< false: recorded histograms straddled a boundary it depends on
 };
 
 struct report_format {
@@ -45,7 +46,7 @@ struct report_input {
   float view = 1;  ///< the picture's scale
   bool reference = false;
   bool picture = true;  ///< the log2|x| picture in the text output
-  bool exact = true;    ///< false: recorded histograms straddled a class boundary (counted above it)
+  bool exact = true;    ///< every row and recommendation is exact
   std::vector<std::string> notes;  ///< printed after the inputs (text) and as "notes" (JSON)
 };
 

@@ -279,7 +279,11 @@ class replayer {
     std::vector<float> v(t.count);
     const trace_tensor* one[] = {&t};
     r.values_parallel(
-        s, one, [&](std::size_t, std::uint64_t at, std::span<const float> c) { heartbeat(), std::copy(c.begin(), c.end(), v.begin() + std::ptrdiff_t(at)); },
+        s, one,
+        [&](std::size_t, std::uint64_t at, std::span<const float> c) {
+          heartbeat();
+          std::copy(c.begin(), c.end(), v.begin() + std::ptrdiff_t(at));
+        },
         o_.threads);
     const std::size_t cols = t.shape.empty() ? 1 : std::size_t(t.shape.back());
     const std::size_t rows = cols ? v.size() / std::max<std::size_t>(cols, 1) : 0;
