@@ -33,7 +33,7 @@ import warnings
 
 import numpy as np
 
-from peer_serve import Threads, available as available_of, hello_reply, load_checked, main as peer_main, ml_dtypes, serve as \
+from peer_serve import Threads, as_codes, available as available_of, hello_reply, load_checked, main as peer_main, ml_dtypes, serve as \
     serve_requests, timed, torch
 
 # Overflow to inf and NaN operands are part of the data, not problems: keep stderr clean.
@@ -156,12 +156,6 @@ KNOWN = ([(f"numpy.fp16.{o}", "fp16", o, "numpy") for o in OPS] +
 
 def available():
     return available_of(KNOWN, numpy_peers, torch_peers, ml_dtypes_peers)
-
-
-def as_codes(r, u):
-    if torch is not None and isinstance(r, torch.Tensor):
-        r = r.view(torch.int16).numpy()
-    return np.ascontiguousarray(r).view(u)
 
 
 def serve():

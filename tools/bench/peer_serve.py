@@ -3,7 +3,7 @@
 Each benchmark starts its peer script once as a subprocess (tools/bench/peer_process.hpp) and
 talks to it in JSON lines on stdin/stdout, one request and one reply per line, so that it can
 interleave the peers' repetitions with its own. Here: the optional imports of torch and
-ml_dtypes, the registry of known peers (a missing one is reported with why, never dropped),
+ml_dtypes, the registry of known peers, a result's raw codes (a missing one is reported with why, never dropped),
 the request loop with its error replies, the checksummed .npy load, the timing loop and
 `--list`. Each script supplies its peers and the handlers of its own requests.
 """
@@ -68,6 +68,14 @@ def hello_reply(peers, skipped, known, fields=("format",)):
                        "threaded": p.threaded} for p in peers.values()],
             "skipped": [{"id": k[0], **dict(zip(fields, k[1:-1])), "lib": k[-1], "why": skipped[k[0]]}
                         for k in known if k[0] in skipped]}
+
+
+def as_codes(r, u):
+    """A peer's result, a NumPy array or a torch tensor, as the raw codes of unsigned dtype u
+    (uint16 or uint8): what the benchmark compares with its own output bit for bit."""
+    if torch is not None and isinstance(r, torch.Tensor):
+        r = r.view(torch.int16 if u == np.uint16 else torch.uint8).numpy()
+    return np.ascontiguousarray(r).view(u)
 
 
 def checksum(x, word=np.uint32):

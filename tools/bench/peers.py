@@ -20,7 +20,7 @@ import sys
 
 import numpy as np
 
-from peer_serve import Threads, available as available_of, hello_reply, load_checked, main as peer_main, ml_dtypes, serve as \
+from peer_serve import Threads, as_codes, available as available_of, hello_reply, load_checked, main as peer_main, ml_dtypes, serve as \
     serve_requests, timed, torch
 
 class Peer:
@@ -100,12 +100,6 @@ KNOWN = [
 
 def available():
     return available_of(KNOWN, numpy_peers, torch_peers, ml_dtypes_peers)
-
-
-def as_codes(r, u):
-    if torch is not None and isinstance(r, torch.Tensor):
-        r = r.view(torch.int16 if u == np.uint16 else torch.uint8).numpy()
-    return np.ascontiguousarray(r).view(u)
 
 
 def serve():
