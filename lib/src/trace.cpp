@@ -72,6 +72,20 @@ std::string unescape(const std::string& s) {
   return out;
 }
 
+// A dataset's filter pipeline, in the order the filters were applied when writing (a filter
+// that cannot be read is H5Z_FILTER_ERROR); nullopt when the pipeline cannot be read at all.
+std::optional<std::vector<H5Z_filter_t>> filters(hid_t dcpl) {
+  const int n = H5Pget_nfilters(dcpl);
+  if (n < 0) return std::nullopt;
+  std::vector<H5Z_filter_t> out;
+  for (int i = 0; i < n; ++i) {
+    unsigned flags = 0, conf = 0;
+    std::size_t nv = 0;
+    out.push_back(H5Pget_filter2(dcpl, unsigned(i), &flags, &nv, nullptr, 0, nullptr, &conf));
+  }
+  return out;
+}
+
 // Whether the bytes stored for a dataset cover its shape. libhdf5 1.10 does not check this: it
 // copies a whole chunk (or the whole compact data) out of a shorter buffer (an over-read the
 // fuzzer found under ASan). Chunks that pass through a size-changing filter (deflate) are
@@ -84,13 +98,8 @@ bool stored_sizes_ok(hid_t ds, hid_t dcpl) {
   switch (H5Pget_layout(dcpl)) {
     case H5D_COMPACT: return H5Dget_storage_size(ds) >= hsize_t(points) * size;
     case H5D_CHUNKED: {
-      const int nf = H5Pget_nfilters(dcpl);
-      for (int i = 0; i < nf; ++i) {
-        unsigned flags = 0, conf = 0;
-        std::size_t nv = 0;
-        if (H5Pget_filter2(dcpl, unsigned(i), &flags, &nv, nullptr, 0, nullptr, &conf) != H5Z_FILTER_SHUFFLE)
-          return true;
-      }
+      for (const H5Z_filter_t f : filters(dcpl).value_or(std::vector<H5Z_filter_t>{}))
+        if (f != H5Z_FILTER_SHUFFLE) return true;
       hsize_t chunk = 0, len = 0;
       if (H5Sget_simple_extent_ndims(space) != 1) return true;  // not a trace's: refused elsewhere
       if (H5Pget_chunk(dcpl, 1, &chunk) != 1 || chunk == 0) return false;
@@ -421,14 +430,12 @@ std::optional<raw_layout> raw_layout_of(hid_t ds, const trace_tensor& t) {
   l.chunk = chunk;
   // Each thread holds a chunk or two inflated: larger ones (HDF5 allows 4 GiB) go to H5Dread.
   if (chunk > (std::uint64_t{64} << 20) / storage(t.dtype).second) return std::nullopt;
-  const int n = H5Pget_nfilters(dcpl);
-  if (n < 0 || n > 2) return std::nullopt;
-  for (int i = 0; i < n; ++i) {
-    unsigned flags = 0, conf = 0;
-    std::size_t nv = 0;
-    const H5Z_filter_t fid = H5Pget_filter2(dcpl, unsigned(i), &flags, &nv, nullptr, 0, nullptr, &conf);
-    if (fid == H5Z_FILTER_SHUFFLE && i == 0) l.shuffle = i;
-    else if (fid == H5Z_FILTER_DEFLATE && l.deflate < 0) l.deflate = i;
+  const auto pipeline = filters(dcpl);
+  if (!pipeline || pipeline->size() > 2) return std::nullopt;
+  for (int i = 0; i < int(pipeline->size()); ++i) {
+    const H5Z_filter_t f = (*pipeline)[std::size_t(i)];
+    if (f == H5Z_FILTER_SHUFFLE && i == 0) l.shuffle = i;
+    else if (f == H5Z_FILTER_DEFLATE && l.deflate < 0) l.deflate = i;
     else return std::nullopt;
   }
   const id type(H5Dget_type(ds), H5Tclose);
