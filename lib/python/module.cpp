@@ -19,8 +19,14 @@
 #include "fpscope/arith_bulk.hpp"
 #include "fpscope/convert.hpp"
 #include "fpscope/format.hpp"
+#include "fpscope/contain.hpp"
+#include "fpscope/counting.hpp"
 #include "fpscope/histogram.hpp"
+#include "fpscope/options.hpp"
 #include "fpscope/policy.hpp"
+#include "fpscope/recipe.hpp"
+#include "fpscope/replay.hpp"
+#include "fpscope/report_json.hpp"
 #include "fpscope/trace.hpp"
 
 namespace py = pybind11;
@@ -32,45 +38,17 @@ namespace {
 [[noreturn]] void value_error(const std::string& m) { throw py::value_error(m); }
 [[noreturn]] void type_error(const std::string& m) { throw py::type_error(m); }
 
-std::string join(std::initializer_list<std::string_view> names) {
-  std::string s;
-  for (auto n : names) s += (s.empty() ? "" : ", ") + std::string(n);
-  return s;
-}
-const std::string& profile_list() {
-  static const std::string s = join({"ieee", "cuda", "avx512bf16", "ml_dtypes"});
-  return s;
-}
-const std::string& rounding_list() {
-  static const std::string s = join({"rne", "rtz", "rup", "rdn", "rna", "rto", "sr"});
-  return s;
-}
+format lookup_format(const std::string& name) { return parse_format(name, "fmt"); }
 
-format lookup_format(const std::string& name) {
-  const auto id = find_format(name);
-  if (!id) value_error("unknown format '" + name + "' (known: " + std::string(format_names()) + ")");
-  return builtin(*id);
-}
-
-// The CLI's resolution (tools/fpscope/cli.cpp resolve): the profile's policy for the format,
-// then the explicit rounding and overflow on top.
+// The library's resolution (fpscope/options.hpp, the same as the CLI's): the profile's policy
+// for the format, then the explicit rounding and overflow on top. option_error is a ValueError.
 policy resolve(const format& f, const std::string& prof, const std::optional<std::string>& round,
                const std::optional<std::string>& ovf, std::uint64_t seed) {
-  const auto pr = find_profile(prof);
-  if (!pr) value_error("unknown profile '" + prof + "' (known: " + profile_list() + ")");
-  policy p = profile_policy(*pr, f);
-  if (round) {
-    const auto r = find_rounding(*round);
-    if (!r) value_error("unknown rounding mode '" + *round + "' (known: " + rounding_list() + ")");
-    p.round = *r;
-  }
-  if (ovf) {
-    if (*ovf == "saturate") p.on_overflow = overflow::saturate;
-    else if (*ovf == "inf") p.on_overflow = overflow::infinity;
-    else value_error("unknown overflow '" + *ovf + "' (known: inf, saturate)");
-  }
-  p.seed = seed;
-  return p;
+  conversion_request r{f.name, prof, round.value_or(""), ovf.value_or(""), seed};
+  if (prof.empty()) throw option_error("profile: unknown profile '' (known: " + profile_names() + ")");
+  if (round && round->empty()) throw option_error("rounding: unknown rounding mode '' (known: " + rounding_names() + ")");
+  if (ovf && ovf->empty()) throw option_error("overflow: unknown overflow policy '' (known: " + overflow_names() + ")");
+  return fpscope::resolve(r).pol;
 }
 
 // The numpy dtype of a format's codes.
@@ -160,6 +138,7 @@ py::tuple cast_scalar(double x, const std::string& fmt, const std::string& prof,
                       const std::optional<std::string>& ovf, std::uint64_t seed, double scale, std::uint64_t index) {
   const format f = lookup_format(fmt);
   const policy p = resolve(f, prof, round, ovf, seed);
+  check_scale(scale);
   unsigned fl = 0;
   // As `fpscope cast`: the value times the scale in float64, then one rounding.
   const std::uint32_t bits = encode(x * scale, f, p, index, fl);
@@ -186,6 +165,8 @@ py::array encode_array(const py::array& x_, const std::string& fmt, const std::s
                        const std::optional<py::array>& out_) {
   const format f = lookup_format(fmt);
   const policy p = resolve(f, prof, round, ovf, seed);
+  check_scale(scale);
+  check_threads(threads, "threads");
   const py::array x = float_input(x_, "encode");
   py::array out = output(out_, code_dtype(f), x);
   bulk_options o;
@@ -269,6 +250,7 @@ py::array apply_array(const std::string& op_name, const py::object& a, const py:
   if (!spec) value_error("unknown operation '" + op_name + "' (known: " + known + ")");
   const format f = lookup_format(fmt);
   const policy p = resolve(f, prof, round, ovf, seed);
+  check_threads(threads, "threads");
   // Arrays or NumPy scalars of the code dtype (np.uint16(0x3c00)); Python ints are refused
   // below by dtype, as they would guess a width.
   const auto asarray = [](const py::object& x) {
@@ -320,8 +302,6 @@ py::array apply_array(const std::string& op_name, const py::object& a, const py:
 
 // ---- histogram analysis ----
 
-const char* const class_names[cast_class_count] = {"zero", "underflow", "subnormal", "normal", "overflow", "nonfinite"};
-
 py::dict counts_dict(const std::vector<float>& scales, const std::vector<class_counts>& counts, bool exact) {
   py::dict d;
   py::array_t<double> s(static_cast<py::ssize_t>(scales.size()));
@@ -330,7 +310,7 @@ py::dict counts_dict(const std::vector<float>& scales, const std::vector<class_c
   for (int c = 0; c < cast_class_count; ++c) {
     py::array_t<std::uint64_t> a(static_cast<py::ssize_t>(counts.size()));
     for (std::size_t i = 0; i < counts.size(); ++i) a.mutable_at(static_cast<py::ssize_t>(i)) = counts[i].n[std::size_t(c)];
-    d[class_names[c]] = a;
+    d[py::str(std::string(name(cast_class(c))))] = a;
   }
   d["exact"] = exact;
   return d;
@@ -343,9 +323,9 @@ std::vector<cast_spec> make_specs(const std::string& fmt, const std::vector<doub
   if (scales.empty()) value_error("class_counts needs at least one scale");
   std::vector<cast_spec> specs;
   for (double s : scales) {
-    const auto s32 = static_cast<float>(s);
-    if (!(s32 > 0) || !std::isfinite(s32) || double(s32) != s)
-      value_error("scale " + py::str(py::float_(s)).cast<std::string>() + " is not a positive finite float32");
+    const auto s32 = static_cast<float>(check_scale(s));
+    if (double(s32) != s)
+      value_error("scale " + py::str(py::float_(s)).cast<std::string>() + " is not a float32 (counts are of float32 scales)");
     specs.push_back({f, p, s32});
   }
   try {
@@ -360,20 +340,15 @@ py::dict class_counts_array(const py::array& x_, const std::string& fmt, const s
                             const std::string& prof, const std::optional<std::string>& round,
                             const std::optional<std::string>& ovf, int threads) {
   auto specs = make_specs(fmt, scales, prof, round, ovf);
+  check_threads(threads, "threads");
   const py::array x = float_input(x_, "class_counts");
   std::vector<float> s32;
   for (const auto& c : specs) s32.push_back(c.scale);
   std::vector<class_counts> counts;
   {
-    py::gil_scoped_release unlocked;
-    class_counter cc(std::move(specs), static_cast<std::uint64_t>(x.size()), threads);
-    if (is_dtype(x, 'f', 4)) {
-      cc.add(span_of<float>(x));
-      if (cc.needs_refine()) cc.refine(span_of<float>(x));
-    } else {
-      cc.add(span_of<double>(x));
-    }
-    counts = cc.counts();
+    py::gil_scoped_release unlocked;  // the array stays referenced by this frame
+    counts = is_dtype(x, 'f', 4) ? count_classes(span_of<float>(x), specs, threads)
+                                 : count_classes(span_of<double>(x), specs, threads);
   }
   return counts_dict(s32, counts, true);
 }
@@ -392,10 +367,9 @@ py::dict class_counts_histogram(const py::array_t<std::uint32_t, py::array::c_st
     if (keys.at(i) >= bucket_histogram::bucket_count) value_error("bucket key out of range");
     b.emplace_back(keys.at(i), counts.at(i));
   }
-  class_counter cc(std::move(specs), ~std::uint64_t{0}, 0);
-  cc.add_histogram(b);
-  const bool exact = cc.exact();
-  return counts_dict(s32, cc.counts(), exact);
+  class_tally t(std::move(specs));
+  t.add_histogram(b);
+  return counts_dict(s32, t.counts(), t.exact());
 }
 
 py::tuple sparse_tuple(const std::vector<std::pair<std::uint32_t, std::uint64_t>>& sp) {
@@ -415,6 +389,7 @@ py::array float32_input(const py::array& x_, const char* what) {
 }
 
 py::tuple bucket_histogram_array(const py::array& x_, int threads) {
+  check_threads(threads, "threads");
   const py::array x = float32_input(x_, "bucket_histogram");
   bucket_histogram h;
   {
@@ -457,6 +432,131 @@ py::tuple binades_histogram(const py::array_t<std::uint32_t, py::array::c_style 
   bucket_histogram h;
   h.add_sparse(b);
   return binades_of(h.binades());
+}
+
+// ---- the power-of-two sweep and the scales to use ----
+
+constexpr std::size_t sweep_size = scale_sweep::size;
+
+// Class arrays of `counts` into d (one uint64 array per class).
+void put_classes(py::dict& d, const std::vector<class_counts>& counts) {
+  for (int c = 0; c < cast_class_count; ++c) {
+    py::array_t<std::uint64_t> a(static_cast<py::ssize_t>(counts.size()));
+    for (std::size_t i = 0; i < counts.size(); ++i) a.mutable_at(static_cast<py::ssize_t>(i)) = counts[i].n[std::size_t(c)];
+    d[py::str(std::string(name(cast_class(c))))] = a;
+  }
+}
+
+py::dict sweep_array(const py::array& x_, const std::string& fmt, const std::string& prof,
+                     const std::optional<std::string>& round, const std::optional<std::string>& ovf, int threads) {
+  conversion c;
+  c.fmt = lookup_format(fmt);
+  c.pol = resolve(c.fmt, prof, round, ovf, 0);
+  require_deterministic(c, "sweep");
+  check_threads(threads, "threads");
+  const py::array x = float_input(x_, "sweep");
+  const auto specs = scale_sweep::specs(c.fmt, c.pol);
+  std::vector<class_counts> counts;
+  {
+    py::gil_scoped_release unlocked;
+    counts = is_dtype(x, 'f', 4) ? count_classes(span_of<float>(x), specs, threads)
+                                 : count_classes(span_of<double>(x), specs, threads);
+  }
+  py::dict d;
+  d["format"] = std::string(c.fmt.name);
+  py::array_t<std::int32_t> k(static_cast<py::ssize_t>(sweep_size));
+  py::array_t<double> sc(static_cast<py::ssize_t>(sweep_size));
+  for (std::size_t i = 0; i < sweep_size; ++i) {
+    k.mutable_at(static_cast<py::ssize_t>(i)) = scale_sweep::kmin + int(i);
+    sc.mutable_at(static_cast<py::ssize_t>(i)) = std::ldexp(1.0, scale_sweep::kmin + int(i));
+  }
+  d["log2_scale"] = k;
+  d["scale"] = sc;
+  put_classes(d, counts);
+  return d;
+}
+
+py::object recommendation_dict(const std::optional<recommendation>& r) {
+  if (!r) return py::none();
+  py::dict d;
+  d["log2_scale"] = r->log2_scale;
+  d["scale"] = std::ldexp(1.0, r->log2_scale);
+  for (int c = 0; c < cast_class_count; ++c) d[py::str(std::string(name(cast_class(c))))] = r->counts.n[std::size_t(c)];
+  return py::object(d);
+}
+
+py::dict recommend_dict(const py::dict& sweep, int headroom) {
+  if (headroom < 0 || headroom > 64) value_error("headroom must be 0 to 64 binades, not " + std::to_string(headroom));
+  std::vector<class_counts> counts(sweep_size);
+  for (int c = 0; c < cast_class_count; ++c) {
+    const std::string key(name(cast_class(c)));
+    if (!sweep.contains(key)) value_error("recommend needs a sweep() result: no '" + key + "' counts");
+    const auto a = py::array_t<std::uint64_t, py::array::c_style | py::array::forcecast>::ensure(sweep[py::str(key)]);
+    if (!a || std::size_t(a.size()) != sweep_size)
+      value_error("recommend needs a sweep() result: '" + key + "' must hold " + std::to_string(sweep_size) + " counts");
+    for (std::size_t i = 0; i < sweep_size; ++i) counts[i].n[std::size_t(c)] = a.at(static_cast<py::ssize_t>(i));
+  }
+  const recommendations r = recommend(scale_sweep(counts), headroom);
+  py::dict d;
+  d["gradscaler"] = recommendation_dict(r.gradscaler);
+  d["no_overflow_log2"] = r.gradscaler ? py::object(py::int_(r.no_overflow_log2)) : py::object(py::none());
+  d["fewest_lost"] = recommendation_dict(r.fewest_lost);
+  d["fewest_lost_range"] =
+      r.fewest_lost ? py::object(py::make_tuple(r.fewest_lost_range.first, r.fewest_lost_range.second)) : py::object(py::none());
+  return d;
+}
+
+// ---- replay ----
+
+py::dict replay_trace(const std::string& path, const std::string& policy, const std::optional<std::string>& fmt,
+                      const std::optional<std::string>& prof, const std::optional<std::string>& round,
+                      const std::optional<std::string>& ovf, const std::optional<std::string>& steps, int threads,
+                      std::size_t top, bool tensors) {
+  // None takes the recipe's default; an empty name is no name.
+  const auto named = [](const std::optional<std::string>& v, const char* what) {
+    if (v && v->empty()) throw option_error(std::string(what) + ": an empty name (None takes the recipe's default)");
+    return v.value_or("");
+  };
+  replay_options o;
+  o.policy = policy;
+  o.cast = {named(fmt, "format: unknown format ''"), named(prof, "profile: unknown profile ''"),
+            named(round, "rounding: unknown rounding mode ''"), named(ovf, "overflow: unknown overflow policy ''"), 0};
+  o.steps = parse_steps(steps.value_or(""), "steps");
+  o.threads = check_threads(threads, "threads");
+  o.top = top;
+  o.keep_tensors = tensors;
+  replay_result r;
+  try {
+    py::gil_scoped_release unlocked;
+    // The worker runs the library's engine; Ctrl-C here kills it (PyErr_CheckSignals raises).
+    r = replay_file(path, o, [] {
+      py::gil_scoped_acquire locked;
+      return PyErr_CheckSignals() != 0;
+    });
+  } catch (const contained_error&) {
+    if (PyErr_Occurred()) throw py::error_already_set();
+    throw;
+  }
+  // The dict is the --json schema itself (docs/json.md), parsed; "arrays" adds the per-step
+  // columns as NumPy arrays.
+  py::dict d = py::module_::import("json").attr("loads")(replay_json(r).dump());
+  const auto n = static_cast<py::ssize_t>(r.steps.size());
+  py::array_t<std::int64_t> step(n);
+  py::array_t<double> scale(n);
+  py::array_t<bool> skipped(n);
+  std::vector<class_counts> totals;
+  for (py::ssize_t i = 0; i < n; ++i) {
+    const auto& s = r.steps[std::size_t(i)];
+    step.mutable_at(i) = s.step, scale.mutable_at(i) = s.scale, skipped.mutable_at(i) = s.skipped;
+    totals.push_back(s.total);
+  }
+  py::dict arrays;
+  arrays["step"] = step;
+  arrays["scale"] = scale;
+  arrays["skipped"] = skipped;
+  put_classes(arrays, totals);
+  d["arrays"] = arrays;
+  return d;
 }
 
 // ---- traces ----
@@ -587,6 +687,16 @@ class writer {
 
 PYBIND11_MODULE(_fpscope, m) {
   m.doc() = "fpscope: bit-exact low-precision floating point (C++ core)";
+  // A bad trace, or one that crashes or hangs libhdf5 in the worker: ValueError, as a bad value.
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const contained_error& e) {
+      PyErr_SetString(PyExc_ValueError, e.what());
+    } catch (const trace_error& e) {
+      PyErr_SetString(PyExc_ValueError, e.what());
+    }
+  });
 
   m.def("formats", [] {
     std::vector<std::string> v;
@@ -644,6 +754,29 @@ PYBIND11_MODULE(_fpscope, m) {
         "floor(log2|x|) of the nonzero finite float32 values: (exponents int32, counts uint64).");
   m.def("histogram_binades", &binades_histogram, py::arg("keys"), py::arg("counts"),
         "binades() of a sparse bucket histogram.");
+
+  m.def("sweep", &sweep_array, py::arg("x"), py::arg("fmt"), py::kw_only(), py::arg("profile") = "ieee",
+        py::arg("rounding") = py::none(), py::arg("overflow") = py::none(), py::arg("threads") = 0,
+        "Exact class counts at every float32 normal power of two 2^-126 .. 2^127 (a dict of arrays\n"
+        "indexed alike: log2_scale, scale, and one array per class): the sweep hist recommends from.");
+  m.def("recommend", &recommend_dict, py::arg("sweep"), py::arg("headroom") = 1,
+        "The scales worth using from a sweep(): 'gradscaler' (the largest power of two without overflow,\n"
+        "less `headroom` binades) and 'fewest_lost' (fewest underflow + overflow, then fewest subnormal;\n"
+        "the middle of a tied run), each a dict with log2_scale, scale and the class counts, or None.");
+  m.def("_replay", &replay_trace, py::arg("path"), py::arg("policy"), py::arg("format"), py::arg("profile"),
+        py::arg("rounding"), py::arg("overflow"), py::arg("steps"), py::arg("threads"), py::arg("top"), py::arg("tensors"));
+  m.def("recipes", [] {
+    py::list l;
+    for (const auto& r : recipes()) {
+      py::dict d;
+      d["name"] = std::string(r.name);
+      d["summary"] = std::string(r.summary);
+      d["keys"] = r.keys;
+      d["models"] = std::string(r.models);
+      l.append(d);
+    }
+    return l;
+  }, "The replay recipes: name, summary, the grammar of their keys, what upstream path they model.");
 
   py::class_<trace>(m, "Trace", "A gradient trace (docs/trace.md), read step by step.")
       .def(py::init<const std::string&>(), py::arg("path"))

@@ -4,11 +4,13 @@
 #include <bit>
 #include <cmath>
 #include <numeric>
+#include <optional>
 #include <omp.h>
 #include <stdexcept>
 #include <string>
 
 #include "fpscope/convert.hpp"
+#include "fpscope/counting.hpp"
 
 namespace fpscope {
 namespace {
@@ -18,6 +20,14 @@ using detail::to_bits;
 
 constexpr std::uint32_t inf32 = 0x7F800000u;
 constexpr std::uint64_t inf64 = 0x7FF0000000000000ull;
+
+// The binade of a bucket key: floor(log2|x|) of its values, -127 for float32 subnormals; none
+// for zero, inf and NaN.
+std::optional<int> binade_of_key(std::uint32_t k) {
+  const std::uint32_t m = k % bucket_histogram::per_sign, e = m / bucket_histogram::per_binade;
+  if (m == 0 || e == 255) return std::nullopt;
+  return e ? int(e) - 127 : -127;
+}
 
 // underflow 0, subnormal 1, normal 2, overflow 3: the order the classes come in as |y| grows.
 int rank(cast_class c) { return static_cast<int>(c) - 1; }
@@ -191,7 +201,13 @@ cast_thresholds<std::uint64_t> thresholds64(const cast_spec& c) { return thresho
 // ---------------------------------------------------------------------------------------------
 // bucket_histogram
 
-bucket_histogram::bucket_histogram() : counts_(bucket_count, 0) {}
+// The table is allocated at the first count: a class_counter that searches its thresholds
+// (small inputs) never needs it, and copies of an empty one cost nothing.
+bucket_histogram::bucket_histogram() = default;
+
+void bucket_histogram::allocate() {
+  if (counts_.empty()) counts_.assign(bucket_count, 0);
+}
 
 namespace {
 
@@ -258,6 +274,8 @@ void key_counter::add(const std::uint32_t* __restrict in, std::size_t n) {
 
 void bucket_histogram::add(std::span<const float> x, int threads) {
   prefix_.clear();
+  if (x.empty()) return;
+  allocate();
   const auto* in = reinterpret_cast<const std::uint32_t*>(x.data());
   const std::size_t n = x.size();
   const int t = threads > 0 ? threads : (n >= parallel_threshold ? omp_get_max_threads() : 1);
@@ -292,11 +310,13 @@ void bucket_histogram::add(std::span<const float> x, int threads) {
 
 void bucket_histogram::clear() {
   prefix_.clear();
-  std::fill(counts_.begin(), counts_.end(), 0);
+  counts_.clear();
 }
 
 bucket_histogram& bucket_histogram::operator+=(const bucket_histogram& o) {
   prefix_.clear();
+  if (o.counts_.empty()) return *this;
+  allocate();
   for (std::uint32_t k = 0; k < bucket_count; ++k) counts_[k] += o.counts_[k];
   return *this;
 }
@@ -308,6 +328,7 @@ std::uint64_t bucket_histogram::total() const {
 void bucket_histogram::prefix() const {
   if (!prefix_.empty()) return;
   prefix_.assign(2 * (per_sign + 1), 0);
+  if (counts_.empty()) return;
   for (int s = 0; s < 2; ++s) {
     std::uint64_t* p = prefix_.data() + s * (per_sign + 1);
     const std::uint64_t* c = counts_.data() + s * per_sign;
@@ -324,6 +345,7 @@ std::uint64_t bucket_histogram::below(int sign, std::uint32_t v) const {
 
 std::vector<std::pair<std::uint32_t, std::uint64_t>> bucket_histogram::sparse() const {
   std::vector<std::pair<std::uint32_t, std::uint64_t>> out;
+  if (counts_.empty()) return out;
   for (std::uint32_t k = 0; k < bucket_count; ++k)
     if (counts_[k]) out.emplace_back(k, counts_[k]);
   return out;
@@ -331,6 +353,7 @@ std::vector<std::pair<std::uint32_t, std::uint64_t>> bucket_histogram::sparse() 
 
 void bucket_histogram::add_sparse(std::span<const std::pair<std::uint32_t, std::uint64_t>> buckets) {
   prefix_.clear();
+  allocate();
   for (const auto& [k, n] : buckets) {
     if (k >= bucket_count) throw std::invalid_argument("bucket key " + std::to_string(k) + " out of range");
     counts_[k] += n;
@@ -339,11 +362,9 @@ void bucket_histogram::add_sparse(std::span<const std::pair<std::uint32_t, std::
 
 std::map<int, std::uint64_t> bucket_histogram::binades() const {
   std::map<int, std::uint64_t> out;
-  for (std::uint32_t k = 0; k < bucket_count; ++k) {
-    const std::uint32_t m = k % per_sign, e = m / per_binade;
-    if (!counts_[k] || m == 0 || e == 255) continue;  // zero, inf, NaN
-    out[e ? int(e) - 127 : -127] += counts_[k];
-  }
+  if (counts_.empty()) return out;
+  for (std::uint32_t k = 0; k < bucket_count; ++k)
+    if (const auto e = binade_of_key(k); e && counts_[k]) out[*e] += counts_[k];
   return out;
 }
 
@@ -526,6 +547,51 @@ std::vector<class_counts> class_counter::counts() {
 std::map<int, std::uint64_t> class_counter::binades() const {
   auto out = searched32_ ? std::map<int, std::uint64_t>{} : hist_.binades();
   for (const auto& [b, n] : binades_) out[b] += n;
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// counts straight from a sparse histogram
+
+std::vector<class_counts> count_histogram(std::span<const std::pair<std::uint32_t, std::uint64_t>> buckets,
+                                          std::span<const cast_thresholds<std::uint32_t>> thresholds,
+                                          std::vector<char>& inexact) {
+  std::vector<std::pair<std::uint32_t, std::uint64_t>> b(buckets.begin(), buckets.end());
+  for (const auto& [k, n] : b)
+    if (k >= bucket_histogram::bucket_count) throw std::invalid_argument("bucket key " + std::to_string(k) + " out of range");
+  if (!std::is_sorted(b.begin(), b.end())) std::sort(b.begin(), b.end());
+  // prefix[i]: elements in buckets b[0 .. i).
+  std::vector<std::uint64_t> prefix(b.size() + 1, 0);
+  for (std::size_t i = 0; i < b.size(); ++i) prefix[i + 1] = prefix[i] + b[i].second;
+  const auto first_at = [&](std::uint32_t key) {
+    return std::size_t(std::lower_bound(b.begin(), b.end(), std::pair<std::uint32_t, std::uint64_t>{key, 0}) - b.begin());
+  };
+  const std::size_t sign_at[3] = {0, first_at(bucket_histogram::per_sign), b.size()};
+  // Elements of sign s whose bucket lies below v's: a boundary inside a bucket counts it above.
+  const auto below = [&](int s, std::uint32_t v) {
+    const std::size_t end = v >= 0x80000000u ? sign_at[s + 1] : first_at(bucket_histogram::key(std::uint32_t(s) << 31 | v));
+    return prefix[end] - prefix[sign_at[s]];
+  };
+  const auto holds = [&](std::uint32_t key) {
+    const std::size_t i = first_at(key);
+    return i < b.size() && b[i].first == key && b[i].second != 0;
+  };
+  std::vector<class_counts> out(thresholds.size());
+  inexact.resize(thresholds.size(), 0);
+  for (std::size_t i = 0; i < thresholds.size(); ++i)
+    for (int s = 0; s < 2; ++s) {
+      add_sign<std::uint32_t>(out[i], thresholds[i].at[std::size_t(s)], 1u, inf32, below(s, 0x80000000u),
+                              [&](std::uint32_t v) { return below(s, v); });
+      for (const std::uint32_t v : thresholds[i].at[std::size_t(s)])
+        if (!bucket_histogram::is_edge(v) && holds(bucket_histogram::key(std::uint32_t(s) << 31 | v))) inexact[i] = 1;
+    }
+  return out;
+}
+
+std::map<int, std::uint64_t> histogram_binades(std::span<const std::pair<std::uint32_t, std::uint64_t>> buckets) {
+  std::map<int, std::uint64_t> out;
+  for (const auto& [k, n] : buckets)
+    if (const auto e = binade_of_key(k); e && n) out[*e] += n;
   return out;
 }
 

@@ -1,5 +1,8 @@
 #include "fpscope/scaler.hpp"
 
+#include "fpscope/convert.hpp"
+#include "fpscope/options.hpp"
+
 #include <algorithm>
 #include <bit>
 #include <charconv>
@@ -12,115 +15,14 @@
 namespace fpscope {
 namespace {
 
-// Shortest round-trip text of a double ("65536", "0.5", "4294967296"). A float32-held value is
-// printed as the double it widens to, which keeps integers exact (float32 to_chars would print
-// 2^32 as "4294967300").
-std::string num(double v) {
-  char buf[64];
-  const auto r = std::to_chars(buf, buf + sizeof buf, v);
-  return std::string(buf, r.ptr);
-}
-
-// Echoes user text inside a one-line message: control characters would break the line.
-std::string clean(std::string_view s) {
-  std::string out;
-  for (const char c : s) out += (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) ? '?' : c;
-  return out;
-}
-std::string quoted(std::string_view s) {
-  std::string out(1, '\'');  // built by appends: GCC 12's -Wrestrict misfires on "'" + string
-  out += clean(s);
-  out += '\'';
-  return out;
-}
+// Numbers in descriptions: the shortest round-trip text. A float32-held value is printed as the
+// double it widens to, which keeps integers exact (float32 to_chars would print 2^32 as
+// "4294967300").
+std::string num(double v) { return number_text(v); }
 
 bool positive_finite_float(double v) {
   const auto f = static_cast<float>(v);
   return v > 0 && std::isfinite(f) && f > 0;
-}
-
-// ---- spec parsing ----
-
-// One option of a scaler spec: its upstream name first, then the aliases accepted for it.
-struct option {
-  std::vector<std::string_view> names;
-  std::function<void(std::string_view value)> set;
-};
-
-class spec_values {
- public:
-  explicit spec_values(std::string_view scaler) : scaler_(scaler) {}
-  [[noreturn]] void fail(const std::string& what) const { throw std::invalid_argument(std::string(scaler_) + ": " + what); }
-  // "2^K" or a decimal number; inf and NaN come back as such for the caller's range checks.
-  double number(std::string_view key, std::string_view v) const {
-    double out = 0;
-    if (v.substr(0, 2) == "2^") {
-      int k = 0;
-      const auto r = std::from_chars(v.data() + 2, v.data() + v.size(), k);
-      if (r.ec == std::errc() && r.ptr == v.data() + v.size() && v.size() > 2 && k >= -1074 && k <= 1023)
-        return std::ldexp(1.0, k);
-    } else {
-      const auto r = std::from_chars(v.data(), v.data() + v.size(), out);
-      if (r.ec == std::errc() && r.ptr == v.data() + v.size() && !v.empty()) return out;
-    }
-    fail(std::string(key) + "=" + clean(v) + " is not a number (decimal or 2^K)");
-  }
-  int positive_int(std::string_view key, std::string_view v) const {
-    const double d = number(key, v);
-    if (!(d >= 1 && d <= std::numeric_limits<int>::max() && d == std::floor(d)))
-      fail(std::string(key) + " must be a positive integer, not " + quoted(v));
-    return static_cast<int>(d);
-  }
-  bool boolean(std::string_view key, std::string_view v) const {
-    if (v == "true" || v == "1" || v == "on" || v == "yes") return true;
-    if (v == "false" || v == "0" || v == "off" || v == "no") return false;
-    fail(std::string(key) + " is true or false, not " + quoted(v));
-  }
-
- private:
-  std::string_view scaler_;
-};
-
-// Applies "key=value,..." to `opts`; a bare first item goes to `bare` when given.
-void apply_options(std::string_view rest, const spec_values& err, std::vector<option>& opts,
-                   const std::function<void(std::string_view)>& bare = {}) {
-  std::vector<bool> seen(opts.size(), false);
-  bool first = true;
-  for (std::size_t at = 0; at <= rest.size();) {
-    const std::size_t comma = std::min(rest.find(',', at), rest.size());
-    const std::string_view item = rest.substr(at, comma - at);
-    at = comma + 1;
-    if (item.empty()) continue;
-    const std::size_t eq = item.find('=');
-    if (eq == std::string_view::npos) {
-      if (first && bare) {
-        bare(item);
-        first = false;
-        continue;
-      }
-      err.fail(quoted(item) + " is not key=value");
-    }
-    first = false;
-    const std::string_view key = item.substr(0, eq), value = item.substr(eq + 1);
-    const auto it = std::find_if(opts.begin(), opts.end(), [&](const option& o) {
-      return std::find(o.names.begin(), o.names.end(), key) != o.names.end();
-    });
-    if (it == opts.end()) {
-      std::string known;
-      for (const auto& o : opts) {
-        if (!known.empty()) known += ", ";
-        for (std::size_t i = 0; i < o.names.size(); ++i) {
-          if (i) known += '|';
-          known.append(o.names[i]);
-        }
-      }
-      err.fail("unknown option " + quoted(key) + " (known: " + known + ")");
-    }
-    const auto i = static_cast<std::size_t>(it - opts.begin());
-    if (seen[i]) err.fail(std::string(it->names.front()) + " given twice");
-    seen[i] = true;
-    it->set(value);
-  }
 }
 
 // ---- MX ----
@@ -138,21 +40,6 @@ std::uint8_t float_to_e8m0(float val) {
   const std::uint32_t mantissa = u & 0x7FFFFFu;
   if ((mantissa > 0 && exponent != 0xFE) && !(exponent == 0 && mantissa <= 0x400000u)) ++exponent;
   return exponent;
-}
-
-// Mantissa bits of the MX element formats, known by (emax, max finite): torchao's MBITS_* table.
-int element_mbits(int emax_elem, double elem_max) {
-  struct elem {
-    int emax;
-    double max;
-    int mbits;
-  };
-  static constexpr elem known[] = {{8, 448.0, 3},  {15, 57344.0, 2}, {4, 28.0, 2},
-                                   {2, 7.5, 3},    {2, 6.0, 1},      {7, 240.0, 3}};
-  for (const auto& e : known)
-    if (e.emax == emax_elem && e.max == elem_max) return e.mbits;
-  throw std::invalid_argument("mx_scale_exponent: rounding even needs the element's mantissa bits (emax " +
-                              std::to_string(emax_elem) + ", max " + num(elem_max) + " is no known MX element format)");
 }
 
 }  // namespace
@@ -297,86 +184,6 @@ std::string megatron_grad_scaler::describe() const {
          ", hysteresis " + std::to_string(o_.hysteresis) + ")";
 }
 
-// ---- factory ----
-
-std::unique_ptr<loss_scaler> make_loss_scaler(std::string_view spec) {
-  const std::size_t colon = spec.find(':');
-  const std::string_view name = spec.substr(0, colon);
-  const std::string_view rest = colon == std::string_view::npos ? std::string_view{} : spec.substr(colon + 1);
-  const spec_values err(name);
-
-  if (name == "static") {
-    double scale = 0;
-    bool given = false;
-    const auto set = [&](std::string_view v) {
-      scale = err.number("scale", v);
-      given = true;
-    };
-    std::vector<option> opts{{{"scale"}, set}};
-    apply_options(rest, err, opts, set);
-    if (!given) err.fail("needs a scale: static:S");
-    if (!(scale > 0) || !std::isfinite(scale)) err.fail("the scale must be positive and finite, not " + num(scale));
-    return std::make_unique<static_loss_scaler>(scale);
-  }
-  if (name == "torch") {
-    torch_scaler_options o;
-    std::vector<option> opts{
-        {{"init_scale", "init"}, [&](std::string_view v) { o.init_scale = err.number("init_scale", v); }},
-        {{"growth_factor", "growth"}, [&](std::string_view v) { o.growth_factor = err.number("growth_factor", v); }},
-        {{"backoff_factor", "backoff"}, [&](std::string_view v) { o.backoff_factor = err.number("backoff_factor", v); }},
-        {{"growth_interval", "interval"}, [&](std::string_view v) { o.growth_interval = err.positive_int("growth_interval", v); }},
-    };
-    apply_options(rest, err, opts);
-    return std::make_unique<torch_grad_scaler>(o);
-  }
-  if (name == "deepspeed") {
-    deepspeed_scaler_options o;
-    bool init_given = false;
-    std::vector<option> opts{
-        {{"init_scale", "init"},
-         [&](std::string_view v) {
-           if (init_given) err.fail("init_scale and initial_scale_power given together");
-           init_given = true;
-           o.init_scale = err.number("init_scale", v);
-         }},
-        {{"initial_scale_power", "power"},
-         [&](std::string_view v) {
-           if (init_given) err.fail("init_scale and initial_scale_power given together");
-           init_given = true;
-           const double p = err.number("initial_scale_power", v);
-           if (!(p == std::floor(p) && p >= -1074 && p <= 1023)) err.fail("initial_scale_power must be an integer in [-1074, 1023]");
-           o.init_scale = std::ldexp(1.0, static_cast<int>(p));  // 2**initial_scale_power
-         }},
-        {{"scale_window", "loss_scale_window", "window"},
-         [&](std::string_view v) { o.scale_window = err.positive_int("scale_window", v); }},
-        {{"min_scale", "min_loss_scale", "min"}, [&](std::string_view v) { o.min_scale = err.number("min_scale", v); }},
-        {{"delayed_shift", "hysteresis"}, [&](std::string_view v) { o.delayed_shift = err.positive_int("delayed_shift", v); }},
-        {{"consecutive_hysteresis"},
-         [&](std::string_view v) { o.consecutive_hysteresis = err.boolean("consecutive_hysteresis", v); }},
-        {{"raise_error_at_min_scale"},
-         [&](std::string_view v) { o.raise_error_at_min_scale = err.boolean("raise_error_at_min_scale", v); }},
-    };
-    apply_options(rest, err, opts);
-    return std::make_unique<deepspeed_loss_scaler>(o);
-  }
-  if (name == "megatron") {
-    megatron_scaler_options o;
-    std::vector<option> opts{
-        {{"initial_scale", "initial_loss_scale", "init"},
-         [&](std::string_view v) { o.initial_scale = err.number("initial_scale", v); }},
-        {{"min_scale", "min_loss_scale", "min"}, [&](std::string_view v) { o.min_scale = err.number("min_scale", v); }},
-        {{"growth_factor", "growth"}, [&](std::string_view v) { o.growth_factor = err.number("growth_factor", v); }},
-        {{"backoff_factor", "backoff"}, [&](std::string_view v) { o.backoff_factor = err.number("backoff_factor", v); }},
-        {{"growth_interval", "loss_scale_window", "interval", "window"},
-         [&](std::string_view v) { o.growth_interval = err.positive_int("growth_interval", v); }},
-        {{"hysteresis"}, [&](std::string_view v) { o.hysteresis = err.positive_int("hysteresis", v); }},
-    };
-    apply_options(rest, err, opts);
-    return std::make_unique<megatron_grad_scaler>(o);
-  }
-  throw std::invalid_argument("unknown loss scaler " + quoted(name) + " (known: static:S, torch, deepspeed, megatron)");
-}
-
 // ---- Transformer Engine ----
 
 te_delayed::te_delayed(te_delayed_options o, double fp8_max) : o_(o) {
@@ -418,12 +225,13 @@ void te_delayed::update(double amax) {
 
 std::vector<double> te_delayed::history() const { return {hist_.begin() + 1, hist_.end()}; }
 
-// transformer_engine/common/recipe/recipe_common.cuh compute_scale_from_amax with epsilon 0 and
-// value_for_inf FLT_MAX (current_scaling.cu compute_scale_from_amax_kernel).
-double te_current_scale(double amax, double fp8_max, bool power_of_two) {
+// transformer_engine/common/recipe/recipe_common.cuh compute_scale_from_amax with value_for_inf
+// FLT_MAX (current_scaling.cu compute_scale_from_amax_kernel), epsilon from QParams.amax_epsilon.
+double te_current_scale(double amax, double fp8_max, bool power_of_two, double amax_epsilon) {
   if (!positive_finite_float(fp8_max)) throw std::invalid_argument("te_current_scale: fp8_max must be a positive finite float32");
   auto a = static_cast<float>(amax);
-  if (a < 0.0f) a = 0.0f;  // amax < epsilon -> epsilon
+  const auto eps = static_cast<float>(amax_epsilon);
+  if (a < eps) a = eps;  // "if (amax < epsilon) amax = epsilon;" (a NaN amax stays NaN)
   if (std::isinf(a) || a == 0.0f || std::isnan(a)) return 1.0;
   float scale = static_cast<float>(fp8_max) / a;  // __fdiv_rn
   if (std::isinf(scale)) scale = std::numeric_limits<float>::max();
@@ -433,7 +241,9 @@ double te_current_scale(double amax, double fp8_max, bool power_of_two) {
 
 // Float8BlockScaling's tiles go through compute_scale_from_types<IType, OType>, the same
 // function with value_for_inf = the input type's max: FLT_MAX for a float32 input.
-double block_scale(double amax, double fp8_max, bool power_of_two) { return te_current_scale(amax, fp8_max, power_of_two); }
+double block_scale(double amax, double fp8_max, bool power_of_two, double amax_epsilon) {
+  return te_current_scale(amax, fp8_max, power_of_two, amax_epsilon);
+}
 
 // floor, ceil and even follow torchao's to_mx (torchao/prototype/mx_formats/mx_tensor.py): the
 // exponent is read from the float32 bits (so zero and subnormals read as -127), clamped to
@@ -441,19 +251,21 @@ double block_scale(double amax, double fp8_max, bool power_of_two) { return te_c
 // is the OCP spec's floor(log2(amax)) - emax_elem exactly, where microxcaling's reference
 // (mx/mx_ops.py _shared_exponents) uses a float32 log2 that can round up just below a power of
 // two. rceil follows TE (cast kernels: float_to_e8m0(amax * Quantized_Limits<OType>::max_norm_rcp)).
-int mx_scale_exponent(float amax, int emax_elem, double elem_max, mx_rounding r, int mbits_elem) {
+int mx_scale_exponent(float amax, const format& elem, mx_rounding r) {
+  if (!elem.is_signed() || elem.man_bits < 1 || elem.man_bits > 22)
+    throw std::invalid_argument(std::string("mx_scale_exponent: ") + elem.name + " is not an MX element format");
+  const int emax_elem = elem.emax();
+  const double elem_max = decode(elem.max_finite_bits(), elem);
   std::uint32_t bits = std::bit_cast<std::uint32_t>(amax) & 0x7FFFFFFFu;
   if (bits > 0x7F800000u) return mx_scale_nan;
   if (r == mx_rounding::rceil) {
-    if (!positive_finite_float(elem_max)) throw std::invalid_argument("mx_scale_exponent: elem_max must be a positive finite float32");
     // static constexpr float max_norm_rcp = 1.0 / max_norm (max_norm a float): rounded once.
     const auto rcp = static_cast<float>(1.0 / static_cast<double>(static_cast<float>(elem_max)));
     return int(float_to_e8m0(std::bit_cast<float>(bits) * rcp)) - 127;
   }
   if (bits == 0x7F800000u) return mx_scale_nan;
   if (r == mx_rounding::even) {
-    const int m = mbits_elem != 0 ? mbits_elem : element_mbits(emax_elem, elem_max);
-    if (m < 1 || m > 22) throw std::invalid_argument("mx_scale_exponent: mbits_elem must be in [1, 22]");
+    const int m = elem.man_bits;
     // max_abs + (1 << (23 - mbits - 1)), masked to sign and exponent: a round half up of the
     // significand to mbits bits, of which only a carry into the exponent matters.
     bits = (bits + (1u << (23 - m - 1))) & 0xFF800000u;

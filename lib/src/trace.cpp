@@ -50,11 +50,13 @@ class id {
   herr_t (*close_)(hid_t) = nullptr;
 };
 
-// HDF5's own error stack printing is off: every failure becomes one trace_error line.
-struct quiet_hdf5 {
-  quiet_hdf5() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
-};
-const quiet_hdf5 quiet_once;
+// HDF5's own error stack printing is off: every failure becomes one trace_error line. A
+// thread-safe libhdf5 (Debian's) keeps that setting per thread, so each entry point quiets the
+// thread it runs on (a worker thread, an OpenMP thread that reads chunks), once.
+void quiet_hdf5() {
+  thread_local const bool quiet = H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr) >= 0;
+  (void)quiet;
+}
 
 std::string escape(const std::string& s) {
   std::string out;
@@ -263,6 +265,7 @@ struct trace_reader::handle {
 };
 
 trace_reader::trace_reader(const std::string& path) : path_(path), h_(std::make_unique<handle>()) {
+  quiet_hdf5();
   const context c(path);
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec)) c.fail("no such file");
@@ -296,6 +299,7 @@ trace_reader::trace_reader(const std::string& path) : path_(path), h_(std::make_
 trace_reader::~trace_reader() = default;
 
 trace_step trace_reader::step(std::size_t i) const {
+  quiet_hdf5();
   if (i >= steps_.size()) throw trace_error(path_ + ": no step " + std::to_string(i));
   trace_step s;
   s.group = steps_[i];
@@ -369,6 +373,7 @@ trace_step trace_reader::step(std::size_t i) const {
 
 void trace_reader::values(const trace_step& s, const trace_tensor& t,
                           const std::function<void(std::span<const float>)>& f, std::size_t chunk) const {
+  quiet_hdf5();
   const context c(path_ + ": step " + s.group + ", tensor " + t.name);
   if (!t.has_values) c.fail("no raw values recorded (histogram only)");
   const id ds = c.dataset(tensor_group(c, h_->steps, s, t), "values");
@@ -505,6 +510,7 @@ bool decode_chunk(const stored_chunk& c, const raw_layout& l, trace_dtype dt, st
 }  // namespace
 
 bool trace_reader::decodes_chunks(const trace_step& s, const trace_tensor& t) const {
+  quiet_hdf5();
   const context c(path_ + ": step " + s.group + ", tensor " + t.name);
   if (!t.has_values) return false;
   const id ds = c.dataset(tensor_group(c, h_->steps, s, t), "values");
@@ -514,6 +520,7 @@ bool trace_reader::decodes_chunks(const trace_step& s, const trace_tensor& t) co
 void trace_reader::values_parallel(const trace_step& s, std::span<const trace_tensor* const> tensors,
                                    const std::function<void(std::size_t, std::uint64_t, std::span<const float>)>& f,
                                    int threads, std::size_t budget) const {
+  quiet_hdf5();
   struct source {
     std::size_t index;
     const trace_tensor* t;
@@ -559,6 +566,8 @@ void trace_reader::values_parallel(const trace_step& s, std::span<const trace_te
                                                std::to_string(lo + n) + " (corrupt data?)"));
   };
 #pragma omp parallel num_threads(nt)
+  {
+    quiet_hdf5();  // every thread: whichever runs the single block calls libhdf5
 #pragma omp single
   {
     std::size_t seq = 0, held = 0;
@@ -603,11 +612,13 @@ void trace_reader::values_parallel(const trace_step& s, std::span<const trace_te
       failed(seq, std::current_exception());
     }
   }
+  }
   if (first) std::rethrow_exception(first);
 }
 
 std::vector<std::pair<std::uint32_t, std::uint64_t>> trace_reader::histogram(const trace_step& s,
                                                                             const trace_tensor& t) const {
+  quiet_hdf5();
   const context c(path_ + ": step " + s.group + ", tensor " + t.name);
   if (!t.has_hist) c.fail("no histogram recorded");
   const id tg = tensor_group(c, h_->steps, s, t);
@@ -727,6 +738,7 @@ void flush(hid_t file, int fd, const std::string& path) {
 trace_writer::trace_writer(const std::string& path, const std::string& producer, const std::string& model,
                            bool overwrite, std::size_t max_steps)
     : path_(path), h_(std::make_unique<handle>()) {
+  quiet_hdf5();
   if (max_steps < 1 || max_steps > 65535)
     throw trace_error(path + ": max_steps must be in 1..65535, not " + std::to_string(max_steps));
   h_->max_steps = max_steps;
@@ -765,6 +777,7 @@ std::size_t trace_writer::steps_written() const { return h_->written; }
 std::size_t trace_writer::max_steps() const { return h_->max_steps; }
 
 void trace_writer::begin_step(std::int64_t step, double loss, double lr, double loss_scale) {
+  quiet_hdf5();
   char name[32];
   std::snprintf(name, sizeof name, "%08lld", static_cast<long long>(step));
   h_->tensors = id();
@@ -794,6 +807,7 @@ void trace_writer::begin_step(std::int64_t step, double loss, double lr, double 
 
 void trace_writer::add(const std::string& name, std::span<const float> values, std::vector<std::uint64_t> shape,
                        bool raw, bool hist) {
+  quiet_hdf5();
   if (!h_->tensors.ok()) throw trace_error(path_ + ": add() outside a step");
   const std::string link = escape(name);
   if (H5Lexists(h_->tensors, link.c_str(), H5P_DEFAULT) != 0)
@@ -828,6 +842,7 @@ void trace_writer::add(const std::string& name, std::span<const float> values, s
 }
 
 void trace_writer::end_step() {
+  quiet_hdf5();
   if (!h_->step.ok()) throw trace_error(path_ + ": end_step() outside a step");
   const std::int8_t one = 1;
   write_attr(h_->step, "complete", H5T_STD_I8LE, &one);  // docs/trace.md: written last, the step is whole

@@ -340,3 +340,103 @@ def test_honest_trace_never_trips_a_tiny_stall_limit(fpscope):
     tight = fpscope.run("replay", LM_CHAR, "-q", "--json", env={"FPSCOPE_STALL_SECONDS": "1"})
     assert tight.returncode == 0 and tight.stderr == "", tight.stderr
     assert tight.stdout == fpscope.ok("replay", LM_CHAR, "-q", "--json")
+
+
+# ---- the amax Transformer Engine sees (issue: te-* replayed wrong scales after an inf) ----
+#
+# TE reduces amax with fmaxf(|x|) over every element (transformer_engine/common/util/
+# vectorized_pointwise.h; recipe/current_scaling.cu): one +-inf element makes it inf, a NaN is
+# dropped. Delayed scaling (recipe/delayed_scaling.cu kernel_bulk, TE's default fused path) puts
+# each step's amax into the history and computes scale = fp8_max * 2^-margin / amax_window only
+# when that amax is finite and > 0, else it keeps the old scale (1 at first). Current scaling
+# (recipe/recipe_common.cuh compute_scale_from_amax) gives scale 1 for an inf, 0 or NaN amax.
+# The expected scales below follow those rules by hand; E5M2's fp8_max is 57344.
+
+INF_STEPS = [2.0, 4.0, 1.0, 8.0, 1.0, 1.0, 1.0, 1.0, 1.0]  # the finite amax of each step
+INF_AT = {1: np.inf, 3: -np.inf}  # step 1 holds +inf, step 3 holds -inf
+
+
+def inf_trace(path, hist=False):
+    steps = []
+    for i, a in enumerate(INF_STEPS):
+        x = grads(a, 200, seed=i)
+        if i in INF_AT:
+            x[7] = INF_AT[i]
+        steps.append({"w": x})
+    write_trace(path, steps, raw=not hist, hist=hist)
+
+
+def te_scales(out):
+    return [s["tensors"][0]["scale"] for s in out["steps"]]
+
+
+@pytest.mark.parametrize("hist", [False, True], ids=["values", "histograms"])
+def test_te_delayed_after_an_infinite_element(fpscope, tmp, hist):
+    path = tmp / "inf.h5"
+    inf_trace(path, hist)
+    m = 57344.0
+    # max over a 4-step window: after step 0 (amax 2) the scale is 57344/2; steps 1 and 3 are inf,
+    # so every window holding one of them (updates after steps 1..6) keeps 28672; the window after
+    # step 7 is [1, 1, 1, 1]: 57344. Each step uses the scale of the updates before it.
+    got = te_scales(fpscope.json("replay", path, "-P", "te-delayed:amax_history_len=4,amax_compute_algo=max", "--json"))
+    assert got == [1.0] + [m / 2] * 7 + [m]
+    # most_recent: the inf updates keep the scale, the finite ones set 57344/amax.
+    got = te_scales(fpscope.json("replay", path, "-P", "te-delayed:amax_history_len=4,amax_compute_algo=most_recent", "--json"))
+    assert got == [1.0, m / 2, m / 2, m / 1, m / 1, m / 1, m / 1, m / 1, m / 1]
+    # history 1 under max is most_recent.
+    got = te_scales(fpscope.json("replay", path, "-P", "te-delayed:amax_history_len=1", "--json"))
+    assert got == [1.0, m / 2, m / 2, m / 1, m / 1, m / 1, m / 1, m / 1, m / 1]
+    # The default history (1024) never forgets the inf within these steps.
+    got = te_scales(fpscope.json("replay", path, "-P", "te-delayed", "--json"))
+    assert got == [1.0] + [m / 2] * 8
+
+
+@pytest.mark.parametrize("hist", [False, True], ids=["values", "histograms"])
+def test_te_current_after_an_infinite_element(fpscope, tmp, hist):
+    path = tmp / "inf.h5"
+    inf_trace(path, hist)
+    want = [1.0 if i in INF_AT else float(np.float32(57344) / np.float32(a)) for i, a in enumerate(INF_STEPS)]
+    assert te_scales(fpscope.json("replay", path, "-P", "te-current", "--json")) == want
+    # power_2_scale: the float32 scale's mantissa cleared (1 stays 1).
+    pow2 = [float((np.array([w], np.float32).view(np.uint32) & np.uint32(0xFF800000)).view(np.float32)[0]) for w in want]
+    assert te_scales(fpscope.json("replay", path, "-P", "te-current:pow2", "--json")) == pow2
+
+
+def test_te_nan_elements_are_ignored_as_fmaxf_does(fpscope, tmp):
+    # A NaN element leaves TE's amax at the largest finite |x|: the scales are those of the same
+    # trace without the NaN.
+    clean, nan = [], []
+    for i, a in enumerate([2.0, 4.0, 0.5]):
+        x = grads(a, 100, seed=i)
+        clean.append({"w": x.copy()})
+        x[3] = np.nan
+        nan.append({"w": x})
+    write_trace(tmp / "clean.h5", clean)
+    write_trace(tmp / "nan.h5", nan)
+    for policy in ("te-delayed:amax_history_len=2", "te-current", "te-current:pow2"):
+        a = te_scales(fpscope.json("replay", tmp / "clean.h5", "-P", policy, "--json"))
+        b = te_scales(fpscope.json("replay", tmp / "nan.h5", "-P", policy, "--json"))
+        assert a == b, policy
+    # and those are 57344 / amax of the earlier step (delayed) and of this step (current).
+    assert te_scales(fpscope.json("replay", tmp / "nan.h5", "-P", "te-current", "--json")) == [
+        float(np.float32(57344) / np.float32(a)) for a in [2.0, 4.0, 0.5]]
+
+
+def test_mx_element_format_fp16(fpscope, tmp):
+    # Any signed format is an MX element format: its facts come from the format (replay -P mx -f
+    # fp16 used to fail with "no known MX element format"). fp16's emax 15: a block of amax 1 gets
+    # the shared exponent 0 - 15, so its elements are multiplied by 2^15 and stay normal.
+    x = np.full(64, 1.0, np.float32)
+    write_trace(tmp / "m.h5", [{"w": x}])
+    for mode in ("floor", "even", "ceil", "rceil"):
+        out = fpscope.json("replay", tmp / "m.h5", "-P", f"mx:scaling_mode={mode}", "-f", "fp16", "--json")
+        t = out["steps"][0]["tensors"][0]
+        assert t["normal"] == 64 and t["scale"] == 2.0 ** 15, (mode, t)
+
+
+def test_histogram_steps_cost_buckets_not_values(fpscope, tmp):
+    # A histogram-only step of 2^22 equal values is one bucket: replaying it reads no values.
+    x = np.full(1 << 22, 0.5, np.float32)
+    write_trace(tmp / "h.h5", [{"w": x}], raw=False, hist=True)
+    out = fpscope.json("replay", tmp / "h.h5", "-P", "static:1", "--json")
+    assert out["steps"][0]["normal"] == 1 << 22 and out["summary"]["exact"] is True

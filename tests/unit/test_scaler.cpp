@@ -322,7 +322,7 @@ TEST_CASE("scaler: bad specs are rejected with one-line messages", "[scaler]") {
     }
   }
   CHECK_THROWS_WITH(make_loss_scaler("torch:bogus=1"),
-                    "torch: unknown option 'bogus' (known: init_scale|init, growth_factor|growth, "
+                    "torch: unknown key 'bogus' (known: init_scale|init, growth_factor|growth, "
                     "backoff_factor|backoff, growth_interval|interval)");
   CHECK_THROWS_WITH(make_loss_scaler("adam"), "unknown loss scaler 'adam' (known: static:S, torch, deepspeed, megatron)");
 }
@@ -503,11 +503,11 @@ TEST_CASE("scaler: MX shared exponents of E4M3 blocks under each rounding", "[sc
            row{std::numeric_limits<float>::quiet_NaN(), mx_scale_nan, mx_scale_nan, mx_scale_nan, mx_scale_nan},
        }) {
     INFO("amax " << r.amax);
-    CHECK(mx_scale_exponent(r.amax, 8, 448, mx_rounding::floor) == r.floor);
-    CHECK(mx_scale_exponent(r.amax, 8, 448, mx_rounding::ceil) == r.ceil);
-    CHECK(mx_scale_exponent(r.amax, 8, 448, mx_rounding::even) == r.even);
-    CHECK(mx_scale_exponent(r.amax, 8, 448, mx_rounding::even, 3) == r.even);
-    CHECK(mx_scale_exponent(r.amax, 8, 448, mx_rounding::rceil) == r.rceil);
+    const format e4m3 = builtin(format_id::e4m3);  // emax 8, max 448, 3 mantissa bits
+    CHECK(mx_scale_exponent(r.amax, e4m3, mx_rounding::floor) == r.floor);
+    CHECK(mx_scale_exponent(r.amax, e4m3, mx_rounding::ceil) == r.ceil);
+    CHECK(mx_scale_exponent(r.amax, e4m3, mx_rounding::even) == r.even);
+    CHECK(mx_scale_exponent(r.amax, e4m3, mx_rounding::rceil) == r.rceil);
   }
   CHECK(mx_scale_nan + 127 == 0xFF);
 }
@@ -522,36 +522,49 @@ TEST_CASE("scaler: MX shared exponents of other element formats and the E8M0 bou
   for (const row& r : {row{57344, 0, 1, 0, 0}, row{61440, 0, 1, 1, 1} /* 1.111b: carries at 2 bits */,
                        row{32768, 0, 0, 0, 0}}) {
     INFO("e5m2 amax " << r.amax);
-    CHECK(mx_scale_exponent(r.amax, 15, 57344, mx_rounding::floor) == r.floor);
-    CHECK(mx_scale_exponent(r.amax, 15, 57344, mx_rounding::ceil) == r.ceil);
-    CHECK(mx_scale_exponent(r.amax, 15, 57344, mx_rounding::even) == r.even);
-    CHECK(mx_scale_exponent(r.amax, 15, 57344, mx_rounding::rceil) == r.rceil);
+    const format e5m2 = builtin(format_id::e5m2);
+    CHECK(mx_scale_exponent(r.amax, e5m2, mx_rounding::floor) == r.floor);
+    CHECK(mx_scale_exponent(r.amax, e5m2, mx_rounding::ceil) == r.ceil);
+    CHECK(mx_scale_exponent(r.amax, e5m2, mx_rounding::even) == r.even);
+    CHECK(mx_scale_exponent(r.amax, e5m2, mx_rounding::rceil) == r.rceil);
   }
   // E2M1: emax 2, max 6 = 1.5 * 2^2, 1 mantissa bit. float32(1/6) = 2^-3 * 4/3 * (1 + 2^-25),
   // so 6 * rcp = 1 + 2^-25 rounds to 1.
   for (const row& r : {row{6, 0, 1, 0, 0}, row{7, 0, 1, 1, 1} /* 1.11b + 0.01b carries */,
                        row{5, 0, 1, 0, 0} /* 1.01b + 0.01b = 1.10b; 5/6 < 1 */, row{0.5f, -3, -3, -3, -3}}) {
     INFO("e2m1 amax " << r.amax);
-    CHECK(mx_scale_exponent(r.amax, 2, 6, mx_rounding::floor) == r.floor);
-    CHECK(mx_scale_exponent(r.amax, 2, 6, mx_rounding::ceil) == r.ceil);
-    CHECK(mx_scale_exponent(r.amax, 2, 6, mx_rounding::even) == r.even);
-    CHECK(mx_scale_exponent(r.amax, 2, 6, mx_rounding::rceil) == r.rceil);
+    const format e2m1 = builtin(format_id::e2m1);
+    CHECK(mx_scale_exponent(r.amax, e2m1, mx_rounding::floor) == r.floor);
+    CHECK(mx_scale_exponent(r.amax, e2m1, mx_rounding::ceil) == r.ceil);
+    CHECK(mx_scale_exponent(r.amax, e2m1, mx_rounding::even) == r.even);
+    CHECK(mx_scale_exponent(r.amax, e2m1, mx_rounding::rceil) == r.rceil);
   }
-  // even for a format outside the table needs its mantissa bits: with 3, 1.1111b carries.
-  CHECK_THROWS_AS(mx_scale_exponent(1.9375f, 0, 1.875, mx_rounding::even), std::invalid_argument);
-  CHECK(mx_scale_exponent(1.9375f, 0, 1.875, mx_rounding::even, 3) == 1);
-  CHECK(mx_scale_exponent(1.9375f, 0, 1.875, mx_rounding::floor) == 0);
-  CHECK_THROWS_AS(mx_scale_exponent(1.0f, 8, 448, mx_rounding::even, 23), std::invalid_argument);
+  // Any element format, its facts from the format itself (no table of MX element formats): a
+  // finite 6-bit format of emax 0, max 1.875 and 3 mantissa bits; with 3, 1.1111b carries.
+  const format t{"t", 6, 2, 3, 3, special::finite, true};
+  REQUIRE(t.emax() == 0);
+  CHECK(mx_scale_exponent(1.9375f, t, mx_rounding::even) == 1);
+  CHECK(mx_scale_exponent(1.9375f, t, mx_rounding::floor) == 0);
+  // fp16 is an element format too (replay -P mx -f fp16): emax 15, 10 mantissa bits.
+  CHECK(mx_scale_exponent(65504.0f, builtin(format_id::fp16), mx_rounding::floor) == 0);
+  CHECK(mx_scale_exponent(65504.0f, builtin(format_id::fp16), mx_rounding::even) == 0);
+  // Mantissas wider than float32's 22 usable bits and unsigned formats are refused.
+  const format wide{"wide", 32, 8, 23, 127, special::ieee, true};
+  CHECK_THROWS_AS(mx_scale_exponent(1.0f, wide, mx_rounding::even), std::invalid_argument);
+  CHECK_THROWS_AS(mx_scale_exponent(1.0f, builtin(format_id::e8m0), mx_rounding::floor), std::invalid_argument);
 }
 
 TEST_CASE("scaler: MX exponents above the E8M0 range", "[scaler]") {
-  // floor with emax_elem -2: 2^125 -> 127 fits, 2^126 -> 128 is past E8M0's 127: NaN.
-  CHECK(mx_scale_exponent(0x1p125f, -2, 0.5, mx_rounding::floor) == 127);
-  CHECK(mx_scale_exponent(0x1p126f, -2, 0.5, mx_rounding::floor) == mx_scale_nan);
-  // rceil with elem_max 0.5 (rcp 2): 1.5 * 2^126 * 2 = 1.5 * 2^127 rounds up past 2^127, and
+  // A 4-bit "fn" format (2 exponent bits, 1 mantissa bit, bias 4): its largest finite code is
+  // 0.11.0 = 2^-1, so emax -1 and max 0.5.
+  const format tiny{"tiny", 4, 2, 1, 4, special::fn, true};
+  REQUIRE(tiny.emax() == -1);
+  // floor: 2^126 -> 127 fits, 2^127 -> 128 is past E8M0's 127: NaN.
+  CHECK(mx_scale_exponent(0x1p126f, tiny, mx_rounding::floor) == 127);
+  CHECK(mx_scale_exponent(0x1p127f, tiny, mx_rounding::floor) == mx_scale_nan);
+  // rceil with max 0.5 (rcp 2): 1.5 * 2^126 * 2 = 1.5 * 2^127 rounds up past 2^127, and
   // satfinite keeps 2^127.
-  CHECK(mx_scale_exponent(1.5f * 0x1p126f, -2, 0.5, mx_rounding::rceil) == 127);
-  CHECK(mx_scale_exponent(0x1p126f, -2, 0.5, mx_rounding::rceil) == 127);  // exactly 2^127
-  CHECK(mx_scale_exponent(0x1p125f, -2, 0.5, mx_rounding::rceil) == 126);
-  CHECK_THROWS_AS(mx_scale_exponent(1.0f, 8, 0, mx_rounding::rceil), std::invalid_argument);
+  CHECK(mx_scale_exponent(1.5f * 0x1p126f, tiny, mx_rounding::rceil) == 127);
+  CHECK(mx_scale_exponent(0x1p126f, tiny, mx_rounding::rceil) == 127);  // exactly 2^127
+  CHECK(mx_scale_exponent(0x1p125f, tiny, mx_rounding::rceil) == 126);
 }

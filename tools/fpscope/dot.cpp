@@ -45,9 +45,7 @@ std::vector<double> load_as(const std::string& path, const format& f, std::vecto
 }
 
 int run(const dot_options& o) {
-  const auto id = find_format(o.format);
-  if (!id) throw usage_error("unknown format '" + o.format + "' (known: " + std::string(format_names()) + ")");
-  const format f = builtin(*id);
+  const format f = parse_format(o.format, "--format");
   if (f.man_bits > 25) throw usage_error("dot needs an input format of at most 26 significand bits");
   accumulator acc;
   try {
@@ -56,9 +54,8 @@ int run(const dot_options& o) {
     throw usage_error(e.what());
   }
   if (!o.acc_rounding.empty()) {
-    const auto r = find_rounding(o.acc_rounding);
-    if (!r || *r == rounding::sr) throw usage_error("--acc-rounding: unknown or unsupported mode '" + o.acc_rounding + "'");
-    acc.round = *r;
+    acc.round = parse_rounding(o.acc_rounding, "--acc-rounding");
+    if (acc.round == rounding::sr) throw usage_error("--acc-rounding: sr gives no fixed result; use a deterministic mode");
   }
   std::vector<std::uint64_t> sa, sb;
   const auto a = load_as(o.a, f, sa), b = load_as(o.b, f, sb);
@@ -106,10 +103,12 @@ runner setup(CLI::App& app) {
   auto* sub = app.add_subcommand("dot", "mixed-precision dot or matrix product, with its error against the exact value");
   sub->add_option("A", o->a, ".npy vector (k) or matrix (m, k): float16, float32 or float64")->required();
   sub->add_option("B", o->b, ".npy vector (k) or matrix (k, n)")->required();
-  sub->add_option("-f,--format", o->format, "input format; inputs are rounded to it (nearest-even) [default: fp16]");
+  sub->add_option("-f,--format", o->format, "input format; inputs are rounded to it (nearest-even) [default: fp16]")
+      ->check(parsed_by([](const std::string& v) { parse_format(v, "--format"); }, "--format", "FORMAT"));
   sub->add_option("-a,--acc", o->acc,
                   "accumulator: fp32, fp16, bf16, tf32, or bits:N (N significand bits,\ntruncation) [default: fp32]");
-  sub->add_option("--acc-rounding", o->acc_rounding, "rounding of each accumulation step: rne, rtz, rup, rdn, rna, rto");
+  sub->add_option("--acc-rounding", o->acc_rounding, "rounding of each accumulation step: rne, rtz, rup, rdn, rna, rto")
+      ->check(parsed_by([](const std::string& v) { parse_rounding(v, "--acc-rounding"); }, "--acc-rounding", "MODE"));
   sub->add_option("-k,--block", o->block, "promote the partial sum into an fp32 total every K products (0: never)")
       ->check(count_check(false));
   sub->add_flag("--json", o->json, "print a JSON object (every result) instead of the table");

@@ -2,6 +2,10 @@
 // a scale and cast to each format; exact counts from the bucket histogram (fpscope/histogram.hpp),
 // the scale to use, and where the values sit against each format's thresholds.
 #include <algorithm>
+#include <atomic>
+#include <exception>
+#include <mutex>
+#include <omp.h>
 #include <cmath>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -14,6 +18,8 @@
 
 #include "cli.hpp"
 #include "fpscope/convert.hpp"
+#include "fpscope/counting.hpp"
+#include "fpscope/contain.hpp"
 #include "fpscope/histogram.hpp"
 #include "fpscope/npy.hpp"
 #include "fpscope/trace.hpp"
@@ -23,69 +29,14 @@
 namespace fpscope::cli {
 namespace {
 
-constexpr int kmin = -126, kmax = 127, sweep = kmax - kmin + 1;  // the float32 normal powers of two
-
 struct hist_options {
   std::vector<std::string> inputs;
   std::string formats = "fp16,bf16,e4m3,e5m2", scales = "1", input_format, errors = "auto", plot;
-  std::string rounding, profile = "ieee", overflow, view_scale, steps;
+  std::string view_scale, steps;
+  conversion_request policy;  // --rounding, --profile, --overflow (the formats come from -f)
   int headroom = 1, threads = 0;
   bool json = false, csv = false, reference = false, quiet = false, no_picture = false;
 };
-
-// "2^-3:2^10", "1024", "2^4", "0.5" and comma lists of them; each a positive finite float32.
-std::vector<float> parse_scales(const std::string& text) {
-  std::vector<float> out;
-  const auto one = [&](std::string s) -> float {
-    double v;
-    if (s.rfind("2^", 0) == 0) {
-      std::size_t used = 0;
-      int k;
-      try {
-        k = std::stoi(s.substr(2), &used);
-      } catch (const std::exception&) {
-        throw usage_error("--scales: '" + s + "' is not a scale (2^K, a number, or 2^A:2^B)");
-      }
-      if (used != s.size() - 2) throw usage_error("--scales: '" + s + "' is not a scale (2^K, a number, or 2^A:2^B)");
-      if (k < -149 || k > 127) throw usage_error("--scales: " + s + " is not a float32 (2^-149 .. 2^127)");
-      v = std::ldexp(1.0, k);
-    } else {
-      char* end = nullptr;
-      v = std::strtod(s.c_str(), &end);
-      if (s.empty() || *end) throw usage_error("--scales: '" + s + "' is not a scale (2^K, a number, or 2^A:2^B)");
-    }
-    const float f = static_cast<float>(v);
-    if (!(std::isfinite(f) && f > 0))
-      throw usage_error("--scales: '" + s + "' is not a positive finite float32");
-    return f;
-  };
-  std::size_t at = 0;
-  while (at <= text.size()) {
-    const std::size_t comma = std::min(text.find(',', at), text.size());
-    const std::string item = text.substr(at, comma - at);
-    if (const auto colon = item.find(':'); colon != std::string::npos) {
-      // 2^A:2^B or 2^A:2^B:STEP (every STEP-th power of two from 2^A up to 2^B).
-      const auto colon2 = item.find(':', colon + 1);
-      const float a = one(item.substr(0, colon)), b = one(item.substr(colon + 1, colon2 - colon - 1));
-      int step = 1;
-      if (colon2 != std::string::npos) {
-        const std::string st = item.substr(colon2 + 1);
-        if (st.empty() || st.size() > 3 || st.find_first_not_of("0123456789") != std::string::npos || std::stoi(st) < 1)
-          throw usage_error("--scales: the step of '" + item + "' is not a positive integer");
-        step = std::stoi(st);
-      }
-      int ea, eb;
-      if (std::frexp(a, &ea) != 0.5f || std::frexp(b, &eb) != 0.5f || a > b)
-        throw usage_error("--scales: a range is 2^A:2^B[:STEP] with A <= B, not '" + item + "'");
-      for (int k = ea; k <= eb; k += step) out.push_back(std::ldexp(1.0f, k - 1));
-    } else {
-      out.push_back(one(item));
-    }
-    at = comma + 1;
-  }
-  if (out.size() > 4096) throw usage_error("--scales: at most 4096 scales");
-  return out;
-}
 
 // One input: an .npy array, or one named tensor of a trace over the chosen steps.
 struct loaded {
@@ -105,57 +56,74 @@ struct loaded {
   }
 };
 
-// Calls f(span<const float>) or f(span<const double>) over the values, chunk by chunk, handing
-// the pages of a chunk back once it is done. A trace tensor's histogram-only steps are not
-// values: visit_histograms() passes those.
+// Calls f(span<const float>) or f(span<const double>) over the values, in chunks, concurrently
+// on `threads` threads: an .npy array's chunks on an OpenMP loop (each chunk's pages handed back
+// once it is done), a trace tensor's storage chunks as trace_reader::values_parallel inflates
+// them. f must be thread-safe. A trace tensor's histogram-only steps are not values:
+// each_histogram() passes those.
 template <class F>
-void visit(const loaded& t, F&& f, progress* bar = nullptr, std::uint64_t* done = nullptr) {
-  constexpr std::uint64_t chunk = std::uint64_t{1} << 22;
+void each_chunk(const loaded& t, F&& f, int threads, progress* bar = nullptr, std::atomic<std::uint64_t>* done = nullptr) {
+  const auto advance = [&](std::size_t n) {
+    if (bar && done) {
+      const std::uint64_t now = *done += n;
+      if (omp_get_thread_num() == 0) bar->update(now);
+    }
+  };
   if (t.trace) {
-    for (const auto& [s, tt] : t.parts)
-      if (tt->has_values)
-        t.trace->values(*s, *tt, [&](std::span<const float> v) {
-          heartbeat();
-          f(v);
-          if (bar) bar->update(*done += v.size());
-        });
+    for (const auto& [s, tt] : t.parts) {
+      if (!tt->has_values) continue;
+      const trace_tensor* one[] = {tt};
+      t.trace->values_parallel(
+          *s, one,
+          [&](std::size_t, std::uint64_t, std::span<const float> v) {
+            heartbeat();
+            f(v);
+            advance(v.size());
+          },
+          threads);
+    }
     return;
   }
+  constexpr std::uint64_t chunk = std::uint64_t{1} << 22;
   const auto& in = *t.npy;
-  std::vector<float> buf;
-  for (std::uint64_t lo = 0; lo < in.size(); lo += chunk) {
-    const std::size_t n = std::size_t(std::min(chunk, in.size() - lo));
-    switch (in.dtype()) {
-      case npy_dtype::f4: f(in.values<float>().subspan(lo, n)); break;
-      case npy_dtype::f8: f(in.values<double>().subspan(lo, n)); break;
-      case npy_dtype::f2:
-        buf.resize(n);
-        decode(in.values<std::uint16_t>().subspan(lo, n), std::span<float>(buf), builtin(format_id::fp16));
-        f(std::span<const float>(buf));
-        break;
-      case npy_dtype::u1:
-        buf.resize(n);
-        decode(in.values<std::uint8_t>().subspan(lo, n), std::span<float>(buf), *t.codes);
-        f(std::span<const float>(buf));
-        break;
-      case npy_dtype::u2:
-        buf.resize(n);
-        decode(in.values<std::uint16_t>().subspan(lo, n), std::span<float>(buf), *t.codes);
-        f(std::span<const float>(buf));
-        break;
-      case npy_dtype::u4:
-        buf.resize(n);
-        decode(in.values<std::uint32_t>().subspan(lo, n), std::span<float>(buf), *t.codes);
-        f(std::span<const float>(buf));
-        break;
+  const std::uint64_t chunks = (in.size() + chunk - 1) / chunk;
+  const int nt = threads > 0 ? threads : omp_get_max_threads();
+  std::exception_ptr error;
+  std::mutex m;
+#pragma omp parallel num_threads(chunks > 1 ? nt : 1)
+  {
+    std::vector<float> buf;  // this thread's decoded chunk (float16 and code arrays)
+#pragma omp for schedule(dynamic, 1)
+    for (std::uint64_t c = 0; c < chunks; ++c) {
+      try {
+        const std::uint64_t lo = c * chunk;
+        const std::size_t n = std::size_t(std::min(chunk, in.size() - lo));
+        const auto decoded = [&](auto codes, const format& cf) {
+          buf.resize(n);
+          decode(codes.subspan(lo, n), std::span<float>(buf), cf);
+          return std::span<const float>(buf);
+        };
+        switch (in.dtype()) {
+          case npy_dtype::f4: f(in.values<float>().subspan(lo, n)); break;
+          case npy_dtype::f8: f(in.values<double>().subspan(lo, n)); break;
+          case npy_dtype::f2: f(decoded(in.values<std::uint16_t>(), builtin(format_id::fp16))); break;
+          case npy_dtype::u1: f(decoded(in.values<std::uint8_t>(), *t.codes)); break;
+          case npy_dtype::u2: f(decoded(in.values<std::uint16_t>(), *t.codes)); break;
+          case npy_dtype::u4: f(decoded(in.values<std::uint32_t>(), *t.codes)); break;
+        }
+        in.release(lo, n);
+        advance(n);
+      } catch (...) {  // no exception may leave the OpenMP region: the first is rethrown after it
+        const std::lock_guard lock(m);
+        if (!error) error = std::current_exception();
+      }
     }
-    in.release(lo, n);
-    if (bar) bar->update(*done += n);
   }
+  if (error) std::rethrow_exception(error);
 }
 
 template <class F>
-void visit_histograms(const loaded& t, F&& f) {
+void each_histogram(const loaded& t, F&& f) {
   for (const auto& [s, tt] : t.parts)
     if (!tt->has_values) f(t.trace->histogram(*s, *tt)), heartbeat();
 }
@@ -176,13 +144,13 @@ struct opened_trace {
   std::unique_ptr<trace_reader> reader;
   std::vector<trace_step> steps;
 };
-std::vector<loaded> open_trace(opened_trace& ot, const std::string& path, std::pair<std::int64_t, std::int64_t> range) {
+std::vector<loaded> open_trace(opened_trace& ot, const std::string& path, step_range range) {
   ot.reader = std::make_unique<trace_reader>(path);
   heartbeat();
   for (std::size_t i = 0; i < ot.reader->size(); ++i) {
     trace_step s = ot.reader->step(i);
     heartbeat();
-    if (s.step >= range.first && s.step <= range.second) ot.steps.push_back(std::move(s));
+    if (range.contains(s.step)) ot.steps.push_back(std::move(s));
   }
   std::vector<loaded> out;
   std::map<std::string, std::size_t> at;
@@ -207,10 +175,7 @@ loaded open_input(const std::string& path, const std::string& input_format) {
   const npy_dtype d = t.npy->dtype();
   const bool uint = d == npy_dtype::u1 || d == npy_dtype::u2 || d == npy_dtype::u4;
   if (!input_format.empty()) {
-    const auto id = find_format(input_format);
-    if (!id) throw usage_error("--input-format: unknown format '" + input_format + "' (known: " +
-                               std::string(format_names()) + ")");
-    const format f = builtin(*id);
+    const format f = parse_format(input_format, "--input-format");
     if (!uint || int(npy_itemsize(d)) != f.storage_bytes())
       throw npy_error(fmt::format("{}: --input-format {} reads uint{} arrays of codes, not {}", path, f.name,
                                   8 * f.storage_bytes(), npy_type_name(d)));
@@ -226,7 +191,7 @@ loaded open_input(const std::string& path, const std::string& input_format) {
 int run(const hist_options& o) {
   if (o.json && o.csv) throw usage_error("--json and --csv exclude each other");
   if (o.errors != "auto" && o.errors != "all" && o.errors != "recommended" && o.errors != "none")
-    throw usage_error("--errors: unknown value '" + o.errors + "' (known: auto, all, recommended, none)");
+    throw usage_error("--errors: unknown value " + fpscope::quoted(o.errors) + " (known: auto, all, recommended, none)");
   if (!o.plot.empty()) try {
       plot_is_svg(o.plot);  // before the work, not after
     } catch (const std::invalid_argument& e) {
@@ -239,30 +204,27 @@ int run(const hist_options& o) {
   for (std::size_t at = 0; at <= o.formats.size();) {
     const std::size_t comma = std::min(o.formats.find(',', at), o.formats.size());
     conversion_options c;
-    c.to = o.formats.substr(at, comma - at);
-    c.rounding = o.rounding;
-    c.profile = o.profile;
-    c.overflow = o.overflow;
+    c.req = o.policy;
+    c.req.format = o.formats.substr(at, comma - at);
     resolve(c);
-    if (!c.fmt.is_signed()) throw usage_error(std::string(c.fmt.name) + " is an unsigned scale format: hist needs an element format");
-    if (c.pol.round == rounding::sr)
-      throw usage_error("--rounding sr gives no fixed class per value: hist needs a deterministic rounding");
+    require_deterministic(c, "hist");
     fmts.push_back(c);
     at = comma + 1;
   }
 
-  // Specs: per format, every float32 normal power of two (for the recommendations), then the rows.
-  const std::size_t stride = sweep + scales.size();
+  // Specs: per format, the sweep over every float32 normal power of two (for the
+  // recommendations), then the rows.
+  const std::size_t stride = scale_sweep::size + scales.size();
   std::vector<cast_spec> specs;
   for (const auto& c : fmts) {
-    for (int k = kmin; k <= kmax; ++k) specs.push_back({c.fmt, c.pol, std::ldexp(1.0f, k)});
+    for (const auto& sp : scale_sweep::specs(c.fmt, c.pol)) specs.push_back(sp);
     for (const float s : scales) specs.push_back({c.fmt, c.pol, s});
   }
 
   std::vector<loaded> tensors;
   std::deque<opened_trace> traces;  // stable: inputs point into them
   std::uint64_t total_values = 0, total_bytes = 0;
-  const auto range = parse_steps(o.steps);
+  const step_range range = parse_steps(o.steps);
   for (const auto& p : o.inputs) {
     if (is_hdf5(p)) {
       for (auto& t : open_trace(traces.emplace_back(), p, range)) tensors.push_back(std::move(t));
@@ -278,53 +240,38 @@ int run(const hist_options& o) {
   if (o.reference && some_histograms)
     throw usage_error("--reference casts every value: the trace has histogram-only tensors (no values to cast)");
 
-  class_counter counter(specs, ~std::uint64_t{0}, o.threads), recorded(specs, ~std::uint64_t{0}, 1);
   std::vector<char> straddled(specs.size(), 0);  // a boundary inside a recorded bucket
   std::vector<class_counts> totals(specs.size());
   std::vector<std::vector<class_counts>> per_tensor;  // rows only
   std::map<int, std::uint64_t> binades;
   {
-    progress bar("counting", total_values * (o.reference ? 1 : 2), total_bytes, !o.quiet);
-    std::uint64_t done = 0;
+    progress bar("counting", total_values, total_bytes, !o.quiet);
+    std::atomic<std::uint64_t> done{0};
     for (const auto& t : tensors) {
-      std::vector<class_counts> c;
-      if (o.reference) {
-        c.assign(specs.size(), {});
-        visit(t, [&](auto x) {
-          const auto r = count_reference(x, specs);
-          for (std::size_t i = 0; i < c.size(); ++i) c[i] += r[i];
-        }, &bar, &done);
-      } else {
-        counter.reset(t.size());
-        visit(t, [&](auto x) { counter.add(x); }, &bar, &done);
-        if (counter.needs_refine())
-          visit(t, [&](auto x) {
-            if constexpr (std::is_same_v<decltype(x), std::span<const float>>) counter.refine(x);
-          });
-        c = counter.counts();
-        // Histogram-only steps in a counter of their own: the values' refine pass stays exact.
-        if (t.histogram_only()) {
-          recorded.reset();
-          visit_histograms(t, [&](const auto& h) { recorded.add_histogram(h); });
-          for (std::size_t i = 0; i < specs.size(); ++i) straddled[i] = straddled[i] || !recorded.exact(i);
-          const auto h = recorded.counts();
-          for (std::size_t i = 0; i < c.size(); ++i) c[i] += h[i];
-          for (const auto& [k, n] : recorded.binades()) binades[k] += n;
-        }
-        done += t.size();
-        bar.update(done);
+      // Every chunk counted where it arrives (class_tally), values and recorded histograms alike.
+      class_tally tally(o.reference ? std::vector<cast_spec>{} : specs, t.size());
+      std::vector<class_counts> c(specs.size());
+      std::mutex m;
+      each_chunk(
+          t,
+          [&](auto x) {
+            tally.add(x);
+            if (!o.reference) return;
+            const auto r = count_reference(x, specs);
+            const std::lock_guard lock(m);
+            for (std::size_t i = 0; i < c.size(); ++i) c[i] += r[i];
+          },
+          o.threads, &bar, &done);
+      each_histogram(t, [&](const auto& h) { tally.add_histogram(h); });
+      if (!o.reference) {
+        c = tally.counts();
+        for (std::size_t i = 0; i < specs.size(); ++i) straddled[i] = straddled[i] || !tally.exact(i);
       }
-      if (o.reference) {
-        class_counter b({}, 0);
-        visit(t, [&](auto x) { b.add(x); });
-        for (const auto& [k, n] : b.binades()) binades[k] += n;
-      } else {
-        for (const auto& [k, n] : counter.binades()) binades[k] += n;
-      }
+      for (const auto& [k, n] : tally.binades()) binades[k] += n;
       for (std::size_t i = 0; i < specs.size(); ++i) totals[i] += c[i];
       auto& rows = per_tensor.emplace_back();
       for (std::size_t f = 0; f < fmts.size(); ++f)
-        for (std::size_t j = 0; j < scales.size(); ++j) rows.push_back(c[f * stride + sweep + j]);
+        for (std::size_t j = 0; j < scales.size(); ++j) rows.push_back(c[f * stride + scale_sweep::size + j]);
     }
   }
 
@@ -333,35 +280,22 @@ int run(const hist_options& o) {
   for (std::size_t f = 0; f < fmts.size(); ++f) {
     report_format r;
     r.conv = fmts[f];
-    for (std::size_t j = 0; j < scales.size(); ++j) r.rows.push_back({scales[j], totals[f * stride + sweep + j], {}, false});
-    const auto at = [&](int k) -> const class_counts& { return totals[f * stride + std::size_t(k - kmin)]; };
-    if (at(0).nonzero_finite() > 0) {
-      int top = kmin - 1;
-      for (int k = kmin; k <= kmax; ++k)
-        if (at(k)[cast_class::overflow] == 0) top = k;
-      if (top >= kmin) {
-        const int k = std::max(kmin, top - o.headroom);
-        r.gradscaler = report_row{std::ldexp(1.0f, k), at(k), {}, false};
-        r.no_overflow_log2 = top;
-      }
-      // Fewest underflow + overflow, then fewest subnormal; the middle of a tied run.
-      std::vector<int> best;
-      std::pair<std::uint64_t, std::uint64_t> best_loss{~0ull, ~0ull};
-      for (int k = kmin; k <= kmax; ++k) {
-        const auto& c = at(k);
-        const std::pair<std::uint64_t, std::uint64_t> loss{c[cast_class::underflow] + c[cast_class::overflow],
-                                                           c[cast_class::subnormal]};
-        if (loss < best_loss) best_loss = loss, best.clear();
-        if (loss == best_loss) best.push_back(k);
-      }
-      const int k = best[best.size() / 2];
-      r.min_loss = report_row{std::ldexp(1.0f, k), at(k), {}, false};
-      r.min_loss_range = {best.front(), best.back()};
+    for (std::size_t j = 0; j < scales.size(); ++j)
+      r.rows.push_back({scales[j], totals[f * stride + scale_sweep::size + j], {}, false});
+    const scale_sweep sweep(std::span<const class_counts>(totals).subspan(f * stride, scale_sweep::size));
+    const recommendations rec = recommend(sweep, o.headroom);
+    if (rec.gradscaler) {
+      r.gradscaler = report_row{std::ldexp(1.0f, rec.gradscaler->log2_scale), rec.gradscaler->counts, {}, false};
+      r.no_overflow_log2 = rec.no_overflow_log2;
+    }
+    if (rec.fewest_lost) {
+      r.min_loss = report_row{std::ldexp(1.0f, rec.fewest_lost->log2_scale), rec.fewest_lost->counts, {}, false};
+      r.min_loss_range = rec.fewest_lost_range;
     }
     report.push_back(std::move(r));
   }
 
-  // Error statistics: a pass per (format, scale) that needs them.
+  // Error statistics of the rows that need them, a pass per row over the values.
   // Histogram-only steps of a trace have no values to measure errors on: none then, rather
   // than statistics of part of the input.
   const bool rows_errors = !some_histograms && (o.errors == "all" || (o.errors == "auto" && scales.size() <= 4));
@@ -376,13 +310,23 @@ int run(const hist_options& o) {
     }
     for (auto* row : want) {
       const cast_spec c{r.conv.fmt, r.conv.pol, row->scale};
-      for (const auto& t : tensors) visit(t, [&](auto x) { accumulate_errors(x, c, row->errors); });
+      std::mutex m;
+      for (const auto& t : tensors)
+        each_chunk(
+            t,
+            [&](auto x) {
+              error_stats e;
+              accumulate_errors(x, c, e);
+              const std::lock_guard lock(m);
+              row->errors += e;
+            },
+            o.threads);
       row->has_errors = true;
     }
   }
 
   // The picture's scale: --view-scale, else the first row's.
-  const float view = o.view_scale.empty() ? scales.front() : parse_scales(o.view_scale).front();
+  const float view = o.view_scale.empty() ? scales.front() : parse_scales(o.view_scale, "--view-scale").front();
   report_input in;
   for (std::size_t i = 0; i < tensors.size(); ++i) {
     const auto& t = tensors[i];
@@ -404,9 +348,9 @@ int run(const hist_options& o) {
   // straddled a recorded bucket. (The sweep that chooses the recommendations straddles some at
   // extreme scales, where x * S leaves the float32 normals; docs/hist.md.)
   for (std::size_t f = 0; f < fmts.size(); ++f) {
-    for (std::size_t j = 0; j < scales.size(); ++j) report[f].rows[j].exact = !straddled[f * stride + sweep + j];
+    for (std::size_t j = 0; j < scales.size(); ++j) report[f].rows[j].exact = !straddled[f * stride + scale_sweep::size + j];
     for (auto* r : {&report[f].gradscaler, &report[f].min_loss})
-      if (*r) (*r)->exact = !straddled[f * stride + std::size_t(std::ilogb((*r)->scale) - kmin)];
+      if (*r) (*r)->exact = !straddled[f * stride + std::size_t(std::ilogb((*r)->scale) - scale_sweep::kmin)];
     for (const auto& r : report[f].rows) in.exact = in.exact && r.exact;
     for (const auto& r : {report[f].gradscaler, report[f].min_loss}) in.exact = in.exact && (!r || r->exact);
   }
@@ -441,29 +385,40 @@ runner setup(CLI::App& app) {
                   "(.h5, docs/trace.md: one input per tensor name, summed over the steps)")
       ->required()
       ->check(CLI::ExistingFile);
-  sub->add_option("-f,--formats", o->formats, "comma-separated formats [default: fp16,bf16,e4m3,e5m2]");
+  sub->add_option("-f,--formats", o->formats, "comma-separated formats [default: fp16,bf16,e4m3,e5m2]")
+      ->check(parsed_by(
+          [](const std::string& v) {
+            for (std::size_t at = 0; at <= v.size();) {
+              const std::size_t comma = std::min(v.find(',', at), v.size());
+              parse_format(std::string_view(v).substr(at, comma - at), "--formats");
+              at = comma + 1;
+            }
+          },
+          "--formats", "F,F,..."));
   sub->add_option("-s,--scales", o->scales,
                   "scales S (x is multiplied by S, in float32, before the cast): 2^K, numbers,\n"
                   "ranges 2^A:2^B[:STEP] (every (STEP-th) power of two between),\n"
-                  "comma-separated [default: 1]");
-  sub->add_option("-r,--rounding", o->rounding, "rounding mode (not sr): " + rounding_names() + " [default: rne]");
-  sub->add_option("-p,--profile", o->profile, "policy bundle: " + profile_names() + " [default: ieee]");
-  sub->add_option("--overflow", o->overflow, "inf or saturate [default: the profile's]");
-  sub->add_option("--steps", o->steps, "traces: only training steps A:B (inclusive; A: or :B open)");
-  sub->add_option("--input-format", o->input_format, "the format of uint arrays' codes (bf16 for uint16, e4m3 for uint8, ...)");
+                  "comma-separated [default: 1]")
+      ->check(parsed_by([](const std::string& v) { parse_scales(v); }, "--scales", "S,..."));
+  add_policy_options(*sub, o->policy, "ieee");
+  sub->add_option("--steps", o->steps, "traces: only training steps A:B (inclusive; A: or :B open; A alone)")
+      ->check(parsed_by([](const std::string& v) { parse_steps(v); }, "--steps", "A:B"));
+  sub->add_option("--input-format", o->input_format, "the format of uint arrays' codes (bf16 for uint16, e4m3 for uint8, ...)")
+      ->check(parsed_by([](const std::string& v) { parse_format(v, "--input-format"); }, "--input-format", "FORMAT"));
   sub->add_option("--headroom", o->headroom, "binades below the largest scale without overflow (the GradScaler\n"
                                              "recommendation) [default: 1]")
       ->check(CLI::Range(0, 64));
   sub->add_option("--errors", o->errors,
                   "error statistics: auto (every row when at most 4 scales, else the\n"
                   "recommendations), all, recommended, none [default: auto]");
-  sub->add_option("--view-scale", o->view_scale, "scale of the terminal picture and --plot [default: the first scale]");
+  sub->add_option("--view-scale", o->view_scale, "scale of the terminal picture and --plot [default: the first scale]")
+      ->check(parsed_by([](const std::string& v) { parse_scales(v, "--view-scale"); }, "--view-scale", "S"));
   sub->add_option("--plot", o->plot, "also draw the histogram and the formats' regions to FILE.svg or FILE.png");
   sub->add_flag("--no-picture", o->no_picture, "leave the log2|x| picture out of the text output");
   sub->add_flag("--json", o->json, "print JSON (counts are exact integers)");
   sub->add_flag("--csv", o->csv, "print CSV: one line per input (and 'all') x format x scale");
   sub->add_flag("--reference", o->reference, "count by casting every value (slow; the same counts, as a cross-check)");
-  sub->add_option("-j,--threads", o->threads, "threads [default: all]")->check(CLI::Range(0, 1024));
+  add_threads_option(*sub, o->threads);
   sub->add_flag("-q,--quiet", o->quiet, "no progress bar");
   sub->footer(
       "Each finite x: y = fl32(x * S), q = y cast to the format. Classes: zero (x == 0), underflow\n"

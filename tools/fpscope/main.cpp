@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "cli.hpp"
+#include "fpscope/contain.hpp"
 #include "fpscope/npy.hpp"
 
 #ifndef FPSCOPE_VERSION
@@ -40,7 +41,7 @@ namespace {
 
 // An interrupted `convert` must not leave its temporary output behind, nor `replay` its worker.
 extern "C" void on_signal(int sig) {
-  fpscope::cli::kill_worker();
+  fpscope::kill_worker();
   fpscope::npy_remove_temporaries();
   std::signal(sig, SIG_DFL);
   std::raise(sig);
@@ -123,7 +124,7 @@ int run(int argc, char** argv) {
 int main(int argc, char** argv) noexcept {
   try {
     return run(argc, argv);
-  } catch (const usage_error& e) {
+  } catch (const fpscope::option_error& e) {  // usage_error too
     report(e.what());
     return exit_usage;
   } catch (const std::exception& e) {

@@ -76,6 +76,17 @@ struct cast_thresholds {
 cast_thresholds<std::uint32_t> thresholds32(const cast_spec& c);
 cast_thresholds<std::uint64_t> thresholds64(const cast_spec& c);
 
+/// The class of a float32 x from its cast's thresholds: classify_cast(x, c) for the spec c they
+/// were found for, without casting (a compare per threshold).
+inline cast_class threshold_class(const cast_thresholds<std::uint32_t>& t, float x) {
+  const std::uint32_t b = std::bit_cast<std::uint32_t>(x);
+  const std::uint32_t m = b & 0x7FFFFFFFu;
+  if (m >= 0x7F800000u) return cast_class::nonfinite;
+  if (m == 0) return cast_class::zero;
+  const auto& a = t.at[b >> 31];
+  return static_cast<cast_class>(1 + (m >= a[0]) + (m >= a[1]) + (m >= a[2]));
+}
+
 /// The exact bucket histogram of float32 values. Within a binade (sign and exponent), a value's
 /// bucket is the run L of leading ones of its fraction (0..23), the bit after the zero that ends
 /// the run, and whether every bit below those is zero: the value 1.1..10b000.. itself, or the
@@ -110,7 +121,7 @@ class bucket_histogram {
   void add(std::span<const float> x, int threads = 0);
   bucket_histogram& operator+=(const bucket_histogram& o);
   void clear();
-  std::uint64_t operator[](std::uint32_t key) const { return counts_[key]; }
+  std::uint64_t operator[](std::uint32_t key) const { return counts_.empty() ? 0 : counts_[key]; }
   std::uint64_t total() const;
   /// Elements of sign s with magnitude bits < v; v must be an edge.
   std::uint64_t below(int sign, std::uint32_t v) const;
@@ -122,7 +133,8 @@ class bucket_histogram {
 
  private:
   void prefix() const;
-  std::vector<std::uint64_t> counts_;
+  void allocate();
+  std::vector<std::uint64_t> counts_;  // empty until the first count: all zero
   mutable std::vector<std::uint64_t> prefix_;        // per sign, counts of keys below; empty: stale
 };
 

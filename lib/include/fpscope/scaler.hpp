@@ -15,6 +15,8 @@
 #include <string_view>
 #include <vector>
 
+#include "fpscope/format.hpp"
+
 namespace fpscope {
 
 // ---- Loss scalers ----------------------------------------------------------------------------
@@ -189,12 +191,12 @@ class te_delayed {
   float scale_ = 1.0f;
 };
 
-/// Per-tensor current scaling (Float8CurrentScaling; compute_scale_from_amax with
-/// amax_epsilon 0): fp8_max / amax in float32; 1 when amax is 0, negative, inf or NaN; FLT_MAX
-/// when the quotient overflows. power_of_two (force_pow_2_scales) then rounds the scale down to
+/// Per-tensor current scaling (Float8CurrentScaling; compute_scale_from_amax): amax is raised to
+/// amax_epsilon (QParams.amax_epsilon, default 0) when below it, then fp8_max / amax in float32;
+/// 1 when that amax is 0, inf or NaN; FLT_MAX when the quotient overflows. power_of_two (force_pow_2_scales) then rounds the scale down to
 /// a power of two by clearing its mantissa. std::invalid_argument unless fp8_max is a positive
 /// finite float32.
-double te_current_scale(double amax, double fp8_max, bool power_of_two);
+double te_current_scale(double amax, double fp8_max, bool power_of_two, double amax_epsilon = 0);
 
 // ---- MX and block scaling --------------------------------------------------------------------
 
@@ -209,20 +211,18 @@ enum class mx_rounding {
 /// The value mx_scale_exponent returns for the E8M0 NaN (0xFF = this + 127).
 inline constexpr int mx_scale_nan = 128;
 
-/// The E8M0 shared exponent (unbiased) of one 32-element block whose amax is `amax` (its sign is
-/// ignored), for an element format with largest normal exponent `emax_elem` and max finite
-/// `elem_max`; the scale divides the block: X = 2^result, and the E8M0 byte is result + 127.
+/// The E8M0 shared exponent (unbiased) of one block whose amax is `amax` (its sign is ignored),
+/// for the element format `elem` (its largest normal exponent, max finite and mantissa width);
+/// the scale divides the block: X = 2^result, and the E8M0 byte is result + 127.
 /// Results are clamped below at -127 (so amax 0 and float32 subnormals give -127); above 127
 /// (only reachable with emax_elem < 0) they are NaN; NaN amax gives mx_scale_nan, inf amax too
-/// except under rceil, where NVIDIA saturates to 127.
-/// `even` needs the element's mantissa bits: mbits_elem, or 0 to look it up for the OCP element
-/// formats (E4M3, E5M2, E3M2, E2M3, E2M1) and E4M3FNUZ; std::invalid_argument otherwise.
-/// `rceil` throws std::invalid_argument unless elem_max is positive and finite.
-int mx_scale_exponent(float amax, int emax_elem, double elem_max, mx_rounding r, int mbits_elem = 0);
+/// except under rceil, where NVIDIA saturates to 127. std::invalid_argument for an unsigned
+/// format or one whose mantissa is wider than 22 bits.
+int mx_scale_exponent(float amax, const format& elem, mx_rounding r);
 
 /// 1xN / NxN tile scales (DeepSeek-V3 style block scaling, as TE's Float8BlockScaling computes
 /// them from a float32 input): fp8_max / tile amax with te_current_scale's rules, optionally
 /// rounded down to a power of two (TE's default for this recipe).
-double block_scale(double amax, double fp8_max, bool power_of_two);
+double block_scale(double amax, double fp8_max, bool power_of_two, double amax_epsilon = 0);
 
 }  // namespace fpscope

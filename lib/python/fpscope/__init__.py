@@ -1,8 +1,10 @@
 """fpscope: bit-exact low-precision floating point from Python.
 
-The numbers come from the C++ library (the `_fpscope` extension built next to this file);
-this package adds a `Format` view of the format properties and `replay()`, which runs the
-`fpscope replay` command (the replay engine lives in the CLI, not in the library).
+The numbers come from the C++ library (the `_fpscope` extension built next to this file), in
+this process: conversion, arithmetic, class counts, the power-of-two sweep with the scales to use
+(`sweep`, `recommend`), and the replay engine (`replay`, which reads the trace in a worker process
+so that a hostile file cannot crash or hang Python). This package adds a `Format` view of the
+format properties.
 
     import fpscope
     fpscope.cast(1.2e-7, "fp16")          # (2, 1.1920928955078125e-07, {...flags})
@@ -41,8 +43,12 @@ from ._fpscope import (  # noqa: F401  (re-exported)
     histogram_binades,
     policy_info,
     profiles,
+    recipes,
+    recommend,
     roundings,
+    sweep,
 )
+from . import _fpscope
 
 CLASSES = ("zero", "underflow", "subnormal", "normal", "overflow", "nonfinite")
 VALUE_CLASSES = ("zero", "subnormal", "normal", "infinite", "nan")
@@ -106,11 +112,14 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 
 
 def replay(path, policy: str = "torch", *, format: str | None = None, profile: str | None = None,  # noqa: A002
-           rounding: str | None = None, overflow: str | None = None, steps: str | None = None) -> dict:
-    """`fpscope replay PATH --policy POLICY --json`, parsed (see `fpscope replay --help`)."""
-    args = ["replay", str(path), "--policy", policy, "--json", "--quiet"]
-    for flag, v in (("--format", format), ("--profile", profile), ("--rounding", rounding),
-                    ("--overflow", overflow), ("--steps", steps)):
-        if v is not None:
-            args += [flag, v]
-    return json.loads(cli(*args).stdout)
+           rounding: str | None = None, overflow: str | None = None, steps: str | None = None,
+           threads: int = 0, top: int = 5, tensors: bool = True) -> dict:
+    """Replays the trace at `path` through a recipe (see `recipes()` and `fpscope replay --help`).
+
+    The result is the `fpscope replay --json` schema (docs/json.md) as a dict, plus "arrays": the
+    per-step columns (step, scale, skipped, one count array per class) as NumPy arrays. The trace
+    is read in a worker process: a file that crashes or hangs libhdf5 raises ValueError. Bad
+    options raise ValueError, as the CLI's usage errors. `tensors=False` keeps only the steps'
+    totals (the summary is complete either way).
+    """
+    return _fpscope._replay(os.fspath(path), policy, format, profile, rounding, overflow, steps, threads, top, tensors)

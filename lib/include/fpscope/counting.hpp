@@ -1,0 +1,118 @@
+// Class counts as the front ends need them: over values that arrive in chunks from any thread (a
+// memory-mapped array split across cores, a trace's storage chunks as they inflate), over
+// recorded histograms, and over a sweep of every power-of-two scale with the scales worth using.
+// Built on fpscope/histogram.hpp; the definitions are in docs/hist.md.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <utility>
+#include <vector>
+
+#include "fpscope/histogram.hpp"
+
+namespace fpscope {
+
+/// Exact class counts of many casts, summed over chunks. Each chunk is counted completely where
+/// it arrives (bucket pass, refine pass while it is in cache, counts), so chunks may come in any
+/// order and from any thread; recorded histograms add in time proportional to their buckets.
+class class_tally {
+ public:
+  /// std::invalid_argument when a spec cannot be counted (fpscope::check). `expected_size`, the
+  /// number of values all chunks will hold, chooses the method as class_counter's does (a search
+  /// among the thresholds below 2^12 values, the bucket pass above), the same for every chunk.
+  explicit class_tally(std::vector<cast_spec> specs, std::uint64_t expected_size = ~std::uint64_t{0});
+  class_tally(const class_tally&) = delete;
+  class_tally& operator=(const class_tally&) = delete;
+
+  const std::vector<cast_spec>& specs() const { return proto_.specs(); }
+
+  /// Counts a chunk of values. Thread-safe.
+  void add(std::span<const float> x);
+  void add(std::span<const double> x);
+  /// Counts one array split into chunks on `threads` OpenMP threads (0: all cores above
+  /// fpscope::parallel_threshold values).
+  void add_parallel(std::span<const float> x, int threads = 0);
+  void add_parallel(std::span<const double> x, int threads = 0);
+  /// Adds recorded bucket counts (bucket_histogram::sparse() form, keys in any order). A class
+  /// boundary inside a non-empty bucket cannot be resolved without the values: that bucket
+  /// counts above it, and exact() turns false. Thread-safe.
+  void add_histogram(std::span<const std::pair<std::uint32_t, std::uint64_t>> buckets);
+
+  /// Counts per spec.
+  std::vector<class_counts> counts() const;
+  /// Whether every count is exact (false only through add_histogram), and the same per spec.
+  bool exact() const;
+  bool exact(std::size_t spec) const;
+  /// floor(log2|x|) -> count of every nonzero finite value added (float32 subnormals at -127,
+  /// float64 values at their own exponent).
+  std::map<int, std::uint64_t> binades() const;
+  /// Elements added (values and histogram buckets).
+  std::uint64_t size() const;
+
+ private:
+  void merge(const std::vector<class_counts>& c, const std::map<int, std::uint64_t>& b, std::uint64_t n);
+  class_counter proto_;  // the specs and their thresholds, copied for each chunk
+  std::uint64_t expected_;
+  mutable std::mutex m_;
+  std::vector<class_counts> counts_;
+  std::vector<char> inexact_;
+  std::map<int, std::uint64_t> binades_;
+  std::uint64_t size_ = 0;
+};
+
+/// Exact counts per spec of one array (add -> refine -> counts), on `threads` threads.
+std::vector<class_counts> count_classes(std::span<const float> x, std::span<const cast_spec> specs, int threads = 0);
+std::vector<class_counts> count_classes(std::span<const double> x, std::span<const cast_spec> specs, int threads = 0);
+
+/// Counts per set of thresholds from a sparse bucket histogram, in time proportional to its
+/// buckets (no 2^16-entry table). inexact[i] is set where a boundary of thresholds[i] fell inside
+/// a non-empty bucket (that bucket counted above it).
+std::vector<class_counts> count_histogram(std::span<const std::pair<std::uint32_t, std::uint64_t>> buckets,
+                                          std::span<const cast_thresholds<std::uint32_t>> thresholds,
+                                          std::vector<char>& inexact);
+/// floor(log2|x|) -> count of a sparse bucket histogram (bucket_histogram::binades()).
+std::map<int, std::uint64_t> histogram_binades(std::span<const std::pair<std::uint32_t, std::uint64_t>> buckets);
+
+// ---- the power-of-two sweep and the scales to use ---------------------------------------------
+
+/// Counts of one cast at every float32 normal power of two 2^kmin .. 2^kmax, indexed by the
+/// exponent.
+class scale_sweep {
+ public:
+  static constexpr int kmin = -126, kmax = 127;
+  static constexpr std::size_t size = kmax - kmin + 1;
+  /// The specs to count, in exponent order: fmt and pol at 2^k for k = kmin .. kmax.
+  static std::vector<cast_spec> specs(const format& fmt, const policy& pol);
+  /// `counts` in the order of specs(); std::invalid_argument unless it has `size` entries.
+  explicit scale_sweep(std::span<const class_counts> counts);
+  /// The counts at scale 2^k; std::out_of_range outside [kmin, kmax].
+  const class_counts& at(int k) const;
+
+ private:
+  std::vector<class_counts> c_;
+};
+
+/// A recommended scale 2^log2_scale and the counts there.
+struct recommendation {
+  int log2_scale = 0;
+  class_counts counts;
+};
+
+/// The scales worth using, from a sweep (none when no nonzero finite value was counted).
+struct recommendations {
+  /// GradScaler-style: the largest power of two at which nothing overflows, less `headroom`
+  /// binades (none when every scale overflows).
+  std::optional<recommendation> gradscaler;
+  int no_overflow_log2 = 0;  ///< that largest power of two (valid with gradscaler)
+  /// Fewest lost: fewest underflow + overflow, then fewest subnormal; of a tied run of scales,
+  /// the middle one.
+  std::optional<recommendation> fewest_lost;
+  std::pair<int, int> fewest_lost_range{};  ///< the tied run, as exponents
+};
+recommendations recommend(const scale_sweep& s, int headroom = 1);
+
+}  // namespace fpscope

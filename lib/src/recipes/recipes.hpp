@@ -1,0 +1,30 @@
+// The recipe table's rows, one per file of this folder (registry.cpp lists them).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "fpscope/recipe.hpp"
+
+namespace fpscope::detail {
+
+/// One recipe: how --help shows it and how its spec is parsed. `keys` returns the grammar of its
+/// keys (options.hpp's describe_keys over the same keys the parser uses).
+struct entry {
+  std::string_view name, summary, models;
+  std::string (*keys)();
+  std::unique_ptr<recipe> (*make)(std::string_view rest);
+};
+
+extern const entry static_entry, torch_entry, deepspeed_entry, megatron_entry;  // loss.cpp
+extern const entry te_delayed_entry;                                            // te_delayed.cpp
+extern const entry te_current_entry;                                            // te_current.cpp
+extern const entry mx_entry;                                                    // mx.cpp
+extern const entry block_entry;                                                 // block.cpp
+
+/// A float32 scale a kernel multiplies by: a double beyond float32's range clamped into it.
+float float32_scale(double s);
+
+
+}  // namespace fpscope::detail

@@ -1,0 +1,46 @@
+// The one table of recipes: a recipe is a file of this folder and a row here.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "recipes.hpp"
+
+namespace fpscope {
+namespace detail {
+
+float float32_scale(double s) {
+  return static_cast<float>(std::clamp(s, double(std::numeric_limits<float>::denorm_min()),
+                                       double(std::numeric_limits<float>::max())));
+}
+
+namespace {
+const entry* const table[] = {&static_entry,     &torch_entry,      &deepspeed_entry, &megatron_entry,
+                              &te_delayed_entry, &te_current_entry, &mx_entry,        &block_entry};
+}  // namespace
+
+}  // namespace detail
+
+block_counts recipe::count_blocks(const tensor_meta&, std::span<const float>) {
+  throw std::logic_error(describe() + " counts per tensor, not per block");
+}
+
+std::span<const recipe_info> recipes() {
+  static const std::vector<recipe_info> list = [] {
+    std::vector<recipe_info> v;
+    for (const auto* e : detail::table) v.push_back({e->name, e->summary, e->keys(), e->models, e->make});
+    return v;
+  }();
+  return list;
+}
+
+std::unique_ptr<recipe> make_recipe(std::string_view spec) {
+  const auto [name, rest] = split_spec(spec);
+  for (const auto* e : detail::table)
+    if (e->name == name) return e->make(rest);
+  std::string known;
+  for (const auto* e : detail::table) known += (known.empty() ? "" : ", ") + std::string(e->name);
+  throw option_error("unknown policy " + quoted(name) + " (known: " + known + ")");
+}
+
+}  // namespace fpscope

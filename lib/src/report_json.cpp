@@ -1,0 +1,72 @@
+#include "fpscope/report_json.hpp"
+
+namespace fpscope {
+namespace {
+
+using json = nlohmann::ordered_json;
+
+constexpr cast_class nonzero_finite_classes[] = {cast_class::underflow, cast_class::subnormal, cast_class::normal,
+                                                 cast_class::overflow};
+
+json fraction(std::uint64_t n, std::uint64_t of) { return of ? json(double(n) / double(of)) : json(nullptr); }
+
+// A scale or scale bound that may be absent (no steps).
+json maybe(bool has, double v) { return has ? json(v) : json(nullptr); }
+
+}  // namespace
+
+json counts_json(const class_counts& c) {
+  json j;
+  j["total"] = c.total();
+  for (int i = 0; i < cast_class_count; ++i) j[std::string(name(cast_class(i)))] = c.n[std::size_t(i)];
+  json all, nzf;
+  for (int i = 0; i < cast_class_count; ++i) all[std::string(name(cast_class(i)))] = fraction(c.n[std::size_t(i)], c.total());
+  for (const auto k : nonzero_finite_classes) nzf[std::string(name(k))] = fraction(c[k], c.nonzero_finite());
+  j["fraction_of_all"] = all;
+  j["fraction_of_nonzero_finite"] = nzf;
+  return j;
+}
+
+json replay_json(const replay_result& r) {
+  json j;
+  j["trace"] = r.trace;
+  j["model"] = r.model;
+  j["policy"] = r.policy;
+  j["format"] = r.cast;
+  json steps = json::array();
+  for (const auto& s : r.steps) {
+    json js{{"step", s.step}, {"scale", s.scale}, {"skipped", s.skipped}};
+    js.update(counts_json(s.total));
+    json ts = json::array();
+    for (const auto& t : s.tensors) {
+      json jt{{"name", t.name}, {"scale", t.scale}, {"exact", t.exact}};
+      jt.update(counts_json(t.counts));
+      ts.push_back(std::move(jt));
+    }
+    js["tensors"] = std::move(ts);
+    steps.push_back(std::move(js));
+  }
+  j["steps"] = std::move(steps);
+  const auto& m = r.summary;
+  const bool any = !r.steps.empty();
+  json causes = json::object();
+  for (const auto& [n, c] : m.skip_causes) causes[n] = c;
+  json worst = json::array();
+  for (const auto& [n, f] : m.worst_underflow) worst.push_back({{"name", n}, {"mean_underflow_fraction_of_nonzero", f}});
+  j["summary"] = {{"steps", r.steps.size()},
+                  {"skipped", m.skipped},
+                  {"stopped", m.stop_step ? json{{"step", *m.stop_step}, {"reason", m.stop_reason}} : json(nullptr)},
+                  {"scale_min", maybe(any, m.scale_min)},
+                  {"scale_max", maybe(any, m.scale_max)},
+                  {"scale_final", maybe(any, m.scale_final)},
+                  {"scale_changes", m.scale_changes},
+                  {"skip_causes", causes},
+                  {"worst_underflow", worst},
+                  {"exact", m.exact},
+                  {"steps_with_tensors_left_out", m.partial},
+                  {"incomplete_steps", r.incomplete}};
+  j["summary"].update(counts_json(m.total));
+  return j;
+}
+
+}  // namespace fpscope

@@ -1,0 +1,205 @@
+// 14. Counting as the front ends use it (fpscope/counting.hpp): a tally of chunks from any
+// thread, in any order, counts what one class_counter over the whole input counts (itself
+// checked against the reference model in test_histogram.cpp); counts straight from a sparse
+// histogram equal the bucket table's, exactness flags included; the sweep and its
+// recommendations follow their definitions, recomputed here from the reference path
+// (count_reference: every value cast).
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <random>
+#include <thread>
+
+#include "common.hpp"
+#include "fpscope/counting.hpp"
+
+using fpscope::cast_class;
+using fpscope::cast_spec;
+using fpscope::class_counts;
+
+namespace {
+
+// Gradient-like magnitudes over ~200 binades (float32 subnormals included), both signs, the
+// specials, and values on fp16's boundaries.
+std::vector<float> data(std::size_t n, unsigned seed) {
+  std::mt19937_64 g(seed);
+  std::uniform_real_distribution<double> e(-150, 60);
+  std::vector<float> x(n);
+  for (auto& v : x) v = static_cast<float>(std::exp2(e(g)) * (g() & 1 ? -1 : 1));
+  const float special[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, 0x1p-25f, 0x1.8p-25f, 65504.0f, 65520.0f, 0x1p-140f};
+  for (std::size_t i = 0; i < std::size(special) && i < n; ++i) x[i * 7 % n] = special[i];
+  return x;
+}
+
+std::vector<cast_spec> specs() {
+  using fpscope::builtin;
+  using fpscope::format_id;
+  std::vector<cast_spec> s;
+  for (const auto id : {format_id::fp16, format_id::bf16, format_id::e4m3, format_id::e5m2, format_id::e2m1})
+    for (const float scale : {1.0f, 0x1p-20f, 0x1p30f, 3.0f, 0.1f, 0x1p-140f})  // powers of two and not
+      s.push_back({builtin(id), fpscope::profile_policy(fpscope::profile::ieee, builtin(id)), scale});
+  return s;
+}
+
+std::vector<class_counts> whole(const std::vector<float>& x, const std::vector<cast_spec>& sp) {
+  fpscope::class_counter c(sp, x.size(), 1);
+  c.add(x);
+  if (c.needs_refine()) c.refine(x);
+  return c.counts();
+}
+
+}  // namespace
+
+TEST_CASE("counting: a tally of chunks counts what one counter over the whole input counts", "[counting]") {
+  const auto sp = specs();
+  const auto x = data(300000, 1);
+  const auto want = whole(x, sp);
+  REQUIRE(std::accumulate(want.begin(), want.end(), std::uint64_t{0},
+                          [](auto a, const class_counts& c) { return a + c[cast_class::subnormal]; }) > 0);
+  // Chunks of odd sizes, added in reverse order from two threads at once.
+  std::vector<std::span<const float>> chunks;
+  for (std::size_t at = 0, k = 1; at < x.size(); at += std::min<std::size_t>(k * 7919, x.size() - at), ++k)
+    chunks.push_back(std::span<const float>(x).subspan(at, std::min<std::size_t>(k * 7919, x.size() - at)));
+  REQUIRE(chunks.size() > 5);
+  fpscope::class_tally t(sp, x.size());
+  std::thread a([&] {
+    for (std::size_t i = chunks.size(); i-- > 0;)
+      if (i % 2) t.add(chunks[i]);
+  });
+  for (std::size_t i = chunks.size(); i-- > 0;)
+    if (i % 2 == 0) t.add(chunks[i]);
+  a.join();
+  CHECK(t.counts() == want);
+  CHECK(t.exact());
+  CHECK(t.size() == x.size());
+  fpscope::bucket_histogram h;
+  h.add(x);
+  CHECK(t.binades() == h.binades());
+  // The parallel array path, under several thread counts, and count_classes.
+  for (const int threads : {1, 2, 3}) {
+    fpscope::class_tally p(sp, x.size());
+    p.add_parallel(x, threads);
+    CHECK(p.counts() == want);
+    CHECK(fpscope::count_classes(std::span<const float>(x), sp, threads) == want);
+  }
+}
+
+TEST_CASE("counting: small inputs take the threshold search, and agree", "[counting]") {
+  const auto sp = specs();
+  const auto x = data(3000, 2);
+  fpscope::class_tally t(sp, x.size());  // below 2^12 values: no bucket table at all
+  t.add(std::span<const float>(x).first(1000));
+  t.add(std::span<const float>(x).subspan(1000));
+  CHECK(t.counts() == fpscope::count_reference(std::span<const float>(x), sp));
+  std::vector<double> d(x.begin(), x.end());
+  d[1] = 1e-300;  // beyond float32
+  fpscope::class_tally td(sp, d.size());
+  td.add(std::span<const double>(d));
+  CHECK(td.counts() == fpscope::count_reference(std::span<const double>(d), sp));
+}
+
+TEST_CASE("counting: counts from a sparse histogram equal the bucket table's", "[counting]") {
+  const auto sp = specs();
+  const auto x = data(200000, 3);
+  fpscope::bucket_histogram h;
+  h.add(x);
+  const auto sparse = h.sparse();
+  REQUIRE(sparse.size() > 1000);
+  std::vector<fpscope::cast_thresholds<std::uint32_t>> th;
+  for (const auto& c : sp) th.push_back(fpscope::thresholds32(c));
+  std::vector<char> inexact;
+  const auto got = fpscope::count_histogram(sparse, th, inexact);
+  // The bucket table's way (class_counter::add_histogram): counts and exactness per spec.
+  fpscope::class_counter c(sp, ~std::uint64_t{0}, 1);
+  c.add_histogram(sparse);
+  CHECK(got == c.counts());
+  std::size_t exact = 0;
+  for (std::size_t i = 0; i < sp.size(); ++i) {
+    CHECK(bool(inexact[i]) == !c.exact(i));
+    exact += !inexact[i];
+  }
+  // Both kinds occur: powers of two in the float32 normals are exact, 0.1 and 2^-140 are not.
+  CHECK(exact > 0);
+  CHECK(exact < sp.size());
+  // Where a spec is exact, it is the values' count; keys in any order give the same.
+  const auto values = whole(x, sp);
+  for (std::size_t i = 0; i < sp.size(); ++i)
+    if (!inexact[i]) CHECK(got[i] == values[i]);
+  auto shuffled = sparse;
+  std::shuffle(shuffled.begin(), shuffled.end(), std::mt19937(4));
+  std::vector<char> again;
+  CHECK(fpscope::count_histogram(shuffled, th, again) == got);
+  CHECK(fpscope::histogram_binades(sparse) == h.binades());
+  // A tally mixing a histogram and values: additive, and inexact only where the histogram is.
+  fpscope::class_tally t(sp);
+  t.add_histogram(sparse);
+  t.add(std::span<const float>(x));
+  for (std::size_t i = 0; i < sp.size(); ++i) {
+    class_counts twice = values[i];
+    twice += got[i];
+    CHECK(t.counts()[i] == twice);
+    CHECK(t.exact(i) == !inexact[i]);
+  }
+  CHECK_THROWS_AS(fpscope::count_histogram(std::vector<std::pair<std::uint32_t, std::uint64_t>>{{1u << 16, 1}}, th, inexact),
+                  std::invalid_argument);
+}
+
+TEST_CASE("counting: the sweep and the scales it recommends", "[counting]") {
+  using fpscope::scale_sweep;
+  const fpscope::format f = fpscope::builtin(fpscope::format_id::fp16);
+  const fpscope::policy p{};
+  // Gradient-like: log2|x| ~ -30 +- 8, some zeros and an outlier.
+  std::mt19937_64 g(5);
+  std::normal_distribution<double> e(-30, 8);
+  std::vector<float> x(20000);
+  for (auto& v : x) v = static_cast<float>(std::exp2(e(g)));
+  x[0] = 0, x[1] = 0, x[2] = 3.0f;
+  const auto sp = scale_sweep::specs(f, p);
+  REQUIRE(sp.size() == scale_sweep::size);
+  CHECK(sp.front().scale == 0x1p-126f);
+  CHECK(sp.back().scale == 0x1p127f);
+  const auto ref = fpscope::count_reference(std::span<const float>(x), sp);  // every value cast
+  const scale_sweep s(fpscope::count_classes(std::span<const float>(x), sp));
+  for (int k = scale_sweep::kmin; k <= scale_sweep::kmax; ++k) CHECK(s.at(k) == ref[std::size_t(k - scale_sweep::kmin)]);
+  CHECK_THROWS_AS(s.at(128), std::out_of_range);
+  CHECK_THROWS_AS(s.at(-127), std::out_of_range);
+
+  // The definitions, from the reference counts: the largest 2^k with no overflow, less the
+  // headroom; fewest underflow + overflow, then subnormal, the middle of the tie.
+  int top = 0;
+  for (int k = scale_sweep::kmin; k <= scale_sweep::kmax; ++k)
+    if (ref[std::size_t(k - scale_sweep::kmin)][cast_class::overflow] == 0) top = k;
+  REQUIRE(top > 0);
+  REQUIRE(top < 16);
+  for (const int headroom : {0, 1, 3}) {
+    const auto r = fpscope::recommend(s, headroom);
+    REQUIRE(r.gradscaler);
+    CHECK(r.no_overflow_log2 == top);
+    CHECK(r.gradscaler->log2_scale == top - headroom);
+    CHECK(r.gradscaler->counts == s.at(top - headroom));
+  }
+  std::vector<int> best;
+  std::pair<std::uint64_t, std::uint64_t> low{~0ull, ~0ull};
+  for (int k = scale_sweep::kmin; k <= scale_sweep::kmax; ++k) {
+    const auto& c = ref[std::size_t(k - scale_sweep::kmin)];
+    const std::pair<std::uint64_t, std::uint64_t> l{c[cast_class::underflow] + c[cast_class::overflow], c[cast_class::subnormal]};
+    if (l < low) low = l, best = {k};
+    else if (l == low) best.push_back(k);
+  }
+  const auto r = fpscope::recommend(s);
+  REQUIRE(r.fewest_lost);
+  CHECK(r.fewest_lost->log2_scale == best[best.size() / 2]);
+  CHECK(r.fewest_lost_range == std::pair{best.front(), best.back()});
+
+  // Nothing to recommend from zeros alone; every scale overflowing gives no GradScaler row.
+  const std::vector<float> zeros(100, 0.0f);
+  const auto none = fpscope::recommend(scale_sweep(fpscope::count_classes(std::span<const float>(zeros), sp)));
+  CHECK_FALSE(none.gradscaler);
+  CHECK_FALSE(none.fewest_lost);
+  // float64 inputs beyond float32: 1e300 * 2^-126 is still beyond fp16 at every power of two.
+  const std::vector<double> huge(10, 1e300);
+  const auto over = fpscope::recommend(scale_sweep(fpscope::count_classes(std::span<const double>(huge), sp)));
+  CHECK_FALSE(over.gradscaler);
+  CHECK(over.fewest_lost);
+}
