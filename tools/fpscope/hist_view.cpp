@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "fpscope/npy.hpp"
+#include "text.hpp"
 
 namespace fpscope::cli {
 namespace {
@@ -15,30 +16,6 @@ namespace {
 using json = nlohmann::ordered_json;
 
 constexpr cast_class shown[] = {cast_class::underflow, cast_class::subnormal, cast_class::normal, cast_class::overflow};
-
-std::string grouped(std::uint64_t n) {
-  const std::string d = std::to_string(n);
-  std::string out;
-  for (std::size_t i = 0; i < d.size(); ++i) {
-    if (i && (d.size() - i) % 3 == 0) out += ',';
-    out += d[i];
-  }
-  return out;
-}
-
-std::string percent(std::uint64_t n, std::uint64_t of) {
-  if (of == 0) return "-";
-  if (n == 0) return "0";
-  const double p = 100.0 * double(n) / double(of);
-  if (n == of) return "100%";
-  if (p >= 99.95) return fmt::format("{:.3g}%", std::min(p, 99.999));
-  if (p >= 10) return fmt::format("{:.1f}%", p);
-  if (p >= 1) return fmt::format("{:.2f}%", p);
-  return fmt::format("{:.2g}%", p);
-}
-
-std::string sci(double v) { return std::isnan(v) ? "-" : v == 0 ? "0" : fmt::format("{:.2e}", v); }
-std::string db(double v) { return std::isnan(v) ? "-" : std::isinf(v) ? "exact" : fmt::format("{:.1f}", v); }
 
 // The picture's thresholds: where each class begins for a positive x at the view scale.
 std::array<double, 3> view_thresholds(const report_format& f, float view) {
@@ -96,12 +73,6 @@ json row_json(const report_format& f, const report_row& r) {
 
 }  // namespace
 
-std::string scale_label(float s) {
-  int e;
-  if (std::frexp(s, &e) == 0.5f) return fmt::format("2^{}", e - 1);
-  return fmt::format("{}", s);
-}
-
 void print_text(const report_input& in, const std::vector<report_format>& fmts, bool colour) {
   const class_counts all = fmts.front().rows.front().counts;
   for (const auto& t : in.tensors)
@@ -124,8 +95,8 @@ void print_text(const report_input& in, const std::vector<report_format>& fmts, 
                  percent(c[cast_class::subnormal], n), percent(c[cast_class::normal], n),
                  percent(c[cast_class::overflow], n));
       if (r.has_errors)
-        fmt::print("{:>11}{:>11}{:>9}\n", sci(r.errors.mean_rel()), r.errors.n ? sci(r.errors.max_rel) : "-",
-                   db(r.errors.sqnr_db()));
+        fmt::print("{:>11}{:>11}{:>9}\n", scientific(r.errors.mean_rel()), r.errors.n ? scientific(r.errors.max_rel) : "-",
+                   decibels(r.errors.sqnr_db()));
       else
         fmt::print("{:>11}{:>11}{:>9}\n", "", "", "");
     };
@@ -174,7 +145,7 @@ void print_text(const report_input& in, const std::vector<report_format>& fmts, 
     std::string bar;
     for (int i = 0; i < full; ++i) bar += "█";
     bar += eighths[part];
-    fmt::print("  {:<9}{:>12}  {}{}", fmt::format("2^{}", b), grouped(n), bar, std::string(std::size_t(32 - full - (part > 0)), ' '));
+    fmt::print("  {:<9}{:>12}  {}{}", pow2_label(b), grouped(n), bar, std::string(std::size_t(32 - full - (part > 0)), ' '));
     const double x0 = std::ldexp(1.0, b), x1 = std::nextafter(std::ldexp(1.0, b + group), 0.0);
     for (std::size_t i = 0; i < fmts.size(); ++i) {
       const int r0 = region(th[i], x0), r1 = region(th[i], x1);
