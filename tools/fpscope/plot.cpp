@@ -1,7 +1,9 @@
 // Figures of `fpscope hist` and `fpscope replay`. Each drawing routine renders into an in-memory SVG or PNG
-// (cairo, toy text API only: no pango), and the bytes go to a temporary file renamed into place, so a failed
+// (cairo, toy text API only: no pango), and the bytes go through the library's output writer, so a failed
 // render or write never leaves a partial figure behind.
 #include "plot.hpp"
+
+#include "fpscope/output.hpp"
 
 #include <cairo-svg.h>
 #include <cairo.h>
@@ -750,26 +752,10 @@ std::string render(const std::string& path, int w, int h, bool svg, const Paint&
   return bytes;
 }
 
-void write_file(const std::string& path, std::string_view bytes) {
-  const std::string temp = fmt::format("{}.tmp.{}", path, ::getpid());
-  const auto fail = [&](int e, bool created) {
-    if (created) ::unlink(temp.c_str());
-    throw std::runtime_error(fmt::format("{}: cannot write: {}", path, std::strerror(e)));
-  };
-  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-  if (fd < 0) fail(errno, false);
-  while (!bytes.empty()) {
-    const ssize_t k = ::write(fd, bytes.data(), bytes.size());
-    if (k < 0 && errno == EINTR) continue;
-    if (k < 0) {
-      const int e = errno;
-      ::close(fd);
-      fail(e, true);
-    }
-    bytes.remove_prefix(std::size_t(k));
-  }
-  if (::close(fd) != 0) fail(errno, true);
-  if (::rename(temp.c_str(), path.c_str()) != 0) fail(errno, true);
+void write_file(const std::string& path, std::string_view bytes, const std::vector<std::string>& inputs) {
+  output_options opt;
+  opt.inputs = inputs;
+  write_output(path, bytes, opt);
 }
 
 }  // namespace
@@ -782,16 +768,16 @@ bool plot_is_svg(const std::string& path) {
   return ext == ".svg";
 }
 
-void write_plot(const std::string& path, const hist_picture& pic) {
+void write_plot(const std::string& path, const hist_picture& pic, const std::vector<std::string>& inputs) {
   const bool svg = plot_is_svg(path);
   const int w = 1000, h = 400 + 40 * int(pic.formats.size());
-  write_file(path, render(path, w, h, svg, [&](cairo_t* cr) { draw(cr, pic, w, h); }));
+  write_file(path, render(path, w, h, svg, [&](cairo_t* cr) { draw(cr, pic, w, h); }), inputs);
 }
 
-void write_replay_plot(const std::string& path, const replay_picture& pic) {
+void write_replay_plot(const std::string& path, const replay_picture& pic, const std::vector<std::string>& inputs) {
   const bool svg = plot_is_svg(path);
   const int w = 1000, h = 600;
-  write_file(path, render(path, w, h, svg, [&](cairo_t* cr) { draw_replay(cr, pic, w, h); }));
+  write_file(path, render(path, w, h, svg, [&](cairo_t* cr) { draw_replay(cr, pic, w, h); }), inputs);
 }
 
 }  // namespace fpscope::cli
