@@ -185,7 +185,6 @@ void output_file::fail(int err) const { refuse(path_, why(err)); }
 void output_file::flush() {
   const char* p = buffer_.data();
   std::size_t n = buffer_.size();
-  buffer_.clear();
   while (n > 0) {
     const ssize_t k = ::write(fd_, p, n);
     if (k < 0 && errno == EINTR) continue;
@@ -197,6 +196,7 @@ void output_file::flush() {
     p += k;
     n -= static_cast<std::size_t>(k);
   }
+  buffer_.clear();
 }
 
 void output_file::write(const void* bytes, std::size_t n) {
