@@ -6,8 +6,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <array>
-#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -162,36 +160,6 @@ std::uint32_t read_le(const unsigned char* p, int n) {
   std::uint32_t v = 0;
   for (int i = n - 1; i >= 0; --i) v = (v << 8) | p[i];
   return v;
-}
-
-// Temporary files of live writers, for npy_remove_temporaries() from a signal handler.
-constexpr int max_temporaries = 16;
-constexpr std::size_t max_temp_path = 4096;
-struct temporaries {
-  std::array<std::atomic<int>, max_temporaries> state{};  // 0 free, 1 being filled, 2 live
-  char paths[max_temporaries][max_temp_path]{};
-};
-temporaries& temps() {
-  static temporaries t;
-  return t;
-}
-static_assert(std::atomic<int>::is_always_lock_free);
-
-int register_temporary(const std::string& path) {
-  if (path.size() >= max_temp_path) return -1;
-  auto& t = temps();
-  for (int i = 0; i < max_temporaries; ++i) {
-    int expected = 0;
-    if (t.state[i].compare_exchange_strong(expected, 1)) {
-      std::memcpy(t.paths[i], path.c_str(), path.size() + 1);
-      t.state[i].store(2);
-      return i;
-    }
-  }
-  return -1;
-}
-void unregister_temporary(int slot) noexcept {
-  if (slot >= 0) temps().state[slot].store(0);
 }
 
 }  // namespace
@@ -430,93 +398,47 @@ std::string make_header(npy_dtype dtype, std::span<const std::uint64_t> shape, i
   for (std::size_t i = 0; i < (version == 1 ? 2u : 4u); ++i) h += static_cast<char>((len >> (8 * i)) & 0xFF);
   return h + dict;
 }
+
+// Output failures are npy_errors here, as every other problem with an .npy file.
+template <class F>
+void as_npy_error(F&& f) {
+  try {
+    f();
+  } catch (const output_error& e) {
+    throw npy_error(e.what());
+  }
+}
+
+std::uint64_t data_bytes_of(const std::string& path, npy_dtype dtype, std::span<const std::uint64_t> shape) {
+  std::uint64_t n = npy_itemsize(dtype);
+  for (auto d : shape)
+    if (__builtin_mul_overflow(n, d, &n)) fail(path, "cannot write: shape too large");
+  return n;
+}
+
 }  // namespace
 
-npy_writer::npy_writer(std::string path, npy_dtype dtype, std::vector<std::uint64_t> shape)
-    : path_(std::move(path)) {
-  if (path_.empty()) throw npy_error("output path is empty");
-  struct stat st {};
-  if (::stat(path_.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) fail(path_, "cannot write: is a directory");
-  expected_ = npy_itemsize(dtype);
-  for (auto d : shape)
-    if (__builtin_mul_overflow(expected_, d, &expected_)) fail(path_, "cannot write: shape too large");
-  temp_ = path_ + ".tmp." + std::to_string(::getpid());
-  fd_ = ::open(temp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
-  if (fd_ < 0) fail(path_, "cannot write: " + errno_text(errno));
-  slot_ = register_temporary(temp_);
-  buffer_.reserve(std::size_t{1} << 20);
+npy_writer::npy_writer(std::string path, npy_dtype dtype, std::vector<std::uint64_t> shape,
+                       const output_options& opt) try
+    : out_(std::move(path), opt), expected_(data_bytes_of(out_.path(), dtype, shape)) {
   int version = 1;
   const std::string header = make_header(dtype, shape, version);
-  try {
-    buffer_.insert(buffer_.end(), header.begin(), header.end());
-  } catch (...) {
-    abandon();
-    throw;
-  }
-}
-
-npy_writer::~npy_writer() {
-  if (!committed_) abandon();
-}
-
-void npy_writer::abandon() noexcept {
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = -1;
-  if (!temp_.empty()) ::unlink(temp_.c_str());
-  unregister_temporary(slot_);
-  slot_ = -1;
-}
-
-void npy_writer::flush_buffer() {
-  const char* p = buffer_.data();
-  std::size_t n = buffer_.size();
-  while (n > 0) {
-    const ssize_t k = ::write(fd_, p, n);
-    if (k < 0) {
-      if (errno == EINTR) continue;
-      fail(path_, "write failed: " + errno_text(errno));
-    }
-    p += k;
-    n -= static_cast<std::size_t>(k);
-  }
-  buffer_.clear();
+  out_.write(header);
+} catch (const output_error& e) {
+  throw npy_error(e.what());
 }
 
 void npy_writer::write(const void* bytes, std::size_t n) {
-  if (committed_ || fd_ < 0) throw std::logic_error(path_ + ": write after commit");
-  if (n > expected_ - written_)
-    throw std::logic_error(path_ + ": more data written than the shape declares");
-  const char* p = static_cast<const char*>(bytes);
+  if (n > expected_ - written_) throw std::logic_error(path() + ": more data written than the shape declares");
+  as_npy_error([&] { out_.write(bytes, n); });
   written_ += n;
-  while (n > 0) {
-    const std::size_t room = buffer_.capacity() - buffer_.size();
-    const std::size_t k = std::min(room, n);
-    buffer_.insert(buffer_.end(), p, p + k);
-    p += k;
-    n -= k;
-    if (buffer_.size() == buffer_.capacity()) flush_buffer();
-  }
 }
 
 void npy_writer::commit() {
-  if (committed_) return;
-  if (fd_ < 0) throw std::logic_error(path_ + ": commit after a failed write");
   if (written_ != expected_)
-    throw std::logic_error(path_ + ": wrote " + std::to_string(written_) + " of " + std::to_string(expected_) +
+    throw std::logic_error(path() + ": wrote " + std::to_string(written_) + " of " + std::to_string(expected_) +
                            " data bytes");
-  flush_buffer();
-  const int fd = std::exchange(fd_, -1);
-  if (::close(fd) != 0) fail(path_, "write failed: " + errno_text(errno));
-  if (::rename(temp_.c_str(), path_.c_str()) != 0) fail(path_, "cannot write: " + errno_text(errno));
-  committed_ = true;
-  unregister_temporary(slot_);
-  slot_ = -1;
-}
-
-void npy_remove_temporaries() noexcept {
-  auto& t = temps();
-  for (int i = 0; i < max_temporaries; ++i)
-    if (t.state[i].load() == 2) ::unlink(t.paths[i]);
+  as_npy_error([&] { out_.commit(); });
 }
 
 }  // namespace fpscope

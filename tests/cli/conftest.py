@@ -3,6 +3,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -65,6 +66,39 @@ def assert_nothing_left(directory: Path, *keep):
     """Only `keep` remains in `directory`: no output file, no temporary file."""
     left = sorted(x.name for x in Path(directory).iterdir())
     assert left == sorted(keep), f"left behind: {left}"
+
+
+def output_being_written(pid, directory):
+    """The size of a file that process `pid` has open for writing in `directory` (an unnamed
+    O_TMPFILE or a named temporary file alike), or None when there is none."""
+    d = str(directory).rstrip("/") + "/"
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    for fd in fds:
+        try:
+            if not os.readlink(f"/proc/{pid}/fd/{fd}").startswith(d):
+                continue
+            with open(f"/proc/{pid}/fdinfo/{fd}") as info:
+                flags = int(info.read().split("flags:")[1].split()[0], 8)
+            if flags & os.O_ACCMODE != os.O_RDONLY:
+                return os.stat(f"/proc/{pid}/fd/{fd}").st_size
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+    return None
+
+
+def wait_until_writing(proc, directory, min_bytes=1, timeout=30):
+    """Waits until `proc` has written `min_bytes` to an output in `directory`; returns the size
+    seen, or None when it never did (it finished or failed first, or the time ran out)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        size = output_being_written(proc.pid, directory)
+        if size is not None and size >= min_bytes:
+            return size
+        time.sleep(0.002)
+    return None
 
 
 @pytest.fixture

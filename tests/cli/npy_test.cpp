@@ -7,7 +7,6 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <string>
@@ -15,30 +14,12 @@
 
 #include "fpscope/exact.hpp"
 #include "fpscope/npy.hpp"
+#include "test_files.hpp"
 
-namespace fs = std::filesystem;
 using namespace fpscope;
+using namespace fpscope::test;
 
 namespace {
-
-struct temp_dir {
-  fs::path path;
-  temp_dir() {
-    std::string t = (fs::temp_directory_path() / "fpscope_npy_XXXXXX").string();
-    REQUIRE(::mkdtemp(t.data()) != nullptr);
-    path = t;
-  }
-  ~temp_dir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
-  std::vector<std::string> names() const {
-    std::vector<std::string> v;
-    for (const auto& e : fs::directory_iterator(path)) v.push_back(e.path().filename().string());
-    return v;
-  }
-};
 
 // A raw .npy: magic, version, little-endian header length, header text, then data bytes.
 std::string raw_npy(int major, const std::string& dict, std::size_t data_bytes, int minor = 0) {
@@ -56,11 +37,6 @@ std::string raw_npy(int major, const std::string& dict, std::size_t data_bytes, 
   return s;
 }
 
-void write_file(const std::string& path, const std::string& bytes) {
-  std::ofstream f(path, std::ios::binary);
-  f.write(bytes.data(), std::streamsize(bytes.size()));
-}
-
 // The message of the npy_error that opening `path` throws ("" if none).
 std::string open_error(const std::string& path) {
   try {
@@ -70,8 +46,6 @@ std::string open_error(const std::string& path) {
   }
   return "";
 }
-
-bool one_line(const std::string& s) { return !s.empty() && s.find('\n') == std::string::npos; }
 
 }  // namespace
 
@@ -163,8 +137,7 @@ TEST_CASE("npy writer leaves no partial output", "[npy]") {
       npy_writer w(d / "x.npy", npy_dtype::f4, {4});
       const float v[2] = {1, 2};
       w.write(v, sizeof v);
-      CHECK(fs::exists(w.temp_path()));
-      CHECK(w.temp_path() == d / "x.npy" + ".tmp." + std::to_string(::getpid()));
+      CHECK(d.names().empty());  // an unnamed file until commit
     }
     CHECK(d.names().empty());
   }
@@ -192,10 +165,14 @@ TEST_CASE("npy writer leaves no partial output", "[npy]") {
     f >> s;
     CHECK(s == "old");
   }
-  SECTION("npy_remove_temporaries deletes live temporaries") {
-    npy_writer w(d / "x.npy", npy_dtype::u1, {1});
-    npy_remove_temporaries();
-    CHECK(d.names().empty());
+  SECTION("writing over an input is refused") {
+    npy_save(d / "in.npy", npy_dtype::u1, {1}, std::span<const std::uint8_t>(std::vector<std::uint8_t>{7}));
+    output_options opt;
+    opt.inputs = {d / "in.npy"};
+    CHECK_THROWS_WITH(npy_writer(d / "./in.npy", npy_dtype::u1, {1}, opt),
+                      Catch::Contains("is the input file") && Catch::Contains(d / "./in.npy"));
+    CHECK(npy_reader(d / "in.npy").values<std::uint8_t>()[0] == 7);
+    CHECK_THROWS_AS(npy_writer(d / "in.npy", npy_dtype::u1, {1}, opt), npy_error);
   }
   SECTION("unwritable paths are one-line errors naming the path") {
     for (const std::string& p : {d / "no/such/dir/x.npy", d.path.string()}) {

@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 
+from conftest import assert_nothing_left, wait_until_writing
 from reference import FORMATS, Format, random_floats32, random_floats64
 
 MODES = ["rne", "rtz", "rup", "rdn", "rna"]
@@ -286,9 +287,7 @@ def test_interrupted_convert_leaves_nothing(fpscope, big_input, tmp):
     out = tmp / "out.npy"
     p = subprocess.Popen([fpscope.path, "convert", str(path), "--to", "bf16", "--chunk", "65536", "--threads", "1",
                           "-o", str(out)], stderr=subprocess.DEVNULL)
-    deadline = time.time() + 30
-    while time.time() < deadline and not any(tmp.iterdir()):
-        time.sleep(0.005)
+    wait_until_writing(p, tmp)  # the output is an unnamed file until complete: watch the process
     p.send_signal(signal.SIGINT)
     p.wait(timeout=60)
     left = sorted(x.name for x in tmp.iterdir())
@@ -297,3 +296,18 @@ def test_interrupted_convert_leaves_nothing(fpscope, big_input, tmp):
     else:
         assert p.returncode == -signal.SIGINT
         assert left == [], left
+
+
+def test_killed_convert_leaves_nothing(fpscope, big_input, tmp):
+    # SIGKILL cannot be caught: only an output that has no name until complete leaves nothing.
+    path, _ = big_input
+    src = tmp / "in.npy"
+    os.link(path, src)
+    p = subprocess.Popen([fpscope.path, "convert", str(src), "--to", "bf16", "--chunk", "65536", "--threads", "1",
+                          "-o", str(tmp / "out.npy")], stderr=subprocess.DEVNULL)
+    written = wait_until_writing(p, tmp, min_bytes=1 << 20)
+    p.kill()
+    p.wait(timeout=60)
+    assert written is not None and written < 2 * BIG, "convert was not caught half-way (bf16: 2 bytes a value)"
+    assert p.returncode == -signal.SIGKILL
+    assert_nothing_left(tmp, "in.npy")

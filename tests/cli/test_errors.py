@@ -1,6 +1,9 @@
 """Bad input, every kind: a nonzero exit (1 runtime, 2 usage), ONE line on stderr naming the
 problem, nothing on stdout, never a crash, and no output (or temporary) file left behind."""
 import os
+import resource
+import socket
+import stat
 import struct
 import subprocess
 
@@ -121,6 +124,95 @@ def test_failed_convert_keeps_the_previous_output(fpscope, tmp):
         f.truncate(200)
     p = fpscope.run("convert", src, "--to", "fp16", "-o", out)
     assert_one_line_error(p, "truncated data", status=RUNTIME)
+    assert out.read_bytes() == b"previous"
+    assert_nothing_left(tmp, "in.npy", "out.npy")
+
+
+@pytest.mark.parametrize("form", ["same path", "./in.npy", "symlink", "hard link"])
+def test_convert_never_writes_over_its_input(fpscope, tmp, good, form):
+    before = good.read_bytes()
+    out, keep = {"same path": ("in.npy", []), "./in.npy": ("./in.npy", []),
+                 "symlink": ("alias.npy", ["alias.npy"]), "hard link": ("hard.npy", ["hard.npy"])}[form]
+    if form == "symlink":
+        os.symlink("in.npy", tmp / "alias.npy")
+    if form == "hard link":
+        os.link(good, tmp / "hard.npy")
+    p = fpscope.run("convert", "in.npy", "--to", "e4m3", "-o", out, cwd=tmp)
+    assert_one_line_error(p, f"{out}: cannot write: it is the input file in.npy", status=RUNTIME)
+    assert good.read_bytes() == before
+    assert_nothing_left(tmp, "in.npy", *keep)
+
+
+def make_node(tmp, kind):
+    """A node that is not a regular file at tmp/NAME; returns NAME. A char device needs root."""
+    if kind == "fifo":
+        os.mkfifo(tmp / "node")
+    elif kind == "socket":
+        s = socket.socket(socket.AF_UNIX)
+        s.bind(str(tmp / "node"))
+        s.close()
+    elif kind in ("char device", "link to a char device"):
+        # A /dev/null of our own: never link to the real one, which a broken writer running as
+        # root would replace.
+        try:
+            os.mknod(tmp / "dev", stat.S_IFCHR | 0o600, os.makedev(1, 3))
+        except PermissionError:
+            pytest.skip("mknod needs root")
+        if kind == "char device":
+            return "dev"
+        os.symlink("dev", tmp / "node")
+    elif kind == "link to a FIFO":
+        os.mkfifo(tmp / "fifo")
+        os.symlink("fifo", tmp / "node")
+    elif kind == "dangling link":
+        os.symlink("nowhere", tmp / "node")
+    return "node"
+
+
+NODES = ["fifo", "socket", "char device", "link to a char device", "link to a FIFO", "dangling link"]
+
+
+@pytest.mark.parametrize("kind", NODES)
+def test_convert_never_replaces_what_is_not_a_regular_file(fpscope, tmp, good, kind):
+    out = tmp / make_node(tmp, kind)
+    nodes = {x.name: os.lstat(x) for x in tmp.iterdir()}
+    p = fpscope.run("convert", good, "--to", "fp16", "-o", out)
+    assert_one_line_error(p, f"{out}: cannot write: ", status=RUNTIME)
+    after = {x.name: os.lstat(x) for x in tmp.iterdir()}  # nothing added, nothing replaced
+    assert {k: (stat.S_IFMT(v.st_mode), v.st_ino) for k, v in after.items()} == \
+           {k: (stat.S_IFMT(v.st_mode), v.st_ino) for k, v in nodes.items()}
+
+
+@pytest.mark.parametrize("kind", ["fifo", "link to a char device"])
+def test_plot_never_replaces_what_is_not_a_regular_file(fpscope, tmp, good, kind):
+    out = tmp / "fig.svg"
+    os.rename(tmp / make_node(tmp, kind), out)
+    nodes = {x.name: stat.S_IFMT(os.lstat(x).st_mode) for x in tmp.iterdir()}
+    p = fpscope.run("hist", good, "--plot", out)
+    assert_one_line_error(p, f"{out}: cannot write: ", status=RUNTIME)
+    assert {x.name: stat.S_IFMT(os.lstat(x).st_mode) for x in tmp.iterdir()} == nodes
+
+
+def test_convert_writes_through_a_symlink_to_a_regular_file(fpscope, tmp, good):
+    (tmp / "real.npy").write_bytes(b"previous")
+    os.symlink("real.npy", tmp / "link.npy")
+    fpscope.ok("convert", good, "--to", "fp16", "-o", tmp / "link.npy")
+    assert os.path.islink(tmp / "link.npy")
+    np.testing.assert_array_equal(np.load(tmp / "real.npy"), np.load(good).astype(np.float16).view(np.uint16))
+    assert_nothing_left(tmp, "in.npy", "link.npy", "real.npy")
+
+
+def test_convert_past_the_file_size_limit_keeps_the_previous_output(fpscope, tmp):
+    src = tmp / "in.npy"
+    np.save(src, np.linspace(-1, 1, 1 << 20, dtype=np.float32))  # fp16 codes: 2 MiB
+    out = tmp / "out.npy"
+    out.write_bytes(b"previous")
+    hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+    if hard != resource.RLIM_INFINITY and hard < 1 << 20:
+        pytest.skip("the hard file size limit is below 1 MiB")
+    p = fpscope.run("convert", src, "--to", "fp16", "-o", out,
+                    preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, hard)))
+    assert_one_line_error(p, f"{out}: cannot write: File too large", "ulimit -f", status=RUNTIME)
     assert out.read_bytes() == b"previous"
     assert_nothing_left(tmp, "in.npy", "out.npy")
 

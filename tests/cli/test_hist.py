@@ -144,7 +144,7 @@ def test_several_tensors_csv_and_reference_path(fpscope, tmp):
     ref = fpscope.json(*args, "--reference")
     assert ref["results"] == out["results"] and ref["recommendations"] == out["recommendations"]
     csv = fpscope.ok("hist", fa, fb, "-f", "fp16", "-s", "1,2^4", "--csv").splitlines()
-    assert csv[0].startswith("input,format,rounding,overflow,profile,scale,total,zero,underflow")
+    assert csv[0].startswith("input,format,rounding,on_overflow,profile,scale,total,zero,underflow")
     assert len(csv) == 1 + 2 * 3
     last = dict(zip(csv[0].split(","), csv[-1].split(",")))
     assert last["input"] == "all" and int(last["total"]) == a.size + b.size

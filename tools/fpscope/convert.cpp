@@ -1,6 +1,6 @@
 // fpscope convert: bulk conversion of a float16/32/64 .npy into codes (or their values),
 // streamed in chunks from the memory map so that a file larger than memory converts in
-// bounded memory. The output appears only once complete (npy_writer renames on commit).
+// bounded memory. The output appears only once complete (output.hpp), and never over the input.
 #include <algorithm>
 #include <array>
 #include <chrono>
@@ -83,7 +83,9 @@ int run(convert_options& o) {
                                 npy_type_name(in.dtype()), npy_descr(in.dtype())));
   const format& f = o.conv.fmt;
   const npy_dtype out_type = o.decode ? npy_dtype::f4 : npy_uint_dtype(f.storage_bytes());
-  npy_writer out(o.output, out_type, in.shape());
+  output_options refuse;
+  refuse.inputs = {o.input};  // -o IN would destroy what is being read
+  npy_writer out(o.output, out_type, in.shape(), refuse);
   std::unique_ptr<class_counts> counts = o.verbose ? std::make_unique<class_counts>(f) : nullptr;
   switch (f.storage_bytes()) {
     case 1: convert_all<std::uint8_t>(in, out, o, counts.get()); break;
@@ -109,8 +111,8 @@ runner setup(CLI::App& app) {
   auto* sub = app.add_subcommand("convert", "convert a float16/32/64 .npy file to a format's codes");
   sub->add_option("IN", o->input, "input .npy: float16, float32 or float64, C order, little-endian")->required();
   sub->add_option("-o,--output", o->output,
-                  "output .npy: uint8/uint16/uint32 codes of the format (same shape); written to a\n"
-                  "temporary file and renamed when complete")
+                  "output .npy: uint8/uint16/uint32 codes of the format (same shape); it appears\n"
+                  "only when complete, replacing a regular file (not IN, a device or a FIFO)")
       ->required();
   add_conversion_options(*sub, o->conv);
   sub->add_flag("--decode", o->decode, "write the converted values as float32 instead of codes");

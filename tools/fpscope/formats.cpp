@@ -8,6 +8,7 @@
 
 #include "cli.hpp"
 #include "fpscope/convert.hpp"
+#include "text.hpp"
 
 namespace fpscope::cli {
 namespace {
@@ -67,14 +68,6 @@ format_facts facts(const format& f) {
   return r;
 }
 
-// 2^k when v is a power of two (all these are), with the decimal beside it.
-std::string pow2(double v) {
-  int e = 0;
-  const double m = std::frexp(v, &e);
-  if (m == 0.5) return fmt::format("2^{}", e - 1);
-  return fmt::format("{:.6g}", v);
-}
-
 std::string number(double v) { return fmt::format("{:.5g}", v); }
 
 struct formats_options {
@@ -124,7 +117,8 @@ int run(const formats_options& o) {
                                      "min normal", "max finite", "epsilon", "digits", "binades", "inf/NaN")));
   for (const auto& r : all) {
     const format& f = r.f;
-    const auto both = [](double v) { return fmt::format("{} {}", pow2(v), number(v)); };
+    // 2^k (all these are powers of two), with the decimal beside it.
+    const auto both = [](double v) { return fmt::format("{} {}", scale_label(v, 6), number(v)); };
     const std::string name = fmt::format("{:<9}", f.name);
     fmt::print(fmt::runtime(row), paint(colour, fmt::fg(fmt::terminal_color::cyan), name), f.bits, f.exp_bits,
                f.man_bits, f.bias, r.min_subnormal ? both(*r.min_subnormal) : "-", both(r.min_normal),

@@ -367,7 +367,7 @@ int run(const hist_options& o) {
   in.reference = o.reference;
   in.picture = !o.no_picture;
 
-  if (!o.plot.empty()) write_plot(o.plot, picture(in, report));
+  if (!o.plot.empty()) write_plot(o.plot, picture(in, report), o.inputs);
   if (o.json)
     print_json(in, report);
   else if (o.csv)

@@ -7,7 +7,10 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "fpscope/report_json.hpp"
+
 #include "fpscope/npy.hpp"
+#include "text.hpp"
 
 namespace fpscope::cli {
 namespace {
@@ -15,30 +18,6 @@ namespace {
 using json = nlohmann::ordered_json;
 
 constexpr cast_class shown[] = {cast_class::underflow, cast_class::subnormal, cast_class::normal, cast_class::overflow};
-
-std::string grouped(std::uint64_t n) {
-  const std::string d = std::to_string(n);
-  std::string out;
-  for (std::size_t i = 0; i < d.size(); ++i) {
-    if (i && (d.size() - i) % 3 == 0) out += ',';
-    out += d[i];
-  }
-  return out;
-}
-
-std::string percent(std::uint64_t n, std::uint64_t of) {
-  if (of == 0) return "-";
-  if (n == 0) return "0";
-  const double p = 100.0 * double(n) / double(of);
-  if (n == of) return "100%";
-  if (p >= 99.95) return fmt::format("{:.3g}%", std::min(p, 99.999));
-  if (p >= 10) return fmt::format("{:.1f}%", p);
-  if (p >= 1) return fmt::format("{:.2f}%", p);
-  return fmt::format("{:.2g}%", p);
-}
-
-std::string sci(double v) { return std::isnan(v) ? "-" : v == 0 ? "0" : fmt::format("{:.2e}", v); }
-std::string db(double v) { return std::isnan(v) ? "-" : std::isinf(v) ? "exact" : fmt::format("{:.1f}", v); }
 
 // The picture's thresholds: where each class begins for a positive x at the view scale.
 std::array<double, 3> view_thresholds(const report_format& f, float view) {
@@ -54,22 +33,6 @@ std::array<double, 3> view_thresholds(const report_format& f, float view) {
 
 int region(const std::array<double, 3>& t, double v) { return (v >= t[0]) + (v >= t[1]) + (v >= t[2]); }
 
-json counts_json(const class_counts& c) {
-  json j;
-  j["total"] = c.total();
-  for (int i = 0; i < cast_class_count; ++i) j[std::string(name(cast_class(i)))] = c.n[i];
-  const auto frac = [](std::uint64_t n, std::uint64_t of) -> json {
-    if (of == 0) return nullptr;
-    return double(n) / double(of);
-  };
-  json all, nzf;
-  for (int i = 0; i < cast_class_count; ++i) all[std::string(name(cast_class(i)))] = frac(c.n[i], c.total());
-  for (const auto k : shown) nzf[std::string(name(k))] = frac(c[k], c.nonzero_finite());
-  j["fraction_of_all"] = all;
-  j["fraction_of_nonzero_finite"] = nzf;
-  return j;
-}
-
 json errors_json(const report_row& r) {
   if (!r.has_errors) return nullptr;
   const auto num = [](double v) -> json { return std::isfinite(v) ? json(v) : json(nullptr); };
@@ -83,7 +46,7 @@ json errors_json(const report_row& r) {
 json row_json(const report_format& f, const report_row& r) {
   json j{{"format", f.conv.fmt.name},
          {"rounding", name(f.conv.pol.round)},
-         {"overflow", name(f.conv.pol.on_overflow)},
+         {"on_overflow", name(f.conv.pol.on_overflow)},  // not "overflow": that key is the class count
          {"profile", name(f.conv.prof)},
          {"scale", r.scale}};
   int e;
@@ -95,12 +58,6 @@ json row_json(const report_format& f, const report_row& r) {
 }
 
 }  // namespace
-
-std::string scale_label(float s) {
-  int e;
-  if (std::frexp(s, &e) == 0.5f) return fmt::format("2^{}", e - 1);
-  return fmt::format("{}", s);
-}
 
 void print_text(const report_input& in, const std::vector<report_format>& fmts, bool colour) {
   const class_counts all = fmts.front().rows.front().counts;
@@ -124,8 +81,8 @@ void print_text(const report_input& in, const std::vector<report_format>& fmts, 
                  percent(c[cast_class::subnormal], n), percent(c[cast_class::normal], n),
                  percent(c[cast_class::overflow], n));
       if (r.has_errors)
-        fmt::print("{:>11}{:>11}{:>9}\n", sci(r.errors.mean_rel()), r.errors.n ? sci(r.errors.max_rel) : "-",
-                   db(r.errors.sqnr_db()));
+        fmt::print("{:>11}{:>11}{:>9}\n", scientific(r.errors.mean_rel()), r.errors.n ? scientific(r.errors.max_rel) : "-",
+                   decibels(r.errors.sqnr_db()));
       else
         fmt::print("{:>11}{:>11}{:>9}\n", "", "", "");
     };
@@ -174,7 +131,7 @@ void print_text(const report_input& in, const std::vector<report_format>& fmts, 
     std::string bar;
     for (int i = 0; i < full; ++i) bar += "█";
     bar += eighths[part];
-    fmt::print("  {:<9}{:>12}  {}{}", fmt::format("2^{}", b), grouped(n), bar, std::string(std::size_t(32 - full - (part > 0)), ' '));
+    fmt::print("  {:<9}{:>12}  {}{}", pow2_label(b), grouped(n), bar, std::string(std::size_t(32 - full - (part > 0)), ' '));
     const double x0 = std::ldexp(1.0, b), x1 = std::nextafter(std::ldexp(1.0, b + group), 0.0);
     for (std::size_t i = 0; i < fmts.size(); ++i) {
       const int r0 = region(th[i], x0), r1 = region(th[i], x1);
@@ -249,20 +206,14 @@ void print_json(const report_input& in, const std::vector<report_format>& fmts) 
 }
 
 void print_csv(const report_input& in, const std::vector<report_format>& fmts) {
-  fmt::print("input,format,rounding,overflow,profile,scale,total,zero,underflow,subnormal,normal,overflow,nonfinite,"
+  fmt::print("input,format,rounding,on_overflow,profile,scale,total,zero,underflow,subnormal,normal,overflow,nonfinite,"
              "mean_rel_error,max_rel_error,sqnr_db\n");
-  const auto quote = [](const std::string& s) {
-    if (s.find_first_of(",\"\n") == std::string::npos) return s;
-    std::string q = "\"";
-    for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
-    return q + "\"";
-  };
   const auto num = [](double v) { return std::isnan(v) ? std::string() : std::isinf(v) ? std::string("inf") : fmt::format("{}", v); };
   for (std::size_t f = 0; f < fmts.size(); ++f)
     for (std::size_t r = 0; r < fmts[f].rows.size(); ++r) {
       const auto& row = fmts[f].rows[r];
       const auto emit = [&](const std::string& input, const class_counts& c, bool errors) {
-        fmt::print("{},{},{},{},{},{}", quote(input), fmts[f].conv.fmt.name, name(fmts[f].conv.pol.round),
+        fmt::print("{},{},{},{},{},{}", csv_field(input), fmts[f].conv.fmt.name, name(fmts[f].conv.pol.round),
                    name(fmts[f].conv.pol.on_overflow), name(fmts[f].conv.prof), fmt::format("{}", row.scale));
         fmt::print(",{}", c.total());
         for (const auto v : c.n) fmt::print(",{}", v);

@@ -12,6 +12,7 @@
 #include "cli.hpp"
 #include "fpscope/histogram.hpp"
 #include "plot.hpp"
+#include "text.hpp"  // scale_label(), grouped(), ... for the report's users
 
 namespace fpscope::cli {
 
@@ -55,8 +56,5 @@ void print_json(const report_input& in, const std::vector<report_format>& fmts);
 void print_csv(const report_input& in, const std::vector<report_format>& fmts);
 /// The --plot figure: the picture at the view scale.
 hist_picture picture(const report_input& in, const std::vector<report_format>& fmts);
-
-/// "2^10" for powers of two, else the shortest decimal of the float.
-std::string scale_label(float s);
 
 }  // namespace fpscope::cli

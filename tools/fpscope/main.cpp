@@ -10,7 +10,7 @@
 
 #include "cli.hpp"
 #include "fpscope/contain.hpp"
-#include "fpscope/npy.hpp"
+#include "fpscope/output.hpp"
 
 #ifndef FPSCOPE_VERSION
 #define FPSCOPE_VERSION "unknown"
@@ -40,9 +40,10 @@ void fpscope::cli::report(const char* what) noexcept {
 namespace {
 
 // An interrupted `convert` must not leave its temporary output behind, nor `replay` its worker.
+// (Outputs are unnamed files until complete: only the named fallback needs removing.)
 extern "C" void on_signal(int sig) {
   fpscope::kill_worker();
-  fpscope::npy_remove_temporaries();
+  fpscope::remove_output_temporaries();
   std::signal(sig, SIG_DFL);
   std::raise(sig);
 }
@@ -54,6 +55,9 @@ int run(int argc, char** argv) {
   mallopt(M_MMAP_THRESHOLD, 256 << 20);
   mallopt(M_TRIM_THRESHOLD, 512 << 20);
   for (int sig : {SIGINT, SIGTERM, SIGHUP}) std::signal(sig, on_signal);
+  // Past the file size limit (ulimit -f), a write fails with EFBIG, reported as one line naming
+  // the output, instead of killing the process.
+  std::signal(SIGXFSZ, SIG_IGN);
 
   CLI::App app{"fpscope: emulate low-precision floating point bit-exactly", "fpscope"};
   app.set_version_flag("--version", "fpscope " FPSCOPE_VERSION);

@@ -30,9 +30,9 @@ bool plot_is_svg(const std::string& path);
 
 /// Writes the figure to `path`: .svg or .png by extension (case-insensitive). Throws std::invalid_argument
 /// for another extension ("--plot: FILE must end in .svg or .png, not 'x.pdf'"), std::runtime_error naming
-/// the path when it cannot be written. Writes to a temporary file in the same directory and renames it into
-/// place, so a failure never leaves a partial or empty file behind (remove the temporary on every error path).
-void write_plot(const std::string& path, const hist_picture& pic);
+/// the path when it cannot be written. Written through fpscope::output_file (fpscope/output.hpp): the figure
+/// appears complete or not at all, and never over a device, a FIFO, a directory or one of `inputs`.
+void write_plot(const std::string& path, const hist_picture& pic, const std::vector<std::string>& inputs = {});
 
 /// One replay, step by step. The per-step vectors run parallel to `steps`; where one is shorter, its missing
 /// entries are drawn as gaps (no value, not skipped), as are non-finite values, scales <= 0 and negative
@@ -48,6 +48,7 @@ struct replay_picture {
 
 /// Writes the replay figure to `path` (.svg or .png): log2(scale) over the steps with the skipped steps marked,
 /// above the underflow and overflow fractions on a log axis. Same errors and same atomic write as write_plot.
-void write_replay_plot(const std::string& path, const replay_picture& pic);
+void write_replay_plot(const std::string& path, const replay_picture& pic,
+                       const std::vector<std::string>& inputs = {});
 
 }  // namespace fpscope::cli

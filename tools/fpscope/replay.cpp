@@ -12,6 +12,7 @@
 #include "fpscope/replay.hpp"
 #include "fpscope/report_json.hpp"
 #include "plot.hpp"
+#include "text.hpp"
 
 namespace fpscope::cli {
 namespace {
@@ -21,26 +22,6 @@ struct replay_cli {
   replay_options o;
   bool json = false, csv = false, quiet = false;
 };
-
-std::string pct(std::uint64_t n, std::uint64_t of) {
-  if (!of) return "-";
-  if (!n) return "0";
-  const double p = 100.0 * double(n) / double(of);
-  return p >= 1 ? fmt::format("{:.2f}%", p) : fmt::format("{:.2g}%", p);
-}
-
-std::string scale_text(double s) {
-  int e;
-  if (s > 0 && std::isfinite(s) && std::frexp(s, &e) == 0.5) return fmt::format("2^{}", e - 1);
-  return fmt::format("{:.4g}", s);
-}
-
-// RFC 4180: a field in double quotes, a quote inside doubled.
-std::string csv_field(std::string_view s) {
-  std::string out = "\"";
-  for (const char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return out + '"';
-}
 
 void print_csv(const replay_result& r) {
   fmt::print("step,tensor,scale,skipped,total,zero,underflow,subnormal,normal,overflow,nonfinite,exact\n");
@@ -70,19 +51,19 @@ void print_text(const replay_result& r) {
       break;
     }
     const auto n = s.total.nonzero_finite();
-    fmt::print("  {:>8}  {:>10}  {:>8}  {:>10}  {:>10}  {:>10}\n", s.step, scale_text(s.scale), s.skipped ? "SKIPPED" : "",
-               pct(s.total[cast_class::underflow], n), pct(s.total[cast_class::subnormal], n),
-               pct(s.total[cast_class::overflow], n));
+    fmt::print("  {:>8}  {:>10}  {:>8}  {:>10}  {:>10}  {:>10}\n", s.step, scale_label(s.scale, 4), s.skipped ? "SKIPPED" : "",
+               percent_fixed(s.total[cast_class::underflow], n, 2), percent_fixed(s.total[cast_class::subnormal], n, 2),
+               percent_fixed(s.total[cast_class::overflow], n, 2));
   }
   const auto& g = m.total;
   const auto n = g.nonzero_finite();
   fmt::print("\n{} steps replayed", steps.size());
   if (r.loss_scaler) fmt::print(", {} skipped", m.skipped.size());
   if (!steps.empty())
-    fmt::print("; scale {} .. {}, final {}, {} changes", scale_text(m.scale_min), scale_text(m.scale_max),
-               scale_text(m.scale_final), m.scale_changes);
+    fmt::print("; scale {} .. {}, final {}, {} changes", scale_label(m.scale_min, 4), scale_label(m.scale_max, 4),
+               scale_label(m.scale_final, 4), m.scale_changes);
   fmt::print("\nover all steps: underflow {}, subnormal {}, overflow {} of {} nonzero finite values ({} zero, {} nonfinite)\n",
-             pct(g[cast_class::underflow], n), pct(g[cast_class::subnormal], n), pct(g[cast_class::overflow], n), n,
+             percent_fixed(g[cast_class::underflow], n, 2), percent_fixed(g[cast_class::subnormal], n, 2), percent_fixed(g[cast_class::overflow], n, 2), n,
              g[cast_class::zero], g[cast_class::nonfinite]);
   if (m.stop_step) fmt::print("the run would have STOPPED at step {}: {}\n", *m.stop_step, m.stop_reason);
   if (!m.skip_causes.empty()) {
@@ -92,7 +73,7 @@ void print_text(const replay_result& r) {
   if (!m.worst_underflow.empty()) {
     fmt::print("worst tensors by underflow (mean fraction of nonzero values that vanished):\n");
     for (const auto& [t, f] : m.worst_underflow)
-      fmt::print("  {:<40} {}\n", t, f == 0 ? std::string("0") : fmt::format("{:.3g}%", 100 * f));
+      fmt::print("  {:<40} {}\n", t, fraction_percent(f, 3));
   }
   if (m.partial)
     fmt::print("note: {} steps had tensors recorded as histograms only; {} needs raw values, so they were left out\n",
@@ -135,7 +116,7 @@ int run(replay_cli& c) {
     else bar.clear();
   };
   const replay_result r = replay_file(c.trace, c.o);
-  if (!c.plot.empty()) write_replay_plot(c.plot, picture(r));
+  if (!c.plot.empty()) write_replay_plot(c.plot, picture(r), {c.trace});
   if (c.json) fmt::print("{}\n", replay_json(r).dump(2));
   else if (c.csv) print_csv(r);
   else print_text(r);

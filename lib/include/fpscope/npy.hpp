@@ -1,5 +1,5 @@
 // NumPy .npy files: a memory-mapped reader and a streaming writer that never leaves a partial
-// output file behind. Only what the fpscope tools exchange: little-endian float16/32/64 and
+// output file behind (output.hpp). Only what the fpscope tools exchange: little-endian float16/32/64 and
 // uint8/16/32, C order, format versions 1.0, 2.0 and 3.0.
 #pragma once
 
@@ -11,6 +11,8 @@
 #include <string_view>
 #include <type_traits>
 #include <vector>
+
+#include "fpscope/output.hpp"
 
 namespace fpscope {
 
@@ -83,14 +85,14 @@ class npy_reader {
   std::uint64_t count_ = 0;
 };
 
-/// Writes an .npy file (version 1.0, or 2.0 when the header needs it) by streaming to
-/// `<path>.tmp.<pid>`, renamed to `path` by commit(). Destroyed without commit() (an error,
-/// an exception), the temporary file is deleted: no partial output file is ever left.
+/// Writes an .npy file (version 1.0, or 2.0 when the header needs it) through an output_file
+/// (output.hpp): the output appears only at commit(), complete; destroyed without commit() (an
+/// error, an exception) it leaves nothing, and an existing file at `path` is untouched. Writing
+/// over one of `opt.inputs`, a device, a FIFO or a directory is refused.
 class npy_writer {
  public:
-  /// Creates the temporary file; throws npy_error naming `path` if it cannot be written.
-  npy_writer(std::string path, npy_dtype dtype, std::vector<std::uint64_t> shape);
-  ~npy_writer();
+  /// Checks the target and creates the temporary file; throws npy_error naming `path`.
+  npy_writer(std::string path, npy_dtype dtype, std::vector<std::uint64_t> shape, const output_options& opt = {});
   npy_writer(const npy_writer&) = delete;
   npy_writer& operator=(const npy_writer&) = delete;
 
@@ -100,22 +102,14 @@ class npy_writer {
   void write(std::span<const T> v) {
     write(v.data(), v.size_bytes());
   }
-  /// Checks that exactly the declared elements were written, flushes and renames into place.
+  /// Checks that exactly the declared elements were written and puts the file in place.
   void commit();
 
-  const std::string& path() const { return path_; }
-  const std::string& temp_path() const { return temp_; }
+  const std::string& path() const { return out_.path(); }
 
  private:
-  void flush_buffer();
-  void abandon() noexcept;
-
-  std::string path_, temp_;
-  int fd_ = -1;
-  int slot_ = -1;
+  output_file out_;
   std::uint64_t expected_ = 0, written_ = 0;
-  std::vector<char> buffer_;
-  bool committed_ = false;
 };
 
 /// Writes a whole array at once (through npy_writer).
@@ -126,9 +120,5 @@ void npy_save(const std::string& path, npy_dtype dtype, std::vector<std::uint64_
   w.write(v);
   w.commit();
 }
-
-/// Deletes the temporary files of every npy_writer alive. Async-signal-safe: a program's
-/// SIGINT/SIGTERM handler calls it so that an interrupted write leaves nothing behind.
-void npy_remove_temporaries() noexcept;
 
 }  // namespace fpscope
