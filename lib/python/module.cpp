@@ -325,7 +325,7 @@ std::vector<cast_spec> make_specs(const std::string& fmt, const std::vector<doub
   for (double s : scales) {
     const auto s32 = static_cast<float>(check_scale(s));
     if (double(s32) != s)
-      value_error("scale " + py::str(py::float_(s)).cast<std::string>() + " is not a float32 (counts are of float32 scales)");
+      value_error("scale " + py::str(py::float_(s)).cast<std::string>() + " is not a float32: counts take positive finite float32 scales");
     specs.push_back({f, p, s32});
   }
   try {
