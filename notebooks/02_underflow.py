@@ -56,6 +56,11 @@ print(f"fp16 subnormal at scale 1 = {int(c['subnormal'][0])}")
 #
 # Multiplying the loss by S multiplies every gradient by S: the histogram slides right by
 # log2 S binades, out of the vanishing region, until its top hits the maximum.
+#
+# The printed scales are `fpscope.recommend`'s, the rows `fpscope hist` prints: "fewest lost"
+# has the fewest values underflowing or overflowing, then the fewest subnormal, and of a run of
+# tied scales the middle one; "GradScaler-style" is the largest power of two at which nothing
+# overflows, less one binade of headroom.
 
 # %%
 scales = [2.0 ** k for k in (0, 8, 16)]
@@ -66,15 +71,16 @@ for ax, s in zip(axes, scales):
 plt.tight_layout()
 plt.show()
 
-sweep = [2.0 ** k for k in range(0, 33)]
 fig, ax = plt.subplots(figsize=(9, 4))
 for name in ["fp16", "bf16", "e4m3", "e5m2"]:
-    c = fpscope.class_counts(x, name, sweep)
-    nz = x.size - c["zero"][0] - c["nonfinite"][0]
-    lost = (c["underflow"] + c["overflow"]) / nz
-    ax.plot(np.log2(sweep), 100 * lost, marker=".", label=name)
-    best = int(np.argmin(lost))
-    print(f"{name} fewest lost at scale = 2^{int(np.log2(sweep[best]))}")  # the smallest such scale
+    s = fpscope.sweep(x, name)  # exact counts at every float32 power of two, 2^-126 .. 2^127
+    shown = (s["log2_scale"] >= 0) & (s["log2_scale"] <= 32)
+    nz = x.size - s["zero"][0] - s["nonfinite"][0]
+    lost = (s["underflow"] + s["overflow"]) / nz
+    ax.plot(s["log2_scale"][shown], 100 * lost[shown], marker=".", label=name)
+    rec = fpscope.recommend(s)  # the scales `fpscope hist` recommends, from the same sweep
+    print(f"{name} fewest lost at scale = 2^{rec['fewest_lost']['log2_scale']}")
+    print(f"{name} GradScaler-style scale = 2^{rec['gradscaler']['log2_scale']}")
 ax.set_yscale("symlog", linthresh=1e-3)
 ax.set_xlabel("log2 S")
 ax.set_ylabel("% of nonzero values lost (underflow + overflow)")
