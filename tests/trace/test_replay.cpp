@@ -16,22 +16,17 @@
 #include "fpscope/replay.hpp"
 #include "fpscope/report_json.hpp"
 #include "fpscope/trace.hpp"
+#include "scratch.hpp"
 
 namespace fs = std::filesystem;
 using namespace fpscope;
 
 namespace {
 
-fs::path scratch_file(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / ("fpscope_replay_tests_" + std::to_string(::getpid()));
-  fs::create_directories(dir);
-  return dir / name;
-}
-
 // A small run: two tensors, 12 steps whose gradients grow and shrink, an overflowing spike at
 // step 5; values and histograms recorded on every step, or histograms only.
 std::string run_trace(const std::string& name, bool raw) {
-  const auto path = scratch_file(name).string();
+  const auto path = scratch(name).string();
   trace_writer w(path, "test_replay.cpp", "scripted", true);
   std::mt19937 g(3);
   std::normal_distribution<float> n(0, 1);
@@ -155,7 +150,7 @@ TEST_CASE("replay: steps, options and hostile files", "[replay]") {
   CHECK_THROWS_AS(replay_file(crash, opts("torch")), contained_error);
   // A missing file is the worker's trace_error, as one line.
   try {
-    replay_file(scratch_file("missing.h5").string(), opts("torch"));
+    replay_file(scratch("missing.h5").string(), opts("torch"));
     FAIL("no error");
   } catch (const contained_error& e) {
     CHECK(std::string(e.what()).find("missing.h5") != std::string::npos);

@@ -18,17 +18,12 @@
 
 #include "fpscope/histogram.hpp"
 #include "fpscope/trace.hpp"
+#include "scratch.hpp"
 
 namespace fs = std::filesystem;
 using namespace fpscope;
 
 namespace {
-
-fs::path scratch(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / ("fpscope_trace_tests_" + std::to_string(::getpid()));
-  fs::create_directories(dir);
-  return dir / name;
-}
 
 std::vector<float> gradients(std::size_t n, unsigned seed) {
   std::mt19937 g(seed);

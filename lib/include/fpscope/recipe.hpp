@@ -77,7 +77,6 @@ struct recipe_info {
   std::string_view summary;  ///< one line for --help
   std::string keys;          ///< the grammar of its keys ("amax_history_len|history=N,...")
   std::string_view models;   ///< which upstream path it models, where upstream has several
-  std::unique_ptr<recipe> (*make)(std::string_view rest);
 };
 
 /// Every recipe, in --help order.

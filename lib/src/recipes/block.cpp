@@ -75,21 +75,11 @@ class block_recipe final : public recipe {
   std::map<float, cast_thresholds<std::uint32_t>> cache_;
 };
 
-std::unique_ptr<recipe> make(std::string_view rest) {
-  options o;
-  parse_spec_keys("block", rest, keys(o));
-  return std::make_unique<block_recipe>(o);
-}
-
 }  // namespace
 
 const entry block_entry{"block", "1x128 / 128x128 tiles with a float32 scale each (DeepSeek-V3 style)",
                         "tiles of the tensor as a matrix (count / last dimension) x (last dimension); the tile amax "
                         "is over its finite elements",
-                        [] {
-                          options o;
-                          return describe_keys(keys(o));
-                        },
-                        &make};
+                        &keys_text<options>, &parse_recipe<options, block_recipe>};
 
 }  // namespace fpscope::detail

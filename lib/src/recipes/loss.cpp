@@ -133,7 +133,7 @@ std::unique_ptr<fpscope::loss_scaler> make_megatron(std::string_view rest) {
 }
 
 template <std::unique_ptr<fpscope::loss_scaler> (*Make)(std::string_view)>
-std::unique_ptr<recipe> as_recipe(std::string_view rest) {
+std::unique_ptr<recipe> as_recipe(std::string_view, std::string_view rest) {
   return std::make_unique<loss_recipe>(Make(rest));
 }
 

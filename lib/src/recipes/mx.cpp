@@ -98,22 +98,12 @@ class mx_recipe final : public recipe {
   std::array<std::optional<cast_thresholds<std::uint32_t>>, 256> cache_;
 };
 
-std::unique_ptr<recipe> make(std::string_view rest) {
-  options o;
-  parse_spec_keys("mx", rest, keys(o));
-  return std::make_unique<mx_recipe>(o);
-}
-
 }  // namespace
 
 const entry mx_entry{"mx", "OCP MX: an E8M0 scale per block of the flattened tensor",
                      "blocks of block_size consecutive elements of the flattened (row-major) tensor, as torchao's "
                      "to_mx groups a tensor's last dimension; scaling_mode floor is the OCP MX v1.0 rule (torchao "
                      "FLOOR), rceil NVIDIA's (cuBLAS, Transformer Engine MXFP8BlockScaling)",
-                     [] {
-                       options o;
-                       return describe_keys(keys(o));
-                     },
-                     &make};
+                     &keys_text<options>, &parse_recipe<options, mx_recipe>};
 
 }  // namespace fpscope::detail

@@ -14,8 +14,22 @@ namespace fpscope::detail {
 struct entry {
   std::string_view name, summary, models;
   std::string (*keys)();
-  std::unique_ptr<recipe> (*make)(std::string_view rest);
+  std::unique_ptr<recipe> (*make)(std::string_view name, std::string_view rest);
 };
+
+/// The usual row: a recipe file defines its `Options`, a `keys(Options&)` binding the spec's
+/// keys to them (found by argument-dependent lookup) and `Recipe(Options)`.
+template <class Options, class Recipe>
+std::unique_ptr<recipe> parse_recipe(std::string_view name, std::string_view rest) {
+  Options o;
+  parse_spec_keys(name, rest, keys(o));
+  return std::make_unique<Recipe>(o);
+}
+template <class Options>
+std::string keys_text() {
+  Options o;
+  return describe_keys(keys(o));
+}
 
 extern const entry static_entry, torch_entry, deepspeed_entry, megatron_entry;  // loss.cpp
 extern const entry te_delayed_entry;                                            // te_delayed.cpp

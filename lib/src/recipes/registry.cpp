@@ -28,7 +28,7 @@ block_counts recipe::count_blocks(const tensor_meta&, std::span<const float>) {
 std::span<const recipe_info> recipes() {
   static const std::vector<recipe_info> list = [] {
     std::vector<recipe_info> v;
-    for (const auto* e : detail::table) v.push_back({e->name, e->summary, e->keys(), e->models, e->make});
+    for (const auto* e : detail::table) v.push_back({e->name, e->summary, e->keys(), e->models});
     return v;
   }();
   return list;
@@ -37,7 +37,7 @@ std::span<const recipe_info> recipes() {
 std::unique_ptr<recipe> make_recipe(std::string_view spec) {
   const auto [name, rest] = split_spec(spec);
   for (const auto* e : detail::table)
-    if (e->name == name) return e->make(rest);
+    if (e->name == name) return e->make(name, rest);
   std::string known;
   for (const auto* e : detail::table) known += (known.empty() ? "" : ", ") + std::string(e->name);
   throw option_error("unknown policy " + quoted(name) + " (known: " + known + ")");

@@ -53,22 +53,12 @@ class te_current_recipe final : public recipe {
   double fp8_max_ = 0;
 };
 
-std::unique_ptr<recipe> make(std::string_view rest) {
-  options o;
-  parse_spec_keys("te-current", rest, keys(o));
-  return std::make_unique<te_current_recipe>(o);
-}
-
 }  // namespace
 
 const entry te_current_entry{
     "te-current", "Transformer Engine Float8CurrentScaling: per-tensor scales from this step's amax",
     "transformer_engine/common/recipe/current_scaling.cu + recipe_common.cuh compute_scale_from_amax; the amax "
     "is TE's, fmaxf(|x|) over every element (an inf element gives scale 1)",
-    [] {
-      options o;
-      return describe_keys(keys(o));
-    },
-    &make};
+    &keys_text<options>, &parse_recipe<options, te_current_recipe>};
 
 }  // namespace fpscope::detail

@@ -13,17 +13,25 @@
 namespace fpscope::detail {
 namespace {
 
-std::vector<spec_key> keys(te_delayed_options& o, int& algo) {
+// DelayedScaling(margin, amax_history_len, amax_compute_algo), TE's recipe.py.
+struct options {
+  te_delayed_options te;
+  int algo = 0;  // 0 max, 1 most_recent
+};
+
+std::vector<spec_key> keys(options& o) {
   return {{{"amax_history_len", "history"}, spec_key::kind::integer,
-           set_integer("te-delayed", "amax_history_len", o.amax_history_len, 1, 1 << 20), "1024"},
+           set_integer("te-delayed", "amax_history_len", o.te.amax_history_len, 1, 1 << 20), "1024"},
           {{"amax_compute_algo", "algo"}, spec_key::kind::choice,
-           set_choice("te-delayed", "amax_compute_algo", algo, {"max", "most_recent"}), "max|most_recent"},
-          {{"margin"}, spec_key::kind::integer, set_integer("te-delayed", "margin", o.margin, -64, 64), "0"}};
+           set_choice("te-delayed", "amax_compute_algo", o.algo, {"max", "most_recent"}), "max|most_recent"},
+          {{"margin"}, spec_key::kind::integer, set_integer("te-delayed", "margin", o.te.margin, -64, 64), "0"}};
 }
 
 class te_delayed_recipe final : public recipe {
  public:
-  explicit te_delayed_recipe(te_delayed_options o) : o_(o) {}
+  explicit te_delayed_recipe(const options& o) : o_(o.te) {
+    o_.amax_compute = o.algo ? te_delayed_options::algo::most_recent : te_delayed_options::algo::max;
+  }
   std::string describe() const override {
     return "te-delayed (amax_history_len " + std::to_string(o_.amax_history_len) + ", amax_compute_algo " +
            (o_.amax_compute == te_delayed_options::algo::max ? "max" : "most_recent") + ", margin " +
@@ -57,14 +65,6 @@ class te_delayed_recipe final : public recipe {
   std::map<std::string, te_delayed, std::less<>> state_;
 };
 
-std::unique_ptr<recipe> make(std::string_view rest) {
-  te_delayed_options o;
-  int algo = 0;
-  parse_spec_keys("te-delayed", rest, keys(o, algo));
-  o.amax_compute = algo ? te_delayed_options::algo::most_recent : te_delayed_options::algo::max;
-  return std::make_unique<te_delayed_recipe>(o);
-}
-
 }  // namespace
 
 const entry te_delayed_entry{
@@ -73,11 +73,6 @@ const entry te_delayed_entry{
     "by default (the unfused path rolls the history on a zero amax and propagates NaN); the amax is TE's, "
     "fmaxf(|x|) over every element (inf when any element is +-inf). TE casts output gradients to E5M2; "
     "here the scale is applied to the recorded tensors (parameter gradients)",
-    [] {
-      te_delayed_options o;
-      int a = 0;
-      return describe_keys(keys(o, a));
-    },
-    &make};
+    &keys_text<options>, &parse_recipe<options, te_delayed_recipe>};
 
 }  // namespace fpscope::detail
