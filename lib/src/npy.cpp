@@ -1,11 +1,16 @@
 #include "fpscope/npy.hpp"
 
+#include "fpscope/convert.hpp"
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <exception>
+#include <mutex>
+#include <omp.h>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -439,6 +444,49 @@ void npy_writer::commit() {
     throw std::logic_error(path() + ": wrote " + std::to_string(written_) + " of " + std::to_string(expected_) +
                            " data bytes");
   as_npy_error([&] { out_.commit(); });
+}
+
+void for_each_chunk(const npy_reader& in, const format* codes, const std::function<void(std::span<const float>)>& f32,
+                    const std::function<void(std::span<const double>)>& f64, int threads,
+                    const std::function<void(std::size_t)>& done, std::size_t chunk) {
+  const npy_dtype d = in.dtype();
+  if ((d == npy_dtype::u1 || d == npy_dtype::u2 || d == npy_dtype::u4) && !codes)
+    throw npy_error(in.path() + ": " + std::string(npy_type_name(d)) + " holds codes: name their format");
+  chunk = std::max<std::size_t>(chunk, 1);
+  const std::uint64_t chunks = (in.size() + chunk - 1) / chunk;
+  const int nt = chunks > 1 ? (threads > 0 ? threads : omp_get_max_threads()) : 1;
+  std::exception_ptr error;
+  std::mutex m;
+#pragma omp parallel num_threads(nt)
+  {
+    std::vector<float> buf;  // this thread's decoded chunk (float16 and codes)
+#pragma omp for schedule(dynamic, 1)
+    for (std::uint64_t c = 0; c < chunks; ++c) {
+      try {
+        const std::uint64_t lo = c * chunk;
+        const std::size_t n = std::size_t(std::min<std::uint64_t>(chunk, in.size() - lo));
+        const auto decoded = [&](auto words, const format& f) {
+          buf.resize(n);
+          decode(words.subspan(lo, n), std::span<float>(buf), f);
+          return std::span<const float>(buf);
+        };
+        switch (d) {
+          case npy_dtype::f4: f32(in.values<float>().subspan(lo, n)); break;
+          case npy_dtype::f8: f64(in.values<double>().subspan(lo, n)); break;
+          case npy_dtype::f2: f32(decoded(in.values<std::uint16_t>(), builtin(format_id::fp16))); break;
+          case npy_dtype::u1: f32(decoded(in.values<std::uint8_t>(), *codes)); break;
+          case npy_dtype::u2: f32(decoded(in.values<std::uint16_t>(), *codes)); break;
+          case npy_dtype::u4: f32(decoded(in.values<std::uint32_t>(), *codes)); break;
+        }
+        in.release(lo, n);
+        if (done) done(n);
+      } catch (...) {  // no exception may leave an OpenMP region: the first is rethrown after it
+        const std::lock_guard lock(m);
+        if (!error) error = std::current_exception();
+      }
+    }
+  }
+  if (error) std::rethrow_exception(error);
 }
 
 }  // namespace fpscope

@@ -3,7 +3,6 @@
 // the scale to use, and where the values sit against each format's thresholds.
 #include <algorithm>
 #include <atomic>
-#include <exception>
 #include <mutex>
 #include <omp.h>
 #include <cmath>
@@ -57,9 +56,8 @@ struct loaded {
 };
 
 // Calls f(span<const float>) or f(span<const double>) over the values, in chunks, concurrently
-// on `threads` threads: an .npy array's chunks on an OpenMP loop (each chunk's pages handed back
-// once it is done), a trace tensor's storage chunks as trace_reader::values_parallel inflates
-// them. f must be thread-safe. A trace tensor's histogram-only steps are not values:
+// on `threads` threads: an .npy array's (fpscope::for_each_chunk), a trace tensor's storage
+// chunks as trace_reader::values_parallel inflates them. f must be thread-safe. A trace tensor's histogram-only steps are not values:
 // each_histogram() passes those.
 template <class F>
 void each_chunk(const loaded& t, F&& f, int threads, progress* bar = nullptr, std::atomic<std::uint64_t>* done = nullptr) {
@@ -84,42 +82,9 @@ void each_chunk(const loaded& t, F&& f, int threads, progress* bar = nullptr, st
     }
     return;
   }
-  constexpr std::uint64_t chunk = std::uint64_t{1} << 22;
-  const auto& in = *t.npy;
-  const std::uint64_t chunks = (in.size() + chunk - 1) / chunk;
-  const int nt = threads > 0 ? threads : omp_get_max_threads();
-  std::exception_ptr error;
-  std::mutex m;
-#pragma omp parallel num_threads(chunks > 1 ? nt : 1)
-  {
-    std::vector<float> buf;  // this thread's decoded chunk (float16 and code arrays)
-#pragma omp for schedule(dynamic, 1)
-    for (std::uint64_t c = 0; c < chunks; ++c) {
-      try {
-        const std::uint64_t lo = c * chunk;
-        const std::size_t n = std::size_t(std::min(chunk, in.size() - lo));
-        const auto decoded = [&](auto codes, const format& cf) {
-          buf.resize(n);
-          decode(codes.subspan(lo, n), std::span<float>(buf), cf);
-          return std::span<const float>(buf);
-        };
-        switch (in.dtype()) {
-          case npy_dtype::f4: f(in.values<float>().subspan(lo, n)); break;
-          case npy_dtype::f8: f(in.values<double>().subspan(lo, n)); break;
-          case npy_dtype::f2: f(decoded(in.values<std::uint16_t>(), builtin(format_id::fp16))); break;
-          case npy_dtype::u1: f(decoded(in.values<std::uint8_t>(), *t.codes)); break;
-          case npy_dtype::u2: f(decoded(in.values<std::uint16_t>(), *t.codes)); break;
-          case npy_dtype::u4: f(decoded(in.values<std::uint32_t>(), *t.codes)); break;
-        }
-        in.release(lo, n);
-        advance(n);
-      } catch (...) {  // no exception may leave the OpenMP region: the first is rethrown after it
-        const std::lock_guard lock(m);
-        if (!error) error = std::current_exception();
-      }
-    }
-  }
-  if (error) std::rethrow_exception(error);
+  for_each_chunk(
+      *t.npy, t.codes ? &*t.codes : nullptr, [&](std::span<const float> x) { f(x); },
+      [&](std::span<const double> x) { f(x); }, threads, advance);
 }
 
 template <class F>

@@ -3,8 +3,11 @@
 // uint8/16/32, C order, format versions 1.0, 2.0 and 3.0.
 #pragma once
 
+#include "fpscope/format.hpp"
+
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -89,6 +92,16 @@ class npy_reader {
 /// (output.hpp): the output appears only at commit(), complete; destroyed without commit() (an
 /// error, an exception) it leaves nothing, and an existing file at `path` is untouched. Writing
 /// over one of `opt.inputs`, a device, a FIFO or a directory is refused.
+/// Calls f32(values) or f64(values) on `in`'s values in chunks of about `chunk` elements,
+/// concurrently on `threads` OpenMP threads (0: all cores): float32 and float64 as stored,
+/// float16 widened exactly to float32, uint codes decoded to float32 as `codes` (which uint
+/// arrays need: npy_error without it). Each chunk's pages are handed back once it is done;
+/// `done(n)` (optional) hears of each chunk's n elements. The callbacks run concurrently; the
+/// first exception one throws is rethrown after every thread has stopped.
+void for_each_chunk(const npy_reader& in, const format* codes, const std::function<void(std::span<const float>)>& f32,
+                    const std::function<void(std::span<const double>)>& f64, int threads = 0,
+                    const std::function<void(std::size_t)>& done = {}, std::size_t chunk = std::size_t{1} << 22);
+
 class npy_writer {
  public:
   /// Checks the target and creates the temporary file; throws npy_error naming `path`.
