@@ -63,7 +63,7 @@ std::vector<spec_key> deepspeed_keys(deepspeed_scaler_options& o, bool& init_giv
     init_given = true;
   };
   return {{{"init_scale", "init"}, spec_key::kind::number,
-           [&o, once, set = set_number("deepspeed", "init_scale", o.init_scale)](std::string_view v) {
+           [once, set = set_number("deepspeed", "init_scale", o.init_scale)](std::string_view v) {
              once();
              set(v);
            },
