@@ -55,6 +55,32 @@ struct format {
   }
   /// Magnitude bits of +inf (only meaningful when has_inf()).
   FPSCOPE_HD constexpr std::uint32_t inf_bits() const { return max_finite_bits() + 1; }
+
+  // THE recognition of the special codes, for every decoder (scalar, bulk, SIMD lanes). A code's
+  // bits above `bits` are ignored. Every infinite or NaN code has a magnitude above
+  // max_finite_bits() (IEEE: inf_bits() and up; "fn": S.1111.111; e8m0: 0xFF), except the fnuz
+  // NaN, which is the negative-zero code: the sign bit alone.
+
+  /// Whether code c is an infinity or a NaN.
+  FPSCOPE_HD constexpr bool is_nonfinite(std::uint32_t c) const {
+    c &= mask();
+    return (c & ~sign_mask()) > max_finite_bits() || (specials == special::fnuz && c == sign_mask());
+  }
+  /// Whether code c is +inf or -inf.
+  FPSCOPE_HD constexpr bool is_inf(std::uint32_t c) const {
+    return has_inf() && (c & mask() & ~sign_mask()) == inf_bits();
+  }
+  /// Whether code c is a NaN.
+  FPSCOPE_HD constexpr bool is_nan(std::uint32_t c) const { return is_nonfinite(c) && !is_inf(c); }
+  /// Whether code c is a signalling NaN: IEEE-style formats only, quiet bit (top fraction bit) clear.
+  FPSCOPE_HD constexpr bool is_snan(std::uint32_t c) const {
+    return specials == special::ieee && is_nan(c) && !(c & (std::uint32_t{1} << (man_bits - 1)));
+  }
+  /// Whether code c is a subnormal (nonzero, exponent field 0, in a format with subnormals).
+  FPSCOPE_HD constexpr bool is_subnormal(std::uint32_t c) const {
+    const std::uint32_t mag = c & mask() & ~sign_mask();
+    return subnormals && mag != 0 && mag < (std::uint32_t{1} << man_bits) && !is_nonfinite(c);
+  }
   /// Largest finite exponent.
   FPSCOPE_HD constexpr int emax() const {
     return int(max_finite_bits() >> man_bits) - bias;
