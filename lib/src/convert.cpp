@@ -307,6 +307,17 @@ template class float_encoder<std::uint32_t>;
 
 bool encode_uses_hardware(const format& f, const policy& p) { return pick_hw(f, p) != hw_path::none; }
 
+std::string_view name(value_class c) {
+  switch (c) {
+    case value_class::zero: return "zero";
+    case value_class::subnormal: return "subnormal";
+    case value_class::normal: return "normal";
+    case value_class::infinite: return "infinite";
+    case value_class::nan: return "nan";
+  }
+  return "?";
+}
+
 value_class classify(std::uint32_t bits, const format& f) {
   if (f.is_nan(bits)) return value_class::nan;
   if (f.is_inf(bits)) return value_class::infinite;

@@ -1,7 +1,11 @@
 // 1. Decoding: every code of every format, scalar and bulk (float and double), against the
-// reference's field-by-field valuation; class, NaN-ness, the sign of zeros, NaN payloads.
+// reference's field-by-field valuation; class, NaN-ness, the sign of zeros, NaN payloads; the
+// format's figures (facts_of) found from them.
 #include <cmath>
 #include <numeric>
+#include <optional>
+#include <set>
+#include <string>
 
 #include "common.hpp"
 #include "ref_exact.hpp"
@@ -172,4 +176,40 @@ TEST_CASE("reference: exact values round-trip through to_double_exact", "[decode
   CHECK(ref::to_double_exact(ref::rational(5, 8)) == 0.625);
   CHECK_THROWS(ref::to_double_exact(ref::rational(1, 3)));
   CHECK_THROWS(ref::to_double_exact(ref::pow2(60) + 1));
+}
+
+TEMPLATE_TEST_CASE("format facts: found from the codes, as the definitions say", "[decode]", FPSCOPE_UNIT_FORMATS) {
+  const fpscope::format f = fmt_of<TestType>;
+  const ref::table& t = ref::get(TestType::id);
+  const fpscope::format_facts r = fpscope::facts_of(f);
+  // Against the reference's table of values (built from the definitions, Boost arithmetic).
+  const double smallest = t.val[0] > 0 ? t.val[0] : t.val[1];
+  CHECK(r.name == f.name);
+  CHECK(r.max_finite == t.max());
+  CHECK(r.max_finite_bits == t.max_code());
+  CHECK(r.min_normal == t.min_normal);
+  CHECK(r.emin == t.emin);
+  CHECK(r.has_subnormals == t.has_subnormals);
+  CHECK(r.min_subnormal == (t.has_subnormals ? std::optional<double>(smallest) : std::nullopt));
+  CHECK(r.has_negative_zero == t.has_neg_zero);
+  CHECK(r.binades == std::log2(t.max() / smallest));
+  // Against the format's own definition.
+  CHECK(r.has_inf == f.has_inf());
+  CHECK(r.has_nan == f.has_nan());
+  CHECK(r.is_signed == f.is_signed());
+  CHECK(r.emax == f.emax());
+  CHECK(r.max_finite_bits == f.max_finite_bits());
+  CHECK(r.storage_bytes == f.storage_bytes());
+  // Every code is counted once: finite, NaN, or one of the two infinities.
+  CHECK(r.finite_codes + r.nan_codes + (r.has_inf ? 2u : 0u) == std::uint64_t{f.mask()} + 1);
+  CHECK(r.finite_codes == (f.is_signed() ? 2 * t.n() - (t.has_neg_zero ? 0 : 1) : t.n()));
+  // The key names: one per fact, none repeated.
+  std::set<std::string> keys;
+  int visited = 0;
+  fpscope::for_each_fact(r, [&](const char* key, const auto&) {
+    keys.insert(key);
+    ++visited;
+  });
+  CHECK(visited == 23);
+  CHECK(keys.size() == std::size_t(visited));
 }
