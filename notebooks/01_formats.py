@@ -14,8 +14,8 @@ import fpscope
 names = ["fp16", "bf16", "e4m3", "e5m2"]
 fmts = {n: fpscope.format(n) for n in names}
 for f in fmts.values():
-    print(f"{f.name:5} bits {f.bits:2}  exponent {f.exp_bits}  mantissa {f.man_bits:2}  bias {f.bias:3}  "
-          f"max {f.max:.6g}  min normal {f.min_normal:.6g}  min subnormal {f.min_subnormal:.6g}  "
+    print(f"{f.name:5} bits {f.bits:2}  exponent {f.exponent_bits}  mantissa {f.mantissa_bits:2}  bias {f.bias:3}  "
+          f"max {f.max_finite:.6g}  min normal {f.min_normal:.6g}  min subnormal {f.min_subnormal:.6g}  "
           f"inf {f.has_inf}  nan {f.has_nan}")
 
 # %% [markdown]
@@ -26,7 +26,7 @@ for f in fmts.values():
 # barely any of either.
 
 # %%
-layouts = [("fp32", 1, 8, 23)] + [(f.name, 1, f.exp_bits, f.man_bits) for f in fmts.values()]
+layouts = [("fp32", 1, 8, 23)] + [(f.name, 1, f.exponent_bits, f.mantissa_bits) for f in fmts.values()]
 fig, ax = plt.subplots(figsize=(10, 3.2))
 colours = {"sign": "#d62728", "exponent": "#2ca02c", "mantissa": "#1f77b4"}
 for row, (name, s, e, m) in enumerate(layouts):
@@ -99,10 +99,10 @@ print(f"e4m3 spacing below max = {v[-1] - v[-2]}")
 fig, ax = plt.subplots(figsize=(7, 4.5))
 for name in fpscope.formats():
     f = fpscope.format(name)
-    if not f.is_signed:
+    if not f.signed:
         continue  # e8m0 is an exponent-only scale, not a number format
-    binades = np.log2(f.max / f.min_subnormal)
-    digits = (f.man_bits + 1) * np.log10(2)
+    binades = np.log2(f.max_finite / f.min_subnormal)
+    digits = (f.mantissa_bits + 1) * np.log10(2)
     ax.scatter(binades, digits, s=40)
     ax.annotate(name, (binades, digits), textcoords="offset points", xytext=(5, 3))
 ax.set_xscale("log", base=2)
@@ -112,5 +112,5 @@ ax.set_title("Range vs precision of the built-in formats")
 plt.show()
 for name in names:
     f = fmts[name]
-    print(f"{name} max = {f.max}")
+    print(f"{name} max = {f.max_finite}")
     print(f"{name} min subnormal = {f.min_subnormal}")

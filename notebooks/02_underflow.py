@@ -36,7 +36,7 @@ def draw(ax, exps, counts, f, shift=0, title=None):
     ax.axvspan(lo, hi, color="#ff7f0e", alpha=0.15, label="subnormal")
     ax.axvline(np.log2(f.min_subnormal), color="#ff7f0e", ls="--", lw=1, label=f"min subnormal 2^{np.log2(f.min_subnormal):.0f}")
     ax.axvline(hi, color="#2ca02c", ls="--", lw=1, label=f"min normal 2^{hi:.0f}")
-    ax.axvline(np.log2(f.max), color="#9467bd", ls="--", lw=1, label="max")
+    ax.axvline(np.log2(f.max_finite), color="#9467bd", ls="--", lw=1, label="max")
     ax.set_yscale("log")
     ax.set_xlabel("log2|x · S|")
     ax.set_title(title or f.name)

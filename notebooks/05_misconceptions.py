@@ -49,7 +49,7 @@ with np.errstate(all="ignore"):
 fig, ax = plt.subplots(figsize=(10, 4))
 ax.plot(np.log2(xs), np.maximum(rel, 1e-6), lw=0.6)
 for v, label, c in [(fp16.min_subnormal, "min subnormal 2^-24", "#ff7f0e"), (fp16.min_normal, "min normal 2^-14", "#2ca02c"),
-                    (fp16.max, "max 65504", "#9467bd")]:
+                    (fp16.max_finite, "max 65504", "#9467bd")]:
     ax.axvline(np.log2(v), ls="--", color=c, label=label)
 ax.set_yscale("log")
 ax.set_xlabel("log2 x")

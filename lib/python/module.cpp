@@ -108,27 +108,10 @@ py::array float_input(const py::array& x, const char* what) {
 
 // ---- formats ----
 
+// The library's facts under its key names, as `fpscope formats --json` prints them.
 py::dict format_info(const format& f) {
   py::dict d;
-  d["name"] = f.name;
-  d["bits"] = f.bits;
-  d["exp_bits"] = f.exp_bits;
-  d["man_bits"] = f.man_bits;
-  d["bias"] = f.bias;
-  d["is_signed"] = f.is_signed();
-  d["has_inf"] = f.has_inf();
-  d["has_nan"] = f.has_nan();
-  d["has_negative_zero"] = f.has_negative_zero();
-  d["has_subnormals"] = f.subnormals;
-  d["emin"] = f.emin();
-  d["emax"] = f.emax();
-  d["max"] = decode(f.max_finite_bits(), f);
-  d["min_normal"] = std::ldexp(1.0, f.emin());
-  // As `fpscope formats`: None where the format has no subnormals (e8m0).
-  d["min_subnormal"] = f.subnormals ? py::object(py::float_(std::ldexp(1.0, f.emin() - f.man_bits))) : py::object(py::none());
-  d["epsilon"] = std::ldexp(1.0, -f.man_bits);
-  d["storage_bytes"] = f.storage_bytes();
-  d["max_bits"] = f.max_finite_bits();
+  for_each_fact(facts_of(f), [&d](const char* key, const auto& v) { d[key] = py::cast(v); });  // empty optional: None
   return d;
 }
 
@@ -310,7 +293,7 @@ py::dict counts_dict(const std::vector<float>& scales, const std::vector<class_c
   for (int c = 0; c < cast_class_count; ++c) {
     py::array_t<std::uint64_t> a(static_cast<py::ssize_t>(counts.size()));
     for (std::size_t i = 0; i < counts.size(); ++i) a.mutable_at(static_cast<py::ssize_t>(i)) = counts[i].n[std::size_t(c)];
-    d[py::str(std::string(name(cast_class(c))))] = a;
+    d[py::str(std::string(name(static_cast<cast_class>(c))))] = a;
   }
   d["exact"] = exact;
   return d;
@@ -738,7 +721,14 @@ PYBIND11_MODULE(_fpscope, m) {
         "Elementwise op ('add', 'sub', 'mul', 'div', 'sqrt', 'fma' = a*b+c, 'min', 'max') on code arrays of fmt\n"
         "(broadcast like NumPy), each result the exact one rounded once: codes, into `out` when given.");
   m.def("classify", &classify_array, py::arg("bits"), py::arg("fmt"),
-        "Codes -> value class (0 zero, 1 subnormal, 2 normal, 3 infinite, 4 nan), uint8.");
+        "Codes -> value class (0 zero, 1 subnormal, 2 normal, 3 infinite, 4 nan: VALUE_CLASSES), uint8.");
+  // The library's class names, in enum order: value classes (classify) and cast classes
+  // (class_counts' keys).
+  py::list value_classes, cast_classes;
+  for (int c = 0; c < value_class_count; ++c) value_classes.append(std::string(name(static_cast<value_class>(c))));
+  for (int c = 0; c < cast_class_count; ++c) cast_classes.append(std::string(name(static_cast<cast_class>(c))));
+  m.attr("VALUE_CLASSES") = py::tuple(value_classes);
+  m.attr("CLASSES") = py::tuple(cast_classes);
 
   m.def("class_counts", &class_counts_array, py::arg("x"), py::arg("fmt"), py::arg("scales") = std::vector<double>{1.0},
         py::kw_only(), py::arg("profile") = "ieee", py::arg("rounding") = py::none(), py::arg("overflow") = py::none(),

@@ -31,6 +31,7 @@
 #include "fpscope/arith_bulk.hpp"
 
 #include "float_encoder.hpp"
+#include "fpscope/detail/round_odd.hpp"
 
 #include <algorithm>
 #include <bit>
@@ -83,7 +84,7 @@ constexpr carrier pick_carrier(op o, const format& f, const policy& p) {
     return carrier::none;
   const int lo = f.emin() - f.man_bits;
   const int hi = f.emax() + 1;
-  // The values are float32 values, and (see narrow_odd) a binary32 rounded to odd keeps p + 2
+  // The values are float32 values, and (see compute_block) a binary32 rounded to odd keeps p + 2
   // bits everywhere in f's range, its overflow threshold included.
   if (!(f.man_bits + 3 <= 24 && lo >= -147 && hi <= 128)) return carrier::none;
   if (fits<float>(o, f, false)) return carrier::f32;
@@ -125,12 +126,13 @@ constexpr bool nearest_direct(op o, const format& f, const policy& p) {
 // whose exponent field is f's, off by the bias difference, which one exact multiplication by
 // a power of two removes (subnormal codes land on float32 subnormals, which the same
 // multiplication normalises). inf and NaN codes read as a NaN, so that the result is one and
-// the scalar path redoes the element (x / inf = 0 is the one finite result, and exact).
+// the scalar path redoes the element (x / inf = 0 is the one finite result, and exact). Which
+// codes those are is format::is_nonfinite's rule, held here as two constants for the lanes.
 struct decoder {
   std::uint32_t code_mask;  // the bits of a code (bits above the format's width are ignored, as in apply)
   std::uint32_t mag_mask;   // magnitude bits of a code
-  std::uint32_t spec_mag;   // magnitudes at or above this are inf/NaN (ieee: the inf code; fn: all ones)
-  std::uint32_t spec_code;  // a whole code that is NaN (fnuz: the sign bit alone), else unreachable
+  std::uint32_t max_mag;    // magnitudes above this are inf/NaN
+  std::uint32_t spec_code;  // the NaN at the negative-zero code (fnuz), else unreachable (~0u)
   std::uint32_t daz_below;  // with DAZ, magnitudes below this (the subnormals) read as zero
   int sign_shift, man_shift;
   float scale;
@@ -138,10 +140,8 @@ struct decoder {
   constexpr decoder(const format& f, bool daz)
       : code_mask(f.mask()),
         mag_mask(f.mask() & ~f.sign_mask()),
-        spec_mag(f.specials == special::ieee ? f.inf_bits()
-                 : f.specials == special::fn  ? f.mask() & ~f.sign_mask()
-                                              : (f.mask() & ~f.sign_mask()) + 1),
-        spec_code(f.specials == special::fnuz ? f.sign_mask() : ~0u),
+        max_mag(f.max_finite_bits()),
+        spec_code(f.sign_mask() && f.is_nonfinite(f.sign_mask()) ? f.sign_mask() : ~0u),
         daz_below(daz ? 1u << f.man_bits : 0u),
         sign_shift(f.bits - 1),
         man_shift(23 - f.man_bits),
@@ -157,7 +157,7 @@ struct decoder {
   FPSCOPE_INLINE float operator()(std::uint32_t c) const {
     c &= code_mask;
     const std::uint32_t m = c & mag_mask;
-    const bool special = (m >= spec_mag) | (c == spec_code);
+    const bool special = (m > max_mag) | (c == spec_code);
     const float v = value(c, m < daz_below ? 0u : m);
     return special ? std::numeric_limits<float>::quiet_NaN() : v;
   }
@@ -174,43 +174,13 @@ struct fixed_decoder {
   // The built-in formats of this path fill their storage word: no bits to mask off.
   static_assert(builtin(F).bits == 8 * builtin(F).storage_bytes());
   FPSCOPE_INLINE float operator()(std::uint32_t c) const {
-    constexpr format f = builtin(F);
     const std::uint32_t m = c & d.mag_mask;
-    bool special = false;  // which test applies is known here, so only that one is made
-    if constexpr (f.specials == special::fnuz) special = c == d.spec_code;
-    if constexpr (f.specials == special::ieee || f.specials == special::fn) special = m >= d.spec_mag;
+    bool special = false;  // which tests can hold is known here, so only those are made
+    if constexpr (d.spec_code != ~0u) special = c == d.spec_code;
+    if constexpr (d.max_mag < d.mag_mask) special = special | (m > d.max_mag);
     return special ? std::numeric_limits<float>::quiet_NaN() : d.value(c, m);
   }
 };
-
-template <class W>
-constexpr typename binary<W>::bits exp_mask =
-    (~typename binary<W>::bits(0) >> 1) & ~((typename binary<W>::bits(1) << binary<W>::man) - 1);
-
-// s + t, t the exact error of s, rounded to odd (arith.hpp's round_to_odd, as selects). With
-// Guard, an inf s stays inf, so that the caller sees it (x/0 has a NaN remainder; an
-// overflowing sum a NaN error); a NaN s stays NaN either way.
-template <class W, bool Guard = true>
-FPSCOPE_INLINE W odd(W s, W t) {
-  using U = typename binary<W>::bits;
-  const U sb = to_bits(s);
-  U inexact = U(t != W(0));
-  if constexpr (Guard) inexact &= U((sb & exp_mask<W>) != exp_mask<W>);
-  const U toward_zero = inexact & ((to_bits(t) ^ sb) >> (binary<W>::width - 1));
-  return from_bits<W>((sb - toward_zero) | inexact);
-}
-
-// A finite binary64 rounded to odd at binary32 (values beyond FLT_MAX give FLT_MAX, odd): for
-// bf16 and tf32, which need a binary64 carrier but whose p + 2 bits, subnormal quantum (2^-133,
-// 2^-136 against 2^-149) and overflow threshold all lie inside binary32, so that the float32
-// encoder can round it.
-FPSCOPE_INLINE float narrow_odd(double d) {
-  const float f = static_cast<float>(d);
-  const double back = f;
-  const std::uint32_t inexact = back != d;
-  const std::uint32_t toward_zero = inexact & std::uint32_t(std::fabs(back) > std::fabs(d));
-  return from_bits<float>((to_bits(f) - toward_zero) | inexact);
-}
 
 // The exact sum of x and y rounded to odd, with IEEE's zero sign: an exact zero sum of
 // operands that are not both zeros of one sign is +0, or -0 when rounding down.
@@ -221,7 +191,7 @@ FPSCOPE_INLINE W sum_odd(W x, W y, W zero) {
   const W t = (x - (s - bb)) + (y - bb);
   // (s is 0 with x == y only for two zeros of one sign, where it is their sum already.)
   const bool keep = (s != W(0)) | (to_bits(x) == to_bits(y));
-  return odd<W, Guard>(keep ? s : zero, t);
+  return detail::round_odd<W, Guard>(keep ? s : zero, t);
 }
 
 // o's exact result rounded to odd, or (Direct) rounded to nearest.
@@ -239,12 +209,12 @@ FPSCOPE_INLINE W exact_odd(W a, W b, W c, W zero) {
   if constexpr (O == op::div) {
     const W q = a / b;
     const W r = std::fma(-q, b, a);
-    // a/b - q = r/b: the error's sign is r's times b's (its size does not matter to odd()).
-    return odd(q, r == W(0) ? W(0) : from_bits<W>(to_bits(r) ^ (to_bits(b) & to_bits(W(-0.0)))));
+    // a/b - q = r/b: the error's sign is r's times b's (its size does not matter to round_odd).
+    return detail::round_odd(q, r == W(0) ? W(0) : from_bits<W>(to_bits(r) ^ (to_bits(b) & to_bits(W(-0.0)))));
   }
   if constexpr (O == op::sqrt) {
     const W s = std::sqrt(a);
-    return odd(s, std::fma(-s, s, a));
+    return detail::round_odd(s, std::fma(-s, s, a));
   }
   return a;
 }
@@ -266,7 +236,7 @@ bool compute_block(const In* __restrict a, const In* __restrict b, const In* __r
       const W prod = x * y;
       using U = typename binary<W>::bits;
       const U xm = to_bits(x) << 1, ym = to_bits(y) << 1;  // magnitudes: both nonzero iff min != 0
-      const U low = U((to_bits(prod) & exp_mask<W>) == 0) & U((xm < ym ? xm : ym) != 0);
+      const U low = U((to_bits(prod) & binary<W>::exp_mask) == 0) & U((xm < ym ? xm : ym) != 0);
       const W pr = from_bits<W>(to_bits(prod) | (U(0) - low));  // all ones: a NaN
       v = O == op::mul ? pr : sum_odd(pr, z, zero);
     } else {
@@ -274,11 +244,14 @@ bool compute_block(const In* __restrict a, const In* __restrict b, const In* __r
       constexpr bool guard = O == op::div || (D::may_overflow && std::is_same_v<W, float>);
       v = exact_odd<O, W, Direct, guard || !std::is_same_v<W, float>>(x, y, z, zero);
     }
+    // A binary64 carrier (bf16, tf32) narrows to odd at binary32: the format's p + 2 bits, its
+    // subnormal quantum (2^-133, 2^-136 against 2^-149) and its overflow threshold all lie
+    // inside binary32, so the float32 encoder still rounds the exact result once.
     float v32;
     if constexpr (std::is_same_v<W, float>)
       v32 = v;
     else
-      v32 = narrow_odd(v);
+      v32 = detail::narrow_odd(v);
     const std::uint32_t mag = to_bits(v32) & 0x7FFFFFFFu;
     top = top > mag ? top : mag;
     r[i] = v32;

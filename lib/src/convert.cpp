@@ -307,14 +307,22 @@ template class float_encoder<std::uint32_t>;
 
 bool encode_uses_hardware(const format& f, const policy& p) { return pick_hw(f, p) != hw_path::none; }
 
+std::string_view name(value_class c) {
+  switch (c) {
+    case value_class::zero: return "zero";
+    case value_class::subnormal: return "subnormal";
+    case value_class::normal: return "normal";
+    case value_class::infinite: return "infinite";
+    case value_class::nan: return "nan";
+  }
+  return "?";
+}
+
 value_class classify(std::uint32_t bits, const format& f) {
-  const double v = decode(bits, f);
-  if (v != v) return value_class::nan;
-  if (v == 0) return value_class::zero;
-  const double a = v < 0 ? -v : v;
-  if (a > detail::from_bits<double>(0x7FEFFFFFFFFFFFFFull)) return value_class::infinite;
-  const std::uint32_t mag = bits & f.mask() & ~f.sign_mask();
-  return (f.subnormals && mag < (1u << f.man_bits)) ? value_class::subnormal : value_class::normal;
+  if (f.is_nan(bits)) return value_class::nan;
+  if (f.is_inf(bits)) return value_class::infinite;
+  if (decode(bits, f) == 0) return value_class::zero;  // by value: e8m0's code 0 is 2^-127
+  return f.is_subnormal(bits) ? value_class::subnormal : value_class::normal;
 }
 
 template <class Out>

@@ -2,7 +2,10 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <string>
+
+#include "fpscope/convert.hpp"
 
 namespace fpscope {
 namespace {
@@ -57,6 +60,60 @@ std::optional<format_id> builtin_id(const format& f) {
       return static_cast<format_id>(i);
   }
   return std::nullopt;
+}
+
+format_facts facts_of(const format& f) {
+  format_facts r;
+  r.name = f.name;
+  r.bits = f.bits;
+  r.exponent_bits = f.exp_bits;
+  r.mantissa_bits = f.man_bits;
+  r.bias = f.bias;
+  r.storage_bytes = f.storage_bytes();
+  // Walk every code: what is special, the signs and the extremes come from decode().
+  bool has_zero = false;
+  double min_positive = INFINITY;
+  for (std::uint64_t k = 0; k <= f.mask(); ++k) {
+    const auto c = static_cast<std::uint32_t>(k);
+    const double v = decode(c, f);
+    if (std::isnan(v)) {
+      ++r.nan_codes;
+      continue;
+    }
+    if (std::isinf(v)) {
+      r.has_inf = true;
+      continue;
+    }
+    ++r.finite_codes;
+    if (v == 0) {
+      has_zero = true;
+      r.has_negative_zero = r.has_negative_zero || std::signbit(v);
+    }
+    r.is_signed = r.is_signed || std::signbit(v);
+    if (v > r.max_finite) {
+      r.max_finite = v;
+      r.max_finite_bits = c;
+    }
+    if (v > 0 && v < min_positive) min_positive = v;
+  }
+  r.has_nan = r.nan_codes != 0;
+  // The smallest normal: exponent code 1, or 0 where that holds normals too (e8m0).
+  r.min_normal = decode(f.subnormals ? std::uint32_t{1} << f.man_bits : 0u, f);
+  r.has_subnormals = min_positive < r.min_normal;
+  if (r.has_subnormals) r.min_subnormal = min_positive;
+  r.emin = std::ilogb(r.min_normal);
+  r.emax = std::ilogb(r.max_finite);
+  const std::uint32_t one = encode(1.0, f);
+  r.epsilon = decode(one + 1, f) - decode(one, f);
+  r.decimal_digits = (f.man_bits + 1) * std::log10(2.0);
+  r.binades = std::log2(r.max_finite / min_positive);
+
+  r.specials = r.has_inf ? "+-inf" : "no inf";
+  r.specials += r.nan_codes ? ", " + std::to_string(r.nan_codes) + " NaN" : ", no NaN";
+  if (!has_zero) r.specials += ", no zero";
+  else if (r.is_signed && !r.has_negative_zero) r.specials += ", no -0";
+  if (!r.is_signed) r.specials += ", unsigned";
+  return r;
 }
 
 }  // namespace fpscope

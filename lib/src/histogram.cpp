@@ -11,6 +11,7 @@
 
 #include "fpscope/convert.hpp"
 #include "fpscope/counting.hpp"
+#include "fpscope/detail/round_odd.hpp"
 
 namespace fpscope {
 namespace {
@@ -175,12 +176,7 @@ float scaled(float x, float scale) { return static_cast<float>(double(x) * doubl
 float scaled(double x, float scale) {
   // Round to odd at 53 bits, then to float32: one correct rounding of the exact product.
   const double p = x * double(scale);
-  if (!std::isfinite(p) || p == 0) return static_cast<float>(p);
-  const double err = std::fma(x, double(scale), -p);
-  if (err == 0) return static_cast<float>(p);
-  std::uint64_t b = to_bits(p);
-  if ((err < 0) != (p < 0)) b -= 1;  // p was rounded away from zero: truncate
-  return static_cast<float>(from_bits<double>(b | 1));
+  return static_cast<float>(detail::round_odd(p, std::fma(x, double(scale), -p)));
 }
 
 cast_class classify_cast(float x, const cast_spec& c) {

@@ -62,6 +62,13 @@ def assert_one_line_error(p, *words, status=None):
     assert "terminate" not in p.stderr and "Aborted" not in p.stderr
 
 
+def nonempty(items):
+    """items as a list, asserted non-empty: assertions in a loop over nothing prove nothing."""
+    items = list(items)
+    assert items, "nothing to check: the list is empty"
+    return items
+
+
 def assert_nothing_left(directory: Path, *keep):
     """Only `keep` remains in `directory`: no output file, no temporary file."""
     left = sorted(x.name for x in Path(directory).iterdir())

@@ -1,6 +1,7 @@
 """The fpscope Python module: results equal the CLI's (`fpscope cast/hist --json`) and the
 independent oracles (NumPy float16, ml_dtypes casts); out= writes in place; bad input raises
 ValueError/TypeError with a clear message."""
+import dataclasses
 import json
 import os
 import subprocess
@@ -36,12 +37,16 @@ def sample(n=100_000, seed=5):
 # ---- formats ----
 
 def test_formats_match_cli():
-    assert fpscope.formats() == [r["name"] for r in cli_json("formats")]
-    for row in cli_json("formats"):
+    rows = cli_json("formats")
+    assert rows and fpscope.formats() == [r["name"] for r in rows]
+    for row in rows:
+        # One library function, one table of key names: the same keys with the same values.
+        assert fpscope.format_info(row["name"]) == row
         f = fpscope.format(row["name"])
-        assert (f.bits, f.exp_bits, f.man_bits, f.bias) == (row["bits"], row["exponent_bits"], row["mantissa_bits"], row["bias"])
-        assert (f.max, f.min_normal, f.min_subnormal, f.epsilon, f.emin, f.emax, f.has_inf) == (
-            row["max_finite"], row["min_normal"], row["min_subnormal"], row["epsilon"], row["emin"], row["emax"], row["has_inf"])
+        assert dataclasses.asdict(f) == row
+        # The names the fields had before they took the CLI's still read.
+        assert (f.exp_bits, f.man_bits, f.max, f.max_bits, f.is_signed) == (
+            row["exponent_bits"], row["mantissa_bits"], row["max_finite"], row["max_finite_bits"], row["signed"])
 
 
 @pytest.mark.parametrize("name", list(ORACLES))
@@ -159,8 +164,13 @@ def test_stochastic_rounding_reproducible():
 
 
 def test_classify():
+    assert fpscope.VALUE_CLASSES == ("zero", "subnormal", "normal", "infinite", "nan")
     codes = np.array([0x0000, 0x0001, 0x3C00, 0x7C00, 0x7E00], np.uint16)
     assert [fpscope.VALUE_CLASSES[c] for c in fpscope.classify(codes, "fp16")] == list(fpscope.VALUE_CLASSES)
+    # The names `fpscope cast` prints: the library's one table.
+    for text, code in (("0", 0), ("1e-7", 1), ("1", 2), ("inf", 3), ("nan", 4)):
+        assert cli_json("cast", text, "--to", "fp16")[0]["class"] == fpscope.VALUE_CLASSES[code]
+    assert fpscope.CLASSES == ("zero", "underflow", "subnormal", "normal", "overflow", "nonfinite")
 
 
 # ---- histogram analysis ----

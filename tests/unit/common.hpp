@@ -69,12 +69,14 @@ struct mismatches {
     if (first.size() < keep) first.push_back(std::move(s));
     ++count;
   }
-  /// One Catch assertion for the lot, with the first mismatches as context.
+  /// One Catch assertion for the lot, with the first mismatches as context. A collector that
+  /// checked nothing fails: its loop ran over an empty set and proves nothing.
   void report(const std::string& what) const {
     std::ostringstream os;
     os << what << ": " << count << " mismatches in " << checked << " checks";
     for (const auto& s : first) os << "\n  " << s;
     INFO(os.str());
+    CHECK(checked > 0);
     CHECK(count == 0);
   }
 };

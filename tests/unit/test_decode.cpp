@@ -1,7 +1,11 @@
 // 1. Decoding: every code of every format, scalar and bulk (float and double), against the
-// reference's field-by-field valuation; class, NaN-ness, the sign of zeros, NaN payloads.
+// reference's field-by-field valuation; class, NaN-ness, the sign of zeros, NaN payloads; the
+// format's figures (facts_of) found from them.
 #include <cmath>
 #include <numeric>
+#include <optional>
+#include <set>
+#include <string>
 
 #include "common.hpp"
 #include "ref_exact.hpp"
@@ -63,6 +67,20 @@ TEMPLATE_TEST_CASE("decode: every code", "[decode]", FPSCOPE_UNIT_FORMATS) {
              ref::show(bd[c]) + " / " + ref::show(bf[c]) + ", class " + std::to_string(int(cls)) +
              ", reference class " + std::to_string(int(ci.c)) + " value " + ci.value.str());
       continue;
+    }
+    // The format's own recognition of the special codes (format.hpp), which every decoder
+    // uses, ignores the bits above the format's width.
+    const std::uint32_t high = ~f.mask();
+    // IEEE 754-2008 6.2.1: the quiet bit is the first bit of the trailing significand field.
+    const bool snan = ci.c == ref::cls::nan && f.specials == fpscope::special::ieee && !((c >> (f.man_bits - 1)) & 1u);
+    for (const std::uint32_t k : {c, c | high}) {
+      if (f.is_nan(k) != (ci.c == ref::cls::nan) || f.is_inf(k) != (ci.c == ref::cls::infinite) ||
+          f.is_nonfinite(k) != (f.is_nan(k) || f.is_inf(k)) || f.is_subnormal(k) != (ci.c == ref::cls::subnormal) ||
+          f.is_snan(k) != snan ||
+          bits_of(fpscope::decode(k, f)) != bits_of(s))
+        mm.add(std::string(f.name) + " code " + ref::hex(k) + ": is_nan " + std::to_string(f.is_nan(k)) +
+               " is_inf " + std::to_string(f.is_inf(k)) + " is_subnormal " + std::to_string(f.is_subnormal(k)) +
+               " is_snan " + std::to_string(f.is_snan(k)) + ", reference class " + std::to_string(int(ci.c)));
     }
     // NaN codes of IEEE-style formats decode to a quiet NaN carrying sign and payload
     // (the fraction field at the top of binary64's); the others to some NaN.
@@ -158,4 +176,40 @@ TEST_CASE("reference: exact values round-trip through to_double_exact", "[decode
   CHECK(ref::to_double_exact(ref::rational(5, 8)) == 0.625);
   CHECK_THROWS(ref::to_double_exact(ref::rational(1, 3)));
   CHECK_THROWS(ref::to_double_exact(ref::pow2(60) + 1));
+}
+
+TEMPLATE_TEST_CASE("format facts: found from the codes, as the definitions say", "[decode]", FPSCOPE_UNIT_FORMATS) {
+  const fpscope::format f = fmt_of<TestType>;
+  const ref::table& t = ref::get(TestType::id);
+  const fpscope::format_facts r = fpscope::facts_of(f);
+  // Against the reference's table of values (built from the definitions, Boost arithmetic).
+  const double smallest = t.val[0] > 0 ? t.val[0] : t.val[1];
+  CHECK(r.name == f.name);
+  CHECK(r.max_finite == t.max());
+  CHECK(r.max_finite_bits == t.max_code());
+  CHECK(r.min_normal == t.min_normal);
+  CHECK(r.emin == t.emin);
+  CHECK(r.has_subnormals == t.has_subnormals);
+  CHECK(r.min_subnormal == (t.has_subnormals ? std::optional<double>(smallest) : std::nullopt));
+  CHECK(r.has_negative_zero == t.has_neg_zero);
+  CHECK(r.binades == std::log2(t.max() / smallest));
+  // Against the format's own definition.
+  CHECK(r.has_inf == f.has_inf());
+  CHECK(r.has_nan == f.has_nan());
+  CHECK(r.is_signed == f.is_signed());
+  CHECK(r.emax == f.emax());
+  CHECK(r.max_finite_bits == f.max_finite_bits());
+  CHECK(r.storage_bytes == f.storage_bytes());
+  // Every code is counted once: finite, NaN, or one of the two infinities.
+  CHECK(r.finite_codes + r.nan_codes + (r.has_inf ? 2u : 0u) == std::uint64_t{f.mask()} + 1);
+  CHECK(r.finite_codes == (f.is_signed() ? 2 * t.n() - (t.has_neg_zero ? 0 : 1) : t.n()));
+  // The key names: one per fact, none repeated.
+  std::set<std::string> keys;
+  int visited = 0;
+  fpscope::for_each_fact(r, [&](const char* key, const auto&) {
+    keys.insert(key);
+    ++visited;
+  });
+  CHECK(visited == 23);
+  CHECK(keys.size() == std::size_t(visited));
 }

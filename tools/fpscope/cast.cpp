@@ -86,17 +86,6 @@ std::string kind_name(input_kind k) {
   return "?";
 }
 
-std::string class_name(value_class c) {
-  switch (c) {
-    case value_class::zero: return "zero";
-    case value_class::subnormal: return "subnormal";
-    case value_class::normal: return "normal";
-    case value_class::infinite: return "inf";
-    case value_class::nan: return "NaN";
-  }
-  return "?";
-}
-
 std::string binary(std::uint32_t v, int width) {
   std::string s;
   for (int i = width - 1; i >= 0; --i) s += ((v >> i) & 1) ? '1' : '0';
@@ -274,7 +263,7 @@ nlohmann::json to_json(const cast_result& r, const conversion_options& o, std::u
   j["mantissa_field"] = fl.mantissa;
   j["value"] = number_or_null(r.value);
   j["value_exact"] = exact_decimal(r.value);
-  j["class"] = class_name(r.cls);
+  j["class"] = std::string(name(r.cls));
   j["abs_error_exact"] = string_or_null(r.err.abs);
   j["abs_error"] = r.err.abs ? number_or_null(nearest(*r.err.abs)) : nlohmann::json(nullptr);
   j["rel_error_text"] = string_or_null(r.err.rel);
@@ -332,7 +321,7 @@ void print_text(const cast_result& r, const conversion_options& o, bool colour) 
   fmt::print("{}{}{}\n", label("value"), shortest(r.value), m.empty() ? "" : "  = " + m);
   if (std::isfinite(r.value) && shortest(r.value) != exact_decimal(r.value))
     fmt::print("{}exact {}\n", indent, exact_decimal(r.value));
-  fmt::print("{}{}\n", label("class"), class_name(r.cls));
+  fmt::print("{}{}\n", label("class"), name(r.cls));
 
   if (r.err.abs) {
     const bool finite_err = *r.err.abs != "inf" && *r.err.abs != "-inf";

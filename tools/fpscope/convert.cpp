@@ -7,6 +7,7 @@
 #include <cmath>
 #include <fmt/format.h>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "cli.hpp"
@@ -28,7 +29,7 @@ struct convert_options {
 
 // Counts of result classes (for --verbose), by a per-code table.
 struct class_counts {
-  std::array<std::uint64_t, 5> n{};
+  std::array<std::uint64_t, value_class_count> n{};
   std::vector<std::uint8_t> table;
   explicit class_counts(const format& f) : table(std::size_t(f.mask()) + 1) {
     for (std::uint32_t c = 0; c <= f.mask(); ++c) table[c] = static_cast<std::uint8_t>(classify(c, f));
@@ -98,10 +99,11 @@ int run(convert_options& o) {
     fmt::print("{}: {} {} -> {}: {} {}, {}\n", o.input, npy_type_name(in.dtype()), npy_shape_string(in.shape()),
                o.output, npy_type_name(out_type), o.decode ? "values" : "codes", o.conv.describe());
     const auto& n = counts->n;
-    fmt::print("  {} values: {} normal, {} subnormal, {} zero, {} inf, {} NaN\n", in.size(),
-               n[std::size_t(value_class::normal)], n[std::size_t(value_class::subnormal)],
-               n[std::size_t(value_class::zero)], n[std::size_t(value_class::infinite)],
-               n[std::size_t(value_class::nan)]);
+    std::vector<std::string> parts;
+    for (value_class c : {value_class::normal, value_class::subnormal, value_class::zero, value_class::infinite,
+                          value_class::nan})
+      parts.push_back(fmt::format("{} {}", n[std::size_t(c)], name(c)));
+    fmt::print("  {} values: {}\n", in.size(), fmt::join(parts, ", "));
   }
   return exit_ok;
 }

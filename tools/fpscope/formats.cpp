@@ -1,72 +1,20 @@
-// fpscope formats: one row per built-in format, every figure obtained from the library by
-// encoding and decoding codes, none typed in.
+// fpscope formats: one row per built-in format, every figure from the library's facts_of (found
+// by decoding codes, none typed in); --json prints them under the library's key names
+// (for_each_fact), the same keys Python's fpscope.format_info returns.
 #include <cmath>
 #include <fmt/format.h>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <string>
+#include <vector>
 
 #include "cli.hpp"
-#include "fpscope/convert.hpp"
+#include "fpscope/format.hpp"
 #include "text.hpp"
 
 namespace fpscope::cli {
 namespace {
-
-struct format_facts {
-  format f;
-  std::optional<double> min_subnormal;
-  double min_normal;     ///< smallest positive normal (e8m0: its smallest value)
-  double max_finite;
-  double epsilon;        ///< gap between 1 and the next larger value
-  double digits;         ///< (mantissa bits + 1) * log10(2)
-  double binades;        ///< log2(max finite / smallest positive)
-  bool has_inf = false;
-  bool negative_zero = false;
-  bool has_zero = false;
-  bool negatives = false;
-  std::uint32_t nan_codes = 0;
-  std::uint32_t finite_codes = 0;
-
-  std::string specials() const {
-    std::string s = has_inf ? "+-inf" : "no inf";
-    s += nan_codes ? fmt::format(", {} NaN", nan_codes) : ", no NaN";
-    if (!has_zero) s += ", no zero";
-    else if (negatives && !negative_zero) s += ", no -0";
-    if (!negatives) s += ", unsigned";
-    return s;
-  }
-};
-
-format_facts facts(const format& f) {
-  format_facts r{f, std::nullopt, 0, 0, 0, 0, 0};
-  // Walk every code: what is special, and the extremes, come from decode().
-  for (std::uint32_t c = 0; c <= f.mask(); ++c) {
-    const double v = decode(c, f);
-    if (std::isnan(v)) {
-      ++r.nan_codes;
-      continue;
-    }
-    if (std::isinf(v)) {
-      r.has_inf = true;
-      continue;
-    }
-    ++r.finite_codes;
-    if (v == 0) {
-      r.has_zero = true;
-      if (std::signbit(v)) r.negative_zero = true;
-    }
-    if (std::signbit(v)) r.negatives = true;
-  }
-  if (f.subnormals) r.min_subnormal = decode(1, f);
-  r.min_normal = decode(f.subnormals ? std::uint32_t{1} << f.man_bits : 0u, f);
-  r.max_finite = decode(f.max_finite_bits(), f);
-  const std::uint32_t one = encode(1.0, f);
-  r.epsilon = decode(one + 1, f) - decode(one, f);
-  r.digits = (f.man_bits + 1) * std::log10(2.0);
-  r.binades = std::log2(r.max_finite / r.min_subnormal.value_or(r.min_normal));
-  return r;
-}
 
 std::string number(double v) { return fmt::format("{:.5g}", v); }
 
@@ -74,35 +22,25 @@ struct formats_options {
   bool json = false;
 };
 
+// A fact as JSON: an empty optional is null.
+template <class T>
+nlohmann::json json_of(const T& v) {
+  return nlohmann::json(v);
+}
+template <class T>
+nlohmann::json json_of(const std::optional<T>& v) {
+  return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
+}
+
 int run(const formats_options& o) {
   std::vector<format_facts> all;
-  for (int i = 0; i < builtin_count; ++i) all.push_back(facts(builtin(static_cast<format_id>(i))));
+  for (int i = 0; i < builtin_count; ++i) all.push_back(facts_of(builtin(static_cast<format_id>(i))));
 
   if (o.json) {
     nlohmann::json out = nlohmann::json::array();
     for (const auto& r : all) {
-      const format& f = r.f;
       nlohmann::json j;
-      j["name"] = f.name;
-      j["bits"] = f.bits;
-      j["exponent_bits"] = f.exp_bits;
-      j["mantissa_bits"] = f.man_bits;
-      j["bias"] = f.bias;
-      j["min_subnormal"] = r.min_subnormal ? nlohmann::json(*r.min_subnormal) : nlohmann::json(nullptr);
-      j["min_normal"] = r.min_normal;
-      j["max_finite"] = r.max_finite;
-      j["epsilon"] = r.epsilon;
-      j["decimal_digits"] = r.digits;
-      j["binades"] = r.binades;
-      j["emin"] = f.emin();
-      j["emax"] = f.emax();
-      j["has_inf"] = r.has_inf;
-      j["nan_codes"] = r.nan_codes;
-      j["finite_codes"] = r.finite_codes;
-      j["has_negative_zero"] = r.negative_zero;
-      j["signed"] = r.negatives;
-      j["specials"] = r.specials();
-      j["storage_bytes"] = f.storage_bytes();
+      for_each_fact(r, [&j](const char* key, const auto& v) { j[key] = json_of(v); });
       out.push_back(std::move(j));
     }
     fmt::print("{}\n", out.dump(2));
@@ -116,14 +54,12 @@ int run(const formats_options& o) {
                          fmt::format(fmt::runtime(row), "format", "bits", "e", "m", "bias", "min subnormal",
                                      "min normal", "max finite", "epsilon", "digits", "binades", "inf/NaN")));
   for (const auto& r : all) {
-    const format& f = r.f;
-    // 2^k (all these are powers of two), with the decimal beside it.
     const auto both = [](double v) { return fmt::format("{} {}", scale_label(v, 6), number(v)); };
-    const std::string name = fmt::format("{:<9}", f.name);
-    fmt::print(fmt::runtime(row), paint(colour, fmt::fg(fmt::terminal_color::cyan), name), f.bits, f.exp_bits,
-               f.man_bits, f.bias, r.min_subnormal ? both(*r.min_subnormal) : "-", both(r.min_normal),
-               number(r.max_finite), both(r.epsilon), fmt::format("{:.2f}", r.digits),
-               fmt::format("{:.1f}", r.binades), r.specials());
+    const std::string name = fmt::format("{:<9}", r.name);
+    fmt::print(fmt::runtime(row), paint(colour, fmt::fg(fmt::terminal_color::cyan), name), r.bits, r.exponent_bits,
+               r.mantissa_bits, r.bias, r.min_subnormal ? both(*r.min_subnormal) : "-", both(r.min_normal),
+               number(r.max_finite), both(r.epsilon), fmt::format("{:.2f}", r.decimal_digits),
+               fmt::format("{:.1f}", r.binades), r.specials);
   }
   return exit_ok;
 }

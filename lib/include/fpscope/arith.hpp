@@ -3,14 +3,15 @@
 //
 // How the exact result is rounded once. Every built-in format's values are binary64 values, and
 // the exact result of an operation on them is carried to round_pack in binary64 *rounded to odd*
-// (the 53-bit truncation with its last bit set when anything was dropped). Boldo and Melquiond
-// ("Emulation of FMA and correctly rounded sums: proved algorithms using rounding to odd", IEEE
-// TC 2008) prove that rounding to odd at p+k bits (k >= 2) followed by any rounding to p bits
-// equals that rounding applied to the exact value; binary64 has 53 >= 11 + 2 bits, the widest
-// built-in significand (fp16, tf32) plus two. The odd bit also keeps the sticky information for
-// inexact, tininess-after-rounding and stochastic rounding (which reads the top 32 dropped bits,
-// far above the odd bit). The binary64 result and its rounding direction come from error-free
-// transformations, exact because no intermediate overflows or underflows for these formats:
+// (the 53-bit truncation with its last bit set when anything was dropped: detail::round_odd in
+// detail/round_odd.hpp). Boldo and Melquiond ("Emulation of FMA and correctly rounded sums:
+// proved algorithms using rounding to odd", IEEE TC 2008) prove that rounding to odd at p+k bits
+// (k >= 2) followed by any rounding to p bits equals that rounding applied to the exact value;
+// binary64 has 53 >= 11 + 2 bits, the widest built-in significand (fp16, tf32) plus two. The
+// odd bit also keeps the sticky information for inexact, tininess-after-rounding and stochastic
+// rounding (which reads the top 32 dropped bits, far above the odd bit). The binary64 result and
+// its rounding direction come from error-free transformations, exact because no intermediate
+// overflows or underflows for these formats:
 //   add/sub  Knuth's two-sum: s + e == a + b exactly
 //   mul      exact: significands of at most 11 bits give products of at most 22 bits
 //   div      r = fma(-q, b, a) is the exact remainder, its sign that of a/b - q (times b's)
@@ -28,6 +29,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "fpscope/detail/round_odd.hpp"
 #include "fpscope/detail/round_pack.hpp"
 #include "fpscope/format.hpp"
 #include "fpscope/policy.hpp"
@@ -53,43 +55,11 @@ enum class ordering : std::int8_t { less = -1, equal = 0, greater = 1, unordered
 
 namespace detail {
 
-FPSCOPE_HD constexpr bool is_nan_code(std::uint32_t c, const format& f) {
-  const std::uint32_t mag = c & f.mask() & ~f.sign_mask();
-  switch (f.specials) {
-    case special::ieee: return mag > f.inf_bits();
-    case special::fn: return mag == (f.mask() & ~f.sign_mask());
-    case special::fnuz: return (c & f.mask()) == f.sign_mask();
-    case special::e8m0: return (c & f.mask()) == f.mask();
-    case special::finite: return false;
-  }
-  return false;
-}
-
-/// Signalling NaN: IEEE-style formats only, quiet bit (top fraction bit) clear.
-FPSCOPE_HD constexpr bool is_snan_code(std::uint32_t c, const format& f) {
-  return f.specials == special::ieee && is_nan_code(c, f) && !(c & (std::uint32_t{1} << (f.man_bits - 1)));
-}
-
-FPSCOPE_HD constexpr bool is_subnormal_code(std::uint32_t c, const format& f) {
-  const std::uint32_t mag = c & f.mask() & ~f.sign_mask();
-  return f.subnormals && mag != 0 && mag < (std::uint32_t{1} << f.man_bits) && !is_nan_code(c, f);
-}
-
 /// An operand as binary64, after DAZ (a subnormal reads as zero of its sign).
 FPSCOPE_HD inline double operand(std::uint32_t c, const format& f, const policy& p) {
   // (Not c & sign_mask: in fnuz formats that code is the NaN.)
-  if (p.daz && is_subnormal_code(c, f)) return (c & f.sign_mask()) ? -0.0 : 0.0;
+  if (p.daz && f.is_subnormal(c)) return (c & f.sign_mask()) ? -0.0 : 0.0;
   return decode_bits(c, f);
-}
-
-/// The binary64 value of the exact result s + tail (|tail| <= ulp(s)/2, s = RN(exact)) rounded
-/// to odd: the truncation toward zero, with its last bit set when inexact.
-FPSCOPE_HD inline double round_to_odd(double s, double tail) {
-  if (tail == 0 || s != s || s - s != 0) return s;
-  std::uint64_t b = to_bits(s);
-  // The exact value lies below |s| when the tail points toward zero: step s one unit toward zero.
-  if ((tail < 0) != (s < 0)) b -= 1;
-  return from_bits<double>(b | 1);
 }
 
 /// RN(a + b) and its error, exactly: s + t == a + b (Knuth's two-sum, no overflow here).
@@ -122,7 +92,7 @@ FPSCOPE_HD inline double exact_odd(op o, double a, double b, double c, rounding 
         return default_nan();
       }
       const double s = two_sum(a, bb, t);
-      return round_to_odd(zero_sum(s, a, bb, rm), t);
+      return round_odd(zero_sum(s, a, bb, rm), t);
     }
     case op::mul:
       if ((std::isinf(a) && b == 0) || (a == 0 && std::isinf(b))) {
@@ -143,7 +113,7 @@ FPSCOPE_HD inline double exact_odd(op o, double a, double b, double c, rounding 
       if (std::isinf(a) || std::isinf(b) || q == 0) return q;
       const double r = std::fma(-q, b, a);
       // a/b - q = r/b: its sign is r's times b's.
-      return round_to_odd(q, r == 0 ? 0.0 : (r < 0) != (b < 0) ? -1.0 : 1.0);
+      return round_odd(q, r == 0 ? 0.0 : (r < 0) != (b < 0) ? -1.0 : 1.0);
     }
     case op::sqrt: {
       if (a < 0) {
@@ -152,7 +122,7 @@ FPSCOPE_HD inline double exact_odd(op o, double a, double b, double c, rounding 
       }
       const double s = std::sqrt(a);
       if (a == 0 || std::isinf(a)) return s;
-      return round_to_odd(s, std::fma(-s, s, a));
+      return round_odd(s, std::fma(-s, s, a));
     }
     case op::fma: {
       // The product is exact, so a*b + c is the exact sum of it and c (rounded to odd once).
@@ -189,7 +159,7 @@ FPSCOPE_HD inline std::uint32_t apply(op o, std::uint32_t a, std::uint32_t b, st
   bool any_nan = false;
   for (int i = 0; i < arity; ++i) {
     v[i] = operand(code[i], f, p);
-    if (is_snan_code(code[i], f)) fl |= flag_invalid;
+    if (f.is_snan(code[i])) fl |= flag_invalid;
     any_nan = any_nan || v[i] != v[i];
   }
   double r;
@@ -207,7 +177,7 @@ FPSCOPE_HD inline std::uint32_t apply(op o, std::uint32_t a, std::uint32_t b, st
         pick = (o == op::min ? (sa || !sb) : (!sa || sb)) ? code[0] : code[1];
       }
       if (flags) *flags |= fl;
-      if (!(p.daz && is_subnormal_code(pick, f))) return pick;
+      if (!(p.daz && f.is_subnormal(pick))) return pick;
       return f.has_negative_zero() ? pick & f.sign_mask() : 0u;  // fnuz: no -0 (0x80 is the NaN)
     }
     r = first_nan(v, 2);  // both NaN, or a signalling one (IEEE 754-2008 minNum/maxNum)
@@ -231,7 +201,7 @@ FPSCOPE_HD inline ordering compare(std::uint32_t a, std::uint32_t b, const forma
                                    unsigned* flags = nullptr) {
   using namespace detail;
   const double x = operand(a & f.mask(), f, p), y = operand(b & f.mask(), f, p);
-  if (flags && (is_snan_code(a & f.mask(), f) || is_snan_code(b & f.mask(), f))) *flags |= flag_invalid;
+  if (flags && (f.is_snan(a) || f.is_snan(b))) *flags |= flag_invalid;
   if (x != x || y != y) return ordering::unordered;
   return x < y ? ordering::less : x > y ? ordering::greater : ordering::equal;
 }

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <span>
+#include <string_view>
 
 #include "fpscope/detail/round_pack.hpp"
 #include "fpscope/format.hpp"
@@ -38,6 +39,11 @@ inline std::uint32_t recode(std::uint32_t bits, const format& from, const format
 }
 
 enum class value_class : std::uint8_t { zero, subnormal, normal, infinite, nan };
+inline constexpr int value_class_count = 5;
+
+/// The name of a value class, "zero", "subnormal", "normal", "infinite" or "nan": what `fpscope
+/// cast` prints and Python's fpscope.VALUE_CLASSES holds (in enum order).
+std::string_view name(value_class c);
 
 /// The class of a code of `f`.
 value_class classify(std::uint32_t bits, const format& f);

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ._fpscope import (  # noqa: F401  (re-exported)
+    CLASSES,
+    VALUE_CLASSES,
     Trace,
     TraceWriter,
     apply,
@@ -50,37 +52,47 @@ from ._fpscope import (  # noqa: F401  (re-exported)
 )
 from . import _fpscope
 
-CLASSES = ("zero", "underflow", "subnormal", "normal", "overflow", "nonfinite")
-VALUE_CLASSES = ("zero", "subnormal", "normal", "infinite", "nan")
-
 
 @dataclass(frozen=True)
 class Format:
-    """A built-in format's properties, all computed by the library."""
+    """A built-in format's properties, all computed by the library: format_info's keys, which
+    are `fpscope formats --json`'s."""
 
     name: str
     bits: int
-    exp_bits: int
-    man_bits: int
+    exponent_bits: int
+    mantissa_bits: int
     bias: int
-    is_signed: bool
-    has_inf: bool
-    has_nan: bool
-    has_negative_zero: bool
-    has_subnormals: bool
+    min_subnormal: float | None  # None: no subnormals (e8m0)
+    min_normal: float
+    max_finite: float
+    max_finite_bits: int  # the code of max_finite
+    epsilon: float
+    decimal_digits: float
+    binades: float
     emin: int
     emax: int
-    max: float
-    min_normal: float
-    min_subnormal: float | None  # None: no subnormals (e8m0)
-    epsilon: float
+    has_inf: bool
+    has_nan: bool
+    has_subnormals: bool
+    has_negative_zero: bool
+    signed: bool
+    nan_codes: int
+    finite_codes: int
     storage_bytes: int
-    max_bits: int
+    specials: str
 
     @property
     def dtype(self) -> str:
         """The numpy dtype of this format's codes."""
         return {1: "uint8", 2: "uint16", 4: "uint32"}[self.storage_bytes]
+
+    # The names these fields had before they took the CLI's.
+    exp_bits = property(lambda self: self.exponent_bits)
+    man_bits = property(lambda self: self.mantissa_bits)
+    max = property(lambda self: self.max_finite)
+    max_bits = property(lambda self: self.max_finite_bits)
+    is_signed = property(lambda self: self.signed)
 
 
 def format(name: str) -> Format:  # noqa: A001  (the natural name; shadows the builtin here only)

@@ -18,6 +18,9 @@
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
+#if __cplusplus >= 202002L
+#include <bit>
+#endif
 
 #include "fpscope/detail/config.hpp"
 #include "fpscope/format.hpp"
@@ -54,24 +57,36 @@ template <>
 struct binary<float> {
   using bits = std::uint32_t;
   static constexpr int width = 32, man = 23, bias = 127;
+  static constexpr bits exp_mask = 0x7F800000u;  ///< the exponent field: also +inf
 };
 template <>
 struct binary<double> {
   using bits = std::uint64_t;
   static constexpr int width = 64, man = 52, bias = 1023;
+  static constexpr bits exp_mask = 0x7FF0000000000000ull;  ///< the exponent field: also +inf
 };
 
+// std::bit_cast where the language has it, so that what is built on these (round_odd.hpp) is
+// constexpr on the host; memcpy for the C++17 CUDA target.
 template <class T>
-FPSCOPE_HD FPSCOPE_INLINE typename binary<T>::bits to_bits(T x) {
+FPSCOPE_HD FPSCOPE_INLINE constexpr typename binary<T>::bits to_bits(T x) {
+#if defined(__cpp_lib_bit_cast) && !defined(__CUDACC__)
+  return std::bit_cast<typename binary<T>::bits>(x);
+#else
   typename binary<T>::bits u;
   std::memcpy(&u, &x, sizeof u);
   return u;
+#endif
 }
 template <class T>
-FPSCOPE_HD inline T from_bits(typename binary<T>::bits u) {
+FPSCOPE_HD inline constexpr T from_bits(typename binary<T>::bits u) {
+#if defined(__cpp_lib_bit_cast) && !defined(__CUDACC__)
+  return std::bit_cast<T>(u);
+#else
   T x;
   std::memcpy(&x, &u, sizeof u);
   return x;
+#endif
 }
 
 /// The NaN code a NaN input of sign `sign` (moved to its place) becomes, before any payload
@@ -184,7 +199,7 @@ FPSCOPE_HD FPSCOPE_INLINE std::uint32_t round_pack(typename binary<In>::bits x, 
   using S = typename std::make_signed<U>::type;
   constexpr U one = 1;
   constexpr U sign_in = one << (B::width - 1);
-  constexpr U inf_in = ((one << (B::width - 1 - B::man)) - 1) << B::man;
+  constexpr U inf_in = B::exp_mask;
   constexpr U man_mask = (one << B::man) - 1;
 
   // Per-lane conditions are masks (all ones / zero) of the lane's width: the vectoriser
@@ -293,34 +308,25 @@ FPSCOPE_HD inline std::uint32_t round_pack(typename binary<In>::bits x, const fo
 
 /// Exact value of a code as double (every built-in format fits), NaN quiet with its payload.
 FPSCOPE_HD inline double decode_bits(std::uint32_t bits, const format& f) {
-  const std::uint32_t mag = bits & f.mask() & ~f.sign_mask();
-  const bool neg = (bits & f.sign_mask()) != 0;
-  const std::uint64_t sign = neg ? std::uint64_t{1} << 63 : 0;
-  constexpr std::uint64_t qnan = 0x7FF8000000000000ull;
-  switch (f.specials) {
-    case special::ieee:
-      if (mag >= f.inf_bits()) {
-        const std::uint64_t payload = std::uint64_t(mag & ((1u << f.man_bits) - 1)) << (52 - f.man_bits);
-        return from_bits<double>(sign | (payload ? qnan | payload : 0x7FF0000000000000ull));
-      }
-      break;
-    case special::fn:
-      if (mag == (f.mask() & ~f.sign_mask())) return from_bits<double>(sign | qnan);
-      break;
-    case special::fnuz:
-      if (bits == f.sign_mask()) return from_bits<double>(qnan);
-      break;
-    case special::e8m0:
-      if (bits == f.mask()) return from_bits<double>(qnan);
-      return from_bits<double>(std::uint64_t(int(bits) - f.bias + 1023) << 52);
-    case special::finite: break;
-  }
-  const std::uint32_t e = mag >> f.man_bits;
+  bits &= f.mask();
+  const std::uint32_t mag = bits & ~f.sign_mask();
+  const std::uint64_t sign = (bits & f.sign_mask()) ? std::uint64_t{1} << 63 : 0;
   const std::uint32_t frac = mag & ((1u << f.man_bits) - 1);
-  const std::uint64_t sig = e ? frac | (1u << f.man_bits) : frac;
-  const int scale = (e ? int(e) : 1) - f.bias - f.man_bits;
+  if (f.is_nonfinite(bits)) {
+    if (f.is_inf(bits)) return from_bits<double>(sign | 0x7FF0000000000000ull);
+    // A NaN keeps its sign bit, unless that bit is the NaN itself (fnuz), and only IEEE formats
+    // give the fraction a meaning (the payload).
+    const std::uint64_t payload = f.specials == special::ieee ? std::uint64_t(frac) << (52 - f.man_bits) : 0;
+    return from_bits<double>((mag ? sign : 0) | 0x7FF8000000000000ull | payload);
+  }
+  // Exponent code 0 holds the subnormals, in code 1's binade; without subnormals (e8m0) it is a
+  // binade like the others.
+  const std::uint32_t e = mag >> f.man_bits;
+  const bool sub = f.subnormals && e == 0;
+  const std::uint64_t sig = sub ? frac : frac | (1u << f.man_bits);
+  const int scale = (sub ? 1 : int(e)) - f.bias - f.man_bits;
   const double v = double(sig) * from_bits<double>(std::uint64_t(scale + 1023) << 52);
-  return neg ? -v : v;
+  return sign ? -v : v;
 }
 
 }  // namespace detail
