@@ -1,7 +1,7 @@
 #include "trace_chunks.hpp"
 
 #include <omp.h>
-#include <zlib.h>
+#include <libdeflate.h>
 
 #include <algorithm>
 #include <atomic>
@@ -10,6 +10,8 @@
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <new>
+#include <optional>
 #include <vector>
 
 #include "fpscope/convert.hpp"
@@ -56,48 +58,67 @@ struct stored_chunk {
   std::vector<std::uint8_t> bytes;
 };
 
-// Inflates and unshuffles a stored chunk and widens its `count` values to float32 in `out`.
-// Touches no HDF5 state (any thread). False when the bytes do not decode to a whole chunk.
-bool decode_chunk(const stored_chunk& c, const raw_layout& l, trace_dtype dt, std::vector<std::uint8_t>& inflated,
-                  std::vector<std::uint8_t>& plain, std::vector<float>& out) {
-  const std::size_t size = storage(dt).second, whole = l.chunk * size;
-  const std::uint8_t* p = c.bytes.data();
-  std::size_t n = c.bytes.size();
-  if (l.deflate >= 0 && !(c.mask >> l.deflate & 1)) {
-    inflated.resize(whole);
-    uLongf len = whole;
-    if (uncompress(inflated.data(), &len, p, n) != Z_OK) return false;
-    p = inflated.data(), n = len;
+// One thread's decoder: its libdeflate decompressor (which no two threads may share) and its
+// buffers, reused chunk after chunk.
+class chunk_decoder {
+ public:
+  chunk_decoder() : d_(libdeflate_alloc_decompressor()) {
+    if (!d_) throw std::bad_alloc();
   }
-  if (n != whole) return false;
-  if (l.shuffle >= 0 && !(c.mask >> l.shuffle & 1) && size > 1) {
-    // HDF5's shuffle stores byte b of every element together: plane b holds element i's byte b at i.
-    plain.resize(whole);
-    const std::size_t e = l.chunk;
-    if (size == 4)
-      for (std::size_t i = 0; i < e; ++i)
-        plain[4 * i] = p[i], plain[4 * i + 1] = p[e + i], plain[4 * i + 2] = p[2 * e + i], plain[4 * i + 3] = p[3 * e + i];
-    else
-      for (std::size_t i = 0; i < e; ++i) plain[2 * i] = p[i], plain[2 * i + 1] = p[e + i];
-    p = plain.data();
-  }
-  out.resize(c.count);
-  switch (dt) {
-    case trace_dtype::float32: std::memcpy(out.data(), p, c.count * 4); break;
-    case trace_dtype::float16:
-    case trace_dtype::bfloat16: {
-      std::vector<std::uint16_t> bits(c.count);
-      std::memcpy(bits.data(), p, c.count * 2);
-      decode(std::span<const std::uint16_t>(bits), std::span<float>(out),
-             builtin(dt == trace_dtype::float16 ? format_id::fp16 : format_id::bf16));
-      break;
+
+  // Inflates and unshuffles a stored chunk and widens its `count` values to float32. Touches no
+  // HDF5 state (any thread). nullopt when the bytes do not decode to a whole chunk.
+  std::optional<std::span<const float>> decode(const stored_chunk& c, const raw_layout& l, trace_dtype dt) {
+    const std::size_t size = storage(dt).second, whole = l.chunk * size;
+    const std::uint8_t* p = c.bytes.data();
+    std::size_t n = c.bytes.size();
+    if (l.deflate >= 0 && !(c.mask >> l.deflate & 1)) {
+      // HDF5's deflate filter writes zlib streams: libdeflate checks the header and the Adler-32
+      // of the data, and (no actual-size argument) that they inflate to exactly `whole` bytes.
+      inflated_.resize(whole);
+      if (libdeflate_zlib_decompress(d_.get(), p, n, inflated_.data(), whole, nullptr) != LIBDEFLATE_SUCCESS)
+        return std::nullopt;
+      p = inflated_.data(), n = whole;
     }
-    default:
-      decode(std::span<const std::uint8_t>(p, c.count), std::span<float>(out),
-             builtin(dt == trace_dtype::e4m3 ? format_id::e4m3 : format_id::e5m2));
+    if (n != whole) return std::nullopt;
+    if (l.shuffle >= 0 && !(c.mask >> l.shuffle & 1) && size > 1) {
+      // HDF5's shuffle stores byte b of every element together: plane b holds element i's byte b at i.
+      plain_.resize(whole);
+      const std::size_t e = l.chunk;
+      if (size == 4)
+        for (std::size_t i = 0; i < e; ++i)
+          plain_[4 * i] = p[i], plain_[4 * i + 1] = p[e + i], plain_[4 * i + 2] = p[2 * e + i],
+                     plain_[4 * i + 3] = p[3 * e + i];
+      else
+        for (std::size_t i = 0; i < e; ++i) plain_[2 * i] = p[i], plain_[2 * i + 1] = p[e + i];
+      p = plain_.data();
+    }
+    out_.resize(c.count);
+    switch (dt) {
+      case trace_dtype::float32: std::memcpy(out_.data(), p, c.count * 4); break;
+      case trace_dtype::float16:
+      case trace_dtype::bfloat16: {
+        std::vector<std::uint16_t> bits(c.count);
+        std::memcpy(bits.data(), p, c.count * 2);
+        fpscope::decode(std::span<const std::uint16_t>(bits), std::span<float>(out_),
+                        builtin(dt == trace_dtype::float16 ? format_id::fp16 : format_id::bf16));
+        break;
+      }
+      default:
+        fpscope::decode(std::span<const std::uint8_t>(p, c.count), std::span<float>(out_),
+                        builtin(dt == trace_dtype::e4m3 ? format_id::e4m3 : format_id::e5m2));
+    }
+    return std::span<const float>(out_);
   }
-  return true;
-}
+
+ private:
+  struct free_decompressor {
+    void operator()(libdeflate_decompressor* d) const { libdeflate_free_decompressor(d); }
+  };
+  std::unique_ptr<libdeflate_decompressor, free_decompressor> d_;
+  std::vector<std::uint8_t> inflated_, plain_;
+  std::vector<float> out_;
+};
 
 }  // namespace
 
@@ -108,12 +129,8 @@ void read_stored_chunks(std::span<const chunk_source> sources,
   // OpenMP task that inflates, unshuffles, widens and passes it on, so reading overlaps decoding.
   // At most about `budget` stored bytes are in flight. The first failure, in reading order, is
   // the one thrown.
-  struct scratch {
-    std::vector<std::uint8_t> inflated, plain;
-    std::vector<float> out;
-  };
   const int nt = std::max(1, threads > 0 ? threads : omp_get_max_threads());
-  std::vector<scratch> bufs(static_cast<std::size_t>(nt));
+  std::vector<chunk_decoder> decoders(static_cast<std::size_t>(nt));
   std::mutex m;
   std::size_t first_seq = ~std::size_t{0};
   std::exception_ptr first;
@@ -134,7 +151,7 @@ void read_stored_chunks(std::span<const chunk_source> sources,
     try {  // nothing may leave an OpenMP region by an exception
       for (const chunk_source& src : sources) {
         const std::size_t whole = src.l.chunk * storage(src.t->dtype).second;
-        // zlib's worst case (compressBound) and a little: a larger stored chunk is not ours to read.
+        // deflate's worst case (zlib's compressBound) and a little: a larger stored chunk is not ours to read.
         const std::size_t most_bytes = whole + whole / 1000 + 64;
         for (std::uint64_t lo = 0; lo < src.t->count && !stop; lo += src.l.chunk, ++seq) {
           auto ch = std::make_shared<stored_chunk>(
@@ -152,10 +169,10 @@ void read_stored_chunks(std::span<const chunk_source> sources,
           const chunk_source* from = &src;
 #pragma omp task firstprivate(ch, seq, from) default(shared)
           if (!stop) {
-            scratch& b = bufs[std::size_t(omp_get_thread_num())];
+            chunk_decoder& d = decoders[std::size_t(omp_get_thread_num())];
             try {
-              if (decode_chunk(*ch, from->l, from->t->dtype, b.inflated, b.plain, b.out))
-                f(ch->tensor, ch->offset, std::span<const float>(b.out));
+              if (const auto v = d.decode(*ch, from->l, from->t->dtype))
+                f(ch->tensor, ch->offset, *v);
               else
                 failed(seq, corrupt(*from, ch->offset, ch->count));
             } catch (...) {

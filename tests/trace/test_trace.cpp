@@ -9,9 +9,11 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <mutex>
 #include <stdexcept>
 #include <random>
+#include <span>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -368,9 +370,13 @@ TEST_CASE("trace: values_parallel decodes stored chunks exactly as HDF5 does", "
   }
 }
 
-TEST_CASE("trace: values_parallel reports a corrupt stored chunk as a one-line error", "[trace]") {
-  const fs::path p = scratch("corrupt-chunk.h5");
-  const auto x = gradients(50000, 12);
+namespace {
+
+// A trace whose tensor a (50000 float32 values x, chunks of 8192, shuffle + deflate) is written,
+// then spoil(file, address, size) changes the bytes stored for its chunk 3 (values 24576..32768).
+fs::path spoiled_chunk(const std::string& name, const std::vector<float>& x,
+                       const std::function<void(std::fstream&, haddr_t, hsize_t)>& spoil) {
+  const fs::path p = scratch(name);
   {
     trace_writer w(p.string(), "t", "m", true);
     w.begin_step(0, 0, 0);
@@ -378,7 +384,6 @@ TEST_CASE("trace: values_parallel reports a corrupt stored chunk as a one-line e
     w.end_step();
   }
   restore_values(p, "a", "float32", H5T_IEEE_F32LE, x.data(), x.size(), 8192, true, true, false, false);
-  // Where chunk 3 lies in the file: overwrite the middle of its deflate stream.
   haddr_t addr = 0;
   hsize_t size = 0;
   edit(p, [&](hid_t f) {
@@ -390,12 +395,14 @@ TEST_CASE("trace: values_parallel reports a corrupt stored chunk as a one-line e
     CHECK(off[0] == 3 * 8192);
     H5Sclose(sp), H5Dclose(ds);
   });
-  {
-    std::fstream io(p, std::ios::in | std::ios::out | std::ios::binary);
-    io.seekp(std::streamoff(addr + size / 2));
-    const std::string junk(64, '\x5a');
-    io.write(junk.data(), std::streamsize(junk.size()));
-  }
+  std::fstream io(p, std::ios::in | std::ios::out | std::ios::binary);
+  spoil(io, addr, size);
+  return p;
+}
+
+// Reading tensor a of a spoiled_chunk trace fails: through HDF5, and through values_parallel on
+// 1 and 2 threads with one line naming the file, the tensor and chunk 3's values.
+void expect_chunk_3_error(const fs::path& p) {
   const trace_reader r(p.string());
   const auto s = r.step(0);
   REQUIRE(r.decodes_chunks(s, s.tensors[0]));
@@ -412,6 +419,51 @@ TEST_CASE("trace: values_parallel reports a corrupt stored chunk as a one-line e
       CHECK(msg.find('\n') == std::string::npos);
     }
   }
+}
+
+// RFC 1950's Adler-32, the check value that ends a zlib stream.
+std::uint32_t adler32(std::span<const std::uint8_t> bytes) {
+  std::uint32_t a = 1, b = 0;
+  for (const std::uint8_t c : bytes) a = (a + c) % 65521, b = (b + a) % 65521;
+  return b << 16 | a;
+}
+
+}  // namespace
+
+TEST_CASE("trace: values_parallel reports a corrupt stored chunk as a one-line error", "[trace]") {
+  // Overwrite the middle of chunk 3's deflate stream.
+  const auto x = gradients(50000, 12);
+  expect_chunk_3_error(spoiled_chunk("corrupt-chunk.h5", x, [](std::fstream& io, haddr_t addr, hsize_t size) {
+    io.seekp(std::streamoff(addr + size / 2));
+    const std::string junk(64, '\x5a');
+    io.write(junk.data(), std::streamsize(junk.size()));
+  }));
+}
+
+TEST_CASE("trace: values_parallel checks each stored chunk's Adler-32", "[trace]") {
+  // Only the check value changes: the deflate data still inflates to a whole chunk, so only the
+  // checksum can tell.
+  const auto x = gradients(50000, 13);
+  expect_chunk_3_error(spoiled_chunk("bad-adler.h5", x, [&](std::fstream& io, haddr_t addr, hsize_t size) {
+    // The last 4 stored bytes are the Adler-32 (big-endian) of chunk 3 as shuffled: byte plane b
+    // holds byte b of each value.
+    std::vector<std::uint8_t> shuffled(4 * 8192);
+    for (std::size_t i = 0; i < 8192; ++i) {
+      std::uint8_t v[4];
+      std::memcpy(v, &x[3 * 8192 + i], 4);
+      for (std::size_t b = 0; b < 4; ++b) shuffled[b * 8192 + i] = v[b];
+    }
+    std::uint8_t tail[4];
+    io.seekg(std::streamoff(addr + size - 4));
+    io.read(reinterpret_cast<char*>(tail), 4);
+    REQUIRE(io.good());
+    CHECK((std::uint32_t(tail[0]) << 24 | std::uint32_t(tail[1]) << 16 | std::uint32_t(tail[2]) << 8 | tail[3]) ==
+          adler32(shuffled));
+    const char flipped = char(tail[3] ^ 0x01);
+    io.seekp(std::streamoff(addr + size - 1));
+    io.write(&flipped, 1);
+    REQUIRE(io.good());
+  }));
 }
 
 TEST_CASE("trace: values_parallel agrees with values on the shipped traces", "[trace]") {
