@@ -2,16 +2,19 @@
 
 #include <omp.h>
 #include <libdeflate.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <bit>
+#include <cerrno>
 #include <cstring>
 #include <exception>
 #include <memory>
 #include <mutex>
 #include <new>
 #include <optional>
+#include <type_traits>
 #include <vector>
 
 #include "fpscope/convert.hpp"
@@ -48,15 +51,52 @@ std::optional<raw_layout> raw_layout_of(hid_t ds, const trace_tensor& t) {
   return l;
 }
 
+std::optional<stored_file> stored_file_of(hid_t file) {
+  const id fapl(H5Fget_access_plist(file), H5Pclose), fcpl(H5Fget_create_plist(file), H5Pclose);
+  if (!fapl.ok() || !fcpl.ok() || H5Pget_driver(fapl) != H5FD_SEC2) return std::nullopt;
+  void* handle = nullptr;
+  hsize_t user_block = 0;
+  if (H5Fget_vfd_handle(file, H5P_DEFAULT, &handle) < 0 || !handle || H5Pget_userblock(fcpl, &user_block) < 0)
+    return std::nullopt;
+  // HDF5 addresses count from the superblock, which follows the user block (HDF5 1.10
+  // H5F__super_read: the base address is where the superblock was found).
+  return stored_file{*static_cast<const int*>(handle), user_block};
+}
+
 namespace {
 
-// One stored chunk: whose, where, and its bytes as filtered.
-struct stored_chunk {
-  std::size_t tensor;
+// One stored chunk as the chunk index records it: whose values, and where its bytes lie.
+struct planned_chunk {
+  const chunk_source* src;
   std::uint64_t offset, count;  // elements
+  std::uint64_t at;             // file offset
+  std::size_t bytes;            // as stored (filtered)
   unsigned mask;                // bit i: pipeline filter i was skipped for this chunk
-  std::vector<std::uint8_t> bytes;
 };
+
+// Reads n bytes at file offset `at`; false on an error or a file that ends first.
+bool read_at(int fd, std::uint8_t* to, std::size_t n, std::uint64_t at) {
+  while (n > 0) {
+    const ssize_t got = ::pread(fd, to, n, off_t(at));
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) return false;
+    to += got, n -= std::size_t(got), at += std::uint64_t(got);
+  }
+  return true;
+}
+
+// HDF5's shuffle stores byte b of every element together: plane b (`plane` bytes long) holds
+// element i's byte b at i. Puts the first out.size() elements back together (little-endian
+// bytes), as words the compiler vectorises, not byte by byte.
+template <class T>  // float (float32) or std::uint16_t (float16 / bfloat16 bits)
+void unshuffle(const std::uint8_t* p, std::size_t plane, std::span<T> out) {
+  using word = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint16_t>;
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    word w = 0;
+    for (std::size_t b = 0; b < sizeof(T); ++b) w = word(w | word(p[b * plane + i]) << (8 * b));
+    out[i] = std::bit_cast<T>(w);
+  }
+}
 
 // One thread's decoder: its libdeflate decompressor (which no two threads may share) and its
 // buffers, reused chunk after chunk.
@@ -66,49 +106,49 @@ class chunk_decoder {
     if (!d_) throw std::bad_alloc();
   }
 
-  // Inflates and unshuffles a stored chunk and widens its `count` values to float32. Touches no
-  // HDF5 state (any thread). nullopt when the bytes do not decode to a whole chunk.
-  std::optional<std::span<const float>> decode(const stored_chunk& c, const raw_layout& l, trace_dtype dt) {
+  // Reads a stored chunk, inflates and unshuffles it and widens its `count` values to float32.
+  // Touches no HDF5 state (any thread). nullopt when the bytes cannot be read or do not decode to
+  // a whole chunk.
+  std::optional<std::span<const float>> decode(const stored_file& file, const planned_chunk& c) {
+    const raw_layout& l = c.src->l;
+    const trace_dtype dt = c.src->t->dtype;
     const std::size_t size = storage(dt).second, whole = l.chunk * size;
-    const std::uint8_t* p = c.bytes.data();
-    std::size_t n = c.bytes.size();
+    stored_.resize(c.bytes);
+    if (!read_at(file.fd, stored_.data(), c.bytes, file.base + c.at)) return std::nullopt;
+    const bool shuffled = l.shuffle >= 0 && !(c.mask >> l.shuffle & 1) && size > 1;
+    out_.resize(l.chunk);
+    const std::uint8_t* p = stored_.data();
     if (l.deflate >= 0 && !(c.mask >> l.deflate & 1)) {
+      // Unshuffled float32 inflates straight into the values.
+      std::uint8_t* to = dt == trace_dtype::float32 && !shuffled ? reinterpret_cast<std::uint8_t*>(out_.data())
+                                                                 : (inflated_.resize(whole), inflated_.data());
       // HDF5's deflate filter writes zlib streams: libdeflate checks the header and the Adler-32
       // of the data, and (no actual-size argument) that they inflate to exactly `whole` bytes.
-      inflated_.resize(whole);
-      if (libdeflate_zlib_decompress(d_.get(), p, n, inflated_.data(), whole, nullptr) != LIBDEFLATE_SUCCESS)
+      if (libdeflate_zlib_decompress(d_.get(), p, c.bytes, to, whole, nullptr) != LIBDEFLATE_SUCCESS)
         return std::nullopt;
-      p = inflated_.data(), n = whole;
+      p = to;
+    } else if (c.bytes != whole) {
+      return std::nullopt;
     }
-    if (n != whole) return std::nullopt;
-    if (l.shuffle >= 0 && !(c.mask >> l.shuffle & 1) && size > 1) {
-      // HDF5's shuffle stores byte b of every element together: plane b holds element i's byte b at i.
-      plain_.resize(whole);
-      const std::size_t e = l.chunk;
-      if (size == 4)
-        for (std::size_t i = 0; i < e; ++i)
-          plain_[4 * i] = p[i], plain_[4 * i + 1] = p[e + i], plain_[4 * i + 2] = p[2 * e + i],
-                     plain_[4 * i + 3] = p[3 * e + i];
-      else
-        for (std::size_t i = 0; i < e; ++i) plain_[2 * i] = p[i], plain_[2 * i + 1] = p[e + i];
-      p = plain_.data();
-    }
-    out_.resize(c.count);
+    const std::span<float> out(out_.data(), c.count);
     switch (dt) {
-      case trace_dtype::float32: std::memcpy(out_.data(), p, c.count * 4); break;
+      case trace_dtype::float32:
+        if (shuffled) unshuffle(p, l.chunk, out);
+        else if (p != reinterpret_cast<const std::uint8_t*>(out_.data())) std::memcpy(out.data(), p, c.count * 4);
+        break;
       case trace_dtype::float16:
-      case trace_dtype::bfloat16: {
-        std::vector<std::uint16_t> bits(c.count);
-        std::memcpy(bits.data(), p, c.count * 2);
-        fpscope::decode(std::span<const std::uint16_t>(bits), std::span<float>(out_),
+      case trace_dtype::bfloat16:
+        bits_.resize(c.count);
+        if (shuffled) unshuffle(p, l.chunk, std::span<std::uint16_t>(bits_));
+        else std::memcpy(bits_.data(), p, c.count * 2);
+        fpscope::decode(std::span<const std::uint16_t>(bits_), out,
                         builtin(dt == trace_dtype::float16 ? format_id::fp16 : format_id::bf16));
         break;
-      }
       default:
-        fpscope::decode(std::span<const std::uint8_t>(p, c.count), std::span<float>(out_),
+        fpscope::decode(std::span<const std::uint8_t>(p, c.count), out,
                         builtin(dt == trace_dtype::e4m3 ? format_id::e4m3 : format_id::e5m2));
     }
-    return std::span<const float>(out_);
+    return out;
   }
 
  private:
@@ -116,21 +156,49 @@ class chunk_decoder {
     void operator()(libdeflate_decompressor* d) const { libdeflate_free_decompressor(d); }
   };
   std::unique_ptr<libdeflate_decompressor, free_decompressor> d_;
-  std::vector<std::uint8_t> inflated_, plain_;
+  std::vector<std::uint8_t> stored_, inflated_;
+  std::vector<std::uint16_t> bits_;
   std::vector<float> out_;
 };
 
 }  // namespace
 
-void read_stored_chunks(std::span<const chunk_source> sources,
+void read_stored_chunks(const stored_file& file, std::span<const chunk_source> sources,
                         const std::function<void(std::size_t, std::uint64_t, std::span<const float>)>& f,
-                        int threads, std::size_t budget) {
-  // This thread reads the stored chunks (one caller in HDF5 at a time) and hands each to an
-  // OpenMP task that inflates, unshuffles, widens and passes it on, so reading overlaps decoding.
-  // At most about `budget` stored bytes are in flight. The first failure, in reading order, is
-  // the one thrown.
-  const int nt = std::max(1, threads > 0 ? threads : omp_get_max_threads());
-  std::vector<chunk_decoder> decoders(static_cast<std::size_t>(nt));
+                        int threads) {
+  const auto corrupt = [&](const chunk_source& src, std::uint64_t lo, std::uint64_t n) {
+    return std::make_exception_ptr(trace_error(src.where + ": cannot read values " + std::to_string(lo) + ".." +
+                                               std::to_string(lo + n) + " (corrupt data?)"));
+  };
+  // The plan, from HDF5's chunk index on this thread (one caller in HDF5 at a time): every
+  // chunk's place in the file, in reading order, up to the first that cannot be read.
+  std::vector<planned_chunk> plan;
+  std::exception_ptr plan_failed;
+  for (const chunk_source& src : sources) {
+    const std::size_t whole = src.l.chunk * storage(src.t->dtype).second;
+    // deflate's worst case (zlib's compressBound) and a little: a larger stored chunk is not ours to read.
+    const std::size_t most_bytes = whole + whole / 1000 + 64;
+    for (std::uint64_t lo = 0; lo < src.t->count && !plan_failed; lo += src.l.chunk) {
+      const hsize_t at = lo;
+      unsigned mask = 0;
+      haddr_t addr = HADDR_UNDEF;
+      hsize_t nbytes = 0;
+      const std::uint64_t count = std::min<std::uint64_t>(src.l.chunk, src.t->count - lo);
+      if (H5Dget_chunk_info_by_coord(src.ds, &at, &mask, &addr, &nbytes) < 0 || addr == HADDR_UNDEF || nbytes == 0 ||
+          nbytes > most_bytes)
+        plan_failed = corrupt(src, lo, count);
+      else
+        plan.push_back({&src, lo, count, addr, std::size_t(nbytes), mask});
+    }
+    if (plan_failed) break;
+  }
+
+  // Then each thread takes the next chunk in the plan: reads it (pread: no HDF5, no shared file
+  // offset), inflates, unshuffles, widens and passes it on. Reading is spread over the threads
+  // too, and each holds one chunk at a time. The first failure, in reading order, is the one
+  // thrown: chunks are taken in order, so every chunk before a failed one has been taken.
+  const auto want = std::size_t(std::max(1, threads > 0 ? threads : omp_get_max_threads()));
+  const int nt = int(std::max<std::size_t>(1, std::min(want, plan.size())));  // no more threads than chunks
   std::mutex m;
   std::size_t first_seq = ~std::size_t{0};
   std::exception_ptr first;
@@ -140,55 +208,25 @@ void read_stored_chunks(std::span<const chunk_source> sources,
     if (seq < first_seq) first_seq = seq, first = std::move(e);
     stop = true;
   };
-  const auto corrupt = [&](const chunk_source& src, std::uint64_t lo, std::uint64_t n) {
-    return std::make_exception_ptr(trace_error(src.where + ": cannot read values " + std::to_string(lo) + ".." +
-                                               std::to_string(lo + n) + " (corrupt data?)"));
-  };
-#pragma omp parallel num_threads(nt)
-#pragma omp single
-  {
-    std::size_t seq = 0, held = 0;
-    try {  // nothing may leave an OpenMP region by an exception
-      for (const chunk_source& src : sources) {
-        const std::size_t whole = src.l.chunk * storage(src.t->dtype).second;
-        // deflate's worst case (zlib's compressBound) and a little: a larger stored chunk is not ours to read.
-        const std::size_t most_bytes = whole + whole / 1000 + 64;
-        for (std::uint64_t lo = 0; lo < src.t->count && !stop; lo += src.l.chunk, ++seq) {
-          auto ch = std::make_shared<stored_chunk>(
-              stored_chunk{src.index, lo, std::min<std::uint64_t>(src.l.chunk, src.t->count - lo), 0, {}});
-          const hsize_t at = lo;
-          hsize_t nbytes = 0;
-          std::uint32_t mask = 0;
-          if (H5Dget_chunk_storage_size(src.ds, &at, &nbytes) < 0 || nbytes == 0 || nbytes > most_bytes ||
-              (ch->bytes.resize(nbytes), H5Dread_chunk(src.ds, H5P_DEFAULT, &at, &mask, ch->bytes.data()) < 0)) {
-            failed(seq, corrupt(src, lo, ch->count));
-            break;
-          }
-          ch->mask = mask;
-          held += nbytes;
-          const chunk_source* from = &src;
-#pragma omp task firstprivate(ch, seq, from) default(shared)
-          if (!stop) {
-            chunk_decoder& d = decoders[std::size_t(omp_get_thread_num())];
-            try {
-              if (const auto v = d.decode(*ch, from->l, from->t->dtype))
-                f(ch->tensor, ch->offset, *v);
-              else
-                failed(seq, corrupt(*from, ch->offset, ch->count));
-            } catch (...) {
-              failed(seq, std::current_exception());
-            }
-          }
-          if (held >= budget) {
-#pragma omp taskwait
-            held = 0;
-          }
-        }
+  if (!plan.empty()) {
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+    for (std::size_t k = 0; k < plan.size(); ++k) {
+      if (stop) continue;
+      const planned_chunk& c = plan[k];
+      try {  // nothing may leave an OpenMP region by an exception
+        // One decoder per thread, kept from call to call (OpenMP keeps its threads): its buffers
+        // are the size the next step's chunks need, already allocated.
+        thread_local chunk_decoder decoder;
+        if (const auto v = decoder.decode(file, c))
+          f(c.src->index, c.offset, *v);
+        else
+          failed(k, corrupt(*c.src, c.offset, c.count));
+      } catch (...) {
+        failed(k, std::current_exception());
       }
-    } catch (...) {
-      failed(seq, std::current_exception());
     }
   }
+  if (plan_failed) failed(plan.size(), plan_failed);
   if (first) std::rethrow_exception(first);
 }
 

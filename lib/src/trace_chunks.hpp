@@ -1,7 +1,8 @@
 // The trace reader's own decoder of stored chunks; private to fpscope_trace. Which values
-// datasets it decodes (raw_layout_of), and read_stored_chunks: the raw-chunk read plan, then
-// inflate, unshuffle and widen on several threads, outside HDF5 (docs/trace.md, "Reading fast").
-// trace_reader::values_parallel and decodes_chunks are its users.
+// datasets it decodes (raw_layout_of), and read_stored_chunks: the plan of where each stored chunk
+// lies in the file (from HDF5's chunk index), then read, inflate, unshuffle and widen on several
+// threads, outside HDF5 (docs/trace.md, "Reading fast"). trace_reader::values_parallel and
+// decodes_chunks are its users.
 #pragma once
 
 #include <hdf5.h>
@@ -30,6 +31,17 @@ struct raw_layout {
 // The layout of tensor t's values dataset ds, if read_stored_chunks decodes it.
 std::optional<raw_layout> raw_layout_of(hid_t ds, const trace_tensor& t);
 
+// Where an open trace's bytes can be read without HDF5: the file descriptor of HDF5's default
+// (sec2) driver, and the file offset of HDF5 address 0 (the user block's size).
+struct stored_file {
+  int fd = -1;
+  std::uint64_t base = 0;
+};
+
+// The stored_file of an HDF5 file; nullopt under any other driver than sec2 (its chunks then go
+// through H5Dread).
+std::optional<stored_file> stored_file_of(hid_t file);
+
 // A tensor whose stored chunks read_stored_chunks decodes.
 struct chunk_source {
   std::size_t index;      // the tensor's index for the values callback
@@ -39,11 +51,11 @@ struct chunk_source {
   std::string where;      // "FILE: step S, tensor T": how its errors begin
 };
 
-// Streams every value of the sources, as trace_reader::values_parallel does: f(index, offset,
-// values) on `threads` OpenMP threads (0: all), concurrently, in no set order, at most about
-// `budget` stored bytes in flight. The first failure in reading order is thrown.
-void read_stored_chunks(std::span<const chunk_source> sources,
+// Streams every value of the sources, stored in `file`, as trace_reader::values_parallel does:
+// f(index, offset, values) on `threads` OpenMP threads (0: all), concurrently, in no set order.
+// The first failure in reading order is thrown.
+void read_stored_chunks(const stored_file& file, std::span<const chunk_source> sources,
                         const std::function<void(std::size_t, std::uint64_t, std::span<const float>)>& f,
-                        int threads, std::size_t budget);
+                        int threads);
 
 }  // namespace fpscope::trace_detail

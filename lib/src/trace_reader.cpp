@@ -185,6 +185,12 @@ std::optional<trace_dtype> find_trace_dtype(std::string_view s) {
 
 struct trace_reader::handle {
   id file, steps;
+  std::optional<stored_file> bytes;  // where values_parallel reads stored chunks itself
+
+  // The layout of tensor t's values dataset ds, if values_parallel decodes its chunks itself.
+  std::optional<raw_layout> decoded(hid_t ds, const trace_tensor& t) const {
+    return bytes ? raw_layout_of(ds, t) : std::nullopt;
+  }
 };
 
 trace_reader::trace_reader(const std::string& path) : path_(path), h_(std::make_unique<handle>()) {
@@ -196,6 +202,7 @@ trace_reader::trace_reader(const std::string& path) : path_(path), h_(std::make_
   H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG);
   h_->file = id(H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl), H5Fclose);
   if (!h_->file.ok()) c.fail("cannot open (truncated or corrupt HDF5 file)");
+  h_->bytes = stored_file_of(h_->file);
   const auto version = c.number<std::int64_t>(h_->file, "fpscope_trace_version", H5T_NATIVE_INT64);
   if (version != trace_version)
     c.fail("trace format version " + std::to_string(version) + " is not supported (this fpscope reads version " +
@@ -339,26 +346,26 @@ bool trace_reader::decodes_chunks(const trace_step& s, const trace_tensor& t) co
   const context c(path_ + ": step " + s.group + ", tensor " + t.name);
   if (!t.has_values) return false;
   const id ds = c.dataset(tensor_group(c, h_->steps, s, t), "values");
-  return raw_layout_of(ds, t).has_value();
+  return h_->decoded(ds, t).has_value();
 }
 
 void trace_reader::values_parallel(const trace_step& s, std::span<const trace_tensor* const> tensors,
                                    const std::function<void(std::size_t, std::uint64_t, std::span<const float>)>& f,
-                                   int threads, std::size_t budget) const {
+                                   int threads, std::size_t /*budget: unused (trace.hpp)*/) const {
   std::vector<chunk_source> raw;
   for (std::size_t i = 0; i < tensors.size(); ++i) {
     const trace_tensor& t = *tensors[i];
     const context c(path_ + ": step " + s.group + ", tensor " + t.name);
     if (!t.has_values) c.fail("no raw values recorded (histogram only)");
     id ds = c.dataset(tensor_group(c, h_->steps, s, t), "values");
-    if (const auto l = raw_layout_of(ds, t)) {
+    if (const auto l = h_->decoded(ds, t)) {
       raw.push_back({i, &t, std::move(ds), *l, c.where()});
       continue;
     }
     std::uint64_t at = 0;
     values(s, t, [&](std::span<const float> v) { f(i, at, v), at += v.size(); });
   }
-  read_stored_chunks(raw, f, threads, budget);
+  if (!raw.empty()) read_stored_chunks(*h_->bytes, raw, f, threads);
 }
 
 std::vector<std::pair<std::uint32_t, std::uint64_t>> trace_reader::histogram(const trace_step& s,
