@@ -195,8 +195,9 @@ void read_stored_chunks(const stored_file& file, std::span<const chunk_source> s
 
   // Then each thread takes the next chunk in the plan: reads it (pread: no HDF5, no shared file
   // offset), inflates, unshuffles, widens and passes it on. Reading is spread over the threads
-  // too, and each holds one chunk at a time. The first failure, in reading order, is the one
-  // thrown: chunks are taken in order, so every chunk before a failed one has been taken.
+  // too (one thread reading every chunk was the bottleneck once inflating got fast), and each
+  // holds one chunk at a time. After a failure the chunks not yet begun are skipped; the failure
+  // thrown is the first in reading order of those found.
   const auto want = std::size_t(std::max(1, threads > 0 ? threads : omp_get_max_threads()));
   const int nt = int(std::max<std::size_t>(1, std::min(want, plan.size())));  // no more threads than chunks
   std::mutex m;
