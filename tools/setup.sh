@@ -6,7 +6,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 debs=(build-essential cmake pkg-config git
-      libboost-dev libfmt-dev libhdf5-dev zlib1g-dev hdf5-tools catch2 libcli11-dev nlohmann-json3-dev
+      libboost-dev libfmt-dev libhdf5-dev zlib1g-dev libdeflate-dev hdf5-tools catch2 libcli11-dev nlohmann-json3-dev
       libgomp1 pybind11-dev python3-dev python3-venv python3-pip
       python3-numpy python3-pytest python3-torch python3-h5py python3-sklearn libcairo2-dev
       python3-matplotlib python3-nbformat python3-nbclient python3-ipykernel python3-nbconvert)

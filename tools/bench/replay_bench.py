@@ -6,10 +6,12 @@ times, in interleaved rounds (each round runs every contender once, in shuffled 
   - h5py:   open the file and read every step's every `values` dataset into memory;
   - replay: `fpscope replay TRACE -P torch --json` (reads the same datasets, counts every class
             at the step's scale, steps the scaler), output discarded.
-Prints the median and best of each and the ratio h5py time / replay time (the issue's goal:
-replay at least 0.7x the speed of the plain read). Both decompress the same gzip chunks; replay
-reads them raw (H5Dread_chunk) and inflates, unshuffles and counts them on its OpenMP threads:
-it runs once with -j 1 and once with every CPU, so the speed-up across chunks shows too.
+Prints the median and best of each and the ratio h5py time / replay time (the goal: replay on
+every CPU at least 2.5x the speed of the plain read, on a 2-core machine; it was 0.7x before
+replay decoded chunks itself). Both decompress the same gzip chunks; replay reads them raw (pread
+at the chunk index's addresses) and inflates (libdeflate), unshuffles and counts them on its
+OpenMP threads: it runs once with -j 1 and once with every CPU, so the speed-up across chunks
+shows too.
 
 Usage: .venv/bin/python tools/bench/replay_bench.py [--fpscope build/tools/fpscope/fpscope]
        [--steps 12] [--tensors 6] [--size 2000000] [--rounds 5] [--keep FILE]
@@ -92,6 +94,8 @@ def main():
     def read():
         assert h5py_read(path) == values
 
+    # Other processes take CPU from both contenders, unequally: the load is printed to judge the numbers by.
+    print("load average (1, 5, 15 min) before: " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
     fns = {"h5py read": read, "replay -j 1": replay(1), f"replay -j {threads}": replay(threads)}
     times = {name: [] for name in fns}
     for _ in range(a.rounds):
@@ -101,14 +105,17 @@ def main():
             t0 = time.perf_counter()
             fns[name]()
             times[name].append(time.perf_counter() - t0)
+    print("load average (1, 5, 15 min) after: " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
     print(f"\n{'contender':<16}{'median s':>10}{'best s':>10}{'M values/s':>12}")
     for name, ts in times.items():
         print(f"{name:<16}{statistics.median(ts):>10.3f}{min(ts):>10.3f}{values / statistics.median(ts) / 1e6:>12.1f}")
     med = {name: statistics.median(ts) for name, ts in times.items()}
+    goal = 2.5  # replay on every CPU (2 cores) against h5py's bare read
     for name in fns:
         if name != "h5py read":
             ratio = med["h5py read"] / med[name]
-            print(f"\n{name}: speed / h5py read speed {ratio:.2f} (median), goal >= 0.7: {'PASS' if ratio >= 0.7 else 'MISS'}", end="")
+            verdict = f", goal >= {goal}: {'PASS' if ratio >= goal else 'MISS'}" if name == f"replay -j {threads}" else ""
+            print(f"\n{name}: speed / h5py read speed {ratio:.2f} (median){verdict}", end="")
     print(f"\nreplay -j {threads} / replay -j 1: {med['replay -j 1'] / med[f'replay -j {threads}']:.2f}x")
     if not a.keep:
         os.remove(path)

@@ -73,11 +73,14 @@ class trace_reader {
   void values(const trace_step& s, const trace_tensor& t, const std::function<void(std::span<const float>)>& f,
               std::size_t chunk = std::size_t{1} << 20) const;
   /// Streams the values of several tensors of step s (each with raw values) at once: the
-  /// compressed storage chunks are read serially, at most about `budget` bytes at a time, then
-  /// inflated, unshuffled and widened to float32 on `threads` OpenMP threads (0: all).
-  /// f(i, offset, values) receives tensors[i]'s values [offset, offset + values.size()); it is
-  /// called concurrently and in no set order, every value exactly once. Datasets stored in
-  /// any other way than chunked little-endian with (shuffle +) deflate go through values().
+  /// compressed storage chunks are located through HDF5's chunk index, then read, inflated,
+  /// unshuffled and widened to float32 on `threads` OpenMP threads (0: all), each thread holding
+  /// one stored chunk at a time (and keeping its buffers for the next call). f(i, offset,
+  /// values) receives tensors[i]'s values [offset, offset + values.size()); it is called
+  /// concurrently and in no set order, every value exactly once. Datasets stored in any other
+  /// way than chunked little-endian with (shuffle +) deflate, or files not opened through
+  /// HDF5's default (sec2) driver, go through values(). `budget` is unused (it bounded the
+  /// stored bytes in flight when one thread read every chunk; kept so that callers compile).
   void values_parallel(const trace_step& s, std::span<const trace_tensor* const> tensors,
                        const std::function<void(std::size_t, std::uint64_t, std::span<const float>)>& f,
                        int threads = 0, std::size_t budget = std::size_t{64} << 20) const;

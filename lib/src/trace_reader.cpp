@@ -1,0 +1,406 @@
+// The trace reader: opens and checks a trace (docs/trace.md), reads steps' metadata, values and
+// histograms. The stored chunks values_parallel decodes itself are trace_chunks.cpp's.
+#include <hdf5.h>
+
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "fpscope/convert.hpp"
+#include "fpscope/histogram.hpp"
+#include "fpscope/trace.hpp"
+#include "trace_chunks.hpp"
+#include "trace_hdf5.hpp"
+
+namespace fpscope {
+using namespace trace_detail;
+
+namespace {
+
+// Whether the bytes stored for a dataset cover its shape. libhdf5 1.10 does not check this: it
+// copies a whole chunk (or the whole compact data) out of a shorter buffer (an over-read the
+// fuzzer found under ASan). Chunks that pass through a size-changing filter (deflate) are
+// checked by the filter itself or, on the raw path, by values_parallel.
+bool stored_sizes_ok(hid_t ds, hid_t dcpl) {
+  const id type(H5Dget_type(ds), H5Tclose), space(H5Dget_space(ds), H5Sclose);
+  const std::size_t size = H5Tget_size(type);
+  const hssize_t points = H5Sget_simple_extent_npoints(space);
+  if (size == 0 || points < 0) return false;
+  switch (H5Pget_layout(dcpl)) {
+    case H5D_COMPACT: return H5Dget_storage_size(ds) >= hsize_t(points) * size;
+    case H5D_CHUNKED: {
+      for (const H5Z_filter_t f : filters(dcpl).value_or(std::vector<H5Z_filter_t>{}))
+        if (f != H5Z_FILTER_SHUFFLE) return true;
+      hsize_t chunk = 0, len = 0;
+      if (H5Sget_simple_extent_ndims(space) != 1) return true;  // not a trace's: refused elsewhere
+      if (H5Pget_chunk(dcpl, 1, &chunk) != 1 || chunk == 0) return false;
+      H5Sget_simple_extent_dims(space, &len, nullptr);
+      for (hsize_t at = 0; at < len; at += chunk) {
+        // By coordinate: the size the chunk index records (H5Dget_chunk_storage_size reports
+        // the chunk's nominal size for unfiltered chunks, whatever is stored).
+        unsigned mask = 0;
+        haddr_t addr = 0;
+        hsize_t stored = 0;
+        if (H5Dget_chunk_info_by_coord(ds, &at, &mask, &addr, &stored) < 0) return false;
+        if (addr != HADDR_UNDEF && stored != chunk * size) return false;  // undefined: never written
+      }
+      return true;
+    }
+    default: return true;  // contiguous: HDF5 reads the file, which it checks against its end
+  }
+}
+
+class context {
+ public:
+  explicit context(std::string where) : where_(std::move(where)) {}
+  [[noreturn]] void fail(const std::string& what) const { throw trace_error(where_ + ": " + what); }
+  const std::string& where() const { return where_; }
+
+  // A child reached only through a hard link: soft and external links are refused.
+  void hard_link(hid_t loc, const std::string& name) const {
+    H5L_info_t info;
+    if (H5Lexists(loc, name.c_str(), H5P_DEFAULT) <= 0) fail("missing '" + name + "'");
+    if (H5Lget_info(loc, name.c_str(), &info, H5P_DEFAULT) < 0) fail("cannot read the link '" + name + "'");
+    if (info.type != H5L_TYPE_HARD) fail("'" + name + "' is a soft or external link: refused");
+  }
+  id group(hid_t loc, const std::string& name) const {
+    hard_link(loc, name);
+    id g(H5Gopen2(loc, name.c_str(), H5P_DEFAULT), H5Gclose);
+    if (!g.ok()) fail("'" + name + "' is not a group");
+    return g;
+  }
+  id dataset(hid_t loc, const std::string& name) const {
+    hard_link(loc, name);
+    id d(H5Dopen2(loc, name.c_str(), H5P_DEFAULT), H5Dclose);
+    if (!d.ok()) fail("'" + name + "' is not a dataset");
+    const id dcpl(H5Dget_create_plist(d), H5Pclose);
+    if (H5Pget_layout(dcpl) == H5D_VIRTUAL) fail("'" + name + "' is a virtual dataset: refused");
+    if (H5Pget_external_count(dcpl) != 0) fail("'" + name + "' has external storage: refused");
+    if (!stored_sizes_ok(d, dcpl)) fail("'" + name + "' is corrupt (stored data shorter than its shape)");
+    return d;
+  }
+  id attribute(hid_t obj, const char* name) const {
+    if (H5Aexists(obj, name) <= 0) fail(std::string("missing attribute '") + name + "'");
+    id a(H5Aopen(obj, name, H5P_DEFAULT), H5Aclose);
+    if (!a.ok()) fail(std::string("cannot open attribute '") + name + "'");
+    return a;
+  }
+  // The element count of an attribute's dataspace (a null dataspace is empty).
+  hssize_t elements(hid_t attr) const {
+    const id sp(H5Aget_space(attr), H5Sclose);
+    if (H5Sget_simple_extent_type(sp) == H5S_NULL) return 0;
+    return H5Sget_simple_extent_npoints(sp);
+  }
+  template <class T>
+  T number(hid_t obj, const char* name, hid_t mem) const {
+    const id a = attribute(obj, name);
+    const id t(H5Aget_type(a), H5Tclose);
+    const H5T_class_t c = H5Tget_class(t);
+    if (c != H5T_INTEGER && c != H5T_FLOAT) fail(std::string("attribute '") + name + "' is not a number");
+    if (elements(a) != 1) fail(std::string("attribute '") + name + "' is not a single number");
+    if constexpr (std::is_integral_v<T>)
+      if (c != H5T_INTEGER) fail(std::string("attribute '") + name + "' is not an integer");
+    T v{};
+    if (H5Aread(a, mem, &v) < 0) fail(std::string("cannot read attribute '") + name + "'");
+    return v;
+  }
+  std::uint64_t count(hid_t obj, const char* name) const {
+    const auto v = number<std::int64_t>(obj, name, H5T_NATIVE_INT64);
+    if (v < 0) fail(std::string("attribute '") + name + "' is negative");
+    return std::uint64_t(v);
+  }
+  std::string text(hid_t obj, const char* name) const {
+    const id a = attribute(obj, name);
+    const id t(H5Aget_type(a), H5Tclose);
+    if (H5Tget_class(t) != H5T_STRING || elements(a) != 1) fail(std::string("attribute '") + name + "' is not a string");
+    if (H5Tis_variable_str(t) > 0) {
+      char* s = nullptr;
+      const id mt(H5Tcopy(H5T_C_S1), H5Tclose);
+      H5Tset_size(mt, H5T_VARIABLE);
+      H5Tset_cset(mt, H5Tget_cset(t));
+      if (H5Aread(a, mt, &s) < 0) fail(std::string("cannot read attribute '") + name + "'");
+      std::string out = s ? s : "";
+      const id sp(H5Aget_space(a), H5Sclose);
+      H5Dvlen_reclaim(mt, sp, H5P_DEFAULT, &s);
+      return out;
+    }
+    const std::size_t n = H5Tget_size(t);
+    if (n > (1u << 20)) fail(std::string("attribute '") + name + "' is absurdly long");
+    std::string out(n, '\0');
+    if (H5Aread(a, t, out.data()) < 0) fail(std::string("cannot read attribute '") + name + "'");
+    out.resize(std::strlen(out.c_str()));
+    return out;
+  }
+
+ private:
+  std::string where_;
+};
+
+// The group of tensor t in step s (steps: the /steps group).
+id tensor_group(const context& c, hid_t steps, const trace_step& s, const trace_tensor& t) {
+  return c.group(c.group(c.group(steps, s.group), "tensors"), t.group);
+}
+
+herr_t collect(hid_t, const char* name, const H5L_info_t*, void* out) {
+  static_cast<std::vector<std::string>*>(out)->emplace_back(name);
+  return 0;
+}
+
+// Links in creation order where the group tracks it (the recorder's: tensors in recording
+// order), else in name order.
+std::vector<std::string> children(hid_t g) {
+  std::vector<std::string> names;
+  hsize_t at = 0;
+  if (H5Literate(g, H5_INDEX_CRT_ORDER, H5_ITER_INC, &at, collect, &names) >= 0) return names;
+  names.clear();
+  at = 0;
+  H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, &at, collect, &names);
+  return names;
+}
+
+}  // namespace
+
+std::string_view name(trace_dtype t) {
+  switch (t) {
+    case trace_dtype::float32: return "float32";
+    case trace_dtype::float16: return "float16";
+    case trace_dtype::bfloat16: return "bfloat16";
+    case trace_dtype::e4m3: return "float8_e4m3fn";
+    case trace_dtype::e5m2: return "float8_e5m2";
+  }
+  return "?";
+}
+
+std::optional<trace_dtype> find_trace_dtype(std::string_view s) {
+  for (int i = 0; i <= int(trace_dtype::e5m2); ++i)
+    if (name(trace_dtype(i)) == s) return trace_dtype(i);
+  return std::nullopt;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+struct trace_reader::handle {
+  id file, steps;
+  std::optional<stored_file> bytes;  // where values_parallel reads stored chunks itself
+
+  // The layout of tensor t's values dataset ds, if values_parallel decodes its chunks itself.
+  std::optional<raw_layout> decoded(hid_t ds, const trace_tensor& t) const {
+    return bytes ? raw_layout_of(ds, t) : std::nullopt;
+  }
+};
+
+trace_reader::trace_reader(const std::string& path) : path_(path), h_(std::make_unique<handle>()) {
+  quiet_hdf5();
+  const context c(path);
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) c.fail("no such file");
+  if (H5Fis_hdf5(path.c_str()) <= 0) c.fail("not an HDF5 file");
+  const id fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
+  H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG);
+  h_->file = id(H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl), H5Fclose);
+  if (!h_->file.ok()) c.fail("cannot open (truncated or corrupt HDF5 file)");
+  h_->bytes = stored_file_of(h_->file);
+  const auto version = c.number<std::int64_t>(h_->file, "fpscope_trace_version", H5T_NATIVE_INT64);
+  if (version != trace_version)
+    c.fail("trace format version " + std::to_string(version) + " is not supported (this fpscope reads version " +
+           std::to_string(trace_version) + ")");
+  producer_ = c.text(h_->file, "producer");
+  model_ = c.text(h_->file, "model");
+  h_->steps = c.group(h_->file, "steps");
+  // A last step the writer did not finish (no `complete` attribute) is reported apart.
+  const auto names = children(h_->steps);
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    const context sc(path + ": step " + names[i]);
+    const id g = sc.group(h_->steps, names[i]);
+    if (H5Aexists(g, "complete") > 0) {
+      steps_.push_back(names[i]);
+    } else if (i + 1 == names.size()) {
+      incomplete_.push_back(sc.where() + ": not finished by its writer (no 'complete' attribute)");
+    } else {
+      sc.fail("not finished by its writer (no 'complete' attribute), yet later steps follow: corrupt file");
+    }
+  }
+}
+
+trace_reader::~trace_reader() = default;
+
+trace_step trace_reader::step(std::size_t i) const {
+  quiet_hdf5();
+  if (i >= steps_.size()) throw trace_error(path_ + ": no step " + std::to_string(i));
+  trace_step s;
+  s.group = steps_[i];
+  const context c(path_ + ": step " + s.group);
+  const id g = c.group(h_->steps, s.group);
+  s.step = c.number<std::int64_t>(g, "step", H5T_NATIVE_INT64);
+  s.loss = c.number<double>(g, "loss", H5T_NATIVE_DOUBLE);
+  s.lr = c.number<double>(g, "lr", H5T_NATIVE_DOUBLE);
+  s.loss_scale = c.number<double>(g, "loss_scale", H5T_NATIVE_DOUBLE);
+  const id tensors = c.group(g, "tensors");
+  for (const auto& link : children(tensors)) {
+    trace_tensor t;
+    t.group = link;
+    t.name = unescape(link);
+    const context tc(c.where() + ", tensor " + t.name);
+    const id tg = tc.group(tensors, link);
+    const std::string dt = tc.text(tg, "dtype");
+    const auto d = find_trace_dtype(dt);
+    if (!d) tc.fail("unknown dtype '" + dt + "'");
+    t.dtype = *d;
+    {
+      const id a = tc.attribute(tg, "shape");
+      const hssize_t n = tc.elements(a);
+      if (n < 0 || n > 32) tc.fail("shape has an absurd rank");
+      t.shape.resize(std::size_t(n));
+      const id at(H5Aget_type(a), H5Tclose);
+      if (n > 0 && (H5Tget_class(at) != H5T_INTEGER || H5Aread(a, H5T_NATIVE_UINT64, t.shape.data()) < 0))
+        tc.fail("shape is not a list of integers");
+    }
+    t.count = tc.count(tg, "count");
+    if (t.count > (std::uint64_t{1} << 40)) tc.fail("count " + std::to_string(t.count) + " is absurd");
+    long double product = 1;
+    for (const auto e : t.shape) product *= (long double)e;
+    if (product != (long double)t.count) tc.fail("count " + std::to_string(t.count) + " is not the product of the shape");
+    t.amax = tc.number<double>(tg, "amax", H5T_NATIVE_DOUBLE);
+    t.zeros = tc.count(tg, "zeros");
+    t.infs = tc.count(tg, "infs");
+    t.nans = tc.count(tg, "nans");
+    if (t.zeros > t.count || t.infs > t.count || t.nans > t.count) tc.fail("zero/inf/NaN counts exceed count");
+    t.has_values = H5Lexists(tg, "values", H5P_DEFAULT) > 0;
+    t.has_hist = H5Lexists(tg, "hist_keys", H5P_DEFAULT) > 0;
+    if (!t.has_values && !t.has_hist) tc.fail("neither values nor a histogram");
+    if (t.has_values) {
+      const id ds = tc.dataset(tg, "values");
+      const id ty(H5Dget_type(ds), H5Tclose);
+      const auto [cls, size] = storage(t.dtype);
+      if (H5Tget_class(ty) != cls || H5Tget_size(ty) != size)
+        tc.fail("values are not stored as " + std::string(cls == H5T_FLOAT ? "float" : "uint") +
+                std::to_string(8 * size) + " as dtype " + dt + " requires");
+      if (cls == H5T_INTEGER && H5Tget_sign(ty) != H5T_SGN_NONE) tc.fail("raw bits must be unsigned integers");
+      if (H5Tget_order(ty) != H5T_ORDER_LE && size > 1) tc.fail("values are not little-endian");
+      const id sp(H5Dget_space(ds), H5Sclose);
+      hsize_t dims[2] = {0, 0};
+      if (H5Sget_simple_extent_ndims(sp) != 1 || H5Sget_simple_extent_dims(sp, dims, nullptr) != 1 || dims[0] != t.count)
+        tc.fail("values are not a flat array of count elements");
+    }
+    if (t.has_hist) {
+      const id k = tc.dataset(tg, "hist_keys"), n = tc.dataset(tg, "hist_counts");
+      hsize_t dk = 0, dn = 0;
+      const id sk(H5Dget_space(k), H5Sclose), sn(H5Dget_space(n), H5Sclose);
+      if (H5Sget_simple_extent_ndims(sk) != 1 || H5Sget_simple_extent_ndims(sn) != 1) tc.fail("histogram is not flat");
+      H5Sget_simple_extent_dims(sk, &dk, nullptr);
+      H5Sget_simple_extent_dims(sn, &dn, nullptr);
+      if (dk != dn) tc.fail("hist_keys and hist_counts differ in length");
+      if (dk > bucket_histogram::bucket_count) tc.fail("histogram has more buckets than exist");
+    }
+    s.tensors.push_back(std::move(t));
+  }
+  return s;
+}
+
+void trace_reader::values(const trace_step& s, const trace_tensor& t,
+                          const std::function<void(std::span<const float>)>& f, std::size_t chunk) const {
+  quiet_hdf5();
+  const context c(path_ + ": step " + s.group + ", tensor " + t.name);
+  if (!t.has_values) c.fail("no raw values recorded (histogram only)");
+  const id ds = c.dataset(tensor_group(c, h_->steps, s, t), "values");
+  const id file_space(H5Dget_space(ds), H5Sclose);
+  // Slabs of whole storage chunks: a slab straddling two chunks would inflate each twice.
+  {
+    const id dcpl(H5Dget_create_plist(ds), H5Pclose);
+    hsize_t stored = 0;
+    if (H5Pget_layout(dcpl) == H5D_CHUNKED && H5Pget_chunk(dcpl, 1, &stored) == 1 && stored > 0)
+      chunk = std::max<std::size_t>(1, chunk / stored) * stored;
+  }
+  chunk = std::max<std::size_t>(chunk, 1);
+  std::vector<float> out(std::min<std::uint64_t>(chunk, t.count));
+  std::vector<std::uint16_t> u16;
+  std::vector<std::uint8_t> u8;
+  for (std::uint64_t lo = 0; lo < t.count; lo += chunk) {
+    const hsize_t start = lo, n = std::min<std::uint64_t>(chunk, t.count - lo);
+    H5Sselect_hyperslab(file_space, H5S_SELECT_SET, &start, nullptr, &n, nullptr);
+    const id mem(H5Screate_simple(1, &n, nullptr), H5Sclose);
+    herr_t st;
+    const auto as_float = [&](const auto& bits, format_id fid) {
+      decode(std::span(bits.data(), n), std::span<float>(out.data(), n), builtin(fid));
+    };
+    switch (t.dtype) {
+      case trace_dtype::float32: st = H5Dread(ds, H5T_NATIVE_FLOAT, mem, file_space, H5P_DEFAULT, out.data()); break;
+      case trace_dtype::float16:
+      case trace_dtype::bfloat16:
+        u16.resize(n);
+        st = H5Dread(ds, H5T_NATIVE_UINT16, mem, file_space, H5P_DEFAULT, u16.data());
+        if (st >= 0) as_float(u16, t.dtype == trace_dtype::float16 ? format_id::fp16 : format_id::bf16);
+        break;
+      default:
+        u8.resize(n);
+        st = H5Dread(ds, H5T_NATIVE_UINT8, mem, file_space, H5P_DEFAULT, u8.data());
+        if (st >= 0) as_float(u8, t.dtype == trace_dtype::e4m3 ? format_id::e4m3 : format_id::e5m2);
+    }
+    if (st < 0) c.fail("cannot read values " + std::to_string(lo) + ".." + std::to_string(lo + n) + " (corrupt data?)");
+    f(std::span<const float>(out.data(), n));
+  }
+}
+
+bool trace_reader::decodes_chunks(const trace_step& s, const trace_tensor& t) const {
+  quiet_hdf5();
+  const context c(path_ + ": step " + s.group + ", tensor " + t.name);
+  if (!t.has_values) return false;
+  const id ds = c.dataset(tensor_group(c, h_->steps, s, t), "values");
+  return h_->decoded(ds, t).has_value();
+}
+
+void trace_reader::values_parallel(const trace_step& s, std::span<const trace_tensor* const> tensors,
+                                   const std::function<void(std::size_t, std::uint64_t, std::span<const float>)>& f,
+                                   int threads, std::size_t /*budget: unused (trace.hpp)*/) const {
+  quiet_hdf5();
+  std::vector<chunk_source> raw;
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    const trace_tensor& t = *tensors[i];
+    const context c(path_ + ": step " + s.group + ", tensor " + t.name);
+    if (!t.has_values) c.fail("no raw values recorded (histogram only)");
+    id ds = c.dataset(tensor_group(c, h_->steps, s, t), "values");
+    if (const auto l = h_->decoded(ds, t)) {
+      raw.push_back({i, &t, std::move(ds), *l, c.where()});
+      continue;
+    }
+    std::uint64_t at = 0;
+    values(s, t, [&](std::span<const float> v) { f(i, at, v), at += v.size(); });
+  }
+  if (!raw.empty()) read_stored_chunks(*h_->bytes, raw, f, threads);
+}
+
+std::vector<std::pair<std::uint32_t, std::uint64_t>> trace_reader::histogram(const trace_step& s,
+                                                                            const trace_tensor& t) const {
+  quiet_hdf5();
+  const context c(path_ + ": step " + s.group + ", tensor " + t.name);
+  if (!t.has_hist) c.fail("no histogram recorded");
+  const id tg = tensor_group(c, h_->steps, s, t);
+  const id k = c.dataset(tg, "hist_keys"), n = c.dataset(tg, "hist_counts");
+  const id sk(H5Dget_space(k), H5Sclose);
+  hsize_t len = 0;
+  H5Sget_simple_extent_dims(sk, &len, nullptr);
+  std::vector<std::uint32_t> keys(len);
+  std::vector<std::uint64_t> counts(len);
+  const id tk(H5Dget_type(k), H5Tclose), tn(H5Dget_type(n), H5Tclose);
+  if (H5Tget_class(tk) != H5T_INTEGER || H5Tget_class(tn) != H5T_INTEGER) c.fail("histogram is not integers");
+  if (len && (H5Dread(k, H5T_NATIVE_UINT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, keys.data()) < 0 ||
+              H5Dread(n, H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, counts.data()) < 0))
+    c.fail("cannot read the histogram (corrupt data?)");
+  std::vector<std::pair<std::uint32_t, std::uint64_t>> out;
+  long double total = 0;
+  for (std::size_t i = 0; i < len; ++i) {
+    if (keys[i] >= bucket_histogram::bucket_count) c.fail("histogram key " + std::to_string(keys[i]) + " out of range");
+    if (i && keys[i] <= keys[i - 1]) c.fail("histogram keys are not sorted and unique");
+    total += (long double)counts[i];
+    out.emplace_back(keys[i], counts[i]);
+  }
+  if (total != (long double)t.count)
+    c.fail("histogram counts sum to " + std::to_string((unsigned long long)total) + ", not count " + std::to_string(t.count));
+  return out;
+}
+
+}  // namespace fpscope
