@@ -56,6 +56,20 @@ def write_trace(path, steps, tensors, size):
             g.attrs["complete"] = np.int8(1)
 
 
+def interleaved(fns, rounds):
+    """{name: seconds of each round}: every round runs every contender once, in shuffled order,
+    so that a noisy machine slows all of them alike."""
+    times = {name: [] for name in fns}
+    for _ in range(rounds):
+        order = list(fns)
+        random.shuffle(order)
+        for name in order:
+            t0 = time.perf_counter()
+            fns[name]()
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
 def h5py_read(path):
     total = 0
     with h5py.File(path, "r") as f:
@@ -97,14 +111,7 @@ def main():
     # Other processes take CPU from both contenders, unequally: the load is printed to judge the numbers by.
     print("load average (1, 5, 15 min) before: " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
     fns = {"h5py read": read, "replay -j 1": replay(1), f"replay -j {threads}": replay(threads)}
-    times = {name: [] for name in fns}
-    for _ in range(a.rounds):
-        order = list(fns)
-        random.shuffle(order)
-        for name in order:
-            t0 = time.perf_counter()
-            fns[name]()
-            times[name].append(time.perf_counter() - t0)
+    times = interleaved(fns, a.rounds)
     print("load average (1, 5, 15 min) after: " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
     print(f"\n{'contender':<16}{'median s':>10}{'best s':>10}{'M values/s':>12}")
     for name, ts in times.items():

@@ -22,7 +22,6 @@ stand out from the fixed cost.
 import argparse
 import os
 import platform
-import random
 import statistics
 import subprocess
 import tempfile
@@ -30,6 +29,8 @@ import time
 
 import h5py
 import numpy as np
+
+from replay_bench import interleaved
 
 
 def copy_steps(src, dst, keep, repeat):
@@ -78,6 +79,12 @@ def copy_steps(src, dst, keep, repeat):
     return steps, values, buckets
 
 
+def replay(a, path):
+    """One timed contender: fpscope replay of `path`, output discarded."""
+    return lambda: subprocess.run([a.fpscope, "replay", path, "-P", a.policy, "--json", "-q", "-j", a.threads],
+                                  check=True, stdout=subprocess.DEVNULL)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     here = os.path.dirname(os.path.abspath(__file__))
@@ -101,15 +108,7 @@ def main():
         va, hi = json.loads(outs["values"]), json.loads(outs["hist"])
         same = all(x[c] == y[c] for x, y in zip(va["steps"], hi["steps"])
                    for c in ("zero", "underflow", "subnormal", "normal", "overflow", "nonfinite"))
-        times = {k: [] for k in files}
-        for _ in range(a.rounds):
-            order = list(files)
-            random.shuffle(order)
-            for k in order:
-                t0 = time.perf_counter()
-                subprocess.run([a.fpscope, "replay", files[k], "-P", a.policy, "--json", "-q", "-j", a.threads],
-                               check=True, stdout=subprocess.DEVNULL)
-                times[k].append(time.perf_counter() - t0)
+        times = interleaved({k: replay(a, f) for k, f in files.items()}, a.rounds)
 
     med = {k: statistics.median(v) for k, v in times.items()}
     steps = sizes["values"][0]
@@ -158,13 +157,7 @@ def synthetic(a):
                             buckets += [len(fpscope.bucket_histogram(x)[0]) for x in ts.values()]
                         w.step(s, loss=1.0, lr=1e-3, tensors=ts, raw=raw, hist=not raw)
                 files[raw] = path
-            times = {True: [], False: []}
-            for _ in range(max(3, a.rounds // 3)):
-                for raw in random.sample([True, False], 2):
-                    t0 = time.perf_counter()
-                    subprocess.run([a.fpscope, "replay", files[raw], "-P", a.policy, "--json", "-q", "-j", a.threads],
-                                   check=True, stdout=subprocess.DEVNULL)
-                    times[raw].append(time.perf_counter() - t0)
+            times = interleaved({raw: replay(a, f) for raw, f in files.items()}, max(3, a.rounds // 3))
             print(f"| 2^{n.bit_length() - 1} | {statistics.median(times[True]):.3f} | "
                   f"{statistics.median(times[False]):.3f} | {statistics.mean(buckets):.0f} |")
 
