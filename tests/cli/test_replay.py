@@ -440,3 +440,18 @@ def test_histogram_steps_cost_buckets_not_values(fpscope, tmp):
     write_trace(tmp / "h.h5", [{"w": x}], raw=False, hist=True)
     out = fpscope.json("replay", tmp / "h.h5", "-P", "static:1", "--json")
     assert out["steps"][0]["normal"] == 1 << 22 and out["summary"]["exact"] is True
+
+
+def test_mx_block_with_an_infinite_element(fpscope, tmp):
+    # One block of 31 ones and an inf. torchao's modes reduce the block amax with torch.amax (the
+    # inf wins): the E8M0 scale is NaN and the whole block is lost (the ones count as overflow).
+    # TE's rceil reduces with fmaxf (inf stays) and float_to_e8m0 saturates inf to 0xFE: scale
+    # 2^127, by which the ones become 2^-127, far below e4m3's smallest subnormal: underflow.
+    x = np.ones(32, np.float32)
+    x[0] = np.inf
+    write_trace(tmp / "b.h5", [{"w": x}])
+    floor = fpscope.json("replay", tmp / "b.h5", "-P", "mx:scaling_mode=floor", "--json")["steps"][0]["tensors"][0]
+    assert (floor["nonfinite"], floor["overflow"], floor["underflow"]) == (1, 31, 0)
+    rceil = fpscope.json("replay", tmp / "b.h5", "-P", "mx:scaling_mode=rceil", "--json")["steps"][0]["tensors"][0]
+    assert (rceil["nonfinite"], rceil["overflow"], rceil["underflow"]) == (1, 0, 31)
+    assert rceil["scale"] == 2.0 ** -127
