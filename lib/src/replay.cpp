@@ -13,12 +13,6 @@
 namespace fpscope {
 namespace {
 
-// A float32 scale (what a kernel multiplies by): a double beyond float32's range clamped into it.
-float float_scale(double s) {
-  return static_cast<float>(std::clamp(s, double(std::numeric_limits<float>::denorm_min()),
-                                       double(std::numeric_limits<float>::max())));
-}
-
 tensor_meta meta_of(const trace_tensor& t) {
   return {t.name, t.shape, t.count, t.amax, t.infs, t.nans, t.has_values};
 }
@@ -96,7 +90,7 @@ class engine {
         tr.counts = b.counts;
       } else {
         tr.scale = p_.rec->loss_scaler() ? loss_scale : p_.rec->scale(metas[i]);
-        const cast_spec spec{p_.cast.fmt, p_.cast.pol, float_scale(tr.scale)};
+        const cast_spec spec{p_.cast.fmt, p_.cast.pol, kernel_scale(tr.scale)};
         if (t.has_values) {
           raw.push_back(&t);
           raw_at.push_back(res.tensors.size());

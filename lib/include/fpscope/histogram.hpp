@@ -7,6 +7,7 @@
 #include <array>
 #include <bit>
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <span>
 #include <string_view>
@@ -52,6 +53,13 @@ struct cast_spec {
   policy pol;
   float scale = 1.0f;
 };
+
+/// The float32 a kernel multiplies by for a scale held in a double: clamped into float32's
+/// positive finite range (a recipe's scale can exceed it, e.g. a loss scale grown past 2^128).
+inline float kernel_scale(double s) {
+  return static_cast<float>(std::clamp(s, double(std::numeric_limits<float>::denorm_min()),
+                                       double(std::numeric_limits<float>::max())));
+}
 
 /// Throws std::invalid_argument when a spec cannot be counted (sr, an unsigned format, a scale
 /// that is not a positive finite float32).

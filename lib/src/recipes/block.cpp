@@ -51,7 +51,7 @@ class block_recipe final : public recipe {
         for (std::size_t i = r0; i < r1; ++i)
           for (std::size_t j = c0; j < c1; ++j)
             if (std::isfinite(v[i * cols + j])) amax = std::max(amax, double(std::fabs(v[i * cols + j])));
-        const float s = float32_scale(block_scale(amax, fp8_max_, o_.pow2));
+        const float s = kernel_scale(block_scale(amax, fp8_max_, o_.pow2));
         const auto& th32 = thresholds(s);
         for (std::size_t i = r0; i < r1; ++i)
           for (std::size_t j = c0; j < c1; ++j) ++out.counts[threshold_class(th32, v[i * cols + j])];

@@ -37,8 +37,6 @@ extern const entry te_current_entry;                                            
 extern const entry mx_entry;                                                    // mx.cpp
 extern const entry block_entry;                                                 // block.cpp
 
-/// A float32 scale a kernel multiplies by: a double beyond float32's range clamped into it.
-float float32_scale(double s);
 
 
 }  // namespace fpscope::detail

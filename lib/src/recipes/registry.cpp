@@ -1,18 +1,10 @@
 // The one table of recipes: a recipe is a file of this folder and a row here.
-#include <algorithm>
-#include <cmath>
-#include <limits>
 #include <vector>
 
 #include "recipes.hpp"
 
 namespace fpscope {
 namespace detail {
-
-float float32_scale(double s) {
-  return static_cast<float>(std::clamp(s, double(std::numeric_limits<float>::denorm_min()),
-                                       double(std::numeric_limits<float>::max())));
-}
 
 namespace {
 const entry* const table[] = {&static_entry,     &torch_entry,      &deepspeed_entry, &megatron_entry,
