@@ -57,8 +57,8 @@ struct loaded {
 
 // Calls f(span<const float>) or f(span<const double>) over the values, in chunks, concurrently
 // on `threads` threads: an .npy array's (fpscope::for_each_chunk), a trace tensor's storage
-// chunks as trace_reader::values_parallel inflates them. f must be thread-safe. A trace tensor's histogram-only steps are not values:
-// each_histogram() passes those.
+// chunks as trace_reader::values_parallel inflates them. f must be thread-safe. A trace
+// tensor's histogram-only steps are not values: each_histogram() passes those.
 template <class F>
 void each_chunk(const loaded& t, F&& f, int threads, progress* bar = nullptr, std::atomic<std::uint64_t>* done = nullptr) {
   const auto advance = [&](std::size_t n) {
