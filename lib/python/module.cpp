@@ -40,14 +40,21 @@ namespace {
 
 format lookup_format(const std::string& name) { return parse_format(name, "fmt"); }
 
+// A name given from Python: None is "the default" (""); any text, the empty one too, goes
+// through the library's parser first, so that "" is refused as any unknown name is.
+template <class Parse>
+std::string named(const std::optional<std::string>& v, Parse parse) {
+  if (v) parse(*v);
+  return v.value_or("");
+}
+
 // The library's resolution (fpscope/options.hpp, the same as the CLI's): the profile's policy
 // for the format, then the explicit rounding and overflow on top. option_error is a ValueError.
 policy resolve(const format& f, const std::string& prof, const std::optional<std::string>& round,
                const std::optional<std::string>& ovf, std::uint64_t seed) {
-  conversion_request r{f.name, prof, round.value_or(""), ovf.value_or(""), seed};
-  if (prof.empty()) throw option_error("profile: unknown profile '' (known: " + profile_names() + ")");
-  if (round && round->empty()) throw option_error("rounding: unknown rounding mode '' (known: " + rounding_names() + ")");
-  if (ovf && ovf->empty()) throw option_error("overflow: unknown overflow policy '' (known: " + overflow_names() + ")");
+  const conversion_request r{f.name, named(prof, [](std::string_view v) { parse_profile(v, "profile"); }),
+                             named(round, [](std::string_view v) { parse_rounding(v, "rounding"); }),
+                             named(ovf, [](std::string_view v) { parse_overflow(v, "overflow"); }), seed};
   return fpscope::resolve(r).pol;
 }
 
@@ -495,15 +502,12 @@ py::dict replay_trace(const std::string& path, const std::string& policy, const 
                       const std::optional<std::string>& prof, const std::optional<std::string>& round,
                       const std::optional<std::string>& ovf, const std::optional<std::string>& steps, int threads,
                       std::size_t top, bool tensors) {
-  // None takes the recipe's default; an empty name is no name.
-  const auto named = [](const std::optional<std::string>& v, const char* what) {
-    if (v && v->empty()) throw option_error(std::string(what) + ": an empty name (None takes the recipe's default)");
-    return v.value_or("");
-  };
   replay_options o;
   o.policy = policy;
-  o.cast = {named(fmt, "format: unknown format ''"), named(prof, "profile: unknown profile ''"),
-            named(round, "rounding: unknown rounding mode ''"), named(ovf, "overflow: unknown overflow policy ''"), 0};
+  o.cast = {named(fmt, [](std::string_view v) { parse_format(v, "format"); }),
+            named(prof, [](std::string_view v) { parse_profile(v, "profile"); }),
+            named(round, [](std::string_view v) { parse_rounding(v, "rounding"); }),
+            named(ovf, [](std::string_view v) { parse_overflow(v, "overflow"); }), 0};
   o.steps = parse_steps(steps.value_or(""), "steps");
   o.threads = check_threads(threads, "threads");
   o.top = top;

@@ -53,7 +53,10 @@ class_tally::class_tally(std::vector<cast_spec> specs, std::uint64_t expected_si
     : proto_(std::move(specs), expected_size, 1),
       expected_(expected_size),
       counts_(proto_.specs().size()),
-      inexact_(proto_.specs().size(), 0) {}
+      inexact_(proto_.specs().size(), 0) {
+  thresholds_.reserve(proto_.specs().size());
+  for (std::size_t i = 0; i < proto_.specs().size(); ++i) thresholds_.push_back(proto_.thresholds(i));
+}
 
 void class_tally::merge(const std::vector<class_counts>& c, const std::map<int, std::uint64_t>& b, std::uint64_t n) {
   const std::lock_guard lock(m_);
@@ -83,11 +86,8 @@ void class_tally::add_parallel(std::span<const float> x, int threads) { add_chun
 void class_tally::add_parallel(std::span<const double> x, int threads) { add_chunks(*this, x, threads); }
 
 void class_tally::add_histogram(std::span<const std::pair<std::uint32_t, std::uint64_t>> buckets) {
-  std::vector<cast_thresholds<std::uint32_t>> t;
-  t.reserve(specs().size());
-  for (std::size_t i = 0; i < specs().size(); ++i) t.push_back(proto_.thresholds(i));
   std::vector<char> inexact;
-  const auto c = count_histogram(buckets, t, inexact);
+  const auto c = count_histogram(buckets, thresholds_, inexact);
   std::uint64_t n = 0;
   for (const auto& b : buckets) n += b.second;
   merge(c, histogram_binades(buckets), n);

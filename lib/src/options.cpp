@@ -160,6 +160,16 @@ format parse_format(std::string_view name, std::string_view what) {
   return builtin(*id);
 }
 
+std::vector<format> parse_formats(std::string_view names, std::string_view what) {
+  std::vector<format> out;
+  for (std::size_t at = 0; at <= names.size();) {
+    const std::size_t comma = std::min(names.find(',', at), names.size());
+    out.push_back(parse_format(names.substr(at, comma - at), what));
+    at = comma + 1;
+  }
+  return out;
+}
+
 rounding parse_rounding(std::string_view name, std::string_view what) {
   const auto r = find_rounding(name);
   if (!r) fail(what, "unknown rounding mode " + quoted(name) + " (known: " + rounding_names() + ")");

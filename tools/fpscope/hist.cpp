@@ -166,15 +166,13 @@ int run(const hist_options& o) {
 
   // One format per name, each with the profile's policy and the user's overrides.
   std::vector<conversion_options> fmts;
-  for (std::size_t at = 0; at <= o.formats.size();) {
-    const std::size_t comma = std::min(o.formats.find(',', at), o.formats.size());
+  for (const format& f : parse_formats(o.formats)) {
     conversion_options c;
     c.req = o.policy;
-    c.req.format = o.formats.substr(at, comma - at);
+    c.req.format = f.name;
     resolve(c);
     require_deterministic(c, "hist");
     fmts.push_back(c);
-    at = comma + 1;
   }
 
   // Specs: per format, the sweep over every float32 normal power of two (for the
@@ -351,15 +349,7 @@ runner setup(CLI::App& app) {
       ->required()
       ->check(CLI::ExistingFile);
   sub->add_option("-f,--formats", o->formats, "comma-separated formats [default: fp16,bf16,e4m3,e5m2]")
-      ->check(parsed_by(
-          [](const std::string& v) {
-            for (std::size_t at = 0; at <= v.size();) {
-              const std::size_t comma = std::min(v.find(',', at), v.size());
-              parse_format(std::string_view(v).substr(at, comma - at), "--formats");
-              at = comma + 1;
-            }
-          },
-          "--formats", "F,F,..."));
+      ->check(parsed_by([](const std::string& v) { parse_formats(v); }, "--formats", "F,F,..."));
   sub->add_option("-s,--scales", o->scales,
                   "scales S (x is multiplied by S, in float32, before the cast): 2^K, numbers,\n"
                   "ranges 2^A:2^B[:STEP] (every (STEP-th) power of two between),\n"

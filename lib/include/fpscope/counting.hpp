@@ -57,6 +57,7 @@ class class_tally {
   void merge(const std::vector<class_counts>& c, const std::map<int, std::uint64_t>& b, std::uint64_t n);
   class_counter proto_;  // the specs and their thresholds, copied for each chunk
   std::uint64_t expected_;
+  std::vector<cast_thresholds<std::uint32_t>> thresholds_;  // proto_'s, for count_histogram
   mutable std::mutex m_;
   std::vector<class_counts> counts_;
   std::vector<char> inexact_;
