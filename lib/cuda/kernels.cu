@@ -83,19 +83,41 @@ struct fp8_op {
   }
 };
 
+/// The scale step fl32(x * S) exactly as the CPU emulator computes it (lib/src/convert.cpp,
+/// encode_run: no multiply at all when S == 1, else `in[i] * scale` on x86). A GPU multiply
+/// returns the canonical NaN 0x7FFFFFFF for any NaN operand (PTX ISA, mul: "NaN results are
+/// unspecified"; sm_80+ give 0x7FFFFFFF), so a NaN is passed on here the way x86 MULSS does
+/// (Intel SDM vol. 1, 4.8.3.5 and table 4-7: an SNaN operand is quieted, a QNaN returned as
+/// is; sign and payload kept). The multiply itself is __fmul_rn: never contracted into an FMA.
+struct scale_op {
+  float scale;
+  FPSCOPE_HD float operator()(float x) const {
+    if (scale == 1.0f) return x;
+    const std::uint32_t b = detail::to_bits(x);
+    if ((b & 0x7FFFFFFFu) > 0x7F800000u) return detail::from_bits<float>(b | 0x00400000u);
+#ifdef __CUDA_ARCH__
+    return __fmul_rn(x, scale);
+#else
+    return x * scale;
+#endif
+  }
+};
+
 // ---- kernels -------------------------------------------------------------------------------
 
 template <class Out, class Op>
 __global__ void convert_kernel(const float* __restrict__ in, Out* __restrict__ out, std::size_t n, float scale,
                                Op op) {
+  const scale_op s{scale};
   const std::size_t stride = std::size_t(gridDim.x) * blockDim.x;
   for (std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
-    out[i] = static_cast<Out>(op(in[i] * scale, i));  // fl32(x * S): a lone multiply, never fused
+    out[i] = static_cast<Out>(op(s(in[i]), i));
 }
 
 template <class Out, class Op>
 void convert_host(const float* in, Out* out, std::size_t n, float scale, const Op& op) {
-  for (std::size_t i = 0; i < n; ++i) out[i] = static_cast<Out>(op(in[i] * scale, i));
+  const scale_op s{scale};
+  for (std::size_t i = 0; i < n; ++i) out[i] = static_cast<Out>(op(s(in[i]), i));
 }
 
 constexpr int block_threads = 256;
@@ -245,13 +267,47 @@ const char* name(const intrinsic_spec& s) {
   return "?";
 }
 
-int device_count() {
-  int n = 0;
-  if (cudaGetDeviceCount(&n) != cudaSuccess) {
-    (void)cudaGetLastError();  // no driver or no device: clear the sticky error
-    return 0;
+device_probe::state classify_probe(int error, int count, int driver_version) {
+  using st = device_probe::state;
+  switch (error) {
+    case cudaSuccess: return count > 0 ? st::ok : st::no_device;
+    case cudaErrorNoDevice: return st::no_device;
+    // cudart reports a missing libcuda.so as an insufficient driver; cudaDriverGetVersion
+    // then gives 0 ("If no driver is installed, then 0 is returned", CUDA runtime API docs).
+    case cudaErrorInsufficientDriver: return driver_version == 0 ? st::no_driver : st::driver_too_old;
+    default: return st::unusable;
   }
-  return n;
+}
+
+device_probe probe_devices() {
+  device_probe p;
+  const cudaError_t e = cudaGetDeviceCount(&p.count);
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();  // clear the error, sticky or not
+    p.count = 0;
+    p.error_text = std::string(cudaGetErrorName(e)) + ": " + cudaGetErrorString(e);
+  }
+  p.error = int(e);
+  (void)cudaDriverGetVersion(&p.driver_version);
+  (void)cudaRuntimeGetVersion(&p.runtime_version);
+  p.what = classify_probe(p.error, p.count, p.driver_version);
+  return p;
+}
+
+const char* name(device_probe::state s) {
+  switch (s) {
+    case device_probe::state::ok: return "ok";
+    case device_probe::state::no_device: return "no_device";
+    case device_probe::state::no_driver: return "no_driver";
+    case device_probe::state::driver_too_old: return "driver_too_old";
+    case device_probe::state::unusable: return "unusable";
+  }
+  return "?";
+}
+
+int device_count() {
+  const device_probe p = probe_devices();
+  return p.what == device_probe::state::ok ? p.count : 0;
 }
 
 void convert_intrinsic(const float* in, void* out, std::size_t n, float scale, const intrinsic_spec& s, void* stream) {
@@ -340,6 +396,8 @@ void non_finite_check_and_unscale(float* const* tensors, const std::size_t* size
     for (std::size_t i = 0; i < sizes[t]; ++i) bad |= op(tensors[t][i]);
   if (bad) *found_inf = 1.0f;
 }
+
+float scale_input(float x, float scale) { return scale_op{scale}(x); }
 
 }  // namespace host
 }  // namespace fpscope::cuda

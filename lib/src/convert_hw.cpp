@@ -48,7 +48,7 @@ __attribute__((target("avx,f16c"))) void f16c_rne(const float* in, std::uint16_t
 // take the software rounding of the bit pattern (nearest-even on the low 16 bits, exact for
 // denormals, which neither overflow nor are NaN).
 namespace {
-__attribute__((target("avx512f,avx512dq,avx512bw,avx512bf16"))) inline __m256i bf16_16(__m512 x, bool daz) {
+__attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx512bf16"))) inline __m256i bf16_16(__m512 x, bool daz) {
   __m256i h = reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(x));
   if (!daz) {
     const __mmask16 denormal = _mm512_fpclass_ps_mask(x, 0x20);  // class bit 5: denormal
@@ -63,7 +63,7 @@ __attribute__((target("avx512f,avx512dq,avx512bw,avx512bf16"))) inline __m256i b
 }
 }  // namespace
 
-__attribute__((target("avx512f,avx512dq,avx512bw,avx512bf16"))) void bf16_rne(const float* in, std::uint16_t* out,
+__attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx512bf16"))) void bf16_rne(const float* in, std::uint16_t* out,
                                                                               std::size_t n, float scale, bool daz) {
   const __m512 s = _mm512_set1_ps(scale);
   std::size_t i = 0;
@@ -111,9 +111,11 @@ const cpu_features& cpu() {
     __cpuid_count(7, 0, a, b, cx, d);
     c.avx2 = ymm && (b >> 5 & 1);
     c.avx512f = zmm && (b >> 16 & 1);
-    const bool dq_bw = (b >> 17 & 1) && (b >> 30 & 1);
+    // DQ, BW and VL: the 256-bit masked moves and stores of bf16_rne (_mm256_mask_mov_epi16,
+    // _mm256_mask_storeu_epi16) are AVX512VL+BW; every AVX512-BF16 CPU has all three.
+    const bool dq_bw_vl = (b >> 17 & 1) && (b >> 30 & 1) && (b >> 31 & 1);
     __cpuid_count(7, 1, a, b, cx, d);
-    c.avx512bf16 = c.avx512f && dq_bw && (a >> 5 & 1);
+    c.avx512bf16 = c.avx512f && dq_bw_vl && (a >> 5 & 1);
 #endif
     return c;
   }();

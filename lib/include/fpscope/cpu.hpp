@@ -7,7 +7,7 @@ namespace fpscope {
 /// x86 features; all false elsewhere.
 struct cpu_features {
   bool avx2 = false, fma = false, f16c = false;  ///< each with AVX (YMM state) enabled
-  bool avx512f = false, avx512bf16 = false;      ///< AVX512F (+DQ, BW for bf16) with ZMM state enabled
+  bool avx512f = false, avx512bf16 = false;      ///< AVX512F (+DQ, BW, VL for bf16) with ZMM state enabled
 };
 
 /// This machine's features (detected once).

@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 #include "fpscope/format.hpp"
 #include "fpscope/policy.hpp"
@@ -33,13 +34,36 @@ policy emulator_policy(const intrinsic_spec& s);
 /// "f16.rz", "e4m3.satfinite", ...
 const char* name(const intrinsic_spec& s);
 
-/// Number of CUDA devices; 0 when there is none or no usable driver.
+/// What cudaGetDeviceCount says about this machine, told apart: a driver too old for the
+/// runtime linked in (cudaErrorInsufficientDriver with a driver present) is not "no device".
+struct device_probe {
+  enum class state : std::uint8_t {
+    ok,              ///< count >= 1
+    no_device,       ///< a driver but no device (cudaErrorNoDevice, or a count of 0)
+    no_driver,       ///< no CUDA driver at all (cudaErrorInsufficientDriver, driver version 0)
+    driver_too_old,  ///< a driver older than the runtime needs (cudaErrorInsufficientDriver)
+    unusable,        ///< any other error (devices busy or unavailable, system not ready, ...)
+  };
+  state what = state::no_device;
+  int count = 0;
+  int error = 0;             ///< the cudaError_t of cudaGetDeviceCount (0: success)
+  std::string error_text;    ///< "cudaErrorX: cudaGetErrorString" of it (empty on success)
+  int driver_version = 0;    ///< cudaDriverGetVersion (1000 * major + 10 * minor; 0: none)
+  int runtime_version = 0;   ///< cudaRuntimeGetVersion of the runtime linked in
+};
+/// The classification alone, for tests: `error` is cudaGetDeviceCount's cudaError_t.
+device_probe::state classify_probe(int error, int count, int driver_version);
+/// Calls cudaGetDeviceCount, cudaDriverGetVersion and cudaRuntimeGetVersion.
+device_probe probe_devices();
+/// "ok", "no_device", "no_driver", "driver_too_old", "unusable".
+const char* name(device_probe::state s);
+/// Number of CUDA devices; 0 when there is none or no usable driver (probe_devices tells why).
 int device_count();
 
 /// Buckets of the histogram table (bucket_histogram::bucket_count).
 inline constexpr std::size_t histogram_buckets = 65536;
 
-/// out[i] = intrinsic(fl32(in[i] * scale)); out holds 2-byte (fp16/bf16) or 1-byte (fp8) words.
+/// out[i] = intrinsic(fl32(in[i] * scale)) (the scale step: host::scale_input); out holds 2-byte (fp16/bf16) or 1-byte (fp8) words.
 /// On devices below sm_89 the fp8 conversions run the emulator's element code instead.
 void convert_intrinsic(const float* in, void* out, std::size_t n, float scale, const intrinsic_spec& s,
                        void* stream = nullptr);
@@ -65,6 +89,10 @@ void convert_generic(const float* in, void* out, std::size_t n, float scale, con
 void bucket_histogram(const float* in, std::size_t n, unsigned long long* table);
 void non_finite_check_and_unscale(float* const* tensors, const std::size_t* sizes, int count, float* found_inf,
                                   const float* inv_scale);
+/// The conversions' scale step, fl32(x * scale), as the kernels compute it (the same functor):
+/// x itself at scale 1, a NaN quieted with its sign and payload kept (as x86 MULSS does, which
+/// the CPU emulator uses), else the IEEE product rounded to nearest.
+float scale_input(float x, float scale);
 }  // namespace host
 
 }  // namespace fpscope::cuda
