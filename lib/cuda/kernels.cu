@@ -325,14 +325,21 @@ void convert_generic(const float* in, void* out, std::size_t n, float scale, con
   by_width(f, [&](auto word) { convert_device<decltype(word)>(in, out, n, scale, op, stream); });
 }
 
-void bucket_histogram(const float* in, std::size_t n, unsigned long long* table, void* stream) {
-  if (n == 0) return;
+bool histogram_uses_shared(std::size_t n) {
   int dev = 0, optin = 0, sms = 0;
   check(cudaGetDevice(&dev), "cudaGetDevice");
   check(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), "cudaDeviceGetAttribute");
   check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), "cudaDeviceGetAttribute");
   // Below a few rounds per SM, clearing and flushing 32768 shared words costs more than it saves.
-  if (std::size_t(optin) >= shared_bytes && n >= std::size_t(sms) * round_elems * 2) {
+  return std::size_t(optin) >= shared_bytes && n >= std::size_t(sms) * round_elems * 2;
+}
+
+void bucket_histogram(const float* in, std::size_t n, unsigned long long* table, void* stream) {
+  if (n == 0) return;
+  if (histogram_uses_shared(n)) {
+    int dev = 0, sms = 0;
+    check(cudaGetDevice(&dev), "cudaGetDevice");
+    check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), "cudaDeviceGetAttribute");
     check(cudaFuncSetAttribute(histogram_shared_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(shared_bytes)),
           "cudaFuncSetAttribute");
     const std::size_t rounds = (n + round_elems - 1) / round_elems;

@@ -60,7 +60,7 @@ def test_no_gpu_is_a_dry_run_with_its_own_exit_status(source, gpucheck, tmp_path
     assert "**DRY RUN** (exit 64)" in md
     phases = [line for line in md.splitlines() if line.startswith("- phase ")]
     assert len(phases) == 4 and all("(checked: exit 77)" in p or "(checked: exit 5)" in p for p in phases)
-    assert ("--device-chunks 2" in md) == bool(mode)
+    assert ("--device-chunks 4" in md) == bool(mode)
     assert "Fake CPU 9000" in md
     assert (tmp_path / "out" / ("quick.log" if mode else "full.log")).read_text().count("DRY RUN") >= 2
 
@@ -118,8 +118,8 @@ def test_the_real_run_path_stops_when_cuda_finds_no_device(source, gpucheck, tmp
     assert r.returncode == 67, r.stdout + r.stderr
     out = tmp_path / "out"
     md = (out / "quick.md").read_text()
-    assert "### phase 1: histogram, unscale, scale step (2 chunks)" in md
-    assert "`fpscope-gpucheck --device-only --only histogram,unscale,scale --device-chunks 2`: exit 77" in md
+    assert "### phase 1: histogram, unscale, scale step (4 chunks)" in md
+    assert "`fpscope-gpucheck --device-only --only histogram,unscale,scale --device-chunks 4`: exit 77" in md
     assert "### phase 2" not in md
     assert md.rstrip().splitlines()[-1].startswith("result: NO CUDA DEVICE although nvidia-smi lists one")
     docs = json.loads((out / "quick.json").read_text())

@@ -58,7 +58,7 @@ def test_the_scale_step_rows_pass_on_every_nan(gpucheck):
 
 
 @pytest.mark.parametrize("args", [
-    ["--only", "nosuch"], ["--device-chunks", "0"], ["--device-chunks", "257"], ["--device-chunks", "x"],
+    ["--only", "nosuch"], ["--device-chunks", "0"], ["--device-chunks", "129"], ["--device-chunks", "x"],
     ["--budget", "0"], ["--budget", "-1"], ["--budget", "inf"], ["--only", ""], ["--only", "a,,b"],
     ["--stride", "0"], ["--host-only", "--device-only"], ["--json", "--json-out", "x.json"], ["--bogus"],
     ["--budget"],
@@ -76,7 +76,7 @@ def test_device_chunks_without_a_device_is_skipped_never_passed(gpucheck, has_de
         pytest.skip("a CUDA device is here")
     r = run(gpucheck, "--device-only", "--device-chunks", "16")
     assert r.returncode == 77, r.stderr
-    assert "16 of 256 chunks of 2^24 inputs per sweep" in r.stdout
+    assert "16 of 128 chunks of 2^25 inputs per sweep" in r.stdout
     assert "SKIPPED: no CUDA" in r.stdout
     assert rows(r.stdout, "device") == []
 

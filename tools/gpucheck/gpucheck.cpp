@@ -43,8 +43,9 @@ using json = nlohmann::json;
 // Exit statuses (--help, README.md). A mismatch wins over everything else: it is a finding.
 constexpr int exit_mismatch = 1, exit_usage = 2, exit_cuda = 3, exit_driver = 4, exit_budget = 5, exit_skip = 77;
 
-// The device sweeps cut 2^32 into 256 chunks of 2^24 inputs (64 MiB of float32).
-constexpr unsigned chunk_log2 = 24, total_chunks = 256;
+// The device sweeps cut 2^32 into 128 chunks of 2^25 inputs (128 MiB of float32): one chunk is
+// enough for the shared-memory histogram kernel up to 256 SMs (n >= SMs * 2 * 65535).
+constexpr unsigned chunk_log2 = 25, total_chunks = 128;
 constexpr std::size_t chunk_n = std::size_t{1} << chunk_log2;
 
 struct options {
@@ -53,7 +54,7 @@ struct options {
   std::uint32_t generic_stride = 241;  // host: the generic kernel under the cuda profile
   std::uint32_t small_stride = 4093;   // host: the generic kernel under every other policy
   std::string datasets;                // "" until resolved (find_datasets)
-  unsigned device_chunks = 0;          // 0: all 256
+  unsigned device_chunks = 0;          // 0: all 128
   std::vector<std::string> only;       // kinds or row-name prefixes; empty: all
   double budget = 0;                   // seconds; 0: none
   std::string json_out;                // rewritten after every row
@@ -65,7 +66,7 @@ Host side (no GPU needed): the kernels' __host__ __device__ element code run on 
 the emulator's bulk API (every format, rounding mode and profile) and against NVIDIA's host
 implementations in cuda_fp16.h / cuda_bf16.h / cuda_fp8.h, on every STRIDE-th float32 pattern
 plus every special value and format boundary; the histogram key, the unscale step and the scale
-step on NaN payloads. Device side (a GPU): float32 inputs in 256 chunks of 2^24 through every
+step on NaN payloads. Device side (a GPU): float32 inputs in 128 chunks of 2^25 through every
 conversion kernel, the histogram kernel on the datasets and on every pattern, the unscale kernel.
 Each row names what it compares with what (hardware instruction, NVIDIA software routine or the
 emulator's own element code compiled by nvcc, against the emulator or a CPU reference).
@@ -80,8 +81,8 @@ Usage: fpscope-gpucheck [--host-only | --device-only] [--stride N] [--device-chu
                       intrinsics, 241 for the generic kernel under the cuda profile, 4093 under the
                       other policies; always plus every special and format boundary; 1 is
                       exhaustive and needs about 40 GB of memory)
-  --device-chunks K   device side: K of the 256 chunks of 2^24 inputs, spread evenly across 2^32
-                      (chunk j*256/K for j < K; default all 256: every float32 pattern)
+  --device-chunks K   device side: K of the 128 chunks of 2^25 inputs, spread evenly across 2^32
+                      (chunk j*128/K for j < K; default all 128: every float32 pattern)
   --only NAME         only the checks whose kind is NAME (histogram, unscale, scale, intrinsic,
                       generic) or whose name starts with NAME (f16.rn, e4m3, "fp16 cuda");
                       comma-separated or repeated; matching no check is a usage error
@@ -659,7 +660,7 @@ struct device_ctx {
   device_ctx& operator=(const device_ctx&) = delete;
 };
 
-/// The first input of each chunk the sweeps cover: all 256, or K spread evenly.
+/// The first input of each chunk the sweeps cover: all 128, or K spread evenly.
 std::vector<std::uint64_t> chunk_bases(unsigned k) {
   std::vector<std::uint64_t> b;
   const unsigned n = k ? k : total_chunks;
@@ -776,13 +777,18 @@ void plan_device(std::vector<check>& plan, std::optional<device_ctx>& dev, const
       std::vector<unsigned long long> table(fc::histogram_buckets);
       cuda_check(cudaMemcpy(table.data(), d.d_table, fc::histogram_buckets * 8, cudaMemcpyDeviceToHost), "cudaMemcpy");
       histogram_result(x, table, r);
+      r.note = std::string(fc::histogram_uses_shared(std::min(chunk_n, x.size())) ? "shared-memory kernel"
+                                                                                   : "global-atomics kernel") +
+               "; " + r.note;
     });
   }
   add("histogram", "float32 patterns, " + std::to_string(bases.size()) + " chunks", hist, [ctx, bases](result& r) {
     // Every pattern of each chunk once (NaNs, infs, subnormals, a hot bucket per run of equal
     // exponents), large enough for the shared-memory kernel; both slots add into one table.
     device_ctx& d = ctx();
+    // The slots' streams are non-blocking: nothing orders them after the legacy stream's memset.
     cuda_check(cudaMemset(d.d_table, 0, fc::histogram_buckets * 8), "cudaMemset");
+    cuda_check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
     fpscope::bucket_histogram h;
     const auto submit = [&](std::size_t c) {
       auto& s = d.slots[c % 2];
@@ -804,6 +810,8 @@ void plan_device(std::vector<check>& plan, std::optional<device_ctx>& dev, const
     cuda_check(cudaMemcpy(table.data(), d.d_table, fc::histogram_buckets * 8, cudaMemcpyDeviceToHost), "cudaMemcpy");
     r.count = bases.size() * chunk_n;
     compare_tables(h, table, r);
+    r.note = std::string(fc::histogram_uses_shared(chunk_n) ? "shared-memory kernel" : "global-atomics kernel") +
+             "; " + r.note;
   });
 
   for (bool poison : {false, true})
@@ -1005,8 +1013,9 @@ int main(int argc, char** argv) {
       return exit_usage;
     }
     if (!opt.as_json && opt.device)
-      std::printf("device side: %s, %zu of 256 chunks of 2^24 inputs per sweep\n",
-                  device_usable ? "(context made at the first check)" : rep.device.c_str(), chunk_bases(opt.device_chunks).size());
+      std::printf("device side: %s, %zu of %u chunks of 2^%u inputs per sweep\n",
+                  device_usable ? "(context made at the first check)" : rep.device.c_str(), chunk_bases(opt.device_chunks).size(),
+                  total_chunks, chunk_log2);
     rep.save();
     for (auto& c : plan) {
       result r{c.side, c.kind, c.name};

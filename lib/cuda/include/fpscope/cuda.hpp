@@ -72,6 +72,10 @@ void convert_intrinsic(const float* in, void* out, std::size_t n, float scale, c
 void convert_generic(const float* in, void* out, std::size_t n, float scale, const format& f, const policy& p,
                      std::uint64_t first_index = 0, void* stream = nullptr);
 /// Adds the bucket counts of in[0..n) into table[histogram_buckets] (not cleared first).
+/// n large enough on a device with 128 KiB of opt-in shared memory per block (sm_80, sm_90):
+/// per-block 16-bit sub-histograms in shared memory (histogram_uses_shared); else global
+/// 64-bit atomics.
+bool histogram_uses_shared(std::size_t n);
 void bucket_histogram(const float* in, std::size_t n, unsigned long long* table, void* stream = nullptr);
 /// torch._amp_foreach_non_finite_check_and_unscale_: every element of every tensor is
 /// multiplied by *inv_scale in place (left as is when *inv_scale == 1), and *found_inf is set
