@@ -53,7 +53,7 @@ def script(source, gpucheck, tmp, *args, smi=None, cpu=None, needs=None):
 def test_no_gpu_is_a_dry_run_with_its_own_exit_status(source, gpucheck, tmp_path, mode):
     r = script(source, gpucheck, tmp_path, *mode, cpu=fake_cpu(tmp_path, V3), needs=fake_needs(tmp_path, V3))
     assert r.returncode == 64, r.stdout + r.stderr
-    assert "DRY RUN (no GPU here" in r.stdout
+    assert "DRY RUN (no GPU here: no " in r.stdout
     assert "cpu: every flag the binary needs is here (14 flags): ok" in r.stdout
     md = (tmp_path / "out" / ("quick.md" if mode else "full.md")).read_text()
     assert md.startswith("## no GPU — ")

@@ -160,3 +160,10 @@ def test_the_datasets_are_found_from_the_binary_not_a_compiled_in_path(gpucheck,
     assert r.returncode == 0, r.stderr
     assert "note: no float32 .npy files in datasets/lm-grads:" in r.stdout
     assert len(rows(r.stdout)) == 6
+
+
+def test_an_unwritable_json_out_is_one_error_line_before_any_check(gpucheck, tmp_path):
+    r = run(gpucheck, "--host-only", "--only", "unscale", "--json-out", str(tmp_path / "no" / "such" / "x.json"))
+    assert r.returncode == 2
+    one_line_error(r)
+    assert "x.json" in r.stderr and rows(r.stdout) == []

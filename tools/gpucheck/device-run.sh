@@ -184,7 +184,7 @@ fi
 datasets="$root/datasets/lm-grads"
 
 if [ $dry = 1 ] || [ -z "$gpu" ]; then
-  why=$([ -z "$gpu" ] && echo "no GPU here (no $smi)" || echo "--dry-run")
+  why=$([ -z "$gpu" ] && echo "no GPU here: no $smi" || echo "--dry-run")
   say "DRY RUN ($why): each phase's command with a budget too small to start a check"
   md "**DRY RUN** (exit $EX_DRYRUN): $why; driver and CPU checks passed; nothing ran on a GPU."
   md ""

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -453,7 +454,12 @@ bool selected(const options& o, const check& c) {
 const rounding all_modes[] = {rounding::rne, rounding::rtz, rounding::rup, rounding::rdn,
                               rounding::rna, rounding::rto, rounding::sr};
 
-std::string scale_text(float s) { return fpscope::number_text(double(s)); }
+/// The shortest text that reads back as the float32 `s` ("0.3", "1.5258789e-05").
+std::string scale_text(float s) {
+  char buf[32];
+  const auto r = std::to_chars(buf, buf + sizeof buf, s);
+  return std::string(buf, r.ptr);
+}
 
 // ---- host side -------------------------------------------------------------------------------
 
@@ -507,7 +513,8 @@ void plan_host(std::vector<check>& plan, host_inputs& in, const datasets_t& data
     const format f = fpscope::builtin(fid);
     const policy p = fpscope::profile_policy(pr, f);
     add("scale", std::string(f.name) + " " + std::string(fpscope::name(pr)) + " rne scale 0.3, every NaN",
-        "nvcc host pass of the element code vs emulator", [&in, f, p](result& r) { host_generic_any(in.nans(), f, p, 0.3f, r); });
+        "nvcc host pass of the scale step + element code vs emulator (same source)",
+        [&in, f, p](result& r) { host_generic_any(in.nans(), f, p, 0.3f, r); });
   }
 
   // NVIDIA's host implementations, through the kernels' own functors.
@@ -772,8 +779,9 @@ void plan_device(std::vector<check>& plan, std::optional<device_ctx>& dev, const
         std::memcpy(s.h_in, x.data() + lo, n * 4);
         cuda_check(cudaMemcpyAsync(s.d_in, s.h_in, n * 4, cudaMemcpyHostToDevice, s.stream), "cudaMemcpyAsync");
         fc::bucket_histogram(s.d_in, n, d.d_table, s.stream);
-        cuda_check(cudaStreamSynchronize(s.stream), "histogram kernel");
+        cuda_check(cudaStreamSynchronize(s.stream), "histogram kernel");  // before h_in is refilled
       }
+      cuda_check(cudaStreamSynchronize(s.stream), "histogram kernel");  // the memset too, for an empty file
       std::vector<unsigned long long> table(fc::histogram_buckets);
       cuda_check(cudaMemcpy(table.data(), d.d_table, fc::histogram_buckets * 8, cudaMemcpyDeviceToHost), "cudaMemcpy");
       histogram_result(x, table, r);
@@ -867,7 +875,8 @@ void plan_device(std::vector<check>& plan, std::optional<device_ctx>& dev, const
   }
 
   for (const auto& s : intrinsic_specs()) {
-    add("intrinsic", fc::name(s), "", [ctx, bases, s](result& r) {
+    add("intrinsic", fc::name(s), intrinsic_compares(s, 90) + " (on sm_90; from the device when run)",
+        [ctx, bases, s](result& r) {
       device_ctx& d = ctx();
       r.compares = intrinsic_compares(s, d.sm);
       const format f = fpscope::builtin(fc::format_of(s.kind));
