@@ -151,9 +151,10 @@ if [ ! -r "$needs" ]; then
   refuse $EX_CPU "cannot tell what the binary needs: no $needs (built without tools/gpucheck/CMakeLists.txt?)"
 fi
 missing=""
-for f in $(grep -v '^#' "$needs"); do
+while read -r f; do
+  case "$f" in ''|'#'*) continue ;; esac
   case "$cpu_flags" in *" $f "*) ;; *) missing="$missing $f" ;; esac
-done
+done < "$needs"
 if [ -n "$missing" ]; then
   refuse $EX_CPU "this CPU (${cpu_model:-unknown}) lacks${missing}, which $(basename "$bin") was compiled to need ($(grep -m1 march "$needs" | sed 's/.*(//; s/).*//')); build it with the gpucheck-portable preset"
 fi
@@ -259,11 +260,11 @@ for i in "${!args[@]}"; do
     4) worst $EX_DRIVER ;;
     77) worst $EX_NOCUDA ;;
     *) worst $EX_CUDA
-       [ $rc -ge 124 ] && md "(stopped: exit $rc, the time limit or a crash)" ;;
+       if [ "$rc" -ge 124 ]; then md "(stopped: exit $rc, the time limit or a crash)"; fi ;;
   esac
   # No device for CUDA although nvidia-smi lists one, or the driver refused: the rest would say
   # the same.
-  if [ $rc = 77 ] || [ $rc = 4 ]; then
+  if [ "$rc" = 77 ] || [ "$rc" = 4 ]; then
     say "device-run.sh: CUDA finds no usable device (exit $rc) although nvidia-smi lists '$gpu': stopping"
     break
   fi
@@ -280,4 +281,4 @@ case $status in
 esac
 md "result: $verdict (exit $status, $(elapsed) s)"
 say "device-run.sh: $verdict (exit $status, $(elapsed) s); results in $md"
-exit $status
+exit "$status"

@@ -454,6 +454,27 @@ bool selected(const options& o, const check& c) {
 const rounding all_modes[] = {rounding::rne, rounding::rtz, rounding::rup, rounding::rdn,
                               rounding::rna, rounding::rto, rounding::sr};
 
+struct generic_config {
+  std::string label;
+  format f;
+  policy p;
+};
+
+/// The generic kernel's configurations under the cuda profile: every format x rounding mode.
+std::vector<generic_config> cuda_generic_configs() {
+  std::vector<generic_config> v;
+  for (int id = 0; id < fpscope::builtin_count; ++id) {
+    const format f = fpscope::builtin(fpscope::format_id(id));
+    for (rounding rm : all_modes) {
+      policy p = fpscope::profile_policy(fpscope::profile::cuda, f);
+      p.round = rm;
+      p.seed = 0x5EEDull;
+      v.push_back({std::string(f.name) + " cuda " + std::string(fpscope::name(rm)), f, p});
+    }
+  }
+  return v;
+}
+
 /// The shortest text that reads back as the float32 `s` ("0.3", "1.5258789e-05").
 std::string scale_text(float s) {
   char buf[32];
@@ -540,16 +561,8 @@ void plan_host(std::vector<check>& plan, host_inputs& in, const datasets_t& data
   // The generic element code (nvcc's host pass) vs the emulator's bulk API (the CPU build):
   // the cuda profile on the middle set, every profile and the policy switches on the narrow one.
   const std::string same = "nvcc host pass of the element code vs emulator (same source)";
-  for (int id = 0; id < fpscope::builtin_count; ++id) {
-    const format f = fpscope::builtin(fpscope::format_id(id));
-    for (rounding rm : all_modes) {
-      policy p = fpscope::profile_policy(fpscope::profile::cuda, f);
-      p.round = rm;
-      p.seed = 0x5EEDull;
-      add("generic", std::string(f.name) + " cuda " + std::string(fpscope::name(rm)), same,
-          [&in, f, p](result& r) { host_generic_any(in.mid(), f, p, 1.0f, r); });
-    }
-  }
+  for (const auto& [label, f, p] : cuda_generic_configs())
+    add("generic", label, same, [&in, f, p](result& r) { host_generic_any(in.mid(), f, p, 1.0f, r); });
   for (int id = 0; id < fpscope::builtin_count; ++id) {
     const format f = fpscope::builtin(fpscope::format_id(id));
     for (auto pr : {fpscope::profile::ieee, fpscope::profile::avx512bf16, fpscope::profile::ml_dtypes})
@@ -889,26 +902,18 @@ void plan_device(std::vector<check>& plan, std::optional<device_ctx>& dev, const
           [&](std::span<const float> x, auto want, std::uint64_t) { fpscope::encode(x, want, f, p); });
     });
   }
-  for (int id = 0; id < fpscope::builtin_count; ++id) {
-    const format f = fpscope::builtin(fpscope::format_id(id));
-    for (rounding rm : all_modes) {
-      policy p = fpscope::profile_policy(fpscope::profile::cuda, f);
-      p.round = rm;
-      p.seed = 0x5EEDull;
-      add("generic", std::string(f.name) + " cuda " + std::string(fpscope::name(rm)),
-          "emulator's element code compiled by nvcc, on the GPU, vs emulator (same source)",
-          [ctx, bases, f, p](result& r) {
-            sweep_any(
-                f, ctx(), bases, r,
-                [&](const float* in, void* out, std::size_t n, std::uint64_t base, cudaStream_t s) {
-                  fc::convert_generic(in, out, n, 1.0f, f, p, base, s);
-                },
-                [&](std::span<const float> x, auto want, std::uint64_t base) {
-                  fpscope::encode(x, want, f, p, from_index(base));
-                });
-          });
-    }
-  }
+  for (const auto& [label, f, p] : cuda_generic_configs())
+    add("generic", label, "emulator's element code compiled by nvcc, on the GPU, vs emulator (same source)",
+        [ctx, bases, f, p](result& r) {
+          sweep_any(
+              f, ctx(), bases, r,
+              [&](const float* in, void* out, std::size_t n, std::uint64_t base, cudaStream_t s) {
+                fc::convert_generic(in, out, n, 1.0f, f, p, base, s);
+              },
+              [&](std::span<const float> x, auto want, std::uint64_t base) {
+                fpscope::encode(x, want, f, p, from_index(base));
+              });
+        });
 }
 
 int final_status(const report& rep, bool cuda_error, bool driver_bad) {
