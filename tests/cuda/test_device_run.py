@@ -136,3 +136,69 @@ def test_bad_arguments_exit_2(source, gpucheck, tmp_path, args):
 def test_no_binary_exits_2(source, tmp_path):
     r = script(source, str(tmp_path / "absent"), tmp_path)
     assert r.returncode == 2 and "no fpscope-gpucheck binary" in r.stderr
+
+
+FAKE_GPUCHECK = r"""#!/bin/sh
+# A stand-in for fpscope-gpucheck: prints one row, writes its --json-out, exits as told by
+# FAKE_RC_<n> for the phase whose --only is <n> (histogram..., intrinsic, generic, scale).
+out= only=
+while [ $# -gt 0 ]; do
+  case "$1" in --json-out) out=$2; shift ;; --only) only=$2; shift ;; esac
+  shift
+done
+key=$(printf '%s' "$only" | cut -d, -f1)
+eval rc=\${FAKE_RC_$key:-0}
+eval hang=\${FAKE_HANG_$key:-0}
+echo "device $key   fake row       1 compared 0 mismatches 0.00 s  [fake vs fake]"
+printf '{\n  "only": "%s",\n  "exit_status": %s\n}\n' "$only" "$rc" > "$out"
+[ "$hang" = 0 ] || sleep "$hang"
+exit "$rc"
+"""
+
+
+def fake_run(source, tmp, *args, **rcs):
+    bin_ = tmp / "fake-gpucheck"
+    bin_.write_text(FAKE_GPUCHECK)
+    bin_.chmod(0o755)
+    env_extra = {f"FAKE_RC_{k}" if not k.startswith("HANG_") else f"FAKE_{k}": str(v) for k, v in rcs.items()}
+    old = dict(os.environ)
+    try:
+        os.environ.update(env_extra)
+        os.environ["GPUCHECK_GRACE"] = "1"
+        return script(source, str(bin_), tmp, *args, smi=fake_smi(tmp), cpu=fake_cpu(tmp, V3),
+                      needs=fake_needs(tmp, V3))
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+
+
+def test_a_passing_run_leaves_one_results_file_with_every_phase(source, tmp_path):
+    r = fake_run(source, tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    md = (tmp_path / "out" / "full.md").read_text()
+    assert [line for line in md.splitlines() if line.startswith("### phase")] == [
+        "### phase 1: histogram, unscale, scale step (all 2^32)", "### phase 2: hardware intrinsics (all 2^32)",
+        "### phase 3: generic kernel (32 chunks of 2^25 spread across 2^32)", "### phase 4: host side (whole)"]
+    assert md.count("```") == 8 and md.count("fake row") == 4
+    assert md.rstrip().splitlines()[-1].startswith("result: PASS: every phase ran, 0 mismatches (exit 0, ")
+    docs = json.loads((tmp_path / "out" / "full.json").read_text())
+    assert [d["only"] for d in docs] == ["histogram,unscale,scale", "intrinsic", "generic", ""]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["full.json", "full.log", "full.md"]
+
+
+def test_a_mismatch_in_one_phase_is_the_verdict_and_the_others_still_run(source, tmp_path):
+    r = fake_run(source, tmp_path, intrinsic=1, generic=5)
+    assert r.returncode == 1
+    md = (tmp_path / "out" / "full.md").read_text()
+    assert "`fpscope-gpucheck --device-only --only intrinsic`: exit 1" in md and md.count("### phase") == 4
+    assert "result: MISMATCH" in md
+
+
+def test_a_phase_past_the_budget_is_stopped_and_the_rest_listed_not_run(source, tmp_path):
+    r = fake_run(source, tmp_path, "--budget", "2", HANG_intrinsic=30)
+    assert r.returncode == 3, r.stdout + r.stderr
+    md = (tmp_path / "out" / "full.md").read_text()
+    assert "`fpscope-gpucheck --device-only --only intrinsic`: exit 124 (stopped: the time limit, a signal or a crash), " in md
+    assert "### phase 3: generic kernel (32 chunks of 2^25 spread across 2^32): not run (budget)" in md
+    docs = json.loads((tmp_path / "out" / "full.json").read_text())
+    assert [d["only"] for d in docs] == ["histogram,unscale,scale", "intrinsic"]  # the killed phase's rows kept

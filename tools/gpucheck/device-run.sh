@@ -13,7 +13,8 @@
 # starts here and takes those options), and the exit status is 64, never 0 and never 77.
 #
 # The probes can be replaced for tests: GPUCHECK_NVIDIA_SMI (the nvidia-smi to call),
-# GPUCHECK_CPUINFO (the file read for CPU flags), GPUCHECK_NEEDS (the binary's CPU needs).
+# GPUCHECK_CPUINFO (the file read for CPU flags), GPUCHECK_NEEDS (the binary's CPU needs);
+# GPUCHECK_GRACE (seconds past the budget before a phase is stopped, default 60).
 set -u -o pipefail
 
 readonly EX_OK=0 EX_MISMATCH=1 EX_USAGE=2 EX_CUDA=3 EX_BUDGET=5
@@ -232,6 +233,7 @@ for i in "${!args[@]}"; do
   if [ $left -le 0 ]; then
     say "$title: not run (budget)"
     md "### $title: not run (budget)"
+    md ""
     worst $EX_BUDGET
     continue
   fi
@@ -240,12 +242,14 @@ for i in "${!args[@]}"; do
   # The row lines go to the log as they come (gpucheck flushes each); the JSON file is
   # rewritten after each row. timeout stops a phase that outruns the budget by 60 s.
   # shellcheck disable=SC2086
-  timeout --kill-after=10 $(( left + 60 )) "$bin" ${args[$i]} --datasets "$datasets" --budget "$left" \
+  timeout --kill-after=10 $(( left + ${GPUCHECK_GRACE:-60} )) "$bin" ${args[$i]} --datasets "$datasets" --budget "$left" \
       --json-out "$out/$prefix-phase.json" | tee "$out/$prefix-rows.txt"
   rc=${PIPESTATUS[0]}
+  stopped=""
+  if [ "$rc" -ge 124 ] && [ "$rc" != 77 ]; then stopped=" (stopped: the time limit, a signal or a crash)"; fi
   md "### $title"
   md ""
-  md "\`fpscope-gpucheck ${args[$i]}\`: exit $rc, $(( $(date +%s) - t0 )) s"
+  md "\`fpscope-gpucheck ${args[$i]}\`: exit $rc$stopped, $(( $(date +%s) - t0 )) s"
   md ""
   md '```'
   cat "$out/$prefix-rows.txt" >> "$md"
@@ -259,8 +263,7 @@ for i in "${!args[@]}"; do
     5) worst $EX_BUDGET ;;
     4) worst $EX_DRIVER ;;
     77) worst $EX_NOCUDA ;;
-    *) worst $EX_CUDA
-       if [ "$rc" -ge 124 ]; then md "(stopped: exit $rc, the time limit or a crash)"; fi ;;
+    *) worst $EX_CUDA ;;
   esac
   # No device for CUDA although nvidia-smi lists one, or the driver refused: the rest would say
   # the same.
