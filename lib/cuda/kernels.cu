@@ -85,10 +85,10 @@ struct fp8_op {
 
 /// The scale step fl32(x * S) exactly as the CPU emulator computes it (lib/src/convert.cpp,
 /// encode_run: no multiply at all when S == 1, else `in[i] * scale` on x86). A GPU multiply
-/// returns the canonical NaN 0x7FFFFFFF for any NaN operand (PTX ISA, mul: "NaN results are
-/// unspecified"; sm_80+ give 0x7FFFFFFF), so a NaN is passed on here the way x86 MULSS does
-/// (Intel SDM vol. 1, 4.8.3.5 and table 4-7: an SNaN operand is quieted, a QNaN returned as
-/// is; sign and payload kept). The multiply itself is __fmul_rn: never contracted into an FMA.
+/// does not pass NaN payloads on: NVIDIA GPUs return the canonical NaN 0x7FFFFFFF for any
+/// NaN operand (issue 22; the device `scale` rows see it). So a NaN is passed on here the way
+/// x86 MULSS does (Intel SDM vol. 1, 4.8.3.5 and table 4-7: an SNaN operand is quieted, a QNaN
+/// returned as is; sign and payload kept). The multiply itself is __fmul_rn: never an FMA.
 struct scale_op {
   float scale;
   FPSCOPE_HD float operator()(float x) const {
