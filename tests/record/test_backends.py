@@ -93,6 +93,18 @@ def test_module_is_multithreaded_and_the_same():
     assert same(fr.summarize(w, "module", threads=2), one) and same(one, oracle(w))
 
 
+def test_module_checks_its_input():
+    if "module" not in backends():
+        pytest.skip("the fpscope module is not importable")
+    summary = fr._module_summary()
+    with pytest.raises(TypeError, match="float32"):
+        summary(np.zeros(3, np.float64))
+    with pytest.raises(ValueError):
+        summary(np.zeros(3, np.float32), -1)
+    h = np.array([1.0, -np.inf, np.nan, 0.0], np.float16)  # float16 widens exactly, as widen() does
+    assert same(summary(h), oracle(h.astype(np.float32)))
+
+
 def test_torch_keys_every_fraction_pattern():
     # the torch key arithmetic (bit lengths through a float32 conversion) for every run length,
     # next bit and rest of the fraction, in every exponent class

@@ -890,7 +890,7 @@ def _dataset(group, name, data, pool=None):
                              compression="gzip", compression_opts=DEFLATE_LEVEL)
     starts = range(0, data.size, chunk)
     # A window of chunks at a time: memory for the compressed chunks stays bounded.
-    window = 1 if pool is None else 2 * pool._max_workers
+    window = 1 if pool is None else 16
     for w in range(0, len(starts), window):
         part = starts[w : w + window]
         args = [(data[lo : lo + chunk], chunk) for lo in part]
