@@ -11,7 +11,9 @@
      hist-sync   the same with background=False (record() writes before it returns);
      hist-numpy  the same, synchronous, NumPy histograms (what the recorder did before);
    each recording contender includes its close() (the last writes). Reports the median time per
-   step and the overhead (contender / none - 1), the goal for "hist" being <= 10%.
+   step and the overhead: per round, contender / none - 1, the median over rounds (the goal for
+   "hist": <= 10%); and, less sensitive to other load, the CPU time per step of the training
+   thread (what record() costs the loop itself) and of the whole process (the writer's work too).
 2. Throughput: histogram + statistics (fpscope.tensor_summary: the C++ library) of --values
    float32 values (normal values, 2^-30..2^0 wide) on 1 thread and on every core, beside the
    histogram alone (fpscope.bucket_histogram) and the NumPy path; values/s per core, goal >= 1e9.
@@ -73,7 +75,7 @@ def overhead(args):
             rec = None if kw is None else fr.Recorder(tmp / f"r{r}.h5", "record_bench", mode="hist",
                                                       max_steps=args.steps, **kw)
             sync()
-            t = time.perf_counter()
+            t, c, p = time.perf_counter(), time.thread_time(), time.process_time()
             for s in range(args.steps):
                 loss = step()
                 if rec is not None:
@@ -82,7 +84,8 @@ def overhead(args):
             if rec is not None:
                 rec.close()
             sync()
-            return (time.perf_counter() - t) / args.steps
+            n = args.steps
+            return (time.perf_counter() - t) / n, (time.thread_time() - c) / n, (time.process_time() - p) / n
 
         return go
 
@@ -91,25 +94,31 @@ def overhead(args):
     for s in range(3):  # warm up (allocator, threads)
         step()
         opt.step()
-    times = {k: [] for k in contenders}
+    times, cpu = {k: [] for k in contenders}, {k: [] for k in contenders}
     rng = random.Random(0)
     for r in range(args.rounds):
         order = list(contenders)
         rng.shuffle(order)
         for k in order:
-            times[k].append(contenders[k](r))
+            wall, main, proc = contenders[k](r)
+            times[k].append(wall)
+            cpu[k].append((main, proc))
     for f in tmp.iterdir():
         f.unlink()
     tmp.rmdir()
-    base = statistics.median(times["none"])
+    # Paired: each round's contender against the same round's "none" (taken minutes apart at
+    # most, under the same load), then the median over rounds.
+    paired = {k: statistics.median(t / b for t, b in zip(v, times["none"])) - 1 for k, v in times.items()}
     print(f"## Overhead: char LM ({params} parameters, {len(list(model.parameters()))} tensors), "
           f"{args.steps} steps x {args.rounds} rounds, device {args.device}, torch threads {torch.get_num_threads()}\n")
-    print("| contender | median step | best step | overhead (median / none - 1) |")
-    print("|---|---|---|---|")
+    print("| contender | median step | best step | overhead (median over rounds of time / none's - 1) "
+          "| training thread's CPU per step | process CPU per step |")
+    print("|---|---|---|---|---|---|")
     for k, v in times.items():
-        print(f"| {k} | {statistics.median(v) * 1e3:.1f} ms | {min(v) * 1e3:.1f} ms | "
-              f"{statistics.median(v) / base - 1:+.1%} |")
-    hist = statistics.median(times["hist"]) / base - 1
+        main, proc = (statistics.median(c[i] for c in cpu[k]) for i in (0, 1))
+        print(f"| {k} | {statistics.median(v) * 1e3:.1f} ms | {min(v) * 1e3:.1f} ms | {paired[k]:+.1%} "
+              f"| {main * 1e3:.1f} ms | {proc * 1e3:.1f} ms |")
+    hist = paired["hist"]
     print(f"\ngoal: overhead of 'hist' <= 10%: {'PASS' if hist <= 0.10 else 'MISS'} ({hist:+.1%})\n")
 
 

@@ -59,8 +59,8 @@ Behaviour:
   arrays, and NumPy where the fpscope module is not importable; "torch", "module" or "numpy"
   force one. Every backend gives the same keys, counts and statistics bit for bit
   (tests/record/test_backends.py). threads: the C++ library's and the compressor's threads
-  (default 1 with the background writer: a core of its own, not all of the training's; all
-  cores when background=False).
+  (default 1 with the background writer: a core of its own, not all of the training's; 0, all
+  cores for large tensors, when background=False).
 - Safe against being killed (docs/trace.md, "Writing safely"): a process killed at any moment
   leaves a file that opens and holds every step whose write completed, each whole, and at
   most one more (whole too). With the background writer, record()'s return means "queued":
@@ -490,8 +490,8 @@ class Recorder:
     Keyword-only: on_scale_change, on_nonfinite (also record those steps; default True);
     raw_budget (bytes of raw values, uncompressed; None: no limit); background (default True:
     a writer thread); max_pending, max_pending_bytes (the writer's queue); backend (None,
-    "module", "torch", "numpy"); threads (the C++ histogram's and the compressor's; None: 1 with
-    the background writer, all cores without); on_written (called with each step number as
+    "module", "torch", "numpy"); threads (the C++ histogram's and the compressor's, 0: all cores;
+    None: 1 with the background writer, 0 without); on_written (called with each step number as
     its write completes, from the writer thread).
     """
 
@@ -516,7 +516,9 @@ class Recorder:
         if backend == "module":
             _host_backend(backend)  # RuntimeError now rather than in the writer
         if threads is None:
-            threads = 1 if background else (os.cpu_count() or 1)
+            # Not an explicit count without the writer thread: 0 lets the library go parallel only
+            # above its threshold (2^20 values); small tensors on all cores cost more than they save.
+            threads = 1 if background else 0
         if not isinstance(threads, int) or threads < 0:
             raise ValueError(f"threads must be an integer >= 0 (0: all cores), not {threads!r}")
         self.path, self.every, self.mode, self.dtype, self.max_steps = str(path), every, mode, dtype, max_steps
