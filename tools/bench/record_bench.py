@@ -36,9 +36,10 @@ import torch
 from torch import nn
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(ROOT / "tools" / "record"), str(ROOT / "datasets")]
+sys.path[:0] = [str(ROOT / "tools" / "record"), str(ROOT / "datasets"), str(ROOT / "tools" / "bench")]
 import fpscope_record as fr  # noqa: E402
 from record_lm_grads import CharLM, corpus  # noqa: E402
+from replay_bench import interleaved  # noqa: E402
 
 
 def trainer(device, corpus_dir):
@@ -139,15 +140,7 @@ def throughput(args):
     }
     if args.numpy:
         cases[("NumPy histogram() + tensor_stats()", 1)] = lambda: (fr.histogram(x), fr.tensor_stats(x))
-    times = {k: [] for k in cases}
-    rng = random.Random(1)
-    for r in range(args.rounds):
-        order = list(cases)
-        rng.shuffle(order)
-        for k in order:
-            t = time.perf_counter()
-            cases[k]()
-            times[k].append(time.perf_counter() - t)
+    times = interleaved(cases, args.rounds)
     print(f"## Throughput: {args.values:.2e} float32 values, {args.rounds} rounds, {cores} cores\n")
     print("| path | threads | median | values/s | values/s per core |")
     print("|---|---|---|---|---|")
