@@ -81,6 +81,7 @@ histograms (optional).
 """
 
 import collections
+import contextlib
 import datetime
 import math
 import numbers
@@ -801,6 +802,12 @@ def _write_tensor(t, dtype, shape, raw, mode):
     _put_tensor(t, dtype, shape, stats, raw if mode != "hist" else None, (keys, counts) if mode != "raw" else None)
 
 
+# h5py's lock around every HDF5 call it makes: the ctypes calls take it too, since the writer
+# thread makes them while the program may use h5py on another thread, and an HDF5 built without
+# its thread-safety option (h5py's wheels) must never be entered by two threads at once.
+_PHIL = getattr(getattr(h5py, "_objects", None), "phil", None) or contextlib.nullcontext()
+
+
 def _hdf5_library():
     """The HDF5 library h5py runs on, through ctypes, or None where it cannot be told for sure."""
     try:
@@ -846,11 +853,13 @@ def _create(path, overwrite):
     fapl.set_libver_bounds(h5py.h5f.LIBVER_EARLIEST, h5py.h5f.LIBVER_V18)
     fcpl = h5py.h5p.create(h5py.h5p.FILE_CREATE)
     if lib is not None:
-        lib.H5Pset_istore_k(ctypes.c_int64(fcpl.id), ctypes.c_uint(2))
+        with _PHIL:
+            lib.H5Pset_istore_k(ctypes.c_int64(fcpl.id), ctypes.c_uint(2))
     flags = h5py.h5f.ACC_TRUNC if overwrite else h5py.h5f.ACC_EXCL
     fid = h5py.h5f.create(os.fsencode(path), flags, fapl=fapl, fcpl=fcpl)
     if lib is not None:
-        lib.H5Fset_dset_no_attrs_hint(ctypes.c_int64(fid.id), ctypes.c_uint(1))
+        with _PHIL:
+            lib.H5Fset_dset_no_attrs_hint(ctypes.c_int64(fid.id), ctypes.c_uint(1))
     return h5py.File(fid), lib
 
 
@@ -863,9 +872,10 @@ def _group(lib, parent, name, links, name_len=8):
     gcpl = h5py.h5p.create(h5py.h5p.GROUP_CREATE)
     gcpl.set_link_creation_order(h5py.h5p.CRT_ORDER_TRACKED | h5py.h5p.CRT_ORDER_INDEXED)
     if lib is not None:
-        lib.H5Pset_link_phase_change(ctypes.c_int64(gcpl.id), ctypes.c_uint(65535), ctypes.c_uint(65535))
-        lib.H5Pset_est_link_info(ctypes.c_int64(gcpl.id), ctypes.c_uint(min(max(links, 1), 65535)),
-                                 ctypes.c_uint(min(max(name_len, 1), 65535)))
+        with _PHIL:
+            lib.H5Pset_link_phase_change(ctypes.c_int64(gcpl.id), ctypes.c_uint(65535), ctypes.c_uint(65535))
+            lib.H5Pset_est_link_info(ctypes.c_int64(gcpl.id), ctypes.c_uint(min(max(links, 1), 65535)),
+                                     ctypes.c_uint(min(max(name_len, 1), 65535)))
     return h5py.Group(h5py.h5g.create(parent.id, None if name is None else name.encode(), gcpl=gcpl))
 
 
