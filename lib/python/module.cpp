@@ -27,6 +27,7 @@
 #include "fpscope/recipe.hpp"
 #include "fpscope/replay.hpp"
 #include "fpscope/report_json.hpp"
+#include "fpscope/summary.hpp"
 #include "fpscope/trace.hpp"
 
 namespace py = pybind11;
@@ -389,6 +390,26 @@ py::tuple bucket_histogram_array(const py::array& x_, int threads) {
   return sparse_tuple(h.sparse());
 }
 
+// A tensor's trace attributes and bucket histogram (fpscope::summarize), for the recorder
+// (tools/record/fpscope_record.py): (keys, counts, {count, amax, zeros, infs, nans}).
+py::tuple summary_array(const py::array& x_, int threads) {
+  check_threads(threads, "threads");
+  const py::array x = float32_input(x_, "tensor_summary");
+  tensor_summary s;
+  {
+    py::gil_scoped_release unlocked;
+    s = summarize(span_of<float>(x), threads);
+  }
+  const py::tuple kc = sparse_tuple(s.hist.sparse());
+  py::dict d;
+  d["count"] = s.count;
+  d["amax"] = s.amax;
+  d["zeros"] = s.zeros;
+  d["infs"] = s.infs;
+  d["nans"] = s.nans;
+  return py::make_tuple(kc[0], kc[1], d);
+}
+
 py::tuple binades_of(const std::map<int, std::uint64_t>& m) {
   py::array_t<std::int32_t> e(static_cast<py::ssize_t>(m.size()));
   py::array_t<std::uint64_t> c(static_cast<py::ssize_t>(m.size()));
@@ -744,6 +765,9 @@ PYBIND11_MODULE(_fpscope, m) {
         "class_counts from a sparse bucket histogram; 'exact' is False where a boundary split a bucket.");
   m.def("bucket_histogram", &bucket_histogram_array, py::arg("x"), py::arg("threads") = 0,
         "The exact sparse bucket histogram of float32 values: (keys uint32, counts uint64).");
+  m.def("tensor_summary", &summary_array, py::arg("x"), py::arg("threads") = 0,
+        "A tensor's trace attributes and exact sparse bucket histogram in one call: (keys uint32, counts "
+        "uint64, {'count', 'amax', 'zeros', 'infs', 'nans'}); amax is over the finite values (docs/trace.md).");
   m.def("binades", &binades_array, py::arg("x"),
         "floor(log2|x|) of the nonzero finite float32 values: (exponents int32, counts uint64).");
   m.def("histogram_binades", &binades_histogram, py::arg("keys"), py::arg("counts"),

@@ -15,7 +15,7 @@
 #include <utility>
 #include <vector>
 
-#include "fpscope/histogram.hpp"
+#include "fpscope/summary.hpp"
 #include "fpscope/trace.hpp"
 #include "trace_hdf5.hpp"
 
@@ -190,26 +190,17 @@ void trace_writer::add(const std::string& name, std::span<const float> values, s
   if (!g.ok()) throw trace_error(path_ + ": cannot create tensor " + name);
   write_text(g, "dtype", "float32");
   write_attr(g, "shape", H5T_STD_I64LE, shape.data(), shape.size(), true);
-  std::uint64_t count = values.size(), zeros = 0, infs = 0, nans = 0;
-  double amax = 0;
-  for (const float x : values) {
-    zeros += x == 0;
-    infs += std::isinf(x);
-    nans += std::isnan(x);
-    if (std::isfinite(x)) amax = std::max(amax, double(std::fabs(x)));
-  }
-  write_attr(g, "count", H5T_STD_U64LE, &count);
-  write_attr(g, "amax", H5T_IEEE_F64LE, &amax);
-  write_attr(g, "zeros", H5T_STD_U64LE, &zeros);
-  write_attr(g, "infs", H5T_STD_U64LE, &infs);
-  write_attr(g, "nans", H5T_STD_U64LE, &nans);
+  const tensor_summary s = summarize(values, 1);
+  write_attr(g, "count", H5T_STD_U64LE, &s.count);
+  write_attr(g, "amax", H5T_IEEE_F64LE, &s.amax);
+  write_attr(g, "zeros", H5T_STD_U64LE, &s.zeros);
+  write_attr(g, "infs", H5T_STD_U64LE, &s.infs);
+  write_attr(g, "nans", H5T_STD_U64LE, &s.nans);
   if (raw) write_dataset(g, "values", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, values);
   if (hist) {
-    bucket_histogram b;
-    b.add(values, 1);
     std::vector<std::uint32_t> keys;
     std::vector<std::uint64_t> counts;
-    for (const auto& [k, n] : b.sparse()) keys.push_back(k), counts.push_back(n);
+    for (const auto& [k, n] : s.hist.sparse()) keys.push_back(k), counts.push_back(n);
     write_dataset(g, "hist_keys", H5T_STD_U32LE, H5T_NATIVE_UINT32, std::span<const std::uint32_t>(keys));
     write_dataset(g, "hist_counts", H5T_STD_U64LE, H5T_NATIVE_UINT64, std::span<const std::uint64_t>(counts));
   }

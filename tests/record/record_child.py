@@ -13,8 +13,15 @@ reproduces every step bit for bit.
         the same steps written the plain way (h5py defaults: each step group created in /steps
         directly, filled, marked @complete, then the file flushed): the negative control
 
-After each record() returns it prints "recorded STEP" (flushed) and, with --marks FILE, appends
-an 'M' record (type, step, 0 as in writelog.c) to FILE.
+As each step's write completes (the recorder's on_written, from its writer thread) it prints
+"recorded STEP" and, with --marks FILE, appends an 'M' record (type, step, 0 as in writelog.c)
+to FILE: the steps the recorder says are on disk.
+
+    --marks-by flush   the marks come from flush() instead: every 3rd step (and at the end,
+                       after close()) the loop calls flush() and, when it returns, marks every
+                       step recorded so far (from the training thread; on_written is unused)
+    --sync             background=False: record() writes the step itself (the marks then
+                       come when record() returns)
 """
 
 import argparse
@@ -83,7 +90,7 @@ def naive(args, steps, marks):
                 g.attrs[k] = v
             t = g.create_group("tensors", track_order=True)
             for name, dtype, shape, raw in fr._tensors(tensors, None):
-                fr.Recorder._write_tensor(t.create_group(fr.escape(name)), dtype, shape, raw, mode)
+                fr._write_tensor(t.create_group(fr.escape(name)), dtype, shape, raw, mode)
             g.attrs["complete"] = np.int8(1)
             f.flush()
             if marks is not None:
@@ -97,18 +104,35 @@ def main():
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--marks")
     ap.add_argument("--naive", action="store_true")
+    ap.add_argument("--marks-by", choices=("written", "flush"), default="written")
+    ap.add_argument("--sync", action="store_true")
     args = ap.parse_args()
     marks = os.open(args.marks, os.O_WRONLY | os.O_APPEND | os.O_CREAT) if args.marks else None
     steps = torch_steps(args.steps) if args.kind == "torch" else numpy_steps(args.steps)
     if args.naive:
         return naive(args, steps, marks)
-    with Recorder(args.out, f"record_child.py --kind {args.kind}", created="2000-01-01T00:00:00Z",
-                  dtype="float32" if args.kind == "torch" else None, max_steps=max(args.steps, 1)) as rec:
+
+    def mark(step):
+        if marks is not None:
+            os.write(marks, b"M" + struct.pack("<QQ", step, 0))
+        print(f"recorded {step}", flush=True)
+
+    by_flush = args.marks_by == "flush"
+    done = []
+    rec = Recorder(args.out, f"record_child.py --kind {args.kind}", created="2000-01-01T00:00:00Z",
+                   dtype="float32" if args.kind == "torch" else None, max_steps=max(args.steps, 1),
+                   background=not args.sync, on_written=None if by_flush else mark)
+    with rec:
         for step, tensors, loss, mode in steps:
             rec.record(step, tensors, loss=loss, lr=0.05, mode=mode)
-            if marks is not None:
-                os.write(marks, b"M" + struct.pack("<QQ", step, 0))
-            print(f"recorded {step}", flush=True)
+            done.append(step)
+            if by_flush and step % 3 == 2:
+                rec.flush()
+                while done:
+                    mark(done.pop(0))
+    if by_flush:
+        for step in done:  # close() returned
+            mark(step)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@
   checked. This is what found that plain "flush after each step" is not enough (see
   docs/trace.md, "Writing safely").
 """
+import functools
 import os
 import random
 import signal
@@ -69,12 +70,17 @@ def test_sigkill(tmp_path):
     assert killed_mid_run >= 3  # the kills did land mid-run
 
 
-def test_every_crash_point(tmp_path):
+@pytest.mark.parametrize("marks_by", ["written", "flush"])
+def test_every_crash_point(tmp_path, marks_by):
+    """marks_by "written": the steps on_written reported (the background writer's own account)
+    must be in the file, and at most one more; "flush": the steps recorded before a flush() (or
+    close()) returned must be, and at most the 3 recorded since the last flush more."""
     shim = crashlog.build_shim(tmp_path)
     if shim is None:
         pytest.skip("no C compiler for the write-logging shim")
     path, log = tmp_path / "logged.h5", tmp_path / "writes.log"
-    crashlog.run_logged(shim, [CHILD, path, "--kind", "numpy", "--steps", "10", "--marks", log], path, log)
+    crashlog.run_logged(shim, [CHILD, path, "--kind", "numpy", "--steps", "10", "--marks", log,
+                               "--marks-by", marks_by], path, log)
     with h5py.File(path, "r") as f:
         tracecheck.check_trace(f)
         reference = tracecheck.digest(f)
@@ -82,7 +88,10 @@ def test_every_crash_point(tmp_path):
     assert reference == clean_run(tmp_path, "numpy", 10)  # logging changed nothing
     points = list(crashlog.crash_points(log, torn=True))
     assert len(points) > 100 and any("torn" in p[4] for p in points)
-    problems = crashlog.check_all(log, reference, tmp_path, torn=True)
+    assert sorted(a for t, a, _ in crashlog.records(log) if t == b"M") == list(range(10))  # each step marked once
+    extra = 1 if marks_by == "written" else 3
+    problems = crashlog.check_all(log, reference, tmp_path, torn=True,
+                                  check=functools.partial(crashlog.check_image, extra=extra))
     # Before the constructor's first flush ends the file may not open (no step can be lost then).
     late = [p for p in problems if p[2]]
     assert not late, "\n".join(f"after write #{k} ({desc}), steps {marks[-3:]} done: {what}"

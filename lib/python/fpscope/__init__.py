@@ -49,6 +49,7 @@ from ._fpscope import (  # noqa: F401  (re-exported)
     recommend,
     roundings,
     sweep,
+    tensor_summary,
 )
 from . import _fpscope
 
