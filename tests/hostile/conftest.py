@@ -1,16 +1,20 @@
 """Fixtures of the hostile-input suite: the fpscope binary ($FPSCOPE_BIN), the build tree
 ($FPSCOPE_BUILD) and how to run either with resource limits. Tests here never touch anything
 outside their tmp_path: device nodes, FIFOs and symlinks they need are made there (mknod as root)."""
+import importlib.util
 import os
 import resource
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "cli"))
-from conftest import Fpscope, assert_one_line_error  # noqa: E402,F401  (shared with the CLI tests)
+# The CLI tests' helpers, loaded under a name of their own: `import conftest` here would be this
+# very file (pytest has already put it in sys.modules as "conftest").
+_spec = importlib.util.spec_from_file_location("cli_conftest", Path(__file__).resolve().parent.parent / "cli" / "conftest.py")
+cli_conftest = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(cli_conftest)
+Fpscope, assert_one_line_error = cli_conftest.Fpscope, cli_conftest.assert_one_line_error
 
 
 @pytest.fixture(scope="session")
