@@ -46,3 +46,42 @@ def limited(address_space=None, file_size=None):
 def run(args, timeout=120, **kw):
     """Runs a command (list) capturing text output; a hang is a test failure, not a CI timeout."""
     return subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def write_trace(path, steps, model="hostile", producer="tests/hostile"):
+    """A docs/trace.md v1 trace written with h5py, with everything a hostile file may choose:
+    steps is a list of dicts {"group": link name, "attrs": step attributes (step, complete...:
+    a key set to None is left out), "tensors": {name: float32 array}}. Names and the model may be
+    bytes (not valid UTF-8). Tensors get raw values and exact counts."""
+    import h5py
+    import numpy as np
+    with h5py.File(path, "w", track_order=True) as f:
+        f.attrs["fpscope_trace_version"] = np.int32(1)
+        f.attrs["producer"] = np.bytes_(producer) if isinstance(producer, bytes) else producer
+        f.attrs["model"] = np.bytes_(model) if isinstance(model, bytes) else model
+        f.attrs["created"] = "2026-12-06T00:00:00Z"
+        root = f.create_group("steps", track_order=True)
+        for i, s in enumerate(steps):
+            g = root.create_group(s.get("group", f"{i:08d}"), track_order=True)
+            attrs = {"step": np.int64(i), "loss": 1.0, "lr": 0.1, "loss_scale": 1.0, "complete": np.int8(1)}
+            attrs.update(s.get("attrs", {}))
+            tg = g.create_group("tensors", track_order=True)
+            tensors = s.get("tensors", {"w": np.linspace(-1, 1, 100, dtype=np.float32)})
+            for name, x in tensors.items():
+                x = np.asarray(x, np.float32)
+                t = tg.create_group(name)
+                t.attrs["dtype"] = "float32"
+                t.attrs["shape"] = np.array(x.shape, np.int64)
+                t.attrs["count"] = np.uint64(x.size)
+                fin = x[np.isfinite(x)]
+                t.attrs["amax"] = float(np.abs(fin).max()) if fin.size else 0.0
+                t.attrs["zeros"] = np.uint64((x == 0).sum())
+                t.attrs["infs"] = np.uint64(np.isinf(x).sum())
+                t.attrs["nans"] = np.uint64(np.isnan(x).sum())
+                t.create_dataset("values", data=x.reshape(-1))
+            for k, v in attrs.items():  # `complete` last, as writers do
+                if v is not None and k != "complete":
+                    g.attrs[k] = v
+            if attrs["complete"] is not None:
+                g.attrs["complete"] = attrs["complete"]
+    return path
