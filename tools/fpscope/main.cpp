@@ -81,7 +81,8 @@ int run(int argc, char** argv) {
       "Exit status:\n"
       "  0  success\n"
       "  1  runtime error: I/O, a bad or unsupported .npy file\n"
-      "  2  usage error: bad option, unknown format/rounding/profile, malformed VALUE");
+      "  2  usage error: bad option, unknown format/rounding/profile, malformed VALUE\n"
+      "  141  (as a shell shows it) killed by SIGPIPE: stdout closed by its reader (| head), a quiet end");
 
   auto& cmds = commands();
   std::stable_sort(cmds.begin(), cmds.end(), [](const command& a, const command& b) { return a.order < b.order; });
