@@ -85,3 +85,15 @@ def write_trace(path, steps, model="hostile", producer="tests/hostile"):
             if attrs["complete"] is not None:
                 g.attrs["complete"] = attrs["complete"]
     return path
+
+
+def make_device(path, major, minor):
+    """A character device node at `path` (in a test's tmp_path: never the real /dev), e.g.
+    (1, 3) a null device, (1, 7) a full one. Skips the test where mknod is not allowed (not
+    root, or a container without CAP_MKNOD)."""
+    import stat
+    try:
+        os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(major, minor))
+    except PermissionError:
+        pytest.skip("mknod is not permitted here (needs root with CAP_MKNOD)")
+    return path

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import assert_one_line_error
+from conftest import assert_one_line_error, make_device
 
 ROOT = Path(__file__).resolve().parents[2]
 TRACE = ROOT / "datasets" / "traces" / "digits-mlp.h5"
@@ -37,7 +37,7 @@ def out_name(command, stem):
 @pytest.mark.parametrize("command", WRITERS)
 def test_a_device_node_is_refused_and_stays_a_device(fpscope, x, tmp_path, command):
     node = tmp_path / out_name(command, "null")
-    os.mknod(node, stat.S_IFCHR | 0o666, os.makedev(1, 3))  # a /dev/null of our own
+    make_device(node, 1, 3)  # a /dev/null of our own
     link = tmp_path / out_name(command, "to-null")
     link.symlink_to(node)
     for target in (node, link):

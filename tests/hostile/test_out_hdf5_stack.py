@@ -3,7 +3,6 @@ reaches stderr: libhdf5 keeps its print switch per thread, and the reading threa
 (OpenMP, default thread count) printed it on a corrupt chunk index while `-j 1` did not. Every
 file of the fuzz corpus, through replay and hist under the default and an explicit thread count:
 at most one line on stderr, the fpscope error."""
-import os
 from pathlib import Path
 
 import pytest

@@ -5,14 +5,13 @@ a quiet end by SIGPIPE, as for any Unix tool, also when the caller left SIGPIPE 
 "crashed", never a message."""
 import os
 import signal
-import stat
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import assert_one_line_error
+from conftest import assert_one_line_error, make_device
 
 ROOT = Path(__file__).resolve().parents[2]
 TRACE = ROOT / "datasets" / "traces" / "digits-mlp.h5"
@@ -51,7 +50,7 @@ def resolve(case, d, tmp_path):
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_a_full_device_is_one_line_and_status_1(fpscope, inputs, tmp_path, case):
     full = tmp_path / "full"
-    os.mknod(full, stat.S_IFCHR | 0o666, os.makedev(1, 7))  # /dev/full's numbers, in tmp_path
+    make_device(full, 1, 7)  # /dev/full's numbers, in tmp_path
     args, stdin = resolve(case, inputs, tmp_path)
     with open(full, "w") as out:
         p = subprocess.run([fpscope.path, *args], stdout=out, stderr=subprocess.PIPE, input=stdin, text=True, timeout=300)
