@@ -67,3 +67,28 @@ def test_a_reversed_steps_range_is_a_usage_error(fpscope, tmp_path, command):
     path = write_trace(tmp_path / "t.h5", [{}] * 6)
     p = fpscope.run(command, path, "--steps", "5:2")
     assert_one_line_error(p, "--steps", "5:2", "empty", status=2)
+
+
+def test_the_writer_refuses_what_the_reader_refuses(tmp_path):
+    """fpscope::trace_writer (Python's TraceWriter) cannot make such a trace in the first place."""
+    code = """
+import sys, numpy as np, fpscope
+x = {"w": np.ones(4, np.float32)}
+with fpscope.TraceWriter(sys.argv[1], overwrite=True) as w:
+    w.step(5, 1.0, 0.1, tensors=x)
+    for bad in (5, 4, -1, -(2**63)):
+        try:
+            w.step(bad, 1.0, 0.1, tensors=x)
+        except ValueError as e:
+            print(e)
+        else:
+            raise SystemExit(f"step {bad} accepted")
+    w.step(6, 1.0, 0.1, tensors=x)
+print(len(fpscope.Trace(sys.argv[1])))
+"""
+    p = subprocess.run([sys.executable, "-c", code, str(tmp_path / "t.h5")], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, (p.stdout, p.stderr)
+    lines = p.stdout.splitlines()
+    assert "step 5 after step 5: steps must be recorded in increasing order" in lines[0], lines
+    assert "step 4 after step 5" in lines[1] and "step -1 is negative" in lines[2], lines
+    assert lines[3].endswith(f"step {-(2**63)} is negative") and lines[4] == "2", lines
