@@ -70,14 +70,7 @@ def write_trace(path, steps, model="hostile", producer="tests/hostile"):
             for name, x in tensors.items():
                 x = np.asarray(x, np.float32)
                 t = tg.create_group(name)
-                t.attrs["dtype"] = "float32"
-                t.attrs["shape"] = np.array(x.shape, np.int64)
-                t.attrs["count"] = np.uint64(x.size)
-                fin = x[np.isfinite(x)]
-                t.attrs["amax"] = float(np.abs(fin).max()) if fin.size else 0.0
-                t.attrs["zeros"] = np.uint64((x == 0).sum())
-                t.attrs["infs"] = np.uint64(np.isinf(x).sum())
-                t.attrs["nans"] = np.uint64(np.isnan(x).sum())
+                cli_conftest.float32_tensor_attrs(t, x)
                 t.create_dataset("values", data=x.reshape(-1))
             for k, v in attrs.items():  # `complete` last, as writers do
                 if v is not None and k != "complete":
