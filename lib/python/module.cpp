@@ -5,9 +5,11 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <optional>
 #include <span>
@@ -547,7 +549,7 @@ py::dict replay_trace(const std::string& path, const std::string& policy, const 
   }
   // The dict is the --json schema itself (docs/json.md), parsed; "arrays" adds the per-step
   // columns as NumPy arrays.
-  py::dict d = py::module_::import("json").attr("loads")(replay_json(r).dump());
+  py::dict d = py::module_::import("json").attr("loads")(json_text(replay_json(r)));
   const auto n = static_cast<py::ssize_t>(r.steps.size());
   py::array_t<std::int64_t> step(n);
   py::array_t<double> scale(n);
@@ -569,92 +571,162 @@ py::dict replay_trace(const std::string& path, const std::string& policy, const 
 
 // ---- traces ----
 
-py::dict tensor_dict(const trace_tensor& t) {
-  py::dict d;
-  d["name"] = t.name;
-  d["dtype"] = std::string(name(t.dtype));
-  d["shape"] = py::tuple(py::cast(t.shape));
-  d["count"] = t.count;
-  d["amax"] = t.amax;
-  d["zeros"] = t.zeros;
-  d["infs"] = t.infs;
-  d["nans"] = t.nans;
-  d["has_values"] = t.has_values;
-  d["has_hist"] = t.has_hist;
-  return d;
+// Trace reads libhdf5 on files that may be hostile: libhdf5 crashes on some crafted files and
+// loops forever on others (tests/trace/corpus). Each read therefore runs in the library's
+// contained worker (fpscope/contain.hpp, as replay() and the CLI do): the worker opens the
+// trace, reads what was asked and sends it back as bytes; a crash or a stall there is a
+// ValueError here, never a dead or stuck interpreter. The cost is a fork and an open per call
+// (milliseconds); values cross a pipe once.
+// Doubles travel as their bits: JSON has no NaN or inf (a loss may be NaN).
+std::uint64_t bits_of(double d) { return std::bit_cast<std::uint64_t>(d); }
+double from_bits(const nlohmann::json& j) { return std::bit_cast<double>(j.get<std::uint64_t>()); }
+
+nlohmann::json step_json(const trace_step& s) {
+  nlohmann::json ts = nlohmann::json::array();
+  for (const auto& t : s.tensors)
+    ts.push_back({{"name", t.name}, {"dtype", std::string(name(t.dtype))}, {"shape", t.shape}, {"count", t.count},
+                  {"amax", bits_of(t.amax)}, {"zeros", t.zeros}, {"infs", t.infs}, {"nans", t.nans},
+                  {"has_values", t.has_values}, {"has_hist", t.has_hist}});
+  return {{"step", s.step}, {"loss", bits_of(s.loss)}, {"lr", bits_of(s.lr)}, {"loss_scale", bits_of(s.loss_scale)},
+          {"tensors", ts}};
+}
+
+// Appends a trivially copyable value's bytes; reads one back from `at`, checking the length.
+template <class T>
+void put(std::string& out, const T& v) {
+  out.append(reinterpret_cast<const char*>(&v), sizeof v);
+}
+template <class T>
+T take(const std::string& in, std::size_t& at) {
+  if (in.size() - at < sizeof(T)) throw contained_error("the trace worker's answer is truncated");
+  T v;
+  std::memcpy(&v, in.data() + at, sizeof v);
+  at += sizeof v;
+  return v;
 }
 
 class trace {
  public:
-  explicit trace(const std::string& path) : r_(open(path)) {}
-  std::size_t size() const { return r_->size(); }
+  explicit trace(const std::string& path) : path_(path) {
+    const std::string meta = contained([&] {
+      const trace_reader r(path_);
+      std::string out;
+      put(out, std::uint64_t(r.size()));
+      const nlohmann::json j{{"producer", r.producer()}, {"model", r.model()}, {"incomplete", r.incomplete()}};
+      return out + j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    });
+    std::size_t at = 0;
+    size_ = take<std::uint64_t>(meta, at);
+    const auto j = nlohmann::json::parse(meta.substr(at));
+    producer_ = j["producer"];
+    model_ = j["model"];
+    incomplete_ = j["incomplete"].get<std::vector<std::string>>();
+  }
+  std::size_t size() const { return size_; }
+  const std::string& path() const { return path_; }
+  const std::string& producer() const { return producer_; }
+  const std::string& model() const { return model_; }
+  const std::vector<std::string>& incomplete() const { return incomplete_; }
+
   py::dict step(std::size_t i) const {
-    const trace_step s = get(i);
+    const nlohmann::json j = nlohmann::json::parse(step_text(i));
     py::dict d;
-    d["step"] = s.step;
-    d["loss"] = s.loss;
-    d["lr"] = s.lr;
-    d["loss_scale"] = s.loss_scale;
+    d["step"] = j["step"].get<std::int64_t>();
+    for (const char* k : {"loss", "lr", "loss_scale"}) d[k] = from_bits(j[k]);
     py::list ts;
-    for (const auto& t : s.tensors) ts.append(tensor_dict(t));
+    for (const auto& t : j["tensors"]) {
+      py::dict td;
+      td["name"] = t["name"].get<std::string>();
+      td["dtype"] = t["dtype"].get<std::string>();
+      td["shape"] = py::tuple(py::cast(t["shape"].get<std::vector<std::uint64_t>>()));
+      for (const char* k : {"count", "zeros", "infs", "nans"}) td[k] = t[k].get<std::uint64_t>();
+      td["amax"] = from_bits(t["amax"]);
+      td["has_values"] = t["has_values"].get<bool>();
+      td["has_hist"] = t["has_hist"].get<bool>();
+      ts.append(td);
+    }
     d["tensors"] = ts;
     return d;
   }
   py::array values(std::size_t i, const std::string& tensor) const {
-    const trace_step s = get(i);
-    const trace_tensor& t = find(s, tensor);
-    if (!t.has_values) value_error("tensor '" + tensor + "' of step index " + std::to_string(i) + " has no raw values");
-    py::array_t<float> out(static_cast<py::ssize_t>(t.count));
-    float* o = out.mutable_data();
-    std::size_t at = 0;
-    guarded([&] {
-      r_->values(s, t, [&](std::span<const float> c) {
-        if (at + c.size() > t.count) throw trace_error(r_->path() + ": more values than count");
-        std::memcpy(o + at, c.data(), c.size_bytes());
-        at += c.size();
-      });
+    const nlohmann::json t = find(i, tensor);
+    if (!t["has_values"].get<bool>())
+      value_error("tensor '" + tensor + "' of step index " + std::to_string(i) + " has no raw values");
+    const auto count = t["count"].get<std::uint64_t>();
+    const std::string bytes = contained([&] {
+      const trace_reader r(path_);
+      const trace_step s = r.step(i);
+      std::string out;
+      out.reserve(count * sizeof(float));
+      for (const auto& x : s.tensors)
+        if (x.name == tensor)
+          r.values(s, x, [&](std::span<const float> c) {
+            if (out.size() + c.size_bytes() > count * sizeof(float)) throw trace_error(path_ + ": more values than count");
+            out.append(reinterpret_cast<const char*>(c.data()), c.size_bytes());
+            heartbeat();
+          });
+      heartbeat_done();
+      return out;
     });
-    if (at != t.count) throw py::value_error(r_->path() + ": fewer values than count");
-    std::vector<py::ssize_t> shape(t.shape.begin(), t.shape.end());
+    if (bytes.size() != count * sizeof(float)) throw py::value_error(path_ + ": fewer values than count");
+    py::array_t<float> out(static_cast<py::ssize_t>(count));
+    std::memcpy(out.mutable_data(), bytes.data(), bytes.size());
+    const auto shape = t["shape"].get<std::vector<py::ssize_t>>();
     return out.reshape(shape);
   }
   py::tuple histogram(std::size_t i, const std::string& tensor) const {
-    const trace_step s = get(i);
-    const trace_tensor& t = find(s, tensor);
-    if (!t.has_hist) value_error("tensor '" + tensor + "' of step index " + std::to_string(i) + " has no histogram");
+    const nlohmann::json t = find(i, tensor);
+    if (!t["has_hist"].get<bool>())
+      value_error("tensor '" + tensor + "' of step index " + std::to_string(i) + " has no histogram");
+    const std::string bytes = contained([&] {
+      const trace_reader r(path_);
+      const trace_step s = r.step(i);
+      std::string out;
+      for (const auto& x : s.tensors)
+        if (x.name == tensor)
+          for (const auto& [k, n] : r.histogram(s, x)) put(out, k), put(out, n);
+      return out;
+    });
     std::vector<std::pair<std::uint32_t, std::uint64_t>> h;
-    guarded([&] { h = r_->histogram(s, t); });
+    for (std::size_t at = 0; at < bytes.size();) {
+      const auto k = take<std::uint32_t>(bytes, at);
+      h.emplace_back(k, take<std::uint64_t>(bytes, at));
+    }
     return sparse_tuple(h);
   }
-  const trace_reader& reader() const { return *r_; }
 
  private:
-  // trace_error (a bad or missing file) reads as ValueError in Python.
-  template <class F>
-  static void guarded(F&& f) {
+  // Runs `body` in the contained worker with the GIL released; Ctrl-C kills the worker (as
+  // replay() does). Errors: trace_error and a worker's crash or stall come back as
+  // contained_error, a ValueError in Python.
+  std::string contained(const std::function<std::string()>& body) const {
     try {
-      f();
-    } catch (const trace_error& e) {
-      throw py::value_error(e.what());
+      py::gil_scoped_release unlocked;
+      return run_contained(path_, body, [] {
+        py::gil_scoped_acquire locked;
+        return PyErr_CheckSignals() != 0;
+      });
+    } catch (const contained_error&) {
+      if (PyErr_Occurred()) throw py::error_already_set();
+      throw;
     }
   }
-  static std::unique_ptr<trace_reader> open(const std::string& path) {
-    std::unique_ptr<trace_reader> r;
-    guarded([&] { r = std::make_unique<trace_reader>(path); });
-    return r;
+  std::string step_text(std::size_t i) const {
+    if (i >= size_) throw py::index_error("step index " + std::to_string(i) + " out of range (" + std::to_string(size_) + " steps)");
+    return contained([&] {
+      const trace_reader r(path_);
+      return step_json(r.step(i)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    });
   }
-  trace_step get(std::size_t i) const {
-    if (i >= r_->size()) throw py::index_error("step index " + std::to_string(i) + " out of range (" + std::to_string(r_->size()) + " steps)");
-    trace_step s;
-    guarded([&] { s = r_->step(i); });
-    return s;
+  nlohmann::json find(std::size_t i, const std::string& n) const {
+    const nlohmann::json j = nlohmann::json::parse(step_text(i));
+    for (const auto& t : j["tensors"])
+      if (t["name"].get<std::string>() == n) return t;
+    throw py::key_error("no tensor '" + n + "' in step " + std::to_string(j["step"].get<std::int64_t>()));
   }
-  static const trace_tensor& find(const trace_step& s, const std::string& n) {
-    for (const auto& t : s.tensors)
-      if (t.name == n) return t;
-    throw py::key_error("no tensor '" + n + "' in step " + std::to_string(s.step));
-  }
-  std::unique_ptr<trace_reader> r_;
+  std::string path_, producer_, model_;
+  std::vector<std::string> incomplete_;
+  std::size_t size_ = 0;
 };
 
 // fpscope::trace_writer, with its errors as ValueError and a context manager in Python.
@@ -799,10 +871,10 @@ PYBIND11_MODULE(_fpscope, m) {
   py::class_<trace>(m, "Trace", "A gradient trace (docs/trace.md), read step by step.")
       .def(py::init<const std::string&>(), py::arg("path"))
       .def("__len__", &trace::size)
-      .def_property_readonly("path", [](const trace& t) { return t.reader().path(); })
-      .def_property_readonly("producer", [](const trace& t) { return t.reader().producer(); })
-      .def_property_readonly("model", [](const trace& t) { return t.reader().model(); })
-      .def_property_readonly("incomplete", [](const trace& t) { return t.reader().incomplete(); })
+      .def_property_readonly("path", &trace::path)
+      .def_property_readonly("producer", &trace::producer)
+      .def_property_readonly("model", &trace::model)
+      .def_property_readonly("incomplete", &trace::incomplete)
       .def("step", &trace::step, py::arg("i"), "Step i's metadata and its tensors' metadata (a dict).")
       .def("values", &trace::values, py::arg("i"), py::arg("tensor"), "A tensor's values, widened exactly to float32.")
       .def("histogram", &trace::histogram, py::arg("i"), py::arg("tensor"), "A tensor's sparse histogram (keys, counts).");

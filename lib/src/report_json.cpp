@@ -69,4 +69,29 @@ json replay_json(const replay_result& r) {
   return j;
 }
 
+std::string json_text(const nlohmann::ordered_json& j, int indent) {
+  const std::string raw = j.dump(indent, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+  // JSON lets DEL and the C1 controls (U+0080..U+009F: C2 80..C2 9F) stand raw, and a terminal
+  // may obey them (C2 9B is CSI): \u escapes instead. Outside strings JSON text is printable
+  // ASCII, so these bytes are always inside one.
+  std::string out;
+  out.reserve(raw.size());
+  for (std::size_t i = 0; i < raw.size(); ++i) {
+    const auto c = static_cast<unsigned char>(raw[i]);
+    const auto next = i + 1 < raw.size() ? static_cast<unsigned char>(raw[i + 1]) : 0;
+    if (c == 0x7f) {
+      out += "\\u007f";
+    } else if (c == 0xc2 && next >= 0x80 && next <= 0x9f) {
+      constexpr char hex[] = "0123456789abcdef";
+      out += "\\u00";
+      out += hex[next >> 4];
+      out += hex[next & 15];
+      ++i;
+    } else {
+      out += char(c);
+    }
+  }
+  return out;
+}
+
 }  // namespace fpscope

@@ -2,6 +2,7 @@
 // histograms. The stored chunks values_parallel decodes itself are trace_chunks.cpp's.
 #include <hdf5.h>
 
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <memory>
@@ -211,17 +212,38 @@ trace_reader::trace_reader(const std::string& path) : path_(path), h_(std::make_
   producer_ = c.text(h_->file, "producer");
   model_ = c.text(h_->file, "model");
   h_->steps = c.group(h_->file, "steps");
-  // A last step the writer did not finish (no `complete` attribute) is reported apart.
+  // A last step the writer did not finish (no `complete` attribute, or one that is not 1) is
+  // reported apart. The complete steps must be what both writers make (docs/trace.md): each
+  // group named by its @step, zero-padded to 8 digits, the steps in increasing order. Anything
+  // else (steps out of order or repeated, a negative @step, a name that disagrees) would be
+  // replayed in an order no training run had: an error naming the step.
   const auto names = children(h_->steps);
+  std::optional<std::int64_t> previous;
   for (std::size_t i = 0; i < names.size(); ++i) {
     const context sc(path + ": step " + names[i]);
     const id g = sc.group(h_->steps, names[i]);
-    if (H5Aexists(g, "complete") > 0) {
+    std::string unfinished;
+    if (H5Aexists(g, "complete") <= 0) unfinished = "no 'complete' attribute";
+    else if (const auto v = sc.number<std::int64_t>(g, "complete", H5T_NATIVE_INT64); v != 1)
+      unfinished = "'complete' is " + std::to_string(v) + ", not 1";
+    if (unfinished.empty()) {
+      const auto step = sc.number<std::int64_t>(g, "step", H5T_NATIVE_INT64);
+      if (step < 0) sc.fail("@step " + std::to_string(step) + " is negative");
+      char expected[32];
+      std::snprintf(expected, sizeof expected, "%08lld", static_cast<long long>(step));
+      if (names[i] != expected)
+        sc.fail("the group's name disagrees with its @step " + std::to_string(step) + " (a step's group is named " +
+                expected + ")");
+      if (previous && step == *previous) sc.fail("@step " + std::to_string(step) + " is recorded twice");
+      if (previous && step < *previous)
+        sc.fail("@step " + std::to_string(step) + " comes after step " + std::to_string(*previous) +
+                ": steps out of order");
+      previous = step;
       steps_.push_back(names[i]);
     } else if (i + 1 == names.size()) {
-      incomplete_.push_back(sc.where() + ": not finished by its writer (no 'complete' attribute)");
+      incomplete_.push_back(sc.where() + ": not finished by its writer (" + unfinished + ")");
     } else {
-      sc.fail("not finished by its writer (no 'complete' attribute), yet later steps follow: corrupt file");
+      sc.fail("not finished by its writer (" + unfinished + "), yet later steps follow: corrupt file");
     }
   }
 }

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <ctime>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -40,6 +41,8 @@ struct trace_writer::handle {
   int fd = -1;  // HDF5's own descriptor of the file (sec2 driver), for the padding of rule 5
   std::size_t max_steps = 0, written = 0;
   std::string link;  // the step being built: its name in /steps
+  std::int64_t building = 0;
+  std::optional<std::int64_t> last;  // the last step linked: steps must increase (docs/trace.md)
   bool warned = false;
 };
 
@@ -156,6 +159,11 @@ void trace_writer::begin_step(std::int64_t step, double loss, double lr, double 
   std::snprintf(name, sizeof name, "%08lld", static_cast<long long>(step));
   h_->tensors = id();
   h_->step = id();
+  // What the reader refuses (docs/trace.md), refused here before anything is written.
+  if (step < 0) throw trace_error(path_ + ": step " + std::to_string(step) + " is negative");
+  if (h_->last && step <= *h_->last)
+    throw trace_error(path_ + ": step " + std::to_string(step) + " after step " + std::to_string(*h_->last) +
+                      ": steps must be recorded in increasing order");
   if (H5Lexists(h_->steps, name, H5P_DEFAULT) != 0)
     throw trace_error(path_ + ": cannot create step " + name + " (already written?)");
   if (h_->written >= h_->max_steps && !h_->warned) {
@@ -169,6 +177,7 @@ void trace_writer::begin_step(std::int64_t step, double loss, double lr, double 
   h_->step = make_group(h_->file, nullptr, 1, 8);
   if (!h_->step.ok()) throw trace_error(path_ + ": cannot create step " + name);
   h_->link = name;
+  h_->building = step;
   write_attr(h_->step, "step", H5T_STD_I64LE, &step);
   write_attr(h_->step, "loss", H5T_IEEE_F64LE, &loss);
   write_attr(h_->step, "lr", H5T_IEEE_F64LE, &lr);
@@ -219,6 +228,7 @@ void trace_writer::end_step() {
     throw trace_error(path_ + ": cannot link step " + h_->link);
   flush(h_->file, h_->fd, path_);
   ++h_->written;
+  h_->last = h_->building;
 }
 
 }  // namespace fpscope

@@ -62,6 +62,20 @@ def assert_one_line_error(p, *words, status=None):
     assert "terminate" not in p.stderr and "Aborted" not in p.stderr
 
 
+def float32_tensor_attrs(group, x):
+    """A float32 tensor's attributes in a trace (docs/trace.md): dtype, shape, count, amax (over
+    the finite values) and the zero/inf/NaN counts of the array x."""
+    import numpy as np
+    group.attrs["dtype"] = "float32"
+    group.attrs["shape"] = np.array(x.shape, np.int64)
+    group.attrs["count"] = np.uint64(x.size)
+    fin = x[np.isfinite(x)]
+    group.attrs["amax"] = float(np.abs(fin).max()) if fin.size else 0.0
+    group.attrs["zeros"] = np.uint64((x == 0).sum())
+    group.attrs["infs"] = np.uint64(np.isinf(x).sum())
+    group.attrs["nans"] = np.uint64(np.isnan(x).sum())
+
+
 def nonempty(items):
     """items as a list, asserted non-empty: assertions in a loop over nothing prove nothing."""
     items = list(items)

@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from conftest import assert_nothing_left, assert_one_line_error
+from conftest import assert_nothing_left, assert_one_line_error, float32_tensor_attrs
 
 h5py = pytest.importorskip("h5py")
 ml = pytest.importorskip("ml_dtypes")
@@ -52,14 +52,7 @@ def write_trace(path, steps, raw=True, hist=False, complete=True, chunk=None):
             for name, x in tensors.items():
                 x = np.asarray(x, np.float32)
                 t = tg.create_group(name)
-                t.attrs["dtype"] = "float32"
-                t.attrs["shape"] = np.array(x.shape, np.int64)
-                t.attrs["count"] = np.uint64(x.size)
-                fin = x[np.isfinite(x)]
-                t.attrs["amax"] = float(np.abs(fin).max()) if fin.size else 0.0
-                t.attrs["zeros"] = np.uint64((x == 0).sum())
-                t.attrs["infs"] = np.uint64(np.isinf(x).sum())
-                t.attrs["nans"] = np.uint64(np.isnan(x).sum())
+                float32_tensor_attrs(t, x)
                 if raw and chunk and x.size:
                     t.create_dataset("values", data=x.reshape(-1), chunks=(min(x.size, chunk),), shuffle=True,
                                      compression="gzip")

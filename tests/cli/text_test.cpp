@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <string>
 
 #include "text.hpp"
 
@@ -70,4 +71,29 @@ TEST_CASE("errors and axis numbers", "[text]") {
   CHECK(axis_number(25000, 50000) == "25k");
   CHECK(axis_number(1.5e6, 2e6) == "1.5M");
   CHECK(axis_number(2e9, 3e9) == "2G");
+}
+
+TEST_CASE("file text is printed escaped, never obeyed", "[text]") {
+  using namespace std::string_literals;
+  CHECK(printable("layer.0/weight") == "layer.0/weight");
+  CHECK(printable("\x1b]0;title\x07\x1b[31m") == "\\x1b]0;title\\x07\\x1b[31m");  // OSC, CSI
+  CHECK(printable("a\tb\nc\rd\x7f") == "a\\x09b\\x0ac\\x0dd\\x7f");
+  CHECK(printable("\0x"s) == "\\x00x");
+  CHECK(printable("\xc2\x9b" "2J") == "\\u009b2J");              // C1 CSI, as UTF-8
+  CHECK(printable("\xc2\xa0\u2212\U0001F600") == "\xc2\xa0\u2212\U0001F600");  // valid UTF-8 stays
+  CHECK(printable("\xff\xfe") == "\\xff\\xfe");                   // never UTF-8
+  CHECK(printable("\xc0\xaf") == "\\xc0\\xaf");                   // overlong '/'
+  CHECK(printable("\xe0\x80\xaf") == "\\xe0\\x80\\xaf");          // overlong, 3 bytes
+  CHECK(printable("\xed\xa0\x80") == "\\xed\\xa0\\x80");          // a UTF-16 surrogate
+  CHECK(printable("\xf4\x90\x80\x80") == "\\xf4\\x90\\x80\\x80");  // above U+10FFFF
+  CHECK(printable("\xe2\x88") == "\\xe2\\x88");                   // cut short
+  CHECK(printable("\xe2" "a") == "\\xe2" "a");
+}
+
+TEST_CASE("CSV fields per RFC 4180", "[text]") {
+  CHECK(csv_field("w") == "w");
+  CHECK(csv_field("a,b") == "\"a,b\"");
+  CHECK(csv_field("say \"hi\"") == "\"say \"\"hi\"\"\"");
+  CHECK(csv_field("two\nlines") == "\"two\nlines\"");
+  CHECK(csv_field(printable("two\nlines")) == "two\\x0alines");
 }

@@ -7,6 +7,8 @@
 #include <algorithm>
 
 #include <cerrno>
+#include <csignal>
+#include <system_error>
 #include <cmath>
 #include <cstdlib>
 #include <limits>
@@ -129,8 +131,34 @@ void progress::update(std::uint64_t done) {
   std::fflush(stderr);
 }
 
+namespace {
+
+[[noreturn]] void stdout_failed(int err) {
+  if (err == EPIPE) {
+    std::signal(SIGPIPE, SIG_DFL);
+    std::raise(SIGPIPE);
+  }
+  throw std::runtime_error(std::string("cannot write to standard output: ") + std::strerror(err));
+}
+
+}  // namespace
+
+int printing(const std::function<int()>& body) {
+  int status = 0;
+  try {
+    status = body();
+  } catch (const std::system_error& e) {  // fmt::print's, naming no file: the stream says whose
+    if (!std::ferror(stdout)) throw;
+    stdout_failed(e.code().value());
+  }
+  // errno is the failed write's (the flush's, or an earlier one that set the error flag).
+  if (std::fflush(stdout) != 0 || std::ferror(stdout)) stdout_failed(errno ? errno : EIO);
+  return status;
+}
+
 int contained(const std::string& file, const std::function<int()>& body) {
-  const std::string status = run_contained(file, [&] { return std::to_string(body()); });
+  // The worker prints: its write errors are told there, before it answers.
+  const std::string status = run_contained(file, [&] { return std::to_string(printing(body)); });
   return std::stoi(status);
 }
 

@@ -33,6 +33,12 @@ class usage_error : public option_error {
 /// Prints "fpscope: error: WHAT" as one line on stderr (colour on a terminal); never throws.
 void report(const char* what) noexcept;
 
+/// Runs `body`, which prints to stdout, and flushes stdout. A failed write there (fmt's
+/// exception, or the stream's error flag at the end) becomes one error, "cannot write to standard
+/// output: WHY", exit status 1; EPIPE (a reader that went away, SIGPIPE being ignored) ends the
+/// process by SIGPIPE instead, quietly, as any Unix tool writing to a closed pipe.
+int printing(const std::function<int()>& body);
+
 /// Runs `body` (which prints its output at its end) in a worker process that a crash or hang of
 /// libhdf5 on `file` cannot take down (fpscope/contain.hpp's run_contained, whose heartbeat()
 /// the reading code calls); returns body's exit status. Errors come back as exceptions.

@@ -62,12 +62,12 @@ json row_json(const report_format& f, const report_row& r) {
 void print_text(const report_input& in, const std::vector<report_format>& fmts, bool colour) {
   const class_counts all = fmts.front().rows.front().counts;
   for (const auto& t : in.tensors)
-    fmt::print("{}  {} {}  {} values\n", t.path, t.dtype, npy_shape_string(t.shape), grouped(t.size));
+    fmt::print("{}  {} {}  {} values\n", printable(t.path), t.dtype, npy_shape_string(t.shape), grouped(t.size));
   const std::uint64_t nzf = all.nonzero_finite();
   if (in.tensors.size() > 1) fmt::print("all inputs: {} values\n", grouped(all.total()));
   fmt::print("{} nonzero finite, {} zero, {} nonfinite{}\n", grouped(nzf), grouped(all[cast_class::zero]),
              grouped(all[cast_class::nonfinite]), in.reference ? " (counted by the reference path)" : "");
-  for (const auto& n : in.notes) fmt::print("note: {}\n", n);
+  for (const auto& n : in.notes) fmt::print("note: {}\n", printable(n));
 
   const auto bold = fmt::emphasis::bold;
   for (const auto& f : fmts) {
@@ -202,7 +202,7 @@ void print_json(const report_input& in, const std::vector<report_format>& fmts) 
   json bins = json::array();
   for (const auto& [b, n] : in.binades) bins.push_back({b, n});
   j["histogram"] = {{"log2_binades", bins}};
-  fmt::print("{}\n", j.dump(2));
+  fmt::print("{}\n", json_text(j, 2));
 }
 
 void print_csv(const report_input& in, const std::vector<report_format>& fmts) {
@@ -213,7 +213,7 @@ void print_csv(const report_input& in, const std::vector<report_format>& fmts) {
     for (std::size_t r = 0; r < fmts[f].rows.size(); ++r) {
       const auto& row = fmts[f].rows[r];
       const auto emit = [&](const std::string& input, const class_counts& c, bool errors) {
-        fmt::print("{},{},{},{},{},{}", csv_field(input), fmts[f].conv.fmt.name, name(fmts[f].conv.pol.round),
+        fmt::print("{},{},{},{},{},{}", csv_field(printable(input)), fmts[f].conv.fmt.name, name(fmts[f].conv.pol.round),
                    name(fmts[f].conv.pol.on_overflow), name(fmts[f].conv.prof), fmt::format("{}", row.scale));
         fmt::print(",{}", c.total());
         for (const auto v : c.n) fmt::print(",{}", v);
@@ -233,7 +233,7 @@ hist_picture picture(const report_input& in, const std::vector<report_format>& f
   hist_picture p;
   std::uint64_t total = 0;
   for (const auto& t : in.tensors) total += t.size;
-  p.title = fmt::format("{}{}: {} values", in.tensors.front().path, in.tensors.size() > 1 ? fmt::format(" and {} more", in.tensors.size() - 1) : "",
+  p.title = fmt::format("{}{}: {} values", printable(in.tensors.front().path), in.tensors.size() > 1 ? fmt::format(" and {} more", in.tensors.size() - 1) : "",
                         grouped(total));
   p.binades.assign(in.binades.begin(), in.binades.end());
   const class_counts c = fmts.front().rows.front().counts;

@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "cli.hpp"
+#include "text.hpp"
 #include "fpscope/contain.hpp"
 #include "fpscope/output.hpp"
 
@@ -28,6 +29,8 @@ void fpscope::cli::report(const char* what) noexcept {
     std::string msg = what ? what : "unknown error";
     for (auto& c : msg)
       if (c == '\n' || c == '\r') c = ' ';
+    // Messages quote file text (a tensor name, a path): escaped, never sent raw to a terminal.
+    msg = printable(msg);
     while (!msg.empty() && msg.back() == ' ') msg.pop_back();
     const std::string head = paint(use_colour(stderr), fmt::fg(fmt::terminal_color::bright_red) | fmt::emphasis::bold,
                                    "fpscope: error:");
@@ -55,6 +58,11 @@ int run(int argc, char** argv) {
   mallopt(M_MMAP_THRESHOLD, 256 << 20);
   mallopt(M_TRIM_THRESHOLD, 512 << 20);
   for (int sig : {SIGINT, SIGTERM, SIGHUP}) std::signal(sig, on_signal);
+  // A closed pipe on stdout (`fpscope replay run.h5 | head`) ends fpscope quietly by SIGPIPE,
+  // exit status 141 in a shell, as any Unix tool: also when the caller left SIGPIPE ignored
+  // (Python's subprocess with restore_signals=False, some CI runners), which would otherwise
+  // turn each write into an EPIPE error message.
+  std::signal(SIGPIPE, SIG_DFL);
   // Past the file size limit (ulimit -f), a write fails with EFBIG, reported as one line naming
   // the output, instead of killing the process.
   std::signal(SIGXFSZ, SIG_IGN);
@@ -73,7 +81,8 @@ int run(int argc, char** argv) {
       "Exit status:\n"
       "  0  success\n"
       "  1  runtime error: I/O, a bad or unsupported .npy file\n"
-      "  2  usage error: bad option, unknown format/rounding/profile, malformed VALUE");
+      "  2  usage error: bad option, unknown format/rounding/profile, malformed VALUE\n"
+      "  141  (as a shell shows it) killed by SIGPIPE: stdout closed by its reader (| head), a quiet end");
 
   auto& cmds = commands();
   std::stable_sort(cmds.begin(), cmds.end(), [](const command& a, const command& b) { return a.order < b.order; });
@@ -103,7 +112,7 @@ int run(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version: printed on stdout
+    if (e.get_exit_code() == 0) return printing([&] { return app.exit(e); });  // --help, --version: on stdout
     std::string msg = e.what();
     if (msg.empty()) msg = e.get_name();
     std::string where = "fpscope";
@@ -116,9 +125,7 @@ int run(int argc, char** argv) {
 
   for (auto& [sub, r] : runners)
     if (sub->parsed()) {
-      const int status = r();
-      if (std::fflush(stdout) != 0 || std::ferror(stdout)) throw std::runtime_error("cannot write to standard output");
-      return status;
+      return printing(r);
     }
   throw usage_error("a command is required (see 'fpscope --help')");
 }

@@ -27,7 +27,7 @@ void print_csv(const replay_result& r) {
   fmt::print("step,tensor,scale,skipped,total,zero,underflow,subnormal,normal,overflow,nonfinite,exact\n");
   for (const auto& s : r.steps)
     for (const auto& t : s.tensors) {
-      fmt::print("{},{},{},{},{}", s.step, csv_field(t.name), t.scale, s.skipped ? 1 : 0, t.counts.total());
+      fmt::print("{},{},{},{},{}", s.step, csv_field(printable(t.name)), t.scale, s.skipped ? 1 : 0, t.counts.total());
       for (const auto n : t.counts.n) fmt::print(",{}", n);
       fmt::print(",{}\n", t.exact ? 1 : 0);
     }
@@ -36,9 +36,10 @@ void print_csv(const replay_result& r) {
 void print_text(const replay_result& r) {
   const auto& steps = r.steps;
   const auto& m = r.summary;
-  fmt::print("{}: {}\n", r.trace, r.model);
+  // The path and the trace's own text (its @model, tensor names) are data: printable().
+  fmt::print("{}: {}\n", printable(r.trace), printable(r.model));
   fmt::print("policy {}, cast to {}\n", r.policy, r.cast);
-  for (const auto& note : r.incomplete) fmt::print("note: an incomplete last step was skipped ({})\n", note);
+  for (const auto& note : r.incomplete) fmt::print("note: an incomplete last step was skipped ({})\n", printable(note));
   fmt::print("\n  {:>8}  {:>10}  {:>8}  {:>10}  {:>10}  {:>10}\n", "step", "scale", "skipped", "underflow", "subnormal", "overflow");
   // Every step when few, else the steps where something happened (a skip or a scale change).
   std::size_t shown = 0;
@@ -68,12 +69,12 @@ void print_text(const replay_result& r) {
   if (m.stop_step) fmt::print("the run would have STOPPED at step {}: {}\n", *m.stop_step, m.stop_reason);
   if (!m.skip_causes.empty()) {
     fmt::print("tensors that caused skips (skipped steps in which they overflowed):\n");
-    for (const auto& [t, c] : m.skip_causes) fmt::print("  {:<40} {}\n", t, c);
+    for (const auto& [t, c] : m.skip_causes) fmt::print("  {:<40} {}\n", printable(t), c);
   }
   if (!m.worst_underflow.empty()) {
     fmt::print("worst tensors by underflow (mean fraction of nonzero values that vanished):\n");
     for (const auto& [t, f] : m.worst_underflow)
-      fmt::print("  {:<40} {}\n", t, fraction_percent(f, 3));
+      fmt::print("  {:<40} {}\n", printable(t), fraction_percent(f, 3));
   }
   if (m.partial)
     fmt::print("note: {} steps had tensors recorded as histograms only; {} needs raw values, so they were left out\n",
@@ -86,7 +87,7 @@ void print_text(const replay_result& r) {
 replay_picture picture(const replay_result& r) {
   replay_picture p;
   const std::size_t colon = r.cast.find(' ');
-  p.title = fmt::format("{}: {} on {}", r.trace, r.policy, r.cast.substr(0, colon));
+  p.title = fmt::format("{}: {} on {}", printable(r.trace), r.policy, r.cast.substr(0, colon));
   for (const auto& s : r.steps) {
     const auto nzf = s.total.nonzero_finite();
     p.steps.push_back(s.step);
@@ -117,7 +118,7 @@ int run(replay_cli& c) {
   };
   const replay_result r = replay_file(c.trace, c.o);
   if (!c.plot.empty()) write_replay_plot(c.plot, picture(r), {c.trace});
-  if (c.json) fmt::print("{}\n", replay_json(r).dump(2));
+  if (c.json) fmt::print("{}\n", json_text(replay_json(r), 2));
   else if (c.csv) print_csv(r);
   else print_text(r);
   return 0;

@@ -81,6 +81,43 @@ std::string axis_number(double v, double top) {
   return fmt::format("{:g}G", v / 1e9);
 }
 
+std::string printable(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  const auto byte = [](std::string_view t, std::size_t i) { return static_cast<unsigned char>(t[i]); };
+  for (std::size_t i = 0; i < s.size();) {
+    const unsigned char c = byte(s, i);
+    if (c < 0x80) {
+      if (c < 0x20 || c == 0x7f) out += fmt::format("\\x{:02x}", c);
+      else out += char(c);
+      ++i;
+      continue;
+    }
+    // One UTF-8 sequence (RFC 3629): its length from the lead byte, continuation bytes 10xxxxxx,
+    // no overlong form, no surrogate, nothing above U+10FFFF.
+    const std::size_t len = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+    bool valid = len != 0 && i + len <= s.size();
+    char32_t cp = len == 2 ? c & 0x1f : len == 3 ? c & 0x0f : c & 0x07;
+    for (std::size_t k = 1; valid && k < len; ++k) {
+      valid = (byte(s, i + k) & 0xc0) == 0x80;
+      cp = (cp << 6) | (byte(s, i + k) & 0x3f);
+    }
+    valid = valid && !(len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) &&
+            !(len == 4 && (cp < 0x10000 || cp > 0x10ffff));
+    if (!valid) {
+      out += fmt::format("\\x{:02x}", c);
+      ++i;
+    } else if (cp <= 0x9f) {  // a C1 control (two bytes, C2 80..C2 9F)
+      out += fmt::format("\\u{:04x}", std::uint32_t(cp));
+      i += len;
+    } else {
+      out.append(s.substr(i, len));
+      i += len;
+    }
+  }
+  return out;
+}
+
 std::string csv_field(std::string_view s) {
   if (s.find_first_of(",\"\r\n") == std::string_view::npos) return std::string(s);
   std::string q = "\"";

@@ -47,6 +47,14 @@ std::string decibels(double v);
 /// millions or billions of the unit the top needs ("25k", "1.5M", "2G"); "0" stays "0".
 std::string axis_number(double v, double top);
 
+/// Text from a file (a tensor name, a trace's @model, a path) made safe to print: a terminal
+/// must show it, never obey it. Bytes that are not valid UTF-8, the C0 controls (tab and line
+/// breaks included), DEL and the C1 controls U+0080..U+009F become \xNN (C1: \u0080..\u009f), so
+/// ESC [ ... and OSC sequences print as text; valid UTF-8 otherwise passes as it is. Every
+/// human-readable output (text, CSV, figure titles, error messages) goes through it; JSON has
+/// its own escaping (fpscope::json_text).
+std::string printable(std::string_view s);
+
 /// A CSV field per RFC 4180: as it is, or in double quotes (a quote inside doubled) when it holds
 /// a comma, a quote or a line break.
 std::string csv_field(std::string_view s);
