@@ -198,6 +198,9 @@ int run(const hist_options& o) {
     total_bytes += tensors.back().npy->data_bytes();
   }
   for (const auto& t : tensors) total_values += t.size();
+  // A trace's values count as float32 for the progress bar's size rule (cli.hpp).
+  for (const auto& t : tensors)
+    if (t.trace) total_bytes += 4 * t.size();
   const bool some_histograms =
       std::any_of(tensors.begin(), tensors.end(), [](const loaded& t) { return t.histogram_only() > 0; });
   if (o.reference && some_histograms)
