@@ -46,7 +46,7 @@ void add_chunks(Tally& t, std::span<const T> x, int threads) {
 // ---- error statistics ----
 
 // Values converted at once: the block's values, scaled values, codes, decoded values and
-// reciprocals (about 90 KB) stay in L2 while every cast passes over them, and the bulk
+// reciprocals (about 100 KB) stay in L2 while every cast passes over them, and the bulk
 // conversion's fixed cost per call (resolving the policy) is spread over enough values.
 constexpr std::size_t error_block = 4096;
 
@@ -215,7 +215,9 @@ void error_tally::add_values(std::span<const T> x) {
   std::vector<sums> acc(specs_.size());
   alignas(64) float y[error_block], q[error_block];
   alignas(64) double inv[error_block];
-  alignas(64) std::uint32_t codes[error_block];  // as 1-, 2- or 4-byte words
+  alignas(64) std::uint32_t c32[error_block];
+  alignas(64) std::uint16_t c16[error_block];
+  alignas(64) std::uint8_t c8[error_block];
   for (std::size_t lo = 0; lo < x.size(); lo += error_block) {
     const std::size_t n = std::min(error_block, x.size() - lo);
     const T* xb = x.data() + lo;
@@ -225,9 +227,9 @@ void error_tally::add_values(std::span<const T> x) {
       for (std::size_t i = 0; i < n; ++i) y[i] = scaled(xb[i], c.scale);
       const std::span<const float> ys(y, n);
       switch (c.fmt.storage_bytes()) {
-        case 1: cast_block(ys, reinterpret_cast<std::uint8_t*>(codes), q, c); break;
-        case 2: cast_block(ys, reinterpret_cast<std::uint16_t*>(codes), q, c); break;
-        default: cast_block(ys, codes, q, c);
+        case 1: cast_block(ys, c8, q, c); break;
+        case 2: cast_block(ys, c16, q, c); break;
+        default: cast_block(ys, c32, q, c);
       }
       if constexpr (std::is_same_v<T, float>)
         acc[r].add(block_sums(xb, q, inv, n, t32_[r].at, c.scale));
