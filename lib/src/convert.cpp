@@ -157,24 +157,32 @@ void encode_loop(const In* in, Out* out, std::size_t n, Fmt fmt, Rnd rnd, const 
   hw_path hw = hw_path::none;
   if constexpr (std::is_same_v<In, float> && std::is_same_v<Out, std::uint16_t>)
     if (o.hardware && rnd() == rounding::rne) hw = pick_hw(fmt(), p);
-#pragma omp parallel for schedule(static) if (parallel) num_threads(threads)
-  for (std::ptrdiff_t b = 0; b < blocks; ++b) {
+  const auto run = [&](std::ptrdiff_t b) {
     const std::size_t lo = std::size_t(b) * block;
     if constexpr (std::is_same_v<In, float> && std::is_same_v<Out, std::uint16_t>) {
       const std::size_t m = std::min<std::size_t>(block, n - lo);
       const auto scale = static_cast<float>(o.scale);
       if (hw == hw_path::f16c) {
         detail::f16c_rne(in + lo, out + lo, m, scale);
-        continue;
+        return;
       }
       if (hw == hw_path::bf16 || hw == hw_path::bf16_daz) {
         detail::bf16_rne(in + lo, out + lo, m, scale, hw == hw_path::bf16_daz);
-        continue;
+        return;
       }
     }
     encode_block(in + lo, out + lo, std::min<std::size_t>(block, n - lo), fmt, rnd, k,
                  static_cast<In>(o.scale), o.first_index + lo);
+  };
+  // A serial call never enters the OpenMP runtime: an `if (false)` region still starts a team
+  // of one, which costs more than a small block's conversion (the error pass of fpscope hist
+  // calls this per block of a few thousand values, from inside its own parallel region).
+  if (!parallel) {
+    for (std::ptrdiff_t b = 0; b < blocks; ++b) run(b);
+    return;
   }
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (std::ptrdiff_t b = 0; b < blocks; ++b) run(b);
 }
 
 
@@ -276,12 +284,21 @@ void decode_bulk(std::span<const In> in, std::span<T> out, const format& f) {
     throw std::invalid_argument("bulk decode: input and output sizes differ");
   const auto n = static_cast<std::ptrdiff_t>(in.size());
   const bool parallel = in.size() >= parallel_threshold;
+  // Serial calls stay out of the OpenMP runtime (see encode_loop).
   if (const float* t = decode_table(f)) {
     const std::uint32_t mask = f.mask();
-#pragma omp parallel for schedule(static) if (parallel)
+    if (!parallel) {
+      for (std::ptrdiff_t i = 0; i < n; ++i) out[i] = static_cast<T>(t[in[i] & mask]);
+      return;
+    }
+#pragma omp parallel for schedule(static)
     for (std::ptrdiff_t i = 0; i < n; ++i) out[i] = static_cast<T>(t[in[i] & mask]);
   } else {
-#pragma omp parallel for schedule(static) if (parallel)
+    if (!parallel) {
+      for (std::ptrdiff_t i = 0; i < n; ++i) out[i] = static_cast<T>(decode(in[i], f));
+      return;
+    }
+#pragma omp parallel for schedule(static)
     for (std::ptrdiff_t i = 0; i < n; ++i) out[i] = static_cast<T>(decode(in[i], f));
   }
 }

@@ -85,58 +85,6 @@ void add_sign(class_counts& out, const std::array<U, 3>& t, U one, U inf, std::u
   out[cast_class::nonfinite] += total - bi;
 }
 
-template <class T>
-void errors_of(std::span<const T> x, const cast_spec& c, error_stats& e) {
-  using U = typename detail::binary<T>::bits;
-  U t[2][3];
-  if constexpr (std::is_same_v<T, float>) {
-    const auto th = thresholds32(c);
-    for (int s = 0; s < 2; ++s) std::copy(th.at[s].begin(), th.at[s].end(), t[s]);
-  } else {
-    const auto th = thresholds64(c);
-    for (int s = 0; s < 2; ++s) std::copy(th.at[s].begin(), th.at[s].end(), t[s]);
-  }
-  constexpr std::size_t block = 4096;
-  std::vector<float> y(block);
-  std::vector<std::uint32_t> q32(block);
-  std::vector<std::uint16_t> q16(block);
-  std::vector<std::uint8_t> q8(block);
-  std::vector<double> v(block);
-  for (std::size_t lo = 0; lo < x.size(); lo += block) {
-    const std::size_t n = std::min(block, x.size() - lo);
-    for (std::size_t i = 0; i < n; ++i) y[i] = scaled(x[lo + i], c.scale);
-    const std::span<const float> ys(y.data(), n);
-    const bulk_options one{1.0, 0, 1};
-    switch (c.fmt.storage_bytes()) {
-      case 1:
-        encode(ys, std::span<std::uint8_t>(q8.data(), n), c.fmt, c.pol, one);
-        decode(std::span<const std::uint8_t>(q8.data(), n), std::span<double>(v.data(), n), c.fmt);
-        break;
-      case 2:
-        encode(ys, std::span<std::uint16_t>(q16.data(), n), c.fmt, c.pol, one);
-        decode(std::span<const std::uint16_t>(q16.data(), n), std::span<double>(v.data(), n), c.fmt);
-        break;
-      default:
-        encode(ys, std::span<std::uint32_t>(q32.data(), n), c.fmt, c.pol, one);
-        decode(std::span<const std::uint32_t>(q32.data(), n), std::span<double>(v.data(), n), c.fmt);
-    }
-    for (std::size_t i = 0; i < n; ++i) {
-      const U b = to_bits(x[lo + i]);
-      const int s = int(b >> (sizeof(U) * 8 - 1));
-      const U m = b & (~U(0) >> 1);
-      if (m < t[s][0] || m >= t[s][2]) continue;  // zero, underflow, overflow, nonfinite
-      const double xv = double(x[lo + i]);
-      const double err = v[i] / double(c.scale) - xv;
-      const double rel = std::fabs(err) / std::fabs(xv);
-      ++e.n;
-      e.sum_rel += rel;
-      e.max_rel = std::max(e.max_rel, rel);
-      e.signal += xv * xv;
-      e.noise += err * err;
-    }
-  }
-}
-
 }  // namespace
 
 std::string_view name(cast_class c) {
@@ -170,8 +118,6 @@ void check(const cast_spec& c) {
   if (!(std::isfinite(c.scale) && c.scale > 0))
     throw std::invalid_argument("the scale must be a positive finite float32, not " + std::to_string(c.scale));
 }
-
-float scaled(float x, float scale) { return static_cast<float>(double(x) * double(scale)); }
 
 float scaled(double x, float scale) {
   // Round to odd at 53 bits, then to float32: one correct rounding of the exact product.
@@ -390,7 +336,7 @@ void class_counter::reset(std::uint64_t expected_size) {
   for (auto* e : {&e32_, &e64_})
     for (auto& c : e->counts) std::fill(c.begin(), c.end(), 0);
   binades_.clear();
-  partial_.clear();
+  cut_.clear();
   planned_ = refined_ = false;
 }
 
@@ -437,25 +383,36 @@ void class_counter::add(std::span<const double> x) {
 }
 
 void class_counter::plan_refine() {
-  partial_.clear();
+  cut_.clear(), first_.clear(), hits_.clear(), rank_.clear();
   marked_.assign(bucket_histogram::bucket_count / 64, 0);
-  if (!searched32_)
-    for (const auto& t : t32_)
-      for (std::uint32_t s = 0; s < 2; ++s)
-        for (const std::uint32_t v : t.at[s]) {
-          if (!inside(s, v)) continue;
-          const std::uint32_t k = bucket_histogram::key(s << 31 | v);
-          auto& list = partial_[k];
-          if (std::none_of(list.begin(), list.end(), [v](const auto& p) { return p.first == v; }))
-            list.emplace_back(v, 0);
-          marked_[k / 64] |= std::uint64_t{1} << (k % 64);
-        }
   planned_ = true;
+  if (searched32_) return;
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> cuts;  // (key, boundary)
+  for (const auto& t : t32_)
+    for (std::uint32_t s = 0; s < 2; ++s)
+      for (const std::uint32_t v : t.at[s])
+        if (inside(s, v)) cuts.emplace_back(bucket_histogram::key(s << 31 | v), v);
+  if (cuts.empty()) return;
+  std::sort(cuts.begin(), cuts.end());
+  cuts.erase(std::unique(cuts.begin(), cuts.end()), cuts.end());
+  for (std::size_t i = 0; i < cuts.size(); ++i) {
+    const std::uint32_t k = cuts[i].first;
+    if (i == 0 || k != cuts[i - 1].first) {
+      first_.push_back(std::uint32_t(cut_.size()));
+      marked_[k / 64] |= std::uint64_t{1} << (k % 64);
+    }
+    cut_.push_back(cuts[i].second);
+  }
+  first_.push_back(std::uint32_t(cut_.size()));
+  hits_.assign(cut_.size() + first_.size() - 1, 0);
+  rank_.assign(marked_.size(), 0);
+  for (std::size_t i = 1; i < marked_.size(); ++i)
+    rank_[i] = std::uint16_t(rank_[i - 1] + std::popcount(marked_[i - 1]));
 }
 
 bool class_counter::needs_refine() {
   if (!planned_) plan_refine();
-  return !partial_.empty() && !refined_ && !histograms_;
+  return !cut_.empty() && !refined_ && !histograms_;
 }
 
 void class_counter::add_histogram(std::span<const std::pair<std::uint32_t, std::uint64_t>> buckets) {
@@ -472,7 +429,7 @@ void class_counter::add_histogram(std::span<const std::pair<std::uint32_t, std::
 
 bool class_counter::exact() {
   if (!planned_) plan_refine();
-  return !histograms_ || partial_.empty();
+  return !histograms_ || cut_.empty();
 }
 
 bool class_counter::exact(std::size_t i) const {
@@ -483,17 +440,68 @@ bool class_counter::exact(std::size_t i) const {
   return true;
 }
 
+// Keys a block at a time (a vector loop), then the values of marked buckets one by one: on
+// data where a boundary cuts a well-filled bucket (bf16 at scales that push x * S into float32
+// subnormals, any format at S = 3) a large share of the values are in marked buckets.
+void class_counter::refine_range(const std::uint32_t* in, std::size_t n, std::uint64_t* hits) const {
+  constexpr std::size_t w = 256;
+  alignas(64) std::uint32_t keys[w], at[w];
+  const std::uint64_t* marked = marked_.data();
+  const std::uint16_t* rank = rank_.data();
+  const std::uint32_t *first = first_.data(), *cut = cut_.data();
+  for (std::size_t lo = 0; lo < n; lo += w) {
+    const std::size_t m = std::min(w, n - lo);
+    for (std::size_t j = 0; j < m; ++j) keys[j] = bucket_histogram::key(in[lo + j]);
+    // The values of marked buckets, listed without a branch (which the data would mispredict).
+    std::size_t listed = 0;
+    for (std::size_t j = 0; j < m; ++j) {
+      at[listed] = std::uint32_t(j);
+      listed += marked[keys[j] / 64] >> (keys[j] % 64) & 1;
+    }
+    for (std::size_t l = 0; l < listed; ++l) {
+      const std::uint32_t j = at[l], k = keys[j], mag = in[lo + j] & 0x7FFFFFFFu;
+      // b: the marked buckets below k (a rank over the bit set, all in L1).
+      const std::uint32_t b = rank[k / 64] + std::uint32_t(std::popcount(marked[k / 64] & ((std::uint64_t{1} << (k % 64)) - 1)));
+      std::uint32_t c = 0;
+      for (std::uint32_t i = first[b]; i < first[b + 1]; ++i) c += mag >= cut[i];
+      ++hits[first[b] + b + c];
+    }
+  }
+}
+
 void class_counter::refine(std::span<const float> x) {
   if (!planned_) plan_refine();
-  if (partial_.empty()) return;
+  if (cut_.empty()) return;
   const auto* in = reinterpret_cast<const std::uint32_t*>(x.data());
-  for (std::size_t i = 0; i < x.size(); ++i) {
-    const std::uint32_t k = bucket_histogram::key(in[i]);
-    if (!(marked_[k / 64] >> (k % 64) & 1)) continue;
-    const std::uint32_t m = in[i] & 0x7FFFFFFFu;
-    for (auto& [v, n] : partial_[k]) n += m < v;
+  const std::size_t n = x.size();
+  const int t = threads_ > 0 ? threads_ : (n >= parallel_threshold ? omp_get_max_threads() : 1);
+  if (t <= 1 || n < 4096) {
+    refine_range(in, n, hits_.data());
+  } else {
+    // Slices handed out dynamically, hits per thread, added up after (as bucket_histogram::add).
+    const std::size_t slice = std::clamp<std::size_t>(n / (8 * std::size_t(t)), 4096, std::size_t{1} << 20);
+    const std::size_t slices = (n + slice - 1) / slice;
+    std::vector<std::vector<std::uint64_t>> part(std::size_t(t), std::vector<std::uint64_t>(hits_.size(), 0));
+#pragma omp parallel for schedule(dynamic, 1) num_threads(t)
+    for (std::size_t k = 0; k < slices; ++k)
+      refine_range(in + k * slice, std::min(slice, n - k * slice), part[std::size_t(omp_get_thread_num())].data());
+    for (const auto& p : part)
+      for (std::size_t i = 0; i < p.size(); ++i) hits_[i] += p[i];
   }
   refined_ = true;
+}
+
+// Values of the bucket `key` below its boundary v (an entry of cut_): the slots of fewer than
+// (v's place + 1) boundaries.
+std::uint64_t class_counter::refined_below(std::uint32_t key, std::uint32_t v) const {
+  if (rank_.empty() || !(marked_[key / 64] >> (key % 64) & 1)) return 0;
+  const std::uint32_t b = rank_[key / 64] + std::uint32_t(std::popcount(marked_[key / 64] & ((std::uint64_t{1} << (key % 64)) - 1)));
+  std::uint64_t n = 0;
+  for (std::uint32_t i = first_[b]; i < first_[b + 1]; ++i) {
+    n += hits_[first_[b] + b + (i - first_[b])];
+    if (cut_[i] == v) return n;
+  }
+  return 0;  // not a boundary of this bucket: never asked
 }
 
 std::vector<class_counts> class_counter::counts() {
@@ -525,11 +533,7 @@ std::vector<class_counts> class_counter::counts() {
         add_sign<std::uint32_t>(out[i], t32_[i].at[s], 1u, inf32, total, [&](std::uint32_t v) {
           if (bucket_histogram::is_edge(v)) return hist_.below(s, v);
           const std::uint64_t whole = hist_.below(s, bucket_histogram::lowest(bucket_histogram::key(v)));
-          const auto it = partial_.find(bucket_histogram::key(std::uint32_t(s) << 31 | v));
-          if (it == partial_.end()) return whole;
-          for (const auto& [w, n] : it->second)
-            if (w == v) return whole + n;
-          return whole;
+          return whole + refined_below(bucket_histogram::key(std::uint32_t(s) << 31 | v), v);
         });
       }
       if (!t64_.empty())
@@ -627,7 +631,15 @@ error_stats& error_stats::operator+=(const error_stats& o) {
   return *this;
 }
 
-void accumulate_errors(std::span<const float> x, const cast_spec& c, error_stats& e) { errors_of(x, c, e); }
-void accumulate_errors(std::span<const double> x, const cast_spec& c, error_stats& e) { errors_of(x, c, e); }
+void accumulate_errors(std::span<const float> x, const cast_spec& c, error_stats& e) {
+  error_tally t({c});
+  t.add(x);
+  e += t.stats().front();
+}
+void accumulate_errors(std::span<const double> x, const cast_spec& c, error_stats& e) {
+  error_tally t({c});
+  t.add(x);
+  e += t.stats().front();
+}
 
 }  // namespace fpscope

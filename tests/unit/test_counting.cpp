@@ -85,6 +85,31 @@ TEST_CASE("counting: a tally of chunks counts what one counter over the whole in
   }
 }
 
+TEST_CASE("counting: the refine pass on several threads counts what casting every value counts", "[counting]") {
+  // Scales that put boundaries inside well-filled buckets (3, 0.1, 2^-140: x * S in float32's
+  // subnormals), so that the refine pass has work; its per-thread counts are added after.
+  const auto sp = specs();
+  const auto x = data(200000, 4);
+  const auto want = fpscope::count_reference(std::span<const float>(x), sp);
+  // Repeated: which thread takes which slice varies from run to run (a lost per-thread count
+  // shows only when that thread did some of the work).
+  for (const int threads : {1, 2, 3, 2, 3, 2, 3})
+    for (const bool twice : {false, true}) {
+      fpscope::class_counter c(sp, x.size(), threads);
+      c.add(x);
+      REQUIRE(c.needs_refine());
+      c.refine(x);
+      CHECK_FALSE(c.needs_refine());
+      CHECK(c.counts() == want);
+      if (!twice) continue;
+      c.reset(x.size());  // the refine arrays are planned again for the next tensor
+      c.add(std::span<const float>(x).first(x.size() / 2));
+      c.add(std::span<const float>(x).subspan(x.size() / 2));
+      if (c.needs_refine()) c.refine(x);
+      CHECK(c.counts() == want);
+    }
+}
+
 TEST_CASE("counting: small inputs take the threshold search, and agree", "[counting]") {
   const auto sp = specs();
   const auto x = data(3000, 2);

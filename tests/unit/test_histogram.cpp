@@ -10,8 +10,13 @@
 #include <cstring>
 #include <filesystem>
 #include <limits>
+#include <span>
+#include <thread>
+
+#include <boost/multiprecision/cpp_bin_float.hpp>
 
 #include "common.hpp"
+#include "fpscope/counting.hpp"
 #include "fpscope/histogram.hpp"
 #include "fpscope/npy.hpp"
 
@@ -298,31 +303,98 @@ TEST_CASE("hist: refuses sr, unsigned formats and bad scales", "[hist]") {
   for (const float s : {0.0f, -1.0f, INFINITY, NAN}) CHECK_THROWS_AS(fpscope::check({fp16, {}, s}), std::invalid_argument);
 }
 
-TEST_CASE("hist: error statistics of the representable part", "[hist]") {
-  const ref::table& t = ref::get(fpscope::format_id::fp16);
-  std::mt19937_64 rng(5);
-  std::lognormal_distribution<float> d(-9, 4);
-  std::vector<float> x(20000);
-  for (auto& v : x) v = d(rng) * (rng() & 1 ? 1.0f : -1.0f);
-  for (const float s : {1.0f, 1024.0f, 3.0f}) {
-    fpscope::error_stats e;
-    fpscope::accumulate_errors(x, {t.f, {}, s}, e);
-    std::uint64_t n = 0;
-    double sum = 0, mx = 0, sig = 0, noise = 0;
-    for (const float v : x) {
-      const cast_class c = ref_class(t, v, s, {});
-      if (c != cast_class::subnormal && c != cast_class::normal) continue;
-      const ref::result r = ref::encode(t, ref::describe(exact_scaled(v, s)), {});
-      const auto it = std::lower_bound(t.code.begin(), t.code.end(), r.code & ~t.sign_bit);
-      const double q = t.val[std::size_t(it - t.code.begin())] * (v < 0 ? -1 : 1);
-      const double err = q / double(s) - double(v), rel = std::fabs(err) / std::fabs(double(v));
-      ++n, sum += rel, mx = std::max(mx, rel), sig += double(v) * double(v), noise += err * err;
-    }
-    CHECK(e.n == n);
-    CHECK(e.mean_rel() == Approx(sum / double(n)).epsilon(1e-12));
-    CHECK(e.max_rel == mx);
-    CHECK(e.sqnr_db() == Approx(10 * std::log10(sig / noise)).epsilon(1e-12));
+// The error statistics against exact sums: every term formed and summed in 332-bit binary
+// floating point (Boost.Multiprecision; far below the bounds checked) from the reference
+// model's cast, never fpscope's.
+namespace {
+
+using wide = boost::multiprecision::cpp_bin_float_100;
+
+struct exact_errors {
+  std::uint64_t n = 0;
+  wide sum_rel = 0, max_rel = 0, signal = 0, noise = 0;
+};
+
+template <class T>
+exact_errors exact_errors_of(const ref::table& t, std::span<const T> x, float s, const fpscope::policy& p) {
+  exact_errors e;
+  const wide ws = s;
+  for (const T v : x) {
+    const cast_class c = ref_class(t, v, s, p);
+    if (c != cast_class::subnormal && c != cast_class::normal) continue;
+    const ref::result r = ref::encode(t, ref::describe(exact_scaled(v, s)), p);
+    const auto it = std::lower_bound(t.code.begin(), t.code.end(), r.code & ~t.sign_bit);
+    const wide q = wide(t.val[std::size_t(it - t.code.begin())]) * (std::signbit(v) ? -1 : 1);
+    const wide xv = v, err = q / ws - xv, rel = abs(err) / abs(xv);
+    ++e.n;
+    e.sum_rel += rel;
+    e.max_rel = std::max(e.max_rel, rel);
+    e.signal += xv * xv;
+    e.noise += err * err;
   }
+  return e;
+}
+
+// |got - want| <= 2^-bits * want
+bool within(double got, const wide& want, int bits) { return abs(wide(got) - want) <= ldexp(want, -bits); }
+
+// Whether anything was measured (a scale can leave nothing representable: then n == 0 too).
+bool check_errors(const fpscope::error_stats& e, const exact_errors& w) {
+  CHECK(e.n == w.n);
+  if (w.n == 0) return false;
+  CHECK(within(e.sum_rel, w.sum_rel, 40));  // docs/hist.md "Error statistics": sums to 2^-40
+  CHECK(within(e.signal, w.signal, 40));
+  CHECK(within(e.noise, w.noise, 40));
+  CHECK(within(e.max_rel, w.max_rel, 50));  // the max to 2^-50
+  return true;
+}
+
+// Wide-range values: normal values times 2^-30..2^0 (the data of issue 20), lognormal ones over
+// ~60 binades, both signs, zeros, infinities, NaN, float32 subnormals.
+std::vector<float> error_data(std::size_t n, unsigned seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> nd;
+  std::lognormal_distribution<float> ld(-9, 4);
+  std::vector<float> x(n);
+  for (std::size_t i = 0; i < n; ++i)
+    x[i] = i % 2 ? nd(rng) * std::ldexp(1.0f, -int(rng() % 31)) : ld(rng) * (rng() & 1 ? 1.0f : -1.0f);
+  const float special[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, 0x1p-140f, -0x1.8p-135f, 65504.0f, 448.0f, 460.0f};
+  for (std::size_t i = 0; i < std::size(special); ++i) x[i * 13 % n] = special[i];
+  return x;
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("hist: error statistics == exact sums, to the documented accuracy", "[hist]", fp16, bf16, e4m3, e5m2,
+                   e4m3fnuz, e2m1) {
+  const ref::table& t = ref::get(TestType::id);
+  const auto x = error_data(20000, 5);
+  const std::vector<double> xd(x.begin(), x.begin() + 5000);
+  std::vector<fpscope::cast_spec> specs;
+  for (const auto rnd : {fpscope::rounding::rne, fpscope::rounding::rtz, fpscope::rounding::rup})
+    for (const float s : {1.0f, 1024.0f, 0x1p-20f, 3.0f, 0.1f, 0x1p-126f}) {
+      fpscope::policy p;
+      p.round = rnd;
+      specs.push_back({t.f, p, s});
+    }
+  // All the specs in one tally, the chunks added from two threads in odd sizes.
+  fpscope::error_tally all(specs), all64(specs);
+  std::thread other([&] { all.add(std::span<const float>(x).subspan(7777)); });
+  all.add(std::span<const float>(x).first(7777));
+  other.join();
+  all64.add_parallel(std::span<const double>(xd), 2);
+  const auto got = all.stats(), got64 = all64.stats();
+  std::size_t measured = 0;
+  for (std::size_t i = 0; i < specs.size(); ++i) {
+    INFO(t.f.name << " scale " << specs[i].scale << " rounding " << int(specs[i].pol.round));
+    measured += check_errors(got[i], exact_errors_of(t, std::span<const float>(x), specs[i].scale, specs[i].pol));
+    measured += check_errors(got64[i], exact_errors_of(t, std::span<const double>(xd), specs[i].scale, specs[i].pol));
+    fpscope::error_stats one;  // the one-spec entry point is the same tally
+    fpscope::accumulate_errors(x, specs[i], one);
+    CHECK(one.n == got[i].n);
+    CHECK(one.max_rel == got[i].max_rel);
+  }
+  CHECK(measured >= specs.size());  // most specs measured something (of 2 x 18)
   CHECK(std::isnan(fpscope::error_stats{}.sqnr_db()));
 }
 

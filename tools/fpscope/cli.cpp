@@ -103,7 +103,9 @@ std::string paint(bool on, const fmt::text_style& st, std::string_view s) {
 progress::progress(std::string label, std::uint64_t total, std::uint64_t bytes, bool allowed)
     : label_(std::move(label)),
       total_(total),
-      on_(allowed && bytes >= (std::uint64_t{64} << 20) && ::isatty(STDERR_FILENO)) {}
+      on_(allowed && ::isatty(STDERR_FILENO)),
+      at_once_(bytes >= (std::uint64_t{64} << 20)),
+      start_(std::chrono::steady_clock::now()) {}
 
 progress::~progress() { clear(); }
 
@@ -120,6 +122,7 @@ void progress::update(std::uint64_t done, std::uint64_t total) {
 void progress::update(std::uint64_t done) {
   if (!on_) return;
   const auto now = std::chrono::steady_clock::now();
+  if (!drawn_ && !at_once_ && now - start_ < std::chrono::seconds(1)) return;
   if (drawn_ && now - last_ < std::chrono::milliseconds(100) && done != total_) return;
   last_ = now;
   drawn_ = true;

@@ -93,8 +93,9 @@ bool use_colour(std::FILE* stream);
 /// `s` in style `st` when `on`, else `s` unchanged.
 std::string paint(bool on, const fmt::text_style& st, std::string_view s);
 
-/// A progress bar on stderr, drawn only when stderr is a terminal, the work is large (64 MiB of
-/// input or more) and `allowed`; erased when destroyed.
+/// A progress bar on stderr, drawn only when stderr is a terminal and `allowed`: at once for 64
+/// MiB of input or more, else once the work has run for a second (a slow hist of a smaller
+/// file, a trace); erased when destroyed.
 class progress {
  public:
   progress(std::string label, std::uint64_t total, std::uint64_t bytes, bool allowed);
@@ -110,7 +111,8 @@ class progress {
  private:
   std::string label_;
   std::uint64_t total_;
-  bool on_;
+  bool on_, at_once_;
+  std::chrono::steady_clock::time_point start_;
   bool drawn_ = false;
   std::chrono::steady_clock::time_point last_{};
 };

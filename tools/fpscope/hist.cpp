@@ -198,6 +198,9 @@ int run(const hist_options& o) {
     total_bytes += tensors.back().npy->data_bytes();
   }
   for (const auto& t : tensors) total_values += t.size();
+  // A trace's values count as float32 for the progress bar's size rule (cli.hpp).
+  for (const auto& t : tensors)
+    if (t.trace) total_bytes += 4 * t.size();
   const bool some_histograms =
       std::any_of(tensors.begin(), tensors.end(), [](const loaded& t) { return t.histogram_only() > 0; });
   if (o.reference && some_histograms)
@@ -258,12 +261,17 @@ int run(const hist_options& o) {
     report.push_back(std::move(r));
   }
 
-  // Error statistics of the rows that need them, a pass per row over the values.
+  // Error statistics of the rows that need them, every one in the same pass over the values
+  // (fpscope::error_tally); a row that is also a recommendation is measured once.
   // Histogram-only steps of a trace have no values to measure errors on: none then, rather
   // than statistics of part of the input.
   const bool rows_errors = !some_histograms && (o.errors == "all" || (o.errors == "auto" && scales.size() <= 4));
   const bool rec_errors = !some_histograms && o.errors != "none";
-  for (auto& r : report) {
+  std::vector<cast_spec> measured;
+  std::vector<std::vector<report_row*>> measured_rows;  // per spec of `measured`
+  std::map<std::pair<std::size_t, float>, std::size_t> measured_at;
+  for (std::size_t f = 0; f < report.size(); ++f) {
+    auto& r = report[f];
     std::vector<report_row*> want;
     if (rows_errors)
       for (auto& row : r.rows) want.push_back(&row);
@@ -272,20 +280,19 @@ int run(const hist_options& o) {
       if (r.min_loss) want.push_back(&*r.min_loss);
     }
     for (auto* row : want) {
-      const cast_spec c{r.conv.fmt, r.conv.pol, row->scale};
-      std::mutex m;
-      for (const auto& t : tensors)
-        each_chunk(
-            t,
-            [&](auto x) {
-              error_stats e;
-              accumulate_errors(x, c, e);
-              const std::lock_guard lock(m);
-              row->errors += e;
-            },
-            o.threads);
-      row->has_errors = true;
+      const auto [it, fresh] = measured_at.emplace(std::pair{f, row->scale}, measured.size());
+      if (fresh) measured.push_back({r.conv.fmt, r.conv.pol, row->scale}), measured_rows.emplace_back();
+      measured_rows[it->second].push_back(row);
     }
+  }
+  if (!measured.empty()) {
+    error_tally errors(measured);
+    progress bar("errors", total_values, total_bytes, !o.quiet);
+    std::atomic<std::uint64_t> done{0};
+    for (const auto& t : tensors) each_chunk(t, [&](auto x) { errors.add(x); }, o.threads, &bar, &done);
+    const auto stats = errors.stats();
+    for (std::size_t k = 0; k < measured.size(); ++k)
+      for (auto* row : measured_rows[k]) row->errors = stats[k], row->has_errors = true;
   }
 
   // The picture's scale: --view-scale, else the first row's.

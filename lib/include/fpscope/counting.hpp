@@ -65,6 +65,56 @@ class class_tally {
   std::uint64_t size_ = 0;
 };
 
+/// Error statistics (error_stats) of many casts over values that arrive in chunks from any
+/// thread, every cast in one pass over each chunk: the chunk goes through in blocks that stay in
+/// L1, and each block is scaled, encoded and decoded by the bulk conversion (convert.hpp) once
+/// per cast, its errors summed in vector lanes. Whether a value counts (the subnormal and normal
+/// classes) comes from the same thresholds as the counts. Each sum is accurate to 2^-40 of
+/// itself, the max to 2^-50 (docs/hist.md "Error statistics").
+class error_tally {
+ public:
+  /// std::invalid_argument when a spec cannot be counted (fpscope::check).
+  explicit error_tally(std::vector<cast_spec> specs);
+  error_tally(const error_tally&) = delete;
+  error_tally& operator=(const error_tally&) = delete;
+
+  const std::vector<cast_spec>& specs() const { return specs_; }
+  /// Adds a chunk of values. Thread-safe.
+  void add(std::span<const float> x);
+  void add(std::span<const double> x);
+  /// Adds one array split into chunks on `threads` OpenMP threads (0: all cores above
+  /// fpscope::parallel_threshold values).
+  void add_parallel(std::span<const float> x, int threads = 0);
+  void add_parallel(std::span<const double> x, int threads = 0);
+  /// The statistics per spec.
+  std::vector<error_stats> stats() const;
+
+  /// A sum of nonnegative terms carried as an unevaluated pair hi + lo (Knuth's TwoSum): adding
+  /// block sums to it loses nothing but lo's own rounding.
+  struct wide_sum {
+    double hi = 0, lo = 0;
+    void add(double v);
+    void add(const wide_sum& o) { add(o.hi), lo += o.lo; }
+    double value() const { return hi + lo; }
+  };
+  struct sums {
+    std::uint64_t n = 0;
+    wide_sum rel, signal, noise;
+    double max_rel = 0;
+    void add(const sums& o);
+  };
+
+ private:
+  template <class T>
+  void add_values(std::span<const T> x);
+  std::vector<cast_spec> specs_;
+  std::vector<cast_thresholds<std::uint32_t>> t32_;
+  std::vector<cast_thresholds<std::uint64_t>> t64_;  // found at the first float64 chunk
+  std::once_flag t64_once_;
+  mutable std::mutex m_;
+  std::vector<sums> total_;
+};
+
 /// Exact counts per spec of one array (add -> refine -> counts), on `threads` threads.
 std::vector<class_counts> count_classes(std::span<const float> x, std::span<const cast_spec> specs, int threads = 0);
 std::vector<class_counts> count_classes(std::span<const double> x, std::span<const cast_spec> specs, int threads = 0);

@@ -11,7 +11,6 @@
 #include <map>
 #include <span>
 #include <string_view>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -65,8 +64,10 @@ inline float kernel_scale(double s) {
 /// that is not a positive finite float32).
 void check(const cast_spec& c);
 
-/// fl32(x * scale): the exact product rounded once to float32, nearest-even.
-float scaled(float x, float scale);
+/// fl32(x * scale): the exact product rounded once to float32, nearest-even. (Inline: the error
+/// pass scales blocks of values in a loop the compiler vectorises; the float64 product of two
+/// float32s is exact, so one rounding to float32 is the correctly rounded product.)
+inline float scaled(float x, float scale) { return static_cast<float>(double(x) * double(scale)); }
 float scaled(double x, float scale);
 
 /// The class of one element: the reference definition, computed by casting it.
@@ -199,9 +200,16 @@ class class_counter {
   edges e32_, e64_;
   std::map<int, std::uint64_t> binades_;  // of searched values
   bool planned_ = false;
-  // refine: (sign, bucket key) -> thresholds inside it and the values below each
-  std::unordered_map<std::uint32_t, std::vector<std::pair<std::uint32_t, std::uint64_t>>> partial_;
-  std::vector<std::uint64_t> marked_;  // bit per key: its bucket has partial_ entries
+  // refine, in flat arrays (a bit test, a rank and a short scan per value, all in L1): the marked
+  // buckets (a boundary inside, values in them) numbered b = 0, 1, ..., each with its
+  // boundaries ascending in cut_[first_[b] .. first_[b + 1]); a value of bucket b with j of them
+  // <= its magnitude counts in hits_[first_[b] + b + j].
+  void refine_range(const std::uint32_t* in, std::size_t n, std::uint64_t* hits) const;
+  std::uint64_t refined_below(std::uint32_t key, std::uint32_t v) const;
+  std::vector<std::uint64_t> marked_;  // bit per key: a marked bucket; b is its rank among them
+  std::vector<std::uint16_t> rank_;    // per word of marked_: marked buckets in the words before
+  std::vector<std::uint32_t> cut_, first_;
+  std::vector<std::uint64_t> hits_;
   bool refined_ = false;
   bool histograms_ = false;
 };
@@ -211,7 +219,8 @@ std::vector<class_counts> count_reference(std::span<const float> x, std::span<co
 std::vector<class_counts> count_reference(std::span<const double> x, std::span<const cast_spec> specs);
 
 /// Error of the representable part (subnormal and normal classes): |q/S - x| / |x| and the
-/// signal-to-quantisation-noise ratio sum x^2 / sum (q/S - x)^2. Mergeable by +=.
+/// signal-to-quantisation-noise ratio sum x^2 / sum (q/S - x)^2. Mergeable by +=. Computed by
+/// fpscope::error_tally (counting.hpp), to the accuracy docs/hist.md states ("Error statistics").
 struct error_stats {
   std::uint64_t n = 0;
   double sum_rel = 0, max_rel = 0, signal = 0, noise = 0;
@@ -220,6 +229,7 @@ struct error_stats {
   double sqnr_db() const;
   error_stats& operator+=(const error_stats& o);
 };
+/// The statistics of one cast over x, added to e (an error_tally of one spec, on this thread).
 void accumulate_errors(std::span<const float> x, const cast_spec& c, error_stats& e);
 void accumulate_errors(std::span<const double> x, const cast_spec& c, error_stats& e);
 
