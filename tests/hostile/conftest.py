@@ -1,6 +1,7 @@
 """Fixtures of the hostile-input suite: the fpscope binary ($FPSCOPE_BIN), the build tree
 ($FPSCOPE_BUILD) and how to run either with resource limits. Tests here never touch anything
 outside their tmp_path: device nodes, FIFOs and symlinks they need are made there (mknod as root)."""
+import importlib.util
 import os
 import resource
 import subprocess
@@ -9,8 +10,13 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "cli"))
-from conftest import Fpscope, assert_one_line_error  # noqa: E402,F401  (shared with the CLI tests)
+# tests/cli/conftest.py, loaded under its own name: this file is the module "conftest" here, so a
+# plain "from conftest import ..." would import this file itself, half-initialised.
+_spec = importlib.util.spec_from_file_location("fpscope_cli_conftest",
+                                               Path(__file__).resolve().parent.parent / "cli" / "conftest.py")
+_cli = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_cli)
+Fpscope, assert_one_line_error = _cli.Fpscope, _cli.assert_one_line_error  # shared with the CLI tests
 
 
 @pytest.fixture(scope="session")
