@@ -26,11 +26,7 @@ input_file::input_file(const std::string& path) : path_(path) {
   const auto fail = [&](const std::string& why) { throw input_error(path_ + ": " + why); };
   if (path_.empty()) throw input_error("input path is empty");
   fd_ = ::open(path_.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-  if (fd_ < 0) {
-    const int e = errno;
-    if (e == ENOENT) fail("no such file");
-    fail(std::string("cannot open: ") + std::strerror(e));
-  }
+  if (fd_ < 0) fail(std::string("cannot open: ") + std::strerror(errno));
   struct stat st {};
   if (::fstat(fd_, &st) != 0) {
     const int e = errno;
