@@ -5,7 +5,6 @@ import importlib.util
 import os
 import resource
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
