@@ -1,6 +1,6 @@
 """Item 16: codes with bits set above the format's width are refused everywhere (the library's
 bulk decode and arithmetic check them), as calc and cast already did; before, hist and Python's
-decode/apply masked them silently."""
+decode/apply/classify masked them silently."""
 import numpy as np
 import pytest
 
@@ -28,10 +28,12 @@ def test_python_decode_and_apply_refuse(fmt, dtype, code):
     with pytest.raises(ValueError, match=f"does not fit in {fmt}"):
         fpscope.decode(bits, fmt)
     with pytest.raises(ValueError, match=f"does not fit in {fmt}"):
+        fpscope.classify(bits, fmt)
+    with pytest.raises(ValueError, match=f"does not fit in {fmt}"):
         fpscope.apply("add", bits, np.zeros(2, dtype), fmt=fmt)
     with pytest.raises(ValueError, match=f"does not fit in {fmt}"):
         fpscope.apply("add", np.zeros(2, dtype), bits, fmt=fmt)
     # the widest code that fits still decodes
     top = np.array([(1 << fpscope.format_info(fmt)["bits"]) - 1], dtype)
-    assert fpscope.decode(top, fmt).shape == (1,)
+    assert fpscope.decode(top, fmt).shape == (1,) and fpscope.classify(top, fmt).shape == (1,)
     assert fpscope.apply("add", top, np.zeros(1, dtype), fmt=fmt).shape == (1,)
