@@ -210,6 +210,11 @@ py::array classify_array(const py::array& bits_, const std::string& fmt) {
   if (!bits.dtype().is(code_dtype(f)))
     type_error("classify of " + std::string(f.name) + " needs " + dtype_name(code_dtype(f)) +
                " codes, got dtype " + dtype_name(bits));
+  switch (f.storage_bytes()) {  // codes wider than the format: ValueError, as decode and apply
+    case 1: check_codes(span_of<std::uint8_t>(bits), f); break;
+    case 2: check_codes(span_of<std::uint16_t>(bits), f); break;
+    default: check_codes(span_of<std::uint32_t>(bits), f); break;
+  }
   py::array out = output(std::nullopt, py::dtype::of<std::uint8_t>(), bits);
   auto* o = static_cast<std::uint8_t*>(out.mutable_data());
   const auto n = static_cast<std::size_t>(bits.size());

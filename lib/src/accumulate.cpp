@@ -109,8 +109,12 @@ dot_result dot(std::span<const double> a, std::span<const double> b, const accum
   dot_result r;
   r.value = acc.block ? add_in(total, partial, fp32_format, rounding::rne) : partial;
   if (!finite || !std::isfinite(r.value)) {
-    r.exact = finite ? exact_sum::to_double(ex.v) : std::numeric_limits<double>::quiet_NaN();
-    r.abs_error = r.rel_error = r.ulp_error = std::numeric_limits<double>::quiet_NaN();
+    constexpr double nan = std::numeric_limits<double>::quiet_NaN();
+    r.exact = finite ? exact_sum::to_double(ex.v) : nan;
+    // Finite inputs whose sum overflowed the accumulator to +-inf: the exact value exists and
+    // the error is infinite. Inf or NaN inputs (no exact value) or a NaN result: no error (NaN).
+    const double e = finite && std::isinf(r.value) ? r.value : nan;
+    r.abs_error = r.rel_error = r.ulp_error = e;
     return r;
   }
   r.exact = exact_sum::to_double(ex.v);

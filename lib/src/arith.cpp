@@ -373,6 +373,17 @@ void apply(op o, std::span<const W> a, std::span<const W> b, std::span<const W> 
     throw std::invalid_argument(std::string("bulk arithmetic: ") + f.name + " is stored in " +
                                 std::to_string(f.storage_bytes()) + "-byte words, not " + std::to_string(sizeof(W)));
   if (opt.scale != 1.0) throw std::invalid_argument("bulk arithmetic: bulk_options::scale must be 1");
+  // Codes wider than the format are refused, not masked (convert.hpp's check_codes).
+  const auto check = [&](const char* which, std::span<const W> v) {
+    try {
+      check_codes(v, f);
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument(std::string("operand ") + which + ": " + e.what());
+    }
+  };
+  check("a", a);
+  if (o != op::sqrt) check("b", b);
+  if (o == op::fma) check("c", c);
   if (n == 0) return;
   if (const carrier w = pick_carrier(o, f, p); w != carrier::none) {
     const In* x = a.data();

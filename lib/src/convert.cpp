@@ -4,6 +4,7 @@
 #include "float_encoder.hpp"
 
 #include <array>
+#include <cstdio>
 #include <cfenv>
 #include <type_traits>
 #include <mutex>
@@ -282,6 +283,7 @@ template <class In, class T>
 void decode_bulk(std::span<const In> in, std::span<T> out, const format& f) {
   if (in.size() != out.size())
     throw std::invalid_argument("bulk decode: input and output sizes differ");
+  check_codes(in, f);
   const auto n = static_cast<std::ptrdiff_t>(in.size());
   const bool parallel = in.size() >= parallel_threshold;
   // Serial calls stay out of the OpenMP runtime (see encode_loop).
@@ -342,6 +344,28 @@ value_class classify(std::uint32_t bits, const format& f) {
   return f.is_subnormal(bits) ? value_class::subnormal : value_class::normal;
 }
 
+std::string code_does_not_fit(std::uint32_t code, const format& f) {
+  const auto hex = [](std::uint32_t v) {
+    char b[16];
+    std::snprintf(b, sizeof b, "0x%x", v);
+    return std::string(b);
+  };
+  return "code " + hex(code) + " does not fit in " + f.name + " (" + std::to_string(f.bits) + " bits: " + hex(0) +
+         " to " + hex(f.mask()) + ")";
+}
+
+template <class W>
+void check_codes(std::span<const W> codes, const format& f, std::uint64_t first_index) {
+  if (f.bits >= int(8 * sizeof(W))) return;
+  const W over = static_cast<W>(~f.mask());
+  W any = 0;
+  for (const W c : codes) any = static_cast<W>(any | c);  // one vectorised pass: the common, clean case
+  if (!(any & over)) return;
+  for (std::size_t i = 0; i < codes.size(); ++i)
+    if (codes[i] & over)
+      throw std::invalid_argument(code_does_not_fit(codes[i], f) + " (element " + std::to_string(first_index + i) + ")");
+}
+
 template <class Out>
 void encode(std::span<const float> in, std::span<Out> out, const format& f, const policy& p,
             const bulk_options& o) {
@@ -367,7 +391,8 @@ void decode(std::span<const In> in, std::span<double> out, const format& f) {
   template void encode<W>(std::span<const double>, std::span<W>, const format&, const policy&,  \
                           const bulk_options&);                                                 \
   template void decode<W>(std::span<const W>, std::span<float>, const format&);                 \
-  template void decode<W>(std::span<const W>, std::span<double>, const format&);
+  template void decode<W>(std::span<const W>, std::span<double>, const format&);                \
+  template void check_codes<W>(std::span<const W>, const format&, std::uint64_t);
 FPSCOPE_INSTANTIATE(std::uint8_t)
 FPSCOPE_INSTANTIATE(std::uint16_t)
 FPSCOPE_INSTANTIATE(std::uint32_t)

@@ -1,6 +1,7 @@
 #include "fpscope/npy.hpp"
 
 #include "fpscope/convert.hpp"
+#include "fpscope/input.hpp"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -8,6 +9,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
+#include <atomic>
+#include <csignal>
 #include <exception>
 #include <mutex>
 #include <omp.h>
@@ -167,6 +171,73 @@ std::uint32_t read_le(const unsigned char* p, int n) {
   return v;
 }
 
+// ---- the SIGBUS guard ----
+//
+// A mapped file that another process truncates turns every read of a page past its new end into
+// a SIGBUS, which kills the process (mmap(2)). Reading through pread instead would copy every
+// chunk; instead the readers' mappings are registered here and a SIGBUS handler, when the faulting
+// address lies in one of them, maps a page of zeros over the lost page (so the read completes)
+// and marks the mapping; the reader then finds the mark (npy_reader::check_intact, after each
+// chunk) and throws, so the zeros never reach an output. A SIGBUS anywhere else goes to the
+// handler installed before, or kills as it would have. The handler touches only this fixed table
+// and atomics, and calls mmap and sigaction (plain system calls on Linux).
+constexpr int max_guarded = 64;
+struct guarded_mapping {
+  std::atomic<int> state{0};  // 0 free, 1 being filled, 2 live
+  std::atomic<std::uintptr_t> lo{0}, hi{0};
+  std::atomic<bool> shrunk{false};
+};
+std::array<guarded_mapping, max_guarded> guarded;
+struct sigaction previous_sigbus {};
+std::uintptr_t page_size = 4096;
+static_assert(std::atomic<std::uintptr_t>::is_always_lock_free && std::atomic<bool>::is_always_lock_free);
+
+extern "C" void on_sigbus(int sig, siginfo_t* info, void* context) {
+  const auto at = reinterpret_cast<std::uintptr_t>(info->si_addr);
+  for (auto& g : guarded) {
+    if (g.state.load() != 2 || at < g.lo.load() || at >= g.hi.load()) continue;
+    void* page = reinterpret_cast<void*>(at & ~(page_size - 1));
+    if (::mmap(page, page_size, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != MAP_FAILED) {
+      g.shrunk.store(true);
+      return;  // the read runs again, on zeros
+    }
+  }
+  if (previous_sigbus.sa_flags & SA_SIGINFO) {
+    if (previous_sigbus.sa_sigaction) return previous_sigbus.sa_sigaction(sig, info, context);
+  } else if (previous_sigbus.sa_handler != SIG_DFL && previous_sigbus.sa_handler != SIG_IGN) {
+    return previous_sigbus.sa_handler(sig);
+  }
+  // Not ours and nobody else's: the faulting access runs again and is fatal, as without us.
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  ::sigaction(SIGBUS, &dfl, nullptr);
+}
+
+// Registers [base, base + bytes) with the guard (installing the handler once); the slot, or -1
+// when the table is full (that mapping is then unguarded, as before).
+int guard_mapping(const std::byte* base, std::size_t bytes) {
+  static const bool installed = [] {
+    page_size = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+    struct sigaction sa {};
+    sa.sa_sigaction = on_sigbus;
+    sa.sa_flags = SA_SIGINFO;
+    ::sigemptyset(&sa.sa_mask);
+    return ::sigaction(SIGBUS, &sa, &previous_sigbus) == 0;
+  }();
+  if (!installed) return -1;
+  for (int i = 0; i < max_guarded; ++i) {
+    int expected = 0;
+    if (guarded[i].state.compare_exchange_strong(expected, 1)) {
+      guarded[i].lo = reinterpret_cast<std::uintptr_t>(base);
+      guarded[i].hi = reinterpret_cast<std::uintptr_t>(base) + bytes;
+      guarded[i].shrunk = false;
+      guarded[i].state = 2;
+      return i;
+    }
+  }
+  return -1;
+}
+
 }  // namespace
 
 std::string_view npy_descr(npy_dtype t) {
@@ -227,36 +298,24 @@ std::string npy_shape_string(std::span<const std::uint64_t> shape) {
 // ---- reader ----
 
 npy_reader::npy_reader(std::string path) : path_(std::move(path)) {
-  const int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail(path_, "cannot open: " + errno_text(errno));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    const int e = errno;
-    ::close(fd);
-    fail(path_, "cannot stat: " + errno_text(e));
+  std::optional<input_file> file;
+  try {
+    file.emplace(path_);  // never blocks on a FIFO; refuses anything but a regular file
+  } catch (const input_error& e) {
+    throw npy_error(e.what());
   }
-  if (S_ISDIR(st.st_mode)) {
-    ::close(fd);
-    fail(path_, "is a directory, not an .npy file");
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    fail(path_, "not a regular file");
-  }
-  const auto file_bytes = static_cast<std::uint64_t>(st.st_size);
-  if (file_bytes == 0) {
-    ::close(fd);
-    fail(path_, "not an .npy file (empty file)");
-  }
+  const std::uint64_t file_bytes = file->size();
+  if (file_bytes == 0) fail(path_, "not an .npy file (empty file)");
   map_bytes_ = static_cast<std::size_t>(file_bytes);
-  void* m = ::mmap(nullptr, map_bytes_, PROT_READ, MAP_SHARED, fd, 0);
+  void* m = ::mmap(nullptr, map_bytes_, PROT_READ, MAP_SHARED, file->fd(), 0);
   const int map_errno = errno;
-  ::close(fd);  // the mapping keeps the file
+  file.reset();  // the mapping keeps the file
   if (m == MAP_FAILED) {
     map_bytes_ = 0;
     fail(path_, "cannot map: " + errno_text(map_errno));
   }
   base_ = static_cast<const std::byte*>(m);
+  guard_ = guard_mapping(base_, map_bytes_);
   try {
     const auto* u = reinterpret_cast<const unsigned char*>(base_);
     if (file_bytes < magic_len || std::memcmp(u, magic, magic_len) != 0) fail(path_, "not an .npy file (bad magic)");
@@ -315,6 +374,9 @@ npy_reader::npy_reader(std::string path) : path_(std::move(path)) {
     if (fortran->b)
       fail(path_, "Fortran-order arrays are not supported (save a C-order array: np.ascontiguousarray(a))");
 
+    if (shape->items.size() > npy_max_read_dims)
+      fail(path_, "malformed .npy header: " + std::to_string(shape->items.size()) + " dimensions (NumPy allows at most " +
+                      std::to_string(npy_max_read_dims) + ")");
     count_ = 1;
     for (const auto& dim : shape->items) {
       shape_.push_back(dim.i);
@@ -326,6 +388,7 @@ npy_reader::npy_reader(std::string path) : path_(std::move(path)) {
     const std::uint64_t found = file_bytes - data_offset_;
     if (found < expected)
       fail(path_, "truncated data: expected " + std::to_string(expected) + " bytes, found " + std::to_string(found));
+    check_intact();  // the header was read from the mapping too
     if (expected) ::madvise(const_cast<std::byte*>(base_), map_bytes_, MADV_SEQUENTIAL);
   } catch (...) {
     unmap();
@@ -339,6 +402,7 @@ npy_reader::npy_reader(npy_reader&& o) noexcept
     : path_(std::move(o.path_)),
       base_(std::exchange(o.base_, nullptr)),
       map_bytes_(std::exchange(o.map_bytes_, 0)),
+      guard_(std::exchange(o.guard_, -1)),
       data_offset_(o.data_offset_),
       version_(o.version_),
       dtype_(o.dtype_),
@@ -351,6 +415,7 @@ npy_reader& npy_reader::operator=(npy_reader&& o) noexcept {
     path_ = std::move(o.path_);
     base_ = std::exchange(o.base_, nullptr);
     map_bytes_ = std::exchange(o.map_bytes_, 0);
+    guard_ = std::exchange(o.guard_, -1);
     data_offset_ = o.data_offset_;
     version_ = o.version_;
     dtype_ = o.dtype_;
@@ -361,9 +426,16 @@ npy_reader& npy_reader::operator=(npy_reader&& o) noexcept {
 }
 
 void npy_reader::unmap() noexcept {
+  if (guard_ >= 0) guarded[std::size_t(guard_)].state.store(0);
+  guard_ = -1;
   if (base_) ::munmap(const_cast<std::byte*>(base_), map_bytes_);
   base_ = nullptr;
   map_bytes_ = 0;
+}
+
+void npy_reader::check_intact() const {
+  if (guard_ >= 0 && guarded[std::size_t(guard_)].shrunk.load())
+    fail(path_, "the file shrank while it was being read (truncated by another process?)");
 }
 
 void npy_reader::check_type(std::size_t bytes, bool floating) const {
@@ -374,6 +446,7 @@ void npy_reader::check_type(std::size_t bytes, bool floating) const {
 }
 
 void npy_reader::release(std::uint64_t first, std::uint64_t n) const {
+  check_intact();
   if (!base_ || n == 0) return;
   const auto page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
   const std::uint64_t size = npy_itemsize(dtype_);
@@ -415,6 +488,9 @@ void as_npy_error(F&& f) {
 }
 
 std::uint64_t data_bytes_of(const std::string& path, npy_dtype dtype, std::span<const std::uint64_t> shape) {
+  if (shape.size() > npy_max_write_dims)
+    fail(path, "cannot write: " + std::to_string(shape.size()) + " dimensions (NumPy 1.x loads at most " +
+                   std::to_string(npy_max_write_dims) + ")");
   std::uint64_t n = npy_itemsize(dtype);
   for (auto d : shape)
     if (__builtin_mul_overflow(n, d, &n)) fail(path, "cannot write: shape too large");
@@ -467,6 +543,11 @@ void for_each_chunk(const npy_reader& in, const format* codes, const std::functi
         const std::size_t n = std::size_t(std::min<std::uint64_t>(chunk, in.size() - lo));
         const auto decoded = [&](auto words, const format& f) {
           buf.resize(n);
+          try {
+            check_codes(words.subspan(lo, n), f, lo);
+          } catch (const std::invalid_argument& e) {
+            throw npy_error(in.path() + ": " + e.what());
+          }
           decode(words.subspan(lo, n), std::span<float>(buf), f);
           return std::span<const float>(buf);
         };
@@ -478,7 +559,7 @@ void for_each_chunk(const npy_reader& in, const format* codes, const std::functi
           case npy_dtype::u2: f32(decoded(in.values<std::uint16_t>(), *codes)); break;
           case npy_dtype::u4: f32(decoded(in.values<std::uint32_t>(), *codes)); break;
         }
-        in.release(lo, n);
+        in.release(lo, n);  // throws if the file shrank under this chunk
         if (done) done(n);
       } catch (...) {  // no exception may leave an OpenMP region: the first is rethrown after it
         const std::lock_guard lock(m);

@@ -164,7 +164,12 @@ std::vector<format> parse_formats(std::string_view names, std::string_view what)
   std::vector<format> out;
   for (std::size_t at = 0; at <= names.size();) {
     const std::size_t comma = std::min(names.find(',', at), names.size());
-    out.push_back(parse_format(names.substr(at, comma - at), what));
+    const format f = parse_format(names.substr(at, comma - at), what);
+    // Each at most once: a list naming one format 20,000 times (times the scales) ended in a
+    // bare std::bad_alloc; the distinct formats are few (the built-ins).
+    for (const format& g : out)
+      if (std::string_view(g.name) == f.name) fail(what, "format " + quoted(f.name) + " named twice");
+    out.push_back(f);
     at = comma + 1;
   }
   return out;

@@ -1,5 +1,7 @@
 #include "fpscope/output.hpp"
 
+#include "fpscope/input.hpp"  // file_kind
+
 #include <fcntl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -40,16 +42,6 @@ std::optional<struct stat> stat_of(const std::string& path, bool follow) {
   struct stat st {};
   if ((follow ? ::stat(path.c_str(), &st) : ::lstat(path.c_str(), &st)) != 0) return std::nullopt;
   return st;
-}
-
-const char* kind_name(mode_t m) {
-  if (S_ISDIR(m)) return "a directory";
-  if (S_ISCHR(m)) return "a character device";
-  if (S_ISBLK(m)) return "a block device";
-  if (S_ISFIFO(m)) return "a FIFO";
-  if (S_ISSOCK(m)) return "a socket";
-  if (S_ISLNK(m)) return "a symbolic link";
-  return "not a regular file";
 }
 
 std::string directory_of(const std::string& path) {
@@ -141,7 +133,7 @@ output_file::output_file(std::string path, const output_options& opt) : path_(st
   if (const auto st = stat_of(target_, true)) {
     if (S_ISDIR(st->st_mode)) refuse(path_, target_ == path_ ? "is a directory" : "links to a directory, " + target_);
     if (!S_ISREG(st->st_mode))
-      refuse(path_, std::string(target_ == path_ ? "" : "links to " + target_ + ", ") + kind_name(st->st_mode) +
+      refuse(path_, std::string(target_ == path_ ? "" : "links to " + target_ + ", ") + file_kind(st->st_mode) +
                         ", not a regular file");
     for (const auto& in : opt.inputs)
       if (const auto i = stat_of(in, true); i && i->st_dev == st->st_dev && i->st_ino == st->st_ino)
@@ -246,7 +238,7 @@ void output_file::link_into_place() {
   // appeared since the constructor's check is still refused.
   if (const auto st = stat_of(target_, false); st && !S_ISREG(st->st_mode)) {
     abandon();
-    refuse(path_, std::string(kind_name(st->st_mode)) + " appeared there while writing, not a regular file");
+    refuse(path_, std::string(file_kind(st->st_mode)) + " appeared there while writing, not a regular file");
   }
   for (int tries = 0; temp_.empty(); ++tries) {
     std::string name = target_ + ".tmp." + random_suffix();

@@ -1,10 +1,10 @@
 // The trace reader: opens and checks a trace (docs/trace.md), reads steps' metadata, values and
 // histograms. The stored chunks values_parallel decodes itself are trace_chunks.cpp's.
 #include <hdf5.h>
+#include <sys/stat.h>
 
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
 #include <memory>
 #include <optional>
 #include <string>
@@ -13,6 +13,7 @@
 
 #include "fpscope/convert.hpp"
 #include "fpscope/histogram.hpp"
+#include "fpscope/input.hpp"
 #include "fpscope/trace.hpp"
 #include "trace_chunks.hpp"
 #include "trace_hdf5.hpp"
@@ -22,36 +23,99 @@ using namespace trace_detail;
 
 namespace {
 
-// Whether the bytes stored for a dataset cover its shape. libhdf5 1.10 does not check this: it
-// copies a whole chunk (or the whole compact data) out of a shorter buffer (an over-read the
-// fuzzer found under ASan). Chunks that pass through a size-changing filter (deflate) are
-// checked by the filter itself or, on the raw path, by values_parallel.
-bool stored_sizes_ok(hid_t ds, hid_t dcpl) {
+// The most a stored chunk can expand through the filters the reader accepts: deflate's limit
+// (zlib's format cannot inflate more than 1032:1, "zlib technical details"), plus slack for
+// headers; shuffle and fletcher32 do not shrink data.
+constexpr std::uint64_t max_expansion = 1032;
+
+// Why the bytes stored for a dataset cannot be its declared contents, or "" when they can. Every
+// allocation and loop the reader makes is bounded by what this admits: a dataset's declared size
+// must be stored (every chunk allocated: an unwritten chunk would read as fill values, and a
+// 22 KB file declaring 2^40 of them took hours to read), within the file's actual size (fstat,
+// not the superblock's claim, which HDF5's sec2 driver pads with zeros), each filtered chunk
+// no smaller than deflate can inflate to its size, and the chunks together no larger than the
+// file. libhdf5 1.10 checks none of this; it also copies a whole chunk (or the whole compact
+// data) out of a shorter buffer (an over-read the fuzzer found under ASan).
+std::string storage_problem(hid_t ds, hid_t dcpl) {
   const id type(H5Dget_type(ds), H5Tclose), space(H5Dget_space(ds), H5Sclose);
   const std::size_t size = H5Tget_size(type);
   const hssize_t points = H5Sget_simple_extent_npoints(space);
-  if (size == 0 || points < 0) return false;
+  if (size == 0 || points < 0) return "unreadable type or shape";
+  std::uint64_t declared = 0;
+  if (__builtin_mul_overflow(std::uint64_t(points), std::uint64_t(size), &declared)) return "absurd size";
+  // The file as it is (sec2, the only driver the reader opens with): its size and where HDF5's
+  // address 0 lies in it (the user block).
+  std::optional<std::uint64_t> file_end;
+  std::uint64_t base = 0;
+  {
+    const id file(H5Iget_file_id(ds), H5Fclose);
+    struct stat st {};
+    if (const auto f = file.ok() ? stored_file_of(file) : std::nullopt; f && ::fstat(f->fd, &st) == 0)
+      file_end = std::uint64_t(st.st_size), base = f->base;
+  }
+  const auto stored = [&](std::uint64_t n) { return std::to_string(n) + " bytes stored"; };
+  const std::string wants = "declares " + std::to_string(points) + " values (" + std::to_string(declared) + " bytes)";
+  const auto outside = [&](haddr_t addr, std::uint64_t n) {
+    std::uint64_t end = 0;
+    return file_end && (__builtin_add_overflow(std::uint64_t(addr), base, &end) ||
+                        __builtin_add_overflow(end, n, &end) || end > *file_end);
+  };
   switch (H5Pget_layout(dcpl)) {
-    case H5D_COMPACT: return H5Dget_storage_size(ds) >= hsize_t(points) * size;
+    case H5D_COMPACT: {
+      const hsize_t have = H5Dget_storage_size(ds);
+      return have >= declared ? "" : wants + " but has " + stored(have);
+    }
+    case H5D_CONTIGUOUS: {
+      if (declared == 0) return "";
+      const haddr_t addr = H5Dget_offset(ds);
+      if (addr == HADDR_UNDEF) return wants + " but stores none of them";
+      if (outside(addr, declared))
+        return wants + " at offset " + std::to_string(addr) + ", beyond the file's " + std::to_string(*file_end) +
+               " bytes stored";
+      return "";
+    }
     case H5D_CHUNKED: {
-      for (const H5Z_filter_t f : filters(dcpl).value_or(std::vector<H5Z_filter_t>{}))
-        if (f != H5Z_FILTER_SHUFFLE) return true;
       hsize_t chunk = 0, len = 0;
-      if (H5Sget_simple_extent_ndims(space) != 1) return true;  // not a trace's: refused elsewhere
-      if (H5Pget_chunk(dcpl, 1, &chunk) != 1 || chunk == 0) return false;
+      if (H5Sget_simple_extent_ndims(space) != 1) return "";  // not a trace's: refused elsewhere
+      if (H5Pget_chunk(dcpl, 1, &chunk) != 1 || chunk == 0) return "unreadable chunk size";
       H5Sget_simple_extent_dims(space, &len, nullptr);
+      const auto pipeline = filters(dcpl);
+      if (!pipeline) return "unreadable filter pipeline";
+      bool filtered = false;
+      for (const H5Z_filter_t f : *pipeline) {
+        if (f != H5Z_FILTER_SHUFFLE && f != H5Z_FILTER_DEFLATE && f != H5Z_FILTER_FLETCHER32)
+          return "uses HDF5 filter " + std::to_string(f) + " (fpscope reads shuffle, deflate and fletcher32 only)";
+        filtered = true;
+      }
+      // Every chunk stored, counted from the chunk index (whose size the file bounds) before
+      // any loop over the chunks the extent declares.
+      const std::uint64_t needed = len / chunk + (len % chunk != 0);
+      hsize_t allocated = 0;
+      if (H5Dget_num_chunks(ds, space, &allocated) < 0) return "unreadable chunk index";
+      if (allocated != needed)
+        return wants + " in " + std::to_string(needed) + " chunks, but " + std::to_string(allocated) +
+               " are stored";
+      const std::uint64_t whole = std::uint64_t(chunk) * size;
+      std::uint64_t total = 0;
       for (hsize_t at = 0; at < len; at += chunk) {
         // By coordinate: the size the chunk index records (H5Dget_chunk_storage_size reports
         // the chunk's nominal size for unfiltered chunks, whatever is stored).
         unsigned mask = 0;
         haddr_t addr = 0;
-        hsize_t stored = 0;
-        if (H5Dget_chunk_info_by_coord(ds, &at, &mask, &addr, &stored) < 0) return false;
-        if (addr != HADDR_UNDEF && stored != chunk * size) return false;  // undefined: never written
+        hsize_t have = 0;
+        if (H5Dget_chunk_info_by_coord(ds, &at, &mask, &addr, &have) < 0) return "unreadable chunk index";
+        if (addr == HADDR_UNDEF) return wants + " but its chunk at " + std::to_string(at) + " is not stored";
+        if (filtered ? have == 0 || whole / max_expansion > have : have != whole)
+          return "chunk at " + std::to_string(at) + " of " + std::to_string(whole) + " bytes has " + stored(have);
+        if (outside(addr, have)) return "chunk at " + std::to_string(at) + " lies beyond the end of the file";
+        total += have;
       }
-      return true;
+      if (file_end && total > *file_end)
+        return wants + " but its chunks add up to " + std::to_string(total) + " bytes, more than the file's " +
+               std::to_string(*file_end);
+      return "";
     }
-    default: return true;  // contiguous: HDF5 reads the file, which it checks against its end
+    default: return "";
   }
 }
 
@@ -81,7 +145,7 @@ class context {
     const id dcpl(H5Dget_create_plist(d), H5Pclose);
     if (H5Pget_layout(dcpl) == H5D_VIRTUAL) fail("'" + name + "' is a virtual dataset: refused");
     if (H5Pget_external_count(dcpl) != 0) fail("'" + name + "' has external storage: refused");
-    if (!stored_sizes_ok(d, dcpl)) fail("'" + name + "' is corrupt (stored data shorter than its shape)");
+    if (const std::string why = storage_problem(d, dcpl); !why.empty()) fail("'" + name + "' is corrupt: " + why);
     return d;
   }
   id attribute(hid_t obj, const char* name) const {
@@ -197,8 +261,12 @@ struct trace_reader::handle {
 trace_reader::trace_reader(const std::string& path) : path_(path), h_(std::make_unique<handle>()) {
   quiet_hdf5();
   const context c(path);
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec)) c.fail("no such file");
+  try {
+    const input_file in(path);  // a FIFO never blocks us, and only a regular file is a trace
+    if (in.size() == 0) c.fail("not an HDF5 file (empty file)");
+  } catch (const input_error& e) {
+    throw trace_error(e.what());
+  }
   if (H5Fis_hdf5(path.c_str()) <= 0) c.fail("not an HDF5 file");
   const id fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
   H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG);

@@ -567,7 +567,7 @@ TEST_CASE("trace: bad files are one-line errors naming the file", "[trace]") {
   const fs::path text = scratch("text.h5");
   std::ofstream(text) << "not hdf5\n";
   expect_error(text, "not an HDF5 file");
-  expect_error(scratch("absent.h5"), "no such file");
+  expect_error(scratch("absent.h5"), "No such file or directory");
 
   // Truncated: the first half of a valid file.
   const fs::path whole = small_trace("whole.h5"), half = scratch("half.h5");

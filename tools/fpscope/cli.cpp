@@ -146,6 +146,11 @@ namespace {
 
 }  // namespace
 
+void flush_stdout() {
+  // errno is the failed write's (the flush's, or an earlier one that set the error flag).
+  if (std::fflush(stdout) != 0 || std::ferror(stdout)) stdout_failed(errno ? errno : EIO);
+}
+
 int printing(const std::function<int()>& body) {
   int status = 0;
   try {
@@ -154,8 +159,7 @@ int printing(const std::function<int()>& body) {
     if (!std::ferror(stdout)) throw;
     stdout_failed(e.code().value());
   }
-  // errno is the failed write's (the flush's, or an earlier one that set the error flag).
-  if (std::fflush(stdout) != 0 || std::ferror(stdout)) stdout_failed(errno ? errno : EIO);
+  flush_stdout();
   return status;
 }
 

@@ -39,6 +39,9 @@ void report(const char* what) noexcept;
 /// process by SIGPIPE instead, quietly, as any Unix tool writing to a closed pipe.
 int printing(const std::function<int()>& body);
 
+/// Flushes stdout mid-run (a streaming subcommand), failing as printing() does.
+void flush_stdout();
+
 /// Runs `body` (which prints its output at its end) in a worker process that a crash or hang of
 /// libhdf5 on `file` cannot take down (fpscope/contain.hpp's run_contained, whose heartbeat()
 /// the reading code calls); returns body's exit status. Errors come back as exceptions.

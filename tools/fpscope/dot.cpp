@@ -41,6 +41,7 @@ std::vector<double> load_as(const std::string& path, const format& f, std::vecto
     }
     v[i] = decode(encode(x, f, p), f);
   }
+  in.check_intact();  // not a truncated file's zeros
   return v;
 }
 
@@ -65,36 +66,70 @@ int run(const dot_options& o) {
   if (k != kb)
     throw usage_error(fmt::format("shapes {} and {} do not chain: {} != {}", npy_shape_string(sa),
                                   npy_shape_string(sb), k, kb));
-  nlohmann::json results = nlohmann::json::array();
+  // The result's size is bounded before any work (two 128-byte files can declare 4e10 results),
+  // and results are printed as they come, never held.
+  std::uint64_t results = 0;
+  const bool beyond = __builtin_mul_overflow(m, n, &results);
+  if (beyond || results > max_dot_results)
+    throw std::runtime_error(fmt::format("{} x {}: the result has {} x {} = {} values, over dot's limit of {} (2^24): "
+                                         "dot checks small products in detail; take a slice",
+                                         o.a, o.b, m, n, beyond ? std::string("2^64 or more") : std::to_string(results),
+                                         max_dot_results));
   std::vector<double> col(k);
+  // Maxima over the results whose error exists; `undefined` counts the others (inf or NaN
+  // inputs: no exact value; or a NaN result), whose errors are NaN. An overflow to inf from
+  // finite inputs is an infinite error, and the maxima say inf.
   double worst_rel = 0, worst_ulp = 0;
-  std::vector<std::string> rows;
-  for (std::uint64_t i = 0; i < m; ++i)
-    for (std::uint64_t j = 0; j < n; ++j) {
-      for (std::uint64_t t = 0; t < k; ++t) col[t] = b[t * n + j];
-      const dot_result r = dot(std::span<const double>(a.data() + i * k, k), col, acc);
-      worst_rel = std::max(worst_rel, std::fabs(r.rel_error));
-      worst_ulp = std::max(worst_ulp, std::fabs(r.ulp_error));
-      results.push_back({{"index", {i, j}}, {"value", r.value}, {"exact", r.exact}, {"abs_error", r.abs_error},
-                         {"rel_error", r.rel_error}, {"ulp_error", r.ulp_error}});
-      if (rows.size() < 20)
-        rows.push_back(fmt::format("  [{},{}]  {:<24.17g} {:<24.17g} {:<12.4g} {:<12.4g} {:.4g}", i, j, r.value,
-                                   r.exact, r.abs_error, r.rel_error, r.ulp_error));
-    }
+  std::uint64_t undefined = 0;
+  const auto each = [&](auto&& print) {
+    for (std::uint64_t i = 0; i < m; ++i)
+      for (std::uint64_t j = 0; j < n; ++j) {
+        for (std::uint64_t t = 0; t < k; ++t) col[t] = b[t * n + j];
+        const dot_result r = dot(std::span<const double>(a.data() + i * k, k), col, acc);
+        if (std::isnan(r.rel_error)) {
+          ++undefined;
+        } else {
+          worst_rel = std::max(worst_rel, std::fabs(r.rel_error));
+          worst_ulp = std::max(worst_ulp, std::fabs(r.ulp_error));
+        }
+        print(i, j, r);
+      }
+  };
+  // With no result that has an error, the maxima are NaN too, not 0.
+  const auto worst = [&](double w) { return results > 0 && undefined == results ? NAN : w; };
   if (o.json) {
-    nlohmann::json out{{"format", f.name},           {"accumulator", describe(acc)},
-                       {"k", k},                      {"shape", {m, n}},
-                       {"max_abs_rel_error", worst_rel}, {"max_abs_ulp_error", worst_ulp},
-                       {"results", results}};
-    fmt::print("{}\n", out.dump(2));
+    // One result a line, streamed; JSON has no inf or NaN: those values are null.
+    const auto num = [](double v) { return nlohmann::json(v).dump(); };
+    fmt::print("{{\n  \"format\": {},\n  \"accumulator\": {},\n  \"k\": {},\n  \"shape\": [{}, {}],\n  \"results\": [",
+               nlohmann::json(f.name).dump(), nlohmann::json(describe(acc)).dump(), k, m, n);
+    bool first = true;
+    each([&](std::uint64_t i, std::uint64_t j, const dot_result& r) {
+      fmt::print("{}\n    {{\"index\": [{}, {}], \"value\": {}, \"exact\": {}, \"abs_error\": {}, \"rel_error\": {}, "
+                 "\"ulp_error\": {}}}",
+                 first ? "" : ",", i, j, num(r.value), num(r.exact), num(r.abs_error), num(r.rel_error),
+                 num(r.ulp_error));
+      first = false;
+    });
+    fmt::print("{}],\n  \"max_abs_rel_error\": {},\n  \"max_abs_ulp_error\": {},\n  \"undefined_errors\": {}\n}}\n",
+               first ? "" : "\n  ", num(worst(worst_rel)), num(worst(worst_ulp)),
+               undefined);
     return exit_ok;
   }
   fmt::print("{} x {}: inputs in {}, {} products per result, accumulator {}\n", o.a, o.b, f.name, k, describe(acc));
   fmt::print("  {:<7} {:<24} {:<24} {:<12} {:<12} {}\n", "index", "value", "exact", "abs error", "rel error",
              "ulps (acc)");
-  for (const auto& r : rows) fmt::print("{}\n", r);
-  if (m * n > rows.size()) fmt::print("  ... {} more (use --json for all)\n", m * n - rows.size());
-  fmt::print("max |rel error| {:.4g}, max |ulp error| {:.4g}\n", worst_rel, worst_ulp);
+  std::uint64_t shown = 0;
+  each([&](std::uint64_t i, std::uint64_t j, const dot_result& r) {
+    if (shown++ < 20)
+      fmt::print("  [{},{}]  {:<24.17g} {:<24.17g} {:<12.4g} {:<12.4g} {:.4g}\n", i, j, r.value, r.exact, r.abs_error,
+                 r.rel_error, r.ulp_error);
+  });
+  if (results > 20) fmt::print("  ... {} more (use --json for all)\n", results - 20);
+  std::string summary = fmt::format("max |rel error| {:.4g}, max |ulp error| {:.4g}", worst(worst_rel), worst(worst_ulp));
+  if (undefined)
+    summary += fmt::format(" ({} result{} no exact value: inf or NaN inputs, or a NaN result)", undefined,
+                           undefined == 1 ? " has" : "s have");
+  fmt::print("{}\n", summary);
   return exit_ok;
 }
 
@@ -118,6 +153,11 @@ runner setup(CLI::App& app) {
       "nearest-even) to a total every K products and restarted, as FP8 GEMM kernels that\n"
       "promote every 128 elements do. Errors are against the exact sum (Boost integers):\n"
       "value - exact, relative, and in units of the accumulator's last place at |exact|.\n"
+      "A sum of finite products that overflows the accumulator to inf has an infinite error;\n"
+      "with inf or NaN inputs there is no exact value and the errors are nan. The summary's\n"
+      "maxima are over the results with an error, and it counts those without (JSON:\n"
+      "undefined_errors; inf and nan are null in JSON). At most 2^24 results (m x n) per run:\n"
+      "larger products are refused before any work. Results are printed as they come.\n"
       "\n"
       "Examples:\n"
       "  fpscope dot x.npy y.npy --format e4m3 --acc bits:14            # Hopper-like FP8 accumulation\n"

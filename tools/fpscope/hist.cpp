@@ -20,6 +20,7 @@
 #include "fpscope/counting.hpp"
 #include "fpscope/contain.hpp"
 #include "fpscope/histogram.hpp"
+#include "fpscope/input.hpp"
 #include "fpscope/npy.hpp"
 #include "fpscope/trace.hpp"
 #include "hist_view.hpp"
@@ -91,16 +92,6 @@ template <class F>
 void each_histogram(const loaded& t, F&& f) {
   for (const auto& [s, tt] : t.parts)
     if (!tt->has_values) f(t.trace->histogram(*s, *tt)), heartbeat();
-}
-
-// Whether a file starts with HDF5's signature (a trace), rather than .npy's.
-bool is_hdf5(const std::string& path) {
-  char sig[8] = {};
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) return false;
-  const bool yes = std::fread(sig, 1, 8, f) == 8 && std::memcmp(sig, "\x89HDF\r\n\x1a\n", 8) == 0;
-  std::fclose(f);
-  return yes;
 }
 
 // A trace's steps in [first, last] (metadata only), and one input per tensor name, in order of
@@ -189,7 +180,7 @@ int run(const hist_options& o) {
   std::uint64_t total_values = 0, total_bytes = 0;
   const step_range range = parse_steps(o.steps);
   for (const auto& p : o.inputs) {
-    if (is_hdf5(p)) {
+    if (sniff_input(p) == input_kind::hdf5) {  // refuses a FIFO or a directory, never blocks
       for (auto& t : open_trace(traces.emplace_back(), p, range)) tensors.push_back(std::move(t));
       continue;
     }
@@ -403,7 +394,8 @@ runner setup(CLI::App& app) {
       "libhdf5 too, see fpscope replay --help); 2 usage error.");
   return [o] {
     // Traces are read in a worker process that a libhdf5 crash or hang cannot take down.
-    const auto trace = std::find_if(o->inputs.begin(), o->inputs.end(), is_hdf5);
+    const auto trace = std::find_if(o->inputs.begin(), o->inputs.end(),
+                                    [](const std::string& p) { return sniff_input(p) == input_kind::hdf5; });
     if (trace == o->inputs.end()) return run(*o);
     return contained(*trace, [&] { return run(*o); });
   };

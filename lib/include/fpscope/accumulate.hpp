@@ -49,7 +49,14 @@ struct dot_result {
 
 /// sum_i a[i] * b[i] with a[i], b[i] values of an input format of at most 26 significand bits
 /// (so every product is exact in binary64), accumulated in order by `acc`. NaN/inf inputs
-/// propagate as IEEE arithmetic does; their error fields are NaN.
+/// propagate as IEEE arithmetic does; they have no exact value (NaN) and their error fields are
+/// NaN, as are a NaN result's. A sum of finite products that overflows the accumulator to +-inf
+/// has its exact value and errors of +-inf.
 dot_result dot(std::span<const double> a, std::span<const double> b, const accumulator& acc);
+
+/// The most results (m x n) one matrix product of `fpscope dot` computes: 2^24, a 4096 x 4096
+/// product. Larger results are refused before any work: dot checks small products in detail,
+/// and each result is an exact sum.
+inline constexpr std::uint64_t max_dot_results = std::uint64_t{1} << 24;
 
 }  // namespace fpscope

@@ -18,7 +18,7 @@ inline constexpr std::size_t arith_parallel_threshold = std::size_t{1} << 19;
 /// out[i] = apply(o, a[i], b[i], c[i], f, p, opt.first_index + i) for every i. `b` is unused
 /// (may be empty) for sqrt, `c` for every operation but fma. Codes are f.storage_bytes()-wide
 /// words; `opt.scale` must be 1. Throws std::invalid_argument on a size, width or scale
-/// mismatch. IEEE flags come from the scalar API only.
+/// mismatch, or a code wider than the format (check_codes, convert.hpp). IEEE flags come from the scalar API only.
 template <class W>
 void apply(op o, std::span<const W> a, std::span<const W> b, std::span<const W> c, std::span<W> out,
            const format& f, const policy& p = {}, const bulk_options& opt = {});

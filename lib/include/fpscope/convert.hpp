@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
 #include <string_view>
 
 #include "fpscope/detail/round_pack.hpp"
@@ -79,7 +80,18 @@ template <class Out>
 void encode(std::span<const double> in, std::span<Out> out, const format& f, const policy& p = {},
             const bulk_options& o = {});
 
-/// Bulk codes -> exact float32 / float64 values.
+/// "code 0x10 does not fit in e2m1 (4 bits: 0x0 to 0xf)": what every check of a code's width says.
+std::string code_does_not_fit(std::uint32_t code, const format& f);
+
+/// Throws std::invalid_argument, code_does_not_fit(...) + " (element I)" (I counted from
+/// `first_index`), at the first code with a bit set above the format's width (an e2m1 code in a
+/// uint8 above 0xf, a tf32 code in a uint32 above 0x7ffff). Such codes are refused, never masked:
+/// the bulk decode and arithmetic check their operands with it, as calc and cast check theirs.
+template <class W>
+void check_codes(std::span<const W> codes, const format& f, std::uint64_t first_index = 0);
+
+/// Bulk codes -> exact float32 / float64 values. Throws std::invalid_argument on a size mismatch
+/// or a code wider than the format (check_codes).
 template <class In>
 void decode(std::span<const In> in, std::span<float> out, const format& f);
 template <class In>

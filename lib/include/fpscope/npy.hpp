@@ -39,8 +39,17 @@ npy_dtype npy_uint_dtype(int bytes);
 /// "(3, 4)", "(5,)", "()".
 std::string npy_shape_string(std::span<const std::uint64_t> shape);
 
+/// The most dimensions an .npy file may have: NumPy 2.x reads and writes at most 64 (NPY_MAXDIMS),
+/// NumPy 1.x at most 32; fpscope reads up to 64 and writes up to 32, so that every NumPy loads
+/// what it writes.
+inline constexpr std::size_t npy_max_read_dims = 64, npy_max_write_dims = 32;
+
 /// A read-only memory mapping of an .npy file. Files larger than memory work: pages come in
 /// on demand, and release() hands back the pages of a range already consumed.
+/// The file is opened as every input is (input.hpp: never blocking on a FIFO, regular files only).
+/// If another process truncates the file while it is mapped, reading a lost page gives zeros
+/// instead of killing the process with SIGBUS, and check_intact() throws from then on: whoever
+/// reads values() calls it (or release()) before trusting what was read.
 class npy_reader {
  public:
   /// Opens, maps and validates `path`; throws npy_error.
@@ -67,8 +76,13 @@ class npy_reader {
     return {reinterpret_cast<const T*>(data()), static_cast<std::size_t>(count_)};
   }
 
-  /// Tells the kernel the elements [first, first + n) are done with (their pages may go).
+  /// Tells the kernel the elements [first, first + n) are done with (their pages may go). First
+  /// calls check_intact(): a chunk is released once consumed, before its results are kept.
   void release(std::uint64_t first, std::uint64_t n) const;
+
+  /// Throws npy_error ("the file shrank while it was being read") if a read of the mapping found
+  /// a page the file had lost (truncated by another process): what was read is then not the file.
+  void check_intact() const;
 
  private:
   template <class T>
@@ -81,6 +95,7 @@ class npy_reader {
   std::string path_;
   const std::byte* base_ = nullptr;
   std::size_t map_bytes_ = 0;
+  int guard_ = -1;  // slot in the SIGBUS guard's table (npy.cpp), or -1
   std::size_t data_offset_ = 0;
   int version_ = 1;
   npy_dtype dtype_ = npy_dtype::f4;
@@ -96,7 +111,8 @@ class npy_reader {
 /// concurrently on `threads` OpenMP threads (0: all cores): float32 and float64 as stored,
 /// float16 widened exactly to float32, uint codes decoded to float32 as `codes` (which uint
 /// arrays need: npy_error without it). Each chunk's pages are handed back once it is done;
-/// `done(n)` (optional) hears of each chunk's n elements. The callbacks run concurrently; the
+/// `done(n)` (optional) hears of each chunk's n elements. Codes with bits above their format's
+/// width, and an input that shrinks while read, are npy_errors. The callbacks run concurrently; the
 /// first exception one throws is rethrown after every thread has stopped.
 void for_each_chunk(const npy_reader& in, const format* codes, const std::function<void(std::span<const float>)>& f32,
                     const std::function<void(std::span<const double>)>& f64, int threads = 0,

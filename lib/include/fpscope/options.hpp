@@ -79,7 +79,7 @@ step_range parse_steps(std::string_view text, std::string_view what = "--steps")
 // ---- names -------------------------------------------------------------------------------------
 
 format parse_format(std::string_view name, std::string_view what = "format");
-/// Comma-separated format names ("fp16,bf16,e4m3"), each as parse_format.
+/// Comma-separated format names ("fp16,bf16,e4m3"), each as parse_format, each at most once.
 std::vector<format> parse_formats(std::string_view names, std::string_view what = "--formats");
 rounding parse_rounding(std::string_view name, std::string_view what = "--rounding");
 profile parse_profile(std::string_view name, std::string_view what = "--profile");
