@@ -350,6 +350,11 @@ def _hdf5_library():
         with open("/proc/self/maps") as m:
             paths = {p for p in re.findall(r"(/\S+)$", m.read(), re.M)
                      if re.match(r"libhdf5[^/]*\.so", os.path.basename(p)) and "_hl" not in os.path.basename(p)}
+        # Two in one process when h5py brings its own (PyPI's wheel, in h5py.libs) and the fpscope
+        # module links the system's: h5py's is the one under h5py's own folders.
+        mine = {p for p in paths if p.startswith(os.path.dirname(os.path.dirname(h5py.__file__)) + os.sep + "h5py")}
+        if len(paths) > 1 and len(mine) == 1:
+            paths = mine
         if len(paths) != 1:
             return None
         lib = ctypes.CDLL(paths.pop())
