@@ -1,4 +1,4 @@
-"""fpscope_record: records the gradients of a PyTorch training loop into an fpscope trace.
+"""fpscope.record: records the gradients of a PyTorch training loop into an fpscope trace.
 
 A trace is an HDF5 file in the format of docs/trace.md (version 1): one group per recorded
 step, holding every tensor's attributes (dtype, shape, count, amax, zeros, infs, nans) and its
@@ -7,8 +7,8 @@ raw values, its exact bucket histogram (docs/hist.md, "The bucket histogram"), o
 
 Usage (call record() after loss.backward(), before the optimizer changes anything):
 
-    import sys; sys.path.insert(0, "tools/record")      # this folder
-    from fpscope_record import Recorder
+    from fpscope.record import Recorder     # pip install .; or, in a checkout,
+    # import sys; sys.path.insert(0, "tools/record"); from fpscope_record import Recorder
 
     with Recorder("run.h5", "MLP 64-128-64-10 on sklearn digits, Adam lr 1e-3, seed 0",
                   every=2, mode="both") as rec:
