@@ -26,7 +26,7 @@ build=${FPSCOPE_WHEEL_BUILD:-$here/build}  # the CMake build directory (ctest se
 # scikit-build-core and pybind11 >= 2.12 (pyproject.toml's build requirements) build the wheel
 # without build isolation, so with no fetch per run; the notebooks' kernel and plots.
 reqs=("torch>=2.7" "numpy>=2" "h5py>=3.7" "ml_dtypes>=0.5" "pytest" "scikit-build-core>=0.10" "pybind11>=2.12"
-      "ninja" "matplotlib" "nbformat" "nbclient" "ipykernel")
+      "ninja" "matplotlib" "nbformat" "nbclient" "nbconvert" "ipykernel")
 stamp=$pypi/.fpscope-requirements
 
 skip() { echo "wheel: SKIPPED: $*"; exit 77; }
@@ -65,6 +65,12 @@ cmd=${1:-}
 case "$cmd" in
   install)
     build=$(cd "${2:-$build}" && pwd)
+    # First out with the last run's package, so that no test runs on it when this one fails or
+    # is skipped.
+    for env in pypi debian; do
+      py=$(venv_python $env)
+      [ ! -x "$py" ] || "$py" -m pip uninstall -q -y fpscope >/dev/null 2>&1 || true
+    done
     pypi_environment
     t0=$SECONDS
     rm -rf "$build/wheel/dist"
@@ -82,11 +88,10 @@ case "$cmd" in
     whl=$(ls "$build"/wheel/dist/fpscope-*.whl)
     echo "wheel: built $(basename "$whl") in $((SECONDS - t0)) s"
     # The same wheel in both: one module for NumPy 1 and 2. pip checks the wheel's dependencies
-    # (numpy, h5py) against what each venv has, fetching nothing.
+    # (numpy) against what each venv has, fetching nothing.
     [ -x "$build/venv-debian/bin/python" ] || /usr/bin/python3 -m venv --system-site-packages "$build/venv-debian"
     for env in pypi debian; do
       py=$(venv_python $env)
-      "$py" -m pip uninstall -q -y fpscope >/dev/null 2>&1 || true
       "$py" -m pip install -q --disable-pip-version-check --no-index "$whl"
       echo "wheel: $env: $("$py" -c 'import importlib.metadata as m, numpy, h5py
 try:
