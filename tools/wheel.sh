@@ -77,10 +77,14 @@ case "$cmd" in
     # `pip wheel .` with the build tools .venv-pypi has; warnings are errors, as in the CMake
     # build; ccache with absolute paths (no base dir), so that objects compiled from the same
     # sources with the same flags in the main build are hits here.
+    # ccache hashes the compiler's name too, and the wheel's build would take Python's (sysconfig:
+    # x86_64-linux-gnu-g++): the main build's compiler, then.
     args=(-C "build-dir=$build/wheel/cmake" -C cmake.define.FPSCOPE_WERROR=ON)
     if command -v ccache >/dev/null && [ "${FPSCOPE_CCACHE:-1}" != 0 ]; then
       args+=(-C cmake.define.CMAKE_CXX_COMPILER_LAUNCHER=ccache -C cmake.define.CMAKE_C_COMPILER_LAUNCHER=ccache)
       export CCACHE_BASEDIR=
+      cxx=$(sed -n 's/^CMAKE_CXX_COMPILER:[A-Z]*=//p' "$build/CMakeCache.txt" 2>/dev/null || true)
+      [ -z "$cxx" ] || args+=(-C "cmake.define.CMAKE_CXX_COMPILER=$cxx")
     fi
     CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc 2>/dev/null || echo 2)} \
       "$pypi/bin/python" -m pip wheel -q --disable-pip-version-check --no-build-isolation --no-deps \
