@@ -5,7 +5,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-debs=(build-essential cmake pkg-config git
+debs=(build-essential cmake pkg-config git ccache
       libboost-dev libfmt-dev libhdf5-dev zlib1g-dev libdeflate-dev hdf5-tools catch2 libcli11-dev nlohmann-json3-dev
       libgomp1 pybind11-dev python3-dev python3-venv python3-pip
       python3-numpy python3-pytest python3-torch python3-h5py python3-sklearn libcairo2-dev
@@ -22,7 +22,9 @@ if ((${#missing[@]})); then
 fi
 
 # PyPI extras, pinned; --no-deps so pip never replaces Debian's numpy (torch 1.13 needs numpy 1.x).
-pypi=(ml_dtypes==0.5.4)
+# pybind11 >= 2.12 builds a module that reads NumPy 1 and 2 arrays (Debian 12's 2.10 reads only
+# NumPy 1's; lib/python/CMakeLists.txt takes this one first, Debian's where it is missing).
+pypi=(ml_dtypes==0.5.4 pybind11==3.1.0)
 venv="$here/.venv"
 [ -x "$venv/bin/python" ] || /usr/bin/python3 -m venv --system-site-packages "$venv"
 for spec in "${pypi[@]}"; do

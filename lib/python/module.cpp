@@ -73,6 +73,15 @@ py::dtype code_dtype(const format& f) {
 std::string dtype_name(const py::dtype& d) { return py::str(static_cast<const py::handle&>(d)).cast<std::string>(); }
 std::string dtype_name(const py::array& a) { return dtype_name(a.dtype()); }
 
+// dtypes compare by kind, size and byte order, never by object identity: equal dtypes need not
+// be one object (a dtype with metadata, one made by another library), and a big-endian array
+// of the right kind and size is not one this module can read as native numbers.
+bool has_dtype(const py::dtype& d, char kind, py::ssize_t size) {
+  return d.kind() == kind && d.itemsize() == size && (d.byteorder() == '=' || d.byteorder() == '|');
+}
+bool has_dtype(const py::dtype& d, const py::dtype& want) { return has_dtype(d, want.kind(), want.itemsize()); }
+bool is_dtype(const py::array& a, char kind, py::ssize_t size) { return has_dtype(a.dtype(), kind, size); }
+
 // A C-contiguous view of `a` (a copy only when `a` is not already contiguous).
 py::array contiguous(const py::array& a) {
   if (a.flags() & py::array::c_style) return a;
@@ -87,7 +96,7 @@ py::array output(const std::optional<py::array>& out, const py::dtype& dt, const
     return py::array(dt, shape);
   }
   const py::array& o = *out;
-  if (!o.dtype().is(dt))
+  if (!has_dtype(o.dtype(), dt))
     type_error("out has dtype " + dtype_name(o) + ", expected " + dtype_name(dt));
   if (o.size() != like.size())
     value_error("out has " + std::to_string(o.size()) + " elements, the input " + std::to_string(like.size()));
@@ -103,10 +112,6 @@ std::span<const T> span_of(const py::array& a) {
 template <class T>
 std::span<T> mutable_span_of(py::array& a) {
   return {static_cast<T*>(a.mutable_data()), static_cast<std::size_t>(a.size())};
-}
-
-bool is_dtype(const py::array& a, char kind, py::ssize_t size) {
-  return a.dtype().kind() == kind && a.itemsize() == size;
 }
 
 // Float input as float32 or float64; float16 widens exactly to float32 (a copy).
@@ -185,7 +190,7 @@ py::array decode_array(const py::array& bits_, const std::string& fmt, const std
                        const std::optional<py::array>& out_) {
   const format f = lookup_format(fmt);
   const py::array bits = contiguous(bits_);
-  if (!bits.dtype().is(code_dtype(f)))
+  if (!has_dtype(bits.dtype(), code_dtype(f)))
     type_error("decode of " + std::string(f.name) + " needs " + dtype_name(code_dtype(f)) +
                " codes, got dtype " + dtype_name(bits));
   bool single;
@@ -207,7 +212,7 @@ py::array decode_array(const py::array& bits_, const std::string& fmt, const std
 py::array classify_array(const py::array& bits_, const std::string& fmt) {
   const format f = lookup_format(fmt);
   const py::array bits = contiguous(bits_);
-  if (!bits.dtype().is(code_dtype(f)))
+  if (!has_dtype(bits.dtype(), code_dtype(f)))
     type_error("classify of " + std::string(f.name) + " needs " + dtype_name(code_dtype(f)) +
                " codes, got dtype " + dtype_name(bits));
   switch (f.storage_bytes()) {  // codes wider than the format: ValueError, as decode and apply
@@ -267,7 +272,7 @@ py::array apply_array(const std::string& op_name, const py::object& a, const py:
     if (has) ops.push_back(asarray(*given[i]));
   }
   for (std::size_t i = 0; i < ops.size(); ++i)
-    if (!ops[i].dtype().is(code_dtype(f)))
+    if (!has_dtype(ops[i].dtype(), code_dtype(f)))
       type_error(std::string(spec->name) + " of " + f.name + " needs " + dtype_name(code_dtype(f)) + " codes, operand " +
                  std::to_string(i + 1) + " has dtype " + dtype_name(ops[i]));
   // NumPy broadcasting, then C-contiguous copies where the views are not.
@@ -772,6 +777,13 @@ class writer {
 
 PYBIND11_MODULE(_fpscope, m) {
   m.doc() = "fpscope: bit-exact low-precision floating point (C++ core)";
+#if PYBIND11_VERSION_MAJOR == 2 && PYBIND11_VERSION_MINOR < 12
+  // Built with a pybind11 that predates NumPy 2 (Debian 12's 2.10, where PyPI's was not at hand,
+  // lib/python/CMakeLists.txt): it would misread every NumPy 2 array's dtype. Say so, at once.
+  if (py::module_::import("numpy").attr("__version__").cast<std::string>().rfind("1.", 0) != 0)
+    throw py::import_error("fpscope: this module was built with pybind11 " PYBIND11_TOSTRING(PYBIND11_VERSION_MAJOR) "." PYBIND11_TOSTRING(
+        PYBIND11_VERSION_MINOR) ", which cannot read NumPy 2 arrays; rebuild it with pybind11 >= 2.12 (pip install pybind11, or pip install .)");
+#endif
   // A bad trace, or one that crashes or hangs libhdf5 in the worker: ValueError, as a bad value.
   py::register_exception_translator([](std::exception_ptr p) {
     try {

@@ -1,16 +1,61 @@
-# Configure, build and run the consumer project (cmake -P script; ctest runs it).
+# Configure, build and run the consumer project (cmake -P script; ctest runs it), finding fpscope
+# in fpscope_DIR (a build tree) or, given PREFIX, after `cmake --install BUILD --prefix PREFIX`
+# in that prefix alone. With PYTHON too, the Python package installed there (--component python)
+# is imported from the prefix and runs the prefix's CLI.
 file(REMOVE_RECURSE ${BIN})
-foreach(step configure build run)
-  if(step STREQUAL configure)
+set(steps configure build run)
+if(PREFIX)
+  file(REMOVE_RECURSE ${PREFIX})
+  list(PREPEND steps install)
+  if(PYTHON)
+    list(APPEND steps python)
+  endif()
+endif()
+foreach(step ${steps})
+  if(step STREQUAL install)
+    set(cmd ${CMAKE_COMMAND} --install ${BUILD} --prefix ${PREFIX})
+  elseif(step STREQUAL configure AND PREFIX)
+    # CMAKE_FIND_USE_PACKAGE_REGISTRY off: only the prefix may answer.
+    set(cmd ${CMAKE_COMMAND} -S ${SRC} -B ${BIN} -DCMAKE_CXX_COMPILER=${CXX} -DCMAKE_PREFIX_PATH=${PREFIX}
+            -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF)
+  elseif(step STREQUAL configure)
     set(cmd ${CMAKE_COMMAND} -S ${SRC} -B ${BIN} -DCMAKE_CXX_COMPILER=${CXX} -Dfpscope_DIR=${fpscope_DIR})
   elseif(step STREQUAL build)
     set(cmd ${CMAKE_COMMAND} --build ${BIN})
-  else()
+  elseif(step STREQUAL run)
     set(cmd ${BIN}/consumer)
+  else()
+    # The component python, into the same prefix; the package's fpscope.cli() finds the CLI on
+    # PATH, so PATH holds the prefix's bin alone (and the interpreter's folder is not needed).
+    execute_process(COMMAND ${CMAKE_COMMAND} --install ${BUILD} --prefix ${PREFIX} --component python
+                    RESULT_VARIABLE rc)
+    if(NOT rc EQUAL 0)
+      message(FATAL_ERROR "consumer: cmake --install --component python failed (${rc})")
+    endif()
+    file(GLOB_RECURSE init ${PREFIX}/*.py)
+    list(FILTER init INCLUDE REGEX "/fpscope/__init__\\.py$")
+    list(LENGTH init n)
+    if(NOT n EQUAL 1)
+      message(FATAL_ERROR "consumer: --component python installed ${n} fpscope packages under ${PREFIX}: ${init}")
+    endif()
+    get_filename_component(site ${init} DIRECTORY)
+    get_filename_component(site ${site} DIRECTORY)
+    set(cmd ${CMAKE_COMMAND} -E env --unset=FPSCOPE_BIN PYTHONPATH=${site} PATH=${PREFIX}/bin
+            ${PYTHON} -c "import fpscope\nassert fpscope.__file__.startswith('${PREFIX}/'), fpscope.__file__\nprint('consumer: python', fpscope.cli('--version').stdout.strip(), fpscope.format('e4m3').max_finite)")
   endif()
   execute_process(COMMAND ${cmd} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
   message("${out}${err}")
   if(NOT rc EQUAL 0)
     message(FATAL_ERROR "consumer ${step} failed (${rc})")
   endif()
+  if(step STREQUAL configure AND PREFIX)
+    # The config found must be the prefix's, as the consumer's cache records it.
+    file(STRINGS ${BIN}/CMakeCache.txt found REGEX "^fpscope_DIR:")
+    if(NOT found MATCHES "=${PREFIX}/")
+      message(FATAL_ERROR "consumer: found fpscope outside the prefix: ${found}")
+    endif()
+  endif()
 endforeach()
+# Every step ran and passed (ctest matches this line, not the exit code alone).
+string(REPLACE ";" " " steps "${steps}")
+message("consume: ${steps}: ok")

@@ -4,7 +4,8 @@ The numbers come from the C++ library (the `_fpscope` extension built next to th
 this process: conversion, arithmetic, class counts, the power-of-two sweep with the scales to use
 (`sweep`, `recommend`), and the replay engine (`replay`, which reads the trace in a worker process
 so that a hostile file cannot crash or hang Python). This package adds a `Format` view of the
-format properties.
+format properties, the trace recorder for PyTorch loops (`fpscope.record`, imported on its own:
+it needs h5py) and, installed with pip, the `fpscope` command (fpscope/bin, `_cli.py`).
 
     import fpscope
     fpscope.cast(1.2e-7, "fp16")          # (2, 1.1920928955078125e-07, {...flags})
@@ -102,10 +103,14 @@ def format(name: str) -> Format:  # noqa: A001  (the natural name; shadows the b
 
 
 def _find_cli() -> str:
-    """The fpscope binary: $FPSCOPE_BIN, else the build tree this package sits in, else PATH."""
+    """The fpscope binary: $FPSCOPE_BIN, else the one installed with this package (a wheel's
+    fpscope/bin), else the build tree this package sits in, else PATH."""
     env = os.environ.get("FPSCOPE_BIN")
     if env:
         return env
+    installed = Path(__file__).resolve().parent / "bin" / "fpscope"
+    if installed.is_file():
+        return str(installed)
     # The package is built into <build>/lib/python/fpscope; the CLI into <build>/tools/fpscope.
     built = Path(__file__).resolve().parents[3] / "tools" / "fpscope" / "fpscope"
     if built.is_file():
