@@ -24,8 +24,9 @@ pypi=${FPSCOPE_PYPI_VENV:-$here/.venv-pypi}
 build=${FPSCOPE_WHEEL_BUILD:-$here/build}  # the CMake build directory (ctest sets it)
 # What .venv-pypi holds, with the bounds that matter: torch >= 2.7 (MMA-Sim), NumPy 2;
 # scikit-build-core and pybind11 >= 2.12 (pyproject.toml's build requirements) build the wheel
-# without build isolation, so with no fetch per run; the notebooks' kernel and plots.
-reqs=("torch>=2.7" "numpy>=2" "h5py>=3.7" "ml_dtypes>=0.5" "pytest" "scikit-build-core>=0.10" "pybind11>=2.12"
+# without build isolation, so with no fetch per run; the notebooks' kernel and plots; a pip
+# that takes -C (config settings, pip >= 23.1: Debian's venv brings 23.0).
+reqs=("pip>=23.1" "torch>=2.7" "numpy>=2" "h5py>=3.7" "ml_dtypes>=0.5" "pytest" "scikit-build-core>=0.10" "pybind11>=2.12"
       "ninja" "matplotlib" "nbformat" "nbclient" "nbconvert" "ipykernel")
 stamp=$pypi/.fpscope-requirements
 

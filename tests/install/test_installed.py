@@ -94,7 +94,7 @@ def test_record_a_training_loop_and_replay_it(tmp_path):
     assert fpscope.record._hdf5_library() is not None
 
     t = fpscope.Trace(str(path))
-    assert len(t) == 6 and t.producer.startswith(f"fpscope_record 1 (torch {torch.__version__}, ")
+    assert len(t) == 6 and t.producer.startswith(f"fpscope_record 2 (torch {torch.__version__}, ")
     for step in range(6):
         np.testing.assert_array_equal(t.values(step, "0.weight"), grads[step])
 
