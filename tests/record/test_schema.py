@@ -244,3 +244,16 @@ def test_many_chunks_read_back(tmp_path, monkeypatch):
         d = f["steps/00000000/tensors/big/values"]
         assert d.chunks == (16,)
         np.testing.assert_array_equal(d[...], x)
+
+
+def test_steps_must_increase(tmp_path):
+    """The reader refuses a trace whose steps go back (docs/trace.md): the recorder refuses to
+    write one, and the steps before stay readable."""
+    path = tmp_path / "order.h5"
+    with Recorder(path, "order") as rec:
+        rec.record(3, {"a": np.zeros(2, np.float32)})
+        with pytest.raises(ValueError, match="comes after step 3.*must increase"):
+            rec.record(2, {"a": np.zeros(2, np.float32)})
+        rec.record(4, {"a": np.zeros(2, np.float32)})
+    with h5py.File(path, "r") as f:
+        assert sorted(f["steps"]) == ["00000003", "00000004"]

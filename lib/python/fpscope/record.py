@@ -527,7 +527,7 @@ class Recorder:
             on_scale_change, on_nonfinite, raw_budget, backend)
         self.steps_recorded = 0  # steps record() accepted (steps_written: whose write completed)
         self.raw_bytes = 0  # raw values accepted, uncompressed
-        self._taken, self._scale, self._budget_warned = set(), None, False
+        self._last, self._scale, self._budget_warned = None, None, False
         if created is None:
             created = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         self._writer = _Writer(self.path, overwrite, max_steps, (_producer(), str(model_description), created),
@@ -592,8 +592,11 @@ class Recorder:
         pairs = _pairs(tensors)
         if not self._chosen(step, scale, pairs, nonfinite):
             return False
-        if step in self._taken:
-            raise ValueError(f"step {step} is already recorded in {self.path}")
+        # The reader refuses steps out of order (docs/trace.md, "Steps"): refuse them here, before
+        # anything of the step is written, rather than write a trace that cannot be read.
+        if self._last is not None and step <= self._last:
+            raise ValueError(f"step {step} is already recorded in {self.path}" if step == self._last else
+                             f"step {step} comes after step {self._last} in {self.path}: steps must increase")
         links = [escape(name) for name, _ in pairs]
         if len(set(links)) != len(links):
             raise ValueError(f"step {step}: duplicate tensor names")
@@ -614,7 +617,7 @@ class Recorder:
         items = [_Item(name, x, self.dtype, self.backend, mode != "hist") for name, x in pairs]
         w.submit(_Step(step, f"{step:08d}", (step, _number(loss), _number(lr), scale), items, mode,
                        sum(it.nbytes for it in items)))
-        self._taken.add(step)
+        self._last = step
         self.steps_recorded += 1
         return True
 
