@@ -113,3 +113,15 @@ def test_error_messages_quote_file_text_escaped(fpscope, tmp_path):
     err = inert(p.stderr)
     assert err.count("\n") == 1 and err.startswith("fpscope: error: "), err
     assert "unknown dtype '\\x1b]0;owned\\x07\\xff'" in err, err
+
+
+def test_paths_printed_by_dot_and_convert_are_escaped(fpscope, tmp_path):
+    """dot's heading and convert -v's summary print the paths they were given."""
+    a = tmp_path / "a\x1b[2J\x1b]0;owned\x07.npy"
+    np.save(a, np.ones(4, np.float32))
+    p = run(fpscope, "dot", a, a, "-f", "fp16")
+    assert p.returncode == 0, p.stderr
+    assert inert(p.stdout).count("a\\x1b[2J\\x1b]0;owned\\x07.npy") == 2
+    p = run(fpscope, "convert", a, "--to", "e4m3", "-o", tmp_path / "out\x1b[31m.npy", "-v")
+    assert p.returncode == 0, p.stderr
+    assert "out\\x1b[31m.npy" in inert(p.stdout)

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "cli.hpp"
+#include "text.hpp"
 #include "fpscope/convert.hpp"
 #include "fpscope/npy.hpp"
 
@@ -96,8 +97,8 @@ int run(convert_options& o) {
   out.commit();
 
   if (o.verbose) {
-    fmt::print("{}: {} {} -> {}: {} {}, {}\n", o.input, npy_type_name(in.dtype()), npy_shape_string(in.shape()),
-               o.output, npy_type_name(out_type), o.decode ? "values" : "codes", o.conv.describe());
+    fmt::print("{}: {} {} -> {}: {} {}, {}\n", printable(o.input), npy_type_name(in.dtype()),
+               npy_shape_string(in.shape()), printable(o.output), npy_type_name(out_type), o.decode ? "values" : "codes", o.conv.describe());
     const auto& n = counts->n;
     std::vector<std::string> parts;
     for (value_class c : {value_class::normal, value_class::subnormal, value_class::zero, value_class::infinite,

@@ -11,6 +11,7 @@
 #include "fpscope/accumulate.hpp"
 #include "fpscope/convert.hpp"
 #include "fpscope/npy.hpp"
+#include "text.hpp"
 
 namespace fpscope::cli {
 namespace {
@@ -115,7 +116,7 @@ int run(const dot_options& o) {
                undefined);
     return exit_ok;
   }
-  fmt::print("{} x {}: inputs in {}, {} products per result, accumulator {}\n", o.a, o.b, f.name, k, describe(acc));
+  fmt::print("{} x {}: inputs in {}, {} products per result, accumulator {}\n", printable(o.a), printable(o.b), f.name, k, describe(acc));
   fmt::print("  {:<7} {:<24} {:<24} {:<12} {:<12} {}\n", "index", "value", "exact", "abs error", "rel error",
              "ulps (acc)");
   std::uint64_t shown = 0;
