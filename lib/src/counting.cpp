@@ -115,31 +115,34 @@ void cast_block(std::span<const float> y, Code* codes, float* q, const cast_spec
 // the format, normal or subnormal, the cast rounds x * S's 24-bit significand m by dropping the
 // same number d of bits for every x of the binade, and q / S - x = (r(m) - m) 2^(e-150), r the
 // rounding of round_significand (round_pack.hpp, the one place the engine rounds), which
-// involves S only through d. So these sums are taken once per (binade, rounding, d), on
+// involves S only through d. So these sums are taken once per (binade, rounding, d), from
 // integers: |r(m) - m| and its square exactly, the relative error |r(m) - m| * (1/m) with two
 // roundings.
 
 constexpr std::size_t binade_lanes = 8;
+// Values sorted by binade at once: 4x the bulk conversion's block, so that the counting sort's
+// fixed cost (its 512 counters) is spread over more values and the runs are longer. A run then
+// holds at most 2^14 + 7 values, at most 2049 per lane.
+constexpr std::size_t binade_block = std::size_t{1} << 14;
 
-// The sums of one slot over a run of float32 bit patterns of one sign and exponent field:
-// the squared errors in units of 2^(2(e-150)) (exact: each < 2^46, a run at most 2^12 + 7 of them),
-// the relative errors in lanes (at most 4096 nonnegative terms: recursive summation errs by at
-// most 4095 * 2^-53 of the sum) and their max.
+// The sums of one slot over a run of float32 bit patterns of one sign and exponent field: the
+// squared errors in units of 2^(2(e-150)) (each < 2^46: exact; summed in double), the
+// relative errors and their max. Each of the 8 lanes sums at most 2049 nonnegative terms, then
+// the lanes are added: the sums err by at most (2048 + 7) 2^-53 < 2^-41.9 of themselves.
 template <rounding Rm>
 void binade_run(const std::uint32_t* b, const double* inv, std::size_t n, int dropped, std::uint32_t neg,
-                std::uint64_t& d2, double& rel, double& mx) {
+                double& d2, double& rel, double& mx) {
   // n is a multiple of the lanes (runs are padded with exact values, contributing 0), so no
   // scalar tail: runs are short, a few hundred values.
-  std::uint64_t s2[binade_lanes] = {};
-  double sr[binade_lanes] = {}, m[binade_lanes] = {};
+  double s2[binade_lanes] = {}, sr[binade_lanes] = {}, m[binade_lanes] = {};
   for (std::size_t i = 0; i < n; i += binade_lanes)
 #pragma omp simd
     for (std::size_t l = 0; l < binade_lanes; ++l) {
       const std::uint32_t sig = (b[i + l] & 0x7FFFFFu) | 0x800000u;
       const std::uint32_t r = detail::round_significand<std::uint32_t>(sig, dropped, Rm, neg, 0) << dropped;
       const std::uint32_t ad = r > sig ? r - sig : sig - r;
-      s2[l] += std::uint64_t(ad) * ad;
-      const double rl = double(std::int32_t(ad)) * inv[i + l];
+      const double da = double(std::int32_t(ad)), rl = da * inv[i + l];
+      s2[l] = std::fma(da, da, s2[l]);  // da^2 < 2^46: exact before the add
       sr[l] += rl;
       m[l] = m[l] > rl ? m[l] : rl;
     }
@@ -148,7 +151,7 @@ void binade_run(const std::uint32_t* b, const double* inv, std::size_t n, int dr
 }
 
 void binade_sums_of(rounding rm, const std::uint32_t* b, const double* inv, std::size_t n, int dropped,
-                    std::uint32_t neg, std::uint64_t& d2, double& rel, double& mx) {
+                    std::uint32_t neg, double& d2, double& rel, double& mx) {
   switch (rm) {
     case rounding::rne: return binade_run<rounding::rne>(b, inv, n, dropped, neg, d2, rel, mx);
     case rounding::rtz: return binade_run<rounding::rtz>(b, inv, n, dropped, neg, d2, rel, mx);
@@ -309,19 +312,54 @@ void error_tally::add_binades(std::span<const float> x, std::vector<sums>& acc) 
   std::vector<std::uint64_t> n(binades, 0);
   std::vector<wide_sum> sig(binades);
   std::vector<binade_sums> bs(slots_.size());
-  std::vector<std::size_t> edge;  // specs with binades through the bulk conversion
-  for (std::size_t r = 0; r < specs_.size(); ++r)
-    if (per_binade_[r] && std::find(kind_[r].begin(), kind_[r].end(), 2) != kind_[r].end()) edge.push_back(r);
-  alignas(64) std::uint32_t sorted[error_block + binades * binade_lanes];
-  alignas(64) float v[error_block], y[error_block], q[error_block];
-  alignas(64) double inv[error_block + binade_lanes];
+  // The specs with binades through the bulk conversion: their values gathered from the sorted
+  // blocks until a block's worth is there, so that the conversion's fixed cost per call is
+  // spread as in add_values.
+  struct edge_values {
+    std::size_t spec;
+    std::vector<std::uint16_t> bins;
+    std::vector<float> v;
+    std::size_t fill = 0;
+  };
+  std::vector<edge_values> edges;
+  for (std::size_t r = 0; r < specs_.size(); ++r) {
+    if (!per_binade_[r]) continue;
+    edge_values ed{r, {}, {}, 0};
+    for (std::size_t k = 0; k < binades; ++k)
+      if (kind_[r][k] == 2) ed.bins.push_back(std::uint16_t(k));
+    if (ed.bins.empty()) continue;
+    ed.v.resize(error_block);
+    edges.push_back(std::move(ed));
+  }
+  std::vector<std::uint32_t> sorted_v(binade_block + binades * binade_lanes);
+  std::vector<double> inv_v(binade_block + binade_lanes);
+  std::uint32_t* const sorted = sorted_v.data();
+  double* const inv = inv_v.data();
+  alignas(64) float y[error_block], q[error_block];
   alignas(64) std::uint32_t c32[error_block];
   alignas(64) std::uint16_t c16[error_block];
   alignas(64) std::uint8_t c8[error_block];
-  std::uint32_t cnt[binades], start[binades], at[binades], cnt4[4][binades];
+  std::uint32_t cnt[binades], start[binades], cnt4[4][binades], at4[4][binades];
+  const auto flush = [&](edge_values& ed) {
+    const std::size_t m = ed.fill;
+    if (m == 0) return;
+    const cast_spec& c = specs_[ed.spec];
+    for (std::size_t i = 0; i < m; ++i) {
+      inv[i] = 1.0 / std::fabs(double(ed.v[i]));
+      y[i] = scaled(ed.v[i], c.scale);
+    }
+    const std::span<const float> ys(y, m);
+    switch (c.fmt.storage_bytes()) {
+      case 1: cast_block(ys, c8, q, c); break;
+      case 2: cast_block(ys, c16, q, c); break;
+      default: cast_block(ys, c32, q, c);
+    }
+    acc[ed.spec].add(block_sums(ed.v.data(), q, inv, m, t32_[ed.spec].at, c.scale));
+    ed.fill = 0;
+  };
   std::uint16_t present[binades];
-  for (std::size_t lo = 0; lo < x.size(); lo += error_block) {
-    const std::size_t nb = std::min(error_block, x.size() - lo);
+  for (std::size_t lo = 0; lo < x.size(); lo += binade_block) {
+    const std::size_t nb = std::min(binade_block, x.size() - lo);
     const float* xb = x.data() + lo;
     // Four histograms in turn, so that runs of one binade do not wait on one counter.
     std::fill(&cnt4[0][0], &cnt4[0][0] + 4 * binades, 0u);
@@ -335,17 +373,26 @@ void error_tally::add_binades(std::span<const float> x, std::vector<sums>& acc) 
     // binade's power of two (fraction 0: every rounding keeps it, so it adds no error).
     std::size_t np = 0;
     std::uint32_t pos = 0;
+    // Within a run, the values of the four histograms one after the other, so that the scatter
+    // below also has four independent positions.
     for (std::size_t k = 0; k < binades; ++k) {
-      start[k] = at[k] = pos;
+      start[k] = pos;
       if (cnt[k] == 0) continue;
       present[np++] = std::uint16_t(k);
+      std::uint32_t p = pos;
+      for (std::size_t h = 0; h < 4; ++h) at4[h][k] = p, p += cnt4[h][k];
       const std::uint32_t end = (pos + cnt[k] + binade_lanes - 1) & ~std::uint32_t(binade_lanes - 1);
       for (std::uint32_t i = pos + cnt[k]; i < end; ++i) sorted[i] = std::uint32_t(k) << 23;
       pos = end;
     }
-    for (std::size_t i = 0; i < nb; ++i) {
-      const std::uint32_t u = std::bit_cast<std::uint32_t>(xb[i]);
-      sorted[at[u >> 23]++] = u;
+    for (i4 = 0; i4 + 4 <= nb; i4 += 4)
+      for (std::size_t h = 0; h < 4; ++h) {
+        const std::uint32_t u = std::bit_cast<std::uint32_t>(xb[i4 + h]);
+        sorted[at4[h][u >> 23]++] = u;
+      }
+    for (; i4 < nb; ++i4) {
+      const std::uint32_t u = std::bit_cast<std::uint32_t>(xb[i4]);
+      sorted[at4[0][u >> 23]++] = u;
     }
     for (std::size_t j = 0; j < np; ++j) {
       const std::size_t k = present[j];
@@ -353,7 +400,7 @@ void error_tally::add_binades(std::span<const float> x, std::vector<sums>& acc) 
       const std::uint32_t* run = sorted + start[k];
       const std::size_t c = cnt[k], padded = (c + binade_lanes - 1) & ~(binade_lanes - 1);
       // x = sig 2^(e-150): x^2 and the squared errors in units of 2^(2(e-150)), summed exactly
-      // (each < 2^48, at most 2^12 + 7 of them), then scaled exactly; a padding value adds 2^46.
+      // (each < 2^48, at most 2^14 + 7 of them: < 2^63), then scaled exactly; a padding value adds 2^46.
       const double unit2 = std::ldexp(1.0, 2 * (int(k & 0xFF) - 150));
       std::uint64_t s2[binade_lanes] = {};
       for (std::size_t i = 0; i < padded; i += binade_lanes)
@@ -369,38 +416,24 @@ void error_tally::add_binades(std::span<const float> x, std::vector<sums>& acc) 
       sig[k].add(double(x2) * unit2);
       const std::uint32_t neg = k >> 8 ? ~0u : 0u;
       for (const std::uint32_t id : bin_slots_[k]) {
-        std::uint64_t d2;
-        double rel, mx;
+        double d2, rel, mx;
         binade_sums_of(slots_[id].round, run, inv, padded, slots_[id].dropped, neg, d2, rel, mx);
         binade_sums& b = bs[id];
         b.rel.add(rel);
-        b.noise.add(double(d2) * unit2);
+        b.noise.add(d2 * unit2);
         b.max_rel = std::max(b.max_rel, mx);
       }
     }
-    for (const std::size_t r : edge) {
-      std::size_t m = 0;
-      for (std::size_t j = 0; j < np; ++j) {
-        const std::size_t k = present[j];
-        if (kind_[r][k] != 2) continue;
-        std::memcpy(v + m, sorted + start[k], cnt[k] * sizeof(float));
-        m += cnt[k];
-      }
-      if (m == 0) continue;
-      const cast_spec& c = specs_[r];
-      for (std::size_t i = 0; i < m; ++i) {
-        inv[i] = 1.0 / std::fabs(double(v[i]));
-        y[i] = scaled(v[i], c.scale);
-      }
-      const std::span<const float> ys(y, m);
-      switch (c.fmt.storage_bytes()) {
-        case 1: cast_block(ys, c8, q, c); break;
-        case 2: cast_block(ys, c16, q, c); break;
-        default: cast_block(ys, c32, q, c);
-      }
-      acc[r].add(block_sums(v, q, inv, m, t32_[r].at, c.scale));
-    }
+    for (auto& ed : edges)
+      for (const std::uint16_t k : ed.bins)
+        for (std::size_t done = 0; done < cnt[k];) {
+          const std::size_t take = std::min<std::size_t>(cnt[k] - done, error_block - ed.fill);
+          std::memcpy(ed.v.data() + ed.fill, sorted + start[k] + done, take * sizeof(float));
+          ed.fill += take, done += take;
+          if (ed.fill == error_block) flush(ed);
+        }
   }
+  for (auto& ed : edges) flush(ed);
   const std::lock_guard lock(m_);
   for (std::size_t k = 0; k < binades; ++k) {
     bin_n_[k] += n[k];
