@@ -102,11 +102,27 @@ error_tally::sums block_sums(const T* x, const float* q, const double* inv, std:
 
 // Encodes y to codes of f and decodes them to q: the bulk conversion, on this thread.
 template <class Code>
-void cast_block(std::span<const float> y, Code* codes, float* q, const cast_spec& c) {
+void cast_codes(std::span<const float> y, Code* codes, float* q, const cast_spec& c) {
   const bulk_options one{1.0, 0, 1};
   const std::size_t n = y.size();
   encode(y, std::span<Code>(codes, n), c.fmt, c.pol, one);
   decode(std::span<const Code>(codes, n), std::span<float>(q, n), c.fmt);
+}
+
+// A code buffer per storage width (no aliasing of one array), for a block.
+struct code_buffers {
+  alignas(64) std::uint32_t c32[error_block];
+  alignas(64) std::uint16_t c16[error_block];
+  alignas(64) std::uint8_t c8[error_block];
+};
+
+// The decoded casts q of a block y (at most error_block values) of spec c.
+void cast_block(std::span<const float> y, code_buffers& b, float* q, const cast_spec& c) {
+  switch (c.fmt.storage_bytes()) {
+    case 1: cast_codes(y, b.c8, q, c); break;
+    case 2: cast_codes(y, b.c16, q, c); break;
+    default: cast_codes(y, b.c32, q, c);
+  }
 }
 
 // ---- error statistics per binade (docs/hist.md "Error statistics": why this is exact) ----
@@ -336,9 +352,7 @@ void error_tally::add_binades(std::span<const float> x, std::vector<sums>& acc) 
   std::uint32_t* const sorted = sorted_v.data();
   double* const inv = inv_v.data();
   alignas(64) float y[error_block], q[error_block];
-  alignas(64) std::uint32_t c32[error_block];
-  alignas(64) std::uint16_t c16[error_block];
-  alignas(64) std::uint8_t c8[error_block];
+  code_buffers codes;
   std::uint32_t cnt[binades], start[binades], cnt4[4][binades], at4[4][binades];
   const auto flush = [&](edge_values& ed) {
     const std::size_t m = ed.fill;
@@ -348,12 +362,7 @@ void error_tally::add_binades(std::span<const float> x, std::vector<sums>& acc) 
       inv[i] = 1.0 / std::fabs(double(ed.v[i]));
       y[i] = scaled(ed.v[i], c.scale);
     }
-    const std::span<const float> ys(y, m);
-    switch (c.fmt.storage_bytes()) {
-      case 1: cast_block(ys, c8, q, c); break;
-      case 2: cast_block(ys, c16, q, c); break;
-      default: cast_block(ys, c32, q, c);
-    }
+    cast_block(std::span<const float>(y, m), codes, q, c);
     acc[ed.spec].add(block_sums(ed.v.data(), q, inv, m, t32_[ed.spec].at, c.scale));
     ed.fill = 0;
   };
@@ -468,9 +477,7 @@ void error_tally::add_values(std::span<const T> x) {
   }
   alignas(64) float y[error_block], q[error_block];
   alignas(64) double inv[error_block];
-  alignas(64) std::uint32_t c32[error_block];
-  alignas(64) std::uint16_t c16[error_block];
-  alignas(64) std::uint8_t c8[error_block];
+  code_buffers codes;
   for (std::size_t lo = 0; lo < x.size(); lo += error_block) {
     const std::size_t n = std::min(error_block, x.size() - lo);
     const T* xb = x.data() + lo;
@@ -478,12 +485,7 @@ void error_tally::add_values(std::span<const T> x) {
     for (const std::size_t r : bulk) {
       const cast_spec& c = specs_[r];
       for (std::size_t i = 0; i < n; ++i) y[i] = scaled(xb[i], c.scale);
-      const std::span<const float> ys(y, n);
-      switch (c.fmt.storage_bytes()) {
-        case 1: cast_block(ys, c8, q, c); break;
-        case 2: cast_block(ys, c16, q, c); break;
-        default: cast_block(ys, c32, q, c);
-      }
+      cast_block(std::span<const float>(y, n), codes, q, c);
       if constexpr (std::is_same_v<T, float>)
         acc[r].add(block_sums(xb, q, inv, n, t32_[r].at, c.scale));
       else
