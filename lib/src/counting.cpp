@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <cstring>
 #include <exception>
 #include <mutex>
 #include <omp.h>
@@ -101,11 +102,82 @@ error_tally::sums block_sums(const T* x, const float* q, const double* inv, std:
 
 // Encodes y to codes of f and decodes them to q: the bulk conversion, on this thread.
 template <class Code>
-void cast_block(std::span<const float> y, Code* codes, float* q, const cast_spec& c) {
+void cast_codes(std::span<const float> y, Code* codes, float* q, const cast_spec& c) {
   const bulk_options one{1.0, 0, 1};
   const std::size_t n = y.size();
   encode(y, std::span<Code>(codes, n), c.fmt, c.pol, one);
   decode(std::span<const Code>(codes, n), std::span<float>(q, n), c.fmt);
+}
+
+// A code buffer per storage width (no aliasing of one array), for a block.
+struct code_buffers {
+  alignas(64) std::uint32_t c32[error_block];
+  alignas(64) std::uint16_t c16[error_block];
+  alignas(64) std::uint8_t c8[error_block];
+};
+
+// The decoded casts q of a block y (at most error_block values) of spec c.
+void cast_block(std::span<const float> y, code_buffers& b, float* q, const cast_spec& c) {
+  switch (c.fmt.storage_bytes()) {
+    case 1: cast_codes(y, b.c8, q, c); break;
+    case 2: cast_codes(y, b.c16, q, c); break;
+    default: cast_codes(y, b.c32, q, c);
+  }
+}
+
+// ---- error statistics per binade (docs/hist.md "Error statistics": why this is exact) ----
+//
+// Where a float32 binade 2^e .. 2^(e+1) scales (by a power of two S) exactly into one binade of
+// the format, normal or subnormal, the cast rounds x * S's 24-bit significand m by dropping the
+// same number d of bits for every x of the binade, and q / S - x = (r(m) - m) 2^(e-150), r the
+// rounding of round_significand (round_pack.hpp, the one place the engine rounds), which
+// involves S only through d. So these sums are taken once per (binade, rounding, d), from
+// integers: |r(m) - m| and its square exactly, the relative error |r(m) - m| * (1/m) with two
+// roundings.
+
+constexpr std::size_t binade_lanes = 8;
+// Values sorted by binade at once: 4x the bulk conversion's block, so that the counting sort's
+// fixed cost (its 512 counters) is spread over more values and the runs are longer. A run then
+// holds at most 2^14 + 7 values, at most 2049 per lane.
+constexpr std::size_t binade_block = std::size_t{1} << 14;
+
+// The sums of one slot over a run of float32 bit patterns of one sign and exponent field: the
+// squared errors in units of 2^(2(e-150)) (each < 2^46: exact; summed in double), the
+// relative errors and their max. Each of the 8 lanes sums at most 2049 nonnegative terms, then
+// the lanes are added: the sums err by at most (2048 + 7) 2^-53 < 2^-41.9 of themselves.
+template <rounding Rm>
+void binade_run(const std::uint32_t* b, const double* inv, std::size_t n, int dropped, std::uint32_t neg,
+                double& d2, double& rel, double& mx) {
+  // n is a multiple of the lanes (runs are padded with exact values, contributing 0), so no
+  // scalar tail: runs are short, a few hundred values.
+  double s2[binade_lanes] = {}, sr[binade_lanes] = {}, m[binade_lanes] = {};
+  for (std::size_t i = 0; i < n; i += binade_lanes)
+#pragma omp simd
+    for (std::size_t l = 0; l < binade_lanes; ++l) {
+      const std::uint32_t sig = (b[i + l] & 0x7FFFFFu) | 0x800000u;
+      const std::uint32_t r = detail::round_significand<std::uint32_t>(sig, dropped, Rm, neg, 0) << dropped;
+      const std::uint32_t ad = r > sig ? r - sig : sig - r;
+      const double da = double(std::int32_t(ad)), rl = da * inv[i + l];
+      s2[l] = std::fma(da, da, s2[l]);  // da^2 < 2^46: exact before the add
+      sr[l] += rl;
+      m[l] = m[l] > rl ? m[l] : rl;
+    }
+  d2 = 0, rel = 0, mx = 0;
+  for (std::size_t l = 0; l < binade_lanes; ++l) d2 += s2[l], rel += sr[l], mx = std::max(mx, m[l]);
+}
+
+void binade_sums_of(rounding rm, const std::uint32_t* b, const double* inv, std::size_t n, int dropped,
+                    std::uint32_t neg, double& d2, double& rel, double& mx) {
+  switch (rm) {
+    case rounding::rne: return binade_run<rounding::rne>(b, inv, n, dropped, neg, d2, rel, mx);
+    case rounding::rtz: return binade_run<rounding::rtz>(b, inv, n, dropped, neg, d2, rel, mx);
+    case rounding::rup: return binade_run<rounding::rup>(b, inv, n, dropped, neg, d2, rel, mx);
+    case rounding::rdn: return binade_run<rounding::rdn>(b, inv, n, dropped, neg, d2, rel, mx);
+    case rounding::rna: return binade_run<rounding::rna>(b, inv, n, dropped, neg, d2, rel, mx);
+    case rounding::rto: return binade_run<rounding::rto>(b, inv, n, dropped, neg, d2, rel, mx);
+    case rounding::sr: break;  // never given a slot: the draw depends on the element, not the value
+  }
+  throw std::logic_error("error_tally: stochastic rounding has no per-binade sums");
 }
 
 template <class T>
@@ -188,21 +260,199 @@ std::uint64_t class_tally::size() const {
   return size_;
 }
 
-void error_tally::wide_sum::add(double v) {
-  const double s = hi + v, bv = s - hi;
-  lo += (hi - (s - bv)) + (v - bv);
-  hi = s;
-}
-
 void error_tally::sums::add(const sums& o) {
   n += o.n;
   rel.add(o.rel), signal.add(o.signal), noise.add(o.noise);
   max_rel = std::max(max_rel, o.max_rel);
 }
 
-error_tally::error_tally(std::vector<cast_spec> specs) : specs_(std::move(specs)), total_(specs_.size()) {
+error_tally::error_tally(std::vector<cast_spec> specs)
+    : specs_(std::move(specs)), per_binade_(specs_.size(), 0), kind_(specs_.size()), slot_of_(specs_.size()),
+      total_(specs_.size()) {
   t32_.reserve(specs_.size());
   for (const auto& c : specs_) t32_.push_back(thresholds32(c));
+  // Which binades each spec takes from the per-binade sums: at a power-of-two scale S = 2^ks,
+  // under a rounding that depends on the value alone, a binade (sign, exponent field e) whose
+  // values all count (the thresholds: the class is monotone in |x|) and scale exactly (x * S a
+  // float32 normal: 1 <= e + ks <= 254). x * S then lies in one binade 2^E of the format: at
+  // or above its smallest normal 2^emin the cast drops 23 - man_bits bits of the significand,
+  // below it (subnormal results, without ftz) emin - E more. The binades that hold counted
+  // values and are not taken so go through the bulk conversion.
+  for (std::size_t r = 0; r < specs_.size(); ++r) {
+    const cast_spec& c = specs_[r];
+    const std::uint32_t sb = std::bit_cast<std::uint32_t>(c.scale);
+    const int se = int(sb >> 23), dropped = 23 - c.fmt.man_bits;
+    auto& kind = kind_[r];
+    kind.fill(2);
+    slot_of_[r].fill(-1);
+    if ((sb & 0x7FFFFFu) != 0 || se < 1 || se > 254 || c.pol.round == rounding::sr || dropped < 1 || dropped > 23) continue;
+    const int ks = se - 127;
+    for (std::size_t k = 0; k < binades; ++k) {
+      const auto& t = t32_[r].at[k >> 8];
+      const int e = int(k & 0xFF);
+      const std::uint32_t lo = std::uint32_t(e) << 23, hi = lo | 0x7FFFFFu;
+      if (hi < t[0] || lo >= t[2]) {
+        kind[k] = 0;
+        continue;
+      }
+      if (e < 1 || e > 254 || e + ks < 1 || e + ks > 254 || lo < t[0] || hi >= t[2]) continue;
+      const int big_e = e + ks - 127, emin = c.fmt.emin();
+      int d = dropped;
+      if (big_e < emin) {
+        if (c.pol.ftz || !c.fmt.subnormals) continue;
+        d += emin - big_e;
+      }
+      if (d > 23) continue;  // padding values (fraction 0) must round exactly: d <= 23
+      auto& ids = bin_slots_[k];
+      auto it = std::find_if(ids.begin(), ids.end(), [&](std::uint32_t i) {
+        return slots_[i].round == c.pol.round && slots_[i].dropped == d;
+      });
+      if (it == ids.end()) {
+        slots_.push_back({c.pol.round, d});
+        it = ids.insert(ids.end(), std::uint32_t(slots_.size() - 1));
+      }
+      kind[k] = 1;
+      slot_of_[r][k] = std::int32_t(*it);
+      per_binade_[r] = 1;
+    }
+  }
+  bin_n_.assign(binades, 0);
+  bin_signal_.assign(binades, {});
+  bin_.assign(slots_.size(), {});
+}
+
+// float32 values for the specs with per-binade sums: each block is sorted by binade (a counting
+// sort), each binade's run summed once per slot, and each spec's binades of kind 2 copied
+// together and measured by the bulk conversion, into acc.
+void error_tally::add_binades(std::span<const float> x, std::vector<sums>& acc) {
+  std::vector<std::uint64_t> n(binades, 0);
+  std::vector<wide_sum> sig(binades);
+  std::vector<binade_sums> bs(slots_.size());
+  // The specs with binades through the bulk conversion: their values gathered from the sorted
+  // blocks until a block's worth is there, so that the conversion's fixed cost per call is
+  // spread as in add_values.
+  struct edge_values {
+    std::size_t spec;
+    std::vector<std::uint16_t> bins;
+    std::vector<float> v;
+    std::size_t fill = 0;
+  };
+  std::vector<edge_values> edges;
+  for (std::size_t r = 0; r < specs_.size(); ++r) {
+    if (!per_binade_[r]) continue;
+    edge_values ed{r, {}, {}, 0};
+    for (std::size_t k = 0; k < binades; ++k)
+      if (kind_[r][k] == 2) ed.bins.push_back(std::uint16_t(k));
+    if (ed.bins.empty()) continue;
+    ed.v.resize(error_block);
+    edges.push_back(std::move(ed));
+  }
+  std::vector<std::uint32_t> sorted_v(binade_block + binades * binade_lanes);
+  std::vector<double> inv_v(binade_block + binade_lanes);
+  std::uint32_t* const sorted = sorted_v.data();
+  double* const inv = inv_v.data();
+  alignas(64) float y[error_block], q[error_block];
+  code_buffers codes;
+  std::uint32_t cnt[binades], start[binades], cnt4[4][binades], at4[4][binades];
+  const auto flush = [&](edge_values& ed) {
+    const std::size_t m = ed.fill;
+    if (m == 0) return;
+    const cast_spec& c = specs_[ed.spec];
+    for (std::size_t i = 0; i < m; ++i) {
+      inv[i] = 1.0 / std::fabs(double(ed.v[i]));
+      y[i] = scaled(ed.v[i], c.scale);
+    }
+    cast_block(std::span<const float>(y, m), codes, q, c);
+    acc[ed.spec].add(block_sums(ed.v.data(), q, inv, m, t32_[ed.spec].at, c.scale));
+    ed.fill = 0;
+  };
+  std::uint16_t present[binades];
+  for (std::size_t lo = 0; lo < x.size(); lo += binade_block) {
+    const std::size_t nb = std::min(binade_block, x.size() - lo);
+    const float* xb = x.data() + lo;
+    // Four histograms in turn, so that runs of one binade do not wait on one counter.
+    std::fill(&cnt4[0][0], &cnt4[0][0] + 4 * binades, 0u);
+    std::size_t i4 = 0;
+    for (; i4 + 4 <= nb; i4 += 4)
+      for (std::size_t h = 0; h < 4; ++h) ++cnt4[h][std::bit_cast<std::uint32_t>(xb[i4 + h]) >> 23];
+    for (; i4 < nb; ++i4) ++cnt4[0][std::bit_cast<std::uint32_t>(xb[i4]) >> 23];
+#pragma omp simd
+    for (std::size_t k = 0; k < binades; ++k) cnt[k] = cnt4[0][k] + cnt4[1][k] + cnt4[2][k] + cnt4[3][k];
+    // Each binade's run starts at a multiple of the lanes; the gap after it is filled with the
+    // binade's power of two (fraction 0: every rounding keeps it, so it adds no error).
+    std::size_t np = 0;
+    std::uint32_t pos = 0;
+    // Within a run, the values of the four histograms one after the other, so that the scatter
+    // below also has four independent positions.
+    for (std::size_t k = 0; k < binades; ++k) {
+      start[k] = pos;
+      if (cnt[k] == 0) continue;
+      present[np++] = std::uint16_t(k);
+      std::uint32_t p = pos;
+      for (std::size_t h = 0; h < 4; ++h) at4[h][k] = p, p += cnt4[h][k];
+      const std::uint32_t end = (pos + cnt[k] + binade_lanes - 1) & ~std::uint32_t(binade_lanes - 1);
+      for (std::uint32_t i = pos + cnt[k]; i < end; ++i) sorted[i] = std::uint32_t(k) << 23;
+      pos = end;
+    }
+    for (i4 = 0; i4 + 4 <= nb; i4 += 4)
+      for (std::size_t h = 0; h < 4; ++h) {
+        const std::uint32_t u = std::bit_cast<std::uint32_t>(xb[i4 + h]);
+        sorted[at4[h][u >> 23]++] = u;
+      }
+    for (; i4 < nb; ++i4) {
+      const std::uint32_t u = std::bit_cast<std::uint32_t>(xb[i4]);
+      sorted[at4[0][u >> 23]++] = u;
+    }
+    for (std::size_t j = 0; j < np; ++j) {
+      const std::size_t k = present[j];
+      if (bin_slots_[k].empty()) continue;
+      const std::uint32_t* run = sorted + start[k];
+      const std::size_t c = cnt[k], padded = (c + binade_lanes - 1) & ~(binade_lanes - 1);
+      // x = sig 2^(e-150): x^2 and the squared errors in units of 2^(2(e-150)), summed exactly
+      // (each < 2^48, at most 2^14 + 7 of them: < 2^63), then scaled exactly; a padding value adds 2^46.
+      const double unit2 = std::ldexp(1.0, 2 * (int(k & 0xFF) - 150));
+      std::uint64_t s2[binade_lanes] = {};
+      for (std::size_t i = 0; i < padded; i += binade_lanes)
+#pragma omp simd
+        for (std::size_t l = 0; l < binade_lanes; ++l) {
+          const std::uint64_t m = (run[i + l] & 0x7FFFFFu) | 0x800000u;
+          s2[l] += m * m;
+          inv[i + l] = 1.0 / double(std::int64_t(m));
+        }
+      std::uint64_t x2 = std::uint64_t(0) - std::uint64_t(padded - c) * (std::uint64_t(1) << 46);
+      for (const std::uint64_t l : s2) x2 += l;
+      n[k] += c;
+      sig[k].add(double(x2) * unit2);
+      const std::uint32_t neg = k >> 8 ? ~0u : 0u;
+      for (const std::uint32_t id : bin_slots_[k]) {
+        double d2, rel, mx;
+        binade_sums_of(slots_[id].round, run, inv, padded, slots_[id].dropped, neg, d2, rel, mx);
+        binade_sums& b = bs[id];
+        b.rel.add(rel);
+        b.noise.add(d2 * unit2);
+        b.max_rel = std::max(b.max_rel, mx);
+      }
+    }
+    for (auto& ed : edges)
+      for (const std::uint16_t k : ed.bins)
+        for (std::size_t done = 0; done < cnt[k];) {
+          const std::size_t take = std::min<std::size_t>(cnt[k] - done, error_block - ed.fill);
+          std::memcpy(ed.v.data() + ed.fill, sorted + start[k] + done, take * sizeof(float));
+          ed.fill += take, done += take;
+          if (ed.fill == error_block) flush(ed);
+        }
+  }
+  for (auto& ed : edges) flush(ed);
+  const std::lock_guard lock(m_);
+  for (std::size_t k = 0; k < binades; ++k) {
+    bin_n_[k] += n[k];
+    bin_signal_[k].add(sig[k]);
+  }
+  for (std::size_t i = 0; i < bs.size(); ++i) {
+    bin_[i].rel.add(bs[i].rel);
+    bin_[i].noise.add(bs[i].noise);
+    bin_[i].max_rel = std::max(bin_[i].max_rel, bs[i].max_rel);
+  }
 }
 
 template <class T>
@@ -213,24 +463,29 @@ void error_tally::add_values(std::span<const T> x) {
       for (const auto& c : specs_) t64_.push_back(thresholds64(c));
     });
   std::vector<sums> acc(specs_.size());
+  // Specs without per-binade sums (and every spec for float64 values): every value through the
+  // bulk conversion.
+  std::vector<std::size_t> bulk;
+  for (std::size_t r = 0; r < specs_.size(); ++r)
+    if (std::is_same_v<T, double> || !per_binade_[r]) bulk.push_back(r);
+  if constexpr (std::is_same_v<T, float>)
+    if (!slots_.empty()) add_binades(x, acc);
+  if (bulk.empty()) {
+    const std::lock_guard lock(m_);
+    for (std::size_t r = 0; r < acc.size(); ++r) total_[r].add(acc[r]);
+    return;
+  }
   alignas(64) float y[error_block], q[error_block];
   alignas(64) double inv[error_block];
-  alignas(64) std::uint32_t c32[error_block];
-  alignas(64) std::uint16_t c16[error_block];
-  alignas(64) std::uint8_t c8[error_block];
+  code_buffers codes;
   for (std::size_t lo = 0; lo < x.size(); lo += error_block) {
     const std::size_t n = std::min(error_block, x.size() - lo);
     const T* xb = x.data() + lo;
     for (std::size_t i = 0; i < n; ++i) inv[i] = 1.0 / std::fabs(double(xb[i]));
-    for (std::size_t r = 0; r < specs_.size(); ++r) {
+    for (const std::size_t r : bulk) {
       const cast_spec& c = specs_[r];
       for (std::size_t i = 0; i < n; ++i) y[i] = scaled(xb[i], c.scale);
-      const std::span<const float> ys(y, n);
-      switch (c.fmt.storage_bytes()) {
-        case 1: cast_block(ys, c8, q, c); break;
-        case 2: cast_block(ys, c16, q, c); break;
-        default: cast_block(ys, c32, q, c);
-      }
+      cast_block(std::span<const float>(y, n), codes, q, c);
       if constexpr (std::is_same_v<T, float>)
         acc[r].add(block_sums(xb, q, inv, n, t32_[r].at, c.scale));
       else
@@ -250,7 +505,15 @@ std::vector<error_stats> error_tally::stats() const {
   const std::lock_guard lock(m_);
   std::vector<error_stats> out(total_.size());
   for (std::size_t r = 0; r < total_.size(); ++r) {
-    const sums& s = total_[r];
+    sums s = total_[r];
+    for (std::size_t k = 0; k < binades; ++k) {
+      if (slot_of_[r][k] < 0) continue;
+      const binade_sums& b = bin_[std::size_t(slot_of_[r][k])];
+      s.n += bin_n_[k];
+      s.signal.add(bin_signal_[k]);
+      s.rel.add(b.rel), s.noise.add(b.noise);
+      s.max_rel = std::max(s.max_rel, b.max_rel);
+    }
     out[r] = {s.n, s.rel.value(), s.max_rel, s.signal.value(), s.noise.value()};
   }
   return out;

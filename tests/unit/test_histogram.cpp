@@ -398,6 +398,30 @@ TEMPLATE_TEST_CASE("hist: error statistics == exact sums, to the documented accu
   CHECK(std::isnan(fpscope::error_stats{}.sqnr_db()));
 }
 
+// The per-binade sums (float32 values at power-of-two scales): every deterministic rounding,
+// overflow policy, profile and ftz, at scales that put the data's binades into the formats'
+// normal and subnormal ranges (several dropped-bit counts per binade) and across both edges.
+TEMPLATE_TEST_CASE("hist: per-binade error statistics == exact sums, every policy and power-of-two scale", "[hist]",
+                   fp16, bf16, e4m3, e5m2, e4m3fnuz, e2m1) {
+  const ref::table& t = ref::get(TestType::id);
+  const auto x = error_data(6000, 11);
+  std::vector<fpscope::cast_spec> specs;
+  for (const auto& p : hist_policies(t.f))
+    for (const int k : {0, 10, -20, 30, -60, 100, -126}) specs.push_back({t.f, p, std::ldexp(1.0f, k)});
+  fpscope::error_tally all(specs);
+  all.add_parallel(std::span<const float>(x), 2);
+  const auto got = all.stats();
+  std::size_t measured = 0, per_binade = 0;
+  for (std::size_t i = 0; i < specs.size(); ++i) {
+    INFO(t.f.name << " scale " << specs[i].scale << " rounding " << int(specs[i].pol.round) << " overflow "
+                  << int(specs[i].pol.on_overflow) << " ftz " << specs[i].pol.ftz);
+    per_binade += all.per_binade(i);
+    measured += check_errors(got[i], exact_errors_of(t, std::span<const float>(x), specs[i].scale, specs[i].pol));
+  }
+  CHECK(per_binade >= specs.size() * 3 / 4);  // the decomposition did the work, not the fallback
+  CHECK(measured >= specs.size() / 2);
+}
+
 TEST_CASE("hist: the shipped gradients, every fp16/bf16/e4m3/e5m2 count == the reference model", "[hist]") {
   const std::filesystem::path file = std::filesystem::path(FPSCOPE_SOURCE_DIR) / "datasets/lm-grads/step0300.npy";
   const fpscope::npy_reader r(file.string());

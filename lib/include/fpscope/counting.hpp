@@ -4,6 +4,7 @@
 // Built on fpscope/histogram.hpp; the definitions are in docs/hist.md.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -66,11 +67,16 @@ class class_tally {
 };
 
 /// Error statistics (error_stats) of many casts over values that arrive in chunks from any
-/// thread, every cast in one pass over each chunk: the chunk goes through in blocks that stay in
-/// L1, and each block is scaled, encoded and decoded by the bulk conversion (convert.hpp) once
-/// per cast, its errors summed in vector lanes. Whether a value counts (the subnormal and normal
-/// classes) comes from the same thresholds as the counts. Each sum is accurate to 2^-40 of
-/// itself, the max to 2^-50 (docs/hist.md "Error statistics").
+/// thread, every cast in one pass over each chunk. float32 values at a power-of-two scale under
+/// a deterministic rounding are measured per float32 binade: where every value of a binade is
+/// representable at the cast's scale, its errors depend on the scale only through the number
+/// of significand bits the cast drops there, so they are summed once per (binade, rounding,
+/// dropped bits) by integer rounding of the significands, and each cast adds its binades; only
+/// the binades that straddle its underflow or overflow edge go through the bulk conversion
+/// (convert.hpp), as every value of the other casts does. Whether a
+/// value counts (the subnormal and normal classes) comes from the same thresholds as the
+/// counts. Each sum is accurate to 2^-40 of itself, the max to 2^-50 (docs/hist.md "Error
+/// statistics").
 class error_tally {
  public:
   /// std::invalid_argument when a spec cannot be counted (fpscope::check).
@@ -88,12 +94,18 @@ class error_tally {
   void add_parallel(std::span<const double> x, int threads = 0);
   /// The statistics per spec.
   std::vector<error_stats> stats() const;
+  /// Whether float32 values of spec `i` are measured (in part) through the per-binade sums.
+  bool per_binade(std::size_t i) const { return per_binade_.at(i) != 0; }
 
   /// A sum of nonnegative terms carried as an unevaluated pair hi + lo (Knuth's TwoSum): adding
   /// block sums to it loses nothing but lo's own rounding.
   struct wide_sum {
     double hi = 0, lo = 0;
-    void add(double v);
+    void add(double v) {
+      const double s = hi + v, bv = s - hi;
+      lo += (hi - (s - bv)) + (v - bv);
+      hi = s;
+    }
     void add(const wide_sum& o) { add(o.hi), lo += o.lo; }
     double value() const { return hi + lo; }
   };
@@ -104,10 +116,34 @@ class error_tally {
     void add(const sums& o);
   };
 
+  /// Sums of one (rounding, dropped bits) over one binade of one sign.
+  struct binade_sums {
+    wide_sum rel, noise;
+    double max_rel = 0;
+  };
+  /// Float32 sign and exponent field, bits >> 23: the binades the decomposition sums over.
+  static constexpr std::size_t binades = 512;
+
  private:
   template <class T>
   void add_values(std::span<const T> x);
+  void add_binades(std::span<const float> x, std::vector<sums>& acc);
   std::vector<cast_spec> specs_;
+  // The per-binade decomposition (float32 values): what each binade is to each spec (0 nothing
+  // counts, 1 taken from the per-binade sums, 2 through the bulk conversion) and, for 1, its
+  // slot: the sums of one binade under one (rounding, dropped bits); the slots of each binade.
+  struct slot {
+    rounding round;
+    int dropped;
+  };
+  std::vector<char> per_binade_;  // per spec: whether any binade is kind 1
+  std::vector<std::array<std::uint8_t, binades>> kind_;
+  std::vector<std::array<std::int32_t, binades>> slot_of_;
+  std::vector<slot> slots_;
+  std::array<std::vector<std::uint32_t>, binades> bin_slots_;
+  std::vector<std::uint64_t> bin_n_;  // per binade: values
+  std::vector<wide_sum> bin_signal_;  // per binade: sum x^2
+  std::vector<binade_sums> bin_;      // per slot
   std::vector<cast_thresholds<std::uint32_t>> t32_;
   std::vector<cast_thresholds<std::uint64_t>> t64_;  // found at the first float64 chunk
   std::once_flag t64_once_;
