@@ -169,6 +169,8 @@ class key_counter {
  public:
   key_counter() : t_(bucket_histogram::bucket_count, 0) {}
   void add(const std::uint32_t* __restrict in, std::size_t n);
+  // The largest finite magnitude's bits among the values added (0 if none).
+  std::uint32_t finite_max() const { return std::uint32_t(top_); }
   // Adds every count to out.
   void drain(std::uint64_t* __restrict out) const {
     for (std::size_t k = 0; k < bucket_histogram::bucket_count; ++k) out[k] += t_[k] + (wide_.empty() ? 0 : wide_[k]);
@@ -184,7 +186,15 @@ class key_counter {
   std::vector<std::uint32_t> t_;
   std::vector<std::uint64_t> wide_;
   std::size_t since_spill_ = 0;
+  std::int32_t top_ = 0;
 };
+
+// |x|'s bits when x is finite, else 0 (inf and NaN have the exponent field 255). Signed, because
+// GCC 12 vectorises the signed max and not the unsigned one; the value fits (< 0x7F800000).
+inline std::int32_t finite_magnitude(std::uint32_t bits) {
+  const std::int32_t m = std::int32_t(bits & 0x7FFFFFFFu);
+  return m < 0x7F800000 ? m : 0;
+}
 
 void key_counter::add(const std::uint32_t* __restrict in, std::size_t n) {
   constexpr std::size_t w = 16;
@@ -196,27 +206,39 @@ void key_counter::add(const std::uint32_t* __restrict in, std::size_t n) {
   since_spill_ += n;
   std::uint32_t* __restrict t = t_.data();
   alignas(64) std::uint32_t keys[2][w];
+  // The finite max rides along in the key loop, in w lanes (a vector register), reduced at the end.
+  alignas(64) std::int32_t top[w] = {};
   std::size_t i = 0;
   unsigned cur = 0;
   if (n >= 2 * w) {
-    for (std::size_t j = 0; j < w; ++j) keys[0][j] = bucket_histogram::key(in[j]);
+    for (std::size_t j = 0; j < w; ++j) {
+      keys[0][j] = bucket_histogram::key(in[j]);
+      top[j] = std::max(top[j], finite_magnitude(in[j]));
+    }
     for (i = w; i + w <= n; i += w) {
       std::uint32_t* __restrict next = keys[cur ^ 1];
       const std::uint32_t* __restrict now = keys[cur];
-      for (std::size_t j = 0; j < w; ++j) next[j] = bucket_histogram::key(in[i + j]);
+      for (std::size_t j = 0; j < w; ++j) {
+        next[j] = bucket_histogram::key(in[i + j]);
+        top[j] = std::max(top[j], finite_magnitude(in[i + j]));
+      }
       for (std::size_t j = 0; j < w; ++j) ++t[now[j]];
       cur ^= 1;
     }
     for (std::size_t j = 0; j < w; ++j) ++t[keys[cur][j]];
   }
-  for (; i < n; ++i) ++t[bucket_histogram::key(in[i])];
+  for (; i < n; ++i) {
+    ++t[bucket_histogram::key(in[i])];
+    top_ = std::max(top_, finite_magnitude(in[i]));
+  }
+  for (std::size_t j = 0; j < w; ++j) top_ = std::max(top_, top[j]);
 }
 
 }  // namespace
 
-void bucket_histogram::add(std::span<const float> x, int threads) {
+std::uint32_t bucket_histogram::add_amax(std::span<const float> x, int threads) {
   prefix_.clear();
-  if (x.empty()) return;
+  if (x.empty()) return 0;
   allocate();
   const auto* in = reinterpret_cast<const std::uint32_t*>(x.data());
   const std::size_t n = x.size();
@@ -225,19 +247,21 @@ void bucket_histogram::add(std::span<const float> x, int threads) {
     key_counter c;
     c.add(in, n);
     c.drain(counts_.data());
-    return;
+    return c.finite_max();
   }
   // Slices handed out dynamically (about 8 per thread, at most 2^20 values): on a shared machine
   // one core often runs slower than the other.
   const std::size_t slice = std::clamp<std::size_t>(n / (8 * std::size_t(t)), 4096, std::size_t{1} << 20);
   const std::size_t slices = (n + slice - 1) / slice;
   std::vector<std::vector<std::uint64_t>> part(std::size_t(t - 1));
-#pragma omp parallel num_threads(t)
+  std::uint32_t top = 0;
+#pragma omp parallel num_threads(t) reduction(max : top)
   {
     const int id = omp_get_thread_num();
     key_counter c;
 #pragma omp for schedule(dynamic, 1) nowait
     for (std::size_t k = 0; k < slices; ++k) c.add(in + k * slice, std::min(slice, n - k * slice));
+    top = c.finite_max();
     if (id == 0) {
       c.drain(counts_.data());
     } else {
@@ -248,6 +272,7 @@ void bucket_histogram::add(std::span<const float> x, int threads) {
   for (const auto& p : part)
     if (!p.empty())
       for (std::uint32_t k = 0; k < bucket_count; ++k) counts_[k] += p[k];
+  return top;
 }
 
 void bucket_histogram::clear() {

@@ -245,18 +245,38 @@ TEST_CASE("hist: bucket_histogram keys, below(), merging, sparse form and thread
     differ += serial[k] != threaded[k] || serial[k] != halves[k] || serial[k] != rebuilt[k];
   CHECK(differ == 0);
   // The pipelined count (16 keys computed ahead of their increments) against a plain count of
-  // key(), at every length around its steps and at every start within a vector.
+  // key(), at every length around its steps and at every start within a vector; add_amax's max
+  // against a plain max of the finite magnitudes (x holds infs and NaNs of both signs).
+  const auto plain_amax = [](std::span<const float> v) {
+    float m = 0;
+    for (const float f : v)
+      if (std::isfinite(f)) m = std::max(m, std::fabs(f));
+    return m;
+  };
   for (std::size_t start : {0, 1, 5, 15})
     for (std::size_t len = 0; len < 200; len += len < 70 ? 1 : 13) {
       const auto part = std::span<const float>(x).subspan(start, len);
       fpscope::bucket_histogram h;
-      h.add(part, 1);
+      const float amax = f32_from_bits(h.add_amax(part, 1));
       std::map<std::uint32_t, std::uint64_t> plain;
       for (const float f : part) ++plain[fpscope::bucket_histogram::key(bits_of(f))];
       const auto got = h.sparse();
       INFO("start " << start << ", length " << len);
       REQUIRE(std::vector<std::pair<std::uint32_t, std::uint64_t>>(plain.begin(), plain.end()) == got);
+      REQUIRE(bits_of(amax) == bits_of(plain_amax(part)));
     }
+  // Threaded: the max over the threads' slices; every finite value below the largest one too.
+  {
+    std::vector<float> y(x.size());
+    for (std::size_t i = 0; i < y.size(); ++i) y[i] = std::isfinite(x[i]) ? std::ldexp(x[i], -200) : x[i];
+    y[123457] = -0x1.fffffep+100f;
+    for (const auto& v : {x, y}) {
+      fpscope::bucket_histogram h;
+      CHECK(bits_of(f32_from_bits(h.add_amax(v, 2))) == bits_of(plain_amax(v)));
+    }
+    fpscope::bucket_histogram nothing;
+    CHECK(nothing.add_amax(std::vector<float>{NAN, -INFINITY, INFINITY}, 1) == 0);
+  }
   // below() against a plain count, at edges of both kinds.
   for (int i = 0; i < 200; ++i) {
     std::uint32_t k = u32(rng) % fpscope::bucket_histogram::per_sign;

@@ -127,7 +127,12 @@ class bucket_histogram {
 
   bucket_histogram();
   /// Counts the values; OpenMP above fpscope::parallel_threshold unless threads == 1.
-  void add(std::span<const float> x, int threads = 0);
+  void add(std::span<const float> x, int threads = 0) { (void)add_amax(x, threads); }
+  /// add(), returning the bits of the largest finite magnitude among the values (0 when none:
+  /// magnitudes of float32 order as their bits), found in the same read of the values: the
+  /// recorder's summary (summary.hpp) needs both, and reading a tensor twice from memory costs
+  /// more than the few vector instructions the max adds to the key loop.
+  std::uint32_t add_amax(std::span<const float> x, int threads = 0);
   bucket_histogram& operator+=(const bucket_histogram& o);
   void clear();
   std::uint64_t operator[](std::uint32_t key) const { return counts_.empty() ? 0 : counts_[key]; }

@@ -18,8 +18,9 @@ struct tensor_summary {
   bucket_histogram hist;
 };
 
-/// The summary of float32 values: the bucket histogram (bucket_histogram::add) and one pass for
-/// the amax; zeros, infs and NaNs are read off the histogram (their buckets hold nothing else).
+/// The summary of float32 values in one read of them: the bucket histogram and the amax
+/// (bucket_histogram::add_amax); zeros, infs and NaNs are read off the histogram (their buckets
+/// hold nothing else).
 /// OpenMP above fpscope::parallel_threshold values unless threads == 1 (threads 0: all cores).
 tensor_summary summarize(std::span<const float> x, int threads = 0);
 
