@@ -26,6 +26,7 @@
 #include "fpscope/histogram.hpp"
 #include "fpscope/options.hpp"
 #include "fpscope/policy.hpp"
+#include "fpscope/detail/wire.hpp"
 #include "fpscope/recipe.hpp"
 #include "fpscope/replay.hpp"
 #include "fpscope/report_json.hpp"
@@ -601,33 +602,19 @@ nlohmann::json step_json(const trace_step& s) {
           {"tensors", ts}};
 }
 
-// Appends a trivially copyable value's bytes; reads one back from `at`, checking the length.
-template <class T>
-void put(std::string& out, const T& v) {
-  out.append(reinterpret_cast<const char*>(&v), sizeof v);
-}
-template <class T>
-T take(const std::string& in, std::size_t& at) {
-  if (in.size() - at < sizeof(T)) throw contained_error("the trace worker's answer is truncated");
-  T v;
-  std::memcpy(&v, in.data() + at, sizeof v);
-  at += sizeof v;
-  return v;
-}
-
 class trace {
  public:
   explicit trace(const std::string& path) : path_(path) {
     const std::string meta = contained([&] {
       const trace_reader r(path_);
-      std::string out;
-      put(out, std::uint64_t(r.size()));
+      detail::wire_writer w;
+      w.pod(std::uint64_t(r.size()));
       const nlohmann::json j{{"producer", r.producer()}, {"model", r.model()}, {"incomplete", r.incomplete()}};
-      return out + j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+      return w.out + j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     });
-    std::size_t at = 0;
-    size_ = take<std::uint64_t>(meta, at);
-    const auto j = nlohmann::json::parse(meta.substr(at));
+    detail::wire_reader rd(meta, "trace");
+    size_ = rd.pod<std::uint64_t>();
+    const auto j = nlohmann::json::parse(rd.rest());
     producer_ = j["producer"];
     model_ = j["model"];
     incomplete_ = j["incomplete"].get<std::vector<std::string>>();
@@ -691,16 +678,16 @@ class trace {
     const std::string bytes = contained([&] {
       const trace_reader r(path_);
       const trace_step s = r.step(i);
-      std::string out;
+      detail::wire_writer w;
       for (const auto& x : s.tensors)
         if (x.name == tensor)
-          for (const auto& [k, n] : r.histogram(s, x)) put(out, k), put(out, n);
-      return out;
+          for (const auto& [k, n] : r.histogram(s, x)) w.pod(k), w.pod(n);
+      return std::move(w.out);
     });
     std::vector<std::pair<std::uint32_t, std::uint64_t>> h;
-    for (std::size_t at = 0; at < bytes.size();) {
-      const auto k = take<std::uint32_t>(bytes, at);
-      h.emplace_back(k, take<std::uint64_t>(bytes, at));
+    for (detail::wire_reader rd(bytes, "trace"); !rd.done();) {
+      const auto k = rd.pod<std::uint32_t>();
+      h.emplace_back(k, rd.pod<std::uint64_t>());
     }
     return sparse_tuple(h);
   }
