@@ -48,6 +48,28 @@ void input_file::close() noexcept {
   if (fd_ >= 0) ::close(std::exchange(fd_, -1));
 }
 
+std::string input_file::reopen_name() const {
+  // Linux's /proc/self/fd/N is a link to the open file itself: opening it does not look the
+  // path up again. Without /proc (some minimal containers) the path is all there is.
+  std::string proc = "/proc/self/fd/" + std::to_string(fd_);
+  struct stat a {}, b {};
+  if (fd_ >= 0 && ::stat(proc.c_str(), &a) == 0 && ::fstat(fd_, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+    return proc;
+  return path_;
+}
+
+bool input_file::same_file(int fd) const {
+  struct stat a {}, b {};
+  return fd_ >= 0 && fd >= 0 && ::fstat(fd_, &a) == 0 && ::fstat(fd, &b) == 0 && a.st_dev == b.st_dev &&
+         a.st_ino == b.st_ino;
+}
+
+bool input_file::path_names_it() const {
+  struct stat a {}, b {};
+  return fd_ >= 0 && ::stat(path_.c_str(), &a) == 0 && ::fstat(fd_, &b) == 0 && a.st_dev == b.st_dev &&
+         a.st_ino == b.st_ino;
+}
+
 std::size_t input_file::read_at(void* to, std::size_t n, std::uint64_t at) const {
   auto* p = static_cast<char*>(to);
   std::size_t done = 0;

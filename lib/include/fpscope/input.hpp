@@ -42,6 +42,16 @@ class input_file {
   /// Closes the file now.
   void close() noexcept;
 
+  /// A name that opens this very file, for libraries that open by name (libhdf5):
+  /// /proc/self/fd/N where /proc is mounted, which reopens the checked inode even if the path
+  /// has since been renamed over (by a FIFO, whose open would block); else the path itself.
+  std::string reopen_name() const;
+  /// Whether descriptor `fd` is open on this same file (device and inode): what a library
+  /// opened by reopen_name() is checked with, for the case without /proc.
+  bool same_file(int fd) const;
+  /// Whether the path still names this file (false once something was renamed over it).
+  bool path_names_it() const;
+
  private:
   std::string path_;
   int fd_ = -1;
