@@ -646,46 +646,45 @@ class trace {
     return d;
   }
   py::array values(std::size_t i, const std::string& tensor) const {
-    const nlohmann::json t = find(i, tensor);
-    if (!t["has_values"].get<bool>())
-      value_error("tensor '" + tensor + "' of step index " + std::to_string(i) + " has no raw values");
-    const auto count = t["count"].get<std::uint64_t>();
-    const std::string bytes = contained([&] {
-      const trace_reader r(path_);
-      const trace_step s = r.step(i);
-      std::string out;
-      out.reserve(count * sizeof(float));
-      for (const auto& x : s.tensors)
-        if (x.name == tensor)
-          r.values(s, x, [&](std::span<const float> c) {
-            if (out.size() + c.size_bytes() > count * sizeof(float)) throw trace_error(path_ + ": more values than count");
-            out.append(reinterpret_cast<const char*>(c.data()), c.size_bytes());
-            heartbeat();
-          });
+    const std::string answer = in_tensor(i, tensor, [&](const trace_reader& r, const trace_step& s, const trace_tensor& x) {
+      if (!x.has_values) return std::string(1, no_data);
+      detail::wire_writer w;
+      w.out.push_back(data);
+      w.pod(std::uint64_t(x.shape.size()));
+      for (const auto d : x.shape) w.pod(std::uint64_t(d));
+      w.out.reserve(w.out.size() + x.count * sizeof(float));
+      const std::size_t at = w.out.size();
+      r.values(s, x, [&](std::span<const float> c) {
+        if (w.out.size() - at + c.size_bytes() > x.count * sizeof(float)) throw trace_error(path_ + ": more values than count");
+        w.out.append(reinterpret_cast<const char*>(c.data()), c.size_bytes());
+        heartbeat();
+      });
       heartbeat_done();
-      return out;
+      if (w.out.size() - at != x.count * sizeof(float)) throw trace_error(path_ + ": fewer values than count");
+      return std::move(w.out);
     });
-    if (bytes.size() != count * sizeof(float)) throw py::value_error(path_ + ": fewer values than count");
-    py::array_t<float> out(static_cast<py::ssize_t>(count));
+    if (answer[0] == no_data)
+      value_error("tensor '" + tensor + "' of step index " + std::to_string(i) + " has no raw values");
+    detail::wire_reader rd(std::string_view(answer).substr(1), "trace");
+    std::vector<py::ssize_t> shape(rd.pod<std::uint64_t>());
+    for (auto& d : shape) d = static_cast<py::ssize_t>(rd.pod<std::uint64_t>());
+    const std::string_view bytes = rd.rest();
+    py::array_t<float> out(static_cast<py::ssize_t>(bytes.size() / sizeof(float)));
     std::memcpy(out.mutable_data(), bytes.data(), bytes.size());
-    const auto shape = t["shape"].get<std::vector<py::ssize_t>>();
     return out.reshape(shape);
   }
   py::tuple histogram(std::size_t i, const std::string& tensor) const {
-    const nlohmann::json t = find(i, tensor);
-    if (!t["has_hist"].get<bool>())
-      value_error("tensor '" + tensor + "' of step index " + std::to_string(i) + " has no histogram");
-    const std::string bytes = contained([&] {
-      const trace_reader r(path_);
-      const trace_step s = r.step(i);
+    const std::string answer = in_tensor(i, tensor, [&](const trace_reader& r, const trace_step& s, const trace_tensor& x) {
+      if (!x.has_hist) return std::string(1, no_data);
       detail::wire_writer w;
-      for (const auto& x : s.tensors)
-        if (x.name == tensor)
-          for (const auto& [k, n] : r.histogram(s, x)) w.pod(k), w.pod(n);
+      w.out.push_back(data);
+      for (const auto& [k, n] : r.histogram(s, x)) w.pod(k), w.pod(n);
       return std::move(w.out);
     });
+    if (answer[0] == no_data)
+      value_error("tensor '" + tensor + "' of step index " + std::to_string(i) + " has no histogram");
     std::vector<std::pair<std::uint32_t, std::uint64_t>> h;
-    for (detail::wire_reader rd(bytes, "trace"); !rd.done();) {
+    for (detail::wire_reader rd(std::string_view(answer).substr(1), "trace"); !rd.done();) {
       const auto k = rd.pod<std::uint32_t>();
       h.emplace_back(k, rd.pod<std::uint64_t>());
     }
@@ -715,11 +714,29 @@ class trace {
       return step_json(r.step(i)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     });
   }
-  nlohmann::json find(std::size_t i, const std::string& n) const {
-    const nlohmann::json j = nlohmann::json::parse(step_text(i));
-    for (const auto& t : j["tensors"])
-      if (t["name"].get<std::string>() == n) return t;
-    throw py::key_error("no tensor '" + n + "' in step " + std::to_string(j["step"].get<std::int64_t>()));
+  // The first byte of an in_tensor() answer: what follows.
+  static constexpr char data = 'D', no_data = 'N', no_tensor = 'T';
+  // Runs `body` on tensor `n` of step index i in one contained worker (one fork and one open
+  // per call, the tensor found where it is read); KeyError when the step has no such tensor.
+  template <class Body>
+  std::string in_tensor(std::size_t i, const std::string& n, Body body) const {
+    if (i >= size_) throw py::index_error("step index " + std::to_string(i) + " out of range (" + std::to_string(size_) + " steps)");
+    const std::string answer = contained([&] {
+      const trace_reader r(path_);
+      const trace_step s = r.step(i);
+      for (const auto& x : s.tensors)
+        if (x.name == n) return body(r, s, x);
+      detail::wire_writer w;
+      w.out.push_back(no_tensor);
+      w.pod(s.step);
+      return std::move(w.out);
+    });
+    if (answer.empty()) throw trace_error(path_ + ": the worker's answer is empty");
+    if (answer[0] == no_tensor) {
+      detail::wire_reader rd(std::string_view(answer).substr(1), "trace");
+      throw py::key_error("no tensor '" + n + "' in step " + std::to_string(rd.pod<std::int64_t>()));
+    }
+    return answer;
   }
   std::string path_, producer_, model_;
   std::vector<std::string> incomplete_;

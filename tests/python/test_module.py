@@ -253,8 +253,32 @@ def test_trace_reading(tmp_path):
     np.testing.assert_array_equal(counts, c2)
     with pytest.raises(IndexError):
         t.step(6)
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError, match="no tensor 'nope' in step 0"):
         t.values(0, "nope")
+    with pytest.raises(KeyError, match="no tensor 'nope' in step 5"):
+        t.histogram(5, "nope")
+    with pytest.raises(IndexError):
+        t.values(6, "w")
+    with pytest.raises(IndexError):
+        t.histogram(6, "w")
+
+
+def test_trace_missing_parts(tmp_path):
+    # A tensor recorded as a histogram only has no values, and one with values only no histogram:
+    # each a ValueError naming what is missing (found and read in one worker per call).
+    x = np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4)
+    with fpscope.TraceWriter(str(tmp_path / "h.h5")) as w:
+        w.step(0, loss=1.0, lr=1e-3, tensors={"x": x}, raw=False, hist=True)
+    with fpscope.TraceWriter(str(tmp_path / "v.h5")) as w:
+        w.step(0, loss=1.0, lr=1e-3, tensors={"x": x}, raw=True, hist=False)
+    h, v = fpscope.Trace(str(tmp_path / "h.h5")), fpscope.Trace(str(tmp_path / "v.h5"))
+    with pytest.raises(ValueError, match="has no raw values"):
+        h.values(0, "x")
+    with pytest.raises(ValueError, match="has no histogram"):
+        v.histogram(0, "x")
+    np.testing.assert_array_equal(v.values(0, "x"), x)
+    keys, counts = h.histogram(0, "x")
+    assert int(counts.sum()) == x.size
 
 
 def test_replay_is_the_cli(tmp_path):
