@@ -605,3 +605,27 @@ def test_ocp_mx_blocks_match_gfloat(elem, rnd):
             mismatches += enc[0] != int(q["scales"][i, j // 32])
             mismatches += int((np.array(enc[1:]) != q["codes"][i, j:j + 32]).sum())
     assert mismatches == 0
+
+
+def test_nvfp4_te_keeps_the_order_of_operations():
+    # S_dec_b = e4m3(amax_b * (S_enc * (1/6))) in that order (core_nvfp4.cuh): find block amaxes
+    # where (amax_b * S_enc) * (1/6) rounds to another E4M3 scale, so that a reordering fails.
+    tensor_amax = F32(1000.0)
+    s_enc = F32(448.0 * 6.0) / tensor_amax
+    # Candidates: the float32 amaxes within 64 ulps of each E4M3 midpoint's preimage.
+    mids = np.array([(1 + (2 * j + 1) / 16) * 2.0 ** k for k in range(-4, 8) for j in range(8)], np.float64)
+    pre = (mids / (float(s_enc) / 6.0)).astype(np.float32).view(np.int32)
+    cand = (pre[:, None] + np.arange(-64, 65, dtype=np.int32)[None, :]).ravel().view(np.float32)
+    cand = cand[(cand > 0) & (cand < tensor_amax)]
+    te = (cand * F32(s_enc * F32(1.0 / 6.0))).astype(np.float32)
+    other = ((cand * s_enc).astype(np.float32) * F32(1.0 / 6.0)).astype(np.float32)
+    differ = cand[cast_sat(te, "e4m3") != cast_sat(other, "e4m3")]
+    assert len(differ) >= 4
+    x = np.zeros((1, 16 * 5), np.float32)
+    x[0, 0] = tensor_amax
+    for k, a in enumerate(differ[:4]):
+        x[0, 16 * (k + 1)] = a
+    q = fpscope.quantize(x, "nvfp4", "input")
+    codes, scodes, dq, counts, _ = ref_nvfp4_te(x, "input")
+    assert_same(q["scales"], scodes, "e4m3 block scales")
+    assert_same(q["dequant"], dq, "dequantized")
