@@ -5,6 +5,7 @@
 #include "fpscope/block_quant.hpp"
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cmath>
 #include <limits>
@@ -161,23 +162,37 @@ struct engine {
   }
 };
 
-void add_error(block_stats& st, float x, float d) {
-  if (!std::isfinite(x)) return;
-  if (!std::isfinite(d)) {
-    ++st.nonfinite_dequant;
-    return;
+// One block's error sums, kept in registers: the loop also stores uint8 codes, which may alias
+// anything a reference reaches, so sums held in block_stats would be reloaded per element.
+struct error_sums {
+  std::uint64_t n = 0, nonfinite = 0;
+  double signal = 0, noise = 0, sum_rel = 0, max_rel = 0;
+  void add(float x, float d) {
+    if (!std::isfinite(x)) return;
+    if (!std::isfinite(d)) {
+      ++nonfinite;
+      return;
+    }
+    if (x == 0 && d == 0) return;
+    const double xd = x, err = double(d) - xd;
+    ++n;
+    signal += xd * xd;
+    noise += err * err;
+    if (x != 0) {
+      const double rel = std::fabs(err) / std::fabs(xd);
+      sum_rel += rel;
+      max_rel = std::max(max_rel, rel);
+    }
   }
-  if (x == 0 && d == 0) return;
-  const double xd = x, err = double(d) - xd;
-  ++st.errors.n;
-  st.errors.signal += xd * xd;
-  st.errors.noise += err * err;
-  if (x != 0) {
-    const double rel = std::fabs(err) / std::fabs(xd);
-    st.errors.sum_rel += rel;
-    st.errors.max_rel = std::max(st.errors.max_rel, rel);
+  void into(block_stats& st) const {
+    st.errors.n += n;
+    st.errors.signal += signal;
+    st.errors.noise += noise;
+    st.errors.sum_rel += sum_rel;
+    st.errors.max_rel = std::max(st.errors.max_rel, max_rel);
+    st.nonfinite_dequant += nonfinite;
   }
-}
+};
 
 void add_scale(block_stats& st, float factor) {
   if (!(factor > 0) || !std::isfinite(factor)) return;
@@ -197,7 +212,11 @@ block_quant_result block_quantize(std::span<const float> x, std::size_t rows, st
   out.rows = rows, out.cols = cols;
   const block_scheme* s = r.scheme();
   amax_of tensor;
-  for (const float v : x) tensor.add(v);
+  {
+    amax_of t;  // a local: the loop keeps it in registers
+    for (const float v : x) t.add(v);
+    tensor = t;
+  }
 
   // The plan of every block, and the block shape.
   engine eng{s ? *s : block_scheme{}, {}, {}};
@@ -261,6 +280,15 @@ block_quant_result block_quantize(std::span<const float> x, std::size_t rows, st
   out.scale_rows = (rows + out.block_rows - 1) / out.block_rows;
   out.scale_cols = (cols + out.block_cols - 1) / out.block_cols;
   const std::size_t nblocks = out.scale_rows * out.scale_cols;
+  // The element cast's policy resolved once (detail::prepare, the scalar API's own first step),
+  // and every code's value and kind in tables: the format has at most 8 bits.
+  const auto pk = detail::prepare<std::uint32_t>(eng.elem, eng.pol, eng.pol.round);
+  std::array<float, 256> value_of{};
+  std::array<std::uint8_t, 256> kind_of{};  // 0 zero, 1 subnormal, 2 normal, 3 inf or NaN
+  for (std::uint32_t c = 0; c <= eng.elem.mask(); ++c) {
+    value_of[c] = float(decode(c, eng.elem));
+    kind_of[c] = eng.elem.is_nonfinite(c) ? 3 : (c & ~eng.elem.sign_mask()) == 0 ? 0 : eng.elem.is_subnormal(c) ? 1 : 2;
+  }
   out.codes.resize(x.size());
   out.dequant.resize(x.size());
   out.scale_codes.resize(nblocks);
@@ -287,30 +315,34 @@ block_quant_result block_quantize(std::span<const float> x, std::size_t rows, st
       if (std::isnan(p.scale_value)) ++st.nan_scale_blocks;
       add_scale(st, p.factor);
       std::uint64_t nonzero = 0, vanished = 0, clipped = 0;
+      std::array<std::uint64_t, cast_class_count> cls{};
+      error_sums es;
       for (std::size_t i = r0; i < r1; ++i)
         for (std::size_t j = c0; j < c1; ++j) {
           const std::size_t k = i * cols + j;
           const float v = x[k];
           const float y = p.scaled(v);
           unsigned flags = 0;
-          const std::uint32_t code = encode(y, eng.elem, eng.pol, k, flags);
+          const std::uint32_t code = detail::round_pack<float, true>(detail::to_bits(y), eng.elem, eng.pol.round, pk, k, &flags);
           out.codes[k] = static_cast<std::uint8_t>(code);
-          const float d = float(decode(code, eng.elem)) * p.factor;
+          const float d = value_of[code] * p.factor;
           out.dequant[k] = d;
-          const std::uint32_t mag = code & ~eng.elem.sign_mask();
+          const int kind = kind_of[code];
           cast_class c;
           if (!std::isfinite(v)) c = cast_class::nonfinite;
           else if (v == 0) c = cast_class::zero;
-          else if ((flags & flag_overflow) || !std::isfinite(y) || eng.elem.is_nonfinite(code)) c = cast_class::overflow;
-          else if (mag == 0) c = cast_class::underflow;
-          else if (eng.elem.is_subnormal(code)) c = cast_class::subnormal;
+          else if ((flags & flag_overflow) || !std::isfinite(y) || kind == 3) c = cast_class::overflow;
+          else if (kind == 0) c = cast_class::underflow;
+          else if (kind == 1) c = cast_class::subnormal;
           else c = cast_class::normal;
-          ++st.counts[c];
+          ++cls[std::size_t(c)];
           nonzero += c != cast_class::zero && c != cast_class::nonfinite;
           vanished += c == cast_class::underflow;
           clipped += c == cast_class::overflow;
-          add_error(st, v, d);
+          es.add(v, d);
         }
+      for (int c = 0; c < cast_class_count; ++c) st.counts.n[std::size_t(c)] += cls[std::size_t(c)];
+      es.into(st);
       if (nonzero == 0) ++st.zero_blocks;
       if (clipped) ++st.clipped_blocks;
       if (vanished) ++st.any_vanish_blocks;
