@@ -775,21 +775,9 @@ py::dict block_stats_dict(const block_stats& st) {
   py::dict d, counts, binades;
   for (int c = 0; c < cast_class_count; ++c) counts[py::str(std::string(name(static_cast<cast_class>(c))))] = st.counts.n[std::size_t(c)];
   for (const auto& [e, n] : st.scale_binades) binades[py::int_(e)] = n;
-  d["blocks"] = st.blocks;
-  d["clipped_blocks"] = st.clipped_blocks;
-  d["any_vanish_blocks"] = st.any_vanish_blocks;
-  d["most_vanish_blocks"] = st.most_vanish_blocks;
-  d["zero_blocks"] = st.zero_blocks;
-  d["nan_scale_blocks"] = st.nan_scale_blocks;
-  d["min_scale"] = st.min_scale;
-  d["max_scale"] = st.max_scale;
-  d["scale_binades"] = binades;
+  for_each_stat(st, [&d](const char* key, auto v) { d[key] = v; });
   d["counts"] = counts;
-  d["n"] = st.errors.n;
-  d["sqnr_db"] = st.errors.sqnr_db();
-  d["mean_rel"] = st.errors.mean_rel();
-  d["max_rel"] = st.errors.max_rel;
-  d["nonfinite_dequant"] = st.nonfinite_dequant;
+  d["scale_binades"] = binades;
   return d;
 }
 

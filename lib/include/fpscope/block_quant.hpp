@@ -88,6 +88,26 @@ struct block_stats {
   std::uint64_t nonfinite_dequant = 0;   ///< finite inputs that dequantize to inf or NaN
 };
 
+/// Calls visit(key, value) for every scalar statistic: THE key names of `fpscope recipes --json`
+/// and of Python's quantize()["stats"] (which add "counts", by class name, and "scale_binades").
+/// A value is a std::uint64_t or a double (NaN and inf possible: JSON null).
+template <class Visit>
+void for_each_stat(const block_stats& st, Visit&& visit) {
+  visit("blocks", st.blocks);
+  visit("clipped_blocks", st.clipped_blocks);
+  visit("any_vanish_blocks", st.any_vanish_blocks);
+  visit("most_vanish_blocks", st.most_vanish_blocks);
+  visit("zero_blocks", st.zero_blocks);
+  visit("nan_scale_blocks", st.nan_scale_blocks);
+  visit("min_scale", st.min_scale);
+  visit("max_scale", st.max_scale);
+  visit("n", st.errors.n);
+  visit("sqnr_db", st.errors.sqnr_db());
+  visit("mean_rel_error", st.errors.mean_rel());
+  visit("max_rel_error", st.errors.max_rel);
+  visit("nonfinite_dequant", st.nonfinite_dequant);
+}
+
 /// One quantized operand.
 struct block_quant_result {
   std::size_t rows = 0, cols = 0;

@@ -5,6 +5,7 @@
 // tensor is counted as an input operand with blocks along its rows (the tensor seen as
 // (count / last dimension) x (last dimension)).
 #include <cmath>
+#include <functional>
 #include <vector>
 
 #include "fpscope/block_quant.hpp"
@@ -134,6 +135,15 @@ std::unique_ptr<recipe> make_mx(std::string_view name, std::string_view rest) {
   return std::make_unique<operand_recipe>(s);
 }
 
+// A key holding a finite float32 >= 0 (an amax epsilon or floor).
+std::function<void(std::string_view)> set_nonnegative(const char* policy, const char* key, double& out) {
+  return [policy, key, &out](std::string_view v) {
+    out = parse_number(v, std::string(policy) + ": " + key);
+    if (!(out >= 0) || !std::isfinite(float(out)))
+      throw option_error(std::string(policy) + ": " + key + " must be a finite float32 >= 0, not " + quoted(v));
+  };
+}
+
 // ---- nvfp4 ----
 struct nvfp4_options {
   int impl = 0;  // te, torchao
@@ -176,13 +186,7 @@ std::vector<spec_key> keys(fp8_block_options& o) {
   // (power_2_scale, amax_epsilon): recipe/__init__.py lines 400-460.
   return {{{"fp8_format", "format"}, spec_key::kind::choice, set_choice("fp8-block", "fp8_format", o.format, {"e4m3", "hybrid"}), "e4m3|hybrid"},
           {{"power_2_scale", "pow2"}, spec_key::kind::boolean, set_boolean("fp8-block", "power_2_scale", o.pow2)},
-          {{"amax_epsilon"}, spec_key::kind::number,
-           [&o](std::string_view v) {
-             o.eps = parse_number(v, "fp8-block: amax_epsilon");
-             if (!(o.eps >= 0) || !std::isfinite(float(o.eps)))
-               throw option_error("fp8-block: amax_epsilon must be a finite float32 >= 0, not " + quoted(v));
-           },
-           "0"},
+          {{"amax_epsilon"}, spec_key::kind::number, set_nonnegative("fp8-block", "amax_epsilon", o.eps), "0"},
           {{"w_block_scaling_dim"}, spec_key::kind::integer, set_integer("fp8-block", "w_block_scaling_dim", o.w_dim, 1, 2), "2"}};
 }
 std::unique_ptr<recipe> make_fp8_block(std::string_view name, std::string_view rest) {
@@ -207,13 +211,7 @@ struct deepseek_options {
 };
 std::vector<spec_key> keys(deepseek_options& o) {
   return {{{"scale_fmt_ue8m0", "ue8m0"}, spec_key::kind::boolean, set_boolean("deepseek", "scale_fmt_ue8m0", o.ue8m0)},
-          {{"amax_floor", "eps"}, spec_key::kind::number,
-           [&o](std::string_view v) {
-             o.floor = parse_number(v, "deepseek: amax_floor");
-             if (!(o.floor >= 0) || !std::isfinite(float(o.floor)))
-               throw option_error("deepseek: amax_floor must be a finite float32 >= 0, not " + quoted(v));
-           },
-           "1e-4"}};
+          {{"amax_floor", "eps"}, spec_key::kind::number, set_nonnegative("deepseek", "amax_floor", o.floor), "1e-4"}};
 }
 std::unique_ptr<recipe> make_deepseek(std::string_view name, std::string_view rest) {
   deepseek_options o;
