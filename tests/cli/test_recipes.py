@@ -77,3 +77,32 @@ def test_input_errors(fpscope, tmp):
     assert_one_line_error(fpscope.run("recipes", p), "unsupported dtype", status=1)
     e = save(tmp, "e.npy", np.ones((0, 32), np.float32))
     assert_one_line_error(fpscope.run("recipes", e), "non-empty", status=1)
+
+
+TRACE = __import__("pathlib").Path(__file__).resolve().parents[2] / "datasets" / "traces" / "digits-mlp.h5"
+
+
+def test_a_traces_recorded_tensors(fpscope, tmp):
+    out = fpscope.json("recipes", TRACE, "--role", "weight", "-r", "nvfp4", "-r", "mxfp8", "--json")
+    names = [o["path"] for o in out["operands"]]
+    assert names and all(n.endswith("@398") for n in names), names  # the last step with raw values
+    w = next(o for o in out["operands"] if o["path"].startswith("0.weight"))
+    assert w["shape"] == [32, 64] and w["results"][0]["block_shape"] == [16, 16]
+    assert sum(w["results"][0]["counts"].values()) == 32 * 64
+    first = fpscope.json("recipes", TRACE, "--step", "0", "-r", "mxfp8", "--json")
+    assert all(o["path"].endswith("@0") for o in first["operands"])
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--step", "100000"], ["--step 100000", "steps 0 to"]),
+    (["x.npy"], ["one trace per run"]),
+])
+def test_trace_usage_errors(fpscope, tmp, args, words):
+    save(tmp, "x.npy", np.ones((2, 32), np.float32))
+    args = [tmp / a if a.endswith(".npy") else a for a in args]
+    assert_one_line_error(fpscope.run("recipes", TRACE, *args), *words, status=2)
+
+
+def test_step_needs_a_trace(fpscope, tmp):
+    p = save(tmp, "x.npy", np.ones((2, 32), np.float32))
+    assert_one_line_error(fpscope.run("recipes", p, "--step", "1"), "applies to a trace", status=2)

@@ -11,10 +11,13 @@
 
 #include "cli.hpp"
 #include "fpscope/block_quant.hpp"
+#include "fpscope/contain.hpp"
 #include "fpscope/convert.hpp"
+#include "fpscope/input.hpp"
 #include "fpscope/npy.hpp"
 #include "fpscope/recipe.hpp"
 #include "fpscope/report_json.hpp"
+#include "fpscope/trace.hpp"
 #include "text.hpp"
 
 namespace fpscope::cli {
@@ -28,6 +31,7 @@ struct recipes_options {
   std::string role = "input", axis, gemm;
   bool json = false, csv = false;
   int worst = 3;
+  long long step = -1;  // a trace's step index (-1: the last with raw values)
 };
 
 // One operand: its values as float32 (float64 rounded to nearest, float16 exactly) seen as a
@@ -60,6 +64,43 @@ operand load(const std::string& path) {
   }
   in.check_intact();
   return o;
+}
+
+// The tensors of one step of a trace that hold raw values, each an operand "name@step" (read in
+// the contained worker: a hostile HDF5 file cannot crash or hang the CLI).
+std::vector<operand> load_trace(const std::string& path, long long want) {
+  const trace_reader tr(path);
+  if (tr.size() == 0) throw trace_error(path + ": the trace holds no complete step");
+  std::size_t at = tr.size();
+  if (want >= 0) {
+    if (std::uint64_t(want) >= tr.size())
+      throw usage_error(fmt::format("--step {}: the trace has steps 0 to {}", want, tr.size() - 1));
+    at = std::size_t(want);
+  } else {
+    for (std::size_t i = tr.size(); i-- > 0 && at == tr.size();) {
+      const auto st = tr.step(i);
+      for (const auto& t : st.tensors)
+        if (t.has_values) at = i;
+    }
+    if (at == tr.size()) throw trace_error(path + ": no step holds raw values (histograms cannot be block-quantized)");
+  }
+  const trace_step st = tr.step(at);
+  std::vector<operand> out;
+  for (const auto& t : st.tensors) {
+    if (!t.has_values || t.count == 0) continue;
+    heartbeat();
+    operand o{t.name + "@" + std::to_string(st.step), t.shape, 0, 0, {}};
+    o.cols = o.shape.empty() ? 1 : std::max<std::size_t>(std::size_t(o.shape.back()), 1);
+    o.rows = std::size_t(t.count) / o.cols;
+    o.values.reserve(std::size_t(t.count));
+    tr.values(st, t, [&o](std::span<const float> v) {
+      heartbeat();
+      o.values.insert(o.values.end(), v.begin(), v.end());
+    });
+    out.push_back(std::move(o));
+  }
+  if (out.empty()) throw trace_error(fmt::format("{}: step {} holds no raw values", path, st.step));
+  return out;
 }
 
 struct row {
@@ -106,13 +147,19 @@ int run(const recipes_options& o) {
   for (const auto& s : specs) made.push_back(make_recipe(s));  // option_error: exit 2
 
   std::vector<operand> ops;
+  for (const auto& in : o.inputs) {
+    if (sniff_input(in) == input_kind::hdf5)
+      for (auto& t : load_trace(in, o.step)) ops.push_back(std::move(t));
+    else
+      ops.push_back(load(in));
+  }
+  heartbeat_done();  // the files are read: no stall limit on the quantization and the report
   std::vector<row> rows;
-  for (std::size_t i = 0; i < o.inputs.size(); ++i) {
-    ops.push_back(load(o.inputs[i]));
-    const auto& op = ops.back();
-    for (std::size_t k = 0; k < made.size(); ++k)
-      rows.push_back({i, k, block_quantize(op.values, op.rows, op.cols, *made[k], role, axis)});
-    ops.back().values = {};  // only the results are kept
+  for (std::size_t i = 0; i < ops.size(); ++i) {
+    for (std::size_t k = 0; k < made.size(); ++k) {
+      rows.push_back({i, k, block_quantize(ops[i].values, ops[i].rows, ops[i].cols, *made[k], role, axis)});
+    }
+    ops[i].values = {};  // only the results are kept
   }
 
   if (o.json) {
@@ -194,8 +241,10 @@ int run(const recipes_options& o) {
 runner setup(CLI::App& app) {
   auto o = std::make_shared<recipes_options>();
   auto* sub = app.add_subcommand("recipes", "GEMM operands under block-scaled FP8/FP4 recipes side by side, per block");
-  sub->add_option("OPERAND", o->inputs, ".npy operands (float16/32/64), each seen as (leading dims) x (last dim)")
+  sub->add_option("OPERAND", o->inputs,
+                  ".npy operands (float16/32/64), or a trace (.h5: the raw-valued tensors of one\nstep); each seen as (leading dims) x (last dim)")
       ->required();
+  sub->add_option("--step", o->step, "a trace's step, by index [default: the last with raw values]")->check(count_check(false));
   sub->add_option("-r,--recipe", o->recipes,
                   "a recipe (repeatable; fpscope replay --help lists their keys) [default: mxfp8,\n"
                   "mxfp8:scaling_mode=floor, mxfp4, nvfp4, nvfp4:profile=torchao, fp8-block, deepseek, te-current]")
@@ -221,8 +270,21 @@ runner setup(CLI::App& app) {
       "Examples:\n"
       "  fpscope recipes x.npy w.npy                              # default recipes, input role\n"
       "  fpscope recipes dy.npy --role grad --gemm wgrad -r nvfp4 -r mxfp8\n"
-      "  fpscope recipes w.npy --role weight --json");
-  return [o] { return run(*o); };
+      "  fpscope recipes w.npy --role weight --json\n"
+      "  fpscope recipes run.h5 --step 3 --role weight -r nvfp4   # a trace's recorded tensors");
+  return [o]() -> int {
+    // A trace is read in a worker process (cli.hpp contained): one trace per run.
+    std::string trace;
+    for (const auto& in : o->inputs)
+      if (sniff_input(in) == input_kind::hdf5) {
+        if (!trace.empty() || o->inputs.size() > 1)
+          throw usage_error("recipes reads one trace per run, without other operands");
+        trace = in;
+      }
+    if (!trace.empty()) return contained(trace, [o] { return run(*o); });
+    if (o->step >= 0) throw usage_error("--step applies to a trace");
+    return run(*o);
+  };
 }
 
 const registrar reg{"recipes", 75, &setup};
