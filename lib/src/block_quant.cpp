@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <array>
 #include <bit>
+#include <vector>
 #include <cmath>
 #include <limits>
 
@@ -162,6 +163,37 @@ struct engine {
   }
 };
 
+// TE NVFP4BlockScaling's random Hadamard transform of the wgrad operands
+// (transformer_engine/pytorch/tensor/nvfp4_tensor.py lines 49-105: get_wgrad_sign_vector,
+// get_hadamard_matrix, get_rht_matrix = diag(signs) @ H16 / 4): every 16 consecutive elements
+// along the reduction dimension (the tokens: each column of X and dY) become y = x M,
+// M = diag(s) H / 4. M is orthogonal (M M^T = I), so a wgrad GEMM of two transformed operands is
+// the GEMM of the originals. fpscope models the transform as the exact sum rounded to float32
+// (products are exact; the sum in float64 with Neumaier's compensation): TE's kernel
+// accumulates in a tensor core, whose fp32 sums may differ in the last bit. `inverse` maps back
+// (x = y M^T), to report the dequantized operand in the original domain.
+constexpr int rht_signs[16] = {1, 1, 1, -1, 1, -1, -1, -1, -1, -1, -1, 1, -1, 1, -1, -1};
+constexpr int sylvester(int i, int k) { return (std::popcount(unsigned(i & k)) & 1) ? -1 : 1; }
+
+std::vector<float> rht_columns(std::span<const float> x, std::size_t rows, std::size_t cols, bool inverse) {
+  std::vector<float> out(x.size());
+  for (std::size_t g = 0; g < rows; g += 16)
+    for (std::size_t j = 0; j < cols; ++j)
+      for (int k = 0; k < 16; ++k) {
+        double hi = 0, lo = 0;
+        for (int i = 0; i < 16; ++i) {
+          // forward y_k = sum_i x_i s_i H(i,k) / 4; inverse x_k = s_k / 4 sum_i y_i H(k,i)
+          const int sign = inverse ? rht_signs[k] * sylvester(k, i) : rht_signs[i] * sylvester(i, k);
+          const double t = double(x[(g + std::size_t(i)) * cols + j]) * 0.25 * sign;
+          const double sum = hi + t;
+          lo += std::fabs(hi) >= std::fabs(t) ? (hi - sum) + t : (t - sum) + hi;
+          hi = sum;
+        }
+        out[(g + std::size_t(k)) * cols + j] = static_cast<float>(hi + lo);
+      }
+  return out;
+}
+
 // One block's error sums, kept in registers: the loop also stores uint8 codes, which may alias
 // anything a reference reaches, so sums held in block_stats would be reloaded per element.
 struct error_sums {
@@ -211,6 +243,16 @@ block_quant_result block_quantize(std::span<const float> x, std::size_t rows, st
   block_quant_result out;
   out.rows = rows, out.cols = cols;
   const block_scheme* s = r.scheme();
+  const bool rht = s && s->kind == block_scheme::family::nvfp4 && s->rht_wgrad && axis == block_axis::column &&
+                   role != operand_role::weight;
+  std::vector<float> transformed;
+  if (rht) {
+    if (rows % 16 != 0)
+      throw option_error("nvfp4: the random Hadamard transform needs the reduction dimension (" + std::to_string(rows) +
+                         " rows) to be a multiple of 16 (TE's too); give rht=false");
+    transformed = rht_columns(x, rows, cols, false);
+    x = transformed;
+  }
   amax_of tensor;
   {
     amax_of t;  // a local: the loop keeps it in registers
@@ -348,6 +390,9 @@ block_quant_result block_quantize(std::span<const float> x, std::size_t rows, st
       if (vanished) ++st.any_vanish_blocks;
       if (2 * vanished > nonzero) ++st.most_vanish_blocks;
     }
+  // With the transform, codes and scales are of the transformed operand (what the GEMM
+  // multiplies); the dequantized operand is mapped back to the original's domain.
+  if (rht) out.dequant = rht_columns(out.dequant, rows, cols, true);
   return out;
 }
 

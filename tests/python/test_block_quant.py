@@ -629,3 +629,57 @@ def test_nvfp4_te_keeps_the_order_of_operations():
     codes, scodes, dq, counts, _ = ref_nvfp4_te(x, "input")
     assert_same(q["scales"], scodes, "e4m3 block scales")
     assert_same(q["dequant"], dq, "dequantized")
+
+
+# TE's matrices, as transformer_engine/pytorch/tensor/nvfp4_tensor.py writes them out.
+TE_SIGNS = [1, 1, 1, -1, 1, -1, -1, -1, -1, -1, -1, 1, -1, 1, -1, -1]
+TE_H16 = [
+    [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1], [1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1],
+    [1, 1, -1, -1, 1, 1, -1, -1, 1, 1, -1, -1, 1, 1, -1, -1], [1, -1, -1, 1, 1, -1, -1, 1, 1, -1, -1, 1, 1, -1, -1, 1],
+    [1, 1, 1, 1, -1, -1, -1, -1, 1, 1, 1, 1, -1, -1, -1, -1], [1, -1, 1, -1, -1, 1, -1, 1, 1, -1, 1, -1, -1, 1, -1, 1],
+    [1, 1, -1, -1, -1, -1, 1, 1, 1, 1, -1, -1, -1, -1, 1, 1], [1, -1, -1, 1, -1, 1, 1, -1, 1, -1, -1, 1, -1, 1, 1, -1],
+    [1, 1, 1, 1, 1, 1, 1, 1, -1, -1, -1, -1, -1, -1, -1, -1], [1, -1, 1, -1, 1, -1, 1, -1, -1, 1, -1, 1, -1, 1, -1, 1],
+    [1, 1, -1, -1, 1, 1, -1, -1, -1, -1, 1, 1, -1, -1, 1, 1], [1, -1, -1, 1, 1, -1, -1, 1, -1, 1, 1, -1, -1, 1, 1, -1],
+    [1, 1, 1, 1, -1, -1, -1, -1, -1, -1, -1, -1, 1, 1, 1, 1], [1, -1, 1, -1, -1, 1, -1, 1, -1, 1, -1, 1, 1, -1, 1, -1],
+    [1, 1, -1, -1, -1, -1, 1, 1, -1, -1, 1, 1, 1, 1, -1, -1], [1, -1, -1, 1, -1, 1, 1, -1, -1, 1, 1, -1, 1, -1, -1, 1],
+]
+
+
+def rht_ref(x, inverse=False):
+    """y = x M per 16 rows of each column, M = diag(signs) H / 4 (get_rht_matrix), each sum exact
+    (math.fsum) and rounded to float32; inverse: x = y M^T."""
+    m = np.diag(TE_SIGNS).astype(np.float64) @ np.array(TE_H16, np.float64) / 4
+    if inverse:
+        m = m.T
+    out = np.zeros(x.shape, np.float32)
+    for g in range(0, x.shape[0], 16):
+        for j in range(x.shape[1]):
+            col = x[g:g + 16, j].astype(np.float64)
+            for k in range(16):
+                out[g + k, j] = np.float32(math.fsum(col * m[:, k]))
+    return out
+
+
+@pytest.mark.parametrize("role", ["input", "grad"])
+def test_nvfp4_wgrad_random_hadamard_transform(role):
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((48, 20)).astype(np.float32)
+    x[5, 3] = 40.0  # an outlier the transform spreads over its 16-element group
+    q = fpscope.quantize(x, "nvfp4:sr=false", role, gemm="wgrad")
+    assert "Hadamard" in q["recipe"] and q["block_shape"] == (16, 1)
+    y = rht_ref(x)
+    codes, scodes, dq, counts, s_enc = ref_nvfp4_te(np.ascontiguousarray(y.T), "input")
+    assert q["tensor_scale"] == s_enc  # the per-tensor scale is of the transformed operand (post-RHT amax)
+    assert_same(q["codes"], codes.T, "e2m1 codes of the transformed operand")
+    assert_same(q["scales"], scodes.T, "e4m3 block scales")
+    assert q["stats"]["counts"] == counts
+    assert_same(q["dequant"], rht_ref(np.ascontiguousarray(dq.T), inverse=True), "dequantized, mapped back")
+    plain = fpscope.quantize(x, "nvfp4:sr=false,rht=false", role, gemm="wgrad")
+    assert "Hadamard" not in plain["recipe"] and (plain["codes"] != q["codes"]).mean() > 0.5
+    # Only the wgrad orientation is transformed (TE: columnwise usage of input and grad).
+    assert "Hadamard" in fpscope.quantize(x, "nvfp4", role, gemm="fprop" if role == "input" else "dgrad")["recipe"]
+    assert_same(fpscope.quantize(x, "nvfp4:sr=false", "input", "row")["codes"],
+                fpscope.quantize(x, "nvfp4:sr=false,rht=false", "input", "row")["codes"], "rowwise codes")
+    with pytest.raises(ValueError, match="multiple of 16"):
+        fpscope.quantize(x[:40], "nvfp4", role, gemm="wgrad")
+    assert fpscope.quantize(x[:40], "nvfp4:rht=false", role, gemm="wgrad")["codes"].shape == (40, 20)

@@ -59,6 +59,9 @@ struct block_scheme {
   int mx_mode = 0;           ///< mx: an mx_rounding, or mx_mode_te
   rounding round = rounding::rne;  ///< element rounding (rne, or rna: microxcaling's default)
   bool sr_grad = false;      ///< nvfp4: stochastic rounding of dY
+  /// nvfp4: the 16x16 random Hadamard transform of the wgrad operands (input and grad with
+  /// blocks along columns), as TE's NVFP4BlockScaling applies it; see block_quant.cpp.
+  bool rht_wgrad = false;
   bool torchao = false;      ///< nvfp4: torchao's two-level arithmetic instead of TE's
   bool pow2 = true;          ///< fp32: power-of-two scales
   double eps = 0;            ///< fp32: amax_epsilon; deepseek: the amax floor

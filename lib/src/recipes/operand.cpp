@@ -35,6 +35,7 @@ class operand_recipe final : public recipe {
       case block_scheme::family::deepseek: d.append(s_.ue8m0 ? ", ue8m0 scales" : ", float32 scales"); break;
     }
     if (s_.round == rounding::rna) d.append(", elements ties away");
+    if (s_.rht_wgrad) d.append(", 16x16 random Hadamard transform of the wgrad operands");
     if (s_.sr_grad) d.append(", stochastic rounding of grad (seed ").append(std::to_string(s_.seed)).append(")");
     d.append(")");
     return d;
@@ -147,15 +148,17 @@ std::function<void(std::string_view)> set_nonnegative(const char* policy, const 
 // ---- nvfp4 ----
 struct nvfp4_options {
   int impl = 0;  // te, torchao
-  bool two_d = true, sr = true;
+  bool two_d = true, sr = true, rht = true;
   int seed = 0;
 };
 std::vector<spec_key> keys(nvfp4_options& o) {
-  // TE NVFP4BlockScaling's switches (recipe/__init__.py lines 527-562: disable_2d_quantization,
-  // disable_stochastic_rounding), stated positively.
+  // TE NVFP4BlockScaling's switches (recipe/__init__.py lines 527-562: disable_rht,
+  // disable_stochastic_rounding, disable_2d_quantization), stated positively.
   return {{{"profile", "impl"}, spec_key::kind::choice, set_choice("nvfp4", "profile", o.impl, {"te", "torchao"}), "te|torchao"},
           {{"2d_quantization", "2d"}, spec_key::kind::boolean, set_boolean("nvfp4", "2d_quantization", o.two_d)},
           {{"stochastic_rounding", "sr"}, spec_key::kind::boolean, set_boolean("nvfp4", "stochastic_rounding", o.sr)},
+          {{"random_hadamard_transform", "rht"}, spec_key::kind::boolean,
+           set_boolean("nvfp4", "random_hadamard_transform", o.rht)},
           {{"seed"}, spec_key::kind::integer, set_integer("nvfp4", "seed", o.seed, 0, 1LL << 31), "0"}};
 }
 std::unique_ptr<recipe> make_nvfp4(std::string_view name, std::string_view rest) {
@@ -170,6 +173,7 @@ std::unique_ptr<recipe> make_nvfp4(std::string_view name, std::string_view rest)
   // torchao's NVFP4Tensor has 1x16 blocks and nearest rounding only.
   s.weight_tile = o.two_d && !s.torchao ? 16 : 0;
   s.sr_grad = o.sr && !s.torchao;
+  s.rht_wgrad = o.rht && !s.torchao;
   s.seed = std::uint64_t(o.seed);
   return std::make_unique<operand_recipe>(s);
 }
@@ -237,7 +241,8 @@ const entry mxfp6_entry{"mxfp6", "OCP MX FP6 (e2m3|e3m2) on GEMM operands", "as 
 const entry mxfp4_entry{"mxfp4", "OCP MX FP4 (e2m1) on GEMM operands", "as mxfp8", &mx_keys_text<4>, &make_mx<4>};
 const entry nvfp4_entry{"nvfp4", "NVFP4: E2M1, E4M3 scale per 16, float32 tensor scale (TE or torchao)",
                         "profile te: transformer_engine/common/cast/nvfp4 (weights 16x16, stochastic rounding of grad); "
-                        "profile torchao: torchao nvfp4_quantize two-level, 1x16 only; no random Hadamard transform",
+                        "profile torchao: torchao nvfp4_quantize two-level, 1x16 only; the random Hadamard transform "
+                        "(TE's signs and H16) is the exact sum rounded to float32",
                         &keys_text<nvfp4_options>, &make_nvfp4};
 const entry fp8_block_entry{"fp8-block", "TE Float8BlockScaling: 1x128 tiles, 128x128 weights, float32 scales",
                             "compute_scale_from_types per tile (scaler.cpp block_scale); the tile amax over its finite elements",
