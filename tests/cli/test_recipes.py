@@ -106,3 +106,16 @@ def test_trace_usage_errors(fpscope, tmp, args, words):
 def test_step_needs_a_trace(fpscope, tmp):
     p = save(tmp, "x.npy", np.ones((2, 32), np.float32))
     assert_one_line_error(fpscope.run("recipes", p, "--step", "1"), "applies to a trace", status=2)
+
+
+def test_keep_bf16_names_the_operands_over_the_budget(fpscope, tmp):
+    args = [TRACE, "--role", "weight", "-r", "nvfp4", "-r", "mxfp8"]
+    out = fpscope.json("recipes", *args, "--json")
+    over = {o["path"] for o in out["operands"] if o["results"][0]["lost_fraction"] > 0.05}
+    assert over and len(over) < len(out["operands"])  # the budget splits the operands
+    assert all(o["results"][1]["lost_fraction"] <= 0.05 for o in out["operands"])
+    text = fpscope.ok("recipes", *args, "--keep-bf16", "0.05").split("keep in BF16")[1].splitlines()
+    nvfp4 = next(line for line in text if line.split()[:1] == ["nvfp4"])
+    assert {w.rstrip(",") for w in nvfp4.split()[1::2]} == over, nvfp4
+    assert next(line for line in text if line.split()[:1] == ["mxfp8"]).split()[1] == "none"
+    assert_one_line_error(fpscope.run("recipes", TRACE, "--keep-bf16", "2"), "fraction in [0, 1]", status=2)

@@ -31,6 +31,7 @@ struct recipes_options {
   std::string role = "input", axis, gemm;
   bool json = false, csv = false;
   int worst = 3;
+  double budget = -1;  // --keep-bf16: the lost fraction above which an operand stays in BF16
   long long step = -1;  // a trace's step index (-1: the last with raw values)
 };
 
@@ -106,10 +107,7 @@ std::vector<operand> load_trace(const std::string& path, long long want) {
 struct row {
   std::size_t operand, recipe;
   block_quant_result q;
-  double lost() const {  // the fraction of nonzero finite elements lost to underflow or overflow
-    const auto n = q.stats.counts.nonzero_finite();
-    return n ? double(q.stats.counts[cast_class::underflow] + q.stats.counts[cast_class::overflow]) / double(n) : 0;
-  }
+  double lost() const { return lost_fraction(q.stats); }
 };
 
 nlohmann::ordered_json to_json(const row& r, const std::string& spec) {
@@ -235,6 +233,30 @@ int run(const recipes_options& o) {
       fmt::print("  {:<28} {}\n", printable(specs[k]), line);
     }
   }
+  // What to do about it: the operands over the budget per recipe (keep them in BF16), and per
+  // operand the recipe that loses least.
+  if (o.budget >= 0) {
+    fmt::print("\nkeep in BF16 (more than {} of the nonzero elements lost):\n", fraction_percent(o.budget, 3));
+    for (std::size_t k = 0; k < specs.size(); ++k) {
+      std::string line;
+      for (const auto& r : rows)
+        if (r.recipe == k && r.lost() > o.budget)
+          line += fmt::format("{}{} ({:.3g}%)", line.empty() ? "" : ", ", printable(ops[r.operand].path), 100 * r.lost());
+      fmt::print("  {:<28} {}\n", printable(specs[k]), line.empty() ? "none" : line);
+    }
+  }
+  if (specs.size() > 1) {
+    fmt::print("\nloses least per operand (fewest elements lost, then highest SQNR):\n");
+    for (std::size_t i = 0; i < ops.size(); ++i) {
+      const row* best = nullptr;
+      for (const auto& r : rows)
+        if (r.operand == i && (!best || r.lost() < best->lost() ||
+                               (r.lost() == best->lost() && r.q.stats.errors.sqnr_db() > best->q.stats.errors.sqnr_db())))
+          best = &r;
+      fmt::print("  {:<28} {} ({:.3g}% lost, {:.1f} dB)\n", printable(ops[i].path), printable(specs[best->recipe]),
+                 100 * best->lost(), best->q.stats.errors.sqnr_db());
+    }
+  }
   return exit_ok;
 }
 
@@ -256,6 +278,13 @@ runner setup(CLI::App& app) {
   sub->add_option("--gemm", o->gemm, "the GEMM the operand feeds; sets the axis: fprop, dgrad, wgrad")
       ->check(CLI::IsMember({"fprop", "dgrad", "wgrad"}))
       ->excludes(ax);
+  sub->add_option("--keep-bf16", o->budget,
+                  "a budget: name the operands that lose more than this fraction of their nonzero\nelements "
+                  "(underflow + overflow) under each recipe, e.g. 0.01")
+      ->check(parsed_by([](const std::string& v) {
+        const double b = parse_number(v, "--keep-bf16");
+        if (!(b >= 0 && b <= 1)) throw option_error("--keep-bf16: a fraction in [0, 1], not " + fpscope::quoted(v));
+      }, "--keep-bf16", "FRACTION"));
   sub->add_option("--worst", o->worst, "operands named per recipe in the summary [default: 3]")->check(count_check(true));
   auto* j = sub->add_flag("--json", o->json, "print JSON (docs/recipes.md) instead of the table");
   sub->add_flag("--csv", o->csv, "print CSV, one row per operand x recipe")->excludes(j);

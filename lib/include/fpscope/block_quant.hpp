@@ -91,6 +91,13 @@ struct block_stats {
   std::uint64_t nonfinite_dequant = 0;   ///< finite inputs that dequantize to inf or NaN
 };
 
+/// The fraction of the nonzero finite elements lost: underflowed to 0 or overflowed (saturated);
+/// 0 with none. What a budget for keeping an operand in BF16 is measured in.
+inline double lost_fraction(const block_stats& st) {
+  const auto n = st.counts.nonzero_finite();
+  return n ? double(st.counts[cast_class::underflow] + st.counts[cast_class::overflow]) / double(n) : 0;
+}
+
 /// Calls visit(key, value) for every scalar statistic: THE key names of `fpscope recipes --json`
 /// and of Python's quantize()["stats"] (which add "counts", by class name, and "scale_binades").
 /// A value is a std::uint64_t or a double (NaN and inf possible: JSON null).
@@ -109,6 +116,7 @@ void for_each_stat(const block_stats& st, Visit&& visit) {
   visit("mean_rel_error", st.errors.mean_rel());
   visit("max_rel_error", st.errors.max_rel);
   visit("nonfinite_dequant", st.nonfinite_dequant);
+  visit("lost_fraction", lost_fraction(st));
 }
 
 /// One quantized operand.
