@@ -119,3 +119,15 @@ def test_keep_bf16_names_the_operands_over_the_budget(fpscope, tmp):
     assert {w.rstrip(",") for w in nvfp4.split()[1::2]} == over, nvfp4
     assert next(line for line in text if line.split()[:1] == ["mxfp8"]).split()[1] == "none"
     assert_one_line_error(fpscope.run("recipes", TRACE, "--keep-bf16", "2"), "fraction in [0, 1]", status=2)
+
+
+def test_plot_heatmap(fpscope, tmp):
+    svg = tmp / "lost.svg"
+    fpscope.ok("recipes", TRACE, "--role", "weight", "-r", "nvfp4", "-r", "mxfp8", "--plot", svg)
+    text = svg.read_text()
+    assert text.startswith("<?xml") and "<svg" in text
+    png = tmp / "lost.png"
+    fpscope.ok("recipes", TRACE, "-r", "nvfp4", "--plot", png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert_one_line_error(fpscope.run("recipes", TRACE, "--plot", tmp / "x.pdf"), "svg or .png", status=2)
+    assert not (tmp / "x.pdf").exists()

@@ -10,6 +10,8 @@
 #include <vector>
 
 #include "cli.hpp"
+#include "plot.hpp"
+#include "plot_recipes.hpp"
 #include "fpscope/block_quant.hpp"
 #include "fpscope/contain.hpp"
 #include "fpscope/convert.hpp"
@@ -28,7 +30,7 @@ const char* const default_recipes[] = {"mxfp8", "mxfp8:scaling_mode=floor", "mxf
 
 struct recipes_options {
   std::vector<std::string> inputs, recipes;
-  std::string role = "input", axis, gemm;
+  std::string role = "input", axis, gemm, plot;
   bool json = false, csv = false;
   int worst = 3;
   double budget = -1;  // --keep-bf16: the lost fraction above which an operand stays in BF16
@@ -141,6 +143,11 @@ int run(const recipes_options& o) {
   }
   std::vector<std::string> specs = o.recipes;
   if (specs.empty()) specs.assign(std::begin(default_recipes), std::end(default_recipes));
+  if (!o.plot.empty()) try {
+      plot_is_svg(o.plot);  // before the work, not after
+    } catch (const std::invalid_argument& e) {
+      throw usage_error(e.what());
+    }
   std::vector<std::unique_ptr<recipe>> made;
   for (const auto& s : specs) made.push_back(make_recipe(s));  // option_error: exit 2
 
@@ -158,6 +165,14 @@ int run(const recipes_options& o) {
       rows.push_back({i, k, block_quantize(ops[i].values, ops[i].rows, ops[i].cols, *made[k], role, axis)});
     }
     ops[i].values = {};  // only the results are kept
+  }
+  if (!o.plot.empty()) {
+    recipes_picture pic;
+    pic.title = fmt::format("elements lost per operand and recipe (role {}, blocks along {}s)", name(role), name(axis));
+    for (const auto& op : ops) pic.operands.push_back(op.path);
+    pic.recipes = specs;
+    for (const auto& r : rows) pic.lost.push_back(r.lost());
+    write_recipes_plot(o.plot, pic, o.inputs);
   }
 
   if (o.json) {
@@ -286,6 +301,7 @@ runner setup(CLI::App& app) {
         if (!(b >= 0 && b <= 1)) throw option_error("--keep-bf16: a fraction in [0, 1], not " + fpscope::quoted(v));
       }, "--keep-bf16", "FRACTION"));
   sub->add_option("--worst", o->worst, "operands named per recipe in the summary [default: 3]")->check(count_check(true));
+  sub->add_option("--plot", o->plot, "draw the heatmap of elements lost, operands x recipes, to FILE.svg|png");
   auto* j = sub->add_flag("--json", o->json, "print JSON (docs/recipes.md) instead of the table");
   sub->add_flag("--csv", o->csv, "print CSV, one row per operand x recipe")->excludes(j);
   sub->footer(
@@ -300,6 +316,7 @@ runner setup(CLI::App& app) {
       "  fpscope recipes x.npy w.npy                              # default recipes, input role\n"
       "  fpscope recipes dy.npy --role grad --gemm wgrad -r nvfp4 -r mxfp8\n"
       "  fpscope recipes w.npy --role weight --json\n"
+      "  fpscope recipes run.h5 --role weight --keep-bf16 0.01 --plot lost.svg\n"
       "  fpscope recipes run.h5 --step 3 --role weight -r nvfp4   # a trace's recorded tensors");
   return [o]() -> int {
     // A trace is read in a worker process (cli.hpp contained): one trace per run.
