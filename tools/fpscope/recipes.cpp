@@ -201,7 +201,7 @@ int run(const recipes_options& o) {
       const auto& st = r.q.stats;
       const auto& c = st.counts;
       fmt::print("{},{},{},{},{},{},{},{},{},{},{},{},{:.6g},{:.6g},{:.6g},{},{},{},{},{},{},{:.9g},{:.9g}\n",
-                 csv_field(ops[r.operand].path), csv_field(specs[r.recipe]), r.q.element.name, r.q.block_rows,
+                 csv_field(printable(ops[r.operand].path)), csv_field(printable(specs[r.recipe])), r.q.element.name, r.q.block_rows,
                  r.q.block_cols, c.total(), c[cast_class::zero], c[cast_class::underflow], c[cast_class::subnormal],
                  c[cast_class::normal], c[cast_class::overflow], c[cast_class::nonfinite], st.errors.sqnr_db(),
                  st.errors.mean_rel(), st.errors.max_rel, st.blocks, st.clipped_blocks, st.any_vanish_blocks,
