@@ -261,7 +261,8 @@ block_quant_result block_quantize(std::span<const float> x, std::size_t rows, st
   }
 
   // The plan of every block, and the block shape.
-  engine eng{s ? *s : block_scheme{}, {}, {}};
+  static const block_scheme per_tensor_scheme{};  // per-tensor recipes read none of it
+  engine eng{s ? *s : per_tensor_scheme, {}, {}};
   block_plan per_tensor;
   if (s) {
     eng.elem = s->elem[int(role)];
