@@ -786,7 +786,8 @@ py::dict block_stats_dict(const block_stats& st) {
 py::dict quantize_array(const py::array& x_, const std::string& spec, const std::string& role, const std::string& axis) {
   const operand_role r = parse_role(role, "role");
   const block_axis a = parse_axis(axis, "axis");
-  const py::array x = float_input(x_, "quantize").attr("astype")("float32").cast<py::array>();
+  py::array x = float_input(x_, "quantize");
+  if (!is_dtype(x, 'f', 4)) x = x.attr("astype")("float32").cast<py::array>();  // float64: rounded to nearest
   if (x.ndim() != 1 && x.ndim() != 2) value_error("quantize needs a 1-D or 2-D array, got " + std::to_string(x.ndim()) + " dimensions");
   const std::size_t rows = x.ndim() == 2 ? std::size_t(x.shape(0)) : 1, cols = std::size_t(x.shape(x.ndim() - 1));
   if (rows == 0 || cols == 0) value_error("quantize needs a non-empty array");

@@ -55,10 +55,6 @@ std::uint32_t to_e4m3_satfinite(float v) { return encode(v, e4m3, profile_policy
 struct amax_of {
   float fmax = 0;  // fmaxf over |x|
   bool nan = false;
-  void add(float x) {
-    if (std::isnan(x)) nan = true;
-    else fmax = std::max(fmax, std::fabs(x));
-  }
   float torch() const { return nan ? std::numeric_limits<float>::quiet_NaN() : fmax; }
 };
 
@@ -255,9 +251,14 @@ block_quant_result block_quantize(std::span<const float> x, std::size_t rows, st
   }
   amax_of tensor;
   {
-    amax_of t;  // a local: the loop keeps it in registers
-    for (const float v : x) t.add(v);
-    tensor = t;
+    // Plain locals, so that the loop keeps them in registers.
+    float m = 0;
+    bool nan = false;
+    for (const float v : x) {
+      nan |= std::isnan(v);
+      m = std::max(m, std::isnan(v) ? 0.0f : std::fabs(v));
+    }
+    tensor.fmax = m, tensor.nan = nan;
   }
 
   // The plan of every block, and the block shape.
@@ -345,9 +346,16 @@ block_quant_result block_quantize(std::span<const float> x, std::size_t rows, st
       const std::size_t c0 = bc * out.block_cols, c1 = std::min(cols, c0 + out.block_cols);
       block_plan p = per_tensor;
       if (s) {
-        amax_of a;
+        float m = 0;
+        bool nan = false;
         for (std::size_t i = r0; i < r1; ++i)
-          for (std::size_t j = c0; j < c1; ++j) a.add(x[i * cols + j]);
+          for (std::size_t j = c0; j < c1; ++j) {
+            const float v = x[i * cols + j];
+            nan |= std::isnan(v);
+            m = std::max(m, std::isnan(v) ? 0.0f : std::fabs(v));
+          }
+        amax_of a;
+        a.fmax = m, a.nan = nan;
         p = eng.plan(a);
       }
       const std::size_t b = br * out.scale_cols + bc;
