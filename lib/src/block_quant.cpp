@@ -141,14 +141,14 @@ struct engine {
         break;
       }
       case block_scheme::family::deepseek: {
-        // deepseek-ai/DeepSeek-V3 inference/kernel.py act_quant_kernel: amax = max(tl.max(|x|),
-        // 1e-4); s = amax / 448.; with scale_fmt "ue8m0" s = 2^ceil(log2(s)); y = x / s.
+        // deepseek-ai/DeepSeek-V3 inference/kernel.py (9b4e978) act_quant_kernel, lines 26-33:
+        // amax = max(tl.max(|x|), 1e-4); s = amax / 448.; with scale_fmt "ue8m0"
+        // s = exp2(ceil(log2(s))), log2 in float32 (libdevice's log2f there, the C library's here:
+        // both within an ulp, so just above a power of two the float log2 can round down to it
+        // and keep that power, where an exact ceil would double it); y = x / s.
         float amax = std::max(a.fmax, float(s.eps));
         float sc = amax / 448.0f;
-        if (s.ue8m0 && std::isfinite(sc) && sc > 0) {
-          const auto b = std::bit_cast<std::uint32_t>(sc);
-          sc = std::bit_cast<float>(((b >> 23) + ((b & 0x7FFFFFu) != 0)) << 23);
-        }
+        if (s.ue8m0 && std::isfinite(sc) && sc > 0) sc = std::exp2(std::ceil(std::log2(sc)));
         p.how = block_plan::op::div;
         p.by = p.factor = p.scale_value = sc;
         p.scale_code = std::bit_cast<std::uint32_t>(sc);

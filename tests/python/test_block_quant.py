@@ -311,10 +311,12 @@ def ref_fp32_tiles(x, elem, bshape, pow2, kind):
     for (bi, bj), sl in blocks_of(x.shape, bshape):
         b = x[sl]
         fin = b[np.isfinite(b)]
-        if kind == "deepseek":
+        if kind in ("deepseek", "deepseek-ue8m0"):
             ab = np.abs(b)
             amax = max(F32(np.max(ab[~np.isnan(ab)], initial=0)), F32(1e-4))
             s = F32(amax / F32(448.0))
+            if kind == "deepseek-ue8m0":  # exp2(ceil(log2(s))) with a float32 log2, as the kernel
+                s = F32(np.exp2(np.ceil(np.log2(np.float32(s)))))
             y = b / s
             f = s
         else:
@@ -683,3 +685,20 @@ def test_nvfp4_wgrad_random_hadamard_transform(role):
     with pytest.raises(ValueError, match="multiple of 16"):
         fpscope.quantize(x[:40], "nvfp4", role, gemm="wgrad")
     assert fpscope.quantize(x[:40], "nvfp4:rht=false", role, gemm="wgrad")["codes"].shape == (40, 20)
+
+
+def test_deepseek_ue8m0_scales():
+    x = edge_data(rows=130, cols=260, nonfinite=False)
+    # A tile whose s = amax / 448 is one ulp above 2^-10: the float32 log2 rounds to -10 exactly,
+    # so the kernel keeps 2^-10 (an exact ceil would give 2^-9).
+    x[20, :128] = 0.1
+    x[20, 0] = np.float32(0.4375) + np.float32(2.0 ** -25)
+    q = fpscope.quantize(x, "deepseek:ue8m0", "input", "row")
+    codes, svals, dq, counts = ref_fp32_tiles(x, "e4m3", (1, 128), False, "deepseek-ue8m0")
+    assert q["dequant_scale"][20, 0] == 2.0 ** -10
+    s = q["dequant_scale"][np.isfinite(q["dequant_scale"])]
+    assert (np.frexp(s)[0] == 0.5).all()  # powers of two
+    assert_same(q["dequant_scale"], svals, "ue8m0 scales")
+    assert_same(q["codes"], codes, "codes")
+    assert_same(q["dequant"], dq, "dequantized")
+    assert q["stats"]["counts"] == counts
