@@ -576,6 +576,7 @@ def test_fake_quantization_from_torch():
     torch = pytest.importorskip("torch")
     t = torch.linspace(-3, 3, 512).reshape(8, 64)
     q = fpscope.quantize(t.numpy(), "nvfp4", "input")
+    assert (fpscope.quantize(t, "nvfp4", "input")["codes"] == q["codes"]).all()  # a tensor directly
     back = torch.from_numpy(q["dequant"])
     assert back.shape == t.shape and back.dtype == torch.float32
     assert float((back - t).abs().max()) < 0.6

@@ -175,7 +175,8 @@ def quantize(x, recipe: str, role: str = "input", axis: str | None = None, *, ge
         if role not in GEMM_AXES[gemm]:
             raise ValueError(f"quantize: {gemm} has no {role} operand (its operands: {', '.join(GEMM_AXES[gemm])})")
         axis = GEMM_AXES[gemm][role]
-    if not hasattr(x, "dtype"):
-        import numpy as np
-        x = np.asarray(x, dtype=np.float32)
+    import numpy as np
+    if not isinstance(x, np.ndarray):
+        # A torch tensor (its values, on the CPU), or any array-like.
+        x = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x, dtype=np.float32)
     return _fpscope._quantize(x, recipe, role, axis or "row")
