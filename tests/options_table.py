@@ -66,10 +66,27 @@ BAD_POLICIES = [
     ("torch:init=", ["not a number"]),
     ("torch:,init=2", ["empty item"]),
     ("te-current:amax_epsilon=-1", ["amax_epsilon"]),
+    # GEMM-operand block recipes (issue 16)
+    ("mxfp8:elem=e2m1", ["not one of"]),
+    ("mxfp8:scaling_mode=up", ["not one of"]),
+    ("mxfp4:elem=e2m1", ["unknown key"]),
+    ("mxfp6:rounding=rtz", ["not one of"]),
+    ("mxfp8:block_size=0", ["integer"]),
+    ("nvfp4:profile=ao", ["not one of"]),
+    ("nvfp4:sr=maybe", ["stochastic_rounding"]),
+    ("nvfp4:seed=-1", ["integer"]),
+    ("fp8-block:w_block_scaling_dim=3", ["integer"]),
+    ("fp8-block:amax_epsilon=-1", ["amax_epsilon"]),
+    ("deepseek:amax_floor=nan", ["amax_floor"]),
+    ("deepseek:ue8m0,ue8m0", ["given twice"]),
 ]
 GOOD_POLICIES = ["torch", "torch:", "torch:init=2^3", "te-delayed:margin=2^3", "te-delayed:margin=-1",
                  "te-delayed:amax_history_len=16,amax_compute_algo=most_recent",
                  "te-delayed:history=16,algo=max", "te-current:pow2", "te-current:power_2_scale=false",
                  "te-current:amax_epsilon=2^-20", "mx", "mx:scaling_mode=rceil", "mx:rounding=even,block_size=16",
                  "block:tile=128x128,pow2", "static:2^10", "static:scale=1024",
-                 "deepspeed:hysteresis=1,raise_error_at_min_scale=false", "megatron:initial_loss_scale=2^16"]
+                 "deepspeed:hysteresis=1,raise_error_at_min_scale=false", "megatron:initial_loss_scale=2^16",
+                 # GEMM-operand block recipes (issue 16)
+                 "mxfp8", "mxfp8:scaling_mode=floor,elem=e5m2", "mxfp6:elem=e3m2,rounding=rna", "mxfp4:scaling_mode=even",
+                 "nvfp4", "nvfp4:profile=torchao", "nvfp4:2d=false,sr=false,seed=7", "fp8-block:fp8_format=hybrid,pow2=false",
+                 "fp8-block:w_block_scaling_dim=1", "deepseek", "deepseek:ue8m0,amax_floor=0"]

@@ -26,6 +26,9 @@ fi
 # pybind11 >= 2.12 builds a module that reads NumPy 1 and 2 arrays (Debian 12's 2.10 reads only
 # NumPy 1's; lib/python/CMakeLists.txt takes this one first, Debian's where it is missing).
 pypi=(ml_dtypes==0.5.4 pybind11==3.1.0)
+# gfloat, the OCP MX block-encoding oracle of tests/python/test_block_quant.py (issue 16), with
+# its two dependencies (checked with NumPy 1.24: it needs nothing newer).
+pypi+=(gfloat==0.5.2 array-api-compat==1.16.0 more-itertools==11.2.1)
 venv="$here/.venv"
 [ -x "$venv/bin/python" ] || /usr/bin/python3 -m venv --system-site-packages "$venv"
 for spec in "${pypi[@]}"; do

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "fpscope/arith_bulk.hpp"
+#include "fpscope/block_quant.hpp"
 #include "fpscope/convert.hpp"
 #include "fpscope/format.hpp"
 #include "fpscope/contain.hpp"
@@ -777,6 +778,62 @@ class writer {
   std::unique_ptr<trace_writer> w_;
 };
 
+
+// ---- block quantization of a GEMM operand (issue 16; fpscope/block_quant.hpp) ----
+
+template <class T>
+py::array_t<T> grid(const std::vector<T>& v, std::size_t rows, std::size_t cols) {
+  py::array_t<T> a({static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(cols)});
+  std::memcpy(a.mutable_data(), v.data(), v.size() * sizeof(T));
+  return a;
+}
+
+py::dict block_stats_dict(const block_stats& st) {
+  py::dict d, counts, binades;
+  for (int c = 0; c < cast_class_count; ++c) counts[py::str(std::string(name(static_cast<cast_class>(c))))] = st.counts.n[std::size_t(c)];
+  for (const auto& [e, n] : st.scale_binades) binades[py::int_(e)] = n;
+  for_each_stat(st, [&d](const char* key, auto v) { d[key] = v; });
+  d["counts"] = counts;
+  d["scale_binades"] = binades;
+  return d;
+}
+
+// fpscope.quantize: a 2-D (or 1-D: one row) float array under a recipe, as `role` with blocks
+// along `axis`.
+py::dict quantize_array(const py::array& x_, const std::string& spec, const std::string& role, const std::string& axis) {
+  const operand_role r = parse_role(role, "role");
+  const block_axis a = parse_axis(axis, "axis");
+  py::array x = float_input(x_, "quantize");
+  if (!is_dtype(x, 'f', 4)) x = x.attr("astype")("float32").cast<py::array>();  // float64: rounded to nearest
+  if (x.ndim() != 1 && x.ndim() != 2) value_error("quantize needs a 1-D or 2-D array, got " + std::to_string(x.ndim()) + " dimensions");
+  const std::size_t rows = x.ndim() == 2 ? std::size_t(x.shape(0)) : 1, cols = std::size_t(x.shape(x.ndim() - 1));
+  if (rows == 0 || cols == 0) value_error("quantize needs a non-empty array");
+  const py::array xc = contiguous(x);
+  block_quant_result q;
+  {
+    py::gil_scoped_release unlocked;
+    q = block_quantize(span_of<float>(xc), rows, cols, spec, r, a);
+  }
+  py::dict d;
+  d["recipe"] = q.describe;
+  d["element"] = std::string(q.element.name);
+  d["scale_format"] = std::string(q.scale_format.name);
+  d["block_shape"] = py::make_tuple(q.block_rows, q.block_cols);
+  d["codes"] = grid(q.codes, rows, cols);
+  if (q.scale_format.bits == 8) {
+    std::vector<std::uint8_t> c8(q.scale_codes.begin(), q.scale_codes.end());
+    d["scales"] = grid(c8, q.scale_rows, q.scale_cols);
+  } else {
+    d["scales"] = grid(q.scale_codes, q.scale_rows, q.scale_cols);
+  }
+  d["scale_values"] = grid(q.scale_values, q.scale_rows, q.scale_cols);
+  d["dequant_scale"] = grid(q.dequant_scale, q.scale_rows, q.scale_cols);
+  d["tensor_scale"] = q.tensor_scale;
+  py::array dq = grid(q.dequant, rows, cols);
+  d["dequant"] = x.ndim() == 1 ? dq.attr("reshape")(cols).cast<py::array>() : dq;
+  d["stats"] = block_stats_dict(q.stats);
+  return d;
+}
 }  // namespace
 
 PYBIND11_MODULE(_fpscope, m) {
@@ -888,6 +945,8 @@ PYBIND11_MODULE(_fpscope, m) {
     }
     return l;
   }, "The replay recipes: name, summary, the grammar of their keys, what upstream path they model.");
+  m.def("_quantize", &quantize_array, py::arg("x"), py::arg("recipe"), py::arg("role") = "input", py::arg("axis") = "row",
+        "Block quantization of a GEMM operand (fpscope/block_quant.hpp); fpscope.quantize wraps it.");
 
   py::class_<trace>(m, "Trace", "A gradient trace (docs/trace.md), read step by step.")
       .def(py::init<const std::string&>(), py::arg("path"))

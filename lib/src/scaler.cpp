@@ -264,6 +264,18 @@ int mx_scale_exponent(float amax, const format& elem, mx_rounding r) {
     return int(float_to_e8m0(std::bit_cast<float>(bits) * rcp)) - 127;
   }
   if (bits == 0x7F800000u) return mx_scale_nan;
+  if (r == mx_rounding::rceil_torchao) {
+    // pytorch/ao torchao/prototype/mx_formats/mx_tensor.py (36027d8) _to_mx_rceil, line 185:
+    // descale = max_abs * (1.0 / max_pos), a float32 tensor times a Python float (rounded to
+    // float32 as TE's max_norm_rcp is); then _f32_to_e8m0_rceil, lines 111-129: the biased
+    // exponent plus one when any mantissa bit is set (for a float32 subnormal, when the value
+    // exceeds 2^-127, the E8M0 byte 0), with no clamp: 254 rounded up is 255, the NaN.
+    const auto rcp = static_cast<float>(1.0 / static_cast<double>(static_cast<float>(elem_max)));
+    const auto d = std::bit_cast<std::uint32_t>(std::bit_cast<float>(bits) * rcp);
+    const std::uint32_t be = d >> 23, man = d & 0x7FFFFFu;
+    const std::uint32_t biased = be + (be == 0 ? (man > 0x400000u) : (man != 0));
+    return biased >= 255 ? mx_scale_nan : int(biased) - 127;
+  }
   if (r == mx_rounding::even) {
     const int m = elem.man_bits;
     // max_abs + (1 << (23 - mbits - 1)), masked to sign and exponent: a round half up of the

@@ -38,6 +38,9 @@ CASES = [
     ("hist {trace} --steps 0:20", None), ("hist {trace} --steps 0:20 --json", None),
     ("hist {trace} --steps 0:20 --csv", None),
     ("replay {trace}", None), ("replay {trace} --json", None), ("replay {trace} --csv", None),
+    # fpscope recipes (issue 16)
+    ("recipes {in}/x.npy", None), ("recipes {in}/x.npy --json", None), ("recipes {in}/x.npy --csv", None),
+    ("recipes {trace} -r mxfp8", None),
 ]
 IDS = [c[0].replace("{in}/", "").replace("{out}/", "").replace("{trace}", "TRACE") for c in CASES]
 

@@ -22,7 +22,8 @@ pytest.importorskip("ipykernel")
 BIN = os.environ["FPSCOPE_BIN"]
 GRADS = ROOT / "datasets" / "lm-grads" / "step0300.npy"
 # The fewest figures each notebook must draw.
-FIGURES = {"01_formats": 4, "02_underflow": 4, "03_loss_scaling": 1, "04_fp8_scaling": 1, "05_misconceptions": 3}
+FIGURES = {"01_formats": 4, "02_underflow": 4, "03_loss_scaling": 1, "04_fp8_scaling": 1, "05_misconceptions": 3,
+           "06_nvfp4_training": 1}
 
 
 def cli_json(*args):
@@ -152,6 +153,21 @@ def test_misconception_numbers(executed):
     assert printed(text, "torch skipped steps") == str(skipped) == "[300]"
     assert int(printed(text, "torch scale changes")) == r["summary"]["scale_changes"] == 2
     assert "scale 32768 -> 65536 at step 2301" in text  # 2000 clean steps after the skip
+
+
+def test_nvfp4_training_numbers(executed):
+    _, text = executed["06_nvfp4_training"]
+    path = printed(text, "operand")
+    (op,) = cli_json("recipes", path, "-r", "nvfp4", "--gemm", "fprop")["operands"]
+    r = op["results"][0]
+    assert int(printed(text, "nvfp4 input underflow")) == r["counts"]["underflow"]
+    assert int(printed(text, "nvfp4 input subnormal")) == r["counts"]["subnormal"] > 0
+    assert printed(text, "nvfp4 input SQNR dB") == f"{r['sqnr_db']:.2f}"
+    assert printed(text, "nvfp4 input blocks with a vanished element") == f"{r['any_vanish_blocks']} of {r['blocks']}"
+    # Quantized training still trains, and ends behind float32.
+    final = {name: float(re.search(rf"^{re.escape(name)}: final loss \S+ of last 20 steps\) ([0-9.]+)", text, re.M).group(1))
+             for name in ("float32", "nvfp4 (TE)", "mxfp8")}
+    assert final["nvfp4 (TE)"] > final["float32"] and final["nvfp4 (TE)"] < 1.0
 
 
 def test_html_render(executed):

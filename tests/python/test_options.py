@@ -96,5 +96,26 @@ def test_good_policy_is_accepted(spec):
 
 def test_recipes_table_names_every_policy_the_grammar_accepts():
     names = [r["name"] for r in fpscope.recipes()]
-    assert names == ["static", "torch", "deepspeed", "megatron", "te-delayed", "te-current", "mx", "block"]
+    assert names == ["static", "torch", "deepspeed", "megatron", "te-delayed", "te-current", "mx", "block",
+                     "mxfp8", "mxfp6", "mxfp4", "nvfp4", "fp8-block", "deepseek"]
     assert {p.split(":")[0] for p in GOOD_POLICIES} == set(names)
+
+
+# fpscope.quantize reads recipes with the same grammar: every bad spec is a ValueError naming the
+# problem there too, every good block-recipe spec quantizes.
+Q = np.linspace(-2, 2, 64 * 4, dtype=np.float32).reshape(4, 64)
+
+
+@pytest.mark.parametrize("spec,words", BAD_POLICIES, ids=[s for s, _ in BAD_POLICIES])
+def test_bad_policy_raises_value_error_in_quantize(spec, words):
+    with pytest.raises(ValueError) as e:
+        fpscope.quantize(Q, spec)
+    for w in words:
+        assert w in str(e.value).lower(), str(e.value)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("spec", [p for p in GOOD_POLICIES if p.split(":")[0] in
+                                  ("mxfp8", "mxfp6", "mxfp4", "nvfp4", "fp8-block", "deepseek", "te-current")])
+def test_good_block_policy_quantizes(spec):
+    assert fpscope.quantize(Q, spec, "grad")["dequant"].shape == Q.shape

@@ -114,7 +114,7 @@ TEST_CASE("options: the policy grammar", "[options]") {
 
 TEST_CASE("options: every recipe of the table parses its keys and describes itself", "[options]") {
   const auto table = recipes();
-  REQUIRE(table.size() == 8);
+  REQUIRE(table.size() == 14);  // 8, and the GEMM-operand block recipes of issue 16
   for (const auto& r : table) {
     INFO(r.name);
     const auto rec = make_recipe(r.name == std::string_view("static") ? "static:2^10" : std::string(r.name));
@@ -125,7 +125,8 @@ TEST_CASE("options: every recipe of the table parses its keys and describes itse
     CHECK_THROWS_AS(make_recipe(std::string(r.name) + ":no_such_key=1"), option_error);
   }
   CHECK_THROWS_WITH(make_recipe("adam"),
-                    "unknown policy 'adam' (known: static, torch, deepspeed, megatron, te-delayed, te-current, mx, block)");
+                    "unknown policy 'adam' (known: static, torch, deepspeed, megatron, te-delayed, te-current, mx, block, "
+                    "mxfp8, mxfp6, mxfp4, nvfp4, fp8-block, deepseek)");
   // The loss scalers' factory is the recipes' grammar too.
   CHECK(make_loss_scaler("torch:init=2^3")->scale() == 8);
   CHECK_THROWS_AS(make_loss_scaler("torch:init=2^3,init=4"), option_error);
@@ -137,4 +138,9 @@ TEST_CASE("options: every recipe of the table parses its keys and describes itse
   auto mx = make_recipe("mx:scaling_mode=even");
   CHECK_NOTHROW(mx->bind(resolve({"fp16", "", "", "", 0})));
   CHECK_THROWS_AS(mx->bind(resolve({"e8m0", "", "", "", 0})), option_error);
+  // The GEMM-operand recipes choose their element format by key; another --format is refused.
+  auto mxfp8 = make_recipe("mxfp8:elem=e5m2");
+  CHECK(mxfp8->default_format() == "e5m2");
+  CHECK_NOTHROW(mxfp8->bind(resolve({"e5m2", "", "", "", 0})));
+  CHECK_THROWS_AS(mxfp8->bind(resolve({"e4m3", "", "", "", 0})), option_error);
 }

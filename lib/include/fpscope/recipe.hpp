@@ -22,6 +22,8 @@
 
 namespace fpscope {
 
+struct block_scheme;  // fpscope/block_quant.hpp
+
 /// What a recipe sees of a tensor at a step before its values are counted: the recorded
 /// metadata (docs/trace.md).
 struct tensor_meta {
@@ -64,6 +66,9 @@ class recipe {
   virtual double scale(const tensor_meta& t) = 0;
   /// Block recipes: the counts of a whole tensor's values (the base implementation throws).
   virtual block_counts count_blocks(const tensor_meta& t, std::span<const float> values);
+  /// Block-scaled operand recipes (mxfp8, nvfp4, fp8-block, deepseek): how they quantize a GEMM
+  /// operand (fpscope/block_quant.hpp); nullptr for the others.
+  virtual const block_scheme* scheme() const { return nullptr; }
 
   /// After the step's counts: `overflow` tells whether any element of any tensor overflowed (or
   /// was already inf/NaN). Returns whether the optimizer step is skipped; throws scaler_error

@@ -206,6 +206,9 @@ enum class mx_rounding {
   ceil,   ///< ceil(log2(amax)) - emax_elem (torchao CEIL)
   rceil,  ///< NVIDIA (cuBLAS, TE): float32 amax * (1/elem_max) rounded up to a power of two
   even,   ///< amax rounded to the element's mantissa width first, then floor (torchao EVEN)
+  /// torchao RCEIL (mx_tensor.py _to_mx_rceil, _f32_to_e8m0_rceil): rceil's product, but a NaN
+  /// or inf amax and a product that rounds up past 2^127 give the E8M0 NaN (no saturation).
+  rceil_torchao,
 };
 
 /// The value mx_scale_exponent returns for the E8M0 NaN (0xFF = this + 127).

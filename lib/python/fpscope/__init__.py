@@ -141,3 +141,42 @@ def replay(path, policy: str = "torch", *, format: str | None = None, profile: s
     totals (the summary is complete either way).
     """
     return _fpscope._replay(os.fspath(path), policy, format, profile, rounding, overflow, steps, threads, top, tensors)
+
+
+# ---- Block quantization of GEMM operands (issue 16; fpscope/block_quant.hpp, docs/recipes.md) ----
+
+# Which way each GEMM's operands are blocked: along the GEMM's reduction dimension.
+# fprop Y = X W^T reduces over `in` (rows of X and W); dgrad dX = dY W over `out` (rows of dY,
+# columns of W); wgrad dW = dY^T X over tokens (columns of dY and X).
+GEMM_AXES = {
+    "fprop": {"input": "row", "weight": "row"},
+    "dgrad": {"grad": "row", "weight": "column"},
+    "wgrad": {"grad": "column", "input": "column"},
+}
+
+
+def quantize(x, recipe: str, role: str = "input", axis: str | None = None, *, gemm: str | None = None) -> dict:
+    """Quantizes the 2-D operand `x` (a NumPy array; a torch tensor via .numpy()) as `recipe`
+    ("mxfp8", "mxfp4:scaling_mode=floor", "nvfp4", "nvfp4:profile=torchao", "fp8-block",
+    "deepseek", "te-current", ...: `recipes()`) quantizes GEMM operand `role` ("input", "weight",
+    "grad"), blocks along `axis` ("row" or "column"), or along the reduction dimension of `gemm`
+    ("fprop", "dgrad", "wgrad"; GEMM_AXES).
+
+    Returns a dict: codes (uint8, x's shape), scales (the block scales' codes: uint8 for E8M0 and
+    E4M3, uint32 float32 bits otherwise; one per block), scale_values, dequant_scale (what
+    dequantization multiplies a code's value by, per block), tensor_scale (NVFP4's per-tensor
+    scale), dequant (float32, x's shape: usable as fake quantization), block_shape, element,
+    scale_format, recipe, and stats (per-block statistics and exact class counts)."""
+    if gemm is not None:
+        if axis is not None:
+            raise ValueError("quantize: give axis or gemm, not both")
+        if gemm not in GEMM_AXES:
+            raise ValueError(f"quantize: unknown gemm {gemm!r} (known: fprop, dgrad, wgrad)")
+        if role not in GEMM_AXES[gemm]:
+            raise ValueError(f"quantize: {gemm} has no {role} operand (its operands: {', '.join(GEMM_AXES[gemm])})")
+        axis = GEMM_AXES[gemm][role]
+    import numpy as np
+    if not isinstance(x, np.ndarray):
+        # A torch tensor (its values, on the CPU), or any array-like.
+        x = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x, dtype=np.float32)
+    return _fpscope._quantize(x, recipe, role, axis or "row")

@@ -36,6 +36,8 @@ extern const entry te_delayed_entry;                                            
 extern const entry te_current_entry;                                            // te_current.cpp
 extern const entry mx_entry;                                                    // mx.cpp
 extern const entry block_entry;                                                 // block.cpp
+// GEMM-operand block recipes (operand.cpp).
+extern const entry mxfp8_entry, mxfp6_entry, mxfp4_entry, nvfp4_entry, fp8_block_entry, deepseek_entry;
 
 
 

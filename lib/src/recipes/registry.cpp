@@ -8,7 +8,9 @@ namespace detail {
 
 namespace {
 const entry* const table[] = {&static_entry,     &torch_entry,      &deepspeed_entry, &megatron_entry,
-                              &te_delayed_entry, &te_current_entry, &mx_entry,        &block_entry};
+                              &te_delayed_entry, &te_current_entry, &mx_entry,        &block_entry,
+                              // GEMM-operand block recipes (operand.cpp)
+                              &mxfp8_entry, &mxfp6_entry, &mxfp4_entry, &nvfp4_entry, &fp8_block_entry, &deepseek_entry};
 }  // namespace
 
 }  // namespace detail

@@ -1,0 +1,133 @@
+"""fpscope recipes end to end: GEMM operands under block recipes (issue 16). The numbers are the
+library's (checked bit for bit in tests/python/test_block_quant.py); here: what the command
+reads, that its JSON, CSV and table agree, a count checked against NumPy, the worst-operand
+summary, and its errors."""
+import csv
+import io
+
+import numpy as np
+import pytest
+
+from conftest import assert_one_line_error
+
+
+def save(tmp, name, a):
+    p = tmp / name
+    np.save(p, a)
+    return p
+
+
+def test_json_csv_and_a_count_numpy_predicts(fpscope, tmp):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((64, 1024)).astype(np.float32)
+    p = save(tmp, "x.npy", x)
+    out = fpscope.json("recipes", p, "-r", "mxfp8:scaling_mode=floor", "-r", "mxfp8", "--json")
+    assert out["role"] == "input" and out["axis"] == "row"
+    (op,) = out["operands"]
+    assert op["shape"] == [64, 1024] and op["matrix"] == [64, 1024]
+    ocp, te = op["results"]
+    # OCP floor clips a block exactly where its amax significand is beyond 1.8125 (464 / 256).
+    amax = np.abs(x.reshape(64, 32, 32)).max(-1)
+    sig = amax / np.exp2(np.floor(np.log2(amax)))
+    assert ocp["clipped_blocks"] == int((sig > 1.8125).sum()) > 0 and te["clipped_blocks"] == 0
+    assert ocp["blocks"] == te["blocks"] == 64 * 32
+    assert sum(ocp["counts"].values()) == x.size and ocp["block_shape"] == [1, 32]
+    rows = list(csv.DictReader(io.StringIO(fpscope.ok("recipes", p, "-r", "mxfp8:scaling_mode=floor", "-r", "mxfp8", "--csv"))))
+    assert [r["recipe"] for r in rows] == ["mxfp8:scaling_mode=floor", "mxfp8"]
+    assert int(rows[0]["clipped_blocks"]) == ocp["clipped_blocks"]
+    assert int(rows[0]["overflow"]) == ocp["counts"]["overflow"]
+
+
+def test_gemm_orientation_and_weight_tiles(fpscope, tmp):
+    p = save(tmp, "w.npy", np.ones((40, 300), np.float32))
+    out = fpscope.json("recipes", p, "--role", "weight", "--gemm", "dgrad", "-r", "mxfp8", "-r", "nvfp4", "-r", "fp8-block",
+                       "--json")
+    assert out["axis"] == "column"
+    shapes = [r["block_shape"] for r in out["operands"][0]["results"]]
+    assert shapes == [[32, 1], [16, 16], [128, 128]]
+    assert [r["blocks"] for r in out["operands"][0]["results"]] == [2 * 300, 3 * 19, 1 * 3]  # partial edge blocks
+
+
+def test_table_names_the_worst_operand(fpscope, tmp):
+    rng = np.random.default_rng(1)
+    calm = save(tmp, "calm.npy", rng.standard_normal((32, 256)).astype(np.float32))
+    wild = rng.standard_normal((32, 256)).astype(np.float32) * np.exp2(rng.integers(-20, 20, (32, 256))).astype(np.float32)
+    wild = save(tmp, "wild.npy", wild)
+    text = fpscope.ok("recipes", calm, wild, "-r", "te-current")
+    summary = text.split("worst operands per recipe")[1]
+    line = summary.splitlines()[1].split()
+    assert line[0] == "te-current" and line[1].endswith("wild.npy"), line
+
+
+@pytest.mark.parametrize("args,words,status", [
+    (["-r", "bogus"], ["unknown policy"], 2),
+    (["-r", "torch"], ["does not quantize"], 2),
+    (["--role", "bias"], ["unknown role"], 2),
+    (["--role", "weight", "--gemm", "wgrad"], ["no weight operand"], 2),
+    (["--axis", "row", "--gemm", "fprop"], ["excludes"], 2),
+])
+def test_usage_errors(fpscope, tmp, args, words, status):
+    p = save(tmp, "x.npy", np.ones((2, 32), np.float32))
+    assert_one_line_error(fpscope.run("recipes", p, *args), *words, status=status)
+
+
+def test_input_errors(fpscope, tmp):
+    assert_one_line_error(fpscope.run("recipes", tmp / "missing.npy"), "missing.npy", status=1)
+    p = save(tmp, "i.npy", np.ones((2, 32), np.int32))
+    assert_one_line_error(fpscope.run("recipes", p), "unsupported dtype", status=1)
+    e = save(tmp, "e.npy", np.ones((0, 32), np.float32))
+    assert_one_line_error(fpscope.run("recipes", e), "non-empty", status=1)
+
+
+TRACE = __import__("pathlib").Path(__file__).resolve().parents[2] / "datasets" / "traces" / "digits-mlp.h5"
+
+
+def test_a_traces_recorded_tensors(fpscope, tmp):
+    out = fpscope.json("recipes", TRACE, "--role", "weight", "-r", "nvfp4", "-r", "mxfp8", "--json")
+    names = [o["path"] for o in out["operands"]]
+    assert names and all(n.endswith("@398") for n in names), names  # the last step with raw values
+    w = next(o for o in out["operands"] if o["path"].startswith("0.weight"))
+    assert w["shape"] == [32, 64] and w["results"][0]["block_shape"] == [16, 16]
+    assert sum(w["results"][0]["counts"].values()) == 32 * 64
+    first = fpscope.json("recipes", TRACE, "--step", "0", "-r", "mxfp8", "--json")
+    assert all(o["path"].endswith("@0") for o in first["operands"])
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--step", "100000"], ["--step 100000", "steps 0 to"]),
+    (["x.npy"], ["one trace per run"]),
+])
+def test_trace_usage_errors(fpscope, tmp, args, words):
+    save(tmp, "x.npy", np.ones((2, 32), np.float32))
+    args = [tmp / a if a.endswith(".npy") else a for a in args]
+    assert_one_line_error(fpscope.run("recipes", TRACE, *args), *words, status=2)
+
+
+def test_step_needs_a_trace(fpscope, tmp):
+    p = save(tmp, "x.npy", np.ones((2, 32), np.float32))
+    assert_one_line_error(fpscope.run("recipes", p, "--step", "1"), "applies to a trace", status=2)
+
+
+def test_keep_bf16_names_the_operands_over_the_budget(fpscope, tmp):
+    args = [TRACE, "--role", "weight", "-r", "nvfp4", "-r", "mxfp8"]
+    out = fpscope.json("recipes", *args, "--json")
+    over = {o["path"] for o in out["operands"] if o["results"][0]["lost_fraction"] > 0.05}
+    assert over and len(over) < len(out["operands"])  # the budget splits the operands
+    assert all(o["results"][1]["lost_fraction"] <= 0.05 for o in out["operands"])
+    text = fpscope.ok("recipes", *args, "--keep-bf16", "0.05").split("keep in BF16")[1].splitlines()
+    nvfp4 = next(line for line in text if line.split()[:1] == ["nvfp4"])
+    assert {w.rstrip(",") for w in nvfp4.split()[1::2]} == over, nvfp4
+    assert next(line for line in text if line.split()[:1] == ["mxfp8"]).split()[1] == "none"
+    assert_one_line_error(fpscope.run("recipes", TRACE, "--keep-bf16", "2"), "fraction in [0, 1]", status=2)
+
+
+def test_plot_heatmap(fpscope, tmp):
+    svg = tmp / "lost.svg"
+    fpscope.ok("recipes", TRACE, "--role", "weight", "-r", "nvfp4", "-r", "mxfp8", "--plot", svg)
+    text = svg.read_text()
+    assert text.startswith("<?xml") and "<svg" in text
+    png = tmp / "lost.png"
+    fpscope.ok("recipes", TRACE, "-r", "nvfp4", "--plot", png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert_one_line_error(fpscope.run("recipes", TRACE, "--plot", tmp / "x.pdf"), "svg or .png", status=2)
+    assert not (tmp / "x.pdf").exists()
