@@ -432,6 +432,11 @@ trace_reader::trace_reader(const std::string& path) : path_(path), h_(std::make_
 
 trace_reader::~trace_reader() = default;
 
+std::int64_t trace_reader::step_number(std::size_t i) const {
+  if (i >= steps_.size()) throw trace_error(path_ + ": no step " + std::to_string(i));
+  return std::stoll(steps_[i]);
+}
+
 trace_step trace_reader::step(std::size_t i) const {
   quiet_hdf5();
   if (i >= steps_.size()) throw trace_error(path_ + ": no step " + std::to_string(i));

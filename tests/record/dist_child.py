@@ -55,7 +55,7 @@ def names(model):
 def run_ddp(rank, world, a):
     model = torch.nn.parallel.DistributedDataParallel(mlp())
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    with Recorder(os.path.join(a.out, f"rank{rank}.h5"), "dist_child ddp", created="2000-01-01T00:00:00Z",
+    with Recorder(os.path.join(a.out, f"rank{rank}.h5"), "dist_child ddp", created="2000-01-01T00:00:00Z", max_steps=64,
                   layout={"dp": (rank, world)}) as rec:
         for step in range(a.steps):
             x, y = batch(rank, step)
@@ -75,7 +75,7 @@ def run_zero(rank, world, a):
     per = -(-total // world)  # ceil: every rank's part but the last is `per` elements
     lo, hi = min(rank * per, total), min((rank + 1) * per, total)
     opt = torch.optim.SGD(params, lr=0.1)
-    with Recorder(os.path.join(a.out, f"rank{rank}.h5"), "dist_child zero", created="2000-01-01T00:00:00Z",
+    with Recorder(os.path.join(a.out, f"rank{rank}.h5"), "dist_child zero", created="2000-01-01T00:00:00Z", max_steps=64,
                   layout={"dp": (rank, world)}) as rec:
         for step in range(a.steps):
             x, y = batch(rank, step)
@@ -122,7 +122,7 @@ def run_tp(rank, world, a):
     opt = torch.optim.SGD(part.parameters(), lr=0.1)
     shards = {"fc.weight": split_shard("fc.weight", tuple(full.weight.shape), 0, rank, world),
               "fc.bias": split_shard("fc.bias", tuple(full.bias.shape), 0, rank, world)}
-    with Recorder(os.path.join(a.out, f"rank{rank}.h5"), "dist_child tp", created="2000-01-01T00:00:00Z",
+    with Recorder(os.path.join(a.out, f"rank{rank}.h5"), "dist_child tp", created="2000-01-01T00:00:00Z", max_steps=64,
                   layout={"tp": (rank, world)}, shards=shards) as rec:
         for step in range(a.steps):
             x, t = tp_batch(step)
@@ -137,7 +137,7 @@ def run_tp(rank, world, a):
 def single_tp(a):
     layer = tp_layer()
     opt = torch.optim.SGD(layer.parameters(), lr=0.1)
-    with Recorder(a.single, "dist_child tp single", created="2000-01-01T00:00:00Z") as rec:
+    with Recorder(a.single, "dist_child tp single", created="2000-01-01T00:00:00Z", max_steps=64) as rec:
         for step in range(a.steps):
             x, t = tp_batch(step)
             loss = ((layer(x) - t) ** 2).sum() * (2.0**20 if step == a.spike else 1.0)

@@ -102,6 +102,8 @@ class trace_reader {
   std::size_t size() const { return steps_.size(); }
   /// Steps found incomplete (a writer killed mid-step), as messages; not in size().
   const std::vector<std::string>& incomplete() const { return incomplete_; }
+  /// Step i's @step (from its group's name, which the reader checked against @step on opening).
+  std::int64_t step_number(std::size_t i) const;
   /// Reads step i's metadata (cheap: attributes only).
   trace_step step(std::size_t i) const;
   /// Streams a tensor's values, widened exactly to float32, in chunks of at most `chunk`.
