@@ -76,7 +76,7 @@ def test_ddp_ranks_hold_identical_replicas(runs):
 
 def test_zero_flat_shards_tile_each_gradient_and_match_ddp(runs):
     ts = [fpscope.Trace(str(f)) for f in runs["zero"]]
-    ddp = fpscope.Trace(str(runs["ddp"][0]))
+    ddp = fpscope.Trace(str(runs["ddp"][0]))  # the same model: the same shapes
     for i in (0, 5):
         whole = {t["name"]: t for t in ddp.step(i)["tensors"]}
         pieces = {}
@@ -94,9 +94,25 @@ def test_zero_flat_shards_tile_each_gradient_and_match_ddp(runs):
                 assert off == at
                 at += v.size
             assert at == whole[n]["count"]
-            ref = fpscope.Trace(str(runs["ddp"][0])).values(i, n).reshape(-1)
-            if i == 0:  # the same model, data and mean (reduced in another order): float32 rounding apart
-                np.testing.assert_allclose(np.concatenate([v for _, v in p]), ref, rtol=1e-5, atol=1e-8)
+            if i == 0:  # the mean of the ranks' gradients, computed here: float32 rounding apart
+                np.testing.assert_allclose(np.concatenate([v for _, v in p]), mean_grads(3)[n], rtol=1e-5, atol=1e-7)
+
+
+def mean_grads(world):
+    """Step 0's gradients of dist_child's MLP averaged over `world` ranks' batches, in one process."""
+    import torch
+
+    sys.path.insert(0, str(CHILD.parent))
+    import dist_child
+
+    total = {}
+    for r in range(world):
+        model = dist_child.mlp()
+        x, y = dist_child.batch(r, 0)
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        for n, p in zip(dist_child.names(model), model.parameters()):
+            total[n] = total.get(n, 0) + p.grad.double()
+    return {n: (g / world).float().numpy().reshape(-1) for n, g in total.items()}
 
 
 def test_tp_split_shards_assemble_the_single_process_gradient(runs):
@@ -147,7 +163,7 @@ def test_recorder_rank_arguments_are_checked(tmp_path):
 
 ROOT_BAD = [({"rank": 2}, "@rank 2 is not in 0..1"), ({"world_size": 0}, "@world_size 0"),
             ({"world_size": 1 << 30}, "@world_size"), ({"rank": -1}, "@rank -1"),
-            ({"dp_size": 3}, "do not divide"), ({"dp_rank": 2}, "@dp_rank 2"), ({"tp_rank": 0}, "come together"),
+            ({"dp_size": 3}, "do not divide"), ({"dp_rank": 3}, "@dp_rank 3"), ({"tp_size": None}, "come together"),
             ({"fpscope_trace_minor": -1}, "not a version"), ({"rank": 1.5}, "not an integer")]
 TENSOR_BAD = [({"shard_length": 7}, "is not the tensor's count"), ({"shard_offset": 1 << 20}, "outside"),
               ({"split_dim": 0}, "either"), ({"logical_name": None}, "both @logical_name"),
@@ -156,7 +172,7 @@ TENSOR_BAD = [({"shard_length": 7}, "is not the tensor's count"), ({"shard_offse
               ({"logical_shape": np.array([1 << 30, 1 << 30], np.int64)}, "absurdly large")]
 SPLIT_BAD = [({"split_index": 2}, "@split_index 2"), ({"split_count": 3}, "does not divide"),
              ({"split_count": 0}, "@split_count 0"), ({"split_dim": 5}, "not a dimension"),
-             ({"split_count": 1}, "is not part 1 of 1"), ({"shard_offset": 0}, "either")]
+             ({"split_count": 1}, "@split_index 1 is not in 0..0"), ({"shard_offset": 0}, "either")]
 
 
 def edit(path, attrs, where="/"):
@@ -183,7 +199,7 @@ def test_reader_refuses_a_bad_layout(runs, tmp_path, attrs, words):
 def test_reader_refuses_a_bad_shard(runs, tmp_path, attrs, words):
     split = (attrs, words) in SPLIT_BAD or "logical_shape" in attrs and len(attrs["logical_shape"]) != 1
     f = copies(tmp_path, runs["tp"][1:] if split else runs["zero"][1:2])[0]
-    name = "fc.weight" if split else "fc2.weight"
+    name = "fc.weight" if split else "fc1.weight"  # zero's rank 1 holds fc1.weight[270:512]
     edit(f, attrs, f"steps/00000002/tensors/{name}")
     t = fpscope.Trace(str(f))
     t.step(1)  # the other steps are untouched
@@ -211,7 +227,9 @@ def test_ddp_replays_as_any_one_of_its_ranks(runs, policy):
         assert {k.split(",")[0] for k in both["summary"]["overflow_sources"]} == {"rank 0", "rank 1"}
 
 
-@pytest.mark.parametrize("policy", ["torch", "te-delayed:amax_history_len=4", "te-current", "mx"])
+# Not mx: its 32-element blocks of the flattened tensor cut a 16-element bias shard otherwise
+# than the whole bias (each rank quantizes its own shard, as the real run would).
+@pytest.mark.parametrize("policy", ["torch", "te-delayed:amax_history_len=4", "te-current"])
 def test_tp_replays_as_the_single_process_run(runs, policy):
     assert same_run(fpscope.replay(runs["single"], policy), fpscope.replay(runs["tp"], policy, amax_group="tensor"))
 

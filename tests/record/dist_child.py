@@ -64,7 +64,8 @@ def run_ddp(rank, world, a):
             loss.backward()
             grads = {n: p.grad for n, p in zip(names(model.module), model.module.parameters())}
             rec.record(step, grads, loss=loss.item(), lr=0.1)
-            opt.step()
+            if step != a.spike:  # a GradScaler skips the overflowing step
+                opt.step()
 
 
 def run_zero(rank, world, a):
@@ -99,23 +100,28 @@ def run_zero(rank, world, a):
             for p, size in zip(params, sizes):
                 p.grad.copy_(flat[at : at + size].reshape(p.shape))
                 at += size
-            opt.step()
+            if step != a.spike:  # a GradScaler skips the overflowing step
+                opt.step()
 
 
+# The tensor-parallel layer computes in float64 and its gradients are recorded as float32 (the
+# recorder rounds them): a rank's rows of the product then round to the same float32 as the
+# single process's, whatever order the two matrix products summed in (float32 products differ
+# in the last bit where their blocking differs).
 def tp_layer():
     torch.manual_seed(0)
-    return torch.nn.Linear(DIMS[0], DIMS[1])
+    return torch.nn.Linear(DIMS[0], DIMS[1]).double()
 
 
 def tp_batch(step):
     g = torch.Generator().manual_seed(step)
-    return torch.randn(32, DIMS[0], generator=g), torch.randn(32, DIMS[1], generator=g)
+    return torch.randn(32, DIMS[0], generator=g).double(), torch.randn(32, DIMS[1], generator=g).double()
 
 
 def run_tp(rank, world, a):
     full = tp_layer()
     rows = DIMS[1] // world
-    part = torch.nn.Linear(DIMS[0], rows)
+    part = torch.nn.Linear(DIMS[0], rows).double()
     with torch.no_grad():
         part.weight.copy_(full.weight[rank * rows : (rank + 1) * rows])
         part.bias.copy_(full.bias[rank * rows : (rank + 1) * rows])
@@ -131,7 +137,8 @@ def run_tp(rank, world, a):
             opt.zero_grad()
             loss.backward()
             rec.record(step, {"fc.weight": part.weight.grad, "fc.bias": part.bias.grad}, lr=0.1)
-            opt.step()
+            if step != a.spike:  # a GradScaler skips the overflowing step
+                opt.step()
 
 
 def single_tp(a):
@@ -144,7 +151,8 @@ def single_tp(a):
             opt.zero_grad()
             loss.backward()
             rec.record(step, {"fc.weight": layer.weight.grad, "fc.bias": layer.bias.grad}, lr=0.1)
-            opt.step()
+            if step != a.spike:  # a GradScaler skips the overflowing step
+                opt.step()
 
 
 def worker(rank, world, port, a):
