@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from options_table import BAD, BAD_NUMBERS, BAD_POLICIES, GOOD, GOOD_NUMBERS, GOOD_POLICIES  # noqa: E402
 
 TRACE = Path(__file__).resolve().parents[2] / "datasets" / "traces" / "synthetic.h5"
+RANKS = sorted((Path(__file__).resolve().parents[2] / "datasets" / "traces" / "ranks" / "tp").glob("rank*.h5"))
 X = np.linspace(-2, 2, 64, dtype=np.float32)
 
 
@@ -42,6 +43,10 @@ def entry_points():
         "format": (lambda **k: fpscope.format(k.get("fmt", "fp16")), {"format": "fmt"}),
         "replay": (lambda **k: fpscope.replay(TRACE, **k), {"format": "format", "rounding": "rounding", "profile": "profile",
                                                           "overflow": "overflow", "steps": "steps", "threads": "threads"}),
+        # several rank traces replayed as one run (the shipped tensor-parallel run)
+        "replay_ranks": (lambda **k: fpscope.replay(RANKS, **k),
+                         {"format": "format", "rounding": "rounding", "profile": "profile", "overflow": "overflow",
+                          "steps": "steps", "threads": "threads", "amax_group": "amax_group"}),
     }
 
 

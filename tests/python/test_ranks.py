@@ -64,6 +64,19 @@ def test_each_rank_records_its_rank_and_layout_from_torch_distributed(runs):
     assert fpscope.Trace(str(runs["single"])).layout is None
 
 
+def test_every_rank_file_passes_the_independent_format_check(runs):
+    sys.path.insert(0, str(ROOT / "tests" / "record"))
+    import tracecheck
+
+    shards = set()
+    for kind in ("ddp", "zero", "tp"):
+        for f in runs[kind]:
+            with h5py.File(f, "r") as h:
+                for _, tensors in tracecheck.check_trace(h).values():
+                    shards |= {t[1].get("shard", ("whole",))[0] for t in tensors}
+    assert shards == {"whole", "flat", "split"}
+
+
 def test_ddp_ranks_hold_identical_replicas(runs):
     a, b = (fpscope.Trace(str(f)) for f in runs["ddp"])
     names = [t["name"] for t in a.step(0)["tensors"]]

@@ -38,6 +38,11 @@ from fpscope_record import Recorder, flat_shard, split_shard  # noqa: E402
 DIMS = (16, 32, 8)
 
 
+# Every rank's Recorder: fixed @created (the shipped dataset is reproducible byte for byte) and
+# /steps laid out for 64 steps (the default 4096 would take 160 KiB a file).
+FIXED = {"created": "2000-01-01T00:00:00Z", "max_steps": 64}
+
+
 def mlp():
     torch.manual_seed(0)
     return torch.nn.Sequential(torch.nn.Linear(DIMS[0], DIMS[1]), torch.nn.ReLU(), torch.nn.Linear(DIMS[1], DIMS[2]))
@@ -55,8 +60,8 @@ def names(model):
 def run_ddp(rank, world, a):
     model = torch.nn.parallel.DistributedDataParallel(mlp())
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    with Recorder(os.path.join(a.out, f"rank{rank}.h5"), "dist_child ddp", created="2000-01-01T00:00:00Z", max_steps=64,
-                  layout={"dp": (rank, world)}) as rec:
+    model_text = f"MLP {DIMS}, SGD lr 0.1, seed 0: DDP over {world} gloo ranks (dist_child.py)"
+    with Recorder(os.path.join(a.out, f"rank{rank}.h5"), model_text, **FIXED, layout={"dp": (rank, world)}) as rec:
         for step in range(a.steps):
             x, y = batch(rank, step)
             loss = torch.nn.functional.cross_entropy(model(x), y) * (2.0**20 if step == a.spike else 1.0)
@@ -76,8 +81,8 @@ def run_zero(rank, world, a):
     per = -(-total // world)  # ceil: every rank's part but the last is `per` elements
     lo, hi = min(rank * per, total), min((rank + 1) * per, total)
     opt = torch.optim.SGD(params, lr=0.1)
-    with Recorder(os.path.join(a.out, f"rank{rank}.h5"), "dist_child zero", created="2000-01-01T00:00:00Z", max_steps=64,
-                  layout={"dp": (rank, world)}) as rec:
+    model_text = f"MLP {DIMS}, SGD lr 0.1, seed 0: ZeRO-like flat gradient shards over {world} gloo ranks (dist_child.py)"
+    with Recorder(os.path.join(a.out, f"rank{rank}.h5"), model_text, **FIXED, layout={"dp": (rank, world)}) as rec:
         for step in range(a.steps):
             x, y = batch(rank, step)
             loss = torch.nn.functional.cross_entropy(model(x), y) * (2.0**20 if step == a.spike else 1.0)
@@ -128,8 +133,8 @@ def run_tp(rank, world, a):
     opt = torch.optim.SGD(part.parameters(), lr=0.1)
     shards = {"fc.weight": split_shard("fc.weight", tuple(full.weight.shape), 0, rank, world),
               "fc.bias": split_shard("fc.bias", tuple(full.bias.shape), 0, rank, world)}
-    with Recorder(os.path.join(a.out, f"rank{rank}.h5"), "dist_child tp", created="2000-01-01T00:00:00Z", max_steps=64,
-                  layout={"tp": (rank, world)}, shards=shards) as rec:
+    model_text = f"Linear {DIMS[:2]} (float64, recorded float32), SGD lr 0.1, seed 0: column-parallel over {world} gloo ranks"
+    with Recorder(os.path.join(a.out, f"rank{rank}.h5"), model_text, **FIXED, layout={"tp": (rank, world)}, shards=shards) as rec:
         for step in range(a.steps):
             x, t = tp_batch(step)
             y = part(x)  # the column-parallel output: this rank's columns of the layer's
@@ -144,7 +149,8 @@ def run_tp(rank, world, a):
 def single_tp(a):
     layer = tp_layer()
     opt = torch.optim.SGD(layer.parameters(), lr=0.1)
-    with Recorder(a.single, "dist_child tp single", created="2000-01-01T00:00:00Z", max_steps=64) as rec:
+    model_text = f"Linear {DIMS[:2]} (float64, recorded float32), SGD lr 0.1, seed 0: one process"
+    with Recorder(a.single, model_text, **FIXED) as rec:
         for step in range(a.steps):
             x, t = tp_batch(step)
             loss = ((layer(x) - t) ** 2).sum() * (2.0**20 if step == a.spike else 1.0)
