@@ -10,9 +10,11 @@
 #include "fpscope/recipe.hpp"
 #include "fpscope/scaler.hpp"
 #include "fpscope/trace.hpp"
+#include "ranks.hpp"
 
 namespace fpscope {
 namespace {
+using namespace ranks;
 
 tensor_meta meta_of(const trace_tensor& t) {
   return {t.name, t.shape, t.count, t.amax, t.infs, t.nans, t.has_values};
@@ -37,21 +39,6 @@ prepared prepare(const replay_options& o) {
   return p;
 }
 
-// One recorded tensor of one rank at one step, on its way to its logical tensor's counts.
-struct piece {
-  std::size_t rank = 0;  // index into the readers (in rank order)
-  const trace_step* step = nullptr;
-  const trace_tensor* t = nullptr;
-  std::size_t logical = 0;  // index into the step's logical tensors
-  std::size_t group = 0;    // index into the step's amax groups
-  std::size_t ordinal = 0;  // its shard number (split index, or place in offset order)
-  bool counted = true;      // false: a replica of a piece counted already
-  double scale = 1;
-  class_counts counts;
-  bool exact = true, left_out = false;
-  bool overflow() const { return counts[cast_class::overflow] + counts[cast_class::nonfinite] > 0; }
-};
-
 // An amax reduction group of a step: the merged metadata a per-tensor recipe sees.
 struct amax_set {
   std::string key;
@@ -59,13 +46,6 @@ struct amax_set {
   tensor_meta meta;
   std::vector<std::string> seen;  // the shard descriptions merged (a replica merges once)
 };
-
-std::string describe_shard(const trace_tensor& t) {
-  if (!t.shard) return "whole";
-  const auto& s = *t.shard;
-  if (s.how == trace_shard::kind::flat) return "flat " + std::to_string(s.offset) + "+" + std::to_string(t.count);
-  return "split " + std::to_string(s.dim) + ":" + std::to_string(s.index) + "/" + std::to_string(s.parts);
-}
 
 // Steps a run (one trace, or the traces of every rank) through one recipe; the summary is kept
 // as it goes, so that the per-tensor results may be dropped step by step
@@ -101,159 +81,25 @@ class engine {
   }
 
  private:
-  // Several ranks: the readers in rank order, every rank of the world once; the steps every rank
-  // recorded replay, the others are listed.
+  // Several ranks (ranks.hpp): the steps every rank recorded replay, the others are listed.
   void run_ranks(replay_result& out) {
-    const auto where = [&](const trace_reader* r) { return r->path(); };
-    for (const auto* r : r_)
-      if (!r->layout())
-        throw trace_error(where(r) + ": no @rank/@world_size: not one rank's trace of a distributed run "
-                                     "(replay several traces only as the ranks of one run)");
-    std::stable_sort(r_.begin(), r_.end(), [](const auto* a, const auto* b) { return a->layout()->rank < b->layout()->rank; });
-    const auto world = r_.front()->layout()->world_size;
-    for (std::size_t i = 0; i < r_.size(); ++i) {
-      const auto& l = *r_[i]->layout();
-      if (l.world_size != world)
-        throw trace_error(where(r_[i]) + ": @world_size " + std::to_string(l.world_size) + " differs from " +
-                          where(r_.front()) + "'s " + std::to_string(world) + ": not one run");
-      if (i && l.rank == r_[i - 1]->layout()->rank)
-        throw trace_error(where(r_[i]) + ": rank " + std::to_string(l.rank) + " is also " + where(r_[i - 1]) + ": one file per rank");
-    }
-    if (std::int64_t(r_.size()) != world) {
-      std::string missing;
-      for (std::int64_t k = 0, at = 0; k < world; ++k)
-        if (std::size_t(at) < r_.size() && r_[std::size_t(at)]->layout()->rank == k) ++at;
-        else missing += (missing.empty() ? "" : ", ") + std::to_string(k);
-      throw trace_error("ranks " + missing + " of world size " + std::to_string(world) +
-                        " have no trace: a run replays with every rank's (a step's overflow on a missing rank would go unseen)");
-    }
+    const auto world = sort_ranks(r_);
     out.world_size = std::size_t(world);
     out.amax_group = std::string(name(o_.group));
     out.trace = r_.front()->path() + " and " + std::to_string(r_.size() - 1) + " more rank" + (r_.size() > 2 ? "s" : "");
     for (const auto* r : r_)
       for (const auto& note : r->incomplete()) out.incomplete.push_back(note);
-    // step -> its index in each rank's trace
-    std::map<std::int64_t, std::vector<std::optional<std::size_t>>> index;
-    for (std::size_t k = 0; k < r_.size(); ++k)
-      for (std::size_t i = 0; i < r_[k]->size(); ++i) {
-        auto& at = index[r_[k]->step_number(i)];
-        at.resize(r_.size());
-        at[k] = i;
-      }
+    const auto index = step_index(r_);
     std::vector<std::vector<std::int64_t>> absent(r_.size());
     std::size_t done = 0;
     for (const auto& [st, at] : index) {
       if (out.summary.stop_step) break;
-      bool whole = true;
-      for (std::size_t k = 0; k < r_.size(); ++k)
-        if (!at[k] && o_.steps.contains(st)) absent[k].push_back(st), whole = false;
-      if (whole && o_.steps.contains(st)) {
-        std::vector<trace_step> ss;
-        for (std::size_t k = 0; k < r_.size(); ++k) ss.push_back(r_[k]->step(*at[k])), heartbeat();
-        step(ss, out);
+      if (o_.steps.contains(st)) {
+        if (const auto ss = read_step(r_, at, st, absent)) step(*ss, out);
       }
       if (o_.progress) o_.progress(++done, index.size());
     }
-    for (std::size_t k = 0; k < r_.size(); ++k) {
-      if (absent[k].empty()) continue;
-      std::string list;
-      for (std::size_t i = 0; i < absent[k].size();) {
-        std::size_t j = i;
-        while (j + 1 < absent[k].size() && absent[k][j + 1] == absent[k][j] + 1) ++j;
-        list += (list.empty() ? "" : ", ") + std::to_string(absent[k][i]) + (j > i ? ".." + std::to_string(absent[k][j]) : "");
-        i = j + 1;
-      }
-      out.left_out.push_back("rank " + std::to_string(r_[k]->layout()->rank) + " (" + r_[k]->path() + ") did not record step" +
-                             (absent[k].size() > 1 ? "s " : " ") + list + " that other ranks did: left out");
-    }
-  }
-
-  // The logical tensors of a step, from every rank's pieces: each tiled exactly once by its
-  // shards (replicas apart); trace_error otherwise.
-  void assemble(const std::vector<trace_step>& ss, std::vector<piece>& pieces, std::vector<std::string>& logical) const {
-    std::map<std::string, std::size_t> at;
-    std::vector<std::vector<std::size_t>> of;
-    for (std::size_t k = 0; k < ss.size(); ++k)
-      for (const auto& t : ss[k].tensors) {
-        const std::string& ln = t.shard ? t.shard->logical_name : t.name;
-        auto [it, fresh] = at.emplace(ln, logical.size());
-        if (fresh) logical.push_back(ln), of.emplace_back();
-        of[it->second].push_back(pieces.size());
-        piece p;
-        p.rank = k, p.step = &ss[k], p.t = &t, p.logical = it->second;
-        pieces.push_back(p);
-      }
-    if (ss.size() == 1) return;  // one trace: each tensor stands for itself
-    for (std::size_t l = 0; l < logical.size(); ++l) tile(ss, pieces, of[l], logical[l]);
-  }
-
-  void tile(const std::vector<trace_step>& ss, std::vector<piece>& pieces, const std::vector<std::size_t>& mine,
-            const std::string& ln) const {
-    const auto rank_of = [&](const piece& p) { return r_[p.rank]->layout()->rank; };
-    const auto fail = [&](const std::string& what) {
-      throw trace_error("step " + std::to_string(ss.front().step) + ", tensor " + ln + ": " + what);
-    };
-    const piece& first = pieces[mine.front()];
-    const trace_tensor& f = *first.t;
-    for (const auto i : mine) {
-      const trace_tensor& t = *pieces[i].t;
-      if (t.shard.has_value() != f.shard.has_value())
-        fail("rank " + std::to_string(rank_of(pieces[i])) + " holds " + describe_shard(t) + ", rank " +
-             std::to_string(rank_of(first)) + " " + describe_shard(f) + ": a tensor is either whole on every rank or sharded");
-      if (t.shard && (t.shard->how != f.shard->how || t.shard->logical_shape != f.shard->logical_shape ||
-                      (t.shard->how == trace_shard::kind::split && (t.shard->dim != f.shard->dim || t.shard->parts != f.shard->parts))))
-        fail("rank " + std::to_string(rank_of(pieces[i])) + "'s shard (" + describe_shard(t) + ") and rank " +
-             std::to_string(rank_of(first)) + "'s (" + describe_shard(f) + ") do not describe one tensor");
-      if (!t.shard && t.shape != f.shape)
-        fail("the replicas on ranks " + std::to_string(rank_of(first)) + " and " + std::to_string(rank_of(pieces[i])) + " differ in shape");
-    }
-    // Two pieces with one description: replicas where the ranks are data-parallel peers (a
-    // whole tensor under DP, a tensor-parallel split replicated over DP), else a duplicated
-    // shard. A flat shard partitions the data-parallel group itself: never replicated.
-    const auto replicas = [&](const piece& a, const piece& b) {
-      if (!a.t->shard) return true;
-      if (a.t->shard->how == trace_shard::kind::flat) return false;
-      const auto& la = *r_[a.rank]->layout();
-      const auto& lb = *r_[b.rank]->layout();
-      return la.dp && lb.dp && la.dp->rank != lb.dp->rank;
-    };
-    if (!f.shard) {
-      for (std::size_t j = 1; j < mine.size(); ++j) pieces[mine[j]].counted = false;
-      return;
-    }
-    std::vector<std::size_t> order(mine);
-    const bool flat = f.shard->how == trace_shard::kind::flat;
-    const auto lo = [&](std::size_t i) { return flat ? pieces[i].t->shard->offset : std::uint64_t(pieces[i].t->shard->index); };
-    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return lo(a) < lo(b); });
-    const auto hi = [&](std::size_t i) { return flat ? lo(i) + pieces[i].t->count : lo(i) + 1; };
-    std::uint64_t end = 0, total = 1, ordinal = 0;
-    if (flat)
-      for (const auto e : f.shard->logical_shape) total *= e;
-    else
-      total = f.shard->parts;
-    const auto span = [&](std::uint64_t a, std::uint64_t b) {
-      return flat ? "elements " + std::to_string(a) + ".." + std::to_string(b - 1) + " of " + std::to_string(total)
-                  : (b - a > 1 ? "parts " + std::to_string(a) + ".." + std::to_string(b - 1) : "part " + std::to_string(a)) +
-                        " of " + std::to_string(total) + " along dimension " + std::to_string(f.shard->dim);
-    };
-    for (std::size_t j = 0; j < order.size(); ++j) {
-      piece& p = pieces[order[j]];
-      if (j && lo(order[j]) == lo(order[j - 1]) && hi(order[j]) == hi(order[j - 1])) {
-        const piece& q = pieces[order[j - 1]];
-        if (!replicas(q, p))
-          fail("ranks " + std::to_string(rank_of(q)) + " and " + std::to_string(rank_of(p)) + " both hold " +
-               span(lo(order[j]), hi(order[j])) + ": a duplicated shard");
-        p.counted = false, p.ordinal = q.ordinal;
-        continue;
-      }
-      if (lo(order[j]) < end)
-        fail("rank " + std::to_string(rank_of(p)) + "'s " + span(lo(order[j]), hi(order[j])) + " overlap rank " +
-             std::to_string(rank_of(pieces[order[j - 1]])) + "'s " + span(lo(order[j - 1]), hi(order[j - 1])));
-      if (lo(order[j]) > end) fail(span(end, lo(order[j])) + " are in no rank's trace: a missing shard");
-      p.ordinal = flat ? ordinal++ : p.t->shard->index;
-      end = hi(order[j]);
-    }
-    if (end != total) fail(span(end, total) + " are in no rank's trace: a missing shard");
+    out.left_out = left_out_notes(r_, absent);
   }
 
   // The amax groups of a step and each piece's place in one.
@@ -300,7 +146,7 @@ class engine {
     res.step = ss.front().step;
     std::vector<piece> pieces;
     std::vector<std::string> logical;
-    assemble(ss, pieces, logical);
+    assemble(r_, ss, pieces, logical);
     std::vector<amax_set> gs = groups(pieces, logical);
     std::vector<tensor_meta> metas;
     for (const auto& g : gs) metas.push_back(g.meta);

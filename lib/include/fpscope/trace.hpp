@@ -16,6 +16,8 @@
 
 namespace fpscope {
 
+struct tensor_summary;
+
 /// Every problem with a trace file: one line naming the file (and step, tensor) and the problem.
 class trace_error : public std::runtime_error {
  public:
@@ -151,6 +153,12 @@ class trace_writer {
  public:
   trace_writer(const std::string& path, const std::string& producer, const std::string& model,
                bool overwrite = false, std::size_t max_steps = 4096);
+  /// A trace built in memory (HDF5's core driver, no file): image() gives its bytes, for a
+  /// caller that writes them through output_file (fpscope/output.hpp), e.g. `trace merge`.
+  struct in_memory {};
+  trace_writer(in_memory, const std::string& producer, const std::string& model, std::size_t max_steps = 4096);
+  /// The whole file as it stands (in_memory writers only; trace_error otherwise).
+  std::string image() const;
   ~trace_writer();
   trace_writer(const trace_writer&) = delete;
   trace_writer& operator=(const trace_writer&) = delete;
@@ -161,6 +169,9 @@ class trace_writer {
   /// float32 values: raw and/or their bucket histogram. Tensors are listed in the order added.
   void add(const std::string& name, std::span<const float> values, std::vector<std::uint64_t> shape, bool raw = true,
            bool hist = false);
+  /// A histogram-only tensor from its summary (e.g. the sum of its shards'): float32, `s.hist`
+  /// as hist_keys/hist_counts, the counts and amax as attributes; s.count must be the shape's product.
+  void add_summary(const std::string& name, const tensor_summary& s, std::vector<std::uint64_t> shape);
   /// Marks the step complete and links it into the file: on disk when this returns.
   void end_step();
   /// The steps written (end_step() returned) so far.
@@ -168,6 +179,8 @@ class trace_writer {
   std::size_t max_steps() const;
 
  private:
+  void write_tensor(const std::string& name, const tensor_summary& s, std::vector<std::uint64_t> shape,
+                    const std::span<const float>* values, bool hist);
   struct handle;
   std::string path_;
   std::unique_ptr<handle> h_;
