@@ -334,3 +334,91 @@ def test_cli_reports_the_run_and_where_overflows_came_from(runs):
     assert p.returncode == 2 and "--amax-group" in p.stderr and p.stderr.count("\n") == 1
     p = subprocess.run([BIN, "replay", "-q", "--amax-group", "bogus", *map(str, runs["zero"])], capture_output=True, text=True)
     assert p.returncode == 2 and "not an amax group" in p.stderr and p.stderr.count("\n") == 1
+
+
+# ---- trace merge ---------------------------------------------------------------------------------
+
+def merge(files, out, *extra):
+    return subprocess.run([BIN, "trace", "merge", "-q", *map(str, files), "-o", str(out), *extra], capture_output=True,
+                          text=True)
+
+
+@pytest.mark.parametrize("kind,policies", [("ddp", ["torch", "te-delayed", "te-current", "mx"]),
+                                           ("zero", ["torch", "te-delayed", "te-current"]),
+                                           ("tp", ["torch", "te-delayed", "te-current"])])
+def test_a_merged_trace_replays_as_its_ranks_together(runs, tmp_path, kind, policies):
+    out = tmp_path / "run.h5"
+    p = merge(runs[kind], out)
+    assert p.returncode == 0 and p.stderr == "", p.stderr
+    assert p.stdout == f"{out}: 6 steps of {len(runs[kind])} ranks merged\n"
+    for policy in policies:
+        assert same_run(fpscope.replay(out, policy), fpscope.replay(runs[kind], policy)), policy
+    h = tmp_path / "hist.h5"
+    assert merge(runs[kind], h, "--histograms").returncode == 0
+    t = fpscope.Trace(str(h))
+    assert all(x["has_hist"] and not x["has_values"] for x in t.step(0)["tensors"])
+    # a histogram gives exactly the counts the values give at power-of-two scales (docs/hist.md)
+    for policy in ("torch", "te-current:pow2"):
+        assert same_run(fpscope.replay(h, policy), fpscope.replay(runs[kind], policy)), policy
+
+
+def test_merge_places_shards_where_they_belong(tmp_path):
+    """Shards cut from known arrays by hand (flat, and splits along dimensions 0, 1 and 2) merge
+    back to exactly those arrays; the arrays themselves are the oracle."""
+    from fpscope.record import Recorder, flat_shard, split_shard
+
+    rng = np.random.default_rng(0)
+    full = {"a": rng.standard_normal((4, 6, 5)).astype(np.float32), "b": rng.standard_normal(10).astype(np.float32),
+            "c": rng.standard_normal((3, 4)).astype(np.float32), "d": rng.standard_normal((2, 9)).astype(np.float32)}
+    world = 3
+    for r in range(world):
+        with Recorder(tmp_path / f"rank{r}.h5", "hand-cut shards", rank=r, world_size=world, background=False,
+                      mode="both") as rec:
+            for step in (0, 1):
+                grads, shards = {}, {}
+                grads["a"] = np.array_split(full["a"] * (step + 1), world, axis=1)[r]  # 6 / 3 along dim 1
+                shards["a"] = split_shard("a", (4, 6, 5), 1, r, world)
+                cut = [0, 3, 4, 10]  # uneven flat shards, one of a single element
+                grads["b"] = full["b"][cut[r]:cut[r + 1]] * (step + 1)
+                shards["b"] = flat_shard("b", (10,), cut[r])
+                grads["c"] = full["c"] * (step + 1)  # a replica on every rank
+                grads["d"] = np.split(full["d"] * (step + 1), world, axis=1)[r]
+                shards["d"] = split_shard("d", (2, 9), 1, r, world)
+                rec.record(step, grads, shards=shards)
+    files = [tmp_path / f"rank{r}.h5" for r in range(world)]
+    assert merge(files, tmp_path / "m.h5").returncode == 0
+    t = fpscope.Trace(str(tmp_path / "m.h5"))
+    assert [x["name"] for x in t.step(0)["tensors"]] == ["a", "b", "c", "d"]
+    for i in (0, 1):
+        for n, v in full.items():
+            np.testing.assert_array_equal(t.values(i, n), v * (i + 1))
+            x = next(x for x in t.step(i)["tensors"] if x["name"] == n)
+            assert x["shape"] == v.shape and x["shard"] is None
+            keys, counts = t.histogram(i, n)
+            ref = fpscope.bucket_histogram(v * (i + 1))
+            assert np.array_equal(keys, ref[0]) and np.array_equal(counts, ref[1])
+    # and the histogram-only merge adds the shards' histograms to the same
+    assert merge(files, tmp_path / "h.h5", "--histograms").returncode == 0
+    h = fpscope.Trace(str(tmp_path / "h.h5"))
+    for n, v in full.items():
+        keys, counts = h.histogram(1, n)
+        ref = fpscope.bucket_histogram(v * 2)
+        assert np.array_equal(keys, ref[0]) and np.array_equal(counts, ref[1])
+        x = next(x for x in h.step(1)["tensors"] if x["name"] == n)
+        assert x["amax"] == float(np.abs(v * 2).max()) and x["count"] == v.size
+
+
+def test_merge_refuses_what_replay_refuses_and_writes_nothing(runs, tmp_path):
+    (tmp_path / "dup").mkdir()
+    files = copies(tmp_path / "dup", runs["tp"])
+    edit(files[1], {"split_index": 0}, "steps/00000004/tensors/fc.weight")
+    out = tmp_path / "m.h5"
+    p = merge(files, out)
+    assert p.returncode == 1 and "a duplicated shard" in p.stderr and p.stderr.count("\n") == 1, p.stderr
+    assert not out.exists()
+    p = merge(runs["zero"][:2], out)
+    assert p.returncode == 1 and "have no trace" in p.stderr and not out.exists()
+    p = merge(runs["zero"], runs["zero"][0])
+    assert p.returncode == 1 and "is the input file" in p.stderr
+    p = merge(runs["zero"][:1], out)
+    assert p.returncode == 2 and "several ranks" in p.stderr
