@@ -57,6 +57,7 @@ def commands(i):
         "replay-ranks": (["replay", *RANKS, "-q"],
                          {"format": "--format", "rounding": "--rounding", "profile": "--profile", "overflow": "--overflow",
                           "threads": "--threads", "steps": "--steps", "amax_group": "--amax-group"}, {}, None),
+        "trace-merge": (["trace", "merge", *RANKS, "-o", i["out"], "-q"], {"threads": "--threads"}, {}, None),
     }
 
 

@@ -422,3 +422,24 @@ def test_merge_refuses_what_replay_refuses_and_writes_nothing(runs, tmp_path):
     assert p.returncode == 1 and "is the input file" in p.stderr
     p = merge(runs["zero"][:1], out)
     assert p.returncode == 2 and "several ranks" in p.stderr
+
+
+def test_an_overflow_on_one_rank_alone_skips_the_step_and_is_attributed(tmp_path):
+    """found_inf is the OR over ranks: a value only rank 1 holds (its flat shard; its copy of a
+    replica that the ranks disagree on) overflows fp16 under the initial 2^16 scale."""
+    from fpscope.record import Recorder, flat_shard
+
+    for r in range(2):
+        with Recorder(tmp_path / f"rank{r}.h5", "one rank overflows", rank=r, world_size=2, background=False) as rec:
+            for step in range(4):
+                w = np.full(4, 1e-3, np.float32)
+                if r == 1 and step == 1:
+                    w[2] = 1e6  # 1e6 * 2^16 > 65504
+                rep = np.full(3, 1e-3, np.float32)
+                if r == 1 and step == 2:
+                    rep[0] = np.inf
+                rec.record(step, {"w": w, "rep": rep}, shards={"w": flat_shard("w", (8,), 4 * r)})
+    r = fpscope.replay([tmp_path / "rank0.h5", tmp_path / "rank1.h5"], "torch")
+    assert r["summary"]["skipped"] == [1, 2]
+    assert r["summary"]["overflow_sources"] == {"rank 1, w shard 1": 1, "rank 1, rep": 1}
+    assert r["summary"]["skip_causes"] == {"w": 1}  # the replica counted is rank 0's, which is finite
