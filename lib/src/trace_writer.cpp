@@ -171,6 +171,8 @@ trace_writer::trace_writer(const std::string& path, const std::string& producer,
   if (!core) h_->fd = *static_cast<int*>(vfd);
   const std::int32_t v = trace_version;
   write_attr(h_->file, "fpscope_trace_version", H5T_STD_I32LE, &v);
+  const std::int32_t minor = trace_minor_version;  // docs/trace.md, "Multi-rank traces"
+  write_attr(h_->file, "fpscope_trace_minor", H5T_STD_I32LE, &minor);
   write_text(h_->file, "producer", producer);
   write_text(h_->file, "model", model);
   const std::time_t now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
