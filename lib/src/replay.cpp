@@ -1,6 +1,7 @@
 #include "fpscope/replay.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <memory>
 #include <optional>
@@ -169,6 +170,7 @@ class engine {
           p.left_out = res.left_out = true;
           continue;
         }
+        if (!mine(p)) continue;  // another process counts it (options.owns)
         tensor_meta m = meta_of(t);
         m.name = gs[p.group].key;
         const block_counts b = p_.rec->count_blocks(m, values_of(r, *p.step, t));
@@ -177,6 +179,7 @@ class engine {
       } else {
         p.scale = scales[p.group];
         const cast_spec spec{p_.cast.fmt, p_.cast.pol, kernel_scale(p.scale)};
+        if (!mine(p)) continue;  // another process counts it (options.owns)
         if (t.has_values) {
           raw[p.rank].push_back(&t);
           raw_at[p.rank].push_back(i);
@@ -202,6 +205,7 @@ class engine {
           o_.threads);
       for (std::size_t i = 0; i < raw[k].size(); ++i) pieces[raw_at[k][i]].counts = tallies[k][i]->counts().front();
     }
+    if (o_.all_reduce) share(pieces);
 
     // The logical tensors: distinct pieces' counts summed; found_inf over every piece.
     bool overflow = false;
@@ -246,6 +250,30 @@ class engine {
     account(res, out.summary);
     if (!o_.keep_tensors) res.tensors.clear();
     out.steps.push_back(std::move(res));
+  }
+
+  bool mine(const piece& p) const { return !o_.owns || o_.owns(p.rank); }
+
+  // Several processes (options.all_reduce): each piece's counts, exactness and (block recipes)
+  // scale, packed as integers and summed over the processes: only its owner's are nonzero, so
+  // the sum is the owner's, bit for bit (a double's bits plus zeros).
+  void share(std::vector<piece>& pieces) const {
+    constexpr std::size_t nc = std::size_t(cast_class_count), per = nc + 2;
+    std::vector<std::uint64_t> packed(pieces.size() * per, 0);
+    for (std::size_t i = 0; i < pieces.size(); ++i) {
+      const piece& p = pieces[i];
+      if (p.left_out || !mine(p)) continue;
+      std::copy(p.counts.n.begin(), p.counts.n.end(), packed.begin() + std::ptrdiff_t(i * per));
+      packed[i * per + nc] = p.exact ? 0 : 1;
+      if (p_.rec->per_block()) packed[i * per + nc + 1] = std::bit_cast<std::uint64_t>(p.scale);
+    }
+    o_.all_reduce(packed);
+    for (std::size_t i = 0; i < pieces.size(); ++i) {
+      piece& p = pieces[i];
+      std::copy_n(packed.begin() + std::ptrdiff_t(i * per), nc, p.counts.n.begin());
+      p.exact = packed[i * per + nc] == 0;
+      if (p_.rec->per_block()) p.scale = std::bit_cast<double>(packed[i * per + nc + 1]);
+    }
   }
 
   // A tensor's values, whole (a block's scale needs its values together); its chunks inflate in

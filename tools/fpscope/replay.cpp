@@ -10,6 +10,7 @@
 #include "cli.hpp"
 #include "fpscope/recipe.hpp"
 #include "fpscope/replay.hpp"
+#include "fpscope/replay_mpi.hpp"
 #include "fpscope/report_json.hpp"
 #include "plot.hpp"
 #include "text.hpp"
@@ -21,7 +22,7 @@ struct replay_cli {
   std::vector<std::string> traces;
   std::string steps, plot, group;
   replay_options o;
-  bool json = false, csv = false, quiet = false;
+  bool json = false, csv = false, quiet = false, mpi = false;
 };
 
 void print_csv(const replay_result& r) {
@@ -106,6 +107,35 @@ replay_picture picture(const replay_result& r) {
   return p;
 }
 
+void print(const replay_cli& c, const replay_result& r) {
+  if (!c.plot.empty()) write_replay_plot(c.plot, picture(r), c.traces);
+  if (c.json) fmt::print("{}\n", json_text(replay_json(r), 2));
+  else if (c.csv) print_csv(r);
+  else print_text(r);
+}
+
+// --mpi: every MPI process runs this; process 0 prints. A failure in any process is one line on
+// its stderr and ends every process (MPI_Abort: the others would wait in an all-reduce).
+int run_mpi(replay_cli& c, std::uint64_t bytes) {
+  if (c.traces.size() < 2) throw usage_error("--mpi: needs several rank traces");
+  replay_result r;
+  try {
+    progress bar("replaying", 1, bytes, !c.quiet && mpi_rank() == 0);
+    c.o.progress = [&bar](std::size_t done, std::size_t total) {
+      if (done < total) bar.update(done, total);
+      else bar.clear();
+    };
+    r = replay_files_mpi(c.traces, c.o);
+  } catch (const std::exception& e) {
+    if (!mpi_built()) throw;
+    report(e.what());
+    mpi_abort(dynamic_cast<const option_error*>(&e) ? exit_usage : exit_runtime);
+  }
+  if (mpi_rank() == 0) print(c, r);
+  mpi_finish();
+  return 0;
+}
+
 int run(replay_cli& c) {
   if (c.json && c.csv) throw usage_error("--json and --csv exclude each other");
   if (!c.plot.empty()) try {
@@ -125,17 +155,14 @@ int run(replay_cli& c) {
     ::stat(t.c_str(), &st);
     bytes += std::uint64_t(st.st_size);
   }
+  if (c.mpi) return run_mpi(c, bytes);
   // Drawn by the worker, which reads the trace; erased by it when the last step is read.
   progress bar("replaying", 1, bytes, !c.quiet);
   c.o.progress = [&bar](std::size_t done, std::size_t total) {
     if (done < total) bar.update(done, total);
     else bar.clear();
   };
-  const replay_result r = replay_files(c.traces, c.o);
-  if (!c.plot.empty()) write_replay_plot(c.plot, picture(r), c.traces);
-  if (c.json) fmt::print("{}\n", json_text(replay_json(r), 2));
-  else if (c.csv) print_csv(r);
-  else print_text(r);
+  print(c, replay_files(c.traces, c.o));
   return 0;
 }
 
@@ -183,6 +210,9 @@ runner setup(CLI::App& app) {
   sub->add_flag("--json", c->json, "print JSON: every step and tensor, and the summary (docs/json.md)");
   sub->add_flag("--csv", c->csv, "print CSV: one line per step and tensor");
   sub->add_flag("-q,--quiet", c->quiet, "no progress bar");
+  sub->add_flag("--mpi", c->mpi,
+                "several rank traces under mpirun: each MPI process counts the values of every Nth\n"
+                "trace and the step's counts are all-reduced; process 0 prints (docs/replay.md)");
   sub->footer(
       "Gradients are recorded unscaled; at each step the policy's scale S multiplies them (in float32)\n"
       "and they are cast to the format. Under a loss scaler a step overflows when any element of any\n"
@@ -199,6 +229,7 @@ runner setup(CLI::App& app) {
       "  fpscope replay run.h5 -P te-delayed:amax_history_len=16,margin=1 --plot te.svg\n"
       "  fpscope replay run.h5 -P mx:scaling_mode=rceil -f e4m3\n"
       "  fpscope replay rank*.h5 -P te-delayed --amax-group rank        a distributed run's ranks\n"
+      "  mpirun -np 4 fpscope replay --mpi rank*.h5                      the same on 4 MPI processes\n"
       "\n"
       "Exit status:\n"
       "  0  success\n"

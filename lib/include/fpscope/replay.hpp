@@ -46,6 +46,13 @@ struct replay_options {
   bool keep_tensors = true;     ///< false: only the steps' totals are kept (the summary is complete either way)
   /// Called after each step read with (steps done, steps in the trace).
   std::function<void(std::size_t, std::size_t)> progress;
+  /// Several rank traces, counted by several processes (fpscope/replay_mpi.hpp): whether this
+  /// process counts the values of the rank trace at this index (in rank order), and the sum of
+  /// a step's packed counts over the processes, in place (an all-reduce). Every process reads
+  /// every trace's metadata and steps the recipe alike; only the counting is divided. Empty:
+  /// this process counts everything.
+  std::function<bool(std::size_t)> owns;
+  std::function<void(std::span<std::uint64_t>)> all_reduce;
 };
 
 /// One tensor at one step.
