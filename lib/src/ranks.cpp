@@ -175,4 +175,17 @@ void assemble(const std::vector<const trace_reader*>& r_, const std::vector<trac
   for (std::size_t l = 0; l < logical.size(); ++l) tile(r_, ss, pieces, of[l], logical[l]);
 }
 
+std::vector<float> whole_values(const trace_reader& r, const trace_step& s, const trace_tensor& t, int threads) {
+  std::vector<float> v(t.count);
+  const trace_tensor* one[] = {&t};
+  r.values_parallel(
+      s, one,
+      [&](std::size_t, std::uint64_t at, std::span<const float> c) {
+        heartbeat();
+        std::copy(c.begin(), c.end(), v.begin() + std::ptrdiff_t(at));
+      },
+      threads);
+  return v;
+}
+
 }  // namespace fpscope::ranks

@@ -59,4 +59,8 @@ std::vector<std::string> left_out_notes(const std::vector<const trace_reader*>& 
 void assemble(const std::vector<const trace_reader*>& r, const std::vector<trace_step>& ss, std::vector<piece>& pieces,
               std::vector<std::string>& logical);
 
+/// A tensor's values, whole, its storage chunks inflated on `threads` threads (a block recipe's
+/// scales need a tensor's values together; a merge places a shard's). Heartbeats as it reads.
+std::vector<float> whole_values(const trace_reader& r, const trace_step& s, const trace_tensor& t, int threads);
+
 }  // namespace fpscope::ranks

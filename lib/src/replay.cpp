@@ -173,7 +173,7 @@ class engine {
         if (!mine(p)) continue;  // another process counts it (options.owns)
         tensor_meta m = meta_of(t);
         m.name = gs[p.group].key;
-        const block_counts b = p_.rec->count_blocks(m, values_of(r, *p.step, t));
+        const block_counts b = p_.rec->count_blocks(m, whole_values(r, *p.step, t, o_.threads));
         p.scale = b.scale;
         p.counts = b.counts;
       } else {
@@ -274,21 +274,6 @@ class engine {
       p.exact = packed[i * per + nc] == 0;
       if (p_.rec->per_block()) p.scale = std::bit_cast<double>(packed[i * per + nc + 1]);
     }
-  }
-
-  // A tensor's values, whole (a block's scale needs its values together); its chunks inflate in
-  // parallel.
-  std::vector<float> values_of(const trace_reader& r, const trace_step& s, const trace_tensor& t) const {
-    std::vector<float> v(t.count);
-    const trace_tensor* one[] = {&t};
-    r.values_parallel(
-        s, one,
-        [&](std::size_t, std::uint64_t at, std::span<const float> c) {
-          heartbeat();
-          std::copy(c.begin(), c.end(), v.begin() + std::ptrdiff_t(at));
-        },
-        o_.threads);
-    return v;
   }
 
   // A cast's thresholds, found once per float32 scale (a loss scale is shared by every tensor of

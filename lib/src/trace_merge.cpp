@@ -17,20 +17,6 @@ namespace fpscope {
 namespace {
 using namespace ranks;
 
-// A piece's values, whole.
-std::vector<float> values_of(const trace_reader& r, const piece& p, int threads) {
-  std::vector<float> v(p.t->count);
-  const trace_tensor* one[] = {p.t};
-  r.values_parallel(
-      *p.step, one,
-      [&](std::size_t, std::uint64_t at, std::span<const float> c) {
-        heartbeat();
-        std::copy(c.begin(), c.end(), v.begin() + std::ptrdiff_t(at));
-      },
-      threads);
-  return v;
-}
-
 // Places a shard's values in its logical tensor's (C order): a flat shard at its offset; a split
 // shard's rows of dimension d at index * (its extent along d).
 void place(const trace_tensor& t, const std::vector<float>& v, std::vector<float>& whole) {
@@ -96,7 +82,7 @@ merge_result merge(std::span<const trace_reader* const> ranks_in, const merge_op
           std::uint64_t count = 0;
           for (const auto* p : mine) count += p->t->count;
           std::vector<float> whole(count);
-          for (const auto* p : mine) place(*p->t, values_of(*r[p->rank], *p, o.threads), whole);
+          for (const auto* p : mine) place(*p->t, whole_values(*r[p->rank], *p->step, *p->t, o.threads), whole);
           w.add(logical[l], whole, shape, true, hists);
         } else {
           tensor_summary sum;
@@ -108,7 +94,7 @@ merge_result merge(std::span<const trace_reader* const> ranks_in, const merge_op
               const auto h = r[p->rank]->histogram(*p->step, t);
               sum.hist.add_sparse(h);
             } else {
-              sum.hist.add(values_of(*r[p->rank], *p, o.threads), o.threads);
+              sum.hist.add(whole_values(*r[p->rank], *p->step, *p->t, o.threads), o.threads);
             }
             heartbeat();
           }

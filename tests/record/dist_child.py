@@ -53,6 +53,15 @@ def batch(rank, step):
     return torch.randn(32, DIMS[0], generator=g), torch.randint(0, DIMS[2], (32,), generator=g)
 
 
+def backward(model, opt, rank, step, a):
+    """The MLP's gradients of this rank's batch (the loss times 2^20 at the spike); returns the loss."""
+    x, y = batch(rank, step)
+    loss = torch.nn.functional.cross_entropy(model(x), y) * (2.0**20 if step == a.spike else 1.0)
+    opt.zero_grad()
+    loss.backward()
+    return loss
+
+
 def names(model):
     return [("fc1" if n.startswith("0.") else "fc2") + n[1:] for n, _ in model.named_parameters()]
 
@@ -63,10 +72,7 @@ def run_ddp(rank, world, a):
     model_text = f"MLP {DIMS}, SGD lr 0.1, seed 0: DDP over {world} gloo ranks (dist_child.py)"
     with Recorder(os.path.join(a.out, f"rank{rank}.h5"), model_text, **FIXED, layout={"dp": (rank, world)}) as rec:
         for step in range(a.steps):
-            x, y = batch(rank, step)
-            loss = torch.nn.functional.cross_entropy(model(x), y) * (2.0**20 if step == a.spike else 1.0)
-            opt.zero_grad()
-            loss.backward()
+            loss = backward(model, opt, rank, step, a)
             grads = {n: p.grad for n, p in zip(names(model.module), model.module.parameters())}
             rec.record(step, grads, loss=loss.item(), lr=0.1)
             if step != a.spike:  # a GradScaler skips the overflowing step
@@ -84,10 +90,7 @@ def run_zero(rank, world, a):
     model_text = f"MLP {DIMS}, SGD lr 0.1, seed 0: ZeRO-like flat gradient shards over {world} gloo ranks (dist_child.py)"
     with Recorder(os.path.join(a.out, f"rank{rank}.h5"), model_text, **FIXED, layout={"dp": (rank, world)}) as rec:
         for step in range(a.steps):
-            x, y = batch(rank, step)
-            loss = torch.nn.functional.cross_entropy(model(x), y) * (2.0**20 if step == a.spike else 1.0)
-            opt.zero_grad()
-            loss.backward()
+            loss = backward(model, opt, rank, step, a)
             flat = torch.cat([p.grad.reshape(-1) for p in params])
             dist.all_reduce(flat)
             flat /= world
