@@ -25,6 +25,7 @@
 #include "fpscope/counting.hpp"
 #include "fpscope/histogram.hpp"
 #include "fpscope/options.hpp"
+#include "fpscope/output.hpp"
 #include "fpscope/policy.hpp"
 #include "fpscope/detail/wire.hpp"
 #include "fpscope/recipe.hpp"
@@ -32,6 +33,7 @@
 #include "fpscope/report_json.hpp"
 #include "fpscope/summary.hpp"
 #include "fpscope/trace.hpp"
+#include "fpscope/trace_merge.hpp"
 
 namespace py = pybind11;
 using namespace fpscope;
@@ -584,6 +586,34 @@ py::dict replay_trace(const std::vector<std::string>& paths, const std::string& 
   return d;
 }
 
+// ---- trace merge (issue 18) ----
+
+py::dict merge_traces(const std::vector<std::string>& paths, const std::string& out, bool histograms, int threads) {
+  merge_options o;
+  o.values = !histograms;
+  o.threads = check_threads(threads, "threads");
+  merge_result m;
+  try {
+    py::gil_scoped_release unlocked;
+    m = merge_files(paths, out, o, [] {
+      py::gil_scoped_acquire locked;
+      return PyErr_CheckSignals() != 0;
+    });
+  } catch (const contained_error&) {
+    if (PyErr_Occurred()) throw py::error_already_set();
+    throw;
+  } catch (const output_error& e) {
+    PyErr_SetString(PyExc_OSError, e.what());
+    throw py::error_already_set();
+  }
+  py::dict d;
+  d["world_size"] = m.world_size;
+  d["steps"] = m.steps;
+  d["incomplete"] = m.incomplete;
+  d["left_out"] = m.left_out;
+  return d;
+}
+
 // ---- traces ----
 
 // Trace reads libhdf5 on files that may be hostile: libhdf5 crashes on some crafted files and
@@ -896,6 +926,7 @@ PYBIND11_MODULE(_fpscope, m) {
   m.def("_replay", &replay_trace, py::arg("path"), py::arg("policy"), py::arg("format"), py::arg("profile"),
         py::arg("rounding"), py::arg("overflow"), py::arg("steps"), py::arg("threads"), py::arg("top"), py::arg("tensors"),
         py::arg("amax_group"));
+  m.def("_merge", &merge_traces, py::arg("paths"), py::arg("out"), py::arg("histograms"), py::arg("threads"));
   m.def("recipes", [] {
     py::list l;
     for (const auto& r : recipes()) {

@@ -443,3 +443,21 @@ def test_an_overflow_on_one_rank_alone_skips_the_step_and_is_attributed(tmp_path
     assert r["summary"]["skipped"] == [1, 2]
     assert r["summary"]["overflow_sources"] == {"rank 1, w shard 1": 1, "rank 1, rep": 1}
     assert r["summary"]["skip_causes"] == {"w": 1}  # the replica counted is rank 0's, which is finite
+
+
+def test_python_merge_is_the_cli_merge(runs, tmp_path):
+    m = fpscope.merge(runs["zero"], tmp_path / "py.h5")
+    assert m == {"world_size": 3, "steps": 6, "incomplete": [], "left_out": []}
+    assert merge(runs["zero"], tmp_path / "cli.h5").returncode == 0
+    a, b = fpscope.Trace(str(tmp_path / "py.h5")), fpscope.Trace(str(tmp_path / "cli.h5"))
+    for i in range(6):
+        assert a.step(i) == b.step(i)
+        for x in a.step(i)["tensors"]:
+            assert np.array_equal(a.values(i, x["name"]), b.values(i, x["name"]))
+    with pytest.raises(ValueError, match="several ranks"):
+        fpscope.merge(runs["zero"][0], tmp_path / "x.h5")
+    with pytest.raises(ValueError, match="have no trace"):
+        fpscope.merge(runs["zero"][:2], tmp_path / "x.h5")
+    with pytest.raises(OSError, match="is the input file"):
+        fpscope.merge(runs["zero"], runs["zero"][0])
+    assert not (tmp_path / "x.h5").exists()

@@ -129,6 +129,18 @@ def cli(*args: str) -> subprocess.CompletedProcess:
     return p
 
 
+def merge(paths, out, *, histograms: bool = False, threads: int = 0) -> dict:
+    """Merges the rank traces of one distributed run into one logical trace at `out`, as
+    `fpscope trace merge` (docs/replay.md, "Several ranks"): values placed where the shards say
+    (histograms=True: the shards' histograms added), written atomically. Returns {"world_size",
+    "steps", "incomplete", "left_out"}. Bad traces, shards that do not tile a tensor, a missing
+    rank raise ValueError; an output that cannot be written, OSError.
+    """
+    if isinstance(paths, (str, os.PathLike)) or len(paths) < 2:
+        raise ValueError("merge: needs the traces of several ranks")
+    return _fpscope._merge([os.fspath(p) for p in paths], os.fspath(out), bool(histograms), threads)
+
+
 def replay(path, policy: str = "torch", *, format: str | None = None, profile: str | None = None,  # noqa: A002
            rounding: str | None = None, overflow: str | None = None, steps: str | None = None,
            threads: int = 0, top: int = 5, tensors: bool = True, amax_group: str | None = None) -> dict:
