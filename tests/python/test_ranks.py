@@ -461,3 +461,18 @@ def test_python_merge_is_the_cli_merge(runs, tmp_path):
     with pytest.raises(OSError, match="is the input file"):
         fpscope.merge(runs["zero"], runs["zero"][0])
     assert not (tmp_path / "x.h5").exists()
+
+
+def test_cli_mpi_flag_without_mpirun(runs):
+    """--mpi with or without MPI in the build: a usage error that says so, or (MPI's singleton
+    mode, one process) the one-process replay. tests/cli/test_mpi.py runs it under mpirun."""
+    one = subprocess.run([BIN, "replay", "-q", *map(str, runs["tp"])], capture_output=True, text=True, check=True).stdout
+    env = {**os.environ, "OMPI_MCA_mca_base_component_show_load_errors": "0"}
+    p = subprocess.run([BIN, "replay", "--mpi", "-q", *map(str, runs["tp"])], capture_output=True, text=True, env=env,
+                       timeout=120)
+    if "built without MPI" in p.stderr:
+        assert p.returncode == 2 and p.stdout == "" and p.stderr.count("\n") == 1
+    else:
+        assert p.returncode == 0 and p.stdout == one, p.stderr
+    p = subprocess.run([BIN, "replay", "--mpi", "-q", str(runs["tp"][0])], capture_output=True, text=True)
+    assert p.returncode == 2 and "--mpi: needs several rank traces" in p.stderr
