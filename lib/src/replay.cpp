@@ -232,7 +232,7 @@ class engine {
     for (std::size_t l = 0; l < lt.size(); ++l) {
       if (!lt[l]) continue;
       tensor_replay& tr = *lt[l];
-      if (tr.scale == -1) tr.scale = std::exp2(logs[l].first / logs[l].second);
+      if (tr.scale == -1) tr.scale = logs[l].second ? std::exp2(logs[l].first / logs[l].second) : 1;
       if (tr.scale > 0 && std::isfinite(tr.scale)) log_sum += std::log2(tr.scale), ++scaled;
       res.total += tr.counts;
       res.tensors.push_back(std::move(tr));
