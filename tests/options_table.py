@@ -21,6 +21,9 @@ BAD = {
     "threads": [("-1", ["integer in [0, 1024]"]), ("100000", ["integer in [0, 1024]"]), ("1.5", ["integer"]),
                 ("x", ["integer"])],
     "steps": [("5:2", ["empty"]), ("a:b", ["expected a:b"]), ("1:2:3", ["expected a:b"]), ("", None)],
+    # replay of several rank traces (docs/replay.md, "Several ranks")
+    "amax_group": [("bogus", ["not an amax group"]), ("", ["not an amax group"]), ("TP", ["not an amax group"]),
+                   ("tensor ", ["not an amax group"])],
 }
 # "" for --steps means every step: not an error (None above marks a value that is accepted).
 
@@ -32,6 +35,7 @@ GOOD = {
     "scale": ["2^10", "1024", "0.5", "2^-3", "1e-3", "3.4e38"],
     "threads": ["0", "1", "2"],
     "steps": ["0:1", "0:", ":1", "1"],
+    "amax_group": ["tensor", "tp", "rank"],
 }
 
 # The same for Python's number arguments: values, not texts.

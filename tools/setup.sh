@@ -11,6 +11,8 @@ debs=(build-essential cmake pkg-config git ccache
       python3-numpy python3-pytest python3-torch python3-h5py python3-sklearn libcairo2-dev
       python3-matplotlib python3-nbformat python3-nbclient python3-ipykernel python3-nbconvert)
 debs+=(gdb)  # tests/hostile/test_in_trace_race.py stops a trace reader between its check and its open
+# MPI (issue 18): `fpscope replay --mpi` and its tests (optional at configure time).
+debs+=(openmpi-bin libopenmpi-dev)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -26,6 +26,7 @@
 #include "fpscope/counting.hpp"
 #include "fpscope/histogram.hpp"
 #include "fpscope/options.hpp"
+#include "fpscope/output.hpp"
 #include "fpscope/policy.hpp"
 #include "fpscope/detail/wire.hpp"
 #include "fpscope/recipe.hpp"
@@ -33,6 +34,7 @@
 #include "fpscope/report_json.hpp"
 #include "fpscope/summary.hpp"
 #include "fpscope/trace.hpp"
+#include "fpscope/trace_merge.hpp"
 
 namespace py = pybind11;
 using namespace fpscope;
@@ -533,11 +535,15 @@ py::dict recommend_dict(const py::dict& sweep, int headroom) {
 
 // ---- replay ----
 
-py::dict replay_trace(const std::string& path, const std::string& policy, const std::optional<std::string>& fmt,
+py::dict replay_trace(const std::vector<std::string>& paths, const std::string& policy, const std::optional<std::string>& fmt,
                       const std::optional<std::string>& prof, const std::optional<std::string>& round,
                       const std::optional<std::string>& ovf, const std::optional<std::string>& steps, int threads,
-                      std::size_t top, bool tensors) {
+                      std::size_t top, bool tensors, const std::optional<std::string>& group) {
   replay_options o;
+  if (group) {
+    if (paths.size() < 2) throw py::value_error("amax_group: needs several rank traces");
+    o.group = parse_amax_group(*group, "amax_group");
+  }
   o.policy = policy;
   o.cast = {named(fmt, [](std::string_view v) { parse_format(v, "format"); }),
             named(prof, [](std::string_view v) { parse_profile(v, "profile"); }),
@@ -551,7 +557,7 @@ py::dict replay_trace(const std::string& path, const std::string& policy, const 
   try {
     py::gil_scoped_release unlocked;
     // The worker runs the library's engine; Ctrl-C here kills it (PyErr_CheckSignals raises).
-    r = replay_file(path, o, [] {
+    r = replay_files(paths, o, [] {
       py::gil_scoped_acquire locked;
       return PyErr_CheckSignals() != 0;
     });
@@ -581,6 +587,34 @@ py::dict replay_trace(const std::string& path, const std::string& policy, const 
   return d;
 }
 
+// ---- trace merge (issue 18) ----
+
+py::dict merge_traces(const std::vector<std::string>& paths, const std::string& out, bool histograms, int threads) {
+  merge_options o;
+  o.values = !histograms;
+  o.threads = check_threads(threads, "threads");
+  merge_result m;
+  try {
+    py::gil_scoped_release unlocked;
+    m = merge_files(paths, out, o, [] {
+      py::gil_scoped_acquire locked;
+      return PyErr_CheckSignals() != 0;
+    });
+  } catch (const contained_error&) {
+    if (PyErr_Occurred()) throw py::error_already_set();
+    throw;
+  } catch (const output_error& e) {
+    PyErr_SetString(PyExc_OSError, e.what());
+    throw py::error_already_set();
+  }
+  py::dict d;
+  d["world_size"] = m.world_size;
+  d["steps"] = m.steps;
+  d["incomplete"] = m.incomplete;
+  d["left_out"] = m.left_out;
+  return d;
+}
+
 // ---- traces ----
 
 // Trace reads libhdf5 on files that may be hostile: libhdf5 crashes on some crafted files and
@@ -595,10 +629,17 @@ double from_bits(const nlohmann::json& j) { return std::bit_cast<double>(j.get<s
 
 nlohmann::json step_json(const trace_step& s) {
   nlohmann::json ts = nlohmann::json::array();
-  for (const auto& t : s.tensors)
+  for (const auto& t : s.tensors) {
     ts.push_back({{"name", t.name}, {"dtype", std::string(name(t.dtype))}, {"shape", t.shape}, {"count", t.count},
                   {"amax", bits_of(t.amax)}, {"zeros", t.zeros}, {"infs", t.infs}, {"nans", t.nans},
-                  {"has_values", t.has_values}, {"has_hist", t.has_hist}});
+                  {"has_values", t.has_values}, {"has_hist", t.has_hist}, {"shard", nullptr}});
+    if (const auto& sh = t.shard) {  // multi-rank traces (docs/trace.md): flat_shard/split_shard's keys
+      nlohmann::json js{{"logical_name", sh->logical_name}, {"logical_shape", sh->logical_shape}};
+      if (sh->how == trace_shard::kind::flat) js["offset"] = sh->offset;
+      else js["dim"] = sh->dim, js["index"] = sh->index, js["parts"] = sh->parts;
+      ts.back()["shard"] = js;
+    }
+  }
   return {{"step", s.step}, {"loss", bits_of(s.loss)}, {"lr", bits_of(s.lr)}, {"loss_scale", bits_of(s.loss_scale)},
           {"tensors", ts}};
 }
@@ -610,7 +651,12 @@ class trace {
       const trace_reader r(path_);
       detail::wire_writer w;
       w.pod(std::uint64_t(r.size()));
-      const nlohmann::json j{{"producer", r.producer()}, {"model", r.model()}, {"incomplete", r.incomplete()}};
+      nlohmann::json j{{"producer", r.producer()}, {"model", r.model()}, {"incomplete", r.incomplete()}, {"layout", nullptr}};
+      if (const auto& l = r.layout()) {  // multi-rank traces (docs/trace.md): the Recorder's keys
+        j["layout"] = {{"rank", l->rank}, {"world_size", l->world_size}};
+        for (const auto& [k, c] : {std::pair{"dp", l->dp}, {"tp", l->tp}, {"pp", l->pp}})
+          if (c) j["layout"][k] = {c->rank, c->size};
+      }
       return w.out + j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     });
     detail::wire_reader rd(meta, "trace");
@@ -619,12 +665,23 @@ class trace {
     producer_ = j["producer"];
     model_ = j["model"];
     incomplete_ = j["incomplete"].get<std::vector<std::string>>();
+    layout_ = j["layout"].dump();
   }
   std::size_t size() const { return size_; }
   const std::string& path() const { return path_; }
   const std::string& producer() const { return producer_; }
   const std::string& model() const { return model_; }
   const std::vector<std::string>& incomplete() const { return incomplete_; }
+  /// None, or {"rank", "world_size", and "dp"/"tp"/"pp": (rank, size) where recorded}.
+  py::object layout() const {
+    const auto j = nlohmann::json::parse(layout_);
+    if (j.is_null()) return py::none();
+    py::dict d;
+    for (const auto& [k, v] : j.items())
+      d[py::str(k)] = v.is_array() ? py::object(py::make_tuple(v[0].get<std::int64_t>(), v[1].get<std::int64_t>()))
+                                   : py::object(py::int_(v.get<std::int64_t>()));
+    return d;
+  }
 
   py::dict step(std::size_t i) const {
     const nlohmann::json j = nlohmann::json::parse(step_text(i));
@@ -641,6 +698,15 @@ class trace {
       td["amax"] = from_bits(t["amax"]);
       td["has_values"] = t["has_values"].get<bool>();
       td["has_hist"] = t["has_hist"].get<bool>();
+      td["shard"] = py::none();
+      if (!t["shard"].is_null()) {
+        py::dict sd;
+        for (const auto& [k, v] : t["shard"].items())
+          sd[py::str(k)] = v.is_array() ? py::object(py::tuple(py::cast(v.get<std::vector<std::uint64_t>>())))
+                                        : k == "logical_name" ? py::object(py::str(v.get<std::string>()))
+                                                              : py::object(py::int_(v.get<std::uint64_t>()));
+        td["shard"] = sd;
+      }
       ts.append(td);
     }
     d["tensors"] = ts;
@@ -739,7 +805,7 @@ class trace {
     }
     return answer;
   }
-  std::string path_, producer_, model_;
+  std::string path_, producer_, model_, layout_ = "null";
   std::vector<std::string> incomplete_;
   std::size_t size_ = 0;
 };
@@ -932,7 +998,9 @@ PYBIND11_MODULE(_fpscope, m) {
         "less `headroom` binades) and 'fewest_lost' (fewest underflow + overflow, then fewest subnormal;\n"
         "the middle of a tied run), each a dict with log2_scale, scale and the class counts, or None.");
   m.def("_replay", &replay_trace, py::arg("path"), py::arg("policy"), py::arg("format"), py::arg("profile"),
-        py::arg("rounding"), py::arg("overflow"), py::arg("steps"), py::arg("threads"), py::arg("top"), py::arg("tensors"));
+        py::arg("rounding"), py::arg("overflow"), py::arg("steps"), py::arg("threads"), py::arg("top"), py::arg("tensors"),
+        py::arg("amax_group"));
+  m.def("_merge", &merge_traces, py::arg("paths"), py::arg("out"), py::arg("histograms"), py::arg("threads"));
   m.def("recipes", [] {
     py::list l;
     for (const auto& r : recipes()) {
@@ -955,6 +1023,7 @@ PYBIND11_MODULE(_fpscope, m) {
       .def_property_readonly("producer", &trace::producer)
       .def_property_readonly("model", &trace::model)
       .def_property_readonly("incomplete", &trace::incomplete)
+      .def_property_readonly("layout", &trace::layout, "the rank layout of a distributed run's trace (docs/trace.md), or None")
       .def("step", &trace::step, py::arg("i"), "Step i's metadata and its tensors' metadata (a dict).")
       .def("values", &trace::values, py::arg("i"), py::arg("tensor"), "A tensor's values, widened exactly to float32.")
       .def("histogram", &trace::histogram, py::arg("i"), py::arg("tensor"), "A tensor's sparse histogram (keys, counts).");

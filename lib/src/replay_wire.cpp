@@ -38,6 +38,12 @@ std::string serialize(const replay_result& r) {
   w.pod(std::uint64_t(m.worst_underflow.size()));
   for (const auto& [k, v] : m.worst_underflow) w.str(k), w.pod(v);
   w.pod(m.exact), w.pod(std::uint64_t(m.partial)), put_counts(w, m.total);
+  // Several rank traces (replay_files)
+  w.pod(std::uint64_t(r.world_size)), w.str(r.amax_group);
+  w.pod(std::uint64_t(r.left_out.size()));
+  for (const auto& s : r.left_out) w.str(s);
+  w.pod(std::uint64_t(m.overflow_sources.size()));
+  for (const auto& [k, v] : m.overflow_sources) w.str(k), w.pod(v);
   return std::move(w.out);
 }
 
@@ -75,6 +81,12 @@ replay_result deserialize_replay(std::string_view bytes) {
     m.worst_underflow.emplace_back(std::move(k), rd.pod<double>());
   }
   m.exact = rd.pod<bool>(), m.partial = rd.pod<std::uint64_t>(), m.total = take_counts(rd);
+  r.world_size = rd.pod<std::uint64_t>(), r.amax_group = rd.str();
+  for (auto n = rd.count(8); n--;) r.left_out.push_back(rd.str());
+  for (auto n = rd.count(8); n--;) {
+    auto k = rd.str();
+    m.overflow_sources[std::move(k)] = rd.pod<std::uint64_t>();
+  }
   if (!rd.done()) throw trace_error("replay: the worker's answer has trailing bytes");
   return r;
 }

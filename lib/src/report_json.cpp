@@ -66,6 +66,14 @@ json replay_json(const replay_result& r) {
                   {"steps_with_tensors_left_out", m.partial},
                   {"incomplete_steps", r.incomplete}};
   j["summary"].update(counts_json(m.total));
+  if (r.world_size) {  // several rank traces (docs/json.md): only then, so one trace's report is as before
+    json sources = json::object();
+    for (const auto& [n, c] : m.overflow_sources) sources[n] = c;
+    j["summary"]["world_size"] = r.world_size;
+    j["summary"]["amax_group"] = r.amax_group;
+    j["summary"]["overflow_sources"] = sources;
+    j["summary"]["steps_left_out"] = r.left_out;
+  }
   return j;
 }
 

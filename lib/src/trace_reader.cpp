@@ -227,6 +227,114 @@ std::vector<std::string> children(hid_t g) {
   return names;
 }
 
+// Bounds on the multi-rank attributes (docs/trace.md, "Multi-rank traces"): generous for any real
+// run, small enough that nothing built from them (a coverage map, a table of ranks) is absurd.
+constexpr std::int64_t max_world = std::int64_t{1} << 24;
+constexpr std::uint64_t max_split = std::uint64_t{1} << 20;
+
+// The root's rank layout, or nullopt when the file has none (minor version 0, or a single process).
+std::optional<trace_layout> read_layout(const context& c, hid_t root) {
+  const bool has_rank = H5Aexists(root, "rank") > 0, has_world = H5Aexists(root, "world_size") > 0;
+  const char* coords[][2] = {{"dp_rank", "dp_size"}, {"tp_rank", "tp_size"}, {"pp_rank", "pp_size"}};
+  bool any_coord = false;
+  for (const auto& [r, n] : coords) any_coord = any_coord || H5Aexists(root, r) > 0 || H5Aexists(root, n) > 0;
+  if (!has_rank && !has_world && !any_coord) return std::nullopt;
+  if (!has_rank || !has_world) c.fail("@rank and @world_size come together (one is missing)");
+  trace_layout l;
+  l.world_size = c.number<std::int64_t>(root, "world_size", H5T_NATIVE_INT64);
+  l.rank = c.number<std::int64_t>(root, "rank", H5T_NATIVE_INT64);
+  if (l.world_size < 1 || l.world_size > max_world)
+    c.fail("@world_size " + std::to_string(l.world_size) + " is not in 1.." + std::to_string(max_world));
+  if (l.rank < 0 || l.rank >= l.world_size)
+    c.fail("@rank " + std::to_string(l.rank) + " is not in 0.." + std::to_string(l.world_size - 1));
+  std::optional<trace_layout::coord>* slots[] = {&l.dp, &l.tp, &l.pp};
+  std::int64_t product = 1;
+  for (std::size_t i = 0; i < 3; ++i) {
+    const auto [r, n] = coords[i];
+    const bool hr = H5Aexists(root, r) > 0, hn = H5Aexists(root, n) > 0;
+    if (!hr && !hn) continue;
+    if (!hr || !hn) c.fail(std::string("@") + r + " and @" + n + " come together (one is missing)");
+    trace_layout::coord k{c.number<std::int64_t>(root, r, H5T_NATIVE_INT64), c.number<std::int64_t>(root, n, H5T_NATIVE_INT64)};
+    if (k.size < 1 || k.size > l.world_size)
+      c.fail(std::string("@") + n + " " + std::to_string(k.size) + " is not in 1..@world_size " + std::to_string(l.world_size));
+    if (k.rank < 0 || k.rank >= k.size)
+      c.fail(std::string("@") + r + " " + std::to_string(k.rank) + " is not in 0.." + std::to_string(k.size - 1));
+    product *= k.size;  // each factor <= world_size (2^24) and the product so far too: no overflow
+    if (product > l.world_size || l.world_size % product != 0)
+      c.fail("the data/tensor/pipeline-parallel sizes do not divide @world_size " + std::to_string(l.world_size));
+    *slots[i] = k;
+  }
+  return l;
+}
+
+// A list of unsigned integers (a shape), at most 32 of them.
+std::vector<std::uint64_t> dims_of(const context& c, hid_t obj, const char* name) {
+  const id a = c.attribute(obj, name);
+  const hssize_t n = c.elements(a);
+  if (n < 0 || n > 32) c.fail(std::string(name) + " has an absurd rank");
+  std::vector<std::uint64_t> out(std::size_t(n), 0);
+  std::vector<std::int64_t> raw(std::size_t(n), 0);
+  const id at(H5Aget_type(a), H5Tclose);
+  if (n > 0 && (H5Tget_class(at) != H5T_INTEGER || H5Aread(a, H5T_NATIVE_INT64, raw.data()) < 0))
+    c.fail(std::string(name) + " is not a list of integers");
+  for (std::size_t i = 0; i < raw.size(); ++i) {
+    if (raw[i] < 0) c.fail(std::string(name) + " has a negative dimension");
+    out[i] = std::uint64_t(raw[i]);
+  }
+  return out;
+}
+
+// A tensor's shard description, checked against the tensor's own shape and count; nullopt when
+// it has none. Every attribute of a description without the others is an error: a reader must
+// never take a part of a tensor for the whole.
+std::optional<trace_shard> read_shard(const context& c, hid_t tg, const trace_tensor& t) {
+  const char* flat[] = {"shard_offset", "shard_length"};
+  const char* split[] = {"split_dim", "split_index", "split_count"};
+  const auto has = [&](const char* n) { return H5Aexists(tg, n) > 0; };
+  int nflat = 0, nsplit = 0;
+  for (const char* n : flat) nflat += has(n);
+  for (const char* n : split) nsplit += has(n);
+  const bool named = has("logical_name"), shaped = has("logical_shape");
+  if (!named && !shaped && !nflat && !nsplit) return std::nullopt;
+  if (!named || !shaped) c.fail("a shard description needs both @logical_name and @logical_shape");
+  if ((nflat != 0) == (nsplit != 0) || (nflat && nflat != 2) || (nsplit && nsplit != 3))
+    c.fail("a shard description is either @shard_offset and @shard_length, or @split_dim, @split_index and @split_count");
+  trace_shard sh;
+  sh.logical_name = c.text(tg, "logical_name");
+  if (sh.logical_name.empty()) c.fail("@logical_name is empty");
+  sh.logical_shape = dims_of(c, tg, "logical_shape");
+  long double total = 1;
+  for (const auto e : sh.logical_shape) total *= (long double)e;
+  if (total > (long double)(std::uint64_t{1} << 40)) c.fail("@logical_shape is absurdly large");
+  const std::uint64_t logical = std::uint64_t(total);
+  const std::string whole = " of the logical tensor's " + std::to_string(logical) + " elements";
+  if (nflat) {
+    sh.how = trace_shard::kind::flat;
+    sh.offset = c.count(tg, "shard_offset");
+    const std::uint64_t length = c.count(tg, "shard_length");
+    if (length != t.count) c.fail("@shard_length " + std::to_string(length) + " is not the tensor's count " + std::to_string(t.count));
+    if (sh.offset > logical || length > logical - sh.offset)
+      c.fail("shard " + std::to_string(sh.offset) + "+" + std::to_string(length) + " lies outside" + whole);
+    return sh;
+  }
+  sh.how = trace_shard::kind::split;
+  const std::uint64_t dim = c.count(tg, "split_dim"), index = c.count(tg, "split_index"), parts = c.count(tg, "split_count");
+  if (dim >= sh.logical_shape.size())
+    c.fail("@split_dim " + std::to_string(dim) + " is not a dimension of @logical_shape (rank " +
+           std::to_string(sh.logical_shape.size()) + ")");
+  if (parts < 1 || parts > max_split) c.fail("@split_count " + std::to_string(parts) + " is not in 1.." + std::to_string(max_split));
+  if (index >= parts) c.fail("@split_index " + std::to_string(index) + " is not in 0.." + std::to_string(parts - 1));
+  if (sh.logical_shape[dim] % parts != 0)
+    c.fail("@split_count " + std::to_string(parts) + " does not divide dimension " + std::to_string(dim) + " (" +
+           std::to_string(sh.logical_shape[dim]) + ") of @logical_shape");
+  std::vector<std::uint64_t> expect = sh.logical_shape;
+  expect[dim] /= parts;
+  if (t.shape != expect) c.fail("the tensor's shape is not part " + std::to_string(index) + " of " + std::to_string(parts) +
+                                " of @logical_shape along dimension " + std::to_string(dim));
+  sh.dim = std::uint32_t(dim), sh.index = std::uint32_t(index), sh.parts = std::uint32_t(parts);
+  return sh;
+}
+
 }  // namespace
 
 std::string_view name(trace_dtype t) {
@@ -291,6 +399,12 @@ trace_reader::trace_reader(const std::string& path) : path_(path), h_(std::make_
            std::to_string(trace_version) + ")");
   producer_ = c.text(h_->file, "producer");
   model_ = c.text(h_->file, "model");
+  if (H5Aexists(h_->file, "fpscope_trace_minor") > 0) {
+    const auto minor = c.number<std::int64_t>(h_->file, "fpscope_trace_minor", H5T_NATIVE_INT64);
+    if (minor < 0 || minor > 1000) c.fail("@fpscope_trace_minor " + std::to_string(minor) + " is not a version");
+    minor_ = int(minor);
+  }
+  layout_ = read_layout(c, h_->file);
   h_->steps = c.group(h_->file, "steps");
   // A last step the writer did not finish (no `complete` attribute, or one that is not 1) is
   // reported apart. The complete steps must be what both writers make (docs/trace.md): each
@@ -329,6 +443,11 @@ trace_reader::trace_reader(const std::string& path) : path_(path), h_(std::make_
 }
 
 trace_reader::~trace_reader() = default;
+
+std::int64_t trace_reader::step_number(std::size_t i) const {
+  if (i >= steps_.size()) throw trace_error(path_ + ": no step " + std::to_string(i));
+  return std::stoll(steps_[i]);
+}
 
 trace_step trace_reader::step(std::size_t i) const {
   quiet_hdf5();
@@ -371,6 +490,7 @@ trace_step trace_reader::step(std::size_t i) const {
     t.infs = tc.count(tg, "infs");
     t.nans = tc.count(tg, "nans");
     if (t.zeros > t.count || t.infs > t.count || t.nans > t.count) tc.fail("zero/inf/NaN counts exceed count");
+    t.shard = read_shard(tc, tg, t);
     t.has_values = H5Lexists(tg, "values", H5P_DEFAULT) > 0;
     t.has_hist = H5Lexists(tg, "hist_keys", H5P_DEFAULT) > 0;
     if (!t.has_values && !t.has_hist) tc.fail("neither values nor a histogram");

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
@@ -98,8 +99,13 @@ void write_dataset(hid_t loc, const char* name, hid_t file_type, hid_t mem_type,
 }
 
 // Rule 5: H5Fflush with the file kept pad_bytes longer than its end of allocation meanwhile,
-// then trimmed back (the Python recorder's Recorder._flush).
+// then trimmed back (the Python recorder's Recorder._flush). No descriptor (fd < 0): an
+// in-memory file, nothing to keep safe.
 void flush(hid_t file, int fd, const std::string& path) {
+  if (fd < 0) {
+    if (H5Fflush(file, H5F_SCOPE_LOCAL) < 0) throw trace_error(path + ": cannot flush");
+    return;
+  }
   hsize_t size = 0;
   struct stat st {};
   if (H5Fget_filesize(file, &size) < 0 || ::fstat(fd, &st) != 0) throw trace_error(path + ": cannot stat");
@@ -112,30 +118,61 @@ void flush(hid_t file, int fd, const std::string& path) {
 
 }  // namespace
 
+namespace {
+
+// The file access properties of both writers; `core`: HDF5's in-memory driver, no backing file.
+id writer_fapl(bool core) {
+  id fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
+  if (core) H5Pset_fapl_core(fapl, std::size_t{1} << 20, 0);
+  return fapl;
+}
+
+}  // namespace
+
+trace_writer::trace_writer(in_memory, const std::string& producer, const std::string& model, std::size_t max_steps)
+    : trace_writer(std::string(), producer, model, true, max_steps) {}
+
+std::string trace_writer::image() const {
+  quiet_hdf5();
+  if (h_->fd >= 0) throw trace_error(path_ + ": image() of a writer to a file");
+  if (H5Fflush(h_->file, H5F_SCOPE_LOCAL) < 0) throw trace_error("in-memory trace: cannot flush");
+  const ssize_t n = H5Fget_file_image(h_->file, nullptr, 0);
+  if (n < 0) throw trace_error("in-memory trace: cannot get its image");
+  std::string out(std::size_t(n), '\0');
+  if (H5Fget_file_image(h_->file, out.data(), out.size()) != n) throw trace_error("in-memory trace: cannot copy its image");
+  return out;
+}
+
 trace_writer::trace_writer(const std::string& path, const std::string& producer, const std::string& model,
                            bool overwrite, std::size_t max_steps)
-    : path_(path), h_(std::make_unique<handle>()) {
+    : path_(path.empty() ? "in-memory trace" : path), h_(std::make_unique<handle>()) {
   quiet_hdf5();
+  const bool core = path.empty();  // the in_memory constructor's
   if (max_steps < 1 || max_steps > 65535)
-    throw trace_error(path + ": max_steps must be in 1..65535, not " + std::to_string(max_steps));
+    throw trace_error(path_ + ": max_steps must be in 1..65535, not " + std::to_string(max_steps));
   h_->max_steps = max_steps;
-  const id fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose), fcpl(H5Pcreate(H5P_FILE_CREATE), H5Pclose);
+  // A name unique in this process: HDF5 refuses to create a core file under a name it has open.
+  static std::atomic<unsigned long> serial{0};
+  const std::string name = core ? "fpscope-in-memory-" + std::to_string(serial++) + ".h5" : path;
+  const id fapl = writer_fapl(core), fcpl(H5Pcreate(H5P_FILE_CREATE), H5Pclose);
   H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG);
   H5Pset_libver_bounds(fapl, H5F_LIBVER_EARLIEST, H5F_LIBVER_V18);  // rule 3
   // Chunk index B-trees of rank 2, not 1: under rank 1 libhdf5 1.10.8 writes a dataset of more
   // than 256 chunks that it cannot read back, and fails on ~1000 (docs/trace.md).
   H5Pset_istore_k(fcpl, 2);
-  h_->file = id(H5Fcreate(path.c_str(), overwrite ? H5F_ACC_TRUNC : H5F_ACC_EXCL, fcpl, fapl), H5Fclose);
-  if (!h_->file.ok()) throw trace_error(path + ": cannot create (exists, or the directory is not writable)");
+  h_->file = id(H5Fcreate(name.c_str(), overwrite ? H5F_ACC_TRUNC : H5F_ACC_EXCL, fcpl, fapl), H5Fclose);
+  if (!h_->file.ok()) throw trace_error(path_ + ": cannot create (exists, or the directory is not writable)");
 #if H5_VERSION_GE(1, 10, 5)
   H5Fset_dset_no_attrs_hint(h_->file, 1);
 #endif
   void* vfd = nullptr;
-  if (H5Fget_vfd_handle(h_->file, H5P_DEFAULT, &vfd) < 0 || !vfd)
-    throw trace_error(path + ": cannot get the file descriptor");
-  h_->fd = *static_cast<int*>(vfd);
+  if (!core && (H5Fget_vfd_handle(h_->file, H5P_DEFAULT, &vfd) < 0 || !vfd))
+    throw trace_error(path_ + ": cannot get the file descriptor");
+  if (!core) h_->fd = *static_cast<int*>(vfd);
   const std::int32_t v = trace_version;
   write_attr(h_->file, "fpscope_trace_version", H5T_STD_I32LE, &v);
+  const std::int32_t minor = trace_minor_version;  // docs/trace.md, "Multi-rank traces"
+  write_attr(h_->file, "fpscope_trace_minor", H5T_STD_I32LE, &minor);
   write_text(h_->file, "producer", producer);
   write_text(h_->file, "model", model);
   const std::time_t now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
@@ -143,7 +180,7 @@ trace_writer::trace_writer(const std::string& path, const std::string& producer,
   std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
   write_text(h_->file, "created", buf);
   h_->steps = make_group(h_->file, "steps", max_steps, 8);  // rule 2
-  if (!h_->steps.ok()) throw trace_error(path + ": cannot create /steps");
+  if (!h_->steps.ok()) throw trace_error(path_ + ": cannot create /steps");
   flush(h_->file, h_->fd, path_);
 }
 
@@ -192,6 +229,20 @@ void trace_writer::add(const std::string& name, std::span<const float> values, s
                        bool raw, bool hist) {
   quiet_hdf5();
   if (!h_->tensors.ok()) throw trace_error(path_ + ": add() outside a step");
+  write_tensor(name, summarize(values, 1), std::move(shape), raw ? &values : nullptr, hist);
+}
+
+void trace_writer::add_summary(const std::string& name, const tensor_summary& s, std::vector<std::uint64_t> shape) {
+  quiet_hdf5();
+  if (!h_->tensors.ok()) throw trace_error(path_ + ": add_summary() outside a step");
+  long double product = 1;
+  for (const auto e : shape) product *= (long double)e;
+  if (product != (long double)s.count) throw trace_error(path_ + ": tensor " + name + ": count is not the shape's product");
+  write_tensor(name, s, std::move(shape), nullptr, true);
+}
+
+void trace_writer::write_tensor(const std::string& name, const tensor_summary& s, std::vector<std::uint64_t> shape,
+                                const std::span<const float>* values, bool hist) {
   const std::string link = escape(name);
   if (H5Lexists(h_->tensors, link.c_str(), H5P_DEFAULT) != 0)
     throw trace_error(path_ + ": cannot create tensor " + name + " (a duplicate name?)");
@@ -199,13 +250,12 @@ void trace_writer::add(const std::string& name, std::span<const float> values, s
   if (!g.ok()) throw trace_error(path_ + ": cannot create tensor " + name);
   write_text(g, "dtype", "float32");
   write_attr(g, "shape", H5T_STD_I64LE, shape.data(), shape.size(), true);
-  const tensor_summary s = summarize(values, 1);
   write_attr(g, "count", H5T_STD_U64LE, &s.count);
   write_attr(g, "amax", H5T_IEEE_F64LE, &s.amax);
   write_attr(g, "zeros", H5T_STD_U64LE, &s.zeros);
   write_attr(g, "infs", H5T_STD_U64LE, &s.infs);
   write_attr(g, "nans", H5T_STD_U64LE, &s.nans);
-  if (raw) write_dataset(g, "values", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, values);
+  if (values) write_dataset(g, "values", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, *values);
   if (hist) {
     std::vector<std::uint32_t> keys;
     std::vector<std::uint64_t> counts;

@@ -17,6 +17,7 @@ h5py = pytest.importorskip("h5py")
 
 USAGE = 2
 TRACE = Path(__file__).resolve().parents[2] / "datasets" / "traces" / "synthetic.h5"
+RANKS = sorted((Path(__file__).resolve().parents[2] / "datasets" / "traces" / "ranks" / "tp").glob("rank*.h5"))
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +53,11 @@ def commands(i):
         "replay": (["replay", TRACE, "-q"],
                    {"format": "--format", "rounding": "--rounding", "profile": "--profile", "overflow": "--overflow",
                     "threads": "--threads", "steps": "--steps"}, {}, None),
+        # several rank traces replayed as one run (the shipped tensor-parallel run)
+        "replay-ranks": (["replay", *RANKS, "-q"],
+                         {"format": "--format", "rounding": "--rounding", "profile": "--profile", "overflow": "--overflow",
+                          "threads": "--threads", "steps": "--steps", "amax_group": "--amax-group"}, {}, None),
+        "trace-merge": (["trace", "merge", *RANKS, "-o", i["out"], "-q"], {"threads": "--threads"}, {}, None),
     }
 
 

@@ -2,6 +2,7 @@
 runs (tests/options_table.py, tests/cli/test_options.py): a bad value raises ValueError naming
 the problem, a good one is accepted. Numbers (scales, thread counts) come as numbers here."""
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from options_table import BAD, BAD_NUMBERS, BAD_POLICIES, GOOD, GOOD_NUMBERS, GOOD_POLICIES  # noqa: E402
 
 TRACE = Path(__file__).resolve().parents[2] / "datasets" / "traces" / "synthetic.h5"
+OUT = Path(tempfile.mkdtemp(prefix="fpscope-options-")) / "merged.h5"  # fpscope.merge's output
+RANKS = sorted((Path(__file__).resolve().parents[2] / "datasets" / "traces" / "ranks" / "tp").glob("rank*.h5"))
 X = np.linspace(-2, 2, 64, dtype=np.float32)
 
 
@@ -42,6 +45,11 @@ def entry_points():
         "format": (lambda **k: fpscope.format(k.get("fmt", "fp16")), {"format": "fmt"}),
         "replay": (lambda **k: fpscope.replay(TRACE, **k), {"format": "format", "rounding": "rounding", "profile": "profile",
                                                           "overflow": "overflow", "steps": "steps", "threads": "threads"}),
+        # several rank traces replayed as one run (the shipped tensor-parallel run)
+        "replay_ranks": (lambda **k: fpscope.replay(RANKS, **k),
+                         {"format": "format", "rounding": "rounding", "profile": "profile", "overflow": "overflow",
+                          "steps": "steps", "threads": "threads", "amax_group": "amax_group"}),
+        "merge": (lambda **k: fpscope.merge(RANKS, OUT, **k), {"threads": "threads"}),
     }
 
 

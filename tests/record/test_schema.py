@@ -59,7 +59,9 @@ def test_steps_every_and_return(trained):
 def test_root_attributes(trained):
     path = trained[0]
     with h5py.File(path, "r") as f:
-        assert set(f.attrs) == {"fpscope_trace_version", "producer", "model", "created"}
+        # a single process: minor version 1, and none of its rank attributes
+        assert set(f.attrs) == {"fpscope_trace_version", "fpscope_trace_minor", "producer", "model", "created"}
+        assert f.attrs.get_id("fpscope_trace_minor").dtype == np.dtype("<i4") and f.attrs["fpscope_trace_minor"] == 1
         v = f.attrs.get_id("fpscope_trace_version")
         assert v.dtype == np.dtype("<i4") and v.shape == () and f.attrs["fpscope_trace_version"] == 1
         for a in ("producer", "model", "created"):

@@ -14,6 +14,10 @@ import numpy as np
 
 DTYPES = {"float32": "<f4", "float16": "<u2", "bfloat16": "<u2", "float8_e4m3fn": "|u1", "float8_e5m2": "|u1"}
 ROOT_ATTRS = {"fpscope_trace_version", "producer", "model", "created"}
+# Minor version 1 ("Multi-rank traces"): the minor version itself, then optional rank layout attributes.
+ROOT_MINOR1 = {"fpscope_trace_minor", "rank", "world_size", "dp_rank", "dp_size", "tp_rank", "tp_size", "pp_rank", "pp_size"}
+SHARD_FLAT = {"logical_name", "logical_shape", "shard_offset", "shard_length"}
+SHARD_SPLIT = {"logical_name", "logical_shape", "split_dim", "split_index", "split_count"}
 STEP_ATTRS = {"step", "loss", "lr", "loss_scale", "complete"}
 TENSOR_ATTRS = {"dtype", "shape", "count", "amax", "zeros", "infs", "nans"}
 COUNT_ATTRS = ("count", "zeros", "infs", "nans")
@@ -99,7 +103,8 @@ def _scalar_attr(obj, name, kind, where):
 
 def check_tensor(g, where, hist_check=True):
     """Checks one tensor group; returns (name, attrs, {dataset: array}, widened values or None)."""
-    _expect(set(g.attrs) == TENSOR_ATTRS, where, f"attributes {sorted(g.attrs)}")
+    extra = set(g.attrs) - TENSOR_ATTRS
+    _expect(TENSOR_ATTRS <= set(g.attrs) and extra in (set(), SHARD_FLAT, SHARD_SPLIT), where, f"attributes {sorted(g.attrs)}")
     dtype = _scalar_attr(g, "dtype", "str", where)
     _expect(dtype in DTYPES, where, f"dtype {dtype!r}")
     sid = g.attrs.get_id("shape")
@@ -110,6 +115,21 @@ def check_tensor(g, where, hist_check=True):
         attrs[k] = int(_scalar_attr(g, k, "u8", where))
     attrs["amax"] = float(_scalar_attr(g, "amax", "f8", where))
     _expect(attrs["count"] == math.prod(shape), where, f"count {attrs['count']} != prod{shape}")
+    if extra:  # a shard of a logical tensor, checked from docs/trace.md's words
+        attrs["logical_name"] = _scalar_attr(g, "logical_name", "str", where)
+        lid = g.attrs.get_id("logical_shape")
+        _expect(lid.dtype == np.dtype("<i8") and len(lid.shape) == 1, where, "@logical_shape is not int64[]")
+        logical = tuple(int(v) for v in np.asarray(g.attrs["logical_shape"]).reshape(-1))
+        attrs["logical_shape"] = logical
+        if extra == SHARD_FLAT:
+            off, length = (int(_scalar_attr(g, k, "u8", where)) for k in ("shard_offset", "shard_length"))
+            _expect(length == attrs["count"] and off + length <= math.prod(logical), where, f"flat shard {off}+{length}")
+            attrs["shard"] = ("flat", off)
+        else:
+            dim, index, parts = (int(_scalar_attr(g, k, "u8", where)) for k in ("split_dim", "split_index", "split_count"))
+            _expect(dim < len(logical) and 0 <= index < parts and logical[dim] % parts == 0, where, "split shard")
+            _expect(shape == logical[:dim] + (logical[dim] // parts,) + logical[dim + 1:], where, "split shard's shape")
+            attrs["shard"] = ("split", dim, index, parts)
     members = set(g.keys())
     _expect(members in ({"values"}, {"hist_keys", "hist_counts"}, {"values", "hist_keys", "hist_counts"}), where,
             f"members {sorted(members)}")
@@ -160,8 +180,18 @@ def check_tensor(g, where, hist_check=True):
 def check_trace(f, hist_check=True):
     """Checks an open h5py.File against docs/trace.md; returns {step link: (step attrs, [(name, attrs, data)])}."""
     where = f.filename
-    _expect(set(f.attrs) == ROOT_ATTRS, where, f"root attributes {sorted(f.attrs)}")
+    _expect(ROOT_ATTRS <= set(f.attrs) <= ROOT_ATTRS | ROOT_MINOR1, where, f"root attributes {sorted(f.attrs)}")
     _expect(int(_scalar_attr(f, "fpscope_trace_version", "i4", where)) == 1, where, "version")
+    if set(f.attrs) & ROOT_MINOR1:  # minor version 1: the writers write it with any of its attributes
+        _expect(int(_scalar_attr(f, "fpscope_trace_minor", "i4", where)) == 1, where, "minor version")
+    layout = {k: int(_scalar_attr(f, k, "i8", where)) for k in ROOT_MINOR1 - {"fpscope_trace_minor"} if k in f.attrs}
+    for r, n in (("rank", "world_size"), ("dp_rank", "dp_size"), ("tp_rank", "tp_size"), ("pp_rank", "pp_size")):
+        _expect((r in layout) == (n in layout), where, f"@{r} without @{n} or the reverse")
+        if r in layout:
+            _expect(0 <= layout[r] < layout[n], where, f"@{r} {layout[r]} of @{n} {layout[n]}")
+    if layout:
+        _expect("world_size" in layout and layout["world_size"] % math.prod(
+            layout.get(f"{a}_size", 1) for a in ("dp", "tp", "pp")) == 0, where, "layout sizes")
     for a in ("producer", "model"):
         _scalar_attr(f, a, "str", where)
     created = _scalar_attr(f, "created", "str", where)

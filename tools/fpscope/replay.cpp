@@ -10,6 +10,7 @@
 #include "cli.hpp"
 #include "fpscope/recipe.hpp"
 #include "fpscope/replay.hpp"
+#include "fpscope/replay_mpi.hpp"
 #include "fpscope/report_json.hpp"
 #include "plot.hpp"
 #include "text.hpp"
@@ -18,9 +19,10 @@ namespace fpscope::cli {
 namespace {
 
 struct replay_cli {
-  std::string trace, steps, plot;
+  std::vector<std::string> traces;
+  std::string steps, plot, group;
   replay_options o;
-  bool json = false, csv = false, quiet = false;
+  bool json = false, csv = false, quiet = false, mpi = false;
 };
 
 void print_csv(const replay_result& r) {
@@ -39,7 +41,9 @@ void print_text(const replay_result& r) {
   // The path and the trace's own text (its @model, tensor names) are data: printable().
   fmt::print("{}: {}\n", printable(r.trace), printable(r.model));
   fmt::print("policy {}, cast to {}\n", r.policy, r.cast);
+  if (r.world_size) fmt::print("{} ranks replayed as one run; FP8 amax reduced over: {}\n", r.world_size, r.amax_group);
   for (const auto& note : r.incomplete) fmt::print("note: an incomplete last step was skipped ({})\n", printable(note));
+  for (const auto& note : r.left_out) fmt::print("note: {}\n", printable(note));
   fmt::print("\n  {:>8}  {:>10}  {:>8}  {:>10}  {:>10}  {:>10}\n", "step", "scale", "skipped", "underflow", "subnormal", "overflow");
   // Every step when few, else the steps where something happened (a skip or a scale change).
   std::size_t shown = 0;
@@ -71,6 +75,10 @@ void print_text(const replay_result& r) {
     fmt::print("tensors that caused skips (skipped steps in which they overflowed):\n");
     for (const auto& [t, c] : m.skip_causes) fmt::print("  {:<40} {}\n", printable(t), c);
   }
+  if (!m.overflow_sources.empty()) {
+    fmt::print("where overflows came from (steps in which each rank's tensor or shard overflowed):\n");
+    for (const auto& [t, c] : m.overflow_sources) fmt::print("  {:<40} {}\n", printable(t), c);
+  }
   if (!m.worst_underflow.empty()) {
     fmt::print("worst tensors by underflow (mean fraction of nonzero values that vanished):\n");
     for (const auto& [t, f] : m.worst_underflow)
@@ -99,6 +107,35 @@ replay_picture picture(const replay_result& r) {
   return p;
 }
 
+void print(const replay_cli& c, const replay_result& r) {
+  if (!c.plot.empty()) write_replay_plot(c.plot, picture(r), c.traces);
+  if (c.json) fmt::print("{}\n", json_text(replay_json(r), 2));
+  else if (c.csv) print_csv(r);
+  else print_text(r);
+}
+
+// --mpi: every MPI process runs this; process 0 prints. A failure in any process is one line on
+// its stderr and ends every process (MPI_Abort: the others would wait in an all-reduce).
+int run_mpi(replay_cli& c, std::uint64_t bytes) {
+  if (c.traces.size() < 2) throw usage_error("--mpi: needs several rank traces");
+  replay_result r;
+  try {
+    progress bar("replaying", 1, bytes, !c.quiet && mpi_rank() == 0);
+    c.o.progress = [&bar](std::size_t done, std::size_t total) {
+      if (done < total) bar.update(done, total);
+      else bar.clear();
+    };
+    r = replay_files_mpi(c.traces, c.o);
+  } catch (const std::exception& e) {
+    if (!mpi_built()) throw;
+    report(e.what());
+    mpi_abort(dynamic_cast<const option_error*>(&e) ? exit_usage : exit_runtime);
+  }
+  if (mpi_rank() == 0) print(c, r);
+  mpi_finish();
+  return 0;
+}
+
 int run(replay_cli& c) {
   if (c.json && c.csv) throw usage_error("--json and --csv exclude each other");
   if (!c.plot.empty()) try {
@@ -107,20 +144,25 @@ int run(replay_cli& c) {
       throw usage_error(e.what());
     }
   c.o.steps = parse_steps(c.steps);
+  if (!c.group.empty()) {
+    if (c.traces.size() < 2) throw usage_error("--amax-group: needs several rank traces");
+    c.o.group = parse_amax_group(c.group);
+  }
   c.o.keep_tensors = c.json || c.csv;  // the text report needs only the totals and the summary
-  struct stat st {};
-  ::stat(c.trace.c_str(), &st);
+  std::uint64_t bytes = 0;
+  for (const auto& t : c.traces) {
+    struct stat st {};
+    ::stat(t.c_str(), &st);
+    bytes += std::uint64_t(st.st_size);
+  }
+  if (c.mpi) return run_mpi(c, bytes);
   // Drawn by the worker, which reads the trace; erased by it when the last step is read.
-  progress bar("replaying", 1, std::uint64_t(st.st_size), !c.quiet);
+  progress bar("replaying", 1, bytes, !c.quiet);
   c.o.progress = [&bar](std::size_t done, std::size_t total) {
     if (done < total) bar.update(done, total);
     else bar.clear();
   };
-  const replay_result r = replay_file(c.trace, c.o);
-  if (!c.plot.empty()) write_replay_plot(c.plot, picture(r), {c.trace});
-  if (c.json) fmt::print("{}\n", json_text(replay_json(r), 2));
-  else if (c.csv) print_csv(r);
-  else print_text(r);
+  print(c, replay_files(c.traces, c.o));
   return 0;
 }
 
@@ -143,7 +185,11 @@ std::string policy_footer() {
 runner setup(CLI::App& app) {
   auto c = std::make_shared<replay_cli>();
   auto* sub = app.add_subcommand("replay", "replay a gradient trace through a loss scaler or FP8 scaling recipe");
-  sub->add_option("TRACE", c->trace, "an fpscope trace (.h5, docs/trace.md)")->required()->check(CLI::ExistingFile);
+  sub->add_option("TRACE", c->traces,
+                  "an fpscope trace (.h5, docs/trace.md); several: every rank's trace of one distributed run,\n"
+                  "replayed as one run")
+      ->required()
+      ->check(CLI::ExistingFile);
   sub->add_option("-P,--policy", c->o.policy, policy_help())
       ->check(parsed_by([](const std::string& v) { (void)make_recipe(v); }, "--policy", "RECIPE"));
   sub->add_option("-f,--format", c->o.cast.format,
@@ -153,12 +199,20 @@ runner setup(CLI::App& app) {
   add_policy_options(*sub, c->o.cast, "ieee for loss scalers, cuda (satfinite) for FP8 recipes");
   sub->add_option("--steps", c->steps, "only training steps A:B (inclusive; A: or :B open; A alone)")
       ->check(parsed_by([](const std::string& v) { parse_steps(v); }, "--steps", "A:B"));
+  sub->add_option("--amax-group", c->group,
+                  "several rank traces: reduce a per-tensor recipe's amax over the whole tensor, each\n"
+                  "tensor-parallel group (tp) or each rank alone (rank: a wrong group, to see its effect)\n"
+                  "[default: tensor]")
+      ->check(parsed_by([](const std::string& v) { parse_amax_group(v); }, "--amax-group", "tensor|tp|rank"));
   sub->add_option("--top", c->o.top, "how many worst tensors to list [default: 5]")->check(CLI::Range(0, 10000));
   add_threads_option(*sub, c->o.threads, "-j,--threads", "threads that inflate and count a step's values [default: all]");
   sub->add_option("--plot", c->plot, "draw the scale and the underflow/overflow fractions over steps to FILE.svg|png");
   sub->add_flag("--json", c->json, "print JSON: every step and tensor, and the summary (docs/json.md)");
   sub->add_flag("--csv", c->csv, "print CSV: one line per step and tensor");
   sub->add_flag("-q,--quiet", c->quiet, "no progress bar");
+  sub->add_flag("--mpi", c->mpi,
+                "several rank traces under mpirun: each MPI process counts the values of every Nth\n"
+                "trace and the step's counts are all-reduced; process 0 prints (docs/replay.md)");
   sub->footer(
       "Gradients are recorded unscaled; at each step the policy's scale S multiplies them (in float32)\n"
       "and they are cast to the format. Under a loss scaler a step overflows when any element of any\n"
@@ -174,10 +228,13 @@ runner setup(CLI::App& app) {
       "  fpscope replay run.h5 -P static:65536 --steps 100:200\n"
       "  fpscope replay run.h5 -P te-delayed:amax_history_len=16,margin=1 --plot te.svg\n"
       "  fpscope replay run.h5 -P mx:scaling_mode=rceil -f e4m3\n"
+      "  fpscope replay rank*.h5 -P te-delayed --amax-group rank        a distributed run's ranks\n"
+      "  mpirun -np 4 fpscope replay --mpi rank*.h5                      the same on 4 MPI processes\n"
       "\n"
       "Exit status:\n"
       "  0  success\n"
-      "  1  a bad, corrupt or unreadable trace, one line on stderr; also when libhdf5 crashes on\n"
+      "  1  a bad, corrupt or unreadable trace, one line on stderr (several traces: also shards that\n"
+      "     do not tile a tensor exactly once, a missing or repeated rank); also when libhdf5 crashes on\n"
       "     it, or makes no progress on it for FPSCOPE_STALL_SECONDS seconds (default 60; 0: no\n"
       "     limit): it loops forever on some damaged files, and the reading process is then killed\n"
       "  2  usage error: bad option or policy, malformed FPSCOPE_STALL_SECONDS");

@@ -13,6 +13,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -24,6 +25,15 @@ namespace fpscope {
 
 class trace_reader;
 
+/// Over which ranks' shards a per-tensor recipe's amax is reduced when several rank traces
+/// replay as one run (docs/replay.md, "Several ranks"): the whole logical tensor (what a correct
+/// run does), each tensor-parallel group (ranks sharing their data- and pipeline-parallel
+/// coordinates), or each rank alone (a wrong reduction group, to see what it does).
+enum class amax_group : std::uint8_t { tensor, tp, rank };
+/// "tensor" | "tp" | "rank"; option_error otherwise.
+amax_group parse_amax_group(std::string_view s, std::string_view what = "--amax-group");
+std::string_view name(amax_group g);
+
 struct replay_options {
   std::string policy = "torch";  ///< a recipe spec (fpscope/recipe.hpp)
   /// The cast; empty fields take the recipe's defaults (fp16/ieee for loss scalers, e5m2/cuda
@@ -32,9 +42,17 @@ struct replay_options {
   step_range steps;  ///< the recorded training steps to replay
   int threads = 0;   ///< 0: all cores
   std::size_t top = 5;          ///< how many worst tensors the summary lists
+  amax_group group = amax_group::tensor;  ///< several rank traces: the amax reduction group
   bool keep_tensors = true;     ///< false: only the steps' totals are kept (the summary is complete either way)
   /// Called after each step read with (steps done, steps in the trace).
   std::function<void(std::size_t, std::size_t)> progress;
+  /// Several rank traces, counted by several processes (fpscope/replay_mpi.hpp): whether this
+  /// process counts the values of the rank trace at this index (in rank order), and the sum of
+  /// a step's packed counts over the processes, in place (an all-reduce). Every process reads
+  /// every trace's metadata and steps the recipe alike; only the counting is divided. Empty:
+  /// this process counts everything.
+  std::function<bool(std::size_t)> owns;
+  std::function<void(std::span<std::uint64_t>)> all_reduce;
 };
 
 /// One tensor at one step.
@@ -69,6 +87,9 @@ struct replay_summary {
   bool exact = true;
   std::size_t partial = 0;  ///< steps with tensors left out (block recipes, histogram-only tensors)
   class_counts total;
+  /// Several rank traces: "rank 1, fc2.weight shard 1" -> the steps in which that rank's shard
+  /// overflowed (or held inf/NaN), skipped or not.
+  std::map<std::string, std::uint64_t> overflow_sources;
 };
 
 struct replay_result {
@@ -77,6 +98,11 @@ struct replay_result {
   std::string cast;    ///< conversion::describe()
   bool loss_scaler = false;
   std::vector<std::string> incomplete;  ///< the trace's incomplete steps, skipped
+  std::size_t world_size = 0;          ///< several rank traces: the run's world size (0: one trace)
+  std::string amax_group;              ///< several rank traces: name(amax_group) of the options
+  /// Several rank traces: steps some rank did not record (a rank's file truncated mid-run, ranks
+  /// with different step sets), left out: one line per rank.
+  std::vector<std::string> left_out;
   std::vector<step_replay> steps;
   replay_summary summary;
 };
@@ -86,10 +112,22 @@ void check(const replay_options& o);
 
 /// Replays an open trace, in this process.
 replay_result replay(const trace_reader& r, const replay_options& o);
+/// Replays several rank traces (docs/trace.md, "Multi-rank traces") as one run: every rank of
+/// the run's world, once each. Per step: the logical tensors are assembled from their shards
+/// (trace_error unless the shards of each tile it exactly once: a missing, duplicated or
+/// overlapping shard), the amax of a per-tensor recipe is reduced over `o.group`, every shard is
+/// cast and counted (counts summed over distinct shards; a replica counts once), and the step
+/// overflows when any rank's shard does (found_inf's OR). Steps that not every rank recorded are
+/// left out and listed in replay_result::left_out. One reader: replay(r, o).
+replay_result replay(std::span<const trace_reader* const> ranks, const replay_options& o);
+
 /// Replays the trace at `path` in a worker process (fpscope/contain.hpp): a trace that crashes
 /// or hangs libhdf5 becomes contained_error; option_error and trace_error messages come back
 /// as option_error and contained_error. `cancelled` as run_contained's.
 replay_result replay_file(const std::string& path, const replay_options& o, const std::function<bool()>& cancelled = {});
+/// The same for several rank traces (one: replay_file), all read in one worker.
+replay_result replay_files(std::span<const std::string> paths, const replay_options& o,
+                           const std::function<bool()>& cancelled = {});
 
 /// The result as bytes and back (what replay_file's worker sends); trace_error on malformed bytes.
 std::string serialize(const replay_result& r);

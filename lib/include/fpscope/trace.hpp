@@ -16,6 +16,8 @@
 
 namespace fpscope {
 
+struct tensor_summary;
+
 /// Every problem with a trace file: one line naming the file (and step, tensor) and the problem.
 class trace_error : public std::runtime_error {
  public:
@@ -29,6 +31,36 @@ std::string_view name(trace_dtype t);
 std::optional<trace_dtype> find_trace_dtype(std::string_view s);
 
 inline constexpr int trace_version = 1;
+/// The minor version this library writes and reads (docs/trace.md, "Multi-rank traces"): 1
+/// adds the rank layout in the root and shard descriptions on tensors. A file without
+/// @fpscope_trace_minor is minor 0; a reader of major version 1 reads every minor version.
+inline constexpr int trace_minor_version = 1;
+
+/// A rank's place in a distributed run (root attributes of minor version 1): its rank in the
+/// world and, where recorded, its coordinates in the data-, tensor- and pipeline-parallel groups.
+struct trace_layout {
+  struct coord {
+    std::int64_t rank = 0, size = 1;
+    bool operator==(const coord&) const = default;
+  };
+  std::int64_t rank = 0, world_size = 1;
+  std::optional<coord> dp, tp, pp;
+};
+
+/// Which part of a logical tensor a recorded tensor holds (tensor attributes of minor version 1).
+/// A tensor without one holds its logical tensor whole (a replica, under data parallelism).
+struct trace_shard {
+  enum class kind : std::uint8_t { flat, split };
+  std::string logical_name;
+  std::vector<std::uint64_t> logical_shape;
+  kind how = kind::flat;
+  /// flat: elements [offset, offset + count) of the logical tensor flattened in C order (ZeRO,
+  /// FSDP's flat parameters).
+  std::uint64_t offset = 0;
+  /// split: part `index` of `parts` equal parts along dimension `dim` (tensor parallelism;
+  /// torch.chunk of a dimension that `parts` divides).
+  std::uint32_t dim = 0, index = 0, parts = 1;
+};
 
 /// A tensor's metadata (attributes) in one step.
 struct trace_tensor {
@@ -40,6 +72,7 @@ struct trace_tensor {
   double amax = 0;
   std::uint64_t zeros = 0, infs = 0, nans = 0;
   bool has_values = false, has_hist = false;
+  std::optional<trace_shard> shard;  ///< minor version 1; none: the whole logical tensor
 };
 
 /// A step's metadata and its tensors, in recording order (name order where the file does not
@@ -63,10 +96,16 @@ class trace_reader {
   const std::string& path() const { return path_; }
   const std::string& producer() const { return producer_; }
   const std::string& model() const { return model_; }
+  /// @fpscope_trace_minor (0 when absent).
+  int minor_version() const { return minor_; }
+  /// The rank layout (root @rank, @world_size, @dp_rank ...), when recorded.
+  const std::optional<trace_layout>& layout() const { return layout_; }
   /// The complete steps, in order.
   std::size_t size() const { return steps_.size(); }
   /// Steps found incomplete (a writer killed mid-step), as messages; not in size().
   const std::vector<std::string>& incomplete() const { return incomplete_; }
+  /// Step i's @step (from its group's name, which the reader checked against @step on opening).
+  std::int64_t step_number(std::size_t i) const;
   /// Reads step i's metadata (cheap: attributes only).
   trace_step step(std::size_t i) const;
   /// Streams a tensor's values, widened exactly to float32, in chunks of at most `chunk`.
@@ -92,6 +131,8 @@ class trace_reader {
  private:
   struct handle;
   std::string path_, producer_, model_;
+  int minor_ = 0;
+  std::optional<trace_layout> layout_;
   std::unique_ptr<handle> h_;
   std::vector<std::string> steps_, incomplete_;
 };
@@ -112,6 +153,12 @@ class trace_writer {
  public:
   trace_writer(const std::string& path, const std::string& producer, const std::string& model,
                bool overwrite = false, std::size_t max_steps = 4096);
+  /// A trace built in memory (HDF5's core driver, no file): image() gives its bytes, for a
+  /// caller that writes them through output_file (fpscope/output.hpp), e.g. `trace merge`.
+  struct in_memory {};
+  trace_writer(in_memory, const std::string& producer, const std::string& model, std::size_t max_steps = 4096);
+  /// The whole file as it stands (in_memory writers only; trace_error otherwise).
+  std::string image() const;
   ~trace_writer();
   trace_writer(const trace_writer&) = delete;
   trace_writer& operator=(const trace_writer&) = delete;
@@ -122,6 +169,9 @@ class trace_writer {
   /// float32 values: raw and/or their bucket histogram. Tensors are listed in the order added.
   void add(const std::string& name, std::span<const float> values, std::vector<std::uint64_t> shape, bool raw = true,
            bool hist = false);
+  /// A histogram-only tensor from its summary (e.g. the sum of its shards'): float32, `s.hist`
+  /// as hist_keys/hist_counts, the counts and amax as attributes; s.count must be the shape's product.
+  void add_summary(const std::string& name, const tensor_summary& s, std::vector<std::uint64_t> shape);
   /// Marks the step complete and links it into the file: on disk when this returns.
   void end_step();
   /// The steps written (end_step() returned) so far.
@@ -129,6 +179,8 @@ class trace_writer {
   std::size_t max_steps() const;
 
  private:
+  void write_tensor(const std::string& name, const tensor_summary& s, std::vector<std::uint64_t> shape,
+                    const std::span<const float>* values, bool hist);
   struct handle;
   std::string path_;
   std::unique_ptr<handle> h_;

@@ -129,10 +129,26 @@ def cli(*args: str) -> subprocess.CompletedProcess:
     return p
 
 
+def merge(paths, out, *, histograms: bool = False, threads: int = 0) -> dict:
+    """Merges the rank traces of one distributed run into one logical trace at `out`, as
+    `fpscope trace merge` (docs/replay.md, "Several ranks"): values placed where the shards say
+    (histograms=True: the shards' histograms added), written atomically. Returns {"world_size",
+    "steps", "incomplete", "left_out"}. Bad traces, shards that do not tile a tensor, a missing
+    rank raise ValueError; an output that cannot be written, OSError.
+    """
+    if isinstance(paths, (str, os.PathLike)) or len(paths) < 2:
+        raise ValueError("merge: needs the traces of several ranks")
+    return _fpscope._merge([os.fspath(p) for p in paths], os.fspath(out), bool(histograms), threads)
+
+
 def replay(path, policy: str = "torch", *, format: str | None = None, profile: str | None = None,  # noqa: A002
            rounding: str | None = None, overflow: str | None = None, steps: str | None = None,
-           threads: int = 0, top: int = 5, tensors: bool = True) -> dict:
+           threads: int = 0, top: int = 5, tensors: bool = True, amax_group: str | None = None) -> dict:
     """Replays the trace at `path` through a recipe (see `recipes()` and `fpscope replay --help`).
+
+    `path` may be a list of paths: every rank's trace of one distributed run, replayed as one run
+    (docs/replay.md, "Several ranks"); `amax_group` ("tensor", "tp" or "rank") then says over
+    which ranks a per-tensor recipe's amax is reduced (default "tensor").
 
     The result is the `fpscope replay --json` schema (docs/json.md) as a dict, plus "arrays": the
     per-step columns (step, scale, skipped, one count array per class) as NumPy arrays. The trace
@@ -140,7 +156,14 @@ def replay(path, policy: str = "torch", *, format: str | None = None, profile: s
     options raise ValueError, as the CLI's usage errors. `tensors=False` keeps only the steps'
     totals (the summary is complete either way).
     """
-    return _fpscope._replay(os.fspath(path), policy, format, profile, rounding, overflow, steps, threads, top, tensors)
+    if isinstance(path, (list, tuple)):
+        if not path:
+            raise ValueError("replay: no trace")
+        paths = [os.fspath(p) for p in path]
+    else:
+        paths = [os.fspath(path)]
+    return _fpscope._replay(paths, policy, format, profile, rounding, overflow, steps, threads, top, tensors,
+                            amax_group)
 
 
 # ---- Block quantization of GEMM operands (issue 16; fpscope/block_quant.hpp, docs/recipes.md) ----

@@ -73,6 +73,15 @@ Behaviour:
   flushed again; object headers without checksums (file format bounds "earliest"), fixed-
   length strings, and the file kept longer than its end of allocation while flushing.
   tests/record/test_crash.py checks it after every write of a run; docs/trace.md says why.
+- Distributed runs (docs/trace.md, "Multi-rank traces"): each rank records its own file, with
+  no coordination between ranks. rank/world_size default to torch.distributed's when it is
+  initialised (pass them to override, or for a run without torch.distributed); layout=
+  {"dp": (rank, size), "tp": (...), "pp": (...)} records the process-group coordinates.
+  shards={name: flat_shard(...) | split_shard(...)} (constructor, or record(shards=...) for
+  one step) says which part of a logical tensor a gradient is: a ZeRO/FSDP flat shard
+  (elements offset.. of the flattened tensor) or a tensor-parallel split (part `index` of
+  `parts` along dimension `dim`). A gradient without one is the whole tensor (a DDP replica).
+  `fpscope replay rank*.h5` replays the files as one run.
 - h5py reads the string attributes (fixed-length UTF-8) as bytes: .decode() them.
 
 Needs numpy and h5py (HDF5 >= 1.10.5 for the tunings reached through ctypes: the HDF5 library
@@ -97,6 +106,7 @@ import h5py
 import numpy as np
 
 FORMAT_VERSION = 1
+FORMAT_MINOR = 1  # 1: rank layout in the root, shard descriptions on tensors (docs/trace.md, "Multi-rank traces")
 PRODUCER_VERSION = 2  # 2: background writer, chunks compressed by the recorder (the format is unchanged)
 DTYPES = ("float32", "float16", "bfloat16", "float8_e4m3fn", "float8_e5m2")
 MODES = ("raw", "hist", "both")
@@ -105,7 +115,7 @@ CHUNK = 1 << 20  # elements per chunk of a values dataset (docs/trace.md: at mos
 PAD = 4 << 20  # sparse bytes kept past the end of allocation while flushing (see _Writer._flush)
 DEFLATE_LEVEL = 4  # docs/trace.md: shuffle + deflate level 4
 
-__all__ = ["Recorder", "RecorderError", "summarize", "bucket_keys", "histogram", "escape", "unescape",
+__all__ = ["Recorder", "RecorderError", "flat_shard", "split_shard", "summarize", "bucket_keys", "histogram", "escape", "unescape",
            "tensor_stats", "DTYPES", "MODES", "BACKENDS"]
 
 
@@ -478,6 +488,108 @@ def _number(v):
     return float(v)
 
 
+# ---- multi-rank: where this process and its tensors sit in a distributed run -----------------------
+
+_MAX_WORLD = 1 << 24  # the reader's bounds (lib/src/trace_reader.cpp)
+_MAX_SPLIT = 1 << 20
+_AXES = ("dp", "tp", "pp")
+
+
+def _dims(shape, what):
+    try:
+        dims = tuple(int(n) for n in shape)
+    except TypeError:
+        raise ValueError(f"{what} must be a sequence of integers, not {shape!r}") from None
+    if len(dims) > 32 or any(n < 0 for n in dims):
+        raise ValueError(f"{what} {dims} is not a shape")
+    return dims
+
+
+def flat_shard(logical_name, logical_shape, offset):
+    """A flat shard (ZeRO, FSDP's flat parameters): the recorded gradient is elements
+    [offset, offset + its numel) of `logical_name` (shape logical_shape) flattened in C order."""
+    if not isinstance(logical_name, str) or not logical_name:
+        raise ValueError(f"logical_name must be a non-empty string, not {logical_name!r}")
+    if not isinstance(offset, numbers.Integral) or offset < 0:
+        raise ValueError(f"offset must be an integer >= 0, not {offset!r}")
+    return {"logical_name": logical_name, "logical_shape": _dims(logical_shape, "logical_shape"), "offset": int(offset)}
+
+
+def split_shard(logical_name, logical_shape, dim, index, parts):
+    """A tensor-parallel split: the recorded gradient is part `index` of `parts` equal parts of
+    `logical_name` (shape logical_shape) along dimension `dim` (torch.chunk(parts, dim)[index];
+    parts must divide that dimension)."""
+    if not isinstance(logical_name, str) or not logical_name:
+        raise ValueError(f"logical_name must be a non-empty string, not {logical_name!r}")
+    shape = _dims(logical_shape, "logical_shape")
+    for k, v in (("dim", dim), ("index", index), ("parts", parts)):
+        if not isinstance(v, numbers.Integral) or v < 0:
+            raise ValueError(f"{k} must be an integer >= 0, not {v!r}")
+    if dim >= len(shape):
+        raise ValueError(f"dim {dim} is not a dimension of logical_shape {shape}")
+    if not 1 <= parts <= _MAX_SPLIT or index >= parts:
+        raise ValueError(f"index {index} of parts {parts}: need 0 <= index < parts <= {_MAX_SPLIT}")
+    if shape[dim] % parts:
+        raise ValueError(f"parts {parts} does not divide dimension {dim} ({shape[dim]}) of logical_shape {shape}")
+    return {"logical_name": logical_name, "logical_shape": shape, "dim": int(dim), "index": int(index),
+            "parts": int(parts)}
+
+
+def _check_shard(name, shard, shape):
+    """Raises ValueError unless `shard` (flat_shard/split_shard's) fits a gradient of this shape."""
+    if not isinstance(shard, Mapping) or "logical_name" not in shard:
+        raise ValueError(f"tensor '{name}': a shard is flat_shard(...) or split_shard(...), not {shard!r}")
+    logical = math.prod(shard["logical_shape"])
+    if "offset" in shard:
+        if shard["offset"] + math.prod(shape) > logical:
+            raise ValueError(f"tensor '{name}': elements {shard['offset']}..{shard['offset'] + math.prod(shape)} lie "
+                             f"outside {shard['logical_name']}'s {logical}")
+        return
+    want = list(shard["logical_shape"])
+    want[shard["dim"]] //= shard["parts"]
+    if tuple(want) != tuple(shape):
+        raise ValueError(f"tensor '{name}': shape {tuple(shape)} is not part {shard['index']} of {shard['parts']} of "
+                         f"{shard['logical_name']} {tuple(shard['logical_shape'])} along dimension {shard['dim']}")
+
+
+def _distributed(rank, world_size, layout):
+    """The root's multi-rank attributes {name: int}, or {} for a single process: rank and
+    world_size given, else torch.distributed's when it is initialised."""
+    if (rank is None) != (world_size is None):
+        raise ValueError("rank and world_size come together (pass both, or neither)")
+    if rank is None:
+        dist = getattr(sys.modules.get("torch"), "distributed", None)
+        if dist is not None and dist.is_available() and dist.is_initialized():
+            rank, world_size = dist.get_rank(), dist.get_world_size()
+    if rank is None:
+        if layout:
+            raise ValueError("layout needs rank and world_size (or an initialised torch.distributed)")
+        return {}
+    if not isinstance(world_size, numbers.Integral) or not 1 <= world_size <= _MAX_WORLD:
+        raise ValueError(f"world_size must be an integer in 1..{_MAX_WORLD}, not {world_size!r}")
+    if not isinstance(rank, numbers.Integral) or not 0 <= rank < world_size:
+        raise ValueError(f"rank must be an integer in 0..{world_size - 1}, not {rank!r}")
+    out = {"rank": int(rank), "world_size": int(world_size)}
+    layout = {} if layout is None else layout
+    if not isinstance(layout, Mapping) or set(layout) - set(_AXES):
+        raise ValueError(f"layout maps some of {_AXES} to (rank, size), not {layout!r}")
+    product = 1
+    for axis in _AXES:
+        if axis not in layout:
+            continue
+        try:
+            r, n = (int(v) for v in layout[axis])
+        except (TypeError, ValueError):
+            raise ValueError(f"layout['{axis}'] must be (rank, size), not {layout[axis]!r}") from None
+        if not 1 <= n <= world_size or not 0 <= r < n:
+            raise ValueError(f"layout['{axis}'] = ({r}, {n}): need 0 <= rank < size <= world_size {world_size}")
+        product *= n
+        if world_size % product:
+            raise ValueError(f"the layout's sizes do not divide world_size {world_size}")
+        out[f"{axis}_rank"], out[f"{axis}_size"] = r, n
+    return out
+
+
 # ---- the recorder ---------------------------------------------------------------------------------
 
 class Recorder:
@@ -493,13 +605,14 @@ class Recorder:
     a writer thread); max_pending, max_pending_bytes (the writer's queue); backend (None,
     "module", "torch", "numpy"); threads (the C++ histogram's and the compressor's, 0: all cores;
     None: 1 with the background writer, 0 without); on_written (called with each step number as
-    its write completes, from the writer thread).
+    its write completes, from the writer thread); rank, world_size, layout, shards: see
+    "Distributed runs" in the module documentation.
     """
 
     def __init__(self, path, model_description, every=1, mode="both", dtype="float32", created=None,
                  overwrite=True, max_steps=4096, *, on_scale_change=True, on_nonfinite=True, raw_budget=None,
                  background=True, max_pending=2, max_pending_bytes=1 << 30, backend=None, threads=None,
-                 on_written=None):
+                 on_written=None, rank=None, world_size=None, layout=None, shards=None):
         if not isinstance(every, int) or every < 1:
             raise ValueError(f"every must be a positive integer, not {every!r}")
         if mode not in MODES:
@@ -522,6 +635,9 @@ class Recorder:
             threads = 1 if background else 0
         if not isinstance(threads, int) or threads < 0:
             raise ValueError(f"threads must be an integer >= 0 (0: all cores), not {threads!r}")
+        dist = _distributed(rank, world_size, layout)
+        self.shards = self._shard_table(shards)
+        self.rank, self.world_size = dist.get("rank"), dist.get("world_size")
         self.path, self.every, self.mode, self.dtype, self.max_steps = str(path), every, mode, dtype, max_steps
         self.on_scale_change, self.on_nonfinite, self.raw_budget, self.backend = (
             on_scale_change, on_nonfinite, raw_budget, backend)
@@ -531,13 +647,31 @@ class Recorder:
         if created is None:
             created = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         self._writer = _Writer(self.path, overwrite, max_steps, (_producer(), str(model_description), created),
-                               background, max_pending, max_pending_bytes, backend, threads, on_written)
+                               background, max_pending, max_pending_bytes, backend, threads, on_written, dist)
         if self._writer.lib is None:
             warnings.warn("fpscope_record: the HDF5 library is not reachable through ctypes; the trace is "
                           "valid but a process killed while linking a step can damage /steps", stacklevel=2)
         # Closes (writing what is queued) when the recorder is dropped unclosed, or at exit: the
         # writer thread holds no reference to the recorder.
         self._finalizer = weakref.finalize(self, self._writer.close)
+
+    @staticmethod
+    def _shard_table(shards):
+        if shards is None:
+            return {}
+        if not isinstance(shards, Mapping):
+            raise ValueError(f"shards maps tensor names to flat_shard(...) or split_shard(...), not {shards!r}")
+        for name, sh in shards.items():
+            if not isinstance(name, str):
+                raise ValueError(f"shards: tensor names must be strings, not {name!r}")
+        out = {}
+        for name, sh in shards.items():
+            keys = set(sh) if isinstance(sh, Mapping) else None
+            flat, split = {"logical_name", "logical_shape", "offset"}, {"logical_name", "logical_shape", "dim", "index", "parts"}
+            if keys not in (flat, split):
+                raise ValueError(f"shards['{name}']: flat_shard(...) or split_shard(...), not {sh!r}")
+            out[name] = flat_shard(**sh) if keys == flat else split_shard(**sh)  # checked again: a hand-made dict too
+        return out
 
     def __enter__(self):
         return self
@@ -567,7 +701,7 @@ class Recorder:
         of loss scale or a non-finite gradient can add others."""
         return step % self.every == 0
 
-    def record(self, step, tensors, loss=None, lr=None, loss_scale=1.0, mode=None, nonfinite=None):
+    def record(self, step, tensors, loss=None, lr=None, loss_scale=1.0, mode=None, nonfinite=None, shards=None):
         """Records the tensors at this step if it is chosen (see the module documentation);
         returns whether it did.
 
@@ -575,6 +709,7 @@ class Recorder:
         loss, lr: numbers or 0-d tensors (None: unknown, stored as NaN). loss_scale: the scale
         the run used; the gradients must already be unscaled. mode: overrides the recorder's.
         nonfinite: whether a gradient holds an inf or NaN, when known (None: checked if needed).
+        shards: {name: flat_shard(...) | split_shard(...)} for this step, over the recorder's.
         With the background writer the step is queued when this returns (flush(): on disk);
         without, it is on disk. Raises RecorderError when the writer has failed.
         """
@@ -600,6 +735,11 @@ class Recorder:
         links = [escape(name) for name, _ in pairs]
         if len(set(links)) != len(links):
             raise ValueError(f"step {step}: duplicate tensor names")
+        table = self.shards if shards is None else {**self.shards, **self._shard_table(shards)}
+        step_shards = [table.get(name) for name, _ in pairs]
+        for (name, x), sh in zip(pairs, step_shards):
+            if sh is not None:
+                _check_shard(name, sh, tuple(int(n) for n in x.shape))
         dtypes = [_stored_dtype(x, self.dtype) for _, x in pairs]
         if mode != "hist":
             size = sum(_ITEMSIZE[d] * math.prod(x.shape) for d, (_, x) in zip(dtypes, pairs))
@@ -616,7 +756,7 @@ class Recorder:
                           "no longer crash-safe (pass a larger max_steps)", stacklevel=2)
         items = [_Item(name, x, self.dtype, self.backend, mode != "hist") for name, x in pairs]
         w.submit(_Step(step, f"{step:08d}", (step, _number(loss), _number(lr), scale), items, mode,
-                       sum(it.nbytes for it in items)))
+                       sum(it.nbytes for it in items), step_shards))
         self._last = step
         self.steps_recorded += 1
         return True
@@ -632,7 +772,7 @@ class Recorder:
         return False
 
 
-_Step = collections.namedtuple("_Step", "step link attrs items mode nbytes")
+_Step = collections.namedtuple("_Step", "step link attrs items mode nbytes shards")
 
 
 class _Writer:
@@ -641,7 +781,7 @@ class _Writer:
     kept until a caller has been told."""
 
     def __init__(self, path, overwrite, max_steps, root, background, max_pending, max_pending_bytes, backend,
-                 threads, on_written):
+                 threads, on_written, dist=None):
         self.path, self.backend, self.threads, self.on_written = path, backend, threads, on_written
         self.max_pending, self.max_pending_bytes = max_pending, max_pending_bytes
         self.written, self.error, self.error_step, self.reported = 0, None, None, False
@@ -652,8 +792,11 @@ class _Writer:
         try:
             self.fd = os.open(path, os.O_RDWR)
             self.file.attrs.create("fpscope_trace_version", np.int32(FORMAT_VERSION))
+            self.file.attrs.create("fpscope_trace_minor", np.int32(FORMAT_MINOR))
             for name, text in zip(("producer", "model", "created"), root):
                 _text(self.file, name, text)
+            for name, v in (dist or {}).items():
+                self.file.attrs.create(name, np.int64(v))
             self.steps = _group(self.lib, self.file, "steps", links=max_steps)
             self._flush()
         except BaseException:
@@ -752,10 +895,10 @@ class _Writer:
         links = [escape(it.name) for it in job.items]
         tg = _group(lib, g, "tensors", links=len(links), name_len=max(map(len, links), default=1))
         raw_wanted, hist_wanted = job.mode in ("raw", "both"), job.mode in ("hist", "both")
-        for it, ln in zip(job.items, links):
+        for it, ln, sh in zip(job.items, links, job.shards):
             raw, keys, counts, stats = it.resolve(self.backend, self.threads, raw_wanted, hist_wanted)
             _put_tensor(_group(lib, tg, ln, links=3, name_len=11), it.dtype, it.shape, stats, raw,
-                        (keys, counts) if hist_wanted else None, self.pool)
+                        (keys, counts) if hist_wanted else None, self.pool, sh)
             it.raw = it.launched = None  # the copies go as soon as they are written
         g.attrs.create("complete", np.int8(1))  # docs/trace.md: written last, the step is whole
         self._flush()
@@ -775,14 +918,24 @@ class _Writer:
         os.ftruncate(self.fd, self.file.id.get_filesize())
 
 
-def _put_tensor(t, dtype, shape, stats, raw, hist, pool=None):
-    """A tensor group's attributes and datasets (raw: the stored elements or None; hist: (keys, counts) or None)."""
+def _put_tensor(t, dtype, shape, stats, raw, hist, pool=None, shard=None):
+    """A tensor group's attributes and datasets (raw: the stored elements or None; hist: (keys, counts) or None;
+    shard: flat_shard/split_shard's description or None)."""
     _text(t, "dtype", dtype)
     t.attrs.create("shape", np.asarray(shape, dtype=np.int64).reshape(-1))
     t.attrs.create("count", np.uint64(stats["count"]))
     t.attrs.create("amax", np.float64(stats["amax"]))
     for k in ("zeros", "infs", "nans"):
         t.attrs.create(k, np.uint64(stats[k]))
+    if shard is not None:
+        _text(t, "logical_name", shard["logical_name"])
+        t.attrs.create("logical_shape", np.asarray(shard["logical_shape"], dtype=np.int64).reshape(-1))
+        if "offset" in shard:
+            t.attrs.create("shard_offset", np.uint64(shard["offset"]))
+            t.attrs.create("shard_length", np.uint64(stats["count"]))
+        else:
+            for k, a in (("dim", "split_dim"), ("index", "split_index"), ("parts", "split_count")):
+                t.attrs.create(a, np.uint64(shard[k]))
     if raw is not None:
         _dataset(t, "values", raw, pool)
     if hist is not None:
