@@ -1,0 +1,85 @@
+// Tensor-core instructions bit for bit: D = A * B + C of one matrix instruction as a given GPU
+// architecture computes it, and whole GEMMs built from such instructions as real kernels do.
+//
+// The models are those of MMA-Sim (microsoft/MMA-Sim, PyPI mmasim 2.1.1; Xu et al., arXiv
+// 2511.10909), validated there against the hardware; the code is fpscope's own, on integer
+// significands, with the final rounding done by the format engine's one routine (round_pack).
+// Architectures and instructions are named as MMA-Sim names them, lower-case ("hopper",
+// "m16n8k16.f32.f16.f16.f32"; "ada" and "rtx-blackwell" for the two-word names). Every model
+// here is MMA-Sim's "truncated fused dot-product-add" (arithmetic/fdpa.py t_fdpa): the products
+// and C are aligned to the largest exponent among them, each truncated to F fraction bits below
+// it, summed exactly, and the sum rounded once to the output type; an instruction of depth k
+// does this in ceil(k / L) steps of L products, each step's result the next step's C.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "fpscope/format.hpp"
+
+namespace fpscope::mma {
+
+/// The instruction families (PTX): mma.sync, wgmma.mma_async, tcgen05.mma.
+enum class family : std::uint8_t { mma_sync, wgmma, tcgen05 };
+
+/// How a step's exact truncated sum becomes the output (MMA-Sim fdpa.py ldexp_and_normalize).
+enum class result_rounding : std::uint8_t {
+  rz_fp32,   ///< toward zero to binary32 (gradual underflow; |sum| >= 2^128 gives inf)
+  rz_e8m13,  ///< toward zero to 13 fraction bits in binary32's exponent range (FP8 on Hopper, Ada)
+  rne_fp16,  ///< nearest-even to binary16
+};
+
+/// One instruction of one architecture, resolved to its model's parameters.
+struct instruction {
+  std::string arch;  ///< "hopper"
+  std::string name;  ///< "m16n8k16.f32.f16.f16.f32", as MMA-Sim names it
+  family fam = family::mma_sync;
+  int m = 0, n = 0, k = 0;
+  format a{}, b{}, c{}, d{};  ///< operand types (fp32 for f32; tf32 for tf32)
+  int F = 0;                  ///< fraction bits kept below the largest exponent when aligning
+  result_rounding rho = result_rounding::rz_fp32;
+  int L = 0;       ///< products per fused step (k / L steps per instruction)
+  int e_zero = 0;  ///< exponent a zero term takes part in the alignment with
+  /// "ampere: mma.sync m16n8k16.f32.f16.f16.f32 (F=24, L=8, RZ-FP32, e_zero=-132)"
+  std::string describe() const;
+};
+
+/// The architectures, lower-case, in MMA-Sim's order: "volta", "turing", ..., "rtx-blackwell".
+const std::vector<std::string>& architectures();
+
+/// The instruction `name` on `arch`. Throws option_error (one line naming what is known) for an
+/// unknown architecture, or an instruction that architecture does not have or that is not modelled.
+instruction find(std::string_view arch, std::string_view name);
+
+/// Every instruction name of `arch`, the wgmma/tcgen05 families with their N written "nN"
+/// ("m64nNk16.f32.f16.f16", N = 8, 16, ..., 256): for --help and listings. Throws option_error
+/// for an unknown architecture.
+std::vector<std::string> instruction_names(std::string_view arch);
+
+/// How a GEMM is assembled from instructions.
+struct gemm_options {
+  /// Promote to a binary32 accumulator every `promote` elements of K (DeepSeek-V3's fix for
+  /// FP8 on Hopper): each group of `promote` runs its instructions from a zero accumulator and
+  /// is then added, in binary32 nearest-even, to the binary32 total (C first). 0: never; else a
+  /// multiple of the instruction's k.
+  std::size_t promote = 0;
+  int threads = 0;  ///< OpenMP threads over output rows; 0: all
+};
+
+/// D (m x n) = A (m x k) * B (k x n) + C (m x n), row-major, as a kernel computes it with
+/// `inst`: the K loop over the instruction's depth, each instruction's D the next one's C (in
+/// the output type). A K that is not a multiple of inst.k is padded with zeros, as kernels pad
+/// their tiles. A and B hold values of the instruction's input types, C values of its C type
+/// (nullptr: +0); each is checked (std::invalid_argument naming the first element that is not
+/// exactly such a value). D receives the output-type values as float32 (binary16 results are
+/// exact in it); a NaN result is the canonical 0x7FFFFFFF (the hardware's 0x7FFF for f16).
+void gemm(const instruction& inst, std::size_t m, std::size_t n, std::size_t k, const float* A, const float* B,
+          const float* C, float* D, const gemm_options& o = {});
+
+/// One instruction: A inst.m x inst.k, B inst.k x inst.n, C and D inst.m x inst.n.
+void run(const instruction& inst, const float* A, const float* B, const float* C, float* D);
+
+}  // namespace fpscope::mma

@@ -1,0 +1,311 @@
+// The tensor-core step of MMA-Sim's NVIDIA models (mmasim/arithmetic/fdpa.py:75-154, t_fdpa and
+// MMA_T_FDPA), on integer significands, and the GEMM built from it.
+//
+// One step of L products a_i * b_i and the accumulator c (fdpa.py:85-102):
+//  - every operand is split as s * 2^e with e >= its format's smallest normal exponent
+//    (fdpa.py:27-44 frexp_and_normalize; subnormals keep that exponent, s < 1); a product's
+//    exponent is e_a + e_b with its significand s_a * s_b in [1, 4) unnormalised;
+//  - a zero term (zero product or zero c) takes the exponent e_zero (fdpa.py:100);
+//  - e_max is the largest exponent among the L + 1 terms; each term is truncated toward zero to
+//    F fraction bits of 2^e_max (fdpa.py:75-82 truncated_fused_sum), and the truncated terms are
+//    summed exactly;
+//  - the sum is rounded once to the output (fdpa.py:47-72): toward zero to binary32 or to 13
+//    fraction bits, or nearest-even to binary16; a NaN becomes the canonical 0x7FFFFFFF / 0x7FFF
+//    and a zero result is +0 (fdpa.py:102, "+ 0.0").
+// Here a significand is the integer M = s * 2^p (p the format's fraction bits), so a product is
+// M_a * M_b with p_a + p_b fraction bits and its truncation is a shift: (M_a M_b) << (F - p_a -
+// p_b) >> (e_max - e). F <= 25 and M_a M_b < 2^(p_a + p_b + 2) keep every term below 2^27.
+//
+// Specials need no arithmetic: a step with an inf or NaN among its inputs has a non-finite
+// result (NaN for NaN, inf * 0, or infinities of both signs; else the infinity), as the
+// double arithmetic of the model gives. Finite sums beyond binary32 (|sum| >= 2^128) become inf
+// also under truncation, as the model's final float64 -> float32 cast does.
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "fpscope/accumulate.hpp"
+#include "fpscope/convert.hpp"
+#include "fpscope/mma.hpp"
+#include "fpscope/options.hpp"
+
+namespace fpscope::mma {
+namespace {
+
+using detail::from_bits;
+using detail::to_bits;
+
+constexpr std::uint32_t canonical_nan = 0x7FFFFFFFu;  // fdpa.py:70 (0x7FFF for binary16: fdpa.py:66)
+
+// Splits the float32 `bits` of a value of a format with p fraction bits and smallest normal
+// exponent emin into the integer significand M (p fraction bits) and exponent e >= emin.
+// The value must be finite and exact in the format (checked before).
+inline void split(std::uint32_t bits, int p, int emin, std::uint32_t& M, std::int32_t& e) {
+  const std::uint32_t ef = (bits >> 23) & 0xFFu, frac = bits & 0x7FFFFFu;
+  const std::uint32_t sig = ef ? (frac | 0x800000u) : frac;
+  const int E = ef ? int(ef) - 127 : -126;
+  const int below = emin > E ? emin - E : 0;
+  const int sh = 23 - p + below;
+  M = sh < 32 ? sig >> sh : 0u;
+  e = E > emin ? E : emin;
+}
+
+// 2^x as a double, x well inside the normal range.
+inline double pow2(int x) { return from_bits<double>(std::uint64_t(x + 1023) << 52); }
+
+struct model {
+  int pa, pb, emin_a, emin_b;
+  int pc, emin_c;  // the given C
+  int pd, emin_d;  // D, the C of every later step
+  int F, L, e_zero;
+  result_rounding rho;
+  format out;
+  rounding rm;
+  detail::packer<std::uint64_t> pk;
+
+  explicit model(const instruction& in)
+      : pa(in.a.man_bits), pb(in.b.man_bits), emin_a(in.a.emin()), emin_b(in.b.emin()),
+        pc(in.c.man_bits), emin_c(in.c.emin()), pd(in.d.man_bits), emin_d(in.d.emin()),
+        F(in.F), L(in.L), e_zero(in.e_zero), rho(in.rho),
+        out(rho == result_rounding::rne_fp16   ? builtin(format_id::fp16)
+            : rho == result_rounding::rz_e8m13 ? limited_accumulator(14)
+                                               : fp32_format),
+        rm(rho == result_rounding::rne_fp16 ? rounding::rne : rounding::rtz),
+        pk(detail::prepare<std::uint64_t>(out, policy{}, rm)) {}
+
+  // The step's output from its exact truncated sum acc * 2^(emax - F) (fdpa.py:47-72), as the
+  // float32 bits of the output-type value. acc is below 2^40, exact in a double.
+  std::uint32_t finish(std::int64_t acc, int emax) const {
+    if (acc == 0) return 0;  // +0 (fdpa.py:102)
+    const double v = double(acc) * pow2(emax - F);
+    if (rho != result_rounding::rne_fp16 && std::fabs(v) >= 0x1p128)
+      return (acc < 0 ? 0xFF800000u : 0x7F800000u);
+    std::uint32_t code = detail::round_pack<double>(to_bits(v), out, rm, pk);
+    if ((code & ~out.sign_mask()) == 0) return 0;  // underflow to zero: +0 as well
+    switch (rho) {
+      case result_rounding::rz_fp32: return code;
+      case result_rounding::rz_e8m13: return code << 10;  // 22-bit e8m13 code -> binary32 bits
+      case result_rounding::rne_fp16: break;
+    }
+    return to_bits(float(detail::decode_bits(code, out)));
+  }
+};
+
+// Whether `v` is exactly a value of `f` (NaN: whether f has NaN), by the format engine: encoded
+// and decoded back. binary32 (an f32 C) holds every float.
+bool exactly_in(float v, const format& f) {
+  if (f.bits == 32) return true;
+  const double back = decode(encode(v, f, policy{}), f);
+  return std::isnan(v) ? std::isnan(back) : back == double(v);
+}
+
+// A and B split once: significand magnitude, exponent, sign; non-finite values enter as zeros
+// and are handled by the special path.
+struct split_matrix {
+  std::vector<std::uint32_t> M;
+  std::vector<std::int32_t> e;
+  std::vector<std::uint32_t> s;
+};
+
+// Checks that every element is exactly a value of `f` (one line naming the first that is not)
+// and splits it. rows x cols of `x` (row stride cols) into rows_pad x cols_pad, zero padded.
+void split_checked(const float* x, std::size_t rows, std::size_t cols, std::size_t rows_pad, std::size_t cols_pad,
+                   const format& f, const char* what, split_matrix& out, std::vector<std::uint8_t>& nonfinite) {
+  out.M.assign(rows_pad * cols_pad, 0);
+  out.e.assign(rows_pad * cols_pad, 0);
+  out.s.assign(rows_pad * cols_pad, 0);
+  nonfinite.assign(rows_pad * cols_pad, 0);
+  for (std::size_t r = 0; r < rows; ++r)
+    for (std::size_t c = 0; c < cols; ++c) {
+      const float v = x[r * cols + c];
+      if (!exactly_in(v, f))
+        throw std::invalid_argument(std::string(what) + "[" + std::to_string(r) + "," + std::to_string(c) + "] = " +
+                                    number_text(v) + " is not exactly a " + f.name + " value (the instruction's " +
+                                    what + " type)");
+      const std::size_t at = r * cols_pad + c;
+      const std::uint32_t bits = to_bits(v);
+      out.s[at] = bits >> 31;
+      if (!std::isfinite(v)) {
+        nonfinite[at] = 1;
+        continue;
+      }
+      split(bits, f.man_bits, f.emin(), out.M[at], out.e[at]);
+    }
+}
+
+// The non-finite result of a step with a special input, or 0 when it has none: NaN for a NaN,
+// inf * 0 or infinities of both signs, else the infinity (fdpa.py's double arithmetic).
+std::uint32_t special_step(const float* arow, const float* B, std::size_t n, std::size_t j, std::size_t k0,
+                           std::size_t kend, std::uint32_t c) {
+  bool nan = false, pinf = false, ninf = false;
+  const float cv = from_bits<float>(c);
+  if (std::isnan(cv)) nan = true;
+  else if (std::isinf(cv)) (cv > 0 ? pinf : ninf) = true;
+  for (std::size_t k = k0; k < kend; ++k) {
+    const float a = arow[k], b = B[k * n + j];
+    if (std::isnan(a) || std::isnan(b)) nan = true;
+    else if (std::isinf(a) || std::isinf(b)) {
+      if (a == 0 || b == 0) nan = true;
+      else ((a < 0) != (b < 0) ? ninf : pinf) = true;
+    }
+  }
+  if (nan || (pinf && ninf)) return canonical_nan;
+  if (pinf) return 0x7F800000u;
+  if (ninf) return 0xFF800000u;
+  return 0;
+}
+
+constexpr std::size_t NB = 64;  // output columns per kernel call: one row, 64 columns, in registers/L1
+
+struct gemm_job {
+  const model& md;
+  std::size_t m, n, k, kpad;
+  const float *A, *B;
+  const split_matrix &sa, &sb;
+  const std::vector<std::uint8_t>& row_special;  // per (i, step)
+  const std::vector<std::uint8_t>& col_special;  // per (step, j)
+};
+
+// Steps k0 .. k1 (a multiple of L apart) of row i, columns j0 .. j0 + nb, on the running
+// accumulators c (float32 bits); `first` when c is the given C (its own type).
+void run_steps(const gemm_job& g, std::size_t i, std::size_t j0, std::size_t nb, std::size_t k0, std::size_t k1,
+               std::uint32_t* c, bool first) {
+  const model& md = g.md;
+  const int L0 = md.F - md.pa - md.pb;  // >= 3 for every modelled instruction
+  std::uint32_t cM[NB];
+  std::int32_t ce[NB], emax[NB];
+  std::int64_t acc[NB];
+  const std::size_t steps = g.kpad / std::size_t(md.L);
+  for (std::size_t k = k0; k < k1; k += std::size_t(md.L), first = false) {
+    const int pc = first ? md.pc : md.pd, emin_c = first ? md.emin_c : md.emin_d;
+    const int Lc = md.F - pc;  // C's shift: left when F > pc, else right
+    for (std::size_t j = 0; j < nb; ++j) {
+      std::uint32_t M;
+      std::int32_t e;
+      split(c[j] & 0x7FFFFFFFu, pc, emin_c, M, e);
+      cM[j] = M;
+      ce[j] = e;
+      emax[j] = M ? e : md.e_zero;
+    }
+    const std::size_t kend = k + std::size_t(md.L);
+    for (std::size_t kk = k; kk < kend; ++kk) {
+      const std::uint32_t am = g.sa.M[i * g.kpad + kk];
+      const std::int32_t ae = g.sa.e[i * g.kpad + kk];
+      const std::uint32_t* bm = &g.sb.M[kk * g.n + j0];
+      const std::int32_t* be = &g.sb.e[kk * g.n + j0];
+      for (std::size_t j = 0; j < nb; ++j) {
+        const std::uint32_t p = am * bm[j];
+        const std::int32_t e = p ? ae + be[j] : md.e_zero;
+        emax[j] = std::max(emax[j], e);
+      }
+    }
+    for (std::size_t j = 0; j < nb; ++j) {
+      const std::int32_t d = emax[j] - ce[j];  // >= 0 where cM != 0
+      const std::uint64_t mag = std::uint64_t(cM[j]) << (Lc > 0 ? Lc : 0);
+      const int sh = std::min<std::int32_t>(std::max<std::int32_t>(d, 0) + (Lc < 0 ? -Lc : 0), 63);
+      const std::int64_t t = std::int64_t(mag >> sh);
+      acc[j] = (c[j] >> 31) ? -t : t;
+    }
+    for (std::size_t kk = k; kk < kend; ++kk) {
+      const std::uint32_t am = g.sa.M[i * g.kpad + kk];
+      const std::int32_t ae = g.sa.e[i * g.kpad + kk];
+      const std::uint32_t as = g.sa.s[i * g.kpad + kk];
+      const std::uint32_t* bm = &g.sb.M[kk * g.n + j0];
+      const std::int32_t* be = &g.sb.e[kk * g.n + j0];
+      const std::uint32_t* bs = &g.sb.s[kk * g.n + j0];
+      for (std::size_t j = 0; j < nb; ++j) {
+        const std::uint32_t p = (am * bm[j]) << L0;
+        const std::int32_t d = emax[j] - (ae + be[j]);
+        const std::uint32_t sh = std::uint32_t(std::min<std::int32_t>(std::max<std::int32_t>(d, 0), 31));
+        const std::int64_t t = std::int64_t(p >> sh);
+        acc[j] += (as ^ bs[j]) ? -t : t;
+      }
+    }
+    const std::size_t step = k / std::size_t(md.L);
+    const bool row_sp = g.row_special[i * steps + step] != 0;
+    for (std::size_t j = 0; j < nb; ++j) {
+      const std::uint32_t old = c[j];
+      const bool c_nonfinite = (old & 0x7F800000u) == 0x7F800000u;
+      if (c_nonfinite || row_sp || g.col_special[step * g.n + j0 + j]) {
+        // Padding beyond K holds zeros: only real elements can be special.
+        const std::uint32_t s =
+            special_step(g.A + i * g.k, g.B, g.n, j0 + j, std::min(k, g.k), std::min(kend, g.k), old);
+        if (s) {
+          c[j] = s;
+          continue;
+        }
+      }
+      c[j] = md.finish(acc[j], emax[j]);
+    }
+  }
+}
+
+}  // namespace
+
+void gemm(const instruction& inst, std::size_t m, std::size_t n, std::size_t k, const float* A, const float* B,
+          const float* C, float* D, const gemm_options& o) {
+  const model md(inst);
+  const std::size_t ik = std::size_t(inst.k);
+  const std::size_t kpad = (k + ik - 1) / ik * ik;
+  if (o.promote && o.promote % ik)
+    throw option_error("--promote: " + std::to_string(o.promote) + " is not a multiple of the instruction's k (" +
+                       std::to_string(ik) + ")");
+  if (m == 0 || n == 0) return;
+  split_matrix sa, sb;
+  std::vector<std::uint8_t> nfa, nfb;
+  split_checked(A, m, k, m, kpad, inst.a, "A", sa, nfa);
+  split_checked(B, k, n, kpad, n, inst.b, "B", sb, nfb);
+  if (C) {
+    for (std::size_t x = 0; x < m * n; ++x) {
+      if (!exactly_in(C[x], inst.c))
+        throw std::invalid_argument("C[" + std::to_string(x / n) + "," + std::to_string(x % n) + "] = " +
+                                    number_text(C[x]) + " is not exactly a " + inst.c.name +
+                                    " value (the instruction's C type)");
+    }
+  }
+  const std::size_t L = std::size_t(inst.L), steps = kpad / L;
+  std::vector<std::uint8_t> row_special(m * steps, 0), col_special(steps * n, 0);
+  for (std::size_t i = 0; i < m; ++i)
+    for (std::size_t kk = 0; kk < k; ++kk)
+      if (nfa[i * kpad + kk]) row_special[i * steps + kk / L] = 1;
+  for (std::size_t kk = 0; kk < k; ++kk)
+    for (std::size_t j = 0; j < n; ++j)
+      if (nfb[kk * n + j]) col_special[(kk / L) * n + j] = 1;
+  const gemm_job g{md, m, n, k, kpad, A, B, sa, sb, row_special, col_special};
+  const std::size_t group = o.promote ? o.promote : kpad;
+  const int threads = o.threads > 0 ? o.threads : omp_get_max_threads();
+  const std::size_t blocks = (n + NB - 1) / NB;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+  for (std::size_t t = 0; t < m * blocks; ++t) {
+    const std::size_t i = t / blocks, j0 = (t % blocks) * NB, nb = std::min(NB, n - j0);
+    std::uint32_t c[NB], total[NB];
+    for (std::size_t j = 0; j < nb; ++j) total[j] = C ? to_bits(C[i * n + j0 + j]) : 0u;
+    if (!o.promote) {
+      run_steps(g, i, j0, nb, 0, kpad, total, true);
+    } else {
+      // DeepSeek-V3's promotion: each group of `promote` from a zero accumulator, then added
+      // into the binary32 total by a CUDA-core add (nearest-even; a NaN is canonical there).
+      for (std::size_t k0 = 0; k0 < kpad; k0 += group) {
+        std::fill(c, c + nb, 0u);
+        run_steps(g, i, j0, nb, k0, std::min(kpad, k0 + group), c, false);
+        for (std::size_t j = 0; j < nb; ++j) {
+          const float s = from_bits<float>(total[j]) + from_bits<float>(c[j]);
+          total[j] = std::isnan(s) ? canonical_nan : to_bits(s);
+        }
+      }
+    }
+    for (std::size_t j = 0; j < nb; ++j) std::memcpy(&D[i * n + j0 + j], &total[j], 4);
+  }
+}
+
+void run(const instruction& inst, const float* A, const float* B, const float* C, float* D) {
+  gemm(inst, std::size_t(inst.m), std::size_t(inst.n), std::size_t(inst.k), A, B, C, D, {0, 1});
+}
+
+}  // namespace fpscope::mma
