@@ -176,6 +176,47 @@ def mismatches(arch, inst, seed, steps=4):
     return want.size, bad, want, got
 
 
+def exact_pow2(fmt, x):
+    """Whether 2^x is a value of fmt."""
+    v = np.array([2.0 ** x], np.float32)
+    if not np.isfinite(v[0]) or v[0] == 0:
+        return False
+    return bool(fpscope.decode(fpscope.encode(v, fmt), fmt)[0] == v[0])
+
+
+def factor(info, t):
+    """(a, b) powers of two of the input formats with a * b = 2^t, or None; balanced, so that the
+    product's exponent (the sum of its factors', each at least its format's emin) is as small as
+    it can be."""
+    for x in sorted(range(-160, 40), key=lambda x: abs(2 * x - t)):
+        if exact_pow2(info["a"], x) and exact_pow2(info["b"], t - x):
+            return 2.0 ** x, 2.0 ** (t - x)
+    return None
+
+
+def probes(info):
+    """Alignment probes of the e_zero rule (MMA-Sim fdpa.py:100): C = 0, products P1 and P2, the
+    rest zeros, so that e_max is e_zero. P1 sits at the output's smallest step (or half of it, a
+    tie); P2 = +-2^t for t at e_zero - F and one either side, where one bit more or less of the
+    alignment changes the rounded result. Returns A (m x k), B (k x n) with probe r on row r and
+    column r % n."""
+    m, n, k = info["m"], info["n"], info["k"]
+    q = -24 if info["d"] == "fp16" else -149  # the output's smallest subnormal exponent
+    a = np.zeros((m, k), np.float32)
+    b = np.zeros((k, n), np.float32)
+    row = 0
+    for t1 in (q, q - 1):
+        for t2 in (info["e_zero"] - info["F"] + d for d in (-1, 0, 1)):
+            for s2 in (1.0, -1.0):
+                f1, f2 = factor(info, t1), factor(info, t2)
+                if f1 is None or f2 is None or row >= min(m, n) or k < 3:
+                    continue
+                a[row, 0], b[0, row % n] = f1
+                a[row, 1], b[1, row % n] = f2[0], s2 * f2[1]
+                row += 1
+    return a, b, row
+
+
 CASES = instructions()
 
 
@@ -196,3 +237,23 @@ def test_bit_exact_against_mmasim(arch, inst):
     assert total > 0
     assert len(bad) == 0, (f"{len(bad)} of {total} results differ; first at {tuple(bad[0])}: "
                            f"MMA-Sim {want[tuple(bad[0])]:#x}, fpscope {got[tuple(bad[0])]:#x}")
+
+
+# Only where a product of the inputs reaches e_zero - F (fp16/bf16/tf32 inputs with an f16 output,
+# bf16/tf32 with f32); elsewhere the rule cannot change a result.
+PROBE_CASES = [(a, i) for a, i in CASES if probes(fpscope.mma_info(a, i))[2] > 0]
+
+
+def test_probes_exist():
+    assert len(PROBE_CASES) >= 30
+
+
+@pytest.mark.parametrize("arch,inst", PROBE_CASES, ids=[f"{a}:{i}" for a, i in PROBE_CASES])
+def test_e_zero_alignment_probes(arch, inst):
+    info = fpscope.mma_info(arch, inst)
+    a, b, used = probes(info)
+    c = np.zeros((info["m"], info["n"]), np.float32)
+    want = bits(oracle(info, a, b, c, arch, inst))
+    got = bits(fpscope.gemm(a, b, c, arch=arch, inst=inst))
+    bad = np.argwhere(want != got)
+    assert len(bad) == 0, f"{len(bad)} probes differ; first at {tuple(bad[0])}"
