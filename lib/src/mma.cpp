@@ -304,6 +304,47 @@ void gemm(const instruction& inst, std::size_t m, std::size_t n, std::size_t k, 
   }
 }
 
+error_summary errors(const instruction& inst, std::size_t m, std::size_t n, std::size_t k, const float* A,
+                     const float* B, const float* C, const float* D, std::uint64_t limit) {
+  error_summary r;
+  const std::uint64_t total = std::uint64_t(m) * n;
+  const std::uint64_t count = std::min<std::uint64_t>(total, limit);
+  // The exact value through dot()'s exact sum, C entering as one more product, C * 1.
+  std::vector<double> a(k + 1), b(k + 1);
+  const accumulator acc{inst.d, rounding::rne, 0};
+  double sum_rel = 0;
+  std::uint64_t n_rel = 0;
+  for (std::uint64_t s = 0; s < count; ++s) {
+    const std::uint64_t at = count == total ? s : s * total / count;
+    const std::size_t i = at / n, j = at % n;
+    for (std::size_t t = 0; t < k; ++t) {
+      a[t] = A[i * k + t];
+      b[t] = B[t * n + j];
+    }
+    a[k] = C ? C[at] : 0.0;
+    b[k] = 1.0;
+    const double exact = dot(a, b, acc).exact;
+    const double d = D[at];
+    ++r.checked;
+    if (std::isnan(exact) || std::isnan(d)) {
+      ++r.undefined;
+      continue;
+    }
+    if (d != exact) ++r.differ;
+    const double abs_err = std::fabs(d - exact);
+    const double rel = exact == 0 ? (abs_err == 0 ? 0.0 : INFINITY) : abs_err / std::fabs(exact);
+    const int e = exact == 0 ? inst.d.emin() : std::max(std::ilogb(exact), inst.d.emin());
+    r.max_abs_rel = std::max(r.max_abs_rel, rel);
+    r.max_abs_ulp = std::max(r.max_abs_ulp, std::ldexp(abs_err, inst.d.man_bits - e));
+    if (exact != 0 && std::isfinite(rel)) {
+      sum_rel += rel;
+      ++n_rel;
+    }
+  }
+  r.mean_abs_rel = n_rel ? sum_rel / double(n_rel) : 0.0;
+  return r;
+}
+
 void run(const instruction& inst, const float* A, const float* B, const float* C, float* D) {
   gemm(inst, std::size_t(inst.m), std::size_t(inst.n), std::size_t(inst.k), A, B, C, D, {0, 1});
 }

@@ -79,6 +79,22 @@ struct gemm_options {
 void gemm(const instruction& inst, std::size_t m, std::size_t n, std::size_t k, const float* A, const float* B,
           const float* C, float* D, const gemm_options& o = {});
 
+/// A GEMM's errors against the exact A * B + C.
+struct error_summary {
+  std::uint64_t checked = 0;    ///< results whose error was measured
+  std::uint64_t undefined = 0;  ///< of those, without an error: inf/NaN inputs (no exact value) or a NaN result
+  double max_abs_rel = 0;       ///< max |D - exact| / |exact| (inf where exact is 0 and D is not)
+  double mean_abs_rel = 0;      ///< mean of the same over the results with exact != 0
+  double max_abs_ulp = 0;       ///< max |D - exact| in units of D's type's last place at |exact|
+  std::uint64_t differ = 0;     ///< results that are not the exact value rounded to nearest double
+};
+
+/// The errors of D (from gemm, same arguments) against the exact A * B + C, each an exact sum
+/// (fpscope::dot's). At most `limit` results are measured, evenly spaced over m x n (all of
+/// them when there are no more).
+error_summary errors(const instruction& inst, std::size_t m, std::size_t n, std::size_t k, const float* A,
+                     const float* B, const float* C, const float* D, std::uint64_t limit = 4096);
+
 /// One instruction: A inst.m x inst.k, B inst.k x inst.n, C and D inst.m x inst.n.
 void run(const instruction& inst, const float* A, const float* B, const float* C, float* D);
 
