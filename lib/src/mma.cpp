@@ -105,6 +105,10 @@ bool exactly_in(float v, const format& f) {
   return std::isnan(v) ? std::isnan(back) : back == double(v);
 }
 
+// The exponent a zero (or special, or padding) operand carries in the split matrices: far below
+// any real one, so that a product with a zero factor has an exponent sum below zero_e / 2.
+constexpr std::int32_t zero_e = -(1 << 20);
+
 // A and B split once: significand magnitude, exponent, sign; non-finite values enter as zeros
 // and are handled by the special path.
 struct split_matrix {
@@ -137,6 +141,8 @@ void split_checked(const float* x, std::size_t rows, std::size_t cols, std::size
       }
       split(bits, f.man_bits, f.emin(), out.M[at], out.e[at]);
     }
+  for (std::size_t at = 0; at < out.M.size(); ++at)
+    if (out.M[at] == 0) out.e[at] = zero_e;  // zeros, padding and specials
 }
 
 // The non-finite result of a step with a special input, or 0 when it has none: NaN for a NaN,
@@ -180,6 +186,7 @@ void run_steps(const gemm_job& g, std::size_t i, std::size_t j0, std::size_t nb,
   const int L0 = md.F - md.pa - md.pb;  // >= 3 for every modelled instruction
   std::uint32_t cM[NB];
   std::int32_t ce[NB], emax[NB];
+  std::uint32_t seen_zero[NB];
   std::int64_t acc[NB];
   const std::size_t steps = g.kpad / std::size_t(md.L);
   for (std::size_t k = k0; k < k1; k += std::size_t(md.L), first = false) {
@@ -192,19 +199,21 @@ void run_steps(const gemm_job& g, std::size_t i, std::size_t j0, std::size_t nb,
       cM[j] = M;
       ce[j] = e;
       emax[j] = M ? e : md.e_zero;
+      seen_zero[j] = 0;
     }
     const std::size_t kend = k + std::size_t(md.L);
     for (std::size_t kk = k; kk < kend; ++kk) {
-      const std::uint32_t am = g.sa.M[i * g.kpad + kk];
       const std::int32_t ae = g.sa.e[i * g.kpad + kk];
-      const std::uint32_t* bm = &g.sb.M[kk * g.n + j0];
       const std::int32_t* be = &g.sb.e[kk * g.n + j0];
+      // A zero operand carries the exponent zero_e, so a zero product's sum of exponents is
+      // below zero_e / 2 and never the maximum; seen_zero notes it, for the e_zero rule.
       for (std::size_t j = 0; j < nb; ++j) {
-        const std::uint32_t p = am * bm[j];
-        const std::int32_t e = p ? ae + be[j] : md.e_zero;
+        const std::int32_t e = ae + be[j];
         emax[j] = std::max(emax[j], e);
+        seen_zero[j] |= std::uint32_t(e < zero_e / 2);
       }
     }
+    for (std::size_t j = 0; j < nb; ++j) emax[j] = std::max(emax[j], seen_zero[j] ? md.e_zero : emax[j]);
     for (std::size_t j = 0; j < nb; ++j) {
       const std::int32_t d = emax[j] - ce[j];  // >= 0 where cM != 0
       const std::uint64_t mag = std::uint64_t(cM[j]) << (Lc > 0 ? Lc : 0);
