@@ -167,7 +167,8 @@ std::uint32_t special_step(const float* arow, const float* B, std::size_t n, std
   return 0;
 }
 
-constexpr std::size_t NB = 64;  // output columns per kernel call: one row, 64 columns, in registers/L1
+// An output tile: MB rows x NB columns, its accumulators in L1.
+constexpr std::size_t NB = 64, MB = 8;
 
 struct gemm_job {
   const model& md;
@@ -178,10 +179,11 @@ struct gemm_job {
   const std::vector<std::uint8_t>& col_special;  // per (step, j)
 };
 
-// Steps k0 .. k1 (a multiple of L apart) of row i, columns j0 .. j0 + nb, on the running
-// accumulators c (float32 bits); `first` when c is the given C (its own type).
-void run_steps(const gemm_job& g, std::size_t i, std::size_t j0, std::size_t nb, std::size_t k0, std::size_t k1,
-               std::uint32_t* c, bool first) {
+// Steps k0 .. k1 (a multiple of L apart) of rows i0 .. i0 + mb, columns j0 .. j0 + nb, on the
+// running accumulators cs (float32 bits, row r at cs + r * NB); `first` when they hold the given
+// C (its own type).
+void run_steps(const gemm_job& g, std::size_t i0, std::size_t mb, std::size_t j0, std::size_t nb, std::size_t k0,
+               std::size_t k1, std::uint32_t* cs, bool first) {
   const model& md = g.md;
   const int L0 = md.F - md.pa - md.pb;  // >= 3 for every modelled instruction
   std::uint32_t cM[NB];
@@ -189,7 +191,11 @@ void run_steps(const gemm_job& g, std::size_t i, std::size_t j0, std::size_t nb,
   std::uint32_t seen_zero[NB];
   std::int64_t acc[NB];
   const std::size_t steps = g.kpad / std::size_t(md.L);
-  for (std::size_t k = k0; k < k1; k += std::size_t(md.L), first = false) {
+  for (std::size_t k = k0; k < k1; k += std::size_t(md.L), first = false)
+  // Rows inside the step: B's L x nb slab is read from L1 by every row of the tile.
+  for (std::size_t r = 0; r < mb; ++r) {
+    const std::size_t i = i0 + r;
+    std::uint32_t* c = cs + r * NB;
     const int pc = first ? md.pc : md.pd, emin_c = first ? md.emin_c : md.emin_d;
     const int Lc = md.F - pc;  // C's shift: left when F > pc, else right
     for (std::size_t j = 0; j < nb; ++j) {
@@ -289,27 +295,30 @@ void gemm(const instruction& inst, std::size_t m, std::size_t n, std::size_t k, 
   const gemm_job g{md, m, n, k, kpad, A, B, sa, sb, row_special, col_special};
   const std::size_t group = o.promote ? o.promote : kpad;
   const int threads = o.threads > 0 ? o.threads : omp_get_max_threads();
-  const std::size_t blocks = (n + NB - 1) / NB;
+  const std::size_t blocks = (n + NB - 1) / NB, row_blocks = (m + MB - 1) / MB;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-  for (std::size_t t = 0; t < m * blocks; ++t) {
-    const std::size_t i = t / blocks, j0 = (t % blocks) * NB, nb = std::min(NB, n - j0);
-    std::uint32_t c[NB], total[NB];
-    for (std::size_t j = 0; j < nb; ++j) total[j] = C ? to_bits(C[i * n + j0 + j]) : 0u;
+  for (std::size_t t = 0; t < row_blocks * blocks; ++t) {
+    const std::size_t i0 = t / blocks * MB, mb = std::min(MB, m - i0);
+    const std::size_t j0 = (t % blocks) * NB, nb = std::min(NB, n - j0);
+    std::uint32_t c[MB * NB] = {}, total[MB * NB] = {};
+    for (std::size_t r = 0; r < mb; ++r)
+      for (std::size_t j = 0; j < nb; ++j) total[r * NB + j] = C ? to_bits(C[(i0 + r) * n + j0 + j]) : 0u;
     if (!o.promote) {
-      run_steps(g, i, j0, nb, 0, kpad, total, true);
+      run_steps(g, i0, mb, j0, nb, 0, kpad, total, true);
     } else {
       // DeepSeek-V3's promotion: each group of `promote` from a zero accumulator, then added
       // into the binary32 total by a CUDA-core add (nearest-even; a NaN is canonical there).
       for (std::size_t k0 = 0; k0 < kpad; k0 += group) {
-        std::fill(c, c + nb, 0u);
-        run_steps(g, i, j0, nb, k0, std::min(kpad, k0 + group), c, false);
-        for (std::size_t j = 0; j < nb; ++j) {
-          const float s = from_bits<float>(total[j]) + from_bits<float>(c[j]);
-          total[j] = std::isnan(s) ? canonical_nan : to_bits(s);
+        std::fill(c, c + MB * NB, 0u);
+        run_steps(g, i0, mb, j0, nb, k0, std::min(kpad, k0 + group), c, false);
+        for (std::size_t x = 0; x < MB * NB; ++x) {
+          const float s = from_bits<float>(total[x]) + from_bits<float>(c[x]);
+          total[x] = std::isnan(s) ? canonical_nan : to_bits(s);
         }
       }
     }
-    for (std::size_t j = 0; j < nb; ++j) std::memcpy(&D[i * n + j0 + j], &total[j], 4);
+    for (std::size_t r = 0; r < mb; ++r)
+      std::memcpy(&D[(i0 + r) * n + j0], &total[r * NB], nb * 4);
   }
 }
 
