@@ -21,6 +21,10 @@ BAD = {
     "threads": [("-1", ["integer in [0, 1024]"]), ("100000", ["integer in [0, 1024]"]), ("1.5", ["integer"]),
                 ("x", ["integer"])],
     "steps": [("5:2", ["empty"]), ("a:b", ["expected a:b"]), ("1:2:3", ["expected a:b"]), ("", None)],
+    # Tensor-core GEMMs (issue 17): architectures and instructions as MMA-Sim names them, lower-case.
+    "arch": [("bogus", ["unknown architecture"]), ("", ["unknown architecture"]), ("Hopper", ["unknown architecture"])],
+    "inst": [("bogus", ["not a modelled instruction"]), ("", ["not a modelled instruction"]),
+             ("m8n8k4.f64.f64.f64.f64", ["f64 instructions are not modelled"])],
 }
 # "" for --steps means every step: not an error (None above marks a value that is accepted).
 
@@ -32,6 +36,8 @@ GOOD = {
     "scale": ["2^10", "1024", "0.5", "2^-3", "1e-3", "3.4e38"],
     "threads": ["0", "1", "2"],
     "steps": ["0:1", "0:", ":1", "1"],
+    "arch": ["ampere", "hopper", "rtx-blackwell"],
+    "inst": ["m16n8k16.f32.f16.f16.f32", "m16n8k16.f16.f16.f16.f16"],
 }
 
 # The same for Python's number arguments: values, not texts.

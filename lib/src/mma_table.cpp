@@ -267,8 +267,13 @@ instruction find(std::string_view arch, std::string_view name) {
   std::string hint;
   if (name.find(".f64") != std::string_view::npos) hint = "; f64 instructions are not modelled";
   else if (name.find("block") != std::string_view::npos) hint = "; block-scaled instructions are not modelled yet";
+  // The known ones, at most 12 of them (Blackwell has 58 families): a line, not a page.
+  auto names = instruction_names(arch);
+  const std::size_t all = names.size();
+  if (all > 12) names.resize(12);
   throw option_error("--inst: " + quoted(name) + " is not a modelled instruction of " + std::string(arch) + hint +
-                     " (known: " + join(instruction_names(arch)) + ")");
+                     " (known: " + join(names) + (all > 12 ? ", and " + std::to_string(all - 12) + " more" : "") +
+                     "; see fpscope gemm --help)");
 }
 
 }  // namespace fpscope::mma

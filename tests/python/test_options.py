@@ -14,6 +14,9 @@ from options_table import BAD, BAD_NUMBERS, BAD_POLICIES, GOOD, GOOD_NUMBERS, GO
 
 TRACE = Path(__file__).resolve().parents[2] / "datasets" / "traces" / "synthetic.h5"
 X = np.linspace(-2, 2, 64, dtype=np.float32)
+MA = np.linspace(-2, 2, 16 * 16, dtype=np.float16).astype(np.float32).reshape(16, 16)  # one m16n8k16 tile
+MB = np.ones((16, 8), np.float32)
+MMA = {"arch": "ampere", "inst": "m16n8k16.f32.f16.f16.f32"}
 
 
 def codes(fmt):
@@ -40,6 +43,10 @@ def entry_points():
         "sweep": (lambda **k: fpscope.sweep(X, **{"fmt": "fp16", **k}), {**conv, "threads": "threads"}),
         "policy_info": (lambda **k: fpscope.policy_info(**{"fmt": "fp16", **k}), conv),
         "format": (lambda **k: fpscope.format(k.get("fmt", "fp16")), {"format": "fmt"}),
+        "gemm": (lambda **k: fpscope.gemm(MA, MB, **{**MMA, **k}), {"arch": "arch", "inst": "inst", "threads": "threads"}),
+        "mma": (lambda **k: fpscope.mma(MA, MB, **{**MMA, **k}), {"arch": "arch", "inst": "inst"}),
+        "mma_info": (lambda **k: fpscope.mma_info(**{**MMA, **k}), {"arch": "arch", "inst": "inst"}),
+        "mma_instructions": (lambda **k: fpscope.mma_instructions(**{"arch": "ampere", **k}), {"arch": "arch"}),
         "replay": (lambda **k: fpscope.replay(TRACE, **k), {"format": "format", "rounding": "rounding", "profile": "profile",
                                                           "overflow": "overflow", "steps": "steps", "threads": "threads"}),
     }

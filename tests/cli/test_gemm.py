@@ -1,0 +1,70 @@
+"""fpscope gemm: the CLI over fpscope::mma (the bits are proven against MMA-Sim by
+tests/python/test_mma_oracle.py; here: what the command reads, writes, prints and refuses)."""
+import json
+
+import numpy as np
+
+from conftest import assert_one_line_error
+
+AMPERE = ["--arch", "ampere", "--inst", "m16n8k16.f32.f16.f16.f32"]
+
+
+def tile(tmp_path, k=64):
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((16, k)).astype(np.float16)
+    b = rng.standard_normal((k, 8)).astype(np.float16)
+    np.save(tmp_path / "a.npy", a)  # float16 file
+    np.save(tmp_path / "b.npy", b.astype(np.float32))  # float32 file, fp16 values
+    return a.astype(np.float64), b.astype(np.float64)
+
+
+def test_writes_d_and_reports_errors(fpscope, tmp_path):
+    a, b = tile(tmp_path)
+    c = np.full((16, 8), 0.5, np.float32)
+    np.save(tmp_path / "c.npy", c)
+    out = fpscope.ok("gemm", tmp_path / "a.npy", tmp_path / "b.npy", "--c", tmp_path / "c.npy", *AMPERE,
+                     "-o", tmp_path / "d.npy")
+    assert "errors against the exact A*B+C over every result" in out
+    assert "F=24, L=8, RZ-FP32" in out
+    d = np.load(tmp_path / "d.npy")
+    assert d.dtype == np.float32 and d.shape == (16, 8)
+    exact = a @ b + 0.5
+    assert 0 < np.max(np.abs(d - exact) / np.abs(exact)) < 1e-4  # truncated, but close
+
+
+def test_json_side_by_side(fpscope, tmp_path):
+    tile(tmp_path, k=256)
+    j = fpscope.json("gemm", tmp_path / "a.npy", tmp_path / "b.npy", "--arch", "volta,ampere,hopper", "--inst",
+                     "m8n8k4.f32.f16.f16.f32,m16n8k16.f32.f16.f16.f32,m16n8k16.f32.f16.f16.f32", "--json")
+    assert j["shape"] == [16, 8, 256]
+    assert [r["arch"] for r in j["runs"]] == ["volta", "ampere", "hopper"]
+    assert all(r["checked"] == 128 for r in j["runs"])
+    assert j["runs"][0]["differ_from_first"] == 0
+    assert j["runs"][1]["differ_from_first"] > 0  # generations differ in bits
+
+
+def test_f16_output_file_is_float16(fpscope, tmp_path):
+    tile(tmp_path)
+    fpscope.ok("gemm", tmp_path / "a.npy", tmp_path / "b.npy", "--arch", "hopper", "--inst",
+               "m16n8k16.f16.f16.f16.f16", "-o", tmp_path / "d.npy")
+    assert np.load(tmp_path / "d.npy").dtype == np.float16
+
+
+def test_refusals(fpscope, tmp_path):
+    tile(tmp_path)
+    np.save(tmp_path / "bad.npy", np.full((16, 64), 0.1, np.float32))
+    p = fpscope.run("gemm", tmp_path / "bad.npy", tmp_path / "b.npy", *AMPERE)
+    assert_one_line_error(p, "A[0,0] = 0.1", "not exactly a fp16 value", status=1)
+    p = fpscope.run("gemm", tmp_path / "a.npy", tmp_path / "a.npy", *AMPERE)
+    assert_one_line_error(p, "do not chain", status=2)
+    p = fpscope.run("gemm", tmp_path / "a.npy", tmp_path / "b.npy", *AMPERE, "--promote", "24")
+    assert_one_line_error(p, "--promote", "not a multiple", status=2)
+    p = fpscope.run("gemm", tmp_path / "a.npy", tmp_path / "b.npy", "--arch", "volta,ampere", "--inst",
+                    "m16n8k16.f32.f16.f16.f32", "-o", tmp_path / "d.npy")
+    assert_one_line_error(p, "volta", status=2)
+    assert not (tmp_path / "d.npy").exists()
+
+
+def test_help_has_examples(fpscope):
+    out = fpscope.ok("gemm", "--help")
+    assert "Examples:" in out and "--promote 128" in out
