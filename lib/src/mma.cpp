@@ -47,13 +47,13 @@ constexpr std::uint32_t canonical_nan = 0x7FFFFFFFu;  // fdpa.py:70 (0x7FFF for 
 // exponent emin into the integer significand M (p fraction bits) and exponent e >= emin.
 // The value must be finite and exact in the format (checked before).
 inline void split(std::uint32_t bits, int p, int emin, std::uint32_t& M, std::int32_t& e) {
-  const std::uint32_t ef = (bits >> 23) & 0xFFu, frac = bits & 0x7FFFFFu;
-  const std::uint32_t sig = ef ? (frac | 0x800000u) : frac;
-  const int E = ef ? int(ef) - 127 : -126;
-  const int below = emin > E ? emin - E : 0;
-  const int sh = 23 - p + below;
-  M = sh < 32 ? sig >> sh : 0u;
-  e = E > emin ? E : emin;
+  // Branch-free (min/max), so that the loops splitting a tile row's accumulators vectorise.
+  const std::int32_t ef = std::int32_t((bits >> 23) & 0xFFu);
+  const std::uint32_t sig = (bits & 0x7FFFFFu) | (std::uint32_t(ef != 0) << 23);
+  const std::int32_t E = std::max(ef, 1) - 127;  // a float32 subnormal is in 2^-126's binade
+  const std::int32_t sh = std::min(23 - p + std::max(emin - E, 0), 31);
+  M = sig >> sh;
+  e = std::max(E, std::int32_t(emin));
 }
 
 // 2^x as a double, x well inside the normal range.
@@ -78,24 +78,47 @@ struct model {
                                                : fp32_format),
         rm(rho == result_rounding::rne_fp16 ? rounding::rne : rounding::rtz),
         pk(detail::prepare<std::uint64_t>(out, policy{}, rm)) {}
-
-  // The step's output from its exact truncated sum acc * 2^(emax - F) (fdpa.py:47-72), as the
-  // float32 bits of the output-type value. acc is below 2^40, exact in a double.
-  std::uint32_t finish(std::int64_t acc, int emax) const {
-    if (acc == 0) return 0;  // +0 (fdpa.py:102)
-    const double v = double(acc) * pow2(emax - F);
-    if (rho != result_rounding::rne_fp16 && std::fabs(v) >= 0x1p128)
-      return (acc < 0 ? 0xFF800000u : 0x7F800000u);
-    std::uint32_t code = detail::round_pack<double>(to_bits(v), out, rm, pk);
-    if ((code & ~out.sign_mask()) == 0) return 0;  // underflow to zero: +0 as well
-    switch (rho) {
-      case result_rounding::rz_fp32: return code;
-      case result_rounding::rz_e8m13: return code << 10;  // 22-bit e8m13 code -> binary32 bits
-      case result_rounding::rne_fp16: break;
-    }
-    return to_bits(float(detail::decode_bits(code, out)));
-  }
 };
+
+// The output rounding as compile-time constants, so that finish() below inlines round_pack with
+// a constant format and mode and its loop over a tile row vectorises (round_pack's selects).
+template <result_rounding R>
+struct output {
+  static constexpr format fmt = R == result_rounding::rne_fp16   ? builtin(format_id::fp16)
+                                : R == result_rounding::rz_e8m13 ? limited_accumulator(14)
+                                                                 : fp32_format;
+  static constexpr rounding rm = R == result_rounding::rne_fp16 ? rounding::rne : rounding::rtz;
+};
+
+// binary16 code -> binary32 bits of the same value, from the format engine's decode, once.
+const std::uint32_t* fp16_to_fp32_bits() {
+  static const std::vector<std::uint32_t> table = [] {
+    std::vector<std::uint32_t> t(1u << 16);
+    for (std::uint32_t c = 0; c < t.size(); ++c) t[c] = to_bits(float(decode(c, builtin(format_id::fp16))));
+    return t;
+  }();
+  return table.data();
+}
+
+// Each step's output from its exact truncated sum acc * 2^(emax - F) (fdpa.py:47-72), as the
+// float32 bits of the output-type value, for nb results. |acc| < 2^40: exact in a double.
+template <result_rounding R>
+void finish(const model& md, const std::int64_t* acc, const std::int32_t* emax, std::uint32_t* out, std::size_t nb) {
+  using O = output<R>;
+  constexpr std::uint64_t sign_mask = O::fmt.sign_mask();
+  const std::uint32_t* f16 = R == result_rounding::rne_fp16 ? fp16_to_fp32_bits() : nullptr;
+  for (std::size_t j = 0; j < nb; ++j) {
+    const double v = double(acc[j]) * pow2(emax[j] - md.F);
+    std::uint64_t code = detail::round_pack<double>(to_bits(v), O::fmt, O::rm, md.pk);
+    // Toward zero, the model's final float64 -> float32 cast still overflows: 2^128 and up is inf.
+    if constexpr (R != result_rounding::rne_fp16)
+      code = std::fabs(v) >= 0x1p128 ? (code & sign_mask) | O::fmt.inf_bits() : code;
+    code = (code & ~sign_mask) == 0 ? 0 : code;  // a zero result is +0 (fdpa.py:102)
+    if constexpr (R == result_rounding::rz_fp32) out[j] = std::uint32_t(code);
+    if constexpr (R == result_rounding::rz_e8m13) out[j] = std::uint32_t(code) << 10;  // e8m13 -> binary32
+    if constexpr (R == result_rounding::rne_fp16) out[j] = f16[code];
+  }
+}
 
 // Whether `v` is exactly a value of `f` (NaN: whether f has NaN), by the format engine: encoded
 // and decoded back. binary32 (an f32 C) holds every float.
@@ -182,6 +205,7 @@ struct gemm_job {
 // Steps k0 .. k1 (a multiple of L apart) of rows i0 .. i0 + mb, columns j0 .. j0 + nb, on the
 // running accumulators cs (float32 bits, row r at cs + r * NB); `first` when they hold the given
 // C (its own type).
+template <result_rounding R>
 void run_steps(const gemm_job& g, std::size_t i0, std::size_t mb, std::size_t j0, std::size_t nb, std::size_t k0,
                std::size_t k1, std::uint32_t* cs, bool first) {
   const model& md = g.md;
@@ -205,8 +229,8 @@ void run_steps(const gemm_job& g, std::size_t i0, std::size_t mb, std::size_t j0
       cM[j] = M;
       ce[j] = e;
       emax[j] = M ? e : md.e_zero;
-      seen_zero[j] = 0;
     }
+    std::fill(seen_zero, seen_zero + nb, 0u);
     const std::size_t kend = k + std::size_t(md.L);
     for (std::size_t kk = k; kk < kend; ++kk) {
       const std::int32_t ae = g.sa.e[i * g.kpad + kk];
@@ -244,19 +268,18 @@ void run_steps(const gemm_job& g, std::size_t i0, std::size_t mb, std::size_t j0
     }
     const std::size_t step = k / std::size_t(md.L);
     const bool row_sp = g.row_special[i * steps + step] != 0;
+    std::uint32_t next[NB];
+    finish<R>(md, acc, emax, next, nb);
     for (std::size_t j = 0; j < nb; ++j) {
       const std::uint32_t old = c[j];
       const bool c_nonfinite = (old & 0x7F800000u) == 0x7F800000u;
+      c[j] = next[j];
       if (c_nonfinite || row_sp || g.col_special[step * g.n + j0 + j]) {
         // Padding beyond K holds zeros: only real elements can be special.
-        const std::uint32_t s =
+        const std::uint32_t sp =
             special_step(g.A + i * g.k, g.B, g.n, j0 + j, std::min(k, g.k), std::min(kend, g.k), old);
-        if (s) {
-          c[j] = s;
-          continue;
-        }
+        if (sp) c[j] = sp;
       }
-      c[j] = md.finish(acc[j], emax[j]);
     }
   }
 }
@@ -294,6 +317,9 @@ void gemm(const instruction& inst, std::size_t m, std::size_t n, std::size_t k, 
       if (nfb[kk * n + j]) col_special[(kk / L) * n + j] = 1;
   const gemm_job g{md, m, n, k, kpad, A, B, sa, sb, row_special, col_special};
   const std::size_t group = o.promote ? o.promote : kpad;
+  const auto steps_fn = md.rho == result_rounding::rz_fp32    ? &run_steps<result_rounding::rz_fp32>
+                        : md.rho == result_rounding::rz_e8m13 ? &run_steps<result_rounding::rz_e8m13>
+                                                              : &run_steps<result_rounding::rne_fp16>;
   const int threads = o.threads > 0 ? o.threads : omp_get_max_threads();
   const std::size_t blocks = (n + NB - 1) / NB, row_blocks = (m + MB - 1) / MB;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
@@ -304,13 +330,13 @@ void gemm(const instruction& inst, std::size_t m, std::size_t n, std::size_t k, 
     for (std::size_t r = 0; r < mb; ++r)
       for (std::size_t j = 0; j < nb; ++j) total[r * NB + j] = C ? to_bits(C[(i0 + r) * n + j0 + j]) : 0u;
     if (!o.promote) {
-      run_steps(g, i0, mb, j0, nb, 0, kpad, total, true);
+      steps_fn(g, i0, mb, j0, nb, 0, kpad, total, true);
     } else {
       // DeepSeek-V3's promotion: each group of `promote` from a zero accumulator, then added
       // into the binary32 total by a CUDA-core add (nearest-even; a NaN is canonical there).
       for (std::size_t k0 = 0; k0 < kpad; k0 += group) {
         std::fill(c, c + MB * NB, 0u);
-        run_steps(g, i0, mb, j0, nb, k0, std::min(kpad, k0 + group), c, false);
+        steps_fn(g, i0, mb, j0, nb, k0, std::min(kpad, k0 + group), c, false);
         for (std::size_t x = 0; x < MB * NB; ++x) {
           const float s = from_bits<float>(total[x]) + from_bits<float>(c[x]);
           total[x] = std::isnan(s) ? canonical_nan : to_bits(s);
