@@ -210,6 +210,7 @@ void run_steps(const gemm_job& g, std::size_t i0, std::size_t mb, std::size_t j0
                std::size_t k1, std::uint32_t* cs, bool first) {
   const model& md = g.md;
   const int L0 = md.F - md.pa - md.pb;  // >= 3 for every modelled instruction
+  const std::size_t sub = std::size_t(1) << (29 - md.F);  // sub * 2^(F + 2) <= 2^31
   std::uint32_t cM[NB];
   std::int32_t ce[NB], emax[NB];
   std::uint32_t seen_zero[NB];
@@ -251,20 +252,27 @@ void run_steps(const gemm_job& g, std::size_t i0, std::size_t mb, std::size_t j0
       const std::int64_t t = std::int64_t(mag >> sh);
       acc[j] = (c[j] >> 31) ? -t : t;
     }
-    for (std::size_t kk = k; kk < kend; ++kk) {
-      const std::uint32_t am = g.sa.M[i * g.kpad + kk];
-      const std::int32_t ae = g.sa.e[i * g.kpad + kk];
-      const std::uint32_t as = g.sa.s[i * g.kpad + kk];
-      const std::uint32_t* bm = &g.sb.M[kk * g.n + j0];
-      const std::int32_t* be = &g.sb.e[kk * g.n + j0];
-      const std::uint32_t* bs = &g.sb.s[kk * g.n + j0];
-      for (std::size_t j = 0; j < nb; ++j) {
-        const std::uint32_t p = (am * bm[j]) << L0;
-        const std::int32_t d = emax[j] - (ae + be[j]);
-        const std::uint32_t sh = std::uint32_t(std::min<std::int32_t>(std::max<std::int32_t>(d, 0), 31));
-        const std::int64_t t = std::int64_t(p >> sh);
-        acc[j] += (as ^ bs[j]) ? -t : t;
+    // Each truncated product is below 2^(F + 2), so `sub` of them sum in 32 bits (twice as many
+    // lanes as 64): the products go in runs of sub, each run's sum then widened.
+    for (std::size_t k2 = k; k2 < kend; k2 += sub) {
+      std::int32_t part[NB];
+      std::fill(part, part + nb, 0);
+      for (std::size_t kk = k2; kk < std::min(kend, k2 + sub); ++kk) {
+        const std::uint32_t am = g.sa.M[i * g.kpad + kk];
+        const std::int32_t ae = g.sa.e[i * g.kpad + kk];
+        const std::uint32_t as = g.sa.s[i * g.kpad + kk];
+        const std::uint32_t* bm = &g.sb.M[kk * g.n + j0];
+        const std::int32_t* be = &g.sb.e[kk * g.n + j0];
+        const std::uint32_t* bs = &g.sb.s[kk * g.n + j0];
+        for (std::size_t j = 0; j < nb; ++j) {
+          const std::uint32_t p = (am * bm[j]) << L0;
+          const std::int32_t d = emax[j] - (ae + be[j]);
+          const std::uint32_t sh = std::uint32_t(std::min<std::int32_t>(std::max<std::int32_t>(d, 0), 31));
+          const std::int32_t t = std::int32_t(p >> sh);
+          part[j] += (as ^ bs[j]) ? -t : t;
+        }
       }
+      for (std::size_t j = 0; j < nb; ++j) acc[j] += part[j];
     }
     const std::size_t step = k / std::size_t(md.L);
     const bool row_sp = g.row_special[i * steps + step] != 0;
