@@ -168,6 +168,37 @@ void split_checked(const float* x, std::size_t rows, std::size_t cols, std::size
     if (out.M[at] == 0) out.e[at] = zero_e;  // zeros, padding and specials
 }
 
+// Block scaling (MMA-Sim fdpa.py:157-179 st_fdpa): a product a * b * 2^sa * 2^sb is the product of
+// the elements with the scales' exponents added, so the scales go into the split exponents of
+// the nonzero elements (a zero keeps its sentinel: a zero product still takes e_zero).
+void apply_scales(const instruction& inst, std::size_t m, std::size_t n, std::size_t k, std::size_t kpad,
+                  const gemm_options& o, split_matrix& sa, split_matrix& sb) {
+  if (!o.a_scale || !o.b_scale)
+    throw std::invalid_argument(inst.name + " is block-scaled: it needs the scales of A and of B (UE8M0 codes)");
+  const std::size_t blk = std::size_t(inst.block), nblk = (k + blk - 1) / blk;
+  const auto exponent = [](std::uint8_t code, const char* what, std::size_t r, std::size_t c) {
+    if (code == 0xFF)
+      throw std::invalid_argument(std::string(what) + " scale [" + std::to_string(r) + "," + std::to_string(c) +
+                                  "] is the UE8M0 NaN (0xff): NaN scales are not modelled");
+    return std::int32_t(code) - 127;
+  };
+  // Every scale is checked, also those of all-zero blocks (a NaN scale would make them NaN).
+  for (std::size_t i = 0; i < m; ++i)
+    for (std::size_t b = 0; b < nblk; ++b) exponent(o.a_scale[i * nblk + b], "A", i, b);
+  for (std::size_t b = 0; b < nblk; ++b)
+    for (std::size_t j = 0; j < n; ++j) exponent(o.b_scale[b * n + j], "B", b, j);
+  for (std::size_t i = 0; i < m; ++i)
+    for (std::size_t kk = 0; kk < k; ++kk) {
+      const std::size_t at = i * kpad + kk;
+      if (sa.M[at]) sa.e[at] += exponent(o.a_scale[i * nblk + kk / blk], "A", i, kk / blk);
+    }
+  for (std::size_t kk = 0; kk < k; ++kk)
+    for (std::size_t j = 0; j < n; ++j) {
+      const std::size_t at = kk * n + j;
+      if (sb.M[at]) sb.e[at] += exponent(o.b_scale[(kk / blk) * n + j], "B", kk / blk, j);
+    }
+}
+
 // The non-finite result of a step with a special input, or 0 when it has none: NaN for a NaN,
 // inf * 0 or infinities of both signs, else the infinity (fdpa.py's double arithmetic).
 std::uint32_t special_step(const float* arow, const float* B, std::size_t n, std::size_t j, std::size_t k0,
@@ -307,6 +338,9 @@ void gemm(const instruction& inst, std::size_t m, std::size_t n, std::size_t k, 
   std::vector<std::uint8_t> nfa, nfb;
   split_checked(A, m, k, m, kpad, inst.a, "A", sa, nfa);
   split_checked(B, k, n, kpad, n, inst.b, "B", sb, nfb);
+  if (inst.block) apply_scales(inst, m, n, k, kpad, o, sa, sb);
+  else if (o.a_scale || o.b_scale)
+    throw std::invalid_argument(inst.name + " is not block-scaled: it takes no scales");
   if (C) {
     for (std::size_t x = 0; x < m * n; ++x) {
       if (!exactly_in(C[x], inst.c))

@@ -5,8 +5,10 @@
 //   parameters:        mmasim/nv_ptx/sim.py:6-41 (F, L_max bytes, e_zero per architecture),
 //                      sim.py:45-75 (mma.sync, incl. the Turing-runs-Volta-shapes and Ada-FP8
 //                      special cases), sim.py:128-143 (wgmma), sim.py:158-166 (tcgen05.mma).
+//   block-scaled:      isa_mma.py:155-160 and isa_tcgen05mma.py:36-43 (kind::mxf8f6f4), sim.py:89-104
+//                      and 180-195 (MMA_ST_FDPA, fdpa.py:157-245).
 // Not modelled (refused by name): the f64 instructions (an FMA chain, MMA-Sim arithmetic/fma.py)
-// and the block-scaled kinds (mxf8f6f4, mxf4, mxf4nvf4).
+// and the k = 64 block-scaled kinds mxf4 and mxf4nvf4 (MXFP4/NVFP4: MMA_GST_FDPA, fdpa.py:248-332).
 #include <algorithm>
 #include <array>
 #include <string>
@@ -72,7 +74,8 @@ struct row {
   int k;
   std::vector<int> ms;  // the M values ({m} patterns) or the one M
   bool n_varies;
-  int n;  // when !n_varies
+  int n;          // when !n_varies
+  int block = 0;  // block-scaled: elements of K per scale
 };
 
 std::string fill(std::string p, int m, int n) {
@@ -103,6 +106,14 @@ const std::vector<row>& rows() {
         for (const char* d : {"f32", "f16"})
           for (const char* a : f8f6f4)
             for (const char* b : f8f6f4) mma(16, 8, 32, d, a, b, d, "f8f6f4");
+      if (ap.sm_mask & sm120)  // isa_mma.py:155-160: MXFP8/6/4, one UE8M0 scale per 32 of K
+        for (const char* a : f8f6f4)
+          for (const char* b : f8f6f4) {
+            t.push_back({arch, family::mma_sync,
+                         std::string("m16n8k32.kind::mxf8f6f4.block32.f32.") + a + "." + b + ".f32.ue8m0", a, b, "f32",
+                         "f32", 32, {16}, false, 8});
+            t.back().block = 32;
+          }
       if (ap.sm_mask & sm89)
         for (int k : {32, 16})
           for (const char* d : {"f32", "f16"})
@@ -150,6 +161,14 @@ const std::vector<row>& rows() {
         for (const char* d : {"f32", "f16"})
           for (const char* a : f8f6f4)
             for (const char* b : f8f6f4) tc(32, "f8f6f4", d, a, b);
+        // isa_tcgen05mma.py:36-43: MXFP8/6/4, M = 128 only
+        for (const char* a : f8f6f4)
+          for (const char* b : f8f6f4) {
+            t.push_back({arch, family::tcgen05,
+                         std::string("m128n{n}k32.kind::mxf8f6f4.block32.f32.") + a + "." + b + ".ue8m0", a, b, "f32",
+                         "f32", 32, {128}, true, 0});
+            t.back().block = 32;
+          }
       }
     }
     return t;
@@ -202,6 +221,13 @@ instruction resolve(const row& r, const arch_params& ap, int m, int n) {
     if (r.fam == family::wgmma && fp8 && !f16_out) in.rho = result_rounding::rz_e8m13;
     in.L = 32 / ta.bytes;
     in.e_zero = f16_out ? -21 : -133;
+  }
+  if (r.block) {  // sim.py:96-104, 187-195: MMA_ST_FDPA(F=25, RZ-FP32, L_max=32, e_zero=-133)
+    in.block = r.block;
+    in.F = 25;
+    in.rho = result_rounding::rz_fp32;
+    in.L = 32;
+    in.e_zero = -133;
   }
   in.L = std::min(in.L, in.k);  // fdpa.py:134: L = min(K, L_max)
   return in;
@@ -266,7 +292,7 @@ instruction find(std::string_view arch, std::string_view name) {
   }
   std::string hint;
   if (name.find(".f64") != std::string_view::npos) hint = "; f64 instructions are not modelled";
-  else if (name.find("block") != std::string_view::npos) hint = "; block-scaled instructions are not modelled yet";
+  else if (name.find("mxf4") != std::string_view::npos) hint = "; mxf4/mxf4nvf4 (MXFP4, NVFP4) are not modelled yet";
   // The known ones, at most 12 of them (Blackwell has 58 families): a line, not a page.
   auto names = instruction_names(arch);
   const std::size_t all = names.size();

@@ -26,6 +26,7 @@ try:
 
     MISSING = None
     FAMILY = {"mma.sync": nv_ptx.MMA, "wgmma": nv_ptx.WGMMA, "tcgen05.mma": nv_ptx.TCGen05MMA}
+    SCALED = {"mma.sync": nv_ptx.MMABlockScale, "tcgen05.mma": nv_ptx.TCGen05MMABlockScale}
 except Exception as e:  # noqa: BLE001  (any import failure means: no oracle here)
     MISSING = f"MMA-Sim is not importable here ({e!r}); it needs mmasim 2.1.1 and torch >= 2.7"
 
@@ -158,16 +159,30 @@ def bits(x):
     return x.view(np.uint16 if x.dtype == np.float16 else np.uint32)
 
 
-def oracle(info, a, b, c, arch, inst):
+def oracle(info, a, b, c, arch, inst, a_scale=None, b_scale=None):
     """The K loop as a kernel runs it: one MMA-Sim call per instruction depth, each D the next C.
     (One call with a longer K would not do: MMA-Sim then fuses min(K, L_max) products per step,
-    more than an instruction of depth k < L_max can.)"""
-    op = FAMILY[info["family"]](ARCH_NAME[arch], inst)
+    more than an instruction of depth k < L_max can.) Block-scaled: each call gets its block's
+    scales (k = block = 32), as UE8M0 (mmasim/nv_ptx/isa_common.py:12)."""
+    op = (SCALED if info["block"] else FAMILY)[info["family"]](ARCH_NAME[arch], inst)
     k = info["k"]
     d = to_torch(c, info["c"], None)
+    e8m0 = lambda x: torch.from_numpy(np.ascontiguousarray(x)).view(torch.float8_e8m0fnu)  # noqa: E731
     for k0 in range(0, a.shape[1], k):
-        d = op(to_torch(a[:, k0:k0 + k], info["a"], None), to_torch(b[k0:k0 + k], info["b"], None), d)
+        args = [to_torch(a[:, k0:k0 + k], info["a"], None), to_torch(b[k0:k0 + k], info["b"], None), d]
+        if info["block"]:
+            blk = k0 // info["block"]
+            args += [e8m0(a_scale[:, blk:blk + 1]), e8m0(b_scale[blk:blk + 1, :])]
+        d = op(*args)
     return d.numpy()
+
+
+def scales(rng, rows, cols):
+    """UE8M0 codes around 2^0, with the extremes 2^-127 and 2^127 (0xFF, NaN, is refused)."""
+    s = (127 + rng.integers(-24, 25, (rows, cols))).astype(np.uint8)
+    hit = rng.random((rows, cols)) < 0.1
+    s[hit] = rng.choice(np.array([0, 1, 254, 200, 60], np.uint8), hit.sum())
+    return s
 
 
 def mismatches(arch, inst, seed, steps=4):
@@ -181,8 +196,11 @@ def mismatches(arch, inst, seed, steps=4):
     a = operand(rng, info["a"], m, k, True, 1)
     b = operand(rng, info["b"], k, n, False, -1)
     c = c_values(rng, info["c"], m, n)
-    want = bits(oracle(info, a, b, c, arch, inst))
-    got = bits(fpscope.gemm(a, b, c, arch=arch, inst=inst))
+    sa = sb = None
+    if info["block"]:
+        sa, sb = scales(rng, m, k // info["block"]), scales(rng, k // info["block"], n)
+    want = bits(oracle(info, a, b, c, arch, inst, sa, sb))
+    got = bits(fpscope.gemm(a, b, c, arch=arch, inst=inst, a_scale=sa, b_scale=sb))
     bad = np.argwhere(want != got)
     return want.size, bad, want, got
 
@@ -240,7 +258,8 @@ def test_every_modelled_instruction_is_in_the_oracle_run():
                  ("ampere", "m16n8k8.f32.tf32.tf32.f32"), ("hopper", "m16n8k16.f16.f16.f16.f16"),
                  ("hopper", "m64n8k32.f32.e4m3.e5m2"), ("blackwell", "m64n8k32.kind::f8f6f4.f32.e4m3.e4m3")]:
         assert need in names
-    assert len(CASES) > 150
+    assert len(CASES) > 200
+    assert sum("mxf8f6f4" in i for _, i in CASES) == 50  # block-scaled: 25 type pairs x (rtx-blackwell, blackwell)
 
 
 @pytest.mark.parametrize("arch,inst", CASES, ids=[f"{a}:{i}" for a, i in CASES])
@@ -265,7 +284,10 @@ def test_e_zero_alignment_probes(arch, inst):
     info = fpscope.mma_info(arch, inst)
     a, b, used = probes(info)
     c = np.zeros((info["m"], info["n"]), np.float32)
-    want = bits(oracle(info, a, b, c, arch, inst))
-    got = bits(fpscope.gemm(a, b, c, arch=arch, inst=inst))
+    sa = sb = None
+    if info["block"]:  # unit scales
+        sa, sb = np.full((info["m"], 1), 127, np.uint8), np.full((1, info["n"]), 127, np.uint8)
+    want = bits(oracle(info, a, b, c, arch, inst, sa, sb))
+    got = bits(fpscope.gemm(a, b, c, arch=arch, inst=inst, a_scale=sa, b_scale=sb))
     bad = np.argwhere(want != got)
     assert len(bad) == 0, f"{len(bad)} probes differ; first at {tuple(bad[0])}"

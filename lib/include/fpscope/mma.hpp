@@ -6,7 +6,8 @@
 // significands, with the final rounding done by the format engine's one routine (round_pack).
 // Architectures and instructions are named as MMA-Sim names them, lower-case ("hopper",
 // "m16n8k16.f32.f16.f16.f32"; "ada" and "rtx-blackwell" for the two-word names). Every model
-// here is MMA-Sim's "truncated fused dot-product-add" (arithmetic/fdpa.py t_fdpa): the products
+// here is MMA-Sim's "truncated fused dot-product-add" (arithmetic/fdpa.py t_fdpa, and st_fdpa for
+// the block-scaled MXFP8/6/4 kind, whose scales only add to the products' exponents): the products
 // and C are aligned to the largest exponent among them, each truncated to F fraction bits below
 // it, summed exactly, and the sum rounded once to the output type; an instruction of depth k
 // does this in ceil(k / L) steps of L products, each step's result the next step's C.
@@ -43,6 +44,9 @@ struct instruction {
   result_rounding rho = result_rounding::rz_fp32;
   int L = 0;       ///< products per fused step (k / L steps per instruction)
   int e_zero = 0;  ///< exponent a zero term takes part in the alignment with
+  /// Block-scaled (kind::mxf8f6f4, MXFP8/6/4 with FP8/6/4 elements): one UE8M0 scale per `block`
+  /// elements of K for each row of A and each column of B; 0 when not block-scaled.
+  int block = 0;
   /// "ampere: mma.sync m16n8k16.f32.f16.f16.f32 (F=24, L=8, RZ-FP32, e_zero=-132)"
   std::string describe() const;
 };
@@ -67,6 +71,11 @@ struct gemm_options {
   /// multiple of the instruction's k.
   std::size_t promote = 0;
   int threads = 0;  ///< OpenMP threads over output rows; 0: all
+  /// Block-scaled instructions: UE8M0 codes (2^(code - 127)), A's m x ceil(k / block) and B's
+  /// ceil(k / block) x n, row-major; required by them, refused by the others. The NaN code 0xFF
+  /// is refused.
+  const std::uint8_t* a_scale = nullptr;
+  const std::uint8_t* b_scale = nullptr;
 };
 
 /// D (m x n) = A (m x k) * B (k x n) + C (m x n), row-major, as a kernel computes it with

@@ -160,7 +160,18 @@ def _mma_operand(x, name: str):
     return y
 
 
-def gemm(a, b, c=None, *, arch: str, inst: str, promote: int = 0, threads: int = 0):
+def _mma_scale(x, name: str):
+    import numpy as np
+
+    if x is None:
+        return None
+    x = np.asarray(x)
+    if x.dtype != np.uint8:
+        raise TypeError(f"{name}: expected UE8M0 codes as uint8, got {x.dtype}")
+    return np.ascontiguousarray(x)
+
+
+def gemm(a, b, c=None, *, arch: str, inst: str, promote: int = 0, threads: int = 0, a_scale=None, b_scale=None):
     """D = a @ b + c as a GPU kernel computes it with the tensor-core instruction `inst` of `arch`
     (names as MMA-Sim's: `mma_architectures()`, `mma_instructions(arch)`), bit for bit.
 
@@ -169,6 +180,8 @@ def gemm(a, b, c=None, *, arch: str, inst: str, promote: int = 0, threads: int =
     runs the instruction's depth at a time, each D the next C; `promote` > 0 adds the partial
     result into a float32 total every `promote` elements of K (DeepSeek-V3's FP8 fix). The
     result is float32, or float16 for an f16 output type (a NaN: the hardware's canonical 0x7FFF).
+    Block-scaled instructions (kind::mxf8f6f4) need `a_scale` (m x k/32) and `b_scale` (k/32 x n),
+    UE8M0 codes (uint8, 2^(code - 127)).
     """
     import numpy as np
 
@@ -176,13 +189,14 @@ def gemm(a, b, c=None, *, arch: str, inst: str, promote: int = 0, threads: int =
     if isinstance(promote, bool) or not isinstance(promote, (int, np.integer)) or promote < 0:
         raise ValueError(f"promote: expected a non-negative integer, got {promote!r}")
     cc = None if c is None else _mma_operand(c, "c")
-    d = _fpscope._gemm(_mma_operand(a, "a"), _mma_operand(b, "b"), cc, arch, inst, int(promote), threads)
+    d = _fpscope._gemm(_mma_operand(a, "a"), _mma_operand(b, "b"), cc, arch, inst, int(promote), threads,
+                       _mma_scale(a_scale, "a_scale"), _mma_scale(b_scale, "b_scale"))
     if info["d"] == "fp16":
         return encode(d, "fp16", profile="cuda").view(np.float16)  # exact; NaN -> 0x7FFF
     return d
 
 
-def mma(a, b, c=None, *, arch: str, inst: str):
+def mma(a, b, c=None, *, arch: str, inst: str, a_scale=None, b_scale=None):
     """One tensor-core instruction: a (m x k), b (k x n), c (m x n) of the instruction's shape;
     the same result as gemm() on that one tile."""
     import numpy as np
@@ -192,4 +206,4 @@ def mma(a, b, c=None, *, arch: str, inst: str):
     for name, x in (("a", a), ("b", b), ("c", c)):
         if x is not None and np.shape(x) != want[name]:
             raise ValueError(f"{name}: {inst} takes a {want[name][0]} x {want[name][1]} {name}, got shape {np.shape(x)}")
-    return gemm(a, b, c, arch=arch, inst=inst, threads=1)
+    return gemm(a, b, c, arch=arch, inst=inst, threads=1, a_scale=a_scale, b_scale=b_scale)
