@@ -391,7 +391,7 @@ void gemm(const instruction& inst, std::size_t m, std::size_t n, std::size_t k, 
 }
 
 error_summary errors(const instruction& inst, std::size_t m, std::size_t n, std::size_t k, const float* A,
-                     const float* B, const float* C, const float* D, std::uint64_t limit) {
+                     const float* B, const float* C, const float* D, const gemm_options& o, std::uint64_t limit) {
   error_summary r;
   const std::uint64_t total = std::uint64_t(m) * n;
   const std::uint64_t count = std::min<std::uint64_t>(total, limit);
@@ -403,9 +403,14 @@ error_summary errors(const instruction& inst, std::size_t m, std::size_t n, std:
   for (std::uint64_t s = 0; s < count; ++s) {
     const std::uint64_t at = count == total ? s : s * total / count;
     const std::size_t i = at / n, j = at % n;
+    const std::size_t blk = std::size_t(inst.block), nblk = blk ? (k + blk - 1) / blk : 0;
     for (std::size_t t = 0; t < k; ++t) {
       a[t] = A[i * k + t];
       b[t] = B[t * n + j];
+      if (blk && o.a_scale && o.b_scale) {  // exact: a power of two times a few bits, in range
+        a[t] = std::ldexp(a[t], int(o.a_scale[i * nblk + t / blk]) - 127);
+        b[t] = std::ldexp(b[t], int(o.b_scale[(t / blk) * n + j]) - 127);
+      }
     }
     a[k] = C ? C[at] : 0.0;
     b[k] = 1.0;

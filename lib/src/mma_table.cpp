@@ -245,7 +245,8 @@ std::string instruction::describe() const {
   static const char* fams[] = {"mma.sync", "wgmma", "tcgen05.mma"};
   static const char* rhos[] = {"RZ-FP32", "RZ-E8M13", "RNE-FP16"};
   return arch + ": " + fams[int(fam)] + " " + name + " (F=" + std::to_string(F) + ", L=" + std::to_string(L) + ", " +
-         rhos[int(rho)] + ", e_zero=" + std::to_string(e_zero) + ")";
+         rhos[int(rho)] + ", e_zero=" + std::to_string(e_zero) +
+         (block ? ", a UE8M0 scale per " + std::to_string(block) + " of K" : std::string()) + ")";
 }
 
 const std::vector<std::string>& architectures() {

@@ -68,3 +68,23 @@ def test_refusals(fpscope, tmp_path):
 def test_help_has_examples(fpscope):
     out = fpscope.ok("gemm", "--help")
     assert "Examples:" in out and "--promote 128" in out
+
+
+def test_block_scaled_mxfp8(fpscope, tmp_path):
+    rng = np.random.default_rng(5)
+    codes = lambda shape: rng.integers(0, 0x7F, shape).astype(np.uint8)  # noqa: E731  (finite e4m3 codes)
+    np.save(tmp_path / "a.npy", codes((128, 64)))
+    np.save(tmp_path / "b.npy", codes((64, 8)))
+    np.save(tmp_path / "sa.npy", np.full((128, 2), 128, np.uint8))  # 2^1
+    np.save(tmp_path / "sb.npy", np.full((2, 8), 125, np.uint8))  # 2^-2
+    inst = ["--arch", "blackwell", "--inst", "m128n8k32.kind::mxf8f6f4.block32.f32.e4m3.e4m3.ue8m0"]
+    j = fpscope.json("gemm", tmp_path / "a.npy", tmp_path / "b.npy", *inst, "--json", "--scales",
+                     f"{tmp_path / 'sa.npy'},{tmp_path / 'sb.npy'}")
+    # errors against the exact product with the scales: truncation only, far below 1e-5
+    assert j["runs"][0]["max_abs_rel_error"] < 1e-5 and j["runs"][0]["checked"] == 1024
+    p = fpscope.run("gemm", tmp_path / "a.npy", tmp_path / "b.npy", *inst)
+    assert_one_line_error(p, "--scales", "block-scaled", status=2)
+    np.save(tmp_path / "sb.npy", np.full((2, 8), 255, np.uint8))
+    p = fpscope.run("gemm", tmp_path / "a.npy", tmp_path / "b.npy", *inst, "--scales",
+                    f"{tmp_path / 'sa.npy'},{tmp_path / 'sb.npy'}")
+    assert_one_line_error(p, "NaN", status=1)

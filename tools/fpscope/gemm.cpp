@@ -20,7 +20,7 @@ namespace fpscope::cli {
 namespace {
 
 struct gemm_options {
-  std::string a, b, c, out;
+  std::string a, b, c, out, scales;
   std::string arch, inst;
   std::size_t promote = 0;
   int threads = 0;
@@ -54,6 +54,9 @@ gemm_plan plan(const gemm_options& o) {
       if (archs[j] == archs[i] && insts.size() == 1) throw usage_error("--arch: " + fpscope::quoted(archs[i]) + " given twice");
     p.insts.push_back(mma::find(archs[i], insts.size() == 1 ? insts[0] : insts[i]));
   }
+  for (const auto& in : p.insts)
+    if (in.block && o.scales.empty())
+      throw usage_error("--scales: " + in.name + " is block-scaled: give SA.npy,SB.npy (UE8M0 codes)");
   if (!o.out.empty() && p.insts.size() > 1) throw usage_error("-o: one architecture at a time (D differs by architecture)");
   if (o.promote)
     for (const auto& in : p.insts)
@@ -106,6 +109,20 @@ matrix load(const std::string& path, const format& codes_format, const char* wha
 }
 
 
+// UE8M0 scale codes (uint8) of shape rows x cols, for a block-scaled instruction.
+std::vector<std::uint8_t> load_scales(const std::string& path, std::uint64_t rows, std::uint64_t cols) {
+  const npy_reader in(path);
+  if (in.dtype() != npy_dtype::u1)
+    throw npy_error(fmt::format("{}: scales are UE8M0 codes, uint8, not {}", path, npy_type_name(in.dtype())));
+  if (in.shape() != std::vector<std::uint64_t>{rows, cols})
+    throw usage_error(fmt::format("{}: scales of shape {}, the instruction needs ({}, {})", path,
+                                  npy_shape_string(in.shape()), rows, cols));
+  const auto v = in.values<std::uint8_t>();
+  std::vector<std::uint8_t> out(v.begin(), v.end());
+  in.check_intact();
+  return out;
+}
+
 int run(const gemm_options& o) {
   const gemm_plan p = plan(o);
   const auto& first = p.insts.front();
@@ -124,6 +141,17 @@ int run(const gemm_options& o) {
                                     npy_shape_string(std::vector<std::uint64_t>{m, n})));
   }
   const float* cp = o.c.empty() ? nullptr : C.v.data();
+  std::vector<std::uint8_t> sa, sb;
+  if (!o.scales.empty()) {
+    const auto paths = split_commas(o.scales);
+    if (paths.size() != 2) throw usage_error("--scales: give two files, A's and B's scales: SA.npy,SB.npy");
+    int block = 0;
+    for (const auto& in : p.insts) block = std::max(block, in.block);
+    if (!block) throw usage_error("--scales: " + first.name + " is not block-scaled");
+    const std::uint64_t nblk = (k + std::uint64_t(block) - 1) / std::uint64_t(block);
+    sa = load_scales(paths[0], m, nblk);
+    sb = load_scales(paths[1], nblk, n);
+  }
   std::vector<float> D(m * n);
   struct row {
     const mma::instruction* in;
@@ -133,8 +161,11 @@ int run(const gemm_options& o) {
   std::vector<float> first_d;
   std::vector<std::uint64_t> differ_from_first;
   for (const auto& in : p.insts) {
-    mma::gemm(in, m, n, k, A.v.data(), B.v.data(), cp, D.data(), {o.promote, o.threads});
-    rows.push_back({&in, mma::errors(in, m, n, k, A.v.data(), B.v.data(), cp, D.data())});
+    mma::gemm_options go{o.promote, o.threads};
+    go.a_scale = sa.empty() ? nullptr : sa.data();
+    go.b_scale = sb.empty() ? nullptr : sb.data();
+    mma::gemm(in, m, n, k, A.v.data(), B.v.data(), cp, D.data(), go);
+    rows.push_back({&in, mma::errors(in, m, n, k, A.v.data(), B.v.data(), cp, D.data(), go)});
     if (first_d.empty()) first_d = D;
     std::uint64_t diff = 0;
     for (std::size_t x = 0; x < D.size(); ++x)
@@ -220,6 +251,9 @@ runner setup(CLI::App& app) {
   sub->add_option("--inst", o->inst, "instruction as MMA-Sim names it (one, or one per --arch)")->required();
   sub->add_option("--promote", o->promote, "add to an fp32 total every N elements of K (DeepSeek-V3; 0: never)")
       ->check(count_check(false));
+  sub->add_option("--scales", o->scales,
+                  "SA.npy,SB.npy: UE8M0 block scales (uint8) of a block-scaled (kind::mxf8f6f4)\n"
+                  "instruction: A's (m, k/32) and B's (k/32, n)");
   sub->add_option("-o,--output", o->out, "write D as .npy (float32, or float16 for an f16 output)");
   add_threads_option(*sub, o->threads);
   sub->add_flag("--json", o->json, "print a JSON object instead of the table");
@@ -236,13 +270,17 @@ runner setup(CLI::App& app) {
       "  mma.sync  m16n8k16.f32.f16.f16.f32, m16n8k8.f32.tf32.tf32.f32, m8n8k4.f16.f16.f16.f16, ...\n"
       "  wgmma     (hopper) m64nNk16.f32.bf16.bf16, m64nNk32.f32.e4m3.e5m2, ... (N = 8..256)\n"
       "  tcgen05   (blackwell) mMnNk32.kind::f8f6f4.f32.e4m3.e4m3, ... (M = 64, 128)\n"
+      "  MXFP8/6/4 (blackwell) m128nNk32.kind::mxf8f6f4.block32.f32.e4m3.e4m3.ue8m0,\n"
+      "            (rtx-blackwell) m16n8k32.kind::mxf8f6f4.block32.f32.e2m1.e2m1.f32.ue8m0, ...\n"
       "\n"
       "Examples:\n"
       "  fpscope gemm A.npy B.npy --arch ampere --inst m16n8k16.f32.f16.f16.f32 -o D.npy\n"
       "  fpscope gemm A.npy B.npy --c C.npy --arch volta,ampere,hopper --inst m8n8k4.f32.f16.f16.f32,\\\n"
       "      m16n8k16.f32.f16.f16.f32,m16n8k16.f32.f16.f16.f32      # three generations side by side\n"
       "  fpscope gemm A8.npy B8.npy --arch hopper --inst m64n128k32.f32.e4m3.e4m3 --promote 128\n"
-      "  fpscope gemm A.npy B.npy --arch blackwell --inst m128n256k16.kind::f16.f32.bf16.bf16 --json");
+      "  fpscope gemm A.npy B.npy --arch blackwell --inst m128n256k16.kind::f16.f32.bf16.bf16 --json\n"
+      "  fpscope gemm A8.npy B8.npy --scales SA.npy,SB.npy --arch blackwell \\\n"
+      "      --inst m128n128k32.kind::mxf8f6f4.block32.f32.e4m3.e4m3.ue8m0   # MXFP8");
   return [o] { return run(*o); };
 }
 

@@ -98,11 +98,12 @@ struct error_summary {
   std::uint64_t differ = 0;     ///< results that are not the exact value rounded to nearest double
 };
 
-/// The errors of D (from gemm, same arguments) against the exact A * B + C, each an exact sum
-/// (fpscope::dot's). At most `limit` results are measured, evenly spaced over m x n (all of
-/// them when there are no more).
+/// The errors of D (from gemm, same arguments) against the exact A * B + C (with the block
+/// scales of `o`, if any), each an exact sum (fpscope::dot's). At most `limit` results are
+/// measured, evenly spaced over m x n (all of them when there are no more).
 error_summary errors(const instruction& inst, std::size_t m, std::size_t n, std::size_t k, const float* A,
-                     const float* B, const float* C, const float* D, std::uint64_t limit = 4096);
+                     const float* B, const float* C, const float* D, const gemm_options& o = {},
+                     std::uint64_t limit = 4096);
 
 /// One instruction: A inst.m x inst.k, B inst.k x inst.n, C and D inst.m x inst.n.
 void run(const instruction& inst, const float* A, const float* B, const float* C, float* D);
