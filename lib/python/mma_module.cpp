@@ -60,6 +60,9 @@ f32 gemm(const f32& a, const f32& b, const std::optional<f32>& c, const std::str
     if (b_scale && (b_scale->ndim() != 2 || b_scale->shape(0) != nblk || b_scale->shape(1) != py::ssize_t(n)))
       throw py::value_error("gemm: b_scale must be " + std::to_string(nblk) + " x " + std::to_string(n));
   }
+  if (k == 0 || (m && n > fpscope::mma::max_gemm_elements / m))
+    throw py::value_error("gemm: a " + std::to_string(m) + " x " + std::to_string(n) + " x " + std::to_string(k) +
+                          " product is refused (k = 0, or more than 2^30 results)");
   f32 d({py::ssize_t(m), py::ssize_t(n)});
   fpscope::mma::gemm_options o{promote, threads};
   o.a_scale = a_scale ? a_scale->data() : nullptr;

@@ -333,6 +333,14 @@ void gemm(const instruction& inst, std::size_t m, std::size_t n, std::size_t k, 
   if (o.promote && o.promote % ik)
     throw option_error("--promote: " + std::to_string(o.promote) + " is not a multiple of the instruction's k (" +
                        std::to_string(ik) + ")");
+  std::uint64_t mn = 0, mk = 0, kn = 0;
+  if (__builtin_mul_overflow(std::uint64_t(m), std::uint64_t(n), &mn) ||
+      __builtin_mul_overflow(std::uint64_t(m), std::uint64_t(kpad), &mk) ||
+      __builtin_mul_overflow(std::uint64_t(kpad), std::uint64_t(n), &kn) || mn > max_gemm_elements ||
+      mk > max_gemm_elements || kn > max_gemm_elements)
+    throw std::invalid_argument("gemm: " + std::to_string(m) + " x " + std::to_string(n) + " x " + std::to_string(k) +
+                                " is beyond the limit of 2^30 elements per matrix");
+  if (k == 0) throw std::invalid_argument("gemm: k is 0 (an empty product)");
   if (m == 0 || n == 0) return;
   split_matrix sa, sb;
   std::vector<std::uint8_t> nfa, nfb;

@@ -88,3 +88,11 @@ def test_block_scaled_mxfp8(fpscope, tmp_path):
     p = fpscope.run("gemm", tmp_path / "a.npy", tmp_path / "b.npy", *inst, "--scales",
                     f"{tmp_path / 'sa.npy'},{tmp_path / 'sb.npy'}")
     assert_one_line_error(p, "NaN", status=1)
+
+
+def test_empty_inner_dimension_cannot_ask_for_a_huge_d(fpscope, tmp_path):
+    # (m, 0) and (0, n) arrays hold no data, whatever m and n they declare
+    np.save(tmp_path / "a.npy", np.zeros((1 << 20, 0), np.float32))
+    np.save(tmp_path / "b.npy", np.zeros((0, 1 << 20), np.float32))
+    p = fpscope.run("gemm", tmp_path / "a.npy", tmp_path / "b.npy", *AMPERE)
+    assert_one_line_error(p, "refused", status=1)

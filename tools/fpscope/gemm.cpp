@@ -133,6 +133,10 @@ int run(const gemm_options& o) {
     throw usage_error(fmt::format("shapes {} and {} do not chain: {} != {}", npy_shape_string(A.shape),
                                   npy_shape_string(B.shape), A.shape[1], B.shape[0]));
   const std::size_t m = A.shape[0], k = A.shape[1], n = B.shape[1];
+  std::uint64_t mn = 0;  // D is allocated here, before the library's own check of the shapes
+  if (__builtin_mul_overflow(std::uint64_t(m), std::uint64_t(n), &mn) || mn > mma::max_gemm_elements || k == 0)
+    throw std::runtime_error(fmt::format("{} x {}: a {} x {} x {} product is refused (k = 0, or more than 2^30 results)",
+                                         printable(o.a), printable(o.b), m, n, k));
   matrix C;
   if (!o.c.empty()) {
     C = load(o.c, first.c, "C");

@@ -78,6 +78,10 @@ struct gemm_options {
   const std::uint8_t* b_scale = nullptr;
 };
 
+/// The most results (m x n) and operand elements (m x k, k x n) one gemm takes: 2^30 each (4 GiB
+/// of float32). Shapes declared by small files (an (m, 0) array holds no data) cannot ask for more.
+inline constexpr std::uint64_t max_gemm_elements = std::uint64_t{1} << 30;
+
 /// D (m x n) = A (m x k) * B (k x n) + C (m x n), row-major, as a kernel computes it with
 /// `inst`: the K loop over the instruction's depth, each instruction's D the next one's C (in
 /// the output type). A K that is not a multiple of inst.k is padded with zeros, as kernels pad
@@ -85,6 +89,7 @@ struct gemm_options {
 /// (nullptr: +0); each is checked (std::invalid_argument naming the first element that is not
 /// exactly such a value). D receives the output-type values as float32 (binary16 results are
 /// exact in it); a NaN result is the canonical 0x7FFFFFFF (the hardware's 0x7FFF for f16).
+/// k = 0 and shapes beyond max_gemm_elements are refused (std::invalid_argument).
 void gemm(const instruction& inst, std::size_t m, std::size_t n, std::size_t k, const float* A, const float* B,
           const float* C, float* D, const gemm_options& o = {});
 
