@@ -398,6 +398,22 @@ void gemm(const instruction& inst, std::size_t m, std::size_t n, std::size_t k, 
   }
 }
 
+dot_result measure(const instruction& inst, double value, double exact) {
+  dot_result r;
+  r.value = value;
+  r.exact = exact;
+  if (std::isnan(value) || std::isnan(exact)) {
+    r.abs_error = r.rel_error = r.ulp_error = NAN;
+    return r;
+  }
+  r.exact_zero = exact == 0;
+  r.abs_error = value - exact;
+  r.rel_error = r.exact_zero ? (r.abs_error == 0 ? 0.0 : INFINITY) : r.abs_error / std::fabs(exact);
+  const int e = r.exact_zero ? inst.d.emin() : std::max(std::ilogb(exact), inst.d.emin());
+  r.ulp_error = std::ldexp(r.abs_error, inst.d.man_bits - e);
+  return r;
+}
+
 error_summary errors(const instruction& inst, std::size_t m, std::size_t n, std::size_t k, const float* A,
                      const float* B, const float* C, const float* D, const gemm_options& o, std::uint64_t limit) {
   error_summary r;
@@ -422,20 +438,17 @@ error_summary errors(const instruction& inst, std::size_t m, std::size_t n, std:
     }
     a[k] = C ? C[at] : 0.0;
     b[k] = 1.0;
-    const double exact = dot(a, b, acc).exact;
-    const double d = D[at];
+    const dot_result e = measure(inst, D[at], dot(a, b, acc).exact);
     ++r.checked;
-    if (std::isnan(exact) || std::isnan(d)) {
+    if (std::isnan(e.rel_error)) {
       ++r.undefined;
       continue;
     }
-    if (d != exact) ++r.differ;
-    const double abs_err = std::fabs(d - exact);
-    const double rel = exact == 0 ? (abs_err == 0 ? 0.0 : INFINITY) : abs_err / std::fabs(exact);
-    const int e = exact == 0 ? inst.d.emin() : std::max(std::ilogb(exact), inst.d.emin());
+    if (e.abs_error != 0) ++r.differ;
+    const double rel = std::fabs(e.rel_error);
     r.max_abs_rel = std::max(r.max_abs_rel, rel);
-    r.max_abs_ulp = std::max(r.max_abs_ulp, std::ldexp(abs_err, inst.d.man_bits - e));
-    if (exact != 0 && std::isfinite(rel)) {
+    r.max_abs_ulp = std::max(r.max_abs_ulp, std::fabs(e.ulp_error));
+    if (!e.exact_zero && std::isfinite(rel)) {
       sum_rel += rel;
       ++n_rel;
     }

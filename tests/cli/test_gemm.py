@@ -96,3 +96,25 @@ def test_empty_inner_dimension_cannot_ask_for_a_huge_d(fpscope, tmp_path):
     np.save(tmp_path / "b.npy", np.zeros((0, 1 << 20), np.float32))
     p = fpscope.run("gemm", tmp_path / "a.npy", tmp_path / "b.npy", *AMPERE)
     assert_one_line_error(p, "refused", status=1)
+
+
+def test_dot_mma_is_the_instruction_model(fpscope, tmp_path):
+    rng = np.random.default_rng(11)
+    x = np.abs(rng.standard_normal(4096)).astype(np.float16)  # fp16 values
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", x[::-1].copy())
+    j = fpscope.json("dot", tmp_path / "x.npy", tmp_path / "y.npy", "--mma", "hopper:m16n8k16.f32.f16.f16.f32",
+                     "--json")
+    assert "F=25, L=16, RZ-FP32" in j["accumulator"]
+    np.save(tmp_path / "xm.npy", x.reshape(1, -1))
+    np.save(tmp_path / "ym.npy", x[::-1].copy().reshape(-1, 1))
+    fpscope.ok("gemm", tmp_path / "xm.npy", tmp_path / "ym.npy", "--arch", "hopper", "--inst",
+               "m16n8k16.f32.f16.f16.f32", "-o", tmp_path / "d.npy")
+    assert j["results"][0]["value"] == float(np.load(tmp_path / "d.npy")[0, 0])  # the same model
+    for bad, words in [("hopper", ["expected arch:inst"]), ("hoper:x", ["--mma", "unknown architecture"]),
+                       ("hopper:x", ["--mma", "not a modelled instruction"])]:
+        assert_one_line_error(fpscope.run("dot", tmp_path / "x.npy", tmp_path / "y.npy", "--mma", bad), *words,
+                              status=2)
+    p = fpscope.run("dot", tmp_path / "x.npy", tmp_path / "y.npy", "--mma", "hopper:m16n8k16.f32.f16.f16.f32",
+                    "--acc", "fp16")
+    assert_one_line_error(p, "--mma", "drop --format/--acc", status=2)

@@ -19,6 +19,7 @@
 #include <string_view>
 #include <vector>
 
+#include "fpscope/accumulate.hpp"
 #include "fpscope/format.hpp"
 
 namespace fpscope::mma {
@@ -109,6 +110,11 @@ struct error_summary {
 error_summary errors(const instruction& inst, std::size_t m, std::size_t n, std::size_t k, const float* A,
                      const float* B, const float* C, const float* D, const gemm_options& o = {},
                      std::uint64_t limit = 4096);
+
+/// One result's error, as errors() measures it: `value` (a D element) against `exact` (the exact
+/// A*B+C rounded to double; NaN where there is none): abs_error, rel_error, ulp_error in units
+/// of the output type's last place at |exact| (NaN fields where value or exact is NaN).
+dot_result measure(const instruction& inst, double value, double exact);
 
 /// One instruction: A inst.m x inst.k, B inst.k x inst.n, C and D inst.m x inst.n.
 void run(const instruction& inst, const float* A, const float* B, const float* C, float* D);
