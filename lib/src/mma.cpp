@@ -323,6 +323,115 @@ void run_steps(const gemm_job& g, std::size_t i0, std::size_t mb, std::size_t j0
   }
 }
 
+// One scale code as an integer significand (fs fraction bits) and exponent (MMA-Sim
+// frexp_and_normalize of the UE8M0 / UE4M3 value; UE4M3 is e4m3 with its sign bit cleared,
+// helper.py:263-266). NaN codes are refused.
+struct scale_value {
+  std::uint32_t M;
+  std::int32_t e;
+};
+scale_value split_scale(std::uint8_t code, const format& f, const char* what, std::size_t r, std::size_t c) {
+  if (f.man_bits == 0) {  // ue8m0
+    if (code == 0xFF)
+      throw std::invalid_argument(std::string(what) + " scale [" + std::to_string(r) + "," + std::to_string(c) +
+                                  "] is the UE8M0 NaN (0xff): NaN scales are not modelled");
+    return {1u, std::int32_t(code) - 127};
+  }
+  code &= 0x7F;
+  if (code == 0x7F)
+    throw std::invalid_argument(std::string(what) + " scale [" + std::to_string(r) + "," + std::to_string(c) +
+                                "] is the UE4M3 NaN (0x7f): NaN scales are not modelled");
+  scale_value v{};
+  split(to_bits(float(decode(code, f))), f.man_bits, f.emin(), v.M, v.e);
+  return v;
+}
+
+// MXFP4 / NVFP4 (MMA-Sim fdpa.py:248-276 gst_fdpa): per step of 64 products, each group of 16
+// products summed exactly (FP4 products are multiples of 1/4 below 36: exact in binary32, as
+// in the model), the group sum times its block's two scales one term with the scales' exponents,
+// e_zero where the group's products are all zero or a scale is zero; then the truncated fused sum
+// with F = 35. Scalar: these instructions are few and their terms wide (up to 2^51).
+void gemm_grouped(const instruction& inst, const model& md, std::size_t m, std::size_t n, std::size_t k,
+                  const float* A, const float* B, const float* C, float* D, const gemm_options& o) {
+  if (!o.a_scale || !o.b_scale)
+    throw std::invalid_argument(inst.name + " is block-scaled: it needs the scales of A and of B");
+  const std::size_t ik = std::size_t(inst.k), kpad = (k + ik - 1) / ik * ik;
+  const std::size_t blk = std::size_t(inst.block), nblk = (k + blk - 1) / blk, G = std::size_t(inst.group);
+  split_matrix sa, sb;
+  std::vector<std::uint8_t> nfa, nfb;
+  split_checked(A, m, k, m, kpad, inst.a, "A", sa, nfa);  // e2m1: finite, no specials
+  split_checked(B, k, n, kpad, n, inst.b, "B", sb, nfb);
+  // FP4 values in units of 2^-(p) (p = 1): M << (e - emin), an integer up to 12.
+  const auto units = [&](const split_matrix& x, std::size_t at) -> std::int32_t {
+    const std::int32_t v = x.M[at] ? std::int32_t(x.M[at] << (x.e[at] - inst.a.emin())) : 0;
+    return x.s[at] ? -v : v;
+  };
+  std::vector<scale_value> as(m * nblk), bs(nblk * n);
+  for (std::size_t i = 0; i < m; ++i)
+    for (std::size_t b = 0; b < nblk; ++b) as[i * nblk + b] = split_scale(o.a_scale[i * nblk + b], inst.scale, "A", i, b);
+  for (std::size_t b = 0; b < nblk; ++b)
+    for (std::size_t j = 0; j < n; ++j) bs[b * n + j] = split_scale(o.b_scale[b * n + j], inst.scale, "B", b, j);
+  const int fa = inst.a.man_bits, fs = inst.scale.man_bits;
+  const std::size_t group = o.promote ? o.promote : kpad;
+  const int threads = o.threads > 0 ? o.threads : omp_get_max_threads();
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+  for (std::size_t i = 0; i < m; ++i)
+    for (std::size_t j = 0; j < n; ++j) {
+      std::uint32_t total = C ? to_bits(C[i * n + j]) : 0u;
+      for (std::size_t g0 = 0; g0 < kpad; g0 += group) {
+        std::uint32_t c = o.promote ? 0u : total;
+        for (std::size_t k0 = g0; k0 < std::min(kpad, g0 + group); k0 += ik) {
+          if ((c & 0x7F800000u) == 0x7F800000u) {  // inf or NaN accumulator: kept (NaN canonical)
+            c = (c & 0x7FFFFFu) ? canonical_nan : c;
+            continue;
+          }
+          std::uint32_t cM;
+          std::int32_t ce;
+          split(c & 0x7FFFFFFFu, 23, -126, cM, ce);
+          std::int32_t emax = cM ? ce : md.e_zero;
+          std::int64_t sum[8];
+          std::int32_t eg[8];
+          std::uint64_t sc[8];
+          const std::size_t groups = ik / G;
+          for (std::size_t q = 0; q < groups; ++q) {
+            std::int64_t S = 0;
+            bool all_zero = true;
+            for (std::size_t t = k0 + q * G; t < k0 + (q + 1) * G; ++t) {
+              const std::int32_t p = units(sa, i * kpad + t) * units(sb, t * n + j);
+              S += p;
+              all_zero = all_zero && p == 0;
+            }
+            const std::size_t b = std::min((k0 + q * G) / blk, nblk - 1);
+            const scale_value x = as[i * nblk + b], y = bs[b * n + j];
+            sum[q] = S;
+            sc[q] = std::uint64_t(x.M) * y.M;
+            eg[q] = all_zero || sc[q] == 0 ? md.e_zero : x.e + y.e;
+            emax = std::max(emax, eg[q]);
+          }
+          // C: M_c * 2^(ce - 23); a group: S * Mx * My * 2^(eg - 2 fa - 2 fs) (S in units 2^-2fa)
+          const auto shifted = [](std::uint64_t mag, int sh) {
+            return sh >= 0 ? mag << sh : (-sh < 64 ? mag >> -sh : 0);
+          };
+          std::int64_t acc = std::int64_t(shifted(cM, ce - emax + md.F - 23));
+          if (c >> 31) acc = -acc;
+          for (std::size_t q = 0; q < groups; ++q) {
+            const std::uint64_t mag = std::uint64_t(sum[q] < 0 ? -sum[q] : sum[q]) * sc[q];
+            const auto t = std::int64_t(shifted(mag, eg[q] - emax + md.F - 2 * fa - 2 * fs));
+            acc += sum[q] < 0 ? -t : t;
+          }
+          finish<result_rounding::rz_fp32>(md, &acc, &emax, &c, 1);
+        }
+        if (o.promote) {
+          const float sum_f = from_bits<float>(total) + from_bits<float>(c);
+          total = std::isnan(sum_f) ? canonical_nan : to_bits(sum_f);
+        } else {
+          total = c;
+        }
+      }
+      std::memcpy(&D[i * n + j], &total, 4);
+    }
+}
+
 }  // namespace
 
 void gemm(const instruction& inst, std::size_t m, std::size_t n, std::size_t k, const float* A, const float* B,
@@ -342,6 +451,12 @@ void gemm(const instruction& inst, std::size_t m, std::size_t n, std::size_t k, 
                                 " is beyond the limit of 2^30 elements per matrix");
   if (k == 0) throw std::invalid_argument("gemm: k is 0 (an empty product)");
   if (m == 0 || n == 0) return;
+  if (inst.group) {
+    if (C)
+      for (std::size_t x = 0; x < m * n; ++x)
+        if (!exactly_in(C[x], inst.c)) throw std::invalid_argument("C: not float32 values");
+    return gemm_grouped(inst, md, m, n, k, A, B, C, D, o);
+  }
   split_matrix sa, sb;
   std::vector<std::uint8_t> nfa, nfb;
   split_checked(A, m, k, m, kpad, inst.a, "A", sa, nfa);
@@ -431,9 +546,10 @@ error_summary errors(const instruction& inst, std::size_t m, std::size_t n, std:
     for (std::size_t t = 0; t < k; ++t) {
       a[t] = A[i * k + t];
       b[t] = B[t * n + j];
-      if (blk && o.a_scale && o.b_scale) {  // exact: a power of two times a few bits, in range
-        a[t] = std::ldexp(a[t], int(o.a_scale[i * nblk + t / blk]) - 127);
-        b[t] = std::ldexp(b[t], int(o.b_scale[(t / blk) * n + j]) - 127);
+      if (blk && o.a_scale && o.b_scale) {  // exact: a scale times a few bits, in range
+        const std::uint32_t mask = inst.scale.man_bits ? 0x7Fu : 0xFFu;  // UE4M3: the sign bit is ignored
+        a[t] *= decode(o.a_scale[i * nblk + t / blk] & mask, inst.scale);
+        b[t] *= decode(o.b_scale[(t / blk) * n + j] & mask, inst.scale);
       }
     }
     a[k] = C ? C[at] : 0.0;

@@ -7,11 +7,12 @@
 //                      special cases), sim.py:128-143 (wgmma), sim.py:158-166 (tcgen05.mma).
 //   block-scaled:      isa_mma.py:155-160 and isa_tcgen05mma.py:36-43 (kind::mxf8f6f4), sim.py:89-104
 //                      and 180-195 (MMA_ST_FDPA, fdpa.py:157-245).
-// Not modelled (refused by name): the f64 instructions (an FMA chain, MMA-Sim arithmetic/fma.py)
-// and the k = 64 block-scaled kinds mxf4 and mxf4nvf4 (MXFP4/NVFP4: MMA_GST_FDPA, fdpa.py:248-332).
+//                      MXFP4/NVFP4 (kind::mxf4, mxf4nvf4, k = 64): MMA_GST_FDPA, fdpa.py:248-332.
+// Not modelled (refused by name): the f64 instructions (an FMA chain, MMA-Sim arithmetic/fma.py).
 #include <algorithm>
 #include <array>
 #include <string>
+#include <tuple>
 
 #include "fpscope/accumulate.hpp"
 #include "fpscope/mma.hpp"
@@ -76,6 +77,8 @@ struct row {
   bool n_varies;
   int n;          // when !n_varies
   int block = 0;  // block-scaled: elements of K per scale
+  std::string scale = "ue8m0";
+  int group = 0;  // MXFP4/NVFP4: products summed exactly in groups of this many
 };
 
 std::string fill(std::string p, int m, int n) {
@@ -114,6 +117,16 @@ const std::vector<row>& rows() {
                          "f32", 32, {16}, false, 8});
             t.back().block = 32;
           }
+      if (ap.sm_mask & sm120)  // isa_mma.py:161-169: MXFP4 and NVFP4, k = 64
+        for (const auto& [kind, blk, sc] : {std::tuple{"mxf4", 32, "ue8m0"}, std::tuple{"mxf4nvf4", 32, "ue8m0"},
+                                          std::tuple{"mxf4nvf4", 16, "ue8m0"}, std::tuple{"mxf4nvf4", 16, "ue4m3"}}) {
+          t.push_back({arch, family::mma_sync,
+                       std::string("m16n8k64.kind::") + kind + ".block" + std::to_string(blk) + ".f32.e2m1.e2m1.f32." + sc,
+                       "e2m1", "e2m1", "f32", "f32", 64, {16}, false, 8});
+          t.back().block = blk;
+          t.back().scale = sc;
+          t.back().group = 16;
+        }
       if (ap.sm_mask & sm89)
         for (int k : {32, 16})
           for (const char* d : {"f32", "f16"})
@@ -161,6 +174,16 @@ const std::vector<row>& rows() {
         for (const char* d : {"f32", "f16"})
           for (const char* a : f8f6f4)
             for (const char* b : f8f6f4) tc(32, "f8f6f4", d, a, b);
+        // isa_tcgen05mma.py:44-56: MXFP4 and NVFP4, k = 64, M = 128 only
+        for (const auto& [kind, blk, sc] : {std::tuple{"mxf4", 32, "ue8m0"}, std::tuple{"mxf4nvf4", 32, "ue8m0"},
+                                          std::tuple{"mxf4nvf4", 16, "ue8m0"}, std::tuple{"mxf4nvf4", 16, "ue4m3"}}) {
+          t.push_back({arch, family::tcgen05,
+                       std::string("m128n{n}k64.kind::") + kind + ".block" + std::to_string(blk) + ".f32.e2m1.e2m1." + sc,
+                       "e2m1", "e2m1", "f32", "f32", 64, {128}, true, 0});
+          t.back().block = blk;
+          t.back().scale = sc;
+          t.back().group = 16;
+        }
         // isa_tcgen05mma.py:36-43: MXFP8/6/4, M = 128 only
         for (const char* a : f8f6f4)
           for (const char* b : f8f6f4) {
@@ -224,10 +247,17 @@ instruction resolve(const row& r, const arch_params& ap, int m, int n) {
   }
   if (r.block) {  // sim.py:96-104, 187-195: MMA_ST_FDPA(F=25, RZ-FP32, L_max=32, e_zero=-133)
     in.block = r.block;
+    in.scale = builtin(r.scale == "ue4m3" ? format_id::e4m3 : format_id::e8m0);
     in.F = 25;
     in.rho = result_rounding::rz_fp32;
     in.L = 32;
     in.e_zero = -133;
+  }
+  if (r.group) {  // sim.py:92-95, 183-186: MMA_GST_FDPA(G=16, F=35, RZ-FP32, L_max=64, e_zero=-139)
+    in.group = r.group;
+    in.F = 35;
+    in.L = 64;
+    in.e_zero = -139;
   }
   in.L = std::min(in.L, in.k);  // fdpa.py:134: L = min(K, L_max)
   return in;
@@ -246,7 +276,10 @@ std::string instruction::describe() const {
   static const char* rhos[] = {"RZ-FP32", "RZ-E8M13", "RNE-FP16"};
   return arch + ": " + fams[int(fam)] + " " + name + " (F=" + std::to_string(F) + ", L=" + std::to_string(L) + ", " +
          rhos[int(rho)] + ", e_zero=" + std::to_string(e_zero) +
-         (block ? ", a UE8M0 scale per " + std::to_string(block) + " of K" : std::string()) + ")";
+         (block ? std::string(", a ") + (scale.man_bits ? "UE4M3" : "UE8M0") + " scale per " + std::to_string(block) +
+                      " of K" + (group ? ", products summed in groups of " + std::to_string(group) : std::string())
+                : std::string()) +
+         ")";
 }
 
 const std::vector<std::string>& architectures() {
@@ -293,7 +326,6 @@ instruction find(std::string_view arch, std::string_view name) {
   }
   std::string hint;
   if (name.find(".f64") != std::string_view::npos) hint = "; f64 instructions are not modelled";
-  else if (name.find("mxf4") != std::string_view::npos) hint = "; mxf4/mxf4nvf4 (MXFP4, NVFP4) are not modelled yet";
   // The known ones, at most 12 of them (Blackwell has 58 families): a line, not a page.
   auto names = instruction_names(arch);
   const std::size_t all = names.size();

@@ -168,17 +168,27 @@ def oracle(info, a, b, c, arch, inst, a_scale=None, b_scale=None):
     k = info["k"]
     d = to_torch(c, info["c"], None)
     e8m0 = lambda x: torch.from_numpy(np.ascontiguousarray(x)).view(torch.float8_e8m0fnu)  # noqa: E731
+    # MXFP4/NVFP4 (mxf4*): MMA-Sim unpacks two FP4 codes a byte (helper.py:269-274) but takes any
+    # float tensor as it is (fdpa.py:295-298): the values go in as float16, exactly.
+    grouped = "kind::mxf4" in inst
+    operand = (lambda x, fmt: torch.from_numpy(x.astype(np.float16))) if grouped else (lambda x, fmt: to_torch(x, fmt, None))
+    ue4m3 = inst.endswith("ue4m3")
+    scale = (lambda x: torch.from_numpy(np.ascontiguousarray(x)).view(torch.float8_e4m3fn)) if ue4m3 else e8m0
     for k0 in range(0, a.shape[1], k):
-        args = [to_torch(a[:, k0:k0 + k], info["a"], None), to_torch(b[k0:k0 + k], info["b"], None), d]
+        args = [operand(a[:, k0:k0 + k], info["a"]), operand(b[k0:k0 + k], info["b"]), d]
         if info["block"]:
-            blk = k0 // info["block"]
-            args += [e8m0(a_scale[:, blk:blk + 1]), e8m0(b_scale[blk:blk + 1, :])]
+            blk, nb = k0 // info["block"], k // info["block"]
+            args += [scale(a_scale[:, blk:blk + nb]), scale(b_scale[blk:blk + nb, :])]
         d = op(*args)
     return d.numpy()
 
 
-def scales(rng, rows, cols):
-    """UE8M0 codes around 2^0, with the extremes 2^-127 and 2^127 (0xFF, NaN, is refused)."""
+def scales(rng, rows, cols, ue4m3=False):
+    """UE8M0 codes around 2^0, with the extremes 2^-127 and 2^127 (0xFF, NaN, is refused); UE4M3:
+    every code but the NaN, sign bit set at random (the hardware ignores it)."""
+    if ue4m3:
+        s = rng.integers(0, 0x7F, (rows, cols)).astype(np.uint8)
+        return s | (rng.integers(0, 2, (rows, cols)).astype(np.uint8) << 7)
     s = (127 + rng.integers(-24, 25, (rows, cols))).astype(np.uint8)
     hit = rng.random((rows, cols)) < 0.1
     s[hit] = rng.choice(np.array([0, 1, 254, 200, 60], np.uint8), hit.sum())
@@ -198,7 +208,8 @@ def mismatches(arch, inst, seed, steps=4):
     c = c_values(rng, info["c"], m, n)
     sa = sb = None
     if info["block"]:
-        sa, sb = scales(rng, m, k // info["block"]), scales(rng, k // info["block"], n)
+        u = inst.endswith("ue4m3")
+        sa, sb = scales(rng, m, k // info["block"], u), scales(rng, k // info["block"], n, u)
     want = bits(oracle(info, a, b, c, arch, inst, sa, sb))
     got = bits(fpscope.gemm(a, b, c, arch=arch, inst=inst, a_scale=sa, b_scale=sb))
     bad = np.argwhere(want != got)
@@ -260,6 +271,7 @@ def test_every_modelled_instruction_is_in_the_oracle_run():
         assert need in names
     assert len(CASES) > 200
     assert sum("mxf8f6f4" in i for _, i in CASES) == 50  # block-scaled: 25 type pairs x (rtx-blackwell, blackwell)
+    assert sum("kind::mxf4" in i for _, i in CASES) == 8  # MXFP4/NVFP4: 4 kinds x 2
 
 
 @pytest.mark.parametrize("arch,inst", CASES, ids=[f"{a}:{i}" for a, i in CASES])
@@ -286,7 +298,9 @@ def test_e_zero_alignment_probes(arch, inst):
     c = np.zeros((info["m"], info["n"]), np.float32)
     sa = sb = None
     if info["block"]:  # unit scales
-        sa, sb = np.full((info["m"], 1), 127, np.uint8), np.full((1, info["n"]), 127, np.uint8)
+        one = 0x38 if inst.endswith("ue4m3") else 127
+        nb = info["k"] // info["block"]
+        sa, sb = np.full((info["m"], nb), one, np.uint8), np.full((nb, info["n"]), one, np.uint8)
     want = bits(oracle(info, a, b, c, arch, inst, sa, sb))
     got = bits(fpscope.gemm(a, b, c, arch=arch, inst=inst, a_scale=sa, b_scale=sb))
     bad = np.argwhere(want != got)

@@ -256,8 +256,8 @@ runner setup(CLI::App& app) {
   sub->add_option("--promote", o->promote, "add to an fp32 total every N elements of K (DeepSeek-V3; 0: never)")
       ->check(count_check(false));
   sub->add_option("--scales", o->scales,
-                  "SA.npy,SB.npy: UE8M0 block scales (uint8) of a block-scaled (kind::mxf8f6f4)\n"
-                  "instruction: A's (m, k/32) and B's (k/32, n)");
+                  "SA.npy,SB.npy: block scales (uint8 UE8M0/UE4M3 codes) of a block-scaled\n"
+                  "instruction: A's (m, k/block) and B's (k/block, n)");
   sub->add_option("-o,--output", o->out, "write D as .npy (float32, or float16 for an f16 output)");
   add_threads_option(*sub, o->threads);
   sub->add_flag("--json", o->json, "print a JSON object instead of the table");
@@ -276,6 +276,8 @@ runner setup(CLI::App& app) {
       "  tcgen05   (blackwell) mMnNk32.kind::f8f6f4.f32.e4m3.e4m3, ... (M = 64, 128)\n"
       "  MXFP8/6/4 (blackwell) m128nNk32.kind::mxf8f6f4.block32.f32.e4m3.e4m3.ue8m0,\n"
       "            (rtx-blackwell) m16n8k32.kind::mxf8f6f4.block32.f32.e2m1.e2m1.f32.ue8m0, ...\n"
+      "  MXFP4     m128nNk64.kind::mxf4.block32.f32.e2m1.e2m1.ue8m0, m16n8k64.kind::mxf4...\n"
+      "  NVFP4     m128nNk64.kind::mxf4nvf4.block16.f32.e2m1.e2m1.ue4m3, ...\n"
       "\n"
       "Examples:\n"
       "  fpscope gemm A.npy B.npy --arch ampere --inst m16n8k16.f32.f16.f16.f32 -o D.npy\n"

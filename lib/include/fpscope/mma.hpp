@@ -48,6 +48,10 @@ struct instruction {
   /// Block-scaled (kind::mxf8f6f4, MXFP8/6/4 with FP8/6/4 elements): one UE8M0 scale per `block`
   /// elements of K for each row of A and each column of B; 0 when not block-scaled.
   int block = 0;
+  /// MXFP4/NVFP4 (kind::mxf4, mxf4nvf4, k = 64): products are first summed exactly in groups of
+  /// `group` (16), each group sum then scaled and aligned as one term (MMA-Sim gst_fdpa); 0 else.
+  int group = 0;
+  format scale{};  ///< the scales' format when block-scaled: e8m0 (ue8m0) or e4m3 (ue4m3, sign bit ignored)
   /// "ampere: mma.sync m16n8k16.f32.f16.f16.f32 (F=24, L=8, RZ-FP32, e_zero=-132)"
   std::string describe() const;
 };
@@ -72,9 +76,9 @@ struct gemm_options {
   /// multiple of the instruction's k.
   std::size_t promote = 0;
   int threads = 0;  ///< OpenMP threads over output rows; 0: all
-  /// Block-scaled instructions: UE8M0 codes (2^(code - 127)), A's m x ceil(k / block) and B's
-  /// ceil(k / block) x n, row-major; required by them, refused by the others. The NaN code 0xFF
-  /// is refused.
+  /// Block-scaled instructions: scale codes (UE8M0: 2^(code - 127); UE4M3: e4m3 with the sign bit
+  /// ignored), A's m x ceil(k / block) and B's ceil(k / block) x n, row-major; required by them,
+  /// refused by the others. NaN scale codes are refused.
   const std::uint8_t* a_scale = nullptr;
   const std::uint8_t* b_scale = nullptr;
 };
