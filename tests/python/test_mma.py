@@ -115,3 +115,21 @@ def test_instruction_table():
         fpscope.mma_instructions("sm90")
     with pytest.raises(ValueError, match="m64n264k16"):
         fpscope.mma_info("hopper", "m64n264k16.f32.f16.f16")  # N goes to 256
+
+
+def test_block_scales_are_required_checked_and_refused_where_unused():
+    mx = {"arch": "blackwell", "inst": "m128n8k64.kind::mxf4nvf4.block16.f32.e2m1.e2m1.ue4m3"}
+    a, b = np.ones((128, 64), np.float32), np.ones((64, 8), np.float32)
+    sa, sb = np.full((128, 4), 0x38, np.uint8), np.full((4, 8), 0x38, np.uint8)  # UE4M3 1.0
+    assert np.all(fpscope.gemm(a, b, **mx, a_scale=sa, b_scale=sb) == 64)
+    assert np.all(fpscope.gemm(a, b, **mx, a_scale=sa | 0x80, b_scale=sb) == 64)  # the sign bit is ignored
+    with pytest.raises(ValueError, match="needs the scales"):
+        fpscope.gemm(a, b, **mx)
+    with pytest.raises(ValueError, match="UE4M3 NaN"):
+        fpscope.gemm(a, b, **mx, a_scale=np.full((128, 4), 0x7F, np.uint8), b_scale=sb)
+    with pytest.raises(ValueError, match="a_scale must be 128 x 4"):
+        fpscope.gemm(a, b, **mx, a_scale=sa[:, :2], b_scale=sb)
+    with pytest.raises(ValueError, match="takes no scales"):
+        fpscope.gemm(np.ones((16, 16), np.float32), np.ones((16, 8), np.float32), **AMPERE, a_scale=sa, b_scale=sb)
+    with pytest.raises(TypeError, match="uint8"):
+        fpscope.gemm(a, b, **mx, a_scale=sa.astype(np.int32), b_scale=sb)
