@@ -17,8 +17,8 @@ namespace {
 using f32 = py::array_t<float, py::array::c_style>;
 
 py::dict info(const fpscope::mma::instruction& in) {
-  static const char* fams[] = {"mma.sync", "wgmma", "tcgen05.mma"};
-  static const char* rhos[] = {"RZ-FP32", "RZ-E8M13", "RNE-FP16"};
+  static const char* fams[] = {"mma.sync", "wgmma", "tcgen05.mma", "v_mfma"};
+  static const char* rhos[] = {"RZ-FP32", "RZ-E8M13", "RNE-FP16", "RNE-FP32"};
   py::dict d;
   d["arch"] = in.arch;
   d["inst"] = in.name;
@@ -35,6 +35,7 @@ py::dict info(const fpscope::mma::instruction& in) {
   d["rounding"] = rhos[int(in.rho)];
   d["e_zero"] = in.e_zero;
   d["block"] = in.block;
+  d["F2"] = in.F2;
   d["describe"] = in.describe();
   return d;
 }

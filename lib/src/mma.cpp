@@ -76,7 +76,7 @@ struct model {
         out(rho == result_rounding::rne_fp16   ? builtin(format_id::fp16)
             : rho == result_rounding::rz_e8m13 ? limited_accumulator(14)
                                                : fp32_format),
-        rm(rho == result_rounding::rne_fp16 ? rounding::rne : rounding::rtz),
+        rm(rho == result_rounding::rne_fp16 || rho == result_rounding::rne_fp32 ? rounding::rne : rounding::rtz),
         pk(detail::prepare<std::uint64_t>(out, policy{}, rm)) {}
 };
 
@@ -87,7 +87,8 @@ struct output {
   static constexpr format fmt = R == result_rounding::rne_fp16   ? builtin(format_id::fp16)
                                 : R == result_rounding::rz_e8m13 ? limited_accumulator(14)
                                                                  : fp32_format;
-  static constexpr rounding rm = R == result_rounding::rne_fp16 ? rounding::rne : rounding::rtz;
+  static constexpr rounding rm =
+      R == result_rounding::rne_fp16 || R == result_rounding::rne_fp32 ? rounding::rne : rounding::rtz;
 };
 
 // binary16 code -> binary32 bits of the same value, from the format engine's decode, once.
@@ -113,8 +114,10 @@ void finish(const model& md, const std::int64_t* acc, const std::int32_t* emax, 
     // Toward zero, the model's final float64 -> float32 cast still overflows: 2^128 and up is inf.
     if constexpr (R != result_rounding::rne_fp16)
       code = std::fabs(v) >= 0x1p128 ? (code & sign_mask) | O::fmt.inf_bits() : code;
-    code = (code & ~sign_mask) == 0 ? 0 : code;  // a zero result is +0 (fdpa.py:102)
-    if constexpr (R == result_rounding::rz_fp32) out[j] = std::uint32_t(code);
+    // A zero result is +0 (fdpa.py:102); CDNA3's model has no such step (fdpa.py:352): a sum that
+    // rounds to zero keeps its sign there (an exact zero sum is +0 either way).
+    if constexpr (R != result_rounding::rne_fp32) code = (code & ~sign_mask) == 0 ? 0 : code;
+    if constexpr (R == result_rounding::rz_fp32 || R == result_rounding::rne_fp32) out[j] = std::uint32_t(code);
     if constexpr (R == result_rounding::rz_e8m13) out[j] = std::uint32_t(code) << 10;  // e8m13 -> binary32
     if constexpr (R == result_rounding::rne_fp16) out[j] = f16[code];
   }
@@ -432,6 +435,110 @@ void gemm_grouped(const instruction& inst, const model& md, std::size_t m, std::
     }
 }
 
+// AMD CDNA3 (MMA-Sim fdpa.py:335-352 tr_fdpa), per step of L products and C:
+//  - a product of value 2^128 or more is an infinity (fdpa.py:341-342); zero products take no
+//    part (exponent -999, fdpa.py:343);
+//  - the products alone: aligned to their largest exponent e_p, truncated toward zero to F = 24
+//    fraction bits, summed exactly (S, units 2^(e_p - 24));
+//  - e_max = max(e_p, e_c) (a zero C has e_c = -126); S and C are floored (toward -inf) to
+//    F2 + 1 = 32 and F = 24 fraction bits of 2^e_max, added, the sum floored to F2 + 1 = 32
+//    significant bits (2^-157 below binary32's normal range) and rounded nearest-even to binary32.
+// Scalar: few instructions, each result a handful of integer steps.
+void gemm_tr(const instruction& inst, const model& md, std::size_t m, std::size_t n, std::size_t k, const float* A,
+             const float* B, const float* C, float* D, const gemm_options& o) {
+  const std::size_t ik = std::size_t(inst.k), kpad = (k + ik - 1) / ik * ik, L = std::size_t(inst.L);
+  split_matrix sa, sb;
+  std::vector<std::uint8_t> nfa, nfb;
+  split_checked(A, m, k, m, kpad, inst.a, "A", sa, nfa);
+  split_checked(B, k, n, kpad, n, inst.b, "B", sb, nfb);
+  const int fp = inst.a.man_bits + inst.b.man_bits;
+  const std::size_t group = o.promote ? o.promote : kpad;
+  const int threads = o.threads > 0 ? o.threads : omp_get_max_threads();
+  const auto floor_shift = [](std::int64_t v, int sh) {  // v * 2^sh, floored (arithmetic shift)
+    return sh >= 0 ? v * (std::int64_t{1} << sh) : (-sh < 63 ? v >> -sh : (v < 0 ? -1 : 0));
+  };
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+  for (std::size_t i = 0; i < m; ++i)
+    for (std::size_t j = 0; j < n; ++j) {
+      std::uint32_t total = C ? to_bits(C[i * n + j]) : 0u;
+      for (std::size_t g0 = 0; g0 < kpad; g0 += group) {
+        std::uint32_t c = o.promote ? 0u : total;
+        for (std::size_t k0 = g0; k0 < std::min(kpad, g0 + group); k0 += L) {
+          // Specials first: NaN, inf, inf * 0, and products of 2^128 and up (infinities here).
+          bool nan = false, pinf = false, ninf = false;
+          const float cv = from_bits<float>(c);
+          if (std::isnan(cv)) nan = true;
+          else if (std::isinf(cv)) (cv > 0 ? pinf : ninf) = true;
+          std::int32_t e_p = std::numeric_limits<std::int32_t>::min();
+          for (std::size_t t = k0; t < k0 + L; ++t) {
+            const std::size_t ia = i * kpad + t, ib = t * n + j;
+            const bool neg = (sa.s[ia] ^ sb.s[ib]) != 0;
+            if (nfa[ia] || nfb[ib]) {
+              const float x = A[i * k + t], y = B[t * n + j];
+              if (std::isnan(x) || std::isnan(y) || x == 0 || y == 0) nan = true;
+              else (neg ? ninf : pinf) = true;
+              continue;
+            }
+            const std::uint64_t p = std::uint64_t(sa.M[ia]) * sb.M[ib];
+            if (!p) continue;
+            const std::int32_t e = sa.e[ia] + sb.e[ib];
+            if (e + (63 - __builtin_clzll(p)) - fp >= 128) {  // value p * 2^(e - fp) >= 2^128
+              (neg ? ninf : pinf) = true;
+              continue;
+            }
+            e_p = std::max(e_p, e);
+          }
+          if (nan || (pinf && ninf)) {
+            c = canonical_nan;
+            continue;
+          }
+          if (pinf || ninf) {
+            c = pinf ? 0x7F800000u : 0xFF800000u;
+            continue;
+          }
+          const bool no_products = e_p == std::numeric_limits<std::int32_t>::min();
+          std::int64_t S = 0;
+          if (!no_products)
+            for (std::size_t t = k0; t < k0 + L; ++t) {
+              const std::size_t ia = i * kpad + t, ib = t * n + j;
+              const std::uint64_t p = std::uint64_t(sa.M[ia]) * sb.M[ib];
+              if (!p) continue;
+              const int sh = sa.e[ia] + sb.e[ib] - e_p + md.F - fp;  // trunc(p * 2^sh), magnitude
+              const auto mag = std::int64_t(sh >= 0 ? p << sh : (-sh < 64 ? p >> -sh : 0));
+              S += (sa.s[ia] ^ sb.s[ib]) ? -mag : mag;
+            }
+          std::uint32_t cM;
+          std::int32_t ce;
+          split(c & 0x7FFFFFFFu, 23, -126, cM, ce);
+          const std::int64_t cs = (c >> 31) ? -std::int64_t(cM) : std::int64_t(cM);
+          const std::int32_t e_max = no_products ? ce : std::max(e_p, ce);
+          // V in units 2^(e_max - F2 - 1): C (units 2^(ce - 23)) floored to F bits of 2^e_max, S
+          // (units 2^(e_p - F)) floored to F2 + 1 bits.
+          const int F2p = inst.F2 + 1;
+          std::int64_t V = floor_shift(cs, ce - e_max + md.F - 23) * (std::int64_t{1} << (F2p - md.F));
+          if (!no_products) V += floor_shift(S, e_p - e_max + F2p - md.F);
+          // the sum floored to F2 + 1 significant bits (quantum at least 2^(-126 - F2))
+          const int base = e_max - F2p;  // the value is V * 2^base
+          if (V != 0) {
+            const std::uint64_t mag = std::uint64_t(V < 0 ? -V : V);
+            const int msb = 63 - __builtin_clzll(mag);
+            const int drop = std::max(msb - inst.F2, -126 - inst.F2 - base);
+            if (drop > 0) V = floor_shift(V, -drop) * (std::int64_t{1} << drop);
+          }
+          std::int32_t emax_f = base + md.F;  // finish() takes acc * 2^(emax - F)
+          finish<result_rounding::rne_fp32>(md, &V, &emax_f, &c, 1);
+        }
+        if (o.promote) {
+          const float sum_f = from_bits<float>(total) + from_bits<float>(c);
+          total = std::isnan(sum_f) ? canonical_nan : to_bits(sum_f);
+        } else {
+          total = c;
+        }
+      }
+      std::memcpy(&D[i * n + j], &total, 4);
+    }
+}
+
 }  // namespace
 
 void gemm(const instruction& inst, std::size_t m, std::size_t n, std::size_t k, const float* A, const float* B,
@@ -451,6 +558,10 @@ void gemm(const instruction& inst, std::size_t m, std::size_t n, std::size_t k, 
                                 " is beyond the limit of 2^30 elements per matrix");
   if (k == 0) throw std::invalid_argument("gemm: k is 0 (an empty product)");
   if (m == 0 || n == 0) return;
+  if (inst.F2) {
+    if (o.a_scale || o.b_scale) throw std::invalid_argument(inst.name + " is not block-scaled: it takes no scales");
+    return gemm_tr(inst, md, m, n, k, A, B, C, D, o);
+  }
   if (inst.group) {
     if (C)
       for (std::size_t x = 0; x < m * n; ++x)

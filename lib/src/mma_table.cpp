@@ -5,6 +5,8 @@
 //   parameters:        mmasim/nv_ptx/sim.py:6-41 (F, L_max bytes, e_zero per architecture),
 //                      sim.py:45-75 (mma.sync, incl. the Turing-runs-Volta-shapes and Ada-FP8
 //                      special cases), sim.py:128-143 (wgmma), sim.py:158-166 (tcgen05.mma).
+//   AMD CDNA3:         mmasim/amd/isa_mfma.py:46-80 (fp16, bf16, xf32; the fp8 ones, MMA_GTR_FDPA, are not
+//                      modelled), amd/sim.py:31-35 (MMA_TR_FDPA, arithmetic/fdpa.py:335-383).
 //   block-scaled:      isa_mma.py:155-160 and isa_tcgen05mma.py:36-43 (kind::mxf8f6f4), sim.py:89-104
 //                      and 180-195 (MMA_ST_FDPA, fdpa.py:157-245).
 //                      MXFP4/NVFP4 (kind::mxf4, mxf4nvf4, k = 64): MMA_GST_FDPA, fdpa.py:248-332.
@@ -32,7 +34,7 @@ struct arch_params {
 
 enum : unsigned { sm70 = 1, sm75 = 2, sm80 = 4, sm89 = 8, sm120 = 16 };
 
-constexpr std::array<arch_params, 7> nvidia{{
+constexpr std::array<arch_params, 8> archs{{
     {"volta", 23, 8, -19, -131, sm70},
     {"turing", 24, 16, -20, -132, sm75 | sm70},
     {"ampere", 24, 16, -20, -132, sm80 | sm75},
@@ -40,6 +42,7 @@ constexpr std::array<arch_params, 7> nvidia{{
     {"hopper", 25, 32, -21, -133, sm80 | sm75},  // sm_90 adds only f64
     {"blackwell", 25, 32, -21, -133, sm80 | sm75},
     {"rtx-blackwell", 25, 32, -21, -133, sm120 | sm89 | sm80 | sm75},
+    {"cdna3", 24, 0, 0, 0, 0},  // AMD (mmasim/amd): parameters in resolve()
 }};
 
 // PTX type names to formats. The operand byte width is what MMA-Sim divides L_max's bytes by
@@ -95,7 +98,7 @@ const std::vector<row>& rows() {
     std::vector<row> t;
     const char* fp8[] = {"e5m2", "e4m3"};
     const char* f8f6f4[] = {"e5m2", "e4m3", "e3m2", "e2m3", "e2m1"};  // isa_common.py:18
-    for (const auto& ap : nvidia) {
+    for (const auto& ap : archs) {
       const std::string arch = ap.name;
       auto mma = [&](int m, int n, int k, std::string d, std::string a, std::string b, std::string c,
                      std::string kind = {}) {
@@ -148,6 +151,18 @@ const std::vector<row>& rows() {
         mma(8, 8, 4, "f32", "f16", "f16", "f32");
         mma(8, 8, 4, "f32", "f16", "f16", "f16");
         mma(8, 8, 4, "f16", "f16", "f16", "f16");
+      }
+      if (arch == "cdna3") {  // mmasim/amd/isa_mfma.py:46-80: v_mfma_<d>_<MxNxK>[_<B>b]_<type>
+        for (const char* shape : {"32x32x4_2b", "16x16x4_4b", "4x4x4_16b", "32x32x8", "16x16x16"})
+          for (const char* ab : {"f16", "bf16"}) {
+            const std::string sh = shape;
+            const int k = std::stoi(sh.substr(sh.rfind('x') + 1));
+            const int mm = std::stoi(sh.substr(0, sh.find('x')));
+            t.push_back({arch, family::mfma, "f32_" + sh + "_" + ab, ab, ab, "f32", "f32", k, {mm}, false, mm});
+          }
+        for (const auto& [shape, mm, k] : {std::tuple{"16x16x8", 16, 8}, std::tuple{"32x32x4", 32, 4}})
+          t.push_back({arch, family::mfma, std::string("f32_") + shape + "_xf32", "tf32", "tf32", "f32", "f32", k, {mm},
+                       false, mm});
       }
       if (arch == "hopper") {  // isa_wgmma.py:4-18: m64nNkK.d.a.b, C of D's type
         auto wg = [&](int k, std::string d, std::string a, std::string b) {
@@ -203,7 +218,7 @@ std::string join(const std::vector<std::string>& v);
 
 // The architecture named `a`, or option_error naming the known ones.
 const arch_params& find_arch(std::string_view a) {
-  for (const auto& ap : nvidia)
+  for (const auto& ap : archs)
     if (a == ap.name) return ap;
   throw option_error("--arch: unknown architecture " + quoted(a) + " (known: " + join(architectures()) + ")");
 }
@@ -225,7 +240,13 @@ instruction resolve(const row& r, const arch_params& ap, int m, int n) {
   const bool f16_out = r.d == "f16";
   const bool fp8 = r.a == "e4m3" || r.a == "e5m2";
   in.rho = f16_out ? result_rounding::rne_fp16 : result_rounding::rz_fp32;
-  if (r.fam == family::mma_sync) {  // sim.py:50-72
+  if (r.fam == family::mfma) {  // mmasim/amd/sim.py:31-35: MMA_TR_FDPA(F=24, F2=31, RNE-FP32), L_max 4 (xf32) or 8
+    in.F = 24;
+    in.F2 = 31;
+    in.rho = result_rounding::rne_fp32;
+    in.L = r.a == "tf32" ? 4 : 8;
+    in.e_zero = 0;
+  } else if (r.fam == family::mma_sync) {  // sim.py:50-72
     in.F = ap.F;
     in.L = ap.L_bytes / ta.bytes;
     in.e_zero = f16_out ? ap.e_zero_fp16 : ap.e_zero_fp32;
@@ -272,10 +293,11 @@ std::string join(const std::vector<std::string>& v) {
 }  // namespace
 
 std::string instruction::describe() const {
-  static const char* fams[] = {"mma.sync", "wgmma", "tcgen05.mma"};
-  static const char* rhos[] = {"RZ-FP32", "RZ-E8M13", "RNE-FP16"};
-  return arch + ": " + fams[int(fam)] + " " + name + " (F=" + std::to_string(F) + ", L=" + std::to_string(L) + ", " +
-         rhos[int(rho)] + ", e_zero=" + std::to_string(e_zero) +
+  static const char* fams[] = {"mma.sync", "wgmma", "tcgen05.mma", "v_mfma"};
+  static const char* rhos[] = {"RZ-FP32", "RZ-E8M13", "RNE-FP16", "RNE-FP32"};
+  return arch + ": " + fams[int(fam)] + " " + name + " (F=" + std::to_string(F) +
+         (F2 ? ", F2=" + std::to_string(F2) : std::string()) + ", L=" + std::to_string(L) + ", " + rhos[int(rho)] +
+         (F2 ? std::string() : ", e_zero=" + std::to_string(e_zero)) +
          (block ? std::string(", a ") + (scale.man_bits ? "UE4M3" : "UE8M0") + " scale per " + std::to_string(block) +
                       " of K" + (group ? ", products summed in groups of " + std::to_string(group) : std::string())
                 : std::string()) +
@@ -285,7 +307,7 @@ std::string instruction::describe() const {
 const std::vector<std::string>& architectures() {
   static const std::vector<std::string> names = [] {
     std::vector<std::string> v;
-    for (const auto& ap : nvidia) v.emplace_back(ap.name);
+    for (const auto& ap : archs) v.emplace_back(ap.name);
     return v;
   }();
   return names;

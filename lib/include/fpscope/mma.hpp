@@ -24,14 +24,15 @@
 
 namespace fpscope::mma {
 
-/// The instruction families (PTX): mma.sync, wgmma.mma_async, tcgen05.mma.
-enum class family : std::uint8_t { mma_sync, wgmma, tcgen05 };
+/// The instruction families: PTX mma.sync, wgmma.mma_async, tcgen05.mma; AMD v_mfma (CDNA3).
+enum class family : std::uint8_t { mma_sync, wgmma, tcgen05, mfma };
 
 /// How a step's exact truncated sum becomes the output (MMA-Sim fdpa.py ldexp_and_normalize).
 enum class result_rounding : std::uint8_t {
   rz_fp32,   ///< toward zero to binary32 (gradual underflow; |sum| >= 2^128 gives inf)
   rz_e8m13,  ///< toward zero to 13 fraction bits in binary32's exponent range (FP8 on Hopper, Ada)
   rne_fp16,  ///< nearest-even to binary16
+  rne_fp32,  ///< CDNA3: the sum floored to F2 + 1 significant bits, then nearest-even to binary32
 };
 
 /// One instruction of one architecture, resolved to its model's parameters.
@@ -51,6 +52,9 @@ struct instruction {
   /// MXFP4/NVFP4 (kind::mxf4, mxf4nvf4, k = 64): products are first summed exactly in groups of
   /// `group` (16), each group sum then scaled and aligned as one term (MMA-Sim gst_fdpa); 0 else.
   int group = 0;
+  /// CDNA3 (MMA-Sim tr_fdpa): the products alone are aligned and truncated (zeros take no part),
+  /// then added to C floored to F2 + 1 bits below the larger exponent; 0 for the NVIDIA models.
+  int F2 = 0;
   format scale{};  ///< the scales' format when block-scaled: e8m0 (ue8m0) or e4m3 (ue4m3, sign bit ignored)
   /// "ampere: mma.sync m16n8k16.f32.f16.f16.f32 (F=24, L=8, RZ-FP32, e_zero=-132)"
   std::string describe() const;
