@@ -105,7 +105,9 @@ def test_mma_is_one_instruction_of_its_shape():
 
 
 def test_instruction_table():
-    assert fpscope.mma_architectures() == ["volta", "turing", "ampere", "ada", "hopper", "blackwell", "rtx-blackwell"]
+    assert fpscope.mma_architectures() == ["volta", "turing", "ampere", "ada", "hopper", "blackwell", "rtx-blackwell",
+                                          "cdna3"]
+    assert fpscope.mma_info("cdna3", "f32_32x32x8_f16")["rounding"] == "RNE-FP32"
     info = fpscope.mma_info("hopper", "m64n256k32.f32.e4m3.e4m3")
     # MMA-Sim nv_ptx/sim.py:130-143: FP8 wgmma keeps 13 fraction bits, 32 products a step
     assert (info["family"], info["F"], info["L"], info["rounding"], info["n"]) == ("wgmma", 13, 32, "RZ-E8M13", 256)
