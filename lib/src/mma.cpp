@@ -465,7 +465,7 @@ void gemm_tr(const instruction& inst, const model& md, std::size_t m, std::size_
         std::uint32_t c = o.promote ? 0u : total;
         for (std::size_t k0 = g0; k0 < std::min(kpad, g0 + group); k0 += L) {
           // Specials first: NaN, inf, inf * 0, and products of 2^128 and up (infinities here).
-          bool nan = false, pinf = false, ninf = false;
+          bool nan = false, pinf = false, ninf = false, nan_p = false, pinf_p = false, ninf_p = false;
           const float cv = from_bits<float>(c);
           if (std::isnan(cv)) nan = true;
           else if (std::isinf(cv)) (cv > 0 ? pinf : ninf) = true;
@@ -475,8 +475,14 @@ void gemm_tr(const instruction& inst, const model& md, std::size_t m, std::size_
             const bool neg = (sa.s[ia] ^ sb.s[ib]) != 0;
             if (nfa[ia] || nfb[ib]) {
               const float x = A[i * k + t], y = B[t * n + j];
-              if (std::isnan(x) || std::isnan(y) || x == 0 || y == 0) nan = true;
-              else (neg ? ninf : pinf) = true;
+              if (std::isnan(x) || std::isnan(y) || x == 0 || y == 0) {
+                nan = true;
+                nan_p = true;
+              }
+              else {
+                (neg ? ninf : pinf) = true;
+                (neg ? ninf_p : pinf_p) = true;
+              }
               continue;
             }
             const std::uint64_t p = std::uint64_t(sa.M[ia]) * sb.M[ib];
@@ -484,9 +490,20 @@ void gemm_tr(const instruction& inst, const model& md, std::size_t m, std::size_
             const std::int32_t e = sa.e[ia] + sb.e[ib];
             if (e + (63 - __builtin_clzll(p)) - fp >= 128) {  // value p * 2^(e - fp) >= 2^128
               (neg ? ninf : pinf) = true;
+              (neg ? ninf_p : pinf_p) = true;
               continue;
             }
             e_p = std::max(e_p, e);
+          }
+          // gtr_fdpa drops a C more than F + 1 binades below the products (fdpa.py:410); an inf
+          // or NaN C has the exponent -1 there (torch.frexp's 0, normalised), so it is dropped,
+          // the result finite, when the products reach 2^25: MMA-Sim's behaviour, followed here.
+          const bool c_special = (c & 0x7F800000u) == 0x7F800000u;
+          const bool products_special = nan_p || pinf_p || ninf_p;
+          if (inst.split_even_odd && c_special && !products_special &&
+              e_p != std::numeric_limits<std::int32_t>::min() && e_p > md.F) {
+            c = 0;
+            nan = pinf = ninf = false;
           }
           if (nan || (pinf && ninf)) {
             c = canonical_nan;
@@ -497,16 +514,35 @@ void gemm_tr(const instruction& inst, const model& md, std::size_t m, std::size_
             continue;
           }
           const bool no_products = e_p == std::numeric_limits<std::int32_t>::min();
-          std::int64_t S = 0;
-          if (!no_products)
-            for (std::size_t t = k0; t < k0 + L; ++t) {
+          // The truncated fused sum of the products t0, t0 + stride, ... (units 2^(e - F), e their
+          // largest exponent; none: e stays at the minimum).
+          const auto fused = [&](std::size_t t0, std::size_t stride, std::int32_t& e) {
+            e = std::numeric_limits<std::int32_t>::min();
+            for (std::size_t t = t0; t < k0 + L; t += stride) {
+              const std::size_t ia = i * kpad + t, ib = t * n + j;
+              if (sa.M[ia] != 0 && sb.M[ib] != 0) e = std::max(e, sa.e[ia] + sb.e[ib]);
+            }
+            std::int64_t sum = 0;
+            for (std::size_t t = t0; t < k0 + L && e != std::numeric_limits<std::int32_t>::min(); t += stride) {
               const std::size_t ia = i * kpad + t, ib = t * n + j;
               const std::uint64_t p = std::uint64_t(sa.M[ia]) * sb.M[ib];
               if (!p) continue;
-              const int sh = sa.e[ia] + sb.e[ib] - e_p + md.F - fp;  // trunc(p * 2^sh), magnitude
+              const int sh = sa.e[ia] + sb.e[ib] - e + md.F - fp;  // trunc(p * 2^sh), magnitude
               const auto mag = std::int64_t(sh >= 0 ? p << sh : (-sh < 64 ? p >> -sh : 0));
-              S += (sa.s[ia] ^ sb.s[ib]) ? -mag : mag;
+              sum += (sa.s[ia] ^ sb.s[ib]) ? -mag : mag;
             }
+            return sum;
+          };
+          std::int64_t S = 0;
+          if (!no_products && !inst.split_even_odd) {
+            std::int32_t e_all;
+            S = fused(k0, 1, e_all);
+          } else if (!no_products) {  // fdpa.py:399-404: even and odd halves, floored into one at e_p
+            std::int32_t e_even, e_odd;
+            const std::int64_t s_even = fused(k0, 2, e_even), s_odd = fused(k0 + 1, 2, e_odd);
+            if (e_even != std::numeric_limits<std::int32_t>::min()) S += floor_shift(s_even, e_even - e_p);
+            if (e_odd != std::numeric_limits<std::int32_t>::min()) S += floor_shift(s_odd, e_odd - e_p);
+          }
           std::uint32_t cM;
           std::int32_t ce;
           split(c & 0x7FFFFFFFu, 23, -126, cM, ce);
@@ -516,6 +552,7 @@ void gemm_tr(const instruction& inst, const model& md, std::size_t m, std::size_
           // (units 2^(e_p - F)) floored to F2 + 1 bits.
           const int F2p = inst.F2 + 1;
           std::int64_t V = floor_shift(cs, ce - e_max + md.F - 23) * (std::int64_t{1} << (F2p - md.F));
+          if (inst.split_even_odd && ce < e_max - md.F - 1) V = 0;  // fdpa.py:410: C far below is dropped
           if (!no_products) V += floor_shift(S, e_p - e_max + F2p - md.F);
           // the sum floored to F2 + 1 significant bits (quantum at least 2^(-126 - F2))
           const int base = e_max - F2p;  // the value is V * 2^base

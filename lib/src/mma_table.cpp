@@ -5,8 +5,8 @@
 //   parameters:        mmasim/nv_ptx/sim.py:6-41 (F, L_max bytes, e_zero per architecture),
 //                      sim.py:45-75 (mma.sync, incl. the Turing-runs-Volta-shapes and Ada-FP8
 //                      special cases), sim.py:128-143 (wgmma), sim.py:158-166 (tcgen05.mma).
-//   AMD CDNA3:         mmasim/amd/isa_mfma.py:46-80 (fp16, bf16, xf32; the fp8 ones, MMA_GTR_FDPA, are not
-//                      modelled), amd/sim.py:31-35 (MMA_TR_FDPA, arithmetic/fdpa.py:335-383).
+//   AMD CDNA3:         mmasim/amd/isa_mfma.py:46-80, amd/sim.py:18-35 (fp16, bf16, xf32: MMA_TR_FDPA,
+//                      arithmetic/fdpa.py:335-383; fp8/bf8: MMA_GTR_FDPA, fdpa.py:386-441).
 //   block-scaled:      isa_mma.py:155-160 and isa_tcgen05mma.py:36-43 (kind::mxf8f6f4), sim.py:89-104
 //                      and 180-195 (MMA_ST_FDPA, fdpa.py:157-245).
 //                      MXFP4/NVFP4 (kind::mxf4, mxf4nvf4, k = 64): MMA_GST_FDPA, fdpa.py:248-332.
@@ -52,7 +52,7 @@ struct ptx_type {
   format fmt;
   int bytes;
 };
-const std::array<ptx_type, 9> types{{
+const std::array<ptx_type, 11> types{{
     {"f32", fp32_format, 4},
     {"tf32", builtin(format_id::tf32), 4},
     {"f16", builtin(format_id::fp16), 2},
@@ -62,6 +62,8 @@ const std::array<ptx_type, 9> types{{
     {"e3m2", builtin(format_id::e3m2), 1},
     {"e2m3", builtin(format_id::e2m3), 1},
     {"e2m1", builtin(format_id::e2m1), 1},
+    {"fp8", builtin(format_id::e4m3fnuz), 1},  // AMD CDNA3 (mmasim/amd/isa_mfma.py:11-12)
+    {"bf8", builtin(format_id::e5m2fnuz), 1},
 }};
 const ptx_type& type(std::string_view n) {
   for (const auto& t : types)
@@ -160,6 +162,13 @@ const std::vector<row>& rows() {
             const int mm = std::stoi(sh.substr(0, sh.find('x')));
             t.push_back({arch, family::mfma, "f32_" + sh + "_" + ab, ab, ab, "f32", "f32", k, {mm}, false, mm});
           }
+        for (const auto& [shape, mm] : {std::tuple{"16x16x32", 16}, std::tuple{"32x32x16", 32}})
+          for (const char* a : {"bf8", "fp8"})
+            for (const char* b : {"bf8", "fp8"}) {
+              const std::string sh = shape;
+              t.push_back({arch, family::mfma, "f32_" + sh + "_" + a + "_" + b, a, b, "f32", "f32",
+                           std::stoi(sh.substr(sh.rfind('x') + 1)), {mm}, false, mm});
+            }
         for (const auto& [shape, mm, k] : {std::tuple{"16x16x8", 16, 8}, std::tuple{"32x32x4", 32, 4}})
           t.push_back({arch, family::mfma, std::string("f32_") + shape + "_xf32", "tf32", "tf32", "f32", "f32", k, {mm},
                        false, mm});
@@ -246,6 +255,10 @@ instruction resolve(const row& r, const arch_params& ap, int m, int n) {
     in.rho = result_rounding::rne_fp32;
     in.L = r.a == "tf32" ? 4 : 8;
     in.e_zero = 0;
+    if (r.a == "fp8" || r.a == "bf8") {  // amd/sim.py:22-25: MMA_GTR_FDPA(F=24, F2=31, RNE-FP32, L_max=16)
+      in.L = 16;
+      in.split_even_odd = true;
+    }
   } else if (r.fam == family::mma_sync) {  // sim.py:50-72
     in.F = ap.F;
     in.L = ap.L_bytes / ta.bytes;

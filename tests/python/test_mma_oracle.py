@@ -83,6 +83,11 @@ def operand(rng, fmt, rows, cols, by_row, pair_sign):
     """rows x cols values of fmt; the pattern of line t (a row of A: by_row; a column of B) by t % 8."""
     fin = finite_codes(fmt)
     sp = specials(fmt)
+    if fmt.endswith("fnuz"):
+        # CDNA3 fp8/bf8: MMA-Sim 2.1.1's gtr_fdpa loses some NaN operands (measured: with
+        # f32_16x16x32_fp8_fp8, a NaN at an odd position of K gives a finite D, one at an even
+        # position NaN), so NaN operands are not compared here; fpscope gives NaN for every one.
+        sp = sp[~np.isnan(sp)]
     info = fpscope.format_info(fmt)
     typical = fin[(np.abs(fin) >= 0.5) & (np.abs(fin) < 4)]
     sub = fin[(fin != 0) & (np.abs(fin) < info["min_normal"])]
@@ -151,6 +156,8 @@ def to_torch(x, fmt, ptx):
         return torch.from_numpy(codes).view(torch.float8_e4m3fn)
     if fmt == "e5m2":
         return torch.from_numpy(codes).view(torch.float8_e5m2)
+    if fmt in ("e4m3fnuz", "e5m2fnuz"):  # AMD CDNA3's fp8/bf8 (mmasim/amd/isa_mfma.py:11-12)
+        return torch.from_numpy(codes).view(torch.float8_e4m3fnuz if fmt == "e4m3fnuz" else torch.float8_e5m2fnuz)
     if fmt == "e2m1":  # FP4 sits in bits 5:2 of its byte (helper.py:54)
         codes = codes << 2
     return torch.from_numpy(codes)
@@ -274,7 +281,7 @@ def test_every_modelled_instruction_is_in_the_oracle_run():
     assert len(CASES) > 200
     assert sum("mxf8f6f4" in i for _, i in CASES) == 50  # block-scaled: 25 type pairs x (rtx-blackwell, blackwell)
     assert sum("kind::mxf4" in i for _, i in CASES) == 8  # MXFP4/NVFP4: 4 kinds x 2
-    assert sum(a == "cdna3" for a, _ in CASES) == 12  # v_mfma fp16, bf16, xf32
+    assert sum(a == "cdna3" for a, _ in CASES) == 20  # v_mfma fp16, bf16, xf32, fp8/bf8
 
 
 @pytest.mark.parametrize("arch,inst", CASES, ids=[f"{a}:{i}" for a, i in CASES])

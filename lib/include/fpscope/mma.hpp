@@ -55,6 +55,9 @@ struct instruction {
   /// CDNA3 (MMA-Sim tr_fdpa): the products alone are aligned and truncated (zeros take no part),
   /// then added to C floored to F2 + 1 bits below the larger exponent; 0 for the NVIDIA models.
   int F2 = 0;
+  /// CDNA3 FP8 (MMA-Sim gtr_fdpa): the even and the odd products are aligned and truncated as two
+  /// separate sums, floored into one; C far below (more than F + 1 binades) is dropped.
+  bool split_even_odd = false;
   format scale{};  ///< the scales' format when block-scaled: e8m0 (ue8m0) or e4m3 (ue4m3, sign bit ignored)
   /// "ampere: mma.sync m16n8k16.f32.f16.f16.f32 (F=24, L=8, RZ-FP32, e_zero=-132)"
   std::string describe() const;
