@@ -24,6 +24,10 @@ BAD = {
     # replay of several rank traces (docs/replay.md, "Several ranks")
     "amax_group": [("bogus", ["not an amax group"]), ("", ["not an amax group"]), ("TP", ["not an amax group"]),
                    ("tensor ", ["not an amax group"])],
+    # Tensor-core GEMMs (issue 17): architectures and instructions as MMA-Sim names them, lower-case.
+    "arch": [("bogus", ["unknown architecture"]), ("", ["unknown architecture"]), ("Hopper", ["unknown architecture"])],
+    "inst": [("bogus", ["not a modelled instruction"]), ("", ["not a modelled instruction"]),
+             ("m8n8k4.f64.f64.f64.f64", ["f64 instructions are not modelled"])],
 }
 # "" for --steps means every step: not an error (None above marks a value that is accepted).
 
@@ -36,6 +40,8 @@ GOOD = {
     "threads": ["0", "1", "2"],
     "steps": ["0:1", "0:", ":1", "1"],
     "amax_group": ["tensor", "tp", "rank"],
+    "arch": ["ampere", "hopper", "rtx-blackwell"],
+    "inst": ["m16n8k16.f32.f16.f16.f32", "m16n8k16.f16.f16.f16.f16"],
 }
 
 # The same for Python's number arguments: values, not texts.

@@ -28,6 +28,10 @@ build=${FPSCOPE_WHEEL_BUILD:-$here/build}  # the CMake build directory (ctest se
 # that takes -C (config settings, pip >= 23.1: Debian's venv brings 23.0).
 reqs=("pip>=23.1" "torch>=2.7" "numpy>=2" "h5py>=3.7" "ml_dtypes>=0.5" "pytest" "scikit-build-core>=0.10" "pybind11>=2.12"
       "ninja" "matplotlib" "nbformat" "nbclient" "nbconvert" "ipykernel")
+# The tensor-core oracle (issue 17, tests/python/test_mma_oracle.py as install.pypi.mma): MMA-Sim,
+# the models of fpscope::mma, validated on the hardware by its authors; it imports only with
+# torch >= 2.7 (torch.float8_e8m0fnu), which is why it lives here.
+reqs+=("mmasim==2.1.1")
 stamp=$pypi/.fpscope-requirements
 
 skip() { echo "wheel: SKIPPED: $*"; exit 77; }

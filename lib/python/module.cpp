@@ -39,6 +39,9 @@
 namespace py = pybind11;
 using namespace fpscope;
 
+// Tensor-core models (issue 17): fpscope.mma_* and _gemm, in mma_module.cpp.
+void add_mma_bindings(py::module_& m);
+
 namespace {
 
 // ValueError for bad names and values, TypeError for bad dtypes (pybind11's translations).
@@ -922,6 +925,7 @@ PYBIND11_MODULE(_fpscope, m) {
     }
   });
 
+  add_mma_bindings(m);  // tensor-core models (mma_module.cpp)
   m.def("formats", [] {
     std::vector<std::string> v;
     for (int i = 0; i < builtin_count; ++i) v.emplace_back(builtin(static_cast<format_id>(i)).name);

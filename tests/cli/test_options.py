@@ -29,7 +29,11 @@ def inputs(tmp_path_factory):
     np.save(codes, np.arange(4, dtype=np.uint16))
     col = d / "col.npy"
     np.save(col, np.ones(64, np.float32))
-    return {"x": x, "codes": codes, "col": col, "out": d / "out.npy", "dir": d}
+    # one m16n8k16 tile of fp16 values, for gemm
+    ma, mb = d / "ma.npy", d / "mb.npy"
+    np.save(ma, np.linspace(-2, 2, 16 * 16, dtype=np.float16).astype(np.float32).reshape(16, 16))
+    np.save(mb, np.ones((16, 8), np.float32))
+    return {"x": x, "codes": codes, "col": col, "out": d / "out.npy", "dir": d, "ma": ma, "mb": mb}
 
 
 def commands(i):
@@ -46,6 +50,8 @@ def commands(i):
                  {"format": "--format", "rounding": "--rounding", "profile": "--profile", "overflow": "--overflow"},
                  {"format": "fp16"}, "0x3c 0x3c\n"),
         "dot": (["dot", i["x"], i["col"]], {"format": "--format", "rounding": "--acc-rounding"}, {}, None),
+        "gemm": (["gemm", i["ma"], i["mb"]], {"arch": "--arch", "inst": "--inst", "threads": "--threads"},
+                 {"arch": "ampere", "inst": "m16n8k16.f32.f16.f16.f32"}, None),
         "hist": (["hist", i["x"], "-q"],
                  {"format": "--formats", "rounding": "--rounding", "profile": "--profile", "overflow": "--overflow",
                   "scale": "--scales", "threads": "--threads"}, {}, None),
@@ -71,7 +77,7 @@ def command(inputs, cmd, kind=None, value=None):
 
 def cases(bad):
     out = []
-    placeholders = {k: k for k in ["x", "codes", "col", "out", "dir"]}
+    placeholders = {k: k for k in ["x", "codes", "col", "out", "dir", "ma", "mb"]}
     for cmd, (_, flags, _, _) in commands(placeholders).items():
         for kind in flags:
             table = BAD[kind] if bad else [(v, None) for v in GOOD[kind]]

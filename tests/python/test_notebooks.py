@@ -23,7 +23,8 @@ BIN = os.environ["FPSCOPE_BIN"]
 GRADS = ROOT / "datasets" / "lm-grads" / "step0300.npy"
 # The fewest figures each notebook must draw.
 FIGURES = {"01_formats": 4, "02_underflow": 4, "03_loss_scaling": 1, "04_fp8_scaling": 1, "05_misconceptions": 3,
-           "06_nvfp4_training": 1}
+           "06_nvfp4_training": 1,
+           "07_tensor_cores": 2}
 
 
 def cli_json(*args):
@@ -173,3 +174,17 @@ def test_nvfp4_training_numbers(executed):
 def test_html_render(executed):
     html = notebooks.render_html(executed["01_formats"][0])
     assert "<img" in html or "image/png" in html
+
+
+def test_tensor_cores_numbers(executed):
+    _, text = executed["07_tensor_cores"]
+    d = printed(text.replace("fp8 inputs: ", "fp8 inputs = "), "fp8 inputs")
+    a, b = Path(d) / "a8.npy", Path(d) / "b8.npy"
+    for name, args in [("hopper", ["--arch", "hopper", "--inst", "m64n64k32.f32.e4m3.e4m3"]),
+                       ("hopper promoted", ["--arch", "hopper", "--inst", "m64n64k32.f32.e4m3.e4m3", "--promote", "128"]),
+                       ("blackwell", ["--arch", "blackwell", "--inst", "m128n64k32.kind::f8f6f4.f32.e4m3.e4m3"])]:
+        (run,) = cli_json("gemm", a, b, *args)["runs"]
+        assert run["checked"] == 4096  # every result, against the exact product
+        assert printed(text, f"{name} fp8 max rel error") == f"{run['max_abs_rel_error']:.3g}"
+    # the generations differ on the one dot: truncation below F bits
+    assert printed(text, "volta one dot") != printed(text, "hopper one dot")

@@ -17,6 +17,9 @@ TRACE = Path(__file__).resolve().parents[2] / "datasets" / "traces" / "synthetic
 OUT = Path(tempfile.mkdtemp(prefix="fpscope-options-")) / "merged.h5"  # fpscope.merge's output
 RANKS = sorted((Path(__file__).resolve().parents[2] / "datasets" / "traces" / "ranks" / "tp").glob("rank*.h5"))
 X = np.linspace(-2, 2, 64, dtype=np.float32)
+MA = np.linspace(-2, 2, 16 * 16, dtype=np.float16).astype(np.float32).reshape(16, 16)  # one m16n8k16 tile
+MB = np.ones((16, 8), np.float32)
+MMA = {"arch": "ampere", "inst": "m16n8k16.f32.f16.f16.f32"}
 
 
 def codes(fmt):
@@ -43,6 +46,10 @@ def entry_points():
         "sweep": (lambda **k: fpscope.sweep(X, **{"fmt": "fp16", **k}), {**conv, "threads": "threads"}),
         "policy_info": (lambda **k: fpscope.policy_info(**{"fmt": "fp16", **k}), conv),
         "format": (lambda **k: fpscope.format(k.get("fmt", "fp16")), {"format": "fmt"}),
+        "gemm": (lambda **k: fpscope.gemm(MA, MB, **{**MMA, **k}), {"arch": "arch", "inst": "inst", "threads": "threads"}),
+        "mma": (lambda **k: fpscope.mma(MA, MB, **{**MMA, **k}), {"arch": "arch", "inst": "inst"}),
+        "mma_info": (lambda **k: fpscope.mma_info(**{**MMA, **k}), {"arch": "arch", "inst": "inst"}),
+        "mma_instructions": (lambda **k: fpscope.mma_instructions(**{"arch": "ampere", **k}), {"arch": "arch"}),
         "replay": (lambda **k: fpscope.replay(TRACE, **k), {"format": "format", "rounding": "rounding", "profile": "profile",
                                                           "overflow": "overflow", "steps": "steps", "threads": "threads"}),
         # several rank traces replayed as one run (the shipped tensor-parallel run)

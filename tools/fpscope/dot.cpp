@@ -4,12 +4,14 @@
 #include <cmath>
 #include <fmt/format.h>
 #include <memory>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <vector>
 
 #include "cli.hpp"
 #include "fpscope/accumulate.hpp"
 #include "fpscope/convert.hpp"
+#include "fpscope/mma.hpp"
 #include "fpscope/npy.hpp"
 #include "text.hpp"
 
@@ -20,6 +22,8 @@ struct dot_options {
   std::string a, b, format = "fp16", acc = "fp32", acc_rounding;
   std::size_t block = 0;
   bool json = false;
+  std::string mma;                      // --mma ARCH:INST (issue 17): a tensor-core instruction instead
+  bool format_given = false, acc_given = false;
 };
 
 // The array's values rounded to `f` (nearest-even, IEEE policy) and decoded: exact doubles.
@@ -46,8 +50,30 @@ std::vector<double> load_as(const std::string& path, const format& f, std::vecto
   return v;
 }
 
+// --mma ARCH:INST: the instruction, and no --format/--acc/--acc-rounding beside it (it fixes them).
+std::optional<mma::instruction> mma_of(const dot_options& o) {
+  if (o.mma.empty()) return std::nullopt;
+  const auto colon = o.mma.find(':');
+  if (colon == std::string::npos) throw usage_error("--mma: expected ARCH:INST, got " + fpscope::quoted(o.mma));
+  std::optional<mma::instruction> found;
+  try {
+    found = mma::find(o.mma.substr(0, colon), o.mma.substr(colon + 1));
+  } catch (const option_error& e) {  // "--arch: ..." / "--inst: ...": here both are --mma's
+    const std::string what = e.what();
+    throw usage_error("--mma: " + what.substr(what.find(": ") + 2));
+  }
+  auto in = *found;
+  if (o.format_given || o.acc_given || !o.acc_rounding.empty())
+    throw usage_error("--mma: the instruction fixes the input format and the accumulation; drop --format/--acc/--acc-rounding");
+  if (in.block) throw usage_error("--mma: block-scaled instructions need scales: use fpscope gemm --scales");
+  if (o.block % std::size_t(in.k))
+    throw usage_error(fmt::format("--block: {} is not a multiple of {}'s k ({})", o.block, in.name, in.k));
+  return in;
+}
+
 int run(const dot_options& o) {
-  const format f = parse_format(o.format, "--format");
+  const auto inst = mma_of(o);
+  const format f = inst ? inst->a : parse_format(o.format, "--format");
   if (f.man_bits > 25) throw usage_error("dot needs an input format of at most 26 significand bits");
   accumulator acc;
   try {
@@ -60,7 +86,7 @@ int run(const dot_options& o) {
     if (acc.round == rounding::sr) throw usage_error("--acc-rounding: sr gives no fixed result; use a deterministic mode");
   }
   std::vector<std::uint64_t> sa, sb;
-  const auto a = load_as(o.a, f, sa), b = load_as(o.b, f, sb);
+  const auto a = load_as(o.a, f, sa), b = load_as(o.b, inst ? inst->b : f, sb);
   // (m, k) x (k, n), with a vector on the left as (1, k) and on the right as (k, 1).
   const std::uint64_t m = sa.size() == 2 ? sa[0] : 1, k = sa.back();
   const std::uint64_t kb = sb[0], n = sb.size() == 2 ? sb[1] : 1;
@@ -76,6 +102,13 @@ int run(const dot_options& o) {
                                          "dot checks small products in detail; take a slice",
                                          o.a, o.b, m, n, beyond ? std::string("2^64 or more") : std::to_string(results),
                                          max_dot_results));
+  // With --mma, D comes from the instruction model (promotion: --block), errors from mma::measure.
+  std::vector<float> D;
+  if (inst) {
+    const std::vector<float> af(a.begin(), a.end()), bf(b.begin(), b.end());  // exact: values of 8-16 bit formats
+    D.resize(m * n);
+    mma::gemm(*inst, m, n, k, af.data(), bf.data(), nullptr, D.data(), {o.block, 0});
+  }
   std::vector<double> col(k);
   // Maxima over the results whose error exists; `undefined` counts the others (inf or NaN
   // inputs: no exact value; or a NaN result), whose errors are NaN. An overflow to inf from
@@ -86,7 +119,8 @@ int run(const dot_options& o) {
     for (std::uint64_t i = 0; i < m; ++i)
       for (std::uint64_t j = 0; j < n; ++j) {
         for (std::uint64_t t = 0; t < k; ++t) col[t] = b[t * n + j];
-        const dot_result r = dot(std::span<const double>(a.data() + i * k, k), col, acc);
+        dot_result r = dot(std::span<const double>(a.data() + i * k, k), col, acc);
+        if (inst) r = mma::measure(*inst, D[i * n + j], r.exact);
         if (std::isnan(r.rel_error)) {
           ++undefined;
         } else {
@@ -102,7 +136,7 @@ int run(const dot_options& o) {
     // One result a line, streamed; JSON has no inf or NaN: those values are null.
     const auto num = [](double v) { return nlohmann::json(v).dump(); };
     fmt::print("{{\n  \"format\": {},\n  \"accumulator\": {},\n  \"k\": {},\n  \"shape\": [{}, {}],\n  \"results\": [",
-               nlohmann::json(f.name).dump(), nlohmann::json(describe(acc)).dump(), k, m, n);
+               nlohmann::json(f.name).dump(), nlohmann::json(inst ? inst->describe() : describe(acc)).dump(), k, m, n);
     bool first = true;
     each([&](std::uint64_t i, std::uint64_t j, const dot_result& r) {
       fmt::print("{}\n    {{\"index\": [{}, {}], \"value\": {}, \"exact\": {}, \"abs_error\": {}, \"rel_error\": {}, "
@@ -116,7 +150,8 @@ int run(const dot_options& o) {
                undefined);
     return exit_ok;
   }
-  fmt::print("{} x {}: inputs in {}, {} products per result, accumulator {}\n", printable(o.a), printable(o.b), f.name, k, describe(acc));
+  fmt::print("{} x {}: inputs in {}, {} products per result, accumulator {}\n", printable(o.a), printable(o.b), f.name, k,
+             inst ? inst->describe() + (o.block ? fmt::format(", promoted every {}", o.block) : "") : describe(acc));
   fmt::print("  {:<7} {:<24} {:<24} {:<12} {:<12} {}\n", "index", "value", "exact", "abs error", "rel error",
              "ulps (acc)");
   std::uint64_t shown = 0;
@@ -148,6 +183,9 @@ runner setup(CLI::App& app) {
   sub->add_option("-k,--block", o->block, "promote the partial sum into an fp32 total every K products (0: never)")
       ->check(count_check(false));
   sub->add_flag("--json", o->json, "print a JSON object (every result) instead of the table");
+  sub->add_option("--mma", o->mma,
+                  "ARCH:INST: accumulate as that tensor-core instruction does (fpscope gemm's\n"
+                  "models; inputs rounded to its types; --block promotes to fp32)");
   sub->footer(
       "Products of two input values are exact; each is added to the running partial sum and\n"
       "rounded once in the accumulator; with --block K the partial sum is added (fp32,\n"
@@ -163,8 +201,13 @@ runner setup(CLI::App& app) {
       "Examples:\n"
       "  fpscope dot x.npy y.npy --format e4m3 --acc bits:14            # Hopper-like FP8 accumulation\n"
       "  fpscope dot x.npy y.npy --format e4m3 --acc bits:14 --block 128  # with promotion every 128\n"
-      "  fpscope dot A.npy B.npy --format bf16 --acc fp32 --json");
-  return [o] { return run(*o); };
+      "  fpscope dot A.npy B.npy --format bf16 --acc fp32 --json\n"
+      "  fpscope dot x.npy y.npy --mma hopper:m64n8k32.f32.e4m3.e4m3 --block 128   # the real FP8 wgmma");
+  return [o, sub] {
+    o->format_given = sub->count("--format") > 0;
+    o->acc_given = sub->count("--acc") > 0;
+    return run(*o);
+  };
 }
 
 const registrar reg{"dot", 50, &setup};

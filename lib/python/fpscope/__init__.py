@@ -203,3 +203,69 @@ def quantize(x, recipe: str, role: str = "input", axis: str | None = None, *, ge
         # A torch tensor (its values, on the CPU), or any array-like.
         x = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x, dtype=np.float32)
     return _fpscope._quantize(x, recipe, role, axis or "row")
+
+
+# ---- tensor-core GEMMs (issue 17; fpscope/mma.hpp, models of MMA-Sim) -------------------------
+from ._fpscope import mma_architectures, mma_info, mma_instructions  # noqa: E402,F401
+
+
+def _mma_operand(x, name: str):
+    """A float array as C-contiguous float32, refusing what float32 cannot hold exactly."""
+    import numpy as np
+
+    x = np.asarray(x)
+    if x.dtype.kind != "f":
+        raise TypeError(f"{name}: expected a float16/float32/float64 array, got {x.dtype}")
+    y = np.ascontiguousarray(x, dtype=np.float32)
+    if x.dtype.itemsize > 4 and not np.array_equal(y.astype(x.dtype), x, equal_nan=True):
+        raise ValueError(f"{name}: holds values that are not float32 values")
+    return y
+
+
+def _mma_scale(x, name: str):
+    import numpy as np
+
+    if x is None:
+        return None
+    x = np.asarray(x)
+    if x.dtype != np.uint8:
+        raise TypeError(f"{name}: expected UE8M0 codes as uint8, got {x.dtype}")
+    return np.ascontiguousarray(x)
+
+
+def gemm(a, b, c=None, *, arch: str, inst: str, promote: int = 0, threads: int = 0, a_scale=None, b_scale=None):
+    """D = a @ b + c as a GPU kernel computes it with the tensor-core instruction `inst` of `arch`
+    (names as MMA-Sim's: `mma_architectures()`, `mma_instructions(arch)`), bit for bit.
+
+    a (m x k) and b (k x n) hold values of the instruction's input types, c (m x n, default +0)
+    values of its C type, each exactly (else ValueError naming the first that is not). The K loop
+    runs the instruction's depth at a time, each D the next C; `promote` > 0 adds the partial
+    result into a float32 total every `promote` elements of K (DeepSeek-V3's FP8 fix). The
+    result is float32, or float16 for an f16 output type (a NaN: the hardware's canonical 0x7FFF).
+    Block-scaled instructions (kind::mxf8f6f4) need `a_scale` (m x k/32) and `b_scale` (k/32 x n),
+    UE8M0 codes (uint8, 2^(code - 127)).
+    """
+    import numpy as np
+
+    info = mma_info(arch, inst)
+    if isinstance(promote, bool) or not isinstance(promote, (int, np.integer)) or promote < 0:
+        raise ValueError(f"promote: expected a non-negative integer, got {promote!r}")
+    cc = None if c is None else _mma_operand(c, "c")
+    d = _fpscope._gemm(_mma_operand(a, "a"), _mma_operand(b, "b"), cc, arch, inst, int(promote), threads,
+                       _mma_scale(a_scale, "a_scale"), _mma_scale(b_scale, "b_scale"))
+    if info["d"] == "fp16":
+        return encode(d, "fp16", profile="cuda").view(np.float16)  # exact; NaN -> 0x7FFF
+    return d
+
+
+def mma(a, b, c=None, *, arch: str, inst: str, a_scale=None, b_scale=None):
+    """One tensor-core instruction: a (m x k), b (k x n), c (m x n) of the instruction's shape;
+    the same result as gemm() on that one tile."""
+    import numpy as np
+
+    info = mma_info(arch, inst)
+    want = {"a": (info["m"], info["k"]), "b": (info["k"], info["n"]), "c": (info["m"], info["n"])}
+    for name, x in (("a", a), ("b", b), ("c", c)):
+        if x is not None and np.shape(x) != want[name]:
+            raise ValueError(f"{name}: {inst} takes a {want[name][0]} x {want[name][1]} {name}, got shape {np.shape(x)}")
+    return gemm(a, b, c, arch=arch, inst=inst, threads=1, a_scale=a_scale, b_scale=b_scale)

@@ -1,0 +1,728 @@
+// The tensor-core step of MMA-Sim's NVIDIA models (mmasim/arithmetic/fdpa.py:75-154, t_fdpa and
+// MMA_T_FDPA), on integer significands, and the GEMM built from it.
+//
+// One step of L products a_i * b_i and the accumulator c (fdpa.py:85-102):
+//  - every operand is split as s * 2^e with e >= its format's smallest normal exponent
+//    (fdpa.py:27-44 frexp_and_normalize; subnormals keep that exponent, s < 1); a product's
+//    exponent is e_a + e_b with its significand s_a * s_b in [1, 4) unnormalised;
+//  - a zero term (zero product or zero c) takes the exponent e_zero (fdpa.py:100);
+//  - e_max is the largest exponent among the L + 1 terms; each term is truncated toward zero to
+//    F fraction bits of 2^e_max (fdpa.py:75-82 truncated_fused_sum), and the truncated terms are
+//    summed exactly;
+//  - the sum is rounded once to the output (fdpa.py:47-72): toward zero to binary32 or to 13
+//    fraction bits, or nearest-even to binary16; a NaN becomes the canonical 0x7FFFFFFF / 0x7FFF
+//    and a zero result is +0 (fdpa.py:102, "+ 0.0").
+// Here a significand is the integer M = s * 2^p (p the format's fraction bits), so a product is
+// M_a * M_b with p_a + p_b fraction bits and its truncation is a shift: (M_a M_b) << (F - p_a -
+// p_b) >> (e_max - e). F <= 25 and M_a M_b < 2^(p_a + p_b + 2) keep every term below 2^27.
+//
+// Specials need no arithmetic: a step with an inf or NaN among its inputs has a non-finite
+// result (NaN for NaN, inf * 0, or infinities of both signs; else the infinity), as the
+// double arithmetic of the model gives. Finite sums beyond binary32 (|sum| >= 2^128) become inf
+// also under truncation, as the model's final float64 -> float32 cast does.
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "fpscope/accumulate.hpp"
+#include "fpscope/convert.hpp"
+#include "fpscope/mma.hpp"
+#include "fpscope/options.hpp"
+
+namespace fpscope::mma {
+namespace {
+
+using detail::from_bits;
+using detail::to_bits;
+
+constexpr std::uint32_t canonical_nan = 0x7FFFFFFFu;  // fdpa.py:70 (0x7FFF for binary16: fdpa.py:66)
+
+// Splits the float32 `bits` of a value of a format with p fraction bits and smallest normal
+// exponent emin into the integer significand M (p fraction bits) and exponent e >= emin.
+// The value must be finite and exact in the format (checked before).
+inline void split(std::uint32_t bits, int p, int emin, std::uint32_t& M, std::int32_t& e) {
+  // Branch-free (min/max), so that the loops splitting a tile row's accumulators vectorise.
+  const std::int32_t ef = std::int32_t((bits >> 23) & 0xFFu);
+  const std::uint32_t sig = (bits & 0x7FFFFFu) | (std::uint32_t(ef != 0) << 23);
+  const std::int32_t E = std::max(ef, 1) - 127;  // a float32 subnormal is in 2^-126's binade
+  const std::int32_t sh = std::min(23 - p + std::max(emin - E, 0), 31);
+  M = sig >> sh;
+  e = std::max(E, std::int32_t(emin));
+}
+
+// 2^x as a double, x well inside the normal range.
+inline double pow2(int x) { return from_bits<double>(std::uint64_t(x + 1023) << 52); }
+
+struct model {
+  int pa, pb, emin_a, emin_b;
+  int pc, emin_c;  // the given C
+  int pd, emin_d;  // D, the C of every later step
+  int F, L, e_zero;
+  result_rounding rho;
+  format out;
+  rounding rm;
+  detail::packer<std::uint64_t> pk;
+
+  explicit model(const instruction& in)
+      : pa(in.a.man_bits), pb(in.b.man_bits), emin_a(in.a.emin()), emin_b(in.b.emin()),
+        pc(in.c.man_bits), emin_c(in.c.emin()), pd(in.d.man_bits), emin_d(in.d.emin()),
+        F(in.F), L(in.L), e_zero(in.e_zero), rho(in.rho),
+        out(rho == result_rounding::rne_fp16   ? builtin(format_id::fp16)
+            : rho == result_rounding::rz_e8m13 ? limited_accumulator(14)
+                                               : fp32_format),
+        rm(rho == result_rounding::rne_fp16 || rho == result_rounding::rne_fp32 ? rounding::rne : rounding::rtz),
+        pk(detail::prepare<std::uint64_t>(out, policy{}, rm)) {}
+};
+
+// The output rounding as compile-time constants, so that finish() below inlines round_pack with
+// a constant format and mode and its loop over a tile row vectorises (round_pack's selects).
+template <result_rounding R>
+struct output {
+  static constexpr format fmt = R == result_rounding::rne_fp16   ? builtin(format_id::fp16)
+                                : R == result_rounding::rz_e8m13 ? limited_accumulator(14)
+                                                                 : fp32_format;
+  static constexpr rounding rm =
+      R == result_rounding::rne_fp16 || R == result_rounding::rne_fp32 ? rounding::rne : rounding::rtz;
+};
+
+// binary16 code -> binary32 bits of the same value, from the format engine's decode, once.
+const std::uint32_t* fp16_to_fp32_bits() {
+  static const std::vector<std::uint32_t> table = [] {
+    std::vector<std::uint32_t> t(1u << 16);
+    for (std::uint32_t c = 0; c < t.size(); ++c) t[c] = to_bits(float(decode(c, builtin(format_id::fp16))));
+    return t;
+  }();
+  return table.data();
+}
+
+// Each step's output from its exact truncated sum acc * 2^(emax - F) (fdpa.py:47-72), as the
+// float32 bits of the output-type value, for nb results. |acc| < 2^40: exact in a double.
+template <result_rounding R>
+void finish(const model& md, const std::int64_t* acc, const std::int32_t* emax, std::uint32_t* out, std::size_t nb) {
+  using O = output<R>;
+  constexpr std::uint64_t sign_mask = O::fmt.sign_mask();
+  const std::uint32_t* f16 = R == result_rounding::rne_fp16 ? fp16_to_fp32_bits() : nullptr;
+  for (std::size_t j = 0; j < nb; ++j) {
+    const double v = double(acc[j]) * pow2(emax[j] - md.F);
+    std::uint64_t code = detail::round_pack<double>(to_bits(v), O::fmt, O::rm, md.pk);
+    // Toward zero, the model's final float64 -> float32 cast still overflows: 2^128 and up is inf.
+    if constexpr (R != result_rounding::rne_fp16)
+      code = std::fabs(v) >= 0x1p128 ? (code & sign_mask) | O::fmt.inf_bits() : code;
+    // A zero result is +0 (fdpa.py:102); CDNA3's model has no such step (fdpa.py:352): a sum that
+    // rounds to zero keeps its sign there (an exact zero sum is +0 either way).
+    if constexpr (R != result_rounding::rne_fp32) code = (code & ~sign_mask) == 0 ? 0 : code;
+    if constexpr (R == result_rounding::rz_fp32 || R == result_rounding::rne_fp32) out[j] = std::uint32_t(code);
+    if constexpr (R == result_rounding::rz_e8m13) out[j] = std::uint32_t(code) << 10;  // e8m13 -> binary32
+    if constexpr (R == result_rounding::rne_fp16) out[j] = f16[code];
+  }
+}
+
+// Whether `v` is exactly a value of `f` (NaN: whether f has NaN), by the format engine: encoded
+// and decoded back. binary32 (an f32 C) holds every float.
+bool exactly_in(float v, const format& f) {
+  if (f.bits == 32) return true;
+  const double back = decode(encode(v, f, policy{}), f);
+  return std::isnan(v) ? std::isnan(back) : back == double(v);
+}
+
+// The exponent a zero (or special, or padding) operand carries in the split matrices: far below
+// any real one, so that a product with a zero factor has an exponent sum below zero_e / 2.
+constexpr std::int32_t zero_e = -(1 << 20);
+
+// A and B split once: significand magnitude, exponent, sign; non-finite values enter as zeros
+// and are handled by the special path.
+struct split_matrix {
+  std::vector<std::uint32_t> M;
+  std::vector<std::int32_t> e;
+  std::vector<std::uint32_t> s;
+};
+
+// Checks that every element is exactly a value of `f` (one line naming the first that is not)
+// and splits it. rows x cols of `x` (row stride cols) into rows_pad x cols_pad, zero padded.
+void split_checked(const float* x, std::size_t rows, std::size_t cols, std::size_t rows_pad, std::size_t cols_pad,
+                   const format& f, const char* what, split_matrix& out, std::vector<std::uint8_t>& nonfinite) {
+  out.M.assign(rows_pad * cols_pad, 0);
+  out.e.assign(rows_pad * cols_pad, 0);
+  out.s.assign(rows_pad * cols_pad, 0);
+  nonfinite.assign(rows_pad * cols_pad, 0);
+  for (std::size_t r = 0; r < rows; ++r)
+    for (std::size_t c = 0; c < cols; ++c) {
+      const float v = x[r * cols + c];
+      if (!exactly_in(v, f))
+        throw std::invalid_argument(std::string(what) + "[" + std::to_string(r) + "," + std::to_string(c) + "] = " +
+                                    number_text(v) + " is not exactly a " + f.name + " value (the instruction's " +
+                                    what + " type)");
+      const std::size_t at = r * cols_pad + c;
+      const std::uint32_t bits = to_bits(v);
+      out.s[at] = bits >> 31;
+      if (!std::isfinite(v)) {
+        nonfinite[at] = 1;
+        continue;
+      }
+      split(bits, f.man_bits, f.emin(), out.M[at], out.e[at]);
+    }
+  for (std::size_t at = 0; at < out.M.size(); ++at)
+    if (out.M[at] == 0) out.e[at] = zero_e;  // zeros, padding and specials
+}
+
+// Block scaling (MMA-Sim fdpa.py:157-179 st_fdpa): a product a * b * 2^sa * 2^sb is the product of
+// the elements with the scales' exponents added, so the scales go into the split exponents of
+// the nonzero elements (a zero keeps its sentinel: a zero product still takes e_zero).
+void apply_scales(const instruction& inst, std::size_t m, std::size_t n, std::size_t k, std::size_t kpad,
+                  const gemm_options& o, split_matrix& sa, split_matrix& sb) {
+  if (!o.a_scale || !o.b_scale)
+    throw std::invalid_argument(inst.name + " is block-scaled: it needs the scales of A and of B (UE8M0 codes)");
+  const std::size_t blk = std::size_t(inst.block), nblk = (k + blk - 1) / blk;
+  const auto exponent = [](std::uint8_t code, const char* what, std::size_t r, std::size_t c) {
+    if (code == 0xFF)
+      throw std::invalid_argument(std::string(what) + " scale [" + std::to_string(r) + "," + std::to_string(c) +
+                                  "] is the UE8M0 NaN (0xff): NaN scales are not modelled");
+    return std::int32_t(code) - 127;
+  };
+  // Every scale is checked, also those of all-zero blocks (a NaN scale would make them NaN).
+  for (std::size_t i = 0; i < m; ++i)
+    for (std::size_t b = 0; b < nblk; ++b) exponent(o.a_scale[i * nblk + b], "A", i, b);
+  for (std::size_t b = 0; b < nblk; ++b)
+    for (std::size_t j = 0; j < n; ++j) exponent(o.b_scale[b * n + j], "B", b, j);
+  for (std::size_t i = 0; i < m; ++i)
+    for (std::size_t kk = 0; kk < k; ++kk) {
+      const std::size_t at = i * kpad + kk;
+      if (sa.M[at]) sa.e[at] += exponent(o.a_scale[i * nblk + kk / blk], "A", i, kk / blk);
+    }
+  for (std::size_t kk = 0; kk < k; ++kk)
+    for (std::size_t j = 0; j < n; ++j) {
+      const std::size_t at = kk * n + j;
+      if (sb.M[at]) sb.e[at] += exponent(o.b_scale[(kk / blk) * n + j], "B", kk / blk, j);
+    }
+}
+
+// The non-finite result of a step with a special input, or 0 when it has none: NaN for a NaN,
+// inf * 0 or infinities of both signs, else the infinity (fdpa.py's double arithmetic).
+std::uint32_t special_step(const float* arow, const float* B, std::size_t n, std::size_t j, std::size_t k0,
+                           std::size_t kend, std::uint32_t c) {
+  bool nan = false, pinf = false, ninf = false;
+  const float cv = from_bits<float>(c);
+  if (std::isnan(cv)) nan = true;
+  else if (std::isinf(cv)) (cv > 0 ? pinf : ninf) = true;
+  for (std::size_t k = k0; k < kend; ++k) {
+    const float a = arow[k], b = B[k * n + j];
+    if (std::isnan(a) || std::isnan(b)) nan = true;
+    else if (std::isinf(a) || std::isinf(b)) {
+      if (a == 0 || b == 0) nan = true;
+      else ((a < 0) != (b < 0) ? ninf : pinf) = true;
+    }
+  }
+  if (nan || (pinf && ninf)) return canonical_nan;
+  if (pinf) return 0x7F800000u;
+  if (ninf) return 0xFF800000u;
+  return 0;
+}
+
+// An output tile: MB rows x NB columns, its accumulators in L1.
+constexpr std::size_t NB = 64, MB = 8;
+
+struct gemm_job {
+  const model& md;
+  std::size_t m, n, k, kpad;
+  const float *A, *B;
+  const split_matrix &sa, &sb;
+  const std::vector<std::uint8_t>& row_special;  // per (i, step)
+  const std::vector<std::uint8_t>& col_special;  // per (step, j)
+};
+
+// Steps k0 .. k1 (a multiple of L apart) of rows i0 .. i0 + mb, columns j0 .. j0 + nb, on the
+// running accumulators cs (float32 bits, row r at cs + r * NB); `first` when they hold the given
+// C (its own type).
+template <result_rounding R>
+void run_steps(const gemm_job& g, std::size_t i0, std::size_t mb, std::size_t j0, std::size_t nb, std::size_t k0,
+               std::size_t k1, std::uint32_t* cs, bool first) {
+  const model& md = g.md;
+  const int L0 = md.F - md.pa - md.pb;  // >= 3 for every modelled instruction
+  const std::size_t sub = std::size_t(1) << (29 - md.F);  // sub * 2^(F + 2) <= 2^31
+  std::uint32_t cM[NB];
+  std::int32_t ce[NB], emax[NB];
+  std::uint32_t seen_zero[NB];
+  std::int64_t acc[NB];
+  const std::size_t steps = g.kpad / std::size_t(md.L);
+  for (std::size_t k = k0; k < k1; k += std::size_t(md.L), first = false)
+  // Rows inside the step: B's L x nb slab is read from L1 by every row of the tile.
+  for (std::size_t r = 0; r < mb; ++r) {
+    const std::size_t i = i0 + r;
+    std::uint32_t* c = cs + r * NB;
+    const int pc = first ? md.pc : md.pd, emin_c = first ? md.emin_c : md.emin_d;
+    const int Lc = md.F - pc;  // C's shift: left when F > pc, else right
+    for (std::size_t j = 0; j < nb; ++j) {
+      std::uint32_t M;
+      std::int32_t e;
+      split(c[j] & 0x7FFFFFFFu, pc, emin_c, M, e);
+      cM[j] = M;
+      ce[j] = e;
+      emax[j] = M ? e : md.e_zero;
+    }
+    std::fill(seen_zero, seen_zero + nb, 0u);
+    const std::size_t kend = k + std::size_t(md.L);
+    for (std::size_t kk = k; kk < kend; ++kk) {
+      const std::int32_t ae = g.sa.e[i * g.kpad + kk];
+      const std::int32_t* be = &g.sb.e[kk * g.n + j0];
+      // A zero operand carries the exponent zero_e, so a zero product's sum of exponents is
+      // below zero_e / 2 and never the maximum; seen_zero notes it, for the e_zero rule.
+      for (std::size_t j = 0; j < nb; ++j) {
+        const std::int32_t e = ae + be[j];
+        emax[j] = std::max(emax[j], e);
+        seen_zero[j] |= std::uint32_t(e < zero_e / 2);
+      }
+    }
+    for (std::size_t j = 0; j < nb; ++j) emax[j] = std::max(emax[j], seen_zero[j] ? md.e_zero : emax[j]);
+    for (std::size_t j = 0; j < nb; ++j) {
+      const std::int32_t d = emax[j] - ce[j];  // >= 0 where cM != 0
+      const std::uint64_t mag = std::uint64_t(cM[j]) << (Lc > 0 ? Lc : 0);
+      const int sh = std::min<std::int32_t>(std::max<std::int32_t>(d, 0) + (Lc < 0 ? -Lc : 0), 63);
+      const std::int64_t t = std::int64_t(mag >> sh);
+      acc[j] = (c[j] >> 31) ? -t : t;
+    }
+    // Each truncated product is below 2^(F + 2), so `sub` of them sum in 32 bits (twice as many
+    // lanes as 64): the products go in runs of sub, each run's sum then widened.
+    for (std::size_t k2 = k; k2 < kend; k2 += sub) {
+      std::int32_t part[NB];
+      std::fill(part, part + nb, 0);
+      for (std::size_t kk = k2; kk < std::min(kend, k2 + sub); ++kk) {
+        const std::uint32_t am = g.sa.M[i * g.kpad + kk];
+        const std::int32_t ae = g.sa.e[i * g.kpad + kk];
+        const std::uint32_t as = g.sa.s[i * g.kpad + kk];
+        const std::uint32_t* bm = &g.sb.M[kk * g.n + j0];
+        const std::int32_t* be = &g.sb.e[kk * g.n + j0];
+        const std::uint32_t* bs = &g.sb.s[kk * g.n + j0];
+        for (std::size_t j = 0; j < nb; ++j) {
+          const std::uint32_t p = (am * bm[j]) << L0;
+          const std::int32_t d = emax[j] - (ae + be[j]);
+          const std::uint32_t sh = std::uint32_t(std::min<std::int32_t>(std::max<std::int32_t>(d, 0), 31));
+          const std::int32_t t = std::int32_t(p >> sh);
+          part[j] += (as ^ bs[j]) ? -t : t;
+        }
+      }
+      for (std::size_t j = 0; j < nb; ++j) acc[j] += part[j];
+    }
+    const std::size_t step = k / std::size_t(md.L);
+    const bool row_sp = g.row_special[i * steps + step] != 0;
+    std::uint32_t next[NB];
+    finish<R>(md, acc, emax, next, nb);
+    for (std::size_t j = 0; j < nb; ++j) {
+      const std::uint32_t old = c[j];
+      const bool c_nonfinite = (old & 0x7F800000u) == 0x7F800000u;
+      c[j] = next[j];
+      if (c_nonfinite || row_sp || g.col_special[step * g.n + j0 + j]) {
+        // Padding beyond K holds zeros: only real elements can be special.
+        const std::uint32_t sp =
+            special_step(g.A + i * g.k, g.B, g.n, j0 + j, std::min(k, g.k), std::min(kend, g.k), old);
+        if (sp) c[j] = sp;
+      }
+    }
+  }
+}
+
+// One scale code as an integer significand (fs fraction bits) and exponent (MMA-Sim
+// frexp_and_normalize of the UE8M0 / UE4M3 value; UE4M3 is e4m3 with its sign bit cleared,
+// helper.py:263-266). NaN codes are refused.
+struct scale_value {
+  std::uint32_t M;
+  std::int32_t e;
+};
+scale_value split_scale(std::uint8_t code, const format& f, const char* what, std::size_t r, std::size_t c) {
+  if (f.man_bits == 0) {  // ue8m0
+    if (code == 0xFF)
+      throw std::invalid_argument(std::string(what) + " scale [" + std::to_string(r) + "," + std::to_string(c) +
+                                  "] is the UE8M0 NaN (0xff): NaN scales are not modelled");
+    return {1u, std::int32_t(code) - 127};
+  }
+  code &= 0x7F;
+  if (code == 0x7F)
+    throw std::invalid_argument(std::string(what) + " scale [" + std::to_string(r) + "," + std::to_string(c) +
+                                "] is the UE4M3 NaN (0x7f): NaN scales are not modelled");
+  scale_value v{};
+  split(to_bits(float(decode(code, f))), f.man_bits, f.emin(), v.M, v.e);
+  return v;
+}
+
+// MXFP4 / NVFP4 (MMA-Sim fdpa.py:248-276 gst_fdpa): per step of 64 products, each group of 16
+// products summed exactly (FP4 products are multiples of 1/4 below 36: exact in binary32, as
+// in the model), the group sum times its block's two scales one term with the scales' exponents,
+// e_zero where the group's products are all zero or a scale is zero; then the truncated fused sum
+// with F = 35. Scalar: these instructions are few and their terms wide (up to 2^51).
+void gemm_grouped(const instruction& inst, const model& md, std::size_t m, std::size_t n, std::size_t k,
+                  const float* A, const float* B, const float* C, float* D, const gemm_options& o) {
+  if (!o.a_scale || !o.b_scale)
+    throw std::invalid_argument(inst.name + " is block-scaled: it needs the scales of A and of B");
+  const std::size_t ik = std::size_t(inst.k), kpad = (k + ik - 1) / ik * ik;
+  const std::size_t blk = std::size_t(inst.block), nblk = (k + blk - 1) / blk, G = std::size_t(inst.group);
+  split_matrix sa, sb;
+  std::vector<std::uint8_t> nfa, nfb;
+  split_checked(A, m, k, m, kpad, inst.a, "A", sa, nfa);  // e2m1: finite, no specials
+  split_checked(B, k, n, kpad, n, inst.b, "B", sb, nfb);
+  // FP4 values in units of 2^-(p) (p = 1): M << (e - emin), an integer up to 12.
+  const auto units = [&](const split_matrix& x, std::size_t at) -> std::int32_t {
+    const std::int32_t v = x.M[at] ? std::int32_t(x.M[at] << (x.e[at] - inst.a.emin())) : 0;
+    return x.s[at] ? -v : v;
+  };
+  std::vector<scale_value> as(m * nblk), bs(nblk * n);
+  for (std::size_t i = 0; i < m; ++i)
+    for (std::size_t b = 0; b < nblk; ++b) as[i * nblk + b] = split_scale(o.a_scale[i * nblk + b], inst.scale, "A", i, b);
+  for (std::size_t b = 0; b < nblk; ++b)
+    for (std::size_t j = 0; j < n; ++j) bs[b * n + j] = split_scale(o.b_scale[b * n + j], inst.scale, "B", b, j);
+  const int fa = inst.a.man_bits, fs = inst.scale.man_bits;
+  const std::size_t group = o.promote ? o.promote : kpad;
+  const int threads = o.threads > 0 ? o.threads : omp_get_max_threads();
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+  for (std::size_t i = 0; i < m; ++i)
+    for (std::size_t j = 0; j < n; ++j) {
+      std::uint32_t total = C ? to_bits(C[i * n + j]) : 0u;
+      for (std::size_t g0 = 0; g0 < kpad; g0 += group) {
+        std::uint32_t c = o.promote ? 0u : total;
+        for (std::size_t k0 = g0; k0 < std::min(kpad, g0 + group); k0 += ik) {
+          if ((c & 0x7F800000u) == 0x7F800000u) {  // inf or NaN accumulator: kept (NaN canonical)
+            c = (c & 0x7FFFFFu) ? canonical_nan : c;
+            continue;
+          }
+          std::uint32_t cM;
+          std::int32_t ce;
+          split(c & 0x7FFFFFFFu, 23, -126, cM, ce);
+          std::int32_t emax = cM ? ce : md.e_zero;
+          std::int64_t sum[8];
+          std::int32_t eg[8];
+          std::uint64_t sc[8];
+          const std::size_t groups = ik / G;
+          for (std::size_t q = 0; q < groups; ++q) {
+            std::int64_t S = 0;
+            bool all_zero = true;
+            for (std::size_t t = k0 + q * G; t < k0 + (q + 1) * G; ++t) {
+              const std::int32_t p = units(sa, i * kpad + t) * units(sb, t * n + j);
+              S += p;
+              all_zero = all_zero && p == 0;
+            }
+            const std::size_t b = std::min((k0 + q * G) / blk, nblk - 1);
+            const scale_value x = as[i * nblk + b], y = bs[b * n + j];
+            sum[q] = S;
+            sc[q] = std::uint64_t(x.M) * y.M;
+            eg[q] = all_zero || sc[q] == 0 ? md.e_zero : x.e + y.e;
+            emax = std::max(emax, eg[q]);
+          }
+          // C: M_c * 2^(ce - 23); a group: S * Mx * My * 2^(eg - 2 fa - 2 fs) (S in units 2^-2fa)
+          const auto shifted = [](std::uint64_t mag, int sh) {
+            return sh >= 0 ? mag << sh : (-sh < 64 ? mag >> -sh : 0);
+          };
+          std::int64_t acc = std::int64_t(shifted(cM, ce - emax + md.F - 23));
+          if (c >> 31) acc = -acc;
+          for (std::size_t q = 0; q < groups; ++q) {
+            const std::uint64_t mag = std::uint64_t(sum[q] < 0 ? -sum[q] : sum[q]) * sc[q];
+            const auto t = std::int64_t(shifted(mag, eg[q] - emax + md.F - 2 * fa - 2 * fs));
+            acc += sum[q] < 0 ? -t : t;
+          }
+          finish<result_rounding::rz_fp32>(md, &acc, &emax, &c, 1);
+        }
+        if (o.promote) {
+          const float sum_f = from_bits<float>(total) + from_bits<float>(c);
+          total = std::isnan(sum_f) ? canonical_nan : to_bits(sum_f);
+        } else {
+          total = c;
+        }
+      }
+      std::memcpy(&D[i * n + j], &total, 4);
+    }
+}
+
+// AMD CDNA3 (MMA-Sim fdpa.py:335-352 tr_fdpa), per step of L products and C:
+//  - a product of value 2^128 or more is an infinity (fdpa.py:341-342); zero products take no
+//    part (exponent -999, fdpa.py:343);
+//  - the products alone: aligned to their largest exponent e_p, truncated toward zero to F = 24
+//    fraction bits, summed exactly (S, units 2^(e_p - 24));
+//  - e_max = max(e_p, e_c) (a zero C has e_c = -126); S and C are floored (toward -inf) to
+//    F2 + 1 = 32 and F = 24 fraction bits of 2^e_max, added, the sum floored to F2 + 1 = 32
+//    significant bits (2^-157 below binary32's normal range) and rounded nearest-even to binary32.
+// Scalar: few instructions, each result a handful of integer steps.
+void gemm_tr(const instruction& inst, const model& md, std::size_t m, std::size_t n, std::size_t k, const float* A,
+             const float* B, const float* C, float* D, const gemm_options& o) {
+  const std::size_t ik = std::size_t(inst.k), kpad = (k + ik - 1) / ik * ik, L = std::size_t(inst.L);
+  split_matrix sa, sb;
+  std::vector<std::uint8_t> nfa, nfb;
+  split_checked(A, m, k, m, kpad, inst.a, "A", sa, nfa);
+  split_checked(B, k, n, kpad, n, inst.b, "B", sb, nfb);
+  const int fp = inst.a.man_bits + inst.b.man_bits;
+  const std::size_t group = o.promote ? o.promote : kpad;
+  const int threads = o.threads > 0 ? o.threads : omp_get_max_threads();
+  const auto floor_shift = [](std::int64_t v, int sh) {  // v * 2^sh, floored (arithmetic shift)
+    return sh >= 0 ? v * (std::int64_t{1} << sh) : (-sh < 63 ? v >> -sh : (v < 0 ? -1 : 0));
+  };
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+  for (std::size_t i = 0; i < m; ++i)
+    for (std::size_t j = 0; j < n; ++j) {
+      std::uint32_t total = C ? to_bits(C[i * n + j]) : 0u;
+      for (std::size_t g0 = 0; g0 < kpad; g0 += group) {
+        std::uint32_t c = o.promote ? 0u : total;
+        for (std::size_t k0 = g0; k0 < std::min(kpad, g0 + group); k0 += L) {
+          // Specials first: NaN, inf, inf * 0, and products of 2^128 and up (infinities here).
+          bool nan = false, pinf = false, ninf = false, nan_p = false, pinf_p = false, ninf_p = false;
+          const float cv = from_bits<float>(c);
+          if (std::isnan(cv)) nan = true;
+          else if (std::isinf(cv)) (cv > 0 ? pinf : ninf) = true;
+          std::int32_t e_p = std::numeric_limits<std::int32_t>::min();
+          for (std::size_t t = k0; t < k0 + L; ++t) {
+            const std::size_t ia = i * kpad + t, ib = t * n + j;
+            const bool neg = (sa.s[ia] ^ sb.s[ib]) != 0;
+            if (nfa[ia] || nfb[ib]) {
+              const float x = A[i * k + t], y = B[t * n + j];
+              if (std::isnan(x) || std::isnan(y) || x == 0 || y == 0) {
+                nan = true;
+                nan_p = true;
+              }
+              else {
+                (neg ? ninf : pinf) = true;
+                (neg ? ninf_p : pinf_p) = true;
+              }
+              continue;
+            }
+            const std::uint64_t p = std::uint64_t(sa.M[ia]) * sb.M[ib];
+            if (!p) continue;
+            const std::int32_t e = sa.e[ia] + sb.e[ib];
+            if (e + (63 - __builtin_clzll(p)) - fp >= 128) {  // value p * 2^(e - fp) >= 2^128
+              (neg ? ninf : pinf) = true;
+              (neg ? ninf_p : pinf_p) = true;
+              continue;
+            }
+            e_p = std::max(e_p, e);
+          }
+          // gtr_fdpa drops a C more than F + 1 binades below the products (fdpa.py:410); an inf
+          // or NaN C has the exponent -1 there (torch.frexp's 0, normalised), so it is dropped,
+          // the result finite, when the products reach 2^25: MMA-Sim's behaviour, followed here.
+          const bool c_special = (c & 0x7F800000u) == 0x7F800000u;
+          const bool products_special = nan_p || pinf_p || ninf_p;
+          if (inst.split_even_odd && c_special && !products_special &&
+              e_p != std::numeric_limits<std::int32_t>::min() && e_p > md.F) {
+            c = 0;
+            nan = pinf = ninf = false;
+          }
+          if (nan || (pinf && ninf)) {
+            c = canonical_nan;
+            continue;
+          }
+          if (pinf || ninf) {
+            c = pinf ? 0x7F800000u : 0xFF800000u;
+            continue;
+          }
+          const bool no_products = e_p == std::numeric_limits<std::int32_t>::min();
+          // The truncated fused sum of the products t0, t0 + stride, ... (units 2^(e - F), e their
+          // largest exponent; none: e stays at the minimum).
+          const auto fused = [&](std::size_t t0, std::size_t stride, std::int32_t& e) {
+            e = std::numeric_limits<std::int32_t>::min();
+            for (std::size_t t = t0; t < k0 + L; t += stride) {
+              const std::size_t ia = i * kpad + t, ib = t * n + j;
+              if (sa.M[ia] != 0 && sb.M[ib] != 0) e = std::max(e, sa.e[ia] + sb.e[ib]);
+            }
+            std::int64_t sum = 0;
+            for (std::size_t t = t0; t < k0 + L && e != std::numeric_limits<std::int32_t>::min(); t += stride) {
+              const std::size_t ia = i * kpad + t, ib = t * n + j;
+              const std::uint64_t p = std::uint64_t(sa.M[ia]) * sb.M[ib];
+              if (!p) continue;
+              const int sh = sa.e[ia] + sb.e[ib] - e + md.F - fp;  // trunc(p * 2^sh), magnitude
+              const auto mag = std::int64_t(sh >= 0 ? p << sh : (-sh < 64 ? p >> -sh : 0));
+              sum += (sa.s[ia] ^ sb.s[ib]) ? -mag : mag;
+            }
+            return sum;
+          };
+          std::int64_t S = 0;
+          if (!no_products && !inst.split_even_odd) {
+            std::int32_t e_all;
+            S = fused(k0, 1, e_all);
+          } else if (!no_products) {  // fdpa.py:399-404: even and odd halves, floored into one at e_p
+            std::int32_t e_even, e_odd;
+            const std::int64_t s_even = fused(k0, 2, e_even), s_odd = fused(k0 + 1, 2, e_odd);
+            if (e_even != std::numeric_limits<std::int32_t>::min()) S += floor_shift(s_even, e_even - e_p);
+            if (e_odd != std::numeric_limits<std::int32_t>::min()) S += floor_shift(s_odd, e_odd - e_p);
+          }
+          std::uint32_t cM;
+          std::int32_t ce;
+          split(c & 0x7FFFFFFFu, 23, -126, cM, ce);
+          const std::int64_t cs = (c >> 31) ? -std::int64_t(cM) : std::int64_t(cM);
+          const std::int32_t e_max = no_products ? ce : std::max(e_p, ce);
+          // V in units 2^(e_max - F2 - 1): C (units 2^(ce - 23)) floored to F bits of 2^e_max, S
+          // (units 2^(e_p - F)) floored to F2 + 1 bits.
+          const int F2p = inst.F2 + 1;
+          std::int64_t V = floor_shift(cs, ce - e_max + md.F - 23) * (std::int64_t{1} << (F2p - md.F));
+          if (inst.split_even_odd && ce < e_max - md.F - 1) V = 0;  // fdpa.py:410: C far below is dropped
+          if (!no_products) V += floor_shift(S, e_p - e_max + F2p - md.F);
+          // the sum floored to F2 + 1 significant bits (quantum at least 2^(-126 - F2))
+          const int base = e_max - F2p;  // the value is V * 2^base
+          if (V != 0) {
+            const std::uint64_t mag = std::uint64_t(V < 0 ? -V : V);
+            const int msb = 63 - __builtin_clzll(mag);
+            const int drop = std::max(msb - inst.F2, -126 - inst.F2 - base);
+            if (drop > 0) V = floor_shift(V, -drop) * (std::int64_t{1} << drop);
+          }
+          std::int32_t emax_f = base + md.F;  // finish() takes acc * 2^(emax - F)
+          finish<result_rounding::rne_fp32>(md, &V, &emax_f, &c, 1);
+        }
+        if (o.promote) {
+          const float sum_f = from_bits<float>(total) + from_bits<float>(c);
+          total = std::isnan(sum_f) ? canonical_nan : to_bits(sum_f);
+        } else {
+          total = c;
+        }
+      }
+      std::memcpy(&D[i * n + j], &total, 4);
+    }
+}
+
+}  // namespace
+
+void gemm(const instruction& inst, std::size_t m, std::size_t n, std::size_t k, const float* A, const float* B,
+          const float* C, float* D, const gemm_options& o) {
+  const model md(inst);
+  const std::size_t ik = std::size_t(inst.k);
+  const std::size_t kpad = (k + ik - 1) / ik * ik;
+  if (o.promote && o.promote % ik)
+    throw option_error("--promote: " + std::to_string(o.promote) + " is not a multiple of the instruction's k (" +
+                       std::to_string(ik) + ")");
+  std::uint64_t mn = 0, mk = 0, kn = 0;
+  if (__builtin_mul_overflow(std::uint64_t(m), std::uint64_t(n), &mn) ||
+      __builtin_mul_overflow(std::uint64_t(m), std::uint64_t(kpad), &mk) ||
+      __builtin_mul_overflow(std::uint64_t(kpad), std::uint64_t(n), &kn) || mn > max_gemm_elements ||
+      mk > max_gemm_elements || kn > max_gemm_elements)
+    throw std::invalid_argument("gemm: " + std::to_string(m) + " x " + std::to_string(n) + " x " + std::to_string(k) +
+                                " is beyond the limit of 2^30 elements per matrix");
+  if (k == 0) throw std::invalid_argument("gemm: k is 0 (an empty product)");
+  if (m == 0 || n == 0) return;
+  if (inst.F2) {
+    if (o.a_scale || o.b_scale) throw std::invalid_argument(inst.name + " is not block-scaled: it takes no scales");
+    return gemm_tr(inst, md, m, n, k, A, B, C, D, o);
+  }
+  if (inst.group) {
+    if (C)
+      for (std::size_t x = 0; x < m * n; ++x)
+        if (!exactly_in(C[x], inst.c)) throw std::invalid_argument("C: not float32 values");
+    return gemm_grouped(inst, md, m, n, k, A, B, C, D, o);
+  }
+  split_matrix sa, sb;
+  std::vector<std::uint8_t> nfa, nfb;
+  split_checked(A, m, k, m, kpad, inst.a, "A", sa, nfa);
+  split_checked(B, k, n, kpad, n, inst.b, "B", sb, nfb);
+  if (inst.block) apply_scales(inst, m, n, k, kpad, o, sa, sb);
+  else if (o.a_scale || o.b_scale)
+    throw std::invalid_argument(inst.name + " is not block-scaled: it takes no scales");
+  if (C) {
+    for (std::size_t x = 0; x < m * n; ++x) {
+      if (!exactly_in(C[x], inst.c))
+        throw std::invalid_argument("C[" + std::to_string(x / n) + "," + std::to_string(x % n) + "] = " +
+                                    number_text(C[x]) + " is not exactly a " + inst.c.name +
+                                    " value (the instruction's C type)");
+    }
+  }
+  const std::size_t L = std::size_t(inst.L), steps = kpad / L;
+  std::vector<std::uint8_t> row_special(m * steps, 0), col_special(steps * n, 0);
+  for (std::size_t i = 0; i < m; ++i)
+    for (std::size_t kk = 0; kk < k; ++kk)
+      if (nfa[i * kpad + kk]) row_special[i * steps + kk / L] = 1;
+  for (std::size_t kk = 0; kk < k; ++kk)
+    for (std::size_t j = 0; j < n; ++j)
+      if (nfb[kk * n + j]) col_special[(kk / L) * n + j] = 1;
+  const gemm_job g{md, m, n, k, kpad, A, B, sa, sb, row_special, col_special};
+  const std::size_t group = o.promote ? o.promote : kpad;
+  const auto steps_fn = md.rho == result_rounding::rz_fp32    ? &run_steps<result_rounding::rz_fp32>
+                        : md.rho == result_rounding::rz_e8m13 ? &run_steps<result_rounding::rz_e8m13>
+                                                              : &run_steps<result_rounding::rne_fp16>;
+  const int threads = o.threads > 0 ? o.threads : omp_get_max_threads();
+  const std::size_t blocks = (n + NB - 1) / NB, row_blocks = (m + MB - 1) / MB;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+  for (std::size_t t = 0; t < row_blocks * blocks; ++t) {
+    const std::size_t i0 = t / blocks * MB, mb = std::min(MB, m - i0);
+    const std::size_t j0 = (t % blocks) * NB, nb = std::min(NB, n - j0);
+    std::uint32_t c[MB * NB] = {}, total[MB * NB] = {};
+    for (std::size_t r = 0; r < mb; ++r)
+      for (std::size_t j = 0; j < nb; ++j) total[r * NB + j] = C ? to_bits(C[(i0 + r) * n + j0 + j]) : 0u;
+    if (!o.promote) {
+      steps_fn(g, i0, mb, j0, nb, 0, kpad, total, true);
+    } else {
+      // DeepSeek-V3's promotion: each group of `promote` from a zero accumulator, then added
+      // into the binary32 total by a CUDA-core add (nearest-even; a NaN is canonical there).
+      for (std::size_t k0 = 0; k0 < kpad; k0 += group) {
+        std::fill(c, c + MB * NB, 0u);
+        steps_fn(g, i0, mb, j0, nb, k0, std::min(kpad, k0 + group), c, false);
+        for (std::size_t x = 0; x < MB * NB; ++x) {
+          const float s = from_bits<float>(total[x]) + from_bits<float>(c[x]);
+          total[x] = std::isnan(s) ? canonical_nan : to_bits(s);
+        }
+      }
+    }
+    for (std::size_t r = 0; r < mb; ++r)
+      std::memcpy(&D[(i0 + r) * n + j0], &total[r * NB], nb * 4);
+  }
+}
+
+dot_result measure(const instruction& inst, double value, double exact) {
+  dot_result r;
+  r.value = value;
+  r.exact = exact;
+  if (std::isnan(value) || std::isnan(exact)) {
+    r.abs_error = r.rel_error = r.ulp_error = NAN;
+    return r;
+  }
+  r.exact_zero = exact == 0;
+  r.abs_error = value - exact;
+  r.rel_error = r.exact_zero ? (r.abs_error == 0 ? 0.0 : INFINITY) : r.abs_error / std::fabs(exact);
+  const int e = r.exact_zero ? inst.d.emin() : std::max(std::ilogb(exact), inst.d.emin());
+  r.ulp_error = std::ldexp(r.abs_error, inst.d.man_bits - e);
+  return r;
+}
+
+error_summary errors(const instruction& inst, std::size_t m, std::size_t n, std::size_t k, const float* A,
+                     const float* B, const float* C, const float* D, const gemm_options& o, std::uint64_t limit) {
+  error_summary r;
+  const std::uint64_t total = std::uint64_t(m) * n;
+  const std::uint64_t count = std::min<std::uint64_t>(total, limit);
+  // The exact value through dot()'s exact sum, C entering as one more product, C * 1.
+  std::vector<double> a(k + 1), b(k + 1);
+  const accumulator acc{inst.d, rounding::rne, 0};
+  double sum_rel = 0;
+  std::uint64_t n_rel = 0;
+  for (std::uint64_t s = 0; s < count; ++s) {
+    const std::uint64_t at = count == total ? s : s * total / count;
+    const std::size_t i = at / n, j = at % n;
+    const std::size_t blk = std::size_t(inst.block), nblk = blk ? (k + blk - 1) / blk : 0;
+    for (std::size_t t = 0; t < k; ++t) {
+      a[t] = A[i * k + t];
+      b[t] = B[t * n + j];
+      if (blk && o.a_scale && o.b_scale) {  // exact: a scale times a few bits, in range
+        const std::uint32_t mask = inst.scale.man_bits ? 0x7Fu : 0xFFu;  // UE4M3: the sign bit is ignored
+        a[t] *= decode(o.a_scale[i * nblk + t / blk] & mask, inst.scale);
+        b[t] *= decode(o.b_scale[(t / blk) * n + j] & mask, inst.scale);
+      }
+    }
+    a[k] = C ? C[at] : 0.0;
+    b[k] = 1.0;
+    const dot_result e = measure(inst, D[at], dot(a, b, acc).exact);
+    ++r.checked;
+    if (std::isnan(e.rel_error)) {
+      ++r.undefined;
+      continue;
+    }
+    if (e.abs_error != 0) ++r.differ;
+    const double rel = std::fabs(e.rel_error);
+    r.max_abs_rel = std::max(r.max_abs_rel, rel);
+    r.max_abs_ulp = std::max(r.max_abs_ulp, std::fabs(e.ulp_error));
+    if (!e.exact_zero && std::isfinite(rel)) {
+      sum_rel += rel;
+      ++n_rel;
+    }
+  }
+  r.mean_abs_rel = n_rel ? sum_rel / double(n_rel) : 0.0;
+  return r;
+}
+
+void run(const instruction& inst, const float* A, const float* B, const float* C, float* D) {
+  gemm(inst, std::size_t(inst.m), std::size_t(inst.n), std::size_t(inst.k), A, B, C, D, {0, 1});
+}
+
+}  // namespace fpscope::mma

@@ -1,0 +1,137 @@
+"""fpscope.gemm / fpscope.mma beyond the oracle (tests/python/test_mma_oracle.py proves the bits
+of every instruction against MMA-Sim): how a GEMM is assembled (tiles, threads, K padding,
+promotion), what it refuses, and what it returns."""
+import numpy as np
+import pytest
+
+import fpscope
+
+AMPERE = {"arch": "ampere", "inst": "m16n8k16.f32.f16.f16.f32"}
+
+
+def fp16_values(rng, shape, scale=1.0):
+    return (rng.standard_normal(shape) * scale).astype(np.float16).astype(np.float32)
+
+
+def e4m3_values(rng, shape):
+    return fpscope.decode(fpscope.encode(rng.standard_normal(shape).astype(np.float32), "e4m3"), "e4m3")
+
+
+def test_tiling_and_threads_do_not_change_a_result():
+    # Each result depends on its row and column only: any split of the output gives the same bits,
+    # also at shapes that are no multiple of the kernel's 8 x 64 output tile.
+    rng = np.random.default_rng(1)
+    a, b = fp16_values(rng, (29, 48), 8), fp16_values(rng, (48, 130), 8)
+    c = rng.standard_normal((29, 130)).astype(np.float32)
+    whole = fpscope.gemm(a, b, c, **AMPERE, threads=2)
+    one = fpscope.gemm(a, b, c, **AMPERE, threads=1)
+    assert np.array_equal(whole.view(np.uint32), one.view(np.uint32))
+    for i in range(0, 29, 7):
+        for j in range(0, 130, 33):
+            part = fpscope.gemm(a[i:i + 7], b[:, j:j + 33], c[i:i + 7, j:j + 33], **AMPERE, threads=1)
+            assert np.array_equal(part.view(np.uint32), whole[i:i + 7, j:j + 33].view(np.uint32))
+
+
+def test_k_is_padded_with_zeros():
+    rng = np.random.default_rng(2)
+    a, b = fp16_values(rng, (16, 37)), fp16_values(rng, (37, 8))
+    padded = fpscope.gemm(np.pad(a, ((0, 0), (0, 11))), np.pad(b, ((0, 11), (0, 0))), **AMPERE)
+    assert np.array_equal(fpscope.gemm(a, b, **AMPERE).view(np.uint32), padded.view(np.uint32))
+
+
+def test_promotion_adds_each_group_into_a_float32_total():
+    rng = np.random.default_rng(3)
+    hop = {"arch": "hopper", "inst": "m64n8k32.f32.e4m3.e4m3"}
+    a, b = e4m3_values(rng, (64, 512)), e4m3_values(rng, (512, 8))
+    c = rng.standard_normal((64, 8)).astype(np.float32)
+    total = c.copy()
+    for k0 in range(0, 512, 128):
+        total = (total + fpscope.gemm(a[:, k0:k0 + 128], b[k0:k0 + 128], **hop)).astype(np.float32)
+    got = fpscope.gemm(a, b, c, **hop, promote=128)
+    assert np.array_equal(got.view(np.uint32), total.view(np.uint32))
+    assert not np.array_equal(got, fpscope.gemm(a, b, c, **hop))  # promotion changes bits here
+
+
+def test_deepseek_promotion_shrinks_hopper_fp8_error():
+    # DeepSeek-V3 (arXiv 2412.19437, 3.3.2): FP8 WGMMA accumulation keeps ~14 bits; promoting to
+    # FP32 every 128 elements fixes it. K = 4096, positive inputs (no cancellation to hide it).
+    rng = np.random.default_rng(4)
+    hop = {"arch": "hopper", "inst": "m64n8k32.f32.e4m3.e4m3"}
+    a = fpscope.decode(fpscope.encode(np.abs(rng.standard_normal((64, 4096))).astype(np.float32), "e4m3"), "e4m3")
+    b = fpscope.decode(fpscope.encode(np.abs(rng.standard_normal((4096, 8))).astype(np.float32), "e4m3"), "e4m3")
+    exact = a.astype(np.float64) @ b.astype(np.float64)  # exact: products of e4m3 values, 4096 terms
+    rel = lambda d: np.max(np.abs(d - exact) / np.abs(exact))  # noqa: E731
+    plain, promoted = rel(fpscope.gemm(a, b, **hop)), rel(fpscope.gemm(a, b, **hop, promote=128))
+    assert plain > 1e-3  # truncation to 13 fraction bits, 128 times over
+    assert promoted < plain / 4
+
+
+def test_f16_output_is_float16_with_the_canonical_nan():
+    a = np.zeros((16, 16), np.float32)
+    a[0, 0] = np.inf
+    b = np.ones((16, 8), np.float32)
+    b[0, 1] = 0.0
+    d = fpscope.gemm(a, b, arch="ampere", inst="m16n8k16.f16.f16.f16.f16")
+    assert d.dtype == np.float16
+    assert d.view(np.uint16)[0, 0] == 0x7C00  # inf * 1
+    assert d.view(np.uint16)[0, 1] == 0x7FFF  # inf * 0: NaN, as the hardware writes it
+    assert d.view(np.uint16)[1, 0] == 0  # +0
+
+
+def test_inexact_input_is_refused_naming_it():
+    a = np.full((16, 16), 1.0, np.float32)
+    a[3, 5] = 0.1
+    with pytest.raises(ValueError, match=r"A\[3,5\] = 0\.1.* not exactly a fp16 value"):
+        fpscope.gemm(a, np.ones((16, 8), np.float32), **AMPERE)
+    with pytest.raises(ValueError, match="not float32 values"):
+        fpscope.gemm(np.full((16, 16), 0.1), np.ones((16, 8)), **AMPERE)
+    with pytest.raises(TypeError):
+        fpscope.gemm(np.ones((16, 16), np.int32), np.ones((16, 8)), **AMPERE)
+
+
+def test_promote_must_be_a_multiple_of_k():
+    with pytest.raises(ValueError, match="not a multiple"):
+        fpscope.gemm(np.ones((16, 32), np.float32), np.ones((32, 8), np.float32), **AMPERE, promote=24)
+    with pytest.raises(ValueError, match="non-negative"):
+        fpscope.gemm(np.ones((16, 32), np.float32), np.ones((32, 8), np.float32), **AMPERE, promote=-1)
+
+
+def test_mma_is_one_instruction_of_its_shape():
+    with pytest.raises(ValueError, match="16 x 16"):
+        fpscope.mma(np.ones((16, 32), np.float32), np.ones((32, 8), np.float32), **AMPERE)
+    d = fpscope.mma(np.ones((16, 16), np.float32), np.ones((16, 8), np.float32), np.ones((16, 8), np.float32),
+                    **AMPERE)
+    assert d.shape == (16, 8) and np.all(d == 17)
+
+
+def test_instruction_table():
+    assert fpscope.mma_architectures() == ["volta", "turing", "ampere", "ada", "hopper", "blackwell", "rtx-blackwell",
+                                          "cdna3"]
+    assert fpscope.mma_info("cdna3", "f32_32x32x8_f16")["rounding"] == "RNE-FP32"
+    info = fpscope.mma_info("hopper", "m64n256k32.f32.e4m3.e4m3")
+    # MMA-Sim nv_ptx/sim.py:130-143: FP8 wgmma keeps 13 fraction bits, 32 products a step
+    assert (info["family"], info["F"], info["L"], info["rounding"], info["n"]) == ("wgmma", 13, 32, "RZ-E8M13", 256)
+    assert fpscope.mma_info("volta", "m8n8k4.f16.f16.f16.f16")["rounding"] == "RNE-FP16"
+    assert "m64nNk16.f32.bf16.bf16" in fpscope.mma_instructions("hopper")
+    with pytest.raises(ValueError, match="unknown architecture 'sm90'"):
+        fpscope.mma_instructions("sm90")
+    with pytest.raises(ValueError, match="m64n264k16"):
+        fpscope.mma_info("hopper", "m64n264k16.f32.f16.f16")  # N goes to 256
+
+
+def test_block_scales_are_required_checked_and_refused_where_unused():
+    mx = {"arch": "blackwell", "inst": "m128n8k64.kind::mxf4nvf4.block16.f32.e2m1.e2m1.ue4m3"}
+    a, b = np.ones((128, 64), np.float32), np.ones((64, 8), np.float32)
+    sa, sb = np.full((128, 4), 0x38, np.uint8), np.full((4, 8), 0x38, np.uint8)  # UE4M3 1.0
+    assert np.all(fpscope.gemm(a, b, **mx, a_scale=sa, b_scale=sb) == 64)
+    assert np.all(fpscope.gemm(a, b, **mx, a_scale=sa | 0x80, b_scale=sb) == 64)  # the sign bit is ignored
+    with pytest.raises(ValueError, match="needs the scales"):
+        fpscope.gemm(a, b, **mx)
+    with pytest.raises(ValueError, match="UE4M3 NaN"):
+        fpscope.gemm(a, b, **mx, a_scale=np.full((128, 4), 0x7F, np.uint8), b_scale=sb)
+    with pytest.raises(ValueError, match="a_scale must be 128 x 4"):
+        fpscope.gemm(a, b, **mx, a_scale=sa[:, :2], b_scale=sb)
+    with pytest.raises(ValueError, match="takes no scales"):
+        fpscope.gemm(np.ones((16, 16), np.float32), np.ones((16, 8), np.float32), **AMPERE, a_scale=sa, b_scale=sb)
+    with pytest.raises(TypeError, match="uint8"):
+        fpscope.gemm(a, b, **mx, a_scale=sa.astype(np.int32), b_scale=sb)

@@ -1,0 +1,96 @@
+"""A 1024 x 1024 x 1024 GEMM per tensor-core instruction: fpscope.gemm against MMA-Sim (the
+oracle, on the CPU) and NumPy's float32 matmul, side by side, all on one core.
+
+MMA-Sim computes the K loop as one call per instruction depth (each D the next C, as a kernel
+does; tests/python/test_mma_oracle.py); it is run on the first --mmasim-rows rows of A and its
+time scaled to all 1024 rows (its cost is linear in the rows), and those rows are compared bit
+for bit with fpscope's. Needs fpscope, mmasim 2.1.1 (torch >= 2.7) and NumPy in one interpreter,
+e.g. the PyPI venv of tools/wheel.sh:
+
+    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 .venv-pypi/bin/python tools/bench/mma_bench.py
+    (or, from a build tree: PYTHONPATH=build/lib/python python tools/bench/mma_bench.py)
+"""
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+
+import fpscope  # noqa: E402
+
+# (arch, instruction) per modelled family and input type.
+INSTRUCTIONS = [
+    ("volta", "m8n8k4.f32.f16.f16.f32"),
+    ("ampere", "m16n8k16.f32.f16.f16.f32"),
+    ("ampere", "m16n8k16.f16.f16.f16.f16"),
+    ("ampere", "m16n8k16.f32.bf16.bf16.f32"),
+    ("ampere", "m16n8k8.f32.tf32.tf32.f32"),
+    ("ada", "m16n8k32.f32.e4m3.e4m3.f32"),
+    ("hopper", "m16n8k16.f32.f16.f16.f32"),
+    ("hopper", "m64n256k16.f32.bf16.bf16"),
+    ("hopper", "m64n256k32.f32.e4m3.e4m3"),
+    ("hopper", "m64n256k32.f32.e5m2.e4m3"),
+    ("blackwell", "m128n256k16.kind::f16.f32.f16.f16"),
+    ("blackwell", "m128n256k32.kind::f8f6f4.f32.e4m3.e4m3"),
+    ("blackwell", "m128n256k32.kind::f8f6f4.f32.e2m1.e2m1"),
+    ("rtx-blackwell", "m16n8k32.kind::f8f6f4.f32.e2m1.e2m1.f32"),
+]
+
+
+def values(rng, fmt, shape):
+    return fpscope.decode(fpscope.encode(rng.standard_normal(shape).astype(np.float32), fmt), fmt)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", type=int, default=1024)
+    ap.add_argument("--mmasim-rows", type=int, default=16, help="rows MMA-Sim computes (0: skip MMA-Sim)")
+    args = ap.parse_args()
+    n = args.size
+    rng = np.random.default_rng(0)
+    mmasim = None
+    if args.mmasim_rows:
+        import torch
+        from mmasim import nv_ptx
+
+        torch.set_num_threads(1)
+        mmasim = (torch, nv_ptx)
+        import sys
+
+        sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tests", "python"))
+        import test_mma_oracle as oracle  # the same calls as the oracle test
+
+    a32 = rng.standard_normal((n, n)).astype(np.float32)
+    b32 = rng.standard_normal((n, n)).astype(np.float32)
+    t = time.perf_counter()
+    a32 @ b32
+    t_np = time.perf_counter() - t
+    print(f"{n}^3 GEMM, one core; numpy float32 matmul: {t_np:.3f} s")
+    print("| arch | instruction | fpscope (s) | MMA-Sim (s, scaled) | MMA-Sim / fpscope | fpscope / numpy | rows compared |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | --- |")
+    for arch, inst in INSTRUCTIONS:
+        info = fpscope.mma_info(arch, inst)
+        a = values(rng, info["a"], (n, n))
+        b = values(rng, info["b"], (n, n))
+        t = time.perf_counter()
+        d = fpscope.gemm(a, b, arch=arch, inst=inst, threads=1)
+        t_fp = time.perf_counter() - t
+        t_ms, same = float("nan"), "-"
+        if mmasim:
+            r = args.mmasim_rows
+            c = np.zeros((r, n), np.float32)
+            t = time.perf_counter()
+            want = oracle.oracle(info, a[:r], b, c, arch, inst)
+            t_ms = (time.perf_counter() - t) * n / r
+            got = np.ascontiguousarray(d[:r])
+            same = f"{r}: {'bit-identical' if np.array_equal(oracle.bits(want), oracle.bits(got)) else 'DIFFER'}"
+        print(f"| {arch} | {inst} | {t_fp:.2f} | {t_ms:.0f} | {t_ms / t_fp:.0f}x | {t_fp / t_np:.1f}x | {same} |",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
