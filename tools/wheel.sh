@@ -32,6 +32,8 @@ reqs=("pip>=23.1" "torch>=2.7" "numpy>=2" "h5py>=3.7" "ml_dtypes>=0.5" "pytest" 
 # the models of fpscope::mma, validated on the hardware by its authors; it imports only with
 # torch >= 2.7 (torch.float8_e8m0fnu), which is why it lives here.
 reqs+=("mmasim==2.1.1")
+# notebooks/06_nvfp4_training.py trains on scikit-learn's digits, as datasets/record_digits.py does.
+reqs+=("scikit-learn")
 stamp=$pypi/.fpscope-requirements
 
 skip() { echo "wheel: SKIPPED: $*"; exit 77; }

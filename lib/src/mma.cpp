@@ -43,6 +43,13 @@ using detail::to_bits;
 
 constexpr std::uint32_t canonical_nan = 0x7FFFFFFFu;  // fdpa.py:70 (0x7FFF for binary16: fdpa.py:66)
 
+// DeepSeek-V3's promotion step: a group's result added into the binary32 total by a CUDA-core
+// add (nearest-even; a NaN is canonical there). Bits in, bits out.
+inline std::uint32_t promoted(std::uint32_t total, std::uint32_t group) {
+  const float s = from_bits<float>(total) + from_bits<float>(group);
+  return std::isnan(s) ? canonical_nan : to_bits(s);
+}
+
 // Splits the float32 `bits` of a value of a format with p fraction bits and smallest normal
 // exponent emin into the integer significand M (p fraction bits) and exponent e >= emin.
 // The value must be finite and exact in the format (checked before).
@@ -424,12 +431,7 @@ void gemm_grouped(const instruction& inst, const model& md, std::size_t m, std::
           }
           finish<result_rounding::rz_fp32>(md, &acc, &emax, &c, 1);
         }
-        if (o.promote) {
-          const float sum_f = from_bits<float>(total) + from_bits<float>(c);
-          total = std::isnan(sum_f) ? canonical_nan : to_bits(sum_f);
-        } else {
-          total = c;
-        }
+        total = o.promote ? promoted(total, c) : c;
       }
       std::memcpy(&D[i * n + j], &total, 4);
     }
@@ -565,12 +567,7 @@ void gemm_tr(const instruction& inst, const model& md, std::size_t m, std::size_
           std::int32_t emax_f = base + md.F;  // finish() takes acc * 2^(emax - F)
           finish<result_rounding::rne_fp32>(md, &V, &emax_f, &c, 1);
         }
-        if (o.promote) {
-          const float sum_f = from_bits<float>(total) + from_bits<float>(c);
-          total = std::isnan(sum_f) ? canonical_nan : to_bits(sum_f);
-        } else {
-          total = c;
-        }
+        total = o.promote ? promoted(total, c) : c;
       }
       std::memcpy(&D[i * n + j], &total, 4);
     }
@@ -646,14 +643,11 @@ void gemm(const instruction& inst, std::size_t m, std::size_t n, std::size_t k, 
       steps_fn(g, i0, mb, j0, nb, 0, kpad, total, true);
     } else {
       // DeepSeek-V3's promotion: each group of `promote` from a zero accumulator, then added
-      // into the binary32 total by a CUDA-core add (nearest-even; a NaN is canonical there).
+      // into the binary32 total (promoted()).
       for (std::size_t k0 = 0; k0 < kpad; k0 += group) {
         std::fill(c, c + MB * NB, 0u);
         steps_fn(g, i0, mb, j0, nb, k0, std::min(kpad, k0 + group), c, false);
-        for (std::size_t x = 0; x < MB * NB; ++x) {
-          const float s = from_bits<float>(total[x]) + from_bits<float>(c[x]);
-          total[x] = std::isnan(s) ? canonical_nan : to_bits(s);
-        }
+        for (std::size_t x = 0; x < MB * NB; ++x) total[x] = promoted(total[x], c[x]);
       }
     }
     for (std::size_t r = 0; r < mb; ++r)

@@ -101,14 +101,11 @@ std::vector<float> parse_scales(std::string_view text, std::string_view what) {
     if (out.size() >= max_scales) fail(what, "at most " + std::to_string(max_scales) + " scales");
     out.push_back(v);
   };
-  for (std::size_t at = 0; at <= text.size();) {
-    const std::size_t comma = std::min(text.find(',', at), text.size());
-    const std::string_view item = text.substr(at, comma - at);
-    at = comma + 1;
+  for_each_item(text, [&](std::string_view item) {
     const std::size_t colon = item.find(':');
     if (colon == std::string_view::npos) {
       add(static_cast<float>(parse_scale(item, what)));
-      continue;
+      return;
     }
     // 2^A:2^B or 2^A:2^B:STEP, every STEP-th power of two from 2^A up to 2^B.
     const std::size_t colon2 = item.find(':', colon + 1);
@@ -122,7 +119,7 @@ std::vector<float> parse_scales(std::string_view text, std::string_view what) {
     if (std::frexp(a, &ea) != 0.5 || std::frexp(b, &eb) != 0.5 || a > b)
       fail(what, "a range is 2^A:2^B[:STEP] with A <= B, not " + quoted(item));
     for (long long k = ea; k <= eb; k += step) add(std::ldexp(1.0f, int(k) - 1));
-  }
+  });
   return out;
 }
 
@@ -162,16 +159,14 @@ format parse_format(std::string_view name, std::string_view what) {
 
 std::vector<format> parse_formats(std::string_view names, std::string_view what) {
   std::vector<format> out;
-  for (std::size_t at = 0; at <= names.size();) {
-    const std::size_t comma = std::min(names.find(',', at), names.size());
-    const format f = parse_format(names.substr(at, comma - at), what);
+  for_each_item(names, [&](std::string_view name) {
+    const format f = parse_format(name, what);
     // Each at most once: a list naming one format 20,000 times (times the scales) ended in a
     // bare std::bad_alloc; the distinct formats are few (the built-ins).
     for (const format& g : out)
       if (std::string_view(g.name) == f.name) fail(what, "format " + quoted(f.name) + " named twice");
     out.push_back(f);
-    at = comma + 1;
-  }
+  });
   return out;
 }
 
@@ -275,12 +270,9 @@ void parse_spec_keys(std::string_view policy, std::string_view rest, std::span<c
   const std::string who(policy);
   if (rest.empty() && !bare) return;
   bool first = true;
-  for (std::size_t at = 0; at <= rest.size();) {
-    const std::size_t comma = std::min(rest.find(',', at), rest.size());
-    const std::string_view item = rest.substr(at, comma - at);
-    at = comma + 1;
+  for_each_item(rest, [&](std::string_view item) {
     if (item.empty()) {
-      if (rest.empty()) break;  // "name:" with nothing after it: as "name"
+      if (rest.empty()) return;  // "name:" with nothing after it (its only item): as "name"
       throw option_error(who + ": an empty item in " + quoted(rest));
     }
     const std::size_t eq = item.find('=');
@@ -288,7 +280,7 @@ void parse_spec_keys(std::string_view policy, std::string_view rest, std::span<c
     if (eq == std::string_view::npos && first && bare) {
       bare(item);
       first = false;
-      continue;
+      return;
     }
     first = false;
     const auto it = std::find_if(keys.begin(), keys.end(), [&](const spec_key& k) {
@@ -308,7 +300,7 @@ void parse_spec_keys(std::string_view policy, std::string_view rest, std::span<c
     } else {
       it->set(item.substr(eq + 1));
     }
-  }
+  });
 }
 
 std::function<void(std::string_view)> set_number(std::string_view policy, std::string_view key, double& out) {

@@ -34,13 +34,8 @@ struct gemm_plan {
 
 std::vector<std::string> split_commas(const std::string& s) {
   std::vector<std::string> v;
-  std::size_t at = 0;
-  for (;;) {
-    const std::size_t comma = s.find(',', at);
-    v.push_back(s.substr(at, comma == std::string::npos ? std::string::npos : comma - at));
-    if (comma == std::string::npos) return v;
-    at = comma + 1;
-  }
+  for_each_item(s, [&](std::string_view item) { v.emplace_back(item); });
+  return v;
 }
 
 gemm_plan plan(const gemm_options& o) {

@@ -9,6 +9,7 @@
 // numbers and then fail the range checks.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <initializer_list>
@@ -140,6 +141,18 @@ void parse_spec_keys(std::string_view policy, std::string_view rest, std::span<c
 
 /// "name" and "key=value,..." of a spec (split at the first ':').
 std::pair<std::string_view, std::string_view> split_spec(std::string_view spec);
+
+/// Calls f(item) for each comma-separated item of `text`, in order, empty ones included ("" is
+/// one empty item, "a," is "a" and ""): every list option (formats, scales, a spec's keys,
+/// gemm's architectures) is split here, without a copy.
+template <class F>
+void for_each_item(std::string_view text, F&& f) {
+  for (std::size_t at = 0; at <= text.size();) {
+    const std::size_t comma = std::min(text.find(',', at), text.size());
+    f(text.substr(at, comma - at));
+    at = comma + 1;
+  }
+}
 
 /// Helpers for spec_key::set: parse into `out` with the shared number syntax; the message names
 /// "policy: key".
