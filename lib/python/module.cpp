@@ -649,9 +649,37 @@ nlohmann::json step_json(const trace_step& s) {
 
 class trace {
  public:
-  explicit trace(const std::string& path) : path_(path) {
+  explicit trace(const std::string& path) : path_(path) { read_meta(); }
+  // The rank traces of one distributed run as one logical trace (docs/replay.md, "Several
+  // ranks"): merged once, in a worker, into an in-memory HDF5 image that every later read opens
+  // (histograms=True keeps the shards' histograms only, not their values).
+  trace(const std::vector<std::string>& paths, bool histograms, int threads) {
+    if (paths.size() < 2) value_error("Trace: a list of paths names the traces of several ranks");
+    path_ = paths.front() + " (+" + std::to_string(paths.size() - 1) + " rank traces)";
+    merge_options o;
+    o.values = !histograms;
+    o.threads = check_threads(threads, "threads");
+    merge_result m;
+    try {
+      py::gil_scoped_release unlocked;
+      m = merge_contained(paths, o, [] {
+        py::gil_scoped_acquire locked;
+        return PyErr_CheckSignals() != 0;
+      });
+    } catch (const contained_error&) {
+      if (PyErr_Occurred()) throw py::error_already_set();
+      throw;
+    }
+    image_ = std::move(m.image);
+    read_meta();
+    // The ranks' unfinished last steps, and the steps not every rank recorded (left out).
+    incomplete_.insert(incomplete_.end(), m.incomplete.begin(), m.incomplete.end());
+    incomplete_.insert(incomplete_.end(), m.left_out.begin(), m.left_out.end());
+  }
+  void read_meta() {
     const std::string meta = contained([&] {
-      const trace_reader r(path_);
+      const auto rp = open();
+      const trace_reader& r = *rp;
       detail::wire_writer w;
       w.pod(std::uint64_t(r.size()));
       nlohmann::json j{{"producer", r.producer()}, {"model", r.model()}, {"incomplete", r.incomplete()}, {"layout", nullptr}};
@@ -780,8 +808,7 @@ class trace {
   std::string step_text(std::size_t i) const {
     if (i >= size_) throw py::index_error("step index " + std::to_string(i) + " out of range (" + std::to_string(size_) + " steps)");
     return contained([&] {
-      const trace_reader r(path_);
-      return step_json(r.step(i)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+      return step_json(open()->step(i)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     });
   }
   // The first byte of an in_tensor() answer: what follows.
@@ -792,10 +819,10 @@ class trace {
   std::string in_tensor(std::size_t i, const std::string& n, Body body) const {
     if (i >= size_) throw py::index_error("step index " + std::to_string(i) + " out of range (" + std::to_string(size_) + " steps)");
     const std::string answer = contained([&] {
-      const trace_reader r(path_);
-      const trace_step s = r.step(i);
+      const auto r = open();
+      const trace_step s = r->step(i);
       for (const auto& x : s.tensors)
-        if (x.name == n) return body(r, s, x);
+        if (x.name == n) return body(*r, s, x);
       detail::wire_writer w;
       w.out.push_back(no_tensor);
       w.pod(s.step);
@@ -808,7 +835,11 @@ class trace {
     }
     return answer;
   }
-  std::string path_, producer_, model_, layout_ = "null";
+  // The reader, in the worker: of the file, or of the merged run's image.
+  std::unique_ptr<trace_reader> open() const {
+    return image_.empty() ? std::make_unique<trace_reader>(path_) : std::make_unique<trace_reader>(std::string_view(image_), path_);
+  }
+  std::string path_, producer_, model_, layout_ = "null", image_;
   std::vector<std::string> incomplete_;
   std::size_t size_ = 0;
 };
@@ -1022,6 +1053,9 @@ PYBIND11_MODULE(_fpscope, m) {
 
   py::class_<trace>(m, "Trace", "A gradient trace (docs/trace.md), read step by step.")
       .def(py::init<const std::string&>(), py::arg("path"))
+      .def(py::init<const std::vector<std::string>&, bool, int>(), py::arg("paths"), py::kw_only(),
+           py::arg("histograms") = false, py::arg("threads") = 0,
+           "The rank traces of one distributed run, as one run (merged in memory, as `fpscope trace merge`).")
       .def("__len__", &trace::size)
       .def_property_readonly("path", &trace::path)
       .def_property_readonly("producer", &trace::producer)

@@ -111,13 +111,9 @@ merge_result merge(std::span<const trace_reader* const> ranks_in, const merge_op
   return out;
 }
 
-merge_result merge_files(std::span<const std::string> paths, const std::string& out_path, const merge_options& o,
-                         const std::function<bool()>& cancelled) {
+merge_result merge_contained(std::span<const std::string> paths, const merge_options& o,
+                             const std::function<bool()>& cancelled) {
   if (paths.size() < 2) throw option_error("trace merge: needs the traces of several ranks");
-  // Refused before any work: a directory, a device, an input as the output.
-  output_options oo;
-  oo.inputs.assign(paths.begin(), paths.end());
-  auto file = std::make_unique<output_file>(out_path, oo);
   const std::string label = paths.front() + " (or one of the " + std::to_string(paths.size() - 1) + " other rank traces)";
   const std::string bytes = run_contained(
       label,
@@ -140,10 +136,22 @@ merge_result merge_files(std::span<const std::string> paths, const std::string& 
   m.world_size = rd.pod<std::uint64_t>(), m.steps = rd.pod<std::uint64_t>();
   m.incomplete = take_strings(rd);
   m.left_out = take_strings(rd);
-  const std::string image = rd.str();
+  m.image = rd.str();
   if (!rd.done()) throw trace_error("trace merge: the worker's answer has trailing bytes");
-  file->write(image);
+  return m;
+}
+
+merge_result merge_files(std::span<const std::string> paths, const std::string& out_path, const merge_options& o,
+                         const std::function<bool()>& cancelled) {
+  if (paths.size() < 2) throw option_error("trace merge: needs the traces of several ranks");
+  // Refused before any work: a directory, a device, an input as the output.
+  output_options oo;
+  oo.inputs.assign(paths.begin(), paths.end());
+  auto file = std::make_unique<output_file>(out_path, oo);
+  merge_result m = merge_contained(paths, o, cancelled);
+  file->write(m.image);
   file->commit();
+  m.image.clear();
   return m;
 }
 

@@ -393,6 +393,27 @@ trace_reader::trace_reader(const std::string& path) : path_(path), h_(std::make_
   h_->bytes = stored_file_of(h_->file);
   if (h_->bytes && !in->same_file(h_->bytes->fd)) c.fail("the file was replaced while it was being opened");
   in.reset();  // libhdf5 holds its own descriptor
+  read_root();
+}
+
+trace_reader::trace_reader(std::string_view image, const std::string& name) : path_(name), h_(std::make_unique<handle>()) {
+  quiet_hdf5();
+  const context c(name);
+  if (image.empty()) c.fail("not an HDF5 file (empty image)");
+  // The core driver over a copy of the image, never backed by a file (the name is only a label).
+  const id fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
+  if (H5Pset_fapl_core(fapl, std::size_t{1} << 20, 0) < 0 ||
+      H5Pset_file_image(fapl, const_cast<char*>(image.data()), image.size()) < 0)
+    c.fail("cannot hold the trace's image");
+  H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG);
+  h_->file = id(H5Fopen(name.c_str(), H5F_ACC_RDONLY, fapl), H5Fclose);
+  if (!h_->file.ok()) c.fail("cannot open (a truncated or corrupt HDF5 image)");
+  read_root();
+}
+
+void trace_reader::read_root() {
+  const std::string& path = path_;
+  const context c(path);
   const auto version = c.number<std::int64_t>(h_->file, "fpscope_trace_version", H5T_NATIVE_INT64);
   if (version != trace_version)
     c.fail("trace format version " + std::to_string(version) + " is not supported (this fpscope reads version " +

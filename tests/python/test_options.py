@@ -57,6 +57,7 @@ def entry_points():
                          {"format": "format", "rounding": "rounding", "profile": "profile", "overflow": "overflow",
                           "steps": "steps", "threads": "threads", "amax_group": "amax_group"}),
         "merge": (lambda **k: fpscope.merge(RANKS, OUT, **k), {"threads": "threads"}),
+        "Trace_ranks": (lambda **k: fpscope.Trace([str(r) for r in RANKS], **k), {"threads": "threads"}),
     }
 
 

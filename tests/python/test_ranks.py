@@ -476,3 +476,57 @@ def test_cli_mpi_flag_without_mpirun(runs):
         assert p.returncode == 0 and p.stdout == one, p.stderr
     p = subprocess.run([BIN, "replay", "--mpi", "-q", str(runs["tp"][0])], capture_output=True, text=True)
     assert p.returncode == 2 and "--mpi: needs several rank traces" in p.stderr
+
+
+# ---- fpscope.Trace over a run's rank traces -------------------------------------------------------
+
+def same_trace(a, b):
+    """Every step's metadata, values and histograms of two Traces, compared; how many tensors."""
+    assert len(a) == len(b) > 0
+    seen = 0
+    for i in range(len(b)):
+        # (as JSON text: a NaN loss, which the TP run records, then compares equal to itself)
+        assert json.dumps(a.step(i), sort_keys=True) == json.dumps(b.step(i), sort_keys=True)
+        for x in b.step(i)["tensors"]:
+            if x["has_values"]:
+                np.testing.assert_array_equal(a.values(i, x["name"]), b.values(i, x["name"]))
+            if x["has_hist"]:
+                for p, q in zip(a.histogram(i, x["name"]), b.histogram(i, x["name"])):
+                    np.testing.assert_array_equal(p, q)
+            seen += 1
+    return seen
+
+
+@pytest.mark.parametrize("kind", ["ddp", "zero", "tp"])
+def test_trace_of_rank_files_reads_as_the_merged_trace(runs, tmp_path, kind):
+    files = [str(f) for f in runs[kind]]
+    fpscope.merge(files, tmp_path / "run.h5")
+    merged = fpscope.Trace(str(tmp_path / "run.h5"))
+    run = fpscope.Trace(files)
+    assert same_trace(run, merged) > 0
+    assert run.incomplete == [] and run.path.startswith(files[0])
+    # the logical tensors: the TP split assembles to the single-process gradient
+    if kind == "tp":
+        single = fpscope.Trace(str(runs["single"]))
+        for i in range(len(single)):
+            for x in single.step(i)["tensors"]:
+                np.testing.assert_array_equal(run.values(i, x["name"]), single.values(i, x["name"]))
+    hist = fpscope.Trace(files, histograms=True)
+    assert all(not x["has_values"] and x["has_hist"] for x in hist.step(0)["tensors"])
+    with pytest.raises(ValueError, match="has no raw values"):
+        hist.values(0, hist.step(0)["tensors"][0]["name"])
+
+
+def test_trace_of_rank_files_reports_left_out_steps_and_refuses_bad_runs(runs, tmp_path):
+    files = copies(tmp_path, runs["ddp"])
+    with h5py.File(files[1], "r+") as f:
+        del f["steps/00000001"]
+    run = fpscope.Trace([str(f) for f in files])
+    assert [run.step(i)["step"] for i in range(len(run))] == [0, 2, 3, 4, 5]
+    assert run.incomplete == [f"rank 1 ({files[1]}) did not record step 1 that other ranks did: left out"]
+    with pytest.raises(ValueError, match=r"ranks 2 of world size 3 have no trace"):
+        fpscope.Trace([str(f) for f in runs["zero"][:2]])
+    with pytest.raises(ValueError, match="several ranks"):
+        fpscope.Trace([str(runs["ddp"][0])])
+    with pytest.raises(ValueError, match="integer in \\[0, 1024\\]|thread count"):
+        fpscope.Trace([str(f) for f in runs["ddp"]], threads=-1)

@@ -89,6 +89,9 @@ struct trace_step {
 class trace_reader {
  public:
   explicit trace_reader(const std::string& path);
+  /// Reads a trace held in memory: the bytes of an HDF5 file (copied), as trace_merge's merge()
+  /// makes one. `name` is what messages call it. The same checks as a file's.
+  trace_reader(std::string_view image, const std::string& name);
   ~trace_reader();
   trace_reader(const trace_reader&) = delete;
   trace_reader& operator=(const trace_reader&) = delete;
@@ -129,6 +132,7 @@ class trace_reader {
   std::vector<std::pair<std::uint32_t, std::uint64_t>> histogram(const trace_step& s, const trace_tensor& t) const;
 
  private:
+  void read_root();  // what both constructors check once the file is open
   struct handle;
   std::string path_, producer_, model_;
   int minor_ = 0;

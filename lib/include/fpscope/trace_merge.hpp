@@ -37,6 +37,12 @@ struct merge_result {
 /// are rank 0's.
 merge_result merge(std::span<const trace_reader* const> ranks, const merge_options& o);
 
+/// Reads and merges the traces at `paths` in a contained worker (fpscope/contain.hpp): a trace
+/// that crashes or hangs libhdf5 becomes contained_error. The result holds the image (what
+/// fpscope.Trace reads a run from, in memory).
+merge_result merge_contained(std::span<const std::string> paths, const merge_options& o,
+                             const std::function<bool()>& cancelled = {});
+
 /// Reads and merges the traces at `paths` in a contained worker (fpscope/contain.hpp) and writes
 /// the result to `out` through output_file (fpscope/output.hpp: atomic, never over an input).
 /// The result's image is left empty.
