@@ -53,3 +53,26 @@ def test_mpi_replay_errors_end_every_process(fpscope, tmp_path):
     assert p.returncode != 0 and p.stdout == "" and "a duplicated shard" in p.stderr, p.stderr
     p = mpirun(2, "replay", "--mpi", "-q", files[0])
     assert p.returncode != 0 and "--mpi: needs several rank traces" in p.stderr
+
+
+@pytest.mark.parametrize("kind", ["ddp", "zero", "tp"])
+def test_the_shipped_run_replays_alike_three_ways(fpscope, tmp_path, kind):
+    """Issue 18's "done when": the 4-rank recording replays identically through `replay
+    rank*.h5`, `trace merge` + `replay`, and `mpirun -np 2 ... --mpi` (the parts of the result
+    that say what the run did; where it was read from differs)."""
+    import json
+
+    files = sorted((RANKS / kind).glob("rank*.h5"))
+    assert len(files) == 4
+    merged = tmp_path / "run.h5"
+    fpscope.ok("trace", "merge", "-q", *files, "-o", merged)
+    drop = ("world_size", "amax_group", "overflow_sources", "steps_left_out")
+    for policy in ("torch", "te-delayed", "te-current"):
+        ways = [json.loads(fpscope.ok("replay", "-q", "--json", "-P", policy, *files)),
+                json.loads(fpscope.ok("replay", "-q", "--json", "-P", policy, merged))]
+        p = mpirun(2, "replay", "--mpi", "-q", "--json", "-P", policy, *files)
+        assert p.returncode == 0, p.stderr
+        ways.append(json.loads(p.stdout))
+        runs = [(w["steps"], {k: v for k, v in w["summary"].items() if k not in drop}) for w in ways]
+        assert len(runs[0][0]) == 8 and runs[0] == runs[1] == runs[2], policy
+        assert any(s["skipped"] for s in runs[0][0]) or policy != "torch"  # the spike at step 5
