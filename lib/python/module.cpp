@@ -538,6 +538,23 @@ py::dict recommend_dict(const py::dict& sweep, int headroom) {
 
 // ---- replay ----
 
+// Runs work(cancelled), a call that runs a contained worker (fpscope/contain.hpp), with the GIL
+// released: `cancelled` takes the GIL back to check for Ctrl-C, which kills the worker and
+// comes back as contained_error with the Python error set (raised here as that error).
+template <class Work>
+auto interruptible(Work&& work) {
+  try {
+    py::gil_scoped_release unlocked;
+    return work([] {
+      py::gil_scoped_acquire locked;
+      return PyErr_CheckSignals() != 0;
+    });
+  } catch (const contained_error&) {
+    if (PyErr_Occurred()) throw py::error_already_set();
+    throw;
+  }
+}
+
 py::dict replay_trace(const std::vector<std::string>& paths, const std::string& policy, const std::optional<std::string>& fmt,
                       const std::optional<std::string>& prof, const std::optional<std::string>& round,
                       const std::optional<std::string>& ovf, const std::optional<std::string>& steps, int threads,
@@ -556,18 +573,8 @@ py::dict replay_trace(const std::vector<std::string>& paths, const std::string& 
   o.threads = check_threads(threads, "threads");
   o.top = top;
   o.keep_tensors = tensors;
-  replay_result r;
-  try {
-    py::gil_scoped_release unlocked;
-    // The worker runs the library's engine; Ctrl-C here kills it (PyErr_CheckSignals raises).
-    r = replay_files(paths, o, [] {
-      py::gil_scoped_acquire locked;
-      return PyErr_CheckSignals() != 0;
-    });
-  } catch (const contained_error&) {
-    if (PyErr_Occurred()) throw py::error_already_set();
-    throw;
-  }
+  // The worker runs the library's engine.
+  const replay_result r = interruptible([&](const auto& cancelled) { return replay_files(paths, o, cancelled); });
   // The dict is the --json schema itself (docs/json.md), parsed; "arrays" adds the per-step
   // columns as NumPy arrays.
   py::dict d = py::module_::import("json").attr("loads")(json_text(replay_json(r)));
@@ -598,14 +605,7 @@ py::dict merge_traces(const std::vector<std::string>& paths, const std::string& 
   o.threads = check_threads(threads, "threads");
   merge_result m;
   try {
-    py::gil_scoped_release unlocked;
-    m = merge_files(paths, out, o, [] {
-      py::gil_scoped_acquire locked;
-      return PyErr_CheckSignals() != 0;
-    });
-  } catch (const contained_error&) {
-    if (PyErr_Occurred()) throw py::error_already_set();
-    throw;
+    m = interruptible([&](const auto& cancelled) { return merge_files(paths, out, o, cancelled); });
   } catch (const output_error& e) {
     PyErr_SetString(PyExc_OSError, e.what());
     throw py::error_already_set();
@@ -659,17 +659,7 @@ class trace {
     merge_options o;
     o.values = !histograms;
     o.threads = check_threads(threads, "threads");
-    merge_result m;
-    try {
-      py::gil_scoped_release unlocked;
-      m = merge_contained(paths, o, [] {
-        py::gil_scoped_acquire locked;
-        return PyErr_CheckSignals() != 0;
-      });
-    } catch (const contained_error&) {
-      if (PyErr_Occurred()) throw py::error_already_set();
-      throw;
-    }
+    merge_result m = interruptible([&](const auto& cancelled) { return merge_contained(paths, o, cancelled); });
     image_ = std::move(m.image);
     read_meta();
     // The ranks' unfinished last steps, and the steps not every rank recorded (left out).
@@ -794,16 +784,7 @@ class trace {
   // replay() does). Errors: trace_error and a worker's crash or stall come back as
   // contained_error, a ValueError in Python.
   std::string contained(const std::function<std::string()>& body) const {
-    try {
-      py::gil_scoped_release unlocked;
-      return run_contained(path_, body, [] {
-        py::gil_scoped_acquire locked;
-        return PyErr_CheckSignals() != 0;
-      });
-    } catch (const contained_error&) {
-      if (PyErr_Occurred()) throw py::error_already_set();
-      throw;
-    }
+    return interruptible([&](const auto& cancelled) { return run_contained(path_, body, cancelled); });
   }
   std::string step_text(std::size_t i) const {
     if (i >= size_) throw py::index_error("step index " + std::to_string(i) + " out of range (" + std::to_string(size_) + " steps)");
