@@ -20,6 +20,7 @@
 
 #include "fpscope/arith_bulk.hpp"
 #include "fpscope/block_quant.hpp"
+#include "fpscope/block_stats.hpp"
 #include "fpscope/convert.hpp"
 #include "fpscope/format.hpp"
 #include "fpscope/contain.hpp"
@@ -915,6 +916,117 @@ py::dict quantize_array(const py::array& x_, const std::string& spec, const std:
   d["stats"] = block_stats_dict(q.stats);
   return d;
 }
+
+// fpscope.block_stats: the compact per-block statistics of a 2-D operand (fpscope/block_stats.hpp)
+// as NumPy arrays, and back. The arrays are what a trace stores (docs/trace.md).
+py::array_t<std::uint32_t> u32_array(const std::vector<std::uint32_t>& v) {
+  py::array_t<std::uint32_t> a(py::ssize_t(v.size()));
+  if (!v.empty()) std::memcpy(a.mutable_data(), v.data(), v.size() * 4);
+  return a;
+}
+py::tuple sparse_arrays(const std::vector<std::pair<std::uint32_t, std::uint64_t>>& v) {
+  py::array_t<std::uint32_t> k(py::ssize_t(v.size()));
+  py::array_t<std::uint64_t> n(py::ssize_t(v.size()));
+  for (std::size_t i = 0; i < v.size(); ++i) k.mutable_at(py::ssize_t(i)) = v[i].first, n.mutable_at(py::ssize_t(i)) = v[i].second;
+  return py::make_tuple(k, n);
+}
+
+py::dict block_stats_array(const py::array& x_, const std::optional<std::vector<std::pair<std::uint32_t, std::uint32_t>>>& geoms,
+                           int threads) {
+  py::array x = float_input(x_, "block_stats");
+  if (!is_dtype(x, 'f', 4)) x = x.attr("astype")("float32").cast<py::array>();
+  if (x.ndim() != 1 && x.ndim() != 2) value_error("block_stats needs a 1-D or 2-D array, got " + std::to_string(x.ndim()) + " dimensions");
+  const std::size_t rows = x.ndim() == 2 ? std::size_t(x.shape(0)) : 1, cols = std::size_t(x.shape(x.ndim() - 1));
+  if (rows == 0 || cols == 0) value_error("block_stats needs a non-empty array");
+  std::vector<block_geometry> g;
+  if (geoms) for (const auto& [r, c] : *geoms) g.push_back({r, c});
+  else g = default_block_geometries();
+  const py::array xc = contiguous(x);
+  operand_block_stats st;
+  {
+    py::gil_scoped_release unlocked;
+    st = compute_block_stats(span_of<float>(xc), rows, cols, g, threads);
+  }
+  py::dict d;
+  d["shape"] = py::make_tuple(st.rows, st.cols);
+  d["finite_amax"] = st.finite_amax;
+  d["thresholds"] = u32_array(st.thresholds);
+  py::list gl;
+  for (const auto& gs : st.geometries) {
+    py::dict e;
+    e["block"] = py::make_tuple(gs.geometry.rows, gs.geometry.cols);
+    e["elements"] = sparse_arrays(gs.elements);
+    e["blocks"] = sparse_arrays(gs.blocks);
+    e["minima"] = sparse_arrays(gs.minima);
+    gl.append(e);
+  }
+  d["geometries"] = gl;
+  return d;
+}
+
+// A (keys, counts) pair of 1-D arrays, checked: equal lengths, keys strictly increasing.
+std::vector<std::pair<std::uint32_t, std::uint64_t>> sparse_from(const py::handle& h, const char* what) {
+  const auto t = h.cast<py::tuple>();
+  if (t.size() != 2) value_error(std::string("block statistics: ") + what + " is not a (keys, counts) pair");
+  const auto k = t[0].cast<py::array_t<std::uint32_t, py::array::c_style | py::array::forcecast>>();
+  const auto n = t[1].cast<py::array_t<std::uint64_t, py::array::c_style | py::array::forcecast>>();
+  if (k.ndim() != 1 || n.ndim() != 1 || k.size() != n.size())
+    value_error(std::string("block statistics: ") + what + " keys and counts differ in shape");
+  std::vector<std::pair<std::uint32_t, std::uint64_t>> v(std::size_t(k.size()));
+  for (py::ssize_t i = 0; i < k.size(); ++i) {
+    v[std::size_t(i)] = {k.at(i), n.at(i)};
+    if (i && v[std::size_t(i)].first <= v[std::size_t(i - 1)].first)
+      value_error(std::string("block statistics: ") + what + " keys are not strictly increasing");
+  }
+  return v;
+}
+
+operand_block_stats block_stats_from(const py::dict& d) {
+  operand_block_stats st;
+  const auto shape = d["shape"].cast<std::pair<std::uint64_t, std::uint64_t>>();
+  st.rows = shape.first, st.cols = shape.second;
+  if (st.rows == 0 || st.cols == 0) value_error("block statistics: an empty shape");
+  st.finite_amax = d["finite_amax"].cast<float>();
+  if (!(st.finite_amax >= 0) || !std::isfinite(st.finite_amax)) value_error("block statistics: finite_amax is not a finite float >= 0");
+  const auto t = d["thresholds"].cast<py::array_t<std::uint32_t, py::array::c_style | py::array::forcecast>>();
+  for (py::ssize_t i = 0; i < t.size(); ++i) {
+    const std::uint32_t v = t.at(i);
+    if (v == 0 || v > 0x7FFFFFu || (i && v <= st.thresholds.back()))
+      value_error("block statistics: thresholds are not increasing 23-bit significands");
+    st.thresholds.push_back(v);
+  }
+  if (st.thresholds.size() >= 1024) value_error("block statistics: over 1023 thresholds");
+  for (const auto& h : d["geometries"].cast<py::list>()) {
+    const auto g = h.cast<py::dict>();
+    block_geometry_stats gs;
+    const auto b = g["block"].cast<std::pair<std::uint32_t, std::uint32_t>>();
+    if (b.first == 0 || b.second == 0) value_error("block statistics: a block with a zero edge");
+    gs.geometry = {b.first, b.second};
+    gs.elements = sparse_from(g["elements"], "elements");
+    gs.blocks = sparse_from(g["blocks"], "blocks");
+    gs.minima = sparse_from(g["minima"], "minima");
+    st.geometries.push_back(std::move(gs));
+  }
+  return st;
+}
+
+py::dict answer_block_stats_dict(const py::dict& stats, const std::string& spec, const std::string& role, const std::string& axis) {
+  const operand_block_stats st = block_stats_from(stats);
+  const block_stats_answer a = answer_block_stats(st, spec, parse_role(role, "role"), parse_axis(axis, "axis"));
+  py::dict d, exact;
+  d["recipe"] = a.describe;
+  d["element"] = std::string(a.element.name);
+  d["block_shape"] = py::make_tuple(a.block_rows, a.block_cols);
+  d["low"] = block_stats_dict(a.low);
+  d["high"] = block_stats_dict(a.high);
+  for_each_bound(a, [&exact](const char* key, double lo, double hi) { exact[key] = lo == hi || (std::isnan(lo) && std::isnan(hi)); });
+  for (int c = 0; c < cast_class_count; ++c)
+    exact[py::str("counts." + std::string(name(static_cast<cast_class>(c))))] = a.low.counts.n[std::size_t(c)] == a.high.counts.n[std::size_t(c)];
+  exact["scale_binades"] = a.low.scale_binades == a.high.scale_binades;
+  d["exact_fields"] = exact;
+  d["exact"] = a.exact();
+  return d;
+}
 }  // namespace
 
 PYBIND11_MODULE(_fpscope, m) {
@@ -1031,6 +1143,11 @@ PYBIND11_MODULE(_fpscope, m) {
   }, "The replay recipes: name, summary, the grammar of their keys, what upstream path they model.");
   m.def("_quantize", &quantize_array, py::arg("x"), py::arg("recipe"), py::arg("role") = "input", py::arg("axis") = "row",
         "Block quantization of a GEMM operand (fpscope/block_quant.hpp); fpscope.quantize wraps it.");
+
+  m.def("_block_stats", &block_stats_array, py::arg("x"), py::arg("geometries") = py::none(), py::arg("threads") = 0,
+        "Per-block statistics of a 2-D operand (fpscope/block_stats.hpp); fpscope.block_stats wraps it.");
+  m.def("_answer_block_stats", &answer_block_stats_dict, py::arg("stats"), py::arg("recipe"), py::arg("role") = "input",
+        py::arg("axis") = "row", "A recipe's statistics from block statistics; fpscope.answer_block_stats wraps it.");
 
   py::class_<trace>(m, "Trace", "A gradient trace (docs/trace.md), read step by step.")
       .def(py::init<const std::string&>(), py::arg("path"))
