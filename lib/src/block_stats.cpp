@@ -12,7 +12,6 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
-#include <map>
 #include <memory>
 #include <mutex>
 
@@ -47,6 +46,15 @@ inline void split(std::uint32_t b, std::int32_t& e, std::uint32_t& m) {
   e = std::int32_t(v >> 23) - 127 - (sub ? 64 : 0);
   m = v & 0x7FFFFFu;
 }
+// Of |x|'s bits: the bits where x is finite, else 0 (a mask, not a select: GCC 12 vectorises a
+// max reduction of this and not of `cond ? b : 0`); the bits less one, whose min over a block is
+// its least nonzero finite magnitude less one (0 wraps to the top, inf and NaN lie above every
+// finite value), or at least 0x7F7FFFFF without one (a plain min: vectorised);
+// NaN << 1 | inf.
+inline std::uint32_t finite_bits(std::uint32_t b) { return b & (0u - std::uint32_t(b < 0x7F800000u)); }
+inline std::uint32_t nonzero_bits(std::uint32_t b) { return b - 1u; }
+constexpr std::uint32_t no_nonzero = 0x7F7FFFFFu;
+inline std::uint32_t nonfinite_flags(std::uint32_t b) { return std::uint32_t(b > 0x7F800000u) << 1 | std::uint32_t(b == 0x7F800000u); }
 inline std::uint32_t sig5(std::uint32_t m) { return (m >> 19) << 1 | ((m & 0x7FFFFu) != 0); }
 
 // The least (up) or largest (!up) float32 >= (resp. <=) (1 + m / 2^23) 2^e, e in [-149, 127];
@@ -110,6 +118,19 @@ std::vector<std::uint32_t> derive_thresholds() {
 
 // ---- recording ----------------------------------------------------------------------------------
 
+using sparse = std::vector<std::pair<std::uint32_t, std::uint64_t>>;
+
+// Sorted by key, repeated keys summed.
+sparse merged(sparse v) {
+  std::sort(v.begin(), v.end());
+  sparse out;
+  for (const auto& [k, n] : v) {
+    if (!out.empty() && out.back().first == k) out.back().second += n;
+    else out.emplace_back(k, n);
+  }
+  return out;
+}
+
 // One task's counters: a dense table of 2048 element counters, 2048 minimum counters and 32
 // block counters per amax key seen, found through (ecode, flags) -> class -> slot.
 struct accumulator {
@@ -117,6 +138,7 @@ struct accumulator {
   const std::vector<std::uint32_t>& thr;
   std::vector<std::uint32_t> counts;  // slots x per_slot
   std::vector<std::uint32_t> keys;    // per slot: its amax key
+  std::uint32_t largest = 0;           // the largest finite |x| seen, as bits
   std::vector<std::unique_ptr<std::int32_t[]>> by_ecode;  // (ecode << 2 | flags) -> class -> slot
   explicit accumulator(const std::vector<std::uint32_t>& t) : thr(t), by_ecode(512 * 4) {}
 
@@ -145,19 +167,22 @@ struct accumulator {
     return std::size_t(s);
   }
 
-  // Adds the counters to sorted maps and clears them.
-  void flush(std::map<std::uint32_t, std::uint64_t>& el, std::map<std::uint32_t, std::uint64_t>& bl,
-             std::map<std::uint32_t, std::uint64_t>& mi) {
+  // Appends the nonzero counters to the (key, count) lists (unsorted, a key possibly repeated:
+  // merged()) and empties the accumulator (a new slot's counters are zeroed as it is made).
+  void flush(sparse& el, sparse& bl, sparse& mi) {
     for (std::size_t s = 0; s < keys.size(); ++s) {
       const std::uint32_t* c = counts.data() + s * per_slot;
       for (std::uint32_t k = 0; k < 2048; ++k)
-        if (c[k]) el[keys[s] << 11 | k] += c[k];
+        if (c[k]) el.emplace_back(keys[s] << 11 | k, c[k]);
       for (std::uint32_t k = 0; k < 2048; ++k)
-        if (c[2048 + k]) mi[keys[s] << 11 | k] += c[2048 + k];
+        if (c[2048 + k]) mi.emplace_back(keys[s] << 11 | k, c[2048 + k]);
       for (std::uint32_t k = 0; k < 32; ++k)
-        if (c[4096 + k]) bl[keys[s] << 5 | k] += c[4096 + k];
+        if (c[4096 + k]) bl.emplace_back(keys[s] << 5 | k, c[4096 + k]);
     }
-    std::fill(counts.begin(), counts.end(), 0u);
+    for (auto& inner : by_ecode)
+      if (inner) std::fill_n(inner.get(), thr.size() + 1, -1);
+    keys.clear();
+    counts.clear();
   }
 };
 
@@ -175,16 +200,16 @@ inline std::uint32_t sub_key(std::uint32_t b, std::int32_t ea) {
 void record_rows(const float* x, std::size_t cols, std::size_t r0, std::size_t r1, block_geometry g, accumulator& acc) {
   const std::size_t bc = g.cols, nb = (cols + bc - 1) / bc;
   std::vector<std::uint32_t> amax(bc == 1 ? cols : nb), least(amax.size());
-  std::vector<std::uint8_t> flags(amax.size());
+  std::vector<std::uint32_t> flags(amax.size());
   std::vector<std::size_t> slot_of(amax.size());
   std::vector<std::uint32_t*> slots(amax.size());
-  std::vector<std::int32_t> ea(cols);
+  std::vector<std::int32_t> ea(amax.size());  // per block: the amax exponent
   std::vector<std::uint32_t> ab(cols), sub(cols);
   for (std::size_t s0 = r0; s0 < r1; s0 += g.rows) {
     const std::size_t s1 = std::min(r1, s0 + g.rows);
     std::fill(amax.begin(), amax.end(), 0u);
     std::fill(least.begin(), least.end(), ~0u);
-    std::fill(flags.begin(), flags.end(), std::uint8_t(0));
+    std::fill(flags.begin(), flags.end(), 0u);
     // Pass 1: per block, the finite amax, the least nonzero finite magnitude (as bits: positive
     // floats order as their bits), NaN and inf present.
     for (std::size_t i = s0; i < s1; ++i) {
@@ -196,23 +221,18 @@ void record_rows(const float* x, std::size_t cols, std::size_t r0, std::size_t r
       }
       if (bc == 1) {
         for (std::size_t j = 0; j < cols; ++j) {
-          const std::uint32_t b = ab[j];
-          const bool fin = b < 0x7F800000u;
-          amax[j] = std::max(amax[j], fin ? b : 0u);
-          least[j] = std::min(least[j], fin && b ? b : ~0u);
-          flags[j] |= std::uint8_t((b > 0x7F800000u) << 1 | (b == 0x7F800000u));
+          amax[j] = std::max(amax[j], finite_bits(ab[j]));
+          least[j] = std::min(least[j], nonzero_bits(ab[j]));
+          flags[j] |= nonfinite_flags(ab[j]);
         }
       } else {
         for (std::size_t k = 0; k < nb; ++k) {
-          std::uint32_t mx = 0, mn = ~0u;
-          std::uint8_t f = 0;
-          for (std::size_t j = k * bc, je = std::min(cols, j + bc); j < je; ++j) {
-            const std::uint32_t b = ab[j];
-            const bool fin = b < 0x7F800000u;
-            mx = std::max(mx, fin ? b : 0u);
-            mn = std::min(mn, fin && b ? b : ~0u);
-            f |= std::uint8_t((b > 0x7F800000u) << 1 | (b == 0x7F800000u));
-          }
+          // Three plain reductions of 32-bit lanes: each vectorises on its own.
+          std::uint32_t mx = 0, mn = ~0u, f = 0;
+          const std::size_t j0 = k * bc, je = std::min(cols, j0 + bc);
+          for (std::size_t j = j0; j < je; ++j) mx = std::max(mx, finite_bits(ab[j]));
+          for (std::size_t j = j0; j < je; ++j) mn = std::min(mn, nonzero_bits(ab[j]));
+          for (std::size_t j = j0; j < je; ++j) f |= nonfinite_flags(ab[j]);
           amax[k] = std::max(amax[k], mx), least[k] = std::min(least[k], mn), flags[k] |= f;
         }
       }
@@ -221,40 +241,42 @@ void record_rows(const float* x, std::size_t cols, std::size_t r0, std::size_t r
     for (std::size_t k = 0; k < amax.size(); ++k) {
       std::int32_t e;
       slot_of[k] = acc.slot(amax[k], flags[k] & 2, flags[k] & 1, e);
-      if (bc == 1) ea[k] = e;
-      else std::fill(ea.begin() + std::ptrdiff_t(k * bc), ea.begin() + std::ptrdiff_t(std::min(cols, k * bc + bc)), e);
+      ea[k] = e;
     }
     for (std::size_t k = 0; k < amax.size(); ++k) {
+      acc.largest = std::max(acc.largest, amax[k]);
       std::uint32_t* c = slots[k] = acc.counts.data() + slot_of[k] * accumulator::per_slot;
       std::uint32_t m = 0;
       std::int32_t e = 0;
       if (amax[k]) split(amax[k], e, m);
       ++c[4096 + (amax[k] ? sig5(m) : 0)];
-      ++c[2048 + (least[k] == ~0u ? sub_zero : sub_key(least[k], e))];
+      ++c[2048 + (least[k] >= no_nonzero ? sub_zero : sub_key(least[k] + 1u, e))];
     }
     // Pass 2: every element's key.
     for (std::size_t i = s0; i < s1; ++i) {
       const float* row = x + i * cols;
-      for (std::size_t j = 0; j < cols; ++j) {
-        std::uint32_t b;
-        std::memcpy(&b, row + j, 4);
-        sub[j] = sub_key(b & 0x7FFFFFFFu, ea[j]);
-      }
       if (bc == 1) {
+        for (std::size_t j = 0; j < cols; ++j) {
+          std::uint32_t b;
+          std::memcpy(&b, row + j, 4);
+          sub[j] = sub_key(b & 0x7FFFFFFFu, ea[j]);
+        }
         for (std::size_t j = 0; j < cols; ++j) ++slots[j][sub[j]];
       } else {
         for (std::size_t k = 0; k < nb; ++k) {
+          const std::size_t j0 = k * bc, je = std::min(cols, j0 + bc);
+          const std::int32_t e = ea[k];
+          for (std::size_t j = j0; j < je; ++j) {
+            std::uint32_t b;
+            std::memcpy(&b, row + j, 4);
+            sub[j] = sub_key(b & 0x7FFFFFFFu, e);
+          }
           std::uint32_t* c = slots[k];
-          for (std::size_t j = k * bc, je = std::min(cols, j + bc); j < je; ++j) ++c[sub[j]];
+          for (std::size_t j = j0; j < je; ++j) ++c[sub[j]];
         }
       }
     }
   }
-}
-
-template <class Map>
-std::vector<std::pair<std::uint32_t, std::uint64_t>> listed(const Map& m) {
-  return {m.begin(), m.end()};
 }
 
 }  // namespace
@@ -274,9 +296,7 @@ operand_block_stats compute_block_stats(std::span<const float> x, std::size_t ro
   operand_block_stats out;
   out.rows = rows, out.cols = cols;
   out.thresholds = block_stats_thresholds();
-  float amax = 0;
-  for (const float v : x) amax = std::max(amax, std::isfinite(v) ? std::fabs(v) : 0.0f);
-  out.finite_amax = amax;
+  std::uint32_t amax = 0;  // the tensor's finite amax, as bits: the blocks' maximum
   const int nt = threads > 0 ? threads : x.size() >= parallel_threshold ? omp_get_max_threads() : 1;
   for (const auto g : geometries) {
     if (g.rows == 0 || g.cols == 0) throw option_error("block_stats: a block geometry has a zero edge");
@@ -285,24 +305,29 @@ operand_block_stats compute_block_stats(std::span<const float> x, std::size_t ro
     std::size_t per_task = std::max<std::size_t>(1, (std::size_t{1} << 31) / (stripe * cols)) * stripe;
     per_task = std::min(per_task, std::max(stripe, (rows / std::size_t(nt) + stripe - 1) / stripe * stripe));
     const std::size_t tasks = (rows + per_task - 1) / per_task;
-    std::map<std::uint32_t, std::uint64_t> el, bl, mi;
+    sparse el, bl, mi;
     std::mutex m;
 #pragma omp parallel num_threads(nt)
     {
       accumulator acc(out.thresholds);
-      std::map<std::uint32_t, std::uint64_t> e2, b2, m2;
+      sparse e2, b2, m2;
 #pragma omp for schedule(dynamic, 1)
       for (std::size_t t = 0; t < tasks; ++t) {
         record_rows(x.data(), cols, t * per_task, std::min(rows, (t + 1) * per_task), g, acc);
         acc.flush(e2, b2, m2);
       }
       const std::lock_guard lock(m);
-      for (const auto& [k, v] : e2) el[k] += v;
-      for (const auto& [k, v] : b2) bl[k] += v;
-      for (const auto& [k, v] : m2) mi[k] += v;
+      el.insert(el.end(), e2.begin(), e2.end());
+      bl.insert(bl.end(), b2.begin(), b2.end());
+      mi.insert(mi.end(), m2.begin(), m2.end());
+      amax = std::max(amax, acc.largest);
     }
-    out.geometries.push_back({g, listed(el), listed(bl), listed(mi)});
+    out.geometries.push_back({g, merged(std::move(el)), merged(std::move(bl)), merged(std::move(mi))});
   }
+  if (geometries.empty()) {
+    for (const float v : x) amax = std::max(amax, finite_bits(std::bit_cast<std::uint32_t>(v) & 0x7FFFFFFFu));
+  }
+  out.finite_amax = std::bit_cast<float>(amax);
   return out;
 }
 
