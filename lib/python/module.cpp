@@ -931,22 +931,7 @@ py::tuple sparse_arrays(const std::vector<std::pair<std::uint32_t, std::uint64_t
   return py::make_tuple(k, n);
 }
 
-py::dict block_stats_array(const py::array& x_, const std::optional<std::vector<std::pair<std::uint32_t, std::uint32_t>>>& geoms,
-                           int threads) {
-  py::array x = float_input(x_, "block_stats");
-  if (!is_dtype(x, 'f', 4)) x = x.attr("astype")("float32").cast<py::array>();
-  if (x.ndim() != 1 && x.ndim() != 2) value_error("block_stats needs a 1-D or 2-D array, got " + std::to_string(x.ndim()) + " dimensions");
-  const std::size_t rows = x.ndim() == 2 ? std::size_t(x.shape(0)) : 1, cols = std::size_t(x.shape(x.ndim() - 1));
-  if (rows == 0 || cols == 0) value_error("block_stats needs a non-empty array");
-  std::vector<block_geometry> g;
-  if (geoms) for (const auto& [r, c] : *geoms) g.push_back({r, c});
-  else g = default_block_geometries();
-  const py::array xc = contiguous(x);
-  operand_block_stats st;
-  {
-    py::gil_scoped_release unlocked;
-    st = compute_block_stats(span_of<float>(xc), rows, cols, g, threads);
-  }
+py::dict block_stats_py(const operand_block_stats& st) {
   py::dict d;
   d["shape"] = py::make_tuple(st.rows, st.cols);
   d["finite_amax"] = st.finite_amax;
@@ -964,50 +949,74 @@ py::dict block_stats_array(const py::array& x_, const std::optional<std::vector<
   return d;
 }
 
-// A (keys, counts) pair of 1-D arrays, checked: equal lengths, keys strictly increasing.
-std::vector<std::pair<std::uint32_t, std::uint64_t>> sparse_from(const py::handle& h, const char* what) {
-  const auto t = h.cast<py::tuple>();
-  if (t.size() != 2) value_error(std::string("block statistics: ") + what + " is not a (keys, counts) pair");
-  const auto k = t[0].cast<py::array_t<std::uint32_t, py::array::c_style | py::array::forcecast>>();
-  const auto n = t[1].cast<py::array_t<std::uint64_t, py::array::c_style | py::array::forcecast>>();
-  if (k.ndim() != 1 || n.ndim() != 1 || k.size() != n.size())
-    value_error(std::string("block statistics: ") + what + " keys and counts differ in shape");
-  std::vector<std::pair<std::uint32_t, std::uint64_t>> v(std::size_t(k.size()));
-  for (py::ssize_t i = 0; i < k.size(); ++i) {
-    v[std::size_t(i)] = {k.at(i), n.at(i)};
-    if (i && v[std::size_t(i)].first <= v[std::size_t(i - 1)].first)
-      value_error(std::string("block statistics: ") + what + " keys are not strictly increasing");
-  }
-  return v;
+operand_block_stats block_stats_of(const py::array& x_, const std::vector<block_geometry>& g, int threads) {
+  py::array x = float_input(x_, "block_stats");
+  if (!is_dtype(x, 'f', 4)) x = x.attr("astype")("float32").cast<py::array>();
+  if (x.ndim() != 1 && x.ndim() != 2) value_error("block_stats needs a 1-D or 2-D array, got " + std::to_string(x.ndim()) + " dimensions");
+  const std::size_t rows = x.ndim() == 2 ? std::size_t(x.shape(0)) : 1, cols = std::size_t(x.shape(x.ndim() - 1));
+  if (rows == 0 || cols == 0) value_error("block_stats needs a non-empty array");
+  const py::array xc = contiguous(x);
+  py::gil_scoped_release unlocked;
+  return compute_block_stats(span_of<float>(xc), rows, cols, g, threads);
 }
 
+py::dict block_stats_array(const py::array& x, const std::optional<std::vector<std::pair<std::uint32_t, std::uint32_t>>>& geoms,
+                           int threads) {
+  std::vector<block_geometry> g;
+  if (geoms) for (const auto& [r, c] : *geoms) g.push_back({r, c});
+  else g = default_block_geometries();
+  return block_stats_py(block_stats_of(x, g, threads));
+}
+
+template <class T>
+py::array_t<T> array_of(const std::vector<T>& v) {
+  py::array_t<T> a(py::ssize_t(v.size()));
+  if (!v.empty()) std::memcpy(a.mutable_data(), v.data(), v.size() * sizeof(T));
+  return a;
+}
+
+// The recorder's bstats_* datasets of a 2-D operand (docs/trace.md "Block statistics").
+py::dict block_stats_datasets(const py::array& x, int threads) {
+  const block_stats_arrays a = to_arrays(block_stats_of(x, default_block_geometries(), threads));
+  py::dict d;
+  d["bstats_shape"] = array_of(a.shape);
+  d["bstats_thresholds"] = array_of(a.thresholds);
+  d["bstats_geometry"] = array_of(a.geometry);
+  d["bstats_lengths"] = array_of(a.lengths);
+  d["bstats_keys"] = array_of(a.keys);
+  d["bstats_counts"] = array_of(a.counts);
+  return d;
+}
+
+template <class T>
+std::vector<T> vector_of(const py::handle& h) {
+  const auto a = h.cast<py::array_t<T, py::array::c_style | py::array::forcecast>>();
+  if (a.ndim() != 1) value_error("block statistics: an array is not 1-D");
+  return {a.data(), a.data() + a.size()};
+}
+
+// fpscope.block_stats' dict back into statistics, through the one checker (from_arrays).
 operand_block_stats block_stats_from(const py::dict& d) {
-  operand_block_stats st;
+  block_stats_arrays a;
   const auto shape = d["shape"].cast<std::pair<std::uint64_t, std::uint64_t>>();
-  st.rows = shape.first, st.cols = shape.second;
-  if (st.rows == 0 || st.cols == 0) value_error("block statistics: an empty shape");
-  st.finite_amax = d["finite_amax"].cast<float>();
-  if (!(st.finite_amax >= 0) || !std::isfinite(st.finite_amax)) value_error("block statistics: finite_amax is not a finite float >= 0");
-  const auto t = d["thresholds"].cast<py::array_t<std::uint32_t, py::array::c_style | py::array::forcecast>>();
-  for (py::ssize_t i = 0; i < t.size(); ++i) {
-    const std::uint32_t v = t.at(i);
-    if (v == 0 || v > 0x7FFFFFu || (i && v <= st.thresholds.back()))
-      value_error("block statistics: thresholds are not increasing 23-bit significands");
-    st.thresholds.push_back(v);
-  }
-  if (st.thresholds.size() >= 1024) value_error("block statistics: over 1023 thresholds");
+  a.shape = {shape.first, shape.second};
+  a.thresholds = vector_of<std::uint32_t>(d["thresholds"]);
   for (const auto& h : d["geometries"].cast<py::list>()) {
     const auto g = h.cast<py::dict>();
-    block_geometry_stats gs;
     const auto b = g["block"].cast<std::pair<std::uint32_t, std::uint32_t>>();
-    if (b.first == 0 || b.second == 0) value_error("block statistics: a block with a zero edge");
-    gs.geometry = {b.first, b.second};
-    gs.elements = sparse_from(g["elements"], "elements");
-    gs.blocks = sparse_from(g["blocks"], "blocks");
-    gs.minima = sparse_from(g["minima"], "minima");
-    st.geometries.push_back(std::move(gs));
+    a.geometry.push_back(b.first), a.geometry.push_back(b.second);
+    for (const char* l : {"elements", "blocks", "minima"}) {
+      const auto t = g[l].cast<py::tuple>();
+      if (t.size() != 2) value_error(std::string("block statistics: ") + l + " is not a (keys, counts) pair");
+      const auto k = vector_of<std::uint32_t>(t[0]);
+      const auto n = vector_of<std::uint64_t>(t[1]);
+      if (k.size() != n.size()) value_error(std::string("block statistics: ") + l + " keys and counts differ in length");
+      a.lengths.push_back(k.size());
+      a.keys.insert(a.keys.end(), k.begin(), k.end());
+      a.counts.insert(a.counts.end(), n.begin(), n.end());
+    }
   }
-  return st;
+  return from_arrays(a, d["finite_amax"].cast<double>());
 }
 
 py::dict answer_block_stats_dict(const py::dict& stats, const std::string& spec, const std::string& role, const std::string& axis) {
@@ -1146,6 +1155,8 @@ PYBIND11_MODULE(_fpscope, m) {
 
   m.def("_block_stats", &block_stats_array, py::arg("x"), py::arg("geometries") = py::none(), py::arg("threads") = 0,
         "Per-block statistics of a 2-D operand (fpscope/block_stats.hpp); fpscope.block_stats wraps it.");
+  m.def("block_stats_datasets", &block_stats_datasets, py::arg("x"), py::arg("threads") = 0,
+        "The recorder's bstats_* trace datasets of a 2-D operand (docs/trace.md \"Block statistics\").");
   m.def("_answer_block_stats", &answer_block_stats_dict, py::arg("stats"), py::arg("recipe"), py::arg("role") = "input",
         py::arg("axis") = "row", "A recipe's statistics from block statistics; fpscope.answer_block_stats wraps it.");
 

@@ -8,6 +8,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cmath>
 #include <cstring>
@@ -329,6 +330,78 @@ operand_block_stats compute_block_stats(std::span<const float> x, std::size_t ro
   }
   out.finite_amax = std::bit_cast<float>(amax);
   return out;
+}
+
+block_stats_arrays to_arrays(const operand_block_stats& st) {
+  block_stats_arrays a;
+  a.shape = {st.rows, st.cols};
+  a.thresholds = st.thresholds;
+  for (const auto& g : st.geometries) {
+    a.geometry.push_back(g.geometry.rows), a.geometry.push_back(g.geometry.cols);
+    for (const auto* l : {&g.elements, &g.blocks, &g.minima}) {
+      a.lengths.push_back(l->size());
+      for (const auto& [k, n] : *l) a.keys.push_back(k), a.counts.push_back(n);
+    }
+  }
+  return a;
+}
+
+operand_block_stats from_arrays(const block_stats_arrays& a, double finite_amax) {
+  auto fail = [](const std::string& what) { throw option_error("block statistics: " + what); };
+  operand_block_stats st;
+  if (a.shape.size() != 2 || a.shape[0] == 0 || a.shape[1] == 0 || a.shape[0] > (std::uint64_t{1} << 40) ||
+      a.shape[1] > (std::uint64_t{1} << 40) || a.shape[0] * a.shape[1] > (std::uint64_t{1} << 40))
+    fail("bstats_shape is not two dimensions of 1..2^40 elements");
+  st.rows = a.shape[0], st.cols = a.shape[1];
+  if (!(finite_amax >= 0) || !(finite_amax <= std::numeric_limits<float>::max()) || double(float(finite_amax)) != finite_amax)
+    fail("the amax is not a finite float32 >= 0");
+  st.finite_amax = float(finite_amax);
+  if (a.thresholds.size() >= max_classes) fail("over 1023 thresholds");
+  for (std::size_t i = 0; i < a.thresholds.size(); ++i)
+    if (a.thresholds[i] == 0 || a.thresholds[i] > 0x7FFFFFu || (i && a.thresholds[i] <= a.thresholds[i - 1]))
+      fail("bstats_thresholds are not increasing 23-bit significands");
+  st.thresholds = a.thresholds;
+  const std::size_t ng = a.geometry.size() / 2;
+  if (a.geometry.size() % 2 || ng == 0 || ng > 64) fail("bstats_geometry is not 1..64 (rows, cols) pairs");
+  if (a.lengths.size() != 3 * ng) fail("bstats_lengths is not three lengths per geometry");
+  if (a.keys.size() != a.counts.size()) fail("bstats_keys and bstats_counts differ in length");
+  std::uint64_t at = 0;
+  const std::uint64_t classes = a.thresholds.size();
+  // An amax key: its exponent code within float32's range, its class within the thresholds.
+  auto amax_ok = [&](std::uint32_t k) {
+    const std::uint32_t ecode = k >> 12, cls = (k >> 2) & 0x3FFu;
+    return ecode <= 127 + ecode_bias && cls <= classes && (ecode != 0 || (cls == 0));
+  };
+  auto sub_ok = [](std::uint32_t sub) { return sub >> 5 != off_special || sub <= sub_nan; };
+  for (std::size_t g = 0; g < ng; ++g) {
+    block_geometry_stats gs;
+    gs.geometry = {a.geometry[2 * g], a.geometry[2 * g + 1]};
+    if (gs.geometry.rows == 0 || gs.geometry.cols == 0) fail("a block geometry with a zero edge");
+    const std::uint64_t blocks = ((st.rows + gs.geometry.rows - 1) / gs.geometry.rows) *
+                                 ((st.cols + gs.geometry.cols - 1) / gs.geometry.cols);
+    const std::uint64_t want[3] = {st.rows * st.cols, blocks, blocks};
+    const std::array lists{&gs.elements, &gs.blocks, &gs.minima};
+    for (int l = 0; l < 3; ++l) {
+      const std::uint64_t n = a.lengths[3 * g + std::size_t(l)];
+      if (n > a.keys.size() - at) fail("bstats_lengths exceed the keys");
+      long double total = 0;
+      for (std::uint64_t i = at; i < at + n; ++i) {
+        const std::uint32_t k = a.keys[i];
+        if (i > at && k <= a.keys[i - 1]) fail("keys not strictly increasing");
+        const bool ok = l == 1 ? amax_ok(k >> 5) : amax_ok(k >> 11) && sub_ok(k & 0x7FFu);
+        if (!ok) fail("key " + std::to_string(k) + " out of range");
+        total += (long double)a.counts[i];
+        lists[std::size_t(l)]->emplace_back(k, a.counts[i]);
+      }
+      if (total != (long double)want[l])
+        fail("counts of geometry " + std::to_string(gs.geometry.rows) + "x" + std::to_string(gs.geometry.cols) +
+             " sum to " + std::to_string((unsigned long long)total) + ", not " + std::to_string(want[l]));
+      at += n;
+    }
+    st.geometries.push_back(std::move(gs));
+  }
+  if (at != a.keys.size()) fail("bstats_keys longer than bstats_lengths say");
+  return st;
 }
 
 // ---- answering ----------------------------------------------------------------------------------

@@ -68,6 +68,23 @@ const std::vector<std::uint32_t>& block_stats_thresholds();
 operand_block_stats compute_block_stats(std::span<const float> x, std::size_t rows, std::size_t cols,
                                         std::span<const block_geometry> geometries, int threads = 0);
 
+/// Block statistics as a trace stores them (docs/trace.md "Block statistics"): flat arrays, the
+/// geometries' three (key, count) lists concatenated in order (elements, blocks, minima of the
+/// first geometry, then of the second, ...). The operand's finite amax is the tensor's @amax.
+struct block_stats_arrays {
+  std::vector<std::uint64_t> shape;       ///< bstats_shape: rows, cols
+  std::vector<std::uint32_t> thresholds;  ///< bstats_thresholds
+  std::vector<std::uint32_t> geometry;    ///< bstats_geometry: rows, cols per geometry
+  std::vector<std::uint64_t> lengths;     ///< bstats_lengths: elements, blocks, minima per geometry
+  std::vector<std::uint32_t> keys;        ///< bstats_keys
+  std::vector<std::uint64_t> counts;      ///< bstats_counts
+};
+block_stats_arrays to_arrays(const operand_block_stats& st);
+/// The statistics from their arrays, every bound checked (shape, thresholds, geometries, lengths,
+/// each list's keys strictly increasing and decodable, the counts summing to the elements and
+/// blocks of the shape); option_error naming the first problem.
+operand_block_stats from_arrays(const block_stats_arrays& a, double finite_amax);
+
 /// A recipe's statistics of the operand, from its block statistics: each field of block_stats
 /// (block_quant.hpp) as [low, high]; a field is exact where low == high. The error statistics
 /// (sqnr, relative error) need the values: errors.n is 0 in both.
