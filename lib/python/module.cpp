@@ -637,6 +637,7 @@ nlohmann::json step_json(const trace_step& s) {
     ts.push_back({{"name", t.name}, {"dtype", std::string(name(t.dtype))}, {"shape", t.shape}, {"count", t.count},
                   {"amax", bits_of(t.amax)}, {"zeros", t.zeros}, {"infs", t.infs}, {"nans", t.nans},
                   {"has_values", t.has_values}, {"has_hist", t.has_hist}, {"shard", nullptr}});
+    ts.back()["has_block_stats"] = t.has_block_stats;
     if (const auto& sh = t.shard) {  // multi-rank traces (docs/trace.md): flat_shard/split_shard's keys
       nlohmann::json js{{"logical_name", sh->logical_name}, {"logical_shape", sh->logical_shape}};
       if (sh->how == trace_shard::kind::flat) js["offset"] = sh->offset;
@@ -647,6 +648,8 @@ nlohmann::json step_json(const trace_step& s) {
   return {{"step", s.step}, {"loss", bits_of(s.loss)}, {"lr", bits_of(s.lr)}, {"loss_scale", bits_of(s.loss_scale)},
           {"tensors", ts}};
 }
+
+py::dict block_stats_py(const operand_block_stats& st);
 
 class trace {
  public:
@@ -720,6 +723,7 @@ class trace {
       td["amax"] = from_bits(t["amax"]);
       td["has_values"] = t["has_values"].get<bool>();
       td["has_hist"] = t["has_hist"].get<bool>();
+      td["has_block_stats"] = t["has_block_stats"].get<bool>();
       td["shard"] = py::none();
       if (!t["shard"].is_null()) {
         py::dict sd;
@@ -761,6 +765,34 @@ class trace {
     py::array_t<float> out(static_cast<py::ssize_t>(bytes.size() / sizeof(float)));
     std::memcpy(out.mutable_data(), bytes.data(), bytes.size());
     return out.reshape(shape);
+  }
+  // The tensor's block statistics (docs/trace.md "Block statistics") as fpscope.block_stats
+  // returns them: read and checked in the worker, sent as their arrays, checked again here.
+  py::dict block_stats(std::size_t i, const std::string& tensor) const {
+    const std::string answer = in_tensor(i, tensor, [&](const trace_reader& r, const trace_step& s, const trace_tensor& x) {
+      if (!x.has_block_stats) return std::string(1, no_data);
+      const block_stats_arrays a = to_arrays(r.block_stats(s, x));
+      detail::wire_writer w;
+      w.out.push_back(data);
+      w.pod(x.amax);
+      auto put = [&w](const auto& v) {
+        w.pod(std::uint64_t(v.size()));
+        for (const auto e : v) w.pod(e);
+      };
+      put(a.shape), put(a.thresholds), put(a.geometry), put(a.lengths), put(a.keys), put(a.counts);
+      return std::move(w.out);
+    });
+    if (answer[0] == no_data)
+      value_error("tensor '" + tensor + "' of step index " + std::to_string(i) + " has no block statistics");
+    detail::wire_reader rd(std::string_view(answer).substr(1), "trace");
+    const double amax = rd.pod<double>();
+    block_stats_arrays a;
+    auto get = [&rd](auto& v) {
+      v.resize(rd.pod<std::uint64_t>());
+      for (auto& e : v) e = rd.pod<std::remove_reference_t<decltype(e)>>();
+    };
+    get(a.shape), get(a.thresholds), get(a.geometry), get(a.lengths), get(a.keys), get(a.counts);
+    return block_stats_py(from_arrays(a, amax));
   }
   py::tuple histogram(std::size_t i, const std::string& tensor) const {
     const std::string answer = in_tensor(i, tensor, [&](const trace_reader& r, const trace_step& s, const trace_tensor& x) {
@@ -1173,7 +1205,10 @@ PYBIND11_MODULE(_fpscope, m) {
       .def_property_readonly("layout", &trace::layout, "the rank layout of a distributed run's trace (docs/trace.md), or None")
       .def("step", &trace::step, py::arg("i"), "Step i's metadata and its tensors' metadata (a dict).")
       .def("values", &trace::values, py::arg("i"), py::arg("tensor"), "A tensor's values, widened exactly to float32.")
-      .def("histogram", &trace::histogram, py::arg("i"), py::arg("tensor"), "A tensor's sparse histogram (keys, counts).");
+      .def("histogram", &trace::histogram, py::arg("i"), py::arg("tensor"), "A tensor's sparse histogram (keys, counts).")
+      .def("block_stats", &trace::block_stats, py::arg("i"), py::arg("tensor"),
+           "A tensor's per-block statistics (docs/trace.md \"Block statistics\"), as fpscope.block_stats returns them: "
+           "fpscope.answer_block_stats answers a recipe from them.");
 
   py::class_<writer>(m, "TraceWriter", "Writes a trace (docs/trace.md) step by step: fpscope::trace_writer.")
       .def(py::init<const std::string&, const std::string&, const std::string&, bool>(), py::arg("path"),

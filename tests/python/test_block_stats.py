@@ -214,3 +214,72 @@ def test_malformed_statistics_refused():
         fpscope.answer_block_stats(with_geometry(elements=(k, n * 2)), "mxfp8")
     with pytest.raises(ValueError, match="zero edge"):
         fpscope.answer_block_stats(with_geometry(block=(0, 32)), "mxfp8")
+
+
+# ---- in a trace (docs/trace.md "Block statistics") -------------------------------------------------
+
+def test_recorder_stores_block_stats_and_the_trace_answers_from_them(tmp_path):
+    from fpscope.record import Recorder
+
+    rng = np.random.default_rng(11)
+    grads = {"fc.weight": (rng.standard_normal((96, 160)) * 1e-3).astype(F32),
+             "fc.bias": (rng.standard_normal(160) * 1e-5).astype(F32)}
+    grads["fc.weight"][3, :40] = 0
+    grads["fc.weight"][5, 7] = np.inf
+    path = tmp_path / "run.h5"
+    with Recorder(path, "block stats test", mode="hist", block_stats=True) as rec:
+        rec.record(0, grads)
+        rec.record(1, {k: v * F32(2 ** -20) for k, v in grads.items()})
+    tr = fpscope.Trace(str(path))
+    assert len(tr) == 2
+    for i, scale in ((0, F32(1)), (1, F32(2 ** -20))):
+        meta = {t["name"]: t for t in tr.step(i)["tensors"]}
+        assert all(t["has_block_stats"] and not t["has_values"] for t in meta.values())
+        for name, g in grads.items():
+            x = (g * scale).reshape(-1, g.shape[-1])
+            st = tr.block_stats(i, name)
+            assert st["shape"] == x.shape
+            for spec in ("mxfp8", "mxfp4:scaling_mode=ceil", "fp8-block:fp8_format=hybrid", "deepseek:ue8m0=true"):
+                for role, axis in (("input", "row"), ("grad", "column"), ("weight", "row")):
+                    check(st, x, spec, role, axis, exact=not (spec.startswith("fp8-block") and np.isinf(x).any()))
+
+
+def test_recorder_without_block_stats_writes_none(tmp_path):
+    from fpscope.record import Recorder
+
+    path = tmp_path / "plain.h5"
+    with Recorder(path, "plain", mode="both") as rec:
+        rec.record(0, {"w": np.ones((4, 8), F32)})
+    tr = fpscope.Trace(str(path))
+    assert not tr.step(0)["tensors"][0]["has_block_stats"]
+    with pytest.raises(ValueError, match="no block statistics"):
+        tr.block_stats(0, "w")
+
+
+def test_reader_checks_the_datasets(tmp_path):
+    import h5py
+    from fpscope.record import Recorder
+
+    path = tmp_path / "bad.h5"
+    x = np.random.default_rng(2).standard_normal((40, 64)).astype(F32)
+    with Recorder(path, "bad", mode="hist", block_stats=True) as rec:
+        rec.record(0, {"w": x})
+    tr = fpscope.Trace(str(path))
+    check(tr.block_stats(0, "w"), x, "mxfp8", "input", "row", exact=True)
+    cases = [("bstats_counts", lambda a: a * 2, "sum to"),
+             ("bstats_keys", lambda a: a[::-1], "strictly increasing"),
+             ("bstats_shape", lambda a: a[:1], "two dimensions"),
+             ("bstats_shape", lambda a: a[::-1] * 2, "@count"),
+             ("bstats_thresholds", lambda a: a[::-1], "thresholds"),
+             ("bstats_lengths", lambda a: a + 1, "lengths"),
+             ("bstats_geometry", lambda a: a.astype(np.int32), "uint32")]
+    for name, change, message in cases:
+        bad = tmp_path / f"bad_{name}_{message[:3]}.h5"
+        bad.write_bytes(path.read_bytes())
+        with h5py.File(bad, "r+") as f:
+            g = f["steps/00000000/tensors/w"]
+            a = change(g[name][()])
+            del g[name]
+            g.create_dataset(name, data=a)
+        with pytest.raises(ValueError, match=message):
+            fpscope.Trace(str(bad)).block_stats(0, "w")
