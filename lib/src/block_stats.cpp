@@ -477,6 +477,7 @@ struct answerer {
       for (const float xv : {xlo, xhi}) {
         const float y = p.scaled(xv);
         for (const auto* c : {&lo_cast, &hi_cast}) {
+          if (c == &hi_cast && !sr) break;  // one cast: the policy's
           const auto [code, cls] = (*c)(xv, y, 0);
           const bool nf = !std::isfinite(c->value_of[code] * p.factor);
           if (cls < r.lo) r.lo = cls;

@@ -609,7 +609,8 @@ class Recorder:
     a writer thread); max_pending, max_pending_bytes (the writer's queue); backend (None,
     "module", "torch", "numpy"); threads (the C++ histogram's and the compressor's, 0: all cores;
     None: 1 with the background writer, 0 without); on_written (called with each step number as
-    its write completes, from the writer thread); rank, world_size, layout, shards: see
+    its write completes, from the writer thread); block_stats (store per-block statistics, docs/trace.md
+    "Block statistics"); rank, world_size, layout, shards: see
     "Distributed runs" in the module documentation.
     """
 
