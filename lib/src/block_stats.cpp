@@ -470,10 +470,22 @@ struct answerer {
     cast_class lo, hi;
     bool nf_lo, nf_hi;
   };
-  range classes(const amax_cell& a, float xlo, float xhi) const {
+  // The plans at a cell's least and largest amax, made once per amax key.
+  struct plans {
+    detail::block_plan lo, hi;
+    bool one;  // the same: the cell's amaxes share one scale
+  };
+  plans plans_of(const amax_cell& a) const {
+    plans p{plan(a, false), plan(a, true), false};
+    p.one = std::bit_cast<std::uint32_t>(p.lo.by) == std::bit_cast<std::uint32_t>(p.hi.by) &&
+            std::bit_cast<std::uint32_t>(p.lo.factor) == std::bit_cast<std::uint32_t>(p.hi.factor) && p.lo.how == p.hi.how;
+    return p;
+  }
+  range classes(const plans& ps, float xlo, float xhi) const {
     range r{cast_class::nonfinite, cast_class::zero, true, false};
-    for (const bool ph : {false, true}) {
-      const detail::block_plan p = plan(a, ph);
+    for (const detail::block_plan* pp : {&ps.lo, &ps.hi}) {
+      if (pp == &ps.hi && ps.one) break;
+      const detail::block_plan& p = *pp;
       for (const float xv : {xlo, xhi}) {
         const float y = p.scaled(xv);
         for (const auto* c : {&lo_cast, &hi_cast}) {
@@ -548,15 +560,20 @@ block_stats_answer answer_block_stats(const operand_block_stats& st, recipe& r, 
   };
   std::uint32_t last = ~0u;
   amax_cell a;
+  answerer::plans ps{};
+  auto at = [&](std::uint32_t key) {
+    if (key == last) return;
+    last = key, a = decode_amax(key, thr), ps = ans.plans_of(a);
+  };
   for (const auto& [k, n] : g->elements) {
     const std::uint32_t sub = k & 0x7FFu;
-    if ((k >> 11) != last) last = k >> 11, a = decode_amax(last, thr);
+    at(k >> 11);
     if (sub >> 5 == off_special) {
       const cast_class c = sub == sub_zero ? cast_class::zero : cast_class::nonfinite;
       lo.counts[c] += n, hi.counts[c] += n;
       if (c == cast_class::zero) {
         // A zero dequantizes to NaN under a NaN scale (block_quantize counts it as nonfinite).
-        const auto rg = ans.classes(a, 0.0f, 0.0f);
+        const auto rg = ans.classes(ps, 0.0f, 0.0f);
         lo.nonfinite_dequant += rg.nf_lo ? n : 0;
         hi.nonfinite_dequant += rg.nf_hi ? n : 0;
       }
@@ -564,7 +581,7 @@ block_stats_answer answer_block_stats(const operand_block_stats& st, recipe& r, 
     }
     if (!a.finite_nonzero) throw option_error("block statistics: a finite element in a block without one");
     const auto [xlo, xhi] = element_range(a.e, sub);
-    const auto rg = ans.classes(a, xlo, xhi);
+    const auto rg = ans.classes(ps, xlo, xhi);
     widen(lo.counts, hi.counts, rg, n);
     lo.nonfinite_dequant += rg.nf_lo ? n : 0;
     hi.nonfinite_dequant += rg.nf_hi ? n : 0;
@@ -590,9 +607,10 @@ block_stats_answer answer_block_stats(const operand_block_stats& st, recipe& r, 
   // lower bound of blocks where most vanish (the amax element underflows: all do).
   last = ~0u;
   for (const auto& [k, n] : g->blocks) {
-    if ((k >> 5) != last) last = k >> 5, a = decode_amax(last, thr);
+    at(k >> 5);
     lo.blocks += n, hi.blocks += n;
-    const auto pl = ans.plan(a, false), ph = ans.plan(a, true);
+    const auto& pl = ps.lo;
+    const auto& ph = ps.hi;
     lo.nan_scale_blocks += std::isnan(pl.scale_value) && std::isnan(ph.scale_value) ? n : 0;
     hi.nan_scale_blocks += std::isnan(pl.scale_value) || std::isnan(ph.scale_value) ? n : 0;
     add_scale_n(lo, pl.factor, n), add_scale_n(hi, ph.factor, n);
@@ -603,7 +621,7 @@ block_stats_answer answer_block_stats(const operand_block_stats& st, recipe& r, 
     // The amax's own cell: its sig5 within the class interval.
     auto [xlo, xhi] = element_range(a.e, k & 31u);
     xlo = std::max(xlo, a.lo), xhi = std::min(xhi, a.hi);
-    const auto rg = ans.classes(a, xlo, xhi);
+    const auto rg = ans.classes(ps, xlo, xhi);
     if (rg.lo == cast_class::overflow && !ans.sr) lo.clipped_blocks += n;
     if (rg.hi == cast_class::overflow) hi.clipped_blocks += n;
     if (rg.hi == cast_class::underflow && !ans.sr) lo.most_vanish_blocks += n;
@@ -612,10 +630,10 @@ block_stats_answer answer_block_stats(const operand_block_stats& st, recipe& r, 
   last = ~0u;
   for (const auto& [k, n] : g->minima) {
     const std::uint32_t sub = k & 0x7FFu;
-    if ((k >> 11) != last) last = k >> 11, a = decode_amax(last, thr);
+    at(k >> 11);
     if (sub >> 5 == off_special || !a.finite_nonzero) continue;
     const auto [xlo, xhi] = element_range(a.e, sub);
-    const auto rg = ans.classes(a, xlo, xhi);
+    const auto rg = ans.classes(ps, xlo, xhi);
     if (rg.hi == cast_class::underflow && !ans.sr) lo.any_vanish_blocks += n;
     if (rg.lo == cast_class::underflow) hi.any_vanish_blocks += n;
   }
