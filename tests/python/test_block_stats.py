@@ -283,3 +283,24 @@ def test_reader_checks_the_datasets(tmp_path):
             g.create_dataset(name, data=a)
         with pytest.raises(ValueError, match=message):
             fpscope.Trace(str(bad)).block_stats(0, "w")
+
+
+@pytest.mark.parametrize("spec", ["mxfp8", "mxfp4:scaling_mode=ceil", "mxfp6:scaling_mode=even,rounding=rna",
+                                  "fp8-block", "deepseek:ue8m0=true", "deepseek", "nvfp4:rht=false"])
+def test_replay_of_block_recipes_counts_as_the_values_path(tmp_path, spec):
+    # The replay counts power-of-two block recipes through the block statistics (operand.cpp
+    # count_blocks), the others through block_quantize: either way what quantize counts, and the
+    # scale the geometric mean of the blocks' scales.
+    from fpscope.record import Recorder
+
+    x = DATA["edge"]
+    grads = {"edge": np.where(np.isinf(x), F32(3e38), x), "wide": DATA["wide"]}
+    path = tmp_path / "g.h5"
+    with Recorder(path, "replay", mode="raw") as rec:
+        rec.record(0, grads)
+    tensors = {t["name"]: t for t in fpscope.replay(path, spec)["steps"][0]["tensors"]}
+    for name, g in grads.items():
+        q = fpscope.quantize(g, spec, "input", "row")
+        assert {c: tensors[name][c] for c in q["stats"]["counts"]} == q["stats"]["counts"], (name, spec)
+        f = q["dequant_scale"][(q["dequant_scale"] > 0) & np.isfinite(q["dequant_scale"])].astype(np.float64)
+        assert tensors[name]["scale"] == pytest.approx(np.exp2(-np.log2(f).mean()) if f.size else 1.0, rel=1e-12)
