@@ -159,6 +159,14 @@ struct operand_setup {
   std::string describe;
   bool rht = false;       // NVFP4's random Hadamard transform applies to this operand
 };
+// Adds n blocks of dequantization factor `factor` to the scale statistics (positive finite ones).
+inline void add_scale(block_stats& st, float factor, std::uint64_t n = 1) {
+  if (!(factor > 0) || !std::isfinite(factor)) return;
+  st.min_scale = st.scale_binades.empty() ? factor : std::min(st.min_scale, double(factor));
+  st.max_scale = std::max(st.max_scale, double(factor));
+  st.scale_binades[std::ilogb(factor)] += n;
+}
+
 // Whether NVFP4's random Hadamard transform applies to the operand (the wgrad operands).
 inline bool transforms(const block_scheme* s, operand_role role, block_axis axis) {
   return s && s->kind == block_scheme::family::nvfp4 && s->rht_wgrad && axis == block_axis::column &&

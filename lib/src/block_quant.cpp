@@ -107,12 +107,6 @@ struct error_sums {
   }
 };
 
-void add_scale(block_stats& st, float factor) {
-  if (!(factor > 0) || !std::isfinite(factor)) return;
-  st.min_scale = st.scale_binades.empty() ? factor : std::min(st.min_scale, double(factor));
-  st.max_scale = std::max(st.max_scale, double(factor));
-  ++st.scale_binades[std::ilogb(factor)];
-}
 
 }  // namespace
 
@@ -250,7 +244,7 @@ block_quant_result block_quantize(std::span<const float> x, std::size_t rows, st
       out.dequant_scale[b] = p.factor;
       ++st.blocks;
       if (std::isnan(p.scale_value)) ++st.nan_scale_blocks;
-      add_scale(st, p.factor);
+      detail::add_scale(st, p.factor);
       std::uint64_t nonzero = 0, vanished = 0, clipped = 0;
       std::array<std::uint64_t, cast_class_count> cls{};
       error_sums es;

@@ -303,6 +303,9 @@ operand_block_stats compute_block_stats(std::span<const float> x, std::size_t ro
     if (g.rows == 0 || g.cols == 0) throw option_error("block_stats: a block geometry has a zero edge");
     // Tasks of whole block rows, each under 2^31 elements (the counters are 32-bit).
     const std::size_t stripe = std::min<std::size_t>(g.rows, rows);
+    if (stripe * cols >= (std::size_t{1} << 32))
+      throw option_error("block_stats: a row of " + std::to_string(g.rows) + "x" + std::to_string(g.cols) +
+                         " blocks holds 2^32 elements or more (the counters are 32-bit)");
     std::size_t per_task = std::max<std::size_t>(1, (std::size_t{1} << 31) / (stripe * cols)) * stripe;
     per_task = std::min(per_task, std::max(stripe, (rows / std::size_t(nt) + stripe - 1) / stripe * stripe));
     const std::size_t tasks = (rows + per_task - 1) / per_task;
@@ -503,12 +506,6 @@ struct answerer {
   }
 };
 
-void add_scale_n(block_stats& st, float factor, std::uint64_t n) {
-  if (!(factor > 0) || !std::isfinite(factor)) return;
-  st.min_scale = st.scale_binades.empty() ? factor : std::min(st.min_scale, double(factor));
-  st.max_scale = std::max(st.max_scale, double(factor));
-  st.scale_binades[std::ilogb(factor)] += n;
-}
 
 }  // namespace
 
@@ -591,7 +588,7 @@ block_stats_answer answer_block_stats(const operand_block_stats& st, recipe& r, 
     lo.blocks = hi.blocks = 1;
     const float f = set.per_tensor.factor;
     lo.nan_scale_blocks = hi.nan_scale_blocks = std::isnan(set.per_tensor.scale_value);
-    add_scale_n(lo, f, 1), add_scale_n(hi, f, 1);
+    detail::add_scale(lo, f, 1), detail::add_scale(hi, f, 1);
     for (block_stats* s : {&lo, &hi}) {
       const auto nz = s->counts.nonzero_finite();
       s->zero_blocks = nz == 0;
@@ -613,7 +610,7 @@ block_stats_answer answer_block_stats(const operand_block_stats& st, recipe& r, 
     const auto& ph = ps.hi;
     lo.nan_scale_blocks += std::isnan(pl.scale_value) && std::isnan(ph.scale_value) ? n : 0;
     hi.nan_scale_blocks += std::isnan(pl.scale_value) || std::isnan(ph.scale_value) ? n : 0;
-    add_scale_n(lo, pl.factor, n), add_scale_n(hi, ph.factor, n);
+    detail::add_scale(lo, pl.factor, n), detail::add_scale(hi, ph.factor, n);
     if (!a.finite_nonzero) {
       lo.zero_blocks += n, hi.zero_blocks += n;
       continue;
