@@ -38,13 +38,16 @@ constexpr std::uint32_t off_far = 62, off_special = 63;
 constexpr std::uint32_t sub_zero = off_special << 5, sub_inf = sub_zero | 1, sub_nan = sub_zero | 2;
 constexpr std::uint32_t max_classes = 1024;
 
-// The normalized exponent and 23-bit significand of a positive finite nonzero float32's bits
-// (a subnormal scaled by 2^64 first, which is exact). Branch-free, for the vectoriser.
+// The normalized exponent and 23-bit significand of a positive finite nonzero float32's bits.
+// A subnormal's bits, an integer below 2^23, convert exactly to a normal float whose exponent
+// and significand are theirs: no subnormal arithmetic (a process with flush-to-zero and
+// denormals-are-zero set, as torch.set_flush_denormal(True) does, would read one as 0).
+// Branch-free, for the vectoriser.
 inline void split(std::uint32_t b, std::int32_t& e, std::uint32_t& m) {
   const bool sub = b < 0x00800000u;
-  const std::uint32_t s = std::bit_cast<std::uint32_t>(std::bit_cast<float>(b) * 0x1p64f);
+  const std::uint32_t s = std::bit_cast<std::uint32_t>(float(std::int32_t(b)));
   const std::uint32_t v = sub ? s : b;
-  e = std::int32_t(v >> 23) - 127 - (sub ? 64 : 0);
+  e = std::int32_t(v >> 23) - 127 - (sub ? 149 : 0);
   m = v & 0x7FFFFFu;
 }
 // Of |x|'s bits: the bits where x is finite, else 0 (a mask, not a select: GCC 12 vectorises a

@@ -304,3 +304,21 @@ def test_replay_of_block_recipes_counts_as_the_values_path(tmp_path, spec):
         assert {c: tensors[name][c] for c in q["stats"]["counts"]} == q["stats"]["counts"], (name, spec)
         f = q["dequant_scale"][(q["dequant_scale"] > 0) & np.isfinite(q["dequant_scale"])].astype(np.float64)
         assert tensors[name]["scale"] == pytest.approx(np.exp2(-np.log2(f).mean()) if f.size else 1.0, rel=1e-12)
+
+
+def test_flush_to_zero_does_not_change_the_statistics():
+    # The recorder runs inside PyTorch processes, which may set FTZ/DAZ (torch.set_flush_denormal):
+    # recording reads float32 subnormals through integer operations only.
+    torch = pytest.importorskip("torch")
+    x = DATA["edge"]
+    assert (np.abs(x[16]) < np.finfo(np.float32).tiny).any()  # subnormals present
+    ref = fpscope.block_stats(x, threads=1)
+    if not torch.set_flush_denormal(True):
+        pytest.skip("this CPU has no flush-to-zero mode")
+    try:
+        got = fpscope.block_stats(x, threads=1)
+    finally:
+        torch.set_flush_denormal(False)
+    for g1, g2 in zip(ref["geometries"], got["geometries"]):
+        for k in ("elements", "blocks", "minima"):
+            assert np.array_equal(g1[k][0], g2[k][0]) and np.array_equal(g1[k][1], g2[k][1]), (g1["block"], k)
