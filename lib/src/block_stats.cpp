@@ -42,12 +42,13 @@ constexpr std::uint32_t max_classes = 1024;
 // A subnormal's bits, an integer below 2^23, convert exactly to a normal float whose exponent
 // and significand are theirs: no subnormal arithmetic (a process with flush-to-zero and
 // denormals-are-zero set, as torch.set_flush_denormal(True) does, would read one as 0).
-// Branch-free, for the vectoriser.
+// Masks, not selects: GCC 12 sinks the conversion into a select's arm and then vectorises no
+// loop that calls this.
 inline void split(std::uint32_t b, std::int32_t& e, std::uint32_t& m) {
-  const bool sub = b < 0x00800000u;
-  const std::uint32_t s = std::bit_cast<std::uint32_t>(float(std::int32_t(b)));
-  const std::uint32_t v = sub ? s : b;
-  e = std::int32_t(v >> 23) - 127 - (sub ? 149 : 0);
+  const std::uint32_t sub = 0u - std::uint32_t(b < 0x00800000u);
+  const std::uint32_t s = std::bit_cast<std::uint32_t>(float(std::int32_t(b & 0x7FFFFFu)));
+  const std::uint32_t v = (s & sub) | (b & ~sub);
+  e = std::int32_t(v >> 23) - 127 - std::int32_t(149u & sub);
   m = v & 0x7FFFFFu;
 }
 // Of |x|'s bits: the bits where x is finite, else 0 (a mask, not a select: GCC 12 vectorises a
@@ -194,10 +195,12 @@ struct accumulator {
 inline std::uint32_t sub_key(std::uint32_t b, std::int32_t ea) {
   std::int32_t e;
   std::uint32_t m;
-  split(b == 0 ? 1u : b, e, m);
+  split(b, e, m);  // b = 0 and non-finite b give garbage that the mask below drops
   const std::int32_t off = std::min(ea - e, std::int32_t(off_far));
   const std::uint32_t fin = std::uint32_t(std::max(off, 0)) << 5 | sig5(m);
-  return b == 0 ? sub_zero : b == 0x7F800000u ? sub_inf : b > 0x7F800000u ? sub_nan : fin;
+  const std::uint32_t special = b == 0 ? sub_zero : b == 0x7F800000u ? sub_inf : sub_nan;
+  const std::uint32_t finite = 0u - std::uint32_t(b - 1u < 0x7F7FFFFFu);  // a mask: see split
+  return (fin & finite) | (special & ~finite);
 }
 
 // The blocks of rows [r0, r1) (whole block rows) of one geometry into `acc`.
