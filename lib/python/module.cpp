@@ -20,6 +20,7 @@
 
 #include "fpscope/arith_bulk.hpp"
 #include "fpscope/block_quant.hpp"
+#include "fpscope/block_stats.hpp"
 #include "fpscope/convert.hpp"
 #include "fpscope/format.hpp"
 #include "fpscope/contain.hpp"
@@ -636,6 +637,7 @@ nlohmann::json step_json(const trace_step& s) {
     ts.push_back({{"name", t.name}, {"dtype", std::string(name(t.dtype))}, {"shape", t.shape}, {"count", t.count},
                   {"amax", bits_of(t.amax)}, {"zeros", t.zeros}, {"infs", t.infs}, {"nans", t.nans},
                   {"has_values", t.has_values}, {"has_hist", t.has_hist}, {"shard", nullptr}});
+    ts.back()["has_block_stats"] = t.has_block_stats;
     if (const auto& sh = t.shard) {  // multi-rank traces (docs/trace.md): flat_shard/split_shard's keys
       nlohmann::json js{{"logical_name", sh->logical_name}, {"logical_shape", sh->logical_shape}};
       if (sh->how == trace_shard::kind::flat) js["offset"] = sh->offset;
@@ -646,6 +648,8 @@ nlohmann::json step_json(const trace_step& s) {
   return {{"step", s.step}, {"loss", bits_of(s.loss)}, {"lr", bits_of(s.lr)}, {"loss_scale", bits_of(s.loss_scale)},
           {"tensors", ts}};
 }
+
+py::dict block_stats_py(const operand_block_stats& st);
 
 class trace {
  public:
@@ -719,6 +723,7 @@ class trace {
       td["amax"] = from_bits(t["amax"]);
       td["has_values"] = t["has_values"].get<bool>();
       td["has_hist"] = t["has_hist"].get<bool>();
+      td["has_block_stats"] = t["has_block_stats"].get<bool>();
       td["shard"] = py::none();
       if (!t["shard"].is_null()) {
         py::dict sd;
@@ -760,6 +765,34 @@ class trace {
     py::array_t<float> out(static_cast<py::ssize_t>(bytes.size() / sizeof(float)));
     std::memcpy(out.mutable_data(), bytes.data(), bytes.size());
     return out.reshape(shape);
+  }
+  // The tensor's block statistics (docs/trace.md "Block statistics") as fpscope.block_stats
+  // returns them: read and checked in the worker, sent as their arrays, checked again here.
+  py::dict block_stats(std::size_t i, const std::string& tensor) const {
+    const std::string answer = in_tensor(i, tensor, [&](const trace_reader& r, const trace_step& s, const trace_tensor& x) {
+      if (!x.has_block_stats) return std::string(1, no_data);
+      const block_stats_arrays a = to_arrays(r.block_stats(s, x));
+      detail::wire_writer w;
+      w.out.push_back(data);
+      w.pod(x.amax);
+      auto put = [&w](const auto& v) {
+        w.pod(std::uint64_t(v.size()));
+        for (const auto e : v) w.pod(e);
+      };
+      put(a.shape), put(a.thresholds), put(a.geometry), put(a.lengths), put(a.keys), put(a.counts);
+      return std::move(w.out);
+    });
+    if (answer[0] == no_data)
+      value_error("tensor '" + tensor + "' of step index " + std::to_string(i) + " has no block statistics");
+    detail::wire_reader rd(std::string_view(answer).substr(1), "trace");
+    const double amax = rd.pod<double>();
+    block_stats_arrays a;
+    auto get = [&rd](auto& v) {
+      v.resize(rd.pod<std::uint64_t>());
+      for (auto& e : v) e = rd.pod<std::remove_reference_t<decltype(e)>>();
+    };
+    get(a.shape), get(a.thresholds), get(a.geometry), get(a.lengths), get(a.keys), get(a.counts);
+    return block_stats_py(from_arrays(a, amax));
   }
   py::tuple histogram(std::size_t i, const std::string& tensor) const {
     const std::string answer = in_tensor(i, tensor, [&](const trace_reader& r, const trace_step& s, const trace_tensor& x) {
@@ -915,6 +948,126 @@ py::dict quantize_array(const py::array& x_, const std::string& spec, const std:
   d["stats"] = block_stats_dict(q.stats);
   return d;
 }
+
+// fpscope.block_stats: the compact per-block statistics of a 2-D operand (fpscope/block_stats.hpp)
+// as NumPy arrays, and back. The arrays are what a trace stores (docs/trace.md).
+py::array_t<std::uint32_t> u32_array(const std::vector<std::uint32_t>& v) {
+  py::array_t<std::uint32_t> a(py::ssize_t(v.size()));
+  if (!v.empty()) std::memcpy(a.mutable_data(), v.data(), v.size() * 4);
+  return a;
+}
+py::tuple sparse_arrays(const std::vector<std::pair<std::uint32_t, std::uint64_t>>& v) {
+  py::array_t<std::uint32_t> k(py::ssize_t(v.size()));
+  py::array_t<std::uint64_t> n(py::ssize_t(v.size()));
+  for (std::size_t i = 0; i < v.size(); ++i) k.mutable_at(py::ssize_t(i)) = v[i].first, n.mutable_at(py::ssize_t(i)) = v[i].second;
+  return py::make_tuple(k, n);
+}
+
+py::dict block_stats_py(const operand_block_stats& st) {
+  py::dict d;
+  d["shape"] = py::make_tuple(st.rows, st.cols);
+  d["finite_amax"] = st.finite_amax;
+  d["thresholds"] = u32_array(st.thresholds);
+  py::list gl;
+  for (const auto& gs : st.geometries) {
+    py::dict e;
+    e["block"] = py::make_tuple(gs.geometry.rows, gs.geometry.cols);
+    e["elements"] = sparse_arrays(gs.elements);
+    e["blocks"] = sparse_arrays(gs.blocks);
+    e["minima"] = sparse_arrays(gs.minima);
+    gl.append(e);
+  }
+  d["geometries"] = gl;
+  return d;
+}
+
+operand_block_stats block_stats_of(const py::array& x_, const std::vector<block_geometry>& g, int threads) {
+  py::array x = float_input(x_, "block_stats");
+  if (!is_dtype(x, 'f', 4)) x = x.attr("astype")("float32").cast<py::array>();
+  if (x.ndim() != 1 && x.ndim() != 2) value_error("block_stats needs a 1-D or 2-D array, got " + std::to_string(x.ndim()) + " dimensions");
+  const std::size_t rows = x.ndim() == 2 ? std::size_t(x.shape(0)) : 1, cols = std::size_t(x.shape(x.ndim() - 1));
+  if (rows == 0 || cols == 0) value_error("block_stats needs a non-empty array");
+  const py::array xc = contiguous(x);
+  py::gil_scoped_release unlocked;
+  return compute_block_stats(span_of<float>(xc), rows, cols, g, threads);
+}
+
+py::dict block_stats_array(const py::array& x, const std::optional<std::vector<std::pair<std::uint32_t, std::uint32_t>>>& geoms,
+                           int threads) {
+  std::vector<block_geometry> g;
+  if (geoms) for (const auto& [r, c] : *geoms) g.push_back({r, c});
+  else g = default_block_geometries();
+  return block_stats_py(block_stats_of(x, g, threads));
+}
+
+template <class T>
+py::array_t<T> array_of(const std::vector<T>& v) {
+  py::array_t<T> a(py::ssize_t(v.size()));
+  if (!v.empty()) std::memcpy(a.mutable_data(), v.data(), v.size() * sizeof(T));
+  return a;
+}
+
+// The recorder's bstats_* datasets of a 2-D operand (docs/trace.md "Block statistics").
+py::dict block_stats_datasets(const py::array& x, int threads) {
+  const block_stats_arrays a = to_arrays(block_stats_of(x, default_block_geometries(), threads));
+  py::dict d;
+  d["bstats_shape"] = array_of(a.shape);
+  d["bstats_thresholds"] = array_of(a.thresholds);
+  d["bstats_geometry"] = array_of(a.geometry);
+  d["bstats_lengths"] = array_of(a.lengths);
+  d["bstats_keys"] = array_of(a.keys);
+  d["bstats_counts"] = array_of(a.counts);
+  return d;
+}
+
+template <class T>
+std::vector<T> vector_of(const py::handle& h) {
+  const auto a = h.cast<py::array_t<T, py::array::c_style | py::array::forcecast>>();
+  if (a.ndim() != 1) value_error("block statistics: an array is not 1-D");
+  return {a.data(), a.data() + a.size()};
+}
+
+// fpscope.block_stats' dict back into statistics, through the one checker (from_arrays).
+operand_block_stats block_stats_from(const py::dict& d) {
+  block_stats_arrays a;
+  const auto shape = d["shape"].cast<std::pair<std::uint64_t, std::uint64_t>>();
+  a.shape = {shape.first, shape.second};
+  a.thresholds = vector_of<std::uint32_t>(d["thresholds"]);
+  for (const auto& h : d["geometries"].cast<py::list>()) {
+    const auto g = h.cast<py::dict>();
+    const auto b = g["block"].cast<std::pair<std::uint32_t, std::uint32_t>>();
+    a.geometry.push_back(b.first), a.geometry.push_back(b.second);
+    for (const char* l : {"elements", "blocks", "minima"}) {
+      const auto t = g[l].cast<py::tuple>();
+      if (t.size() != 2) value_error(std::string("block statistics: ") + l + " is not a (keys, counts) pair");
+      const auto k = vector_of<std::uint32_t>(t[0]);
+      const auto n = vector_of<std::uint64_t>(t[1]);
+      if (k.size() != n.size()) value_error(std::string("block statistics: ") + l + " keys and counts differ in length");
+      a.lengths.push_back(k.size());
+      a.keys.insert(a.keys.end(), k.begin(), k.end());
+      a.counts.insert(a.counts.end(), n.begin(), n.end());
+    }
+  }
+  return from_arrays(a, d["finite_amax"].cast<double>());
+}
+
+py::dict answer_block_stats_dict(const py::dict& stats, const std::string& spec, const std::string& role, const std::string& axis) {
+  const operand_block_stats st = block_stats_from(stats);
+  const block_stats_answer a = answer_block_stats(st, spec, parse_role(role, "role"), parse_axis(axis, "axis"));
+  py::dict d, exact;
+  d["recipe"] = a.describe;
+  d["element"] = std::string(a.element.name);
+  d["block_shape"] = py::make_tuple(a.block_rows, a.block_cols);
+  d["low"] = block_stats_dict(a.low);
+  d["high"] = block_stats_dict(a.high);
+  for_each_bound(a, [&exact](const char* key, double lo, double hi) { exact[key] = lo == hi || (std::isnan(lo) && std::isnan(hi)); });
+  for (int c = 0; c < cast_class_count; ++c)
+    exact[py::str("counts." + std::string(name(static_cast<cast_class>(c))))] = a.low.counts.n[std::size_t(c)] == a.high.counts.n[std::size_t(c)];
+  exact["scale_binades"] = a.low.scale_binades == a.high.scale_binades;
+  d["exact_fields"] = exact;
+  d["exact"] = a.exact();
+  return d;
+}
 }  // namespace
 
 PYBIND11_MODULE(_fpscope, m) {
@@ -1032,6 +1185,13 @@ PYBIND11_MODULE(_fpscope, m) {
   m.def("_quantize", &quantize_array, py::arg("x"), py::arg("recipe"), py::arg("role") = "input", py::arg("axis") = "row",
         "Block quantization of a GEMM operand (fpscope/block_quant.hpp); fpscope.quantize wraps it.");
 
+  m.def("_block_stats", &block_stats_array, py::arg("x"), py::arg("geometries") = py::none(), py::arg("threads") = 0,
+        "Per-block statistics of a 2-D operand (fpscope/block_stats.hpp); fpscope.block_stats wraps it.");
+  m.def("block_stats_datasets", &block_stats_datasets, py::arg("x"), py::arg("threads") = 0,
+        "The recorder's bstats_* trace datasets of a 2-D operand (docs/trace.md \"Block statistics\").");
+  m.def("_answer_block_stats", &answer_block_stats_dict, py::arg("stats"), py::arg("recipe"), py::arg("role") = "input",
+        py::arg("axis") = "row", "A recipe's statistics from block statistics; fpscope.answer_block_stats wraps it.");
+
   py::class_<trace>(m, "Trace", "A gradient trace (docs/trace.md), read step by step.")
       .def(py::init<const std::string&>(), py::arg("path"))
       .def(py::init<const std::vector<std::string>&, bool, int>(), py::arg("paths"), py::kw_only(),
@@ -1045,7 +1205,10 @@ PYBIND11_MODULE(_fpscope, m) {
       .def_property_readonly("layout", &trace::layout, "the rank layout of a distributed run's trace (docs/trace.md), or None")
       .def("step", &trace::step, py::arg("i"), "Step i's metadata and its tensors' metadata (a dict).")
       .def("values", &trace::values, py::arg("i"), py::arg("tensor"), "A tensor's values, widened exactly to float32.")
-      .def("histogram", &trace::histogram, py::arg("i"), py::arg("tensor"), "A tensor's sparse histogram (keys, counts).");
+      .def("histogram", &trace::histogram, py::arg("i"), py::arg("tensor"), "A tensor's sparse histogram (keys, counts).")
+      .def("block_stats", &trace::block_stats, py::arg("i"), py::arg("tensor"),
+           "A tensor's per-block statistics (docs/trace.md \"Block statistics\"), as fpscope.block_stats returns them: "
+           "fpscope.answer_block_stats answers a recipe from them.");
 
   py::class_<writer>(m, "TraceWriter", "Writes a trace (docs/trace.md) step by step: fpscope::trace_writer.")
       .def(py::init<const std::string&, const std::string&, const std::string&, bool>(), py::arg("path"),

@@ -11,9 +11,11 @@
 #include <utility>
 #include <vector>
 
+#include "fpscope/block_stats.hpp"
 #include "fpscope/convert.hpp"
 #include "fpscope/histogram.hpp"
 #include "fpscope/input.hpp"
+#include "fpscope/options.hpp"
 #include "fpscope/trace.hpp"
 #include "trace_chunks.hpp"
 #include "trace_hdf5.hpp"
@@ -514,6 +516,7 @@ trace_step trace_reader::step(std::size_t i) const {
     t.shard = read_shard(tc, tg, t);
     t.has_values = H5Lexists(tg, "values", H5P_DEFAULT) > 0;
     t.has_hist = H5Lexists(tg, "hist_keys", H5P_DEFAULT) > 0;
+    t.has_block_stats = H5Lexists(tg, "bstats_keys", H5P_DEFAULT) > 0;
     if (!t.has_values && !t.has_hist) tc.fail("neither values nor a histogram");
     if (t.has_values) {
       const id ds = tc.dataset(tg, "values");
@@ -644,6 +647,43 @@ std::vector<std::pair<std::uint32_t, std::uint64_t>> trace_reader::histogram(con
   if (total != (long double)t.count)
     c.fail("histogram counts sum to " + std::to_string((unsigned long long)total) + ", not count " + std::to_string(t.count));
   return out;
+}
+
+operand_block_stats trace_reader::block_stats(const trace_step& s, const trace_tensor& t) const {
+  quiet_hdf5();
+  const context c(path_ + ": step " + s.group + ", tensor " + t.name);
+  if (!t.has_block_stats) c.fail("no block statistics recorded");
+  const id tg = tensor_group(c, h_->steps, s, t);
+  // One flat unsigned integer dataset of at most `limit` elements.
+  auto read = [&]<class T>(const char* name, std::vector<T>& out, hsize_t limit) {
+    const id d = c.dataset(tg, name);
+    const id ty(H5Dget_type(d), H5Tclose), sp(H5Dget_space(d), H5Sclose);
+    if (H5Tget_class(ty) != H5T_INTEGER || H5Tget_sign(ty) != H5T_SGN_NONE || H5Tget_size(ty) != sizeof(T))
+      c.fail(std::string(name) + " is not uint" + std::to_string(8 * sizeof(T)));
+    hsize_t n = 0;
+    if (H5Sget_simple_extent_ndims(sp) != 1 || H5Sget_simple_extent_dims(sp, &n, nullptr) != 1 || n > limit)
+      c.fail(std::string(name) + " is not a flat array of at most " + std::to_string(limit) + " elements");
+    out.resize(n);
+    if (n && H5Dread(d, sizeof(T) == 4 ? H5T_NATIVE_UINT32 : H5T_NATIVE_UINT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()) < 0)
+      c.fail(std::string("cannot read ") + name + " (corrupt data?)");
+  };
+  block_stats_arrays a;
+  read("bstats_shape", a.shape, 2);
+  read("bstats_thresholds", a.thresholds, 1023);
+  read("bstats_geometry", a.geometry, 128);
+  read("bstats_lengths", a.lengths, 192);
+  // Each element of each geometry is in at most one cell, and a block in two: 3 x count x 64.
+  const hsize_t most = hsize_t(std::min<std::uint64_t>(t.count, std::uint64_t{1} << 40)) * 3 * 64 + 64;
+  read("bstats_keys", a.keys, most);
+  read("bstats_counts", a.counts, most);
+  if (a.shape.size() == 2 && a.shape[0] * a.shape[1] != t.count)
+    c.fail("bstats_shape is not " + std::to_string(t.count) + " elements (@count)");
+  try {
+    return from_arrays(a, t.amax);
+  } catch (const option_error& e) {
+    c.fail(e.what());
+  }
+  return {};
 }
 
 }  // namespace fpscope

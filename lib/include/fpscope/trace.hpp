@@ -16,6 +16,8 @@
 
 namespace fpscope {
 
+struct operand_block_stats;  // fpscope/block_stats.hpp
+
 struct tensor_summary;
 
 /// Every problem with a trace file: one line naming the file (and step, tensor) and the problem.
@@ -72,6 +74,7 @@ struct trace_tensor {
   double amax = 0;
   std::uint64_t zeros = 0, infs = 0, nans = 0;
   bool has_values = false, has_hist = false;
+  bool has_block_stats = false;  ///< the optional bstats_* datasets (docs/trace.md "Block statistics")
   std::optional<trace_shard> shard;  ///< minor version 1; none: the whole logical tensor
 };
 
@@ -130,6 +133,9 @@ class trace_reader {
   bool decodes_chunks(const trace_step& s, const trace_tensor& t) const;
   /// A tensor's sparse bucket histogram (sorted keys, counts).
   std::vector<std::pair<std::uint32_t, std::uint64_t>> histogram(const trace_step& s, const trace_tensor& t) const;
+  /// A tensor's per-block statistics (fpscope/block_stats.hpp), every bound checked (from_arrays);
+  /// trace_error without them.
+  operand_block_stats block_stats(const trace_step& s, const trace_tensor& t) const;
 
  private:
   void read_root();  // what both constructors check once the file is open

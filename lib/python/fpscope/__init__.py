@@ -205,6 +205,42 @@ def quantize(x, recipe: str, role: str = "input", axis: str | None = None, *, ge
     return _fpscope._quantize(x, recipe, role, axis or "row")
 
 
+def _axis_of(what, role, axis, gemm):
+    if gemm is None:
+        return axis or "row"
+    if axis is not None:
+        raise ValueError(f"{what}: give axis or gemm, not both")
+    if gemm not in GEMM_AXES:
+        raise ValueError(f"{what}: unknown gemm {gemm!r} (known: fprop, dgrad, wgrad)")
+    if role not in GEMM_AXES[gemm]:
+        raise ValueError(f"{what}: {gemm} has no {role} operand (its operands: {', '.join(GEMM_AXES[gemm])})")
+    return GEMM_AXES[gemm][role]
+
+
+def block_stats(x, geometries=None, *, threads: int = 0) -> dict:
+    """The compact per-block statistics of the 2-D operand `x` (fpscope/block_stats.hpp,
+    docs/recipes.md "Block statistics"): what a trace stores instead of the values and what
+    `answer_block_stats` answers a recipe from. `geometries`: (rows, cols) block shapes, by
+    default 1x32, 32x1, 1x128, 128x1 and 128x128 (the power-of-two recipes'). Returns a dict:
+    shape, finite_amax, thresholds (uint32), geometries (a list of dicts: block, and elements,
+    blocks, minima as (uint32 keys, uint64 counts) pairs)."""
+    import numpy as np
+    if not isinstance(x, np.ndarray):
+        x = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x, dtype=np.float32)
+    return _fpscope._block_stats(x, None if geometries is None else [tuple(g) for g in geometries], threads)
+
+
+def answer_block_stats(stats: dict, recipe: str, role: str = "input", axis: str | None = None, *,
+                       gemm: str | None = None) -> dict:
+    """`recipe`'s statistics of an operand from its block statistics (`block_stats`, or a
+    trace's: Trace.block_stats), without the values. Returns a dict: recipe, element,
+    block_shape, low and high (each quantize()["stats"]'s fields but the error statistics:
+    lower and upper bounds), exact_fields (name -> whether low == high), and exact (all of
+    them). Exact for the power-of-two recipes (docs/recipes.md says which); ValueError where the
+    statistics lack the recipe's block shape or cannot answer it (NVFP4's Hadamard transform)."""
+    return _fpscope._answer_block_stats(stats, recipe, role, _axis_of("answer_block_stats", role, axis, gemm))
+
+
 # ---- tensor-core GEMMs (issue 17; fpscope/mma.hpp, models of MMA-Sim) -------------------------
 from ._fpscope import mma_architectures, mma_info, mma_instructions  # noqa: E402,F401
 

@@ -36,6 +36,10 @@ Behaviour:
 - dtype="float32" | "float16" | "bfloat16" converts every tensor to that type (round to
   nearest even, by torch on the tensor's device) before recording; dtype=None keeps each
   tensor's own type.
+- block_stats=True also stores each tensor's compact per-block statistics (`bstats_*`
+  datasets, docs/trace.md "Block statistics"; computed by the C++ module in the writer thread,
+  the tensor seen as (count / last dimension) x (last dimension)): block recipes answer from
+  them without raw values (fpscope.answer_block_stats, Trace.block_stats).
 - mode="raw" stores `values`, "hist" the histogram (`hist_keys`, `hist_counts`: at most a few
   thousand buckets per tensor), "both" both; record(..., mode=...) overrides it for one step.
   raw_budget=B (bytes): a step gets its raw values only while the raw values recorded so far
@@ -605,14 +609,15 @@ class Recorder:
     a writer thread); max_pending, max_pending_bytes (the writer's queue); backend (None,
     "module", "torch", "numpy"); threads (the C++ histogram's and the compressor's, 0: all cores;
     None: 1 with the background writer, 0 without); on_written (called with each step number as
-    its write completes, from the writer thread); rank, world_size, layout, shards: see
+    its write completes, from the writer thread); block_stats (store per-block statistics, docs/trace.md
+    "Block statistics"); rank, world_size, layout, shards: see
     "Distributed runs" in the module documentation.
     """
 
     def __init__(self, path, model_description, every=1, mode="both", dtype="float32", created=None,
                  overwrite=True, max_steps=4096, *, on_scale_change=True, on_nonfinite=True, raw_budget=None,
                  background=True, max_pending=2, max_pending_bytes=1 << 30, backend=None, threads=None,
-                 on_written=None, rank=None, world_size=None, layout=None, shards=None):
+                 on_written=None, rank=None, world_size=None, layout=None, shards=None, block_stats=False):
         if not isinstance(every, int) or every < 1:
             raise ValueError(f"every must be a positive integer, not {every!r}")
         if mode not in MODES:
@@ -646,8 +651,12 @@ class Recorder:
         self._last, self._scale, self._budget_warned = None, None, False
         if created is None:
             created = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if block_stats:
+            _block_stats_module()  # RuntimeError now rather than in the writer
+        self.block_stats = bool(block_stats)
         self._writer = _Writer(self.path, overwrite, max_steps, (_producer(), str(model_description), created),
                                background, max_pending, max_pending_bytes, backend, threads, on_written, dist)
+        self._writer.block_stats = self.block_stats
         if self._writer.lib is None:
             warnings.warn("fpscope_record: the HDF5 library is not reachable through ctypes; the trace is "
                           "valid but a process killed while linking a step can damage /steps", stacklevel=2)
@@ -754,7 +763,7 @@ class Recorder:
         if self.steps_recorded == self.max_steps:
             warnings.warn(f"fpscope_record: {self.path} holds max_steps={self.max_steps} steps; appending more is "
                           "no longer crash-safe (pass a larger max_steps)", stacklevel=2)
-        items = [_Item(name, x, self.dtype, self.backend, mode != "hist") for name, x in pairs]
+        items = [_Item(name, x, self.dtype, self.backend, mode != "hist" or self.block_stats) for name, x in pairs]
         w.submit(_Step(step, f"{step:08d}", (step, _number(loss), _number(lr), scale), items, mode,
                        sum(it.nbytes for it in items), step_shards))
         self._last = step
@@ -786,6 +795,7 @@ class _Writer:
         self.max_pending, self.max_pending_bytes = max_pending, max_pending_bytes
         self.written, self.error, self.error_step, self.reported = 0, None, None, False
         self.closed, self.closing, self.thread, self.pool = False, False, None, None
+        self.block_stats = False
         self.jobs, self.held, self.cv = collections.deque(), 0, threading.Condition()
         self.file = self.fd = None
         self.file, self.lib = _create(path, overwrite)
@@ -896,9 +906,10 @@ class _Writer:
         tg = _group(lib, g, "tensors", links=len(links), name_len=max(map(len, links), default=1))
         raw_wanted, hist_wanted = job.mode in ("raw", "both"), job.mode in ("hist", "both")
         for it, ln, sh in zip(job.items, links, job.shards):
-            raw, keys, counts, stats = it.resolve(self.backend, self.threads, raw_wanted, hist_wanted)
-            _put_tensor(_group(lib, tg, ln, links=3, name_len=11), it.dtype, it.shape, stats, raw,
-                        (keys, counts) if hist_wanted else None, self.pool, sh)
+            raw, keys, counts, stats = it.resolve(self.backend, self.threads, raw_wanted or self.block_stats, hist_wanted)
+            bstats = _block_stats(it.dtype, it.shape, raw, self.threads) if self.block_stats else None
+            _put_tensor(_group(lib, tg, ln, links=3, name_len=11), it.dtype, it.shape, stats,
+                        raw if raw_wanted else None, (keys, counts) if hist_wanted else None, self.pool, sh, bstats)
             it.raw = it.launched = None  # the copies go as soon as they are written
         g.attrs.create("complete", np.int8(1))  # docs/trace.md: written last, the step is whole
         self._flush()
@@ -918,7 +929,7 @@ class _Writer:
         os.ftruncate(self.fd, self.file.id.get_filesize())
 
 
-def _put_tensor(t, dtype, shape, stats, raw, hist, pool=None, shard=None):
+def _put_tensor(t, dtype, shape, stats, raw, hist, pool=None, shard=None, bstats=None):
     """A tensor group's attributes and datasets (raw: the stored elements or None; hist: (keys, counts) or None;
     shard: flat_shard/split_shard's description or None)."""
     _text(t, "dtype", dtype)
@@ -941,6 +952,27 @@ def _put_tensor(t, dtype, shape, stats, raw, hist, pool=None, shard=None):
     if hist is not None:
         _dataset(t, "hist_keys", hist[0])
         _dataset(t, "hist_counts", hist[1])
+    if bstats is not None:
+        for name, data in bstats.items():
+            _dataset(t, name, data)
+
+
+def _block_stats_module():
+    try:
+        from . import _fpscope
+    except ImportError as e:
+        raise RuntimeError("block_stats=True needs the compiled fpscope module (_fpscope)") from e
+    return _fpscope
+
+
+def _block_stats(dtype, shape, raw, threads):
+    """The `bstats_*` datasets of a tensor (docs/trace.md "Block statistics"): the C++ module's
+    block statistics of its values seen as (count / last dimension) x (last dimension)."""
+    x = widen(dtype, raw)
+    if x.size == 0:
+        return None
+    cols = int(shape[-1]) if len(shape) else 1
+    return _block_stats_module().block_stats_datasets(x.reshape(-1, cols), threads)
 
 
 def _tensors(tensors, dtype):

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "fpscope/block_quant.hpp"
+#include "fpscope/block_stats.hpp"
 #include "fpscope/scaler.hpp"
 #include "recipes.hpp"
 
@@ -56,6 +57,25 @@ class operand_recipe final : public recipe {
     block_counts out;
     if (v.empty()) return out;
     const std::size_t cols = t.shape.empty() ? v.size() : std::max<std::size_t>(std::size_t(t.shape.back()), 1);
+    // Power-of-two scales: the block statistics answer the counts and scales exactly (docs/recipes.md
+    // "Block statistics") at about the counting pass's cost, where the values path costs 15x it.
+    const bool pow2 = s_.kind == block_scheme::family::mx || (s_.kind == block_scheme::family::fp32 && s_.pow2) ||
+                      (s_.kind == block_scheme::family::deepseek && s_.ue8m0);
+    if (pow2 && v.size() % cols == 0) {
+      const block_geometry g{1, std::uint32_t(std::min<std::size_t>(std::size_t(s_.block), cols))};
+      const auto st = compute_block_stats(v, v.size() / cols, cols, std::span(&g, 1), 1);
+      const auto a = answer_block_stats(st, *this, operand_role::input, block_axis::row);
+      if (a.low.counts == a.high.counts && a.low.scale_binades == a.high.scale_binades) {
+        out.counts = a.low.counts;
+        out.blocks = a.low.blocks;
+        // Each factor is 2^binade exactly: the scale multiplies by 1/factor.
+        double log_sum = 0;
+        std::uint64_t n = 0;
+        for (const auto& [b, k] : a.low.scale_binades) log_sum -= double(b) * double(k), n += k;
+        out.scale = n ? std::exp2(log_sum / double(n)) : 1;
+        return out;
+      }
+    }
     const auto q = block_quantize(v, v.size() / cols, cols, *this, operand_role::input, block_axis::row);
     out.counts = q.stats.counts;
     out.blocks = q.stats.blocks;
