@@ -214,6 +214,7 @@ class class_counter {
   std::vector<std::uint64_t> marked_;  // bit per key: a marked bucket; b is its rank among them
   std::vector<std::uint16_t> rank_;    // per word of marked_: marked buckets in the words before
   std::vector<std::uint32_t> cut_, first_;
+  std::vector<std::uint32_t> top_;     // per key: a marked bucket's largest boundary, else 0
   std::vector<std::uint64_t> hits_;
   bool refined_ = false;
   bool histograms_ = false;
