@@ -415,9 +415,10 @@ void error_tally::add_binades(std::span<const float> x, std::vector<sums>& acc) 
       for (std::size_t i = 0; i < padded; i += binade_lanes)
 #pragma omp simd
         for (std::size_t l = 0; l < binade_lanes; ++l) {
-          const std::uint64_t m = (run[i + l] & 0x7FFFFFu) | 0x800000u;
-          s2[l] += m * m;
-          inv[i + l] = 1.0 / double(std::int64_t(m));
+          // 32-bit m: a widening multiply and an int32 conversion (cheaper vector forms).
+          const std::uint32_t m = (run[i + l] & 0x7FFFFFu) | 0x800000u;
+          s2[l] += std::uint64_t(m) * std::uint64_t(m);
+          inv[i + l] = 1.0 / double(std::int32_t(m));
         }
       std::uint64_t x2 = std::uint64_t(0) - std::uint64_t(padded - c) * (std::uint64_t(1) << 46);
       for (const std::uint64_t l : s2) x2 += l;

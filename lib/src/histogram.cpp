@@ -414,7 +414,7 @@ void class_counter::add(std::span<const double> x) {
 }
 
 void class_counter::plan_refine() {
-  cut_.clear(), first_.clear(), hits_.clear(), rank_.clear();
+  cut_.clear(), first_.clear(), hits_.clear(), rank_.clear(), top_.clear();
   marked_.assign(bucket_histogram::bucket_count / 64, 0);
   planned_ = true;
   if (searched32_) return;
@@ -436,6 +436,8 @@ void class_counter::plan_refine() {
   }
   first_.push_back(std::uint32_t(cut_.size()));
   hits_.assign(cut_.size() + first_.size() - 1, 0);
+  top_.assign(bucket_histogram::bucket_count, 0);
+  for (std::size_t i = 0; i < cuts.size(); ++i) top_[cuts[i].first] = cuts[i].second;  // ascending: the last wins
   rank_.assign(marked_.size(), 0);
   for (std::size_t i = 1; i < marked_.size(); ++i)
     rank_[i] = std::uint16_t(rank_[i - 1] + std::popcount(marked_[i - 1]));
@@ -471,32 +473,35 @@ bool class_counter::exact(std::size_t i) const {
   return true;
 }
 
-// Keys a block at a time (a vector loop), then the values of marked buckets one by one: on
-// data where a boundary cuts a well-filled bucket (bf16 at scales that push x * S into float32
-// subnormals, any format at S = 3) a large share of the values are in marked buckets.
+// Keys a block at a time (a vector loop), then the values of marked buckets below the bucket's
+// largest boundary one by one. Only those are needed: a value at or above every boundary of its
+// bucket counts in the bucket's last slot, which refined_below never reads (the values below a
+// boundary are the slots before it). That matters where a boundary sits near the bottom of a
+// well-filled bucket: bf16 at scales that push x * S into float32 subnormals puts its underflow
+// boundary at 1 + 2^-16 + ulp of a bucket that holds a quarter of each binade, and almost none
+// of those values are below it. Any format at S = 3 still lists many.
 void class_counter::refine_range(const std::uint32_t* in, std::size_t n, std::uint64_t* hits) const {
   constexpr std::size_t w = 256;
   alignas(64) std::uint32_t keys[w], at[w];
   const std::uint64_t* marked = marked_.data();
   const std::uint16_t* rank = rank_.data();
-  const std::uint32_t *first = first_.data(), *cut = cut_.data();
+  const std::uint32_t *first = first_.data(), *cut = cut_.data(), *top = top_.data();
   for (std::size_t lo = 0; lo < n; lo += w) {
     const std::size_t m = std::min(w, n - lo);
     for (std::size_t j = 0; j < m; ++j) keys[j] = bucket_histogram::key(in[lo + j]);
-    // The values of marked buckets, listed without a branch (which the data would mispredict).
-    // On data where most values are in marked buckets' binades this listing is a third of the
-    // pass: with AVX-512, 16 keys' bits are gathered from the bit set and the listed positions
-    // compress-stored at once; the scalar loop does the rest.
+    // The values below their bucket's largest boundary (0 for an unmarked bucket), listed
+    // without a branch (which the data would mispredict): with AVX-512, 16 keys' boundaries
+    // are gathered (the keys the data uses: a few KB of the table, in L1) and the listed
+    // positions compress-stored at once; the scalar loop does the rest.
     std::size_t listed = 0, p = 0;
 #if defined(__AVX512F__)
     {
       const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-      const __m512i low5 = _mm512_set1_epi32(31), one = _mm512_set1_epi32(1);
+      const __m512i abs = _mm512_set1_epi32(0x7FFFFFFF);
       for (; p + 16 <= m; p += 16) {
-        // Bit k of the 64-bit words is bit k % 32 of 32-bit word k / 32 (little-endian x86).
         const __m512i k = _mm512_load_si512(keys + p);
-        const __m512i word = _mm512_i32gather_epi32(_mm512_srli_epi32(k, 5), marked, 4);
-        const __mmask16 hit = _mm512_test_epi32_mask(_mm512_srlv_epi32(word, _mm512_and_si512(k, low5)), one);
+        const __m512i mag = _mm512_and_si512(_mm512_loadu_si512(in + lo + p), abs);
+        const __mmask16 hit = _mm512_cmplt_epu32_mask(mag, _mm512_i32gather_epi32(k, top, 4));
         _mm512_mask_compressstoreu_epi32(at + listed, hit, _mm512_add_epi32(lanes, _mm512_set1_epi32(int(p))));
         listed += std::size_t(std::popcount(unsigned(hit)));
       }
@@ -504,7 +509,7 @@ void class_counter::refine_range(const std::uint32_t* in, std::size_t n, std::ui
 #endif
     for (; p < m; ++p) {
       at[listed] = std::uint32_t(p);
-      listed += marked[keys[p] / 64] >> (keys[p] % 64) & 1;
+      listed += (in[lo + p] & 0x7FFFFFFFu) < top[keys[p]];
     }
     for (std::size_t l = 0; l < listed; ++l) {
       const std::uint32_t j = at[l], k = keys[j], mag = in[lo + j] & 0x7FFFFFFFu;

@@ -278,3 +278,44 @@ def test_trace_histograms_count_like_values_at_powers_of_two(fpscope, tmp):
     assert_one_line_error(fpscope.run("hist", tmp / "hist.h5", "--steps", "7:"), "no tensors", status=1)
     np.save(tmp / "x.npy", steps[0]["g"])
     assert_one_line_error(fpscope.run("hist", tmp / "x.npy", "--steps", "1:2"), "not a trace", status=2)
+
+
+def test_progress_on_a_terminal_only(fpscope, tmp):
+    # Issue 20: a long hist shows its progress on stderr when stderr is a terminal, and nowhere
+    # else. An input of 64 MiB or more draws the bar at once (smaller ones after a second), so
+    # a 68 MB file shows it without a slow test. Both passes draw: the counts, then the errors.
+    import os
+    import pty
+    import subprocess
+
+    x = np.random.default_rng(20).standard_normal(17_000_000).astype(np.float32)
+    f = save(tmp, "big.npy", x)
+    args = [fpscope.path, "hist", str(f), "-f", "e4m3", "-s", "2^4", "--threads", "1"]
+
+    def on_tty(*extra):
+        master, slave = pty.openpty()
+        p = subprocess.Popen(args + list(extra), stdout=subprocess.PIPE, stderr=slave)
+        os.close(slave)
+        err = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            err += chunk
+        out = p.stdout.read()
+        assert p.wait() == 0
+        os.close(master)
+        return out.decode(), err.decode()
+
+    out, err = on_tty()
+    assert "e4m3" in out
+    for label in ("counting [", "errors ["):
+        assert label in err, err
+    assert "100%" in err and f"{x.size} / {x.size} values" in err, err
+    assert err.endswith("\r\x1b[K"), repr(err[-40:])  # the bar erased before the report
+    assert on_tty("-q")[1] == ""  # --quiet: none
+    p = fpscope.run("hist", f, "-f", "e4m3", "-s", "2^4", "--threads", "1")
+    assert p.returncode == 0 and p.stderr == "", p.stderr  # not a terminal: none

@@ -214,6 +214,10 @@ class class_counter {
   std::vector<std::uint64_t> marked_;  // bit per key: a marked bucket; b is its rank among them
   std::vector<std::uint16_t> rank_;    // per word of marked_: marked buckets in the words before
   std::vector<std::uint32_t> cut_, first_;
+  // per key: a marked bucket's largest boundary, else 0 (256 KB, filled when a refine is
+  // planned). refine lists only the values below it: a bucket's last slot (values at or above
+  // every boundary) is left empty, never read.
+  std::vector<std::uint32_t> top_;
   std::vector<std::uint64_t> hits_;
   bool refined_ = false;
   bool histograms_ = false;
