@@ -635,7 +635,9 @@ nlohmann::json step_json(const trace_step& s) {
   for (const auto& t : s.tensors) {
     ts.push_back({{"name", t.name}, {"dtype", std::string(name(t.dtype))}, {"shape", t.shape}, {"count", t.count},
                   {"amax", bits_of(t.amax)}, {"zeros", t.zeros}, {"infs", t.infs}, {"nans", t.nans},
-                  {"has_values", t.has_values}, {"has_hist", t.has_hist}, {"shard", nullptr}});
+                  {"has_values", t.has_values}, {"has_hist", t.has_hist}, {"shard", nullptr}, {"operand", nullptr}});
+    if (const auto& op = t.operand)  // GEMM operands (docs/trace.md): the recorder's attribute names
+      ts.back()["operand"] = {{"role", std::string(name(op->role))}, {"layer", op->layer}, {"gemm_shape", {op->rows, op->cols}}};
     if (const auto& sh = t.shard) {  // multi-rank traces (docs/trace.md): flat_shard/split_shard's keys
       nlohmann::json js{{"logical_name", sh->logical_name}, {"logical_shape", sh->logical_shape}};
       if (sh->how == trace_shard::kind::flat) js["offset"] = sh->offset;
@@ -727,6 +729,14 @@ class trace {
                                         : k == "logical_name" ? py::object(py::str(v.get<std::string>()))
                                                               : py::object(py::int_(v.get<std::uint64_t>()));
         td["shard"] = sd;
+      }
+      td["operand"] = py::none();
+      if (const auto& op = t["operand"]; !op.is_null()) {
+        py::dict od;
+        od["role"] = op["role"].get<std::string>();
+        od["layer"] = op["layer"].get<std::string>();
+        od["gemm_shape"] = py::make_tuple(op["gemm_shape"][0].get<std::uint64_t>(), op["gemm_shape"][1].get<std::uint64_t>());
+        td["operand"] = od;
       }
       ts.append(td);
     }
