@@ -249,3 +249,16 @@ def test_background_writer_copies_before_the_optimizer_moves_on(tmp_path):
             got, _ = read_values(f, "00000000", f"head:{role}")
             assert np.array_equal(got, v.reshape(-1)), role
         assert math.isfinite(float(f["steps/00000000"].attrs["loss"])) is False  # loss not given: NaN
+
+
+def test_closing_the_recorder_takes_the_hooks_off(tmp_path):
+    net, x, y = make()
+    hooks = lambda: sum(len(m._forward_hooks) for m in net.modules())  # noqa: E731
+    with Recorder(tmp_path / "c.h5", "m", background=False) as rec:
+        rec.watch(net, layers="blocks.*")
+        assert hooks() == 4
+    assert hooks() == 0
+    rec2 = Recorder(tmp_path / "d.h5", "m", background=False)
+    rec2.watch(net, layers="head")
+    del rec2  # dropped unclosed: its finalizer closes the file; a hook left behind must not fail
+    loss_of(net(x), y).backward()

@@ -1,6 +1,6 @@
 """fpscope.record: records the gradients of a PyTorch training loop into an fpscope trace.
 
-A trace is an HDF5 file in the format of docs/trace.md (version 1): one group per recorded
+A trace is an HDF5 file in the format of docs/trace.md (version 1.2): one group per recorded
 step, holding every tensor's attributes (dtype, shape, count, amax, zeros, infs, nans) and its
 raw values, its exact bucket histogram (docs/hist.md, "The bucket histogram"), or both.
 `fpscope replay` and any HDF5 tool (h5py, h5dump) read it.
@@ -82,6 +82,14 @@ Behaviour:
   (elements offset.. of the flattened tensor) or a tensor-parallel split (part `index` of
   `parts` along dimension `dim`). A gradient without one is the whole tensor (a DDP replica).
   `fpscope replay rank*.h5` replays the files as one run.
+- GEMM operands (docs/trace.md, "GEMM operands"; format minor version 2): rec.watch(model,
+  layers="blocks.*", every=N, mode=None) hooks the nn.Linear modules whose names match (fnmatch
+  patterns): on steps with step % N == 0 each one's input X, weight W and output gradient dY
+  are copied (once) during the forward and backward and recorded by the next record() as
+  "<layer>:input", "<layer>:weight", "<layer>:grad" with @role, @layer and @gemm_shape; the
+  watched weights' gradients are tagged role "wgrad". record(..., operand_mode=...) sets the
+  operands' mode for one step (raw values on a few steps, histograms on the others). See
+  Recorder.watch.
 - h5py reads the string attributes (fixed-length UTF-8) as bytes: .decode() them.
 
 Needs numpy and h5py (HDF5 >= 1.10.5 for the tunings reached through ctypes: the HDF5 library
@@ -693,7 +701,9 @@ class Recorder:
 
     def close(self):
         """Writes the queued steps and closes the file (idempotent). Raises RecorderError if the
-        writer failed and no record() or flush() has raised it yet."""
+        writer failed and no record() or flush() has raised it yet. Takes watch()'s hooks off."""
+        for w in list(self._watches):
+            w.remove()
         self._finalizer()
 
     def flush(self):
@@ -903,7 +913,10 @@ class _Watch:
         def hook(module, inputs, output):
             import torch
 
-            if not torch.is_grad_enabled() or layer in self.captured or not self.rec._capturing(self.every):
+            try:
+                if not torch.is_grad_enabled() or layer in self.captured or not self.rec._capturing(self.every):
+                    return None
+            except ReferenceError:  # the recorder is gone (dropped unclosed): nothing to capture for
                 return None
             x = inputs[0] if isinstance(inputs, tuple) else inputs
             got = self.captured[layer] = {"input": self._item(layer, "input", x),
@@ -947,8 +960,11 @@ class _Watch:
         for h in self.handles:
             h.remove()
         self.handles, self.captured = [], {}
-        if self in self.rec._watches:
-            self.rec._watches.remove(self)
+        try:
+            if self in self.rec._watches:
+                self.rec._watches.remove(self)
+        except ReferenceError:
+            pass
 
 
 class _Writer:
