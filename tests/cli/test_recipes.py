@@ -239,3 +239,28 @@ def test_operand_trace_steps_and_errors(fpscope, tmp):
     assert_one_line_error(fpscope.run("recipes", OPS, "--step", "99"), "step index 99", status=2)
     assert_one_line_error(fpscope.run("recipes", OPS, "--role", "weight"), "do not apply to a trace of GEMM operands", status=2)
     assert_one_line_error(fpscope.run("recipes", OPS, "--gemm", "fprop"), "do not apply", status=2)
+
+
+@pytest.mark.parametrize("tensor,attr,value,words", [
+    ("head:input", "role", b"output", "@role 'output' is not input, weight, grad or wgrad"),
+    ("head:input", "gemm_shape", np.array([127, 256], np.int64), "@gemm_shape 127 x 256 does not hold"),
+    ("head:grad", "layer", b"blocks.0.qkv", "layer 'blocks.0.qkv' has a second grad operand"),
+    ("head:weight", "role", None, "@role, @layer and @gemm_shape together"),
+])
+def test_operand_trace_with_a_bad_description_is_one_error_line(fpscope, tmp, tensor, attr, value, words):
+    import shutil
+
+    import h5py
+
+    bad = tmp / "bad.h5"
+    shutil.copy(OPS, bad)
+    with h5py.File(bad, "r+") as f:
+        a = f[f"steps/00000275/tensors/{tensor}"].attrs
+        if value is None:
+            del a[attr]
+        elif isinstance(value, bytes):
+            a.create(attr, np.array(value, dtype=h5py.string_dtype("utf-8", len(value))))
+        else:
+            a[attr] = value
+    r = fpscope.run("recipes", bad, "-r", "mxfp8")
+    assert_one_line_error(r, words, "step 00000275", tensor, status=1)

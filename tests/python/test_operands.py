@@ -116,6 +116,10 @@ def test_recipes_report_cells_are_quantize_on_the_recorded_operands(op_trace):
     d = fpscope.recipes_report(op_trace, ["mxfp8", "mxfp4:scaling_mode=floor", "nvfp4:sr=false,rht=false"])
     t = fpscope.Trace(str(op_trace))
     assert d["step"] == 1 and d["layers"] == ["0", "2"] and len(d["operands"]) == 2 * 6
+    # docs/recipes.md's table, written out here: which GEMMs each operand feeds, blocks along what
+    table = {("input", "fprop"): "row", ("input", "wgrad"): "column", ("weight", "fprop"): "row",
+             ("weight", "dgrad"): "column", ("grad", "dgrad"): "row", ("grad", "wgrad"): "column"}
+    assert [(o["role"], o["gemm"], o["axis"]) for o in d["operands"]] == [(*k, a) for k, a in table.items()] * 2
     for o in d["operands"]:
         v = t.values(1, o["tensor"]).reshape(o["matrix"])
         # (without stochastic rounding, keyed by the element's index, nor the Hadamard transform:
