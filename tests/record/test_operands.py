@@ -183,6 +183,16 @@ def test_operand_mode_is_the_operands_own(tmp_path):
     with h5py.File(path, "r") as f:
         t = f["steps/00000000/tensors"]
         assert set(t["head:input"]) == {"values"} and set(t["head.weight"]) == {"hist_keys", "hist_counts"}
+    # watch()'s mode is the operands' default; record()'s operand_mode overrides it for a step
+    with Recorder(path, "m", mode="hist", background=False) as rec:
+        rec.watch(net, layers="head", mode="both")
+        for step, om in ((0, None), (1, "raw")):
+            net.zero_grad()
+            loss_of(net(x), y).backward()
+            rec.record(step, net.named_parameters(), operand_mode=om)
+    with h5py.File(path, "r") as f:
+        assert set(f["steps/00000000/tensors/head:grad"]) == {"values", "hist_keys", "hist_counts"}
+        assert set(f["steps/00000001/tensors/head:grad"]) == {"values"}
 
 
 def test_begin_step_and_a_step_record_does_not_expect(tmp_path):

@@ -764,7 +764,7 @@ class Recorder:
             if sh is not None:
                 _check_shard(name, sh, tuple(int(n) for n in x.shape))
         dtypes = [_stored_dtype(x, self.dtype) for _, x in pairs]
-        modes = [None] * len(pairs) + [m or operand_mode or mode for _, _, m in captured]
+        modes = [None] * len(pairs) + [operand_mode or m or mode for _, _, m in captured]
         if any(m != "hist" for m in [mode, *modes[len(pairs):]]):
             size = sum(_ITEMSIZE[d] * math.prod(x.shape) for d, (_, x) in zip(dtypes, pairs)) * (mode != "hist")
             size += sum(_ITEMSIZE[it.dtype] * math.prod(it.shape) for (it, _, _), m in zip(captured, modes[len(pairs):])
@@ -804,7 +804,8 @@ class Recorder:
         (out x in) and its output gradient dY (tokens x out), as tensors "<layer>:input",
         "<layer>:weight", "<layer>:grad" with @role, @layer and @gemm_shape; its weight's gradient,
         when record() gets it (model.named_parameters()), is tagged role "wgrad" on every step.
-        mode: the operands' mode (None: record()'s operand_mode, else the step's mode).
+        mode: the operands' mode (None: the step's; record(..., operand_mode=...) overrides it
+        for one step).
 
         The operands are copied (once, as record() copies gradients) by hooks during the forward
         and backward of the step: a forward hook (X, W) and a hook on the autograd node of the
