@@ -26,6 +26,7 @@
 #include "fpscope/contain.hpp"
 #include "fpscope/counting.hpp"
 #include "fpscope/histogram.hpp"
+#include "fpscope/operand_report.hpp"
 #include "fpscope/options.hpp"
 #include "fpscope/output.hpp"
 #include "fpscope/policy.hpp"
@@ -598,6 +599,24 @@ py::dict replay_trace(const std::vector<std::string>& paths, const std::string& 
   return d;
 }
 
+// ---- recipes over a trace's GEMM operands (issue 16; fpscope/operand_report.hpp) ----
+
+// The report's JSON (`fpscope recipes TRACE --json`), computed in the contained worker: the
+// trace may be hostile, and the quantization of every operand is the long part.
+std::string recipes_report_json(const std::string& path, const std::vector<std::string>& specs, long long step, double budget) {
+  for (const auto& s : specs) (void)make_recipe(s);  // a bad spec: ValueError here, not from the worker
+  if (step < -1) value_error("step: a step index >= 0, or None");
+  if (!(budget == -1 || (budget >= 0 && budget <= 1))) value_error("keep_bf16: a fraction in [0, 1], or None");
+  return interruptible([&](const auto& cancelled) {
+    return run_contained(path, [&] {
+      const trace_reader tr(path);
+      const operand_report r = report_operands(tr, step, specs, [] { heartbeat(); });
+      heartbeat_done();
+      return json_text(operand_report_json(r, judge(r, budget)));
+    }, cancelled);
+  });
+}
+
 // ---- trace merge (issue 18) ----
 
 py::dict merge_traces(const std::vector<std::string>& paths, const std::string& out, bool histograms, int threads) {
@@ -636,7 +655,9 @@ nlohmann::json step_json(const trace_step& s) {
   for (const auto& t : s.tensors) {
     ts.push_back({{"name", t.name}, {"dtype", std::string(name(t.dtype))}, {"shape", t.shape}, {"count", t.count},
                   {"amax", bits_of(t.amax)}, {"zeros", t.zeros}, {"infs", t.infs}, {"nans", t.nans},
-                  {"has_values", t.has_values}, {"has_hist", t.has_hist}, {"shard", nullptr}});
+                  {"has_values", t.has_values}, {"has_hist", t.has_hist}, {"shard", nullptr}, {"operand", nullptr}});
+    if (const auto& op = t.operand)  // GEMM operands (docs/trace.md): the recorder's attribute names
+      ts.back()["operand"] = {{"role", std::string(name(op->role))}, {"layer", op->layer}, {"gemm_shape", {op->rows, op->cols}}};
     ts.back()["has_block_stats"] = t.has_block_stats;
     if (const auto& sh = t.shard) {  // multi-rank traces (docs/trace.md): flat_shard/split_shard's keys
       nlohmann::json js{{"logical_name", sh->logical_name}, {"logical_shape", sh->logical_shape}};
@@ -732,6 +753,14 @@ class trace {
                                         : k == "logical_name" ? py::object(py::str(v.get<std::string>()))
                                                               : py::object(py::int_(v.get<std::uint64_t>()));
         td["shard"] = sd;
+      }
+      td["operand"] = py::none();
+      if (const auto& op = t["operand"]; !op.is_null()) {
+        py::dict od;
+        od["role"] = op["role"].get<std::string>();
+        od["layer"] = op["layer"].get<std::string>();
+        od["gemm_shape"] = py::make_tuple(op["gemm_shape"][0].get<std::uint64_t>(), op["gemm_shape"][1].get<std::uint64_t>());
+        td["operand"] = od;
       }
       ts.append(td);
     }
@@ -1182,6 +1211,13 @@ PYBIND11_MODULE(_fpscope, m) {
     }
     return l;
   }, "The replay recipes: name, summary, the grammar of their keys, what upstream path they model.");
+  m.def("_recipes_report", &recipes_report_json, py::arg("path"), py::arg("recipes"), py::arg("step"), py::arg("budget"),
+        "The recipes report over a trace's GEMM operands, as JSON text; fpscope.recipes_report wraps it.");
+  m.def("default_block_recipes", [] {
+    std::vector<std::string> out;
+    for (const auto d : default_block_recipes()) out.emplace_back(d);
+    return out;
+  }, "The recipes `fpscope recipes` and recipes_report compare when none are named.");
   m.def("_quantize", &quantize_array, py::arg("x"), py::arg("recipe"), py::arg("role") = "input", py::arg("axis") = "row",
         "Block quantization of a GEMM operand (fpscope/block_quant.hpp); fpscope.quantize wraps it.");
 

@@ -3,6 +3,7 @@
 #include <hdf5.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -337,7 +338,91 @@ std::optional<trace_shard> read_shard(const context& c, hid_t tg, const trace_te
   return sh;
 }
 
+// Bounds on the GEMM operand attributes (docs/trace.md, "GEMM operands").
+constexpr std::size_t max_layer_name = 4096;
+
+// A tensor's GEMM operand description, checked against its own shape and count; nullopt when it
+// has none. The three attributes come together: a role without its layer or 2-D shape would be
+// quantized along a guessed axis.
+std::optional<trace_operand> read_operand(const context& c, hid_t tg, const trace_tensor& t) {
+  const auto has = [&](const char* n) { return H5Aexists(tg, n) > 0; };
+  const int n = int(has("role")) + int(has("layer")) + int(has("gemm_shape"));
+  if (n == 0) return std::nullopt;
+  if (n != 3) c.fail("a GEMM operand description needs @role, @layer and @gemm_shape together");
+  trace_operand op;
+  const std::string role = c.text(tg, "role");
+  const auto r = find_trace_role(role);
+  if (!r) c.fail("@role '" + role + "' is not input, weight, grad or wgrad");
+  op.role = *r;
+  op.layer = c.text(tg, "layer");
+  if (op.layer.empty()) c.fail("@layer is empty");
+  if (op.layer.size() > max_layer_name) c.fail("@layer is absurdly long");
+  const auto g = dims_of(c, tg, "gemm_shape");
+  if (g.size() != 2) c.fail("@gemm_shape has " + std::to_string(g.size()) + " dimensions, not 2 (rows, cols)");
+  op.rows = g[0], op.cols = g[1];
+  std::uint64_t product = 0;
+  if (__builtin_mul_overflow(op.rows, op.cols, &product) || product != t.count)
+    c.fail("@gemm_shape " + std::to_string(op.rows) + " x " + std::to_string(op.cols) + " does not hold the tensor's " +
+           std::to_string(t.count) + " elements");
+  if (t.shape.empty() ? op.cols != 1 : op.cols != t.shape.back())
+    c.fail("@gemm_shape's columns (" + std::to_string(op.cols) + ") are not the last dimension of @shape");
+  return op;
+}
+
+// Within a step, a layer's operands: each role once, and shapes a Linear's GEMMs could have
+// multiplied (fprop X W^T, dgrad dY W, wgrad dY^T X). Errors name the step and the tensor.
+void check_layers(const context& c, const trace_step& s) {
+  struct seen {
+    const trace_tensor* by_role[4] = {};
+  };
+  std::vector<std::pair<std::string, seen>> layers;  // in order; a step has few layers
+  for (const auto& t : s.tensors) {
+    if (!t.operand) continue;
+    auto it = std::find_if(layers.begin(), layers.end(), [&](const auto& l) { return l.first == t.operand->layer; });
+    if (it == layers.end()) it = layers.insert(layers.end(), {t.operand->layer, seen{}});
+    auto& slot = it->second.by_role[std::size_t(t.operand->role)];
+    if (slot)
+      c.fail("tensor " + t.name + ": layer '" + t.operand->layer + "' has a second " + std::string(name(t.operand->role)) +
+             " operand (the first: " + slot->name + ")");
+    slot = &t;
+  }
+  const auto shape = [](const trace_tensor* t) {
+    return std::to_string(t->operand->rows) + " x " + std::to_string(t->operand->cols);
+  };
+  for (const auto& [layer, l] : layers) {
+    const auto* x = l.by_role[0];
+    const auto* w = l.by_role[1];
+    const auto* dy = l.by_role[2];
+    const auto* dw = l.by_role[3];
+    const auto clash = [&](const trace_tensor* a, const trace_tensor* b, const char* rule) {
+      c.fail("layer '" + layer + "': " + a->name + " (" + shape(a) + ") and " + b->name + " (" + shape(b) +
+             ") cannot be one Linear's operands (" + rule + ")");
+    };
+    if (x && w && x->operand->cols != w->operand->cols) clash(x, w, "X cols = W cols");
+    if (dy && w && dy->operand->cols != w->operand->rows) clash(dy, w, "dY cols = W rows");
+    if (x && dy && x->operand->rows != dy->operand->rows) clash(x, dy, "X rows = dY rows");
+    if (dw && w && (dw->operand->rows != w->operand->rows || dw->operand->cols != w->operand->cols))
+      clash(dw, w, "dW shape = W shape");
+  }
+}
+
 }  // namespace
+
+std::string_view name(trace_role r) {
+  switch (r) {
+    case trace_role::input: return "input";
+    case trace_role::weight: return "weight";
+    case trace_role::grad: return "grad";
+    case trace_role::wgrad: return "wgrad";
+  }
+  return "?";
+}
+
+std::optional<trace_role> find_trace_role(std::string_view s) {
+  for (int i = 0; i <= int(trace_role::wgrad); ++i)
+    if (name(trace_role(i)) == s) return trace_role(i);
+  return std::nullopt;
+}
 
 std::string_view name(trace_dtype t) {
   switch (t) {
@@ -514,6 +599,7 @@ trace_step trace_reader::step(std::size_t i) const {
     t.nans = tc.count(tg, "nans");
     if (t.zeros > t.count || t.infs > t.count || t.nans > t.count) tc.fail("zero/inf/NaN counts exceed count");
     t.shard = read_shard(tc, tg, t);
+    t.operand = read_operand(tc, tg, t);
     t.has_values = H5Lexists(tg, "values", H5P_DEFAULT) > 0;
     t.has_hist = H5Lexists(tg, "hist_keys", H5P_DEFAULT) > 0;
     t.has_block_stats = H5Lexists(tg, "bstats_keys", H5P_DEFAULT) > 0;
@@ -544,6 +630,7 @@ trace_step trace_reader::step(std::size_t i) const {
     }
     s.tensors.push_back(std::move(t));
   }
+  check_layers(c, s);
   return s;
 }
 

@@ -131,3 +131,136 @@ def test_plot_heatmap(fpscope, tmp):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert_one_line_error(fpscope.run("recipes", TRACE, "--plot", tmp / "x.pdf"), "svg or .png", status=2)
     assert not (tmp / "x.pdf").exists()
+
+
+# ---- a trace of GEMM operands (datasets/traces/lm-operands.h5: every nn.Linear of a 4-layer
+# transformer, X, W and dY raw at two steps; docs/trace.md, "GEMM operands") ----
+
+OPS = TRACE.parent / "lm-operands.h5"
+CELLS = [("input", "fprop", "row"), ("input", "wgrad", "column"), ("weight", "fprop", "row"),
+         ("weight", "dgrad", "column"), ("grad", "dgrad", "row"), ("grad", "wgrad", "column")]  # docs/recipes.md's table
+LAYERS = [f"blocks.{i}.{m}" for i in range(4) for m in ("qkv", "proj", "fc1", "fc2")] + ["head"]
+
+
+@pytest.fixture(scope="module")
+def ops_json(fpscope):
+    return fpscope.json("recipes", OPS, "-r", "nvfp4", "-r", "mxfp8", "-r", "mxfp8:scaling_mode=floor", "--keep-bf16",
+                        "0.05", "--json")
+
+
+def test_operand_trace_every_layer_role_and_gemm(ops_json):
+    out = ops_json
+    assert out["step"] == 275 and out["layers"] == LAYERS and out["skipped"] == []
+    cells = [(o["layer"], o["role"], o["gemm"], o["axis"]) for o in out["operands"]]
+    assert cells == [(layer, *c) for layer in LAYERS for c in CELLS]
+    for o in out["operands"]:
+        rows, cols = o["matrix"]
+        assert o["tensor"] == f"{o['layer']}:{o['role']}"
+        assert all(sum(r["counts"].values()) == rows * cols for r in o["results"])
+    x = next(o for o in out["operands"] if o["layer"] == "blocks.0.fc2" and o["role"] == "input")
+    assert x["matrix"] == [4 * 32, 1024]  # tokens (batch 4 x context 32) x in
+    w = next(o for o in out["operands"] if o["layer"] == "blocks.0.qkv" and o["role"] == "weight")
+    assert w["matrix"] == [768, 256] and w["results"][0]["block_shape"] == [16, 16]  # nvfp4's 2-D weight blocks
+    dy = next(o for o in out["operands"] if o["layer"] == "head" and o["gemm"] == "wgrad" and o["role"] == "grad")
+    assert dy["results"][1]["block_shape"] == [32, 1]  # mxfp8 blocks along the tokens in wgrad
+
+
+def test_operand_trace_orientation_is_the_npy_path_on_the_transpose(fpscope, tmp, ops_json):
+    """A column-blocked cell is the row-blocked quantization of the transposed operand (read
+    from the file with h5py, widened from bfloat16 by hand), through the .npy path."""
+    import h5py
+
+    with h5py.File(OPS, "r") as f:
+        t = f["steps/00000275/tensors"]
+        bits = {n: np.asarray(t[f"blocks.1.fc1:{n}"]["values"]) for n in ("input", "grad")}
+        shapes = {n: tuple(t[f"blocks.1.fc1:{n}"].attrs["gemm_shape"]) for n in ("input", "grad")}
+    for role in ("input", "grad"):
+        v = (bits[role].astype(np.uint32) << 16).view(np.float32).reshape(shapes[role])
+        p = save(tmp, f"{role}T.npy", np.ascontiguousarray(v.T))
+        want = fpscope.json("recipes", p, "--role", role, "--axis", "row", "-r", "mxfp8", "-r", "mxfp8:scaling_mode=floor",
+                            "--json")["operands"][0]["results"]
+        got = next(o for o in ops_json["operands"] if o["layer"] == "blocks.1.fc1" and o["role"] == role and o["gemm"] == "wgrad")
+        for a, b in zip(got["results"][1:], want):
+            assert a["counts"] == b["counts"] and a["clipped_blocks"] == b["clipped_blocks"] and a["blocks"] == b["blocks"]
+            assert a["sqnr_db"] == pytest.approx(b["sqnr_db"], rel=1e-12)
+
+
+def lost_of(result):
+    return result["counts"]["underflow"] + result["counts"]["overflow"]
+
+
+def test_operand_trace_verdicts_follow_from_the_counts(ops_json):
+    out, s = ops_json, ops_json["summary"]
+    assert s["budget"] == 0.05 and [r["recipe"] for r in s["recipes"]] == out["recipes"]
+    for k, rv in enumerate(s["recipes"]):
+        worst = {layer: max(o["results"][k]["lost_fraction"] for o in out["operands"] if o["layer"] == layer) for layer in LAYERS}
+        assert rv["keep_bf16"] == [layer for layer in LAYERS if worst[layer] > 0.05]
+        assert sorted(x["layer"] for x in rv["layers"]) == sorted(LAYERS)  # every layer, worst first
+        assert [x["worst_lost"] for x in rv["layers"]] == [worst[x["layer"]] for x in rv["layers"]]
+        assert [x["worst_lost"] for x in rv["layers"]] == sorted(worst.values(), reverse=True)
+        lost = sum(lost_of(o["results"][k]) for o in out["operands"])
+        nonzero = sum(o["results"][k]["counts"][c] for o in out["operands"] for c in ("underflow", "subnormal", "normal", "overflow"))
+        assert (rv["lost"], rv["nonzero"]) == (lost, nonzero)
+    fractions = {r["recipe"]: r["lost_fraction"] for r in s["recipes"]}
+    assert s["ranking"] == sorted(fractions, key=fractions.get)
+    # on this model: NVFP4 keeps every layer in BF16 at a 5% budget; MXFP8 only the attention
+    # projections whose dY, blocked along the tokens of a sequence (wgrad), spans too many binades
+    assert len(s["recipes"][0]["keep_bf16"]) == 17 and s["ranking"][0] == "mxfp8"
+    assert 0 < len(s["recipes"][1]["keep_bf16"]) < 17 and all(x.endswith(".qkv") for x in s["recipes"][1]["keep_bf16"])
+
+
+def test_operand_trace_table_csv_and_plot(fpscope, tmp, ops_json):
+    args = [OPS, "-r", "nvfp4", "-r", "mxfp8", "-r", "mxfp8:scaling_mode=floor", "--keep-bf16", "0.05"]
+    text = fpscope.ok("recipes", *args)
+    assert text.startswith(f"{OPS}: step 275 (index 11): 17 layers, 102 operand x GEMM cells, 3 recipes")
+    summary = text.split("worst layers per recipe")[1]
+    s = ops_json["summary"]
+    nvfp4_line = next(line for line in summary.splitlines() if line.split()[:1] == ["nvfp4"])
+    assert nvfp4_line.split()[1] == s["recipes"][0]["layers"][0]["layer"]
+    keep = summary.split("keep in BF16")[1].splitlines()
+    mx = s["recipes"][1]["keep_bf16"]
+    assert next(line for line in keep if line.split()[:1] == ["mxfp8"]).split()[1:] == [str(len(mx)), "of", "17",
+                                                                                         "layers:", *(", ".join(mx)).split()]
+    assert summary.split("loses least over the step")[1].splitlines()[1].split()[1] == s["ranking"][0]
+    rows = list(csv.DictReader(io.StringIO(fpscope.ok("recipes", *args, "--csv"))))
+    assert len(rows) == 102 * 3 and {r["role"] for r in rows} == {"input", "weight", "grad"}
+    assert [(r["layer"], r["role"], r["gemm"], r["recipe"]) for r in rows[:3]] == [
+        ("blocks.0.qkv", "input", "fprop", x) for x in ("nvfp4", "mxfp8", "mxfp8:scaling_mode=floor")]
+    assert float(rows[0]["lost_fraction"]) == pytest.approx(ops_json["operands"][0]["results"][0]["lost_fraction"], rel=1e-5)
+    svg = tmp / "layers.svg"
+    fpscope.ok("recipes", *args, "--plot", svg)
+    assert "<svg" in svg.read_text()
+
+
+def test_operand_trace_steps_and_errors(fpscope, tmp):
+    earlier = fpscope.json("recipes", OPS, "--step", "4", "-r", "mxfp8", "--json")
+    assert earlier["step"] == 100 and len(earlier["operands"]) == 102
+    assert_one_line_error(fpscope.run("recipes", OPS, "--step", "0"), "step 0 holds no raw operand values", status=1)
+    assert_one_line_error(fpscope.run("recipes", OPS, "--step", "99"), "step index 99", status=2)
+    assert_one_line_error(fpscope.run("recipes", OPS, "--role", "weight"), "do not apply to a trace of GEMM operands", status=2)
+    assert_one_line_error(fpscope.run("recipes", OPS, "--gemm", "fprop"), "do not apply", status=2)
+
+
+@pytest.mark.parametrize("tensor,attr,value,words", [
+    ("head:input", "role", b"output", "@role 'output' is not input, weight, grad or wgrad"),
+    ("head:input", "gemm_shape", np.array([127, 256], np.int64), "@gemm_shape 127 x 256 does not hold"),
+    ("head:grad", "layer", b"blocks.0.qkv", "layer 'blocks.0.qkv' has a second grad operand"),
+    ("head:weight", "role", None, "@role, @layer and @gemm_shape together"),
+])
+def test_operand_trace_with_a_bad_description_is_one_error_line(fpscope, tmp, tensor, attr, value, words):
+    import shutil
+
+    import h5py
+
+    bad = tmp / "bad.h5"
+    shutil.copy(OPS, bad)
+    with h5py.File(bad, "r+") as f:
+        a = f[f"steps/00000275/tensors/{tensor}"].attrs
+        if value is None:
+            del a[attr]
+        elif isinstance(value, bytes):
+            a.create(attr, np.array(value, dtype=h5py.string_dtype("utf-8", len(value))))
+        else:
+            a[attr] = value
+    r = fpscope.run("recipes", bad, "-r", "mxfp8")
+    assert_one_line_error(r, words, "step 00000275", tensor, status=1)

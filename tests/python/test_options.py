@@ -15,6 +15,7 @@ from options_table import BAD, BAD_NUMBERS, BAD_POLICIES, GOOD, GOOD_NUMBERS, GO
 
 TRACE = Path(__file__).resolve().parents[2] / "datasets" / "traces" / "synthetic.h5"
 OUT = Path(tempfile.mkdtemp(prefix="fpscope-options-")) / "merged.h5"  # fpscope.merge's output
+OPERANDS = Path(__file__).resolve().parents[2] / "datasets" / "traces" / "lm-operands.h5"  # a trace of GEMM operands
 RANKS = sorted((Path(__file__).resolve().parents[2] / "datasets" / "traces" / "ranks" / "tp").glob("rank*.h5"))
 X = np.linspace(-2, 2, 64, dtype=np.float32)
 MA = np.linspace(-2, 2, 16 * 16, dtype=np.float16).astype(np.float32).reshape(16, 16)  # one m16n8k16 tile
@@ -58,6 +59,8 @@ def entry_points():
                           "steps": "steps", "threads": "threads", "amax_group": "amax_group"}),
         "merge": (lambda **k: fpscope.merge(RANKS, OUT, **k), {"threads": "threads"}),
         "Trace_ranks": (lambda **k: fpscope.Trace([str(r) for r in RANKS], **k), {"threads": "threads"}),
+        # block recipes over a trace's GEMM operands (its recipes: test_bad_policy_raises_value_error_in_recipes_report)
+        "recipes_report": (lambda **k: fpscope.recipes_report(OPERANDS, **{"recipes": "mxfp8", **k}), {}),
     }
 
 
@@ -135,3 +138,13 @@ def test_bad_policy_raises_value_error_in_quantize(spec, words):
                                   ("mxfp8", "mxfp6", "mxfp4", "nvfp4", "fp8-block", "deepseek", "te-current")])
 def test_good_block_policy_quantizes(spec):
     assert fpscope.quantize(Q, spec, "grad")["dequant"].shape == Q.shape
+
+
+# fpscope.recipes_report too: every bad spec is a ValueError naming the problem, before the trace is read.
+@pytest.mark.parametrize("spec,words", BAD_POLICIES, ids=[s for s, _ in BAD_POLICIES])
+def test_bad_policy_raises_value_error_in_recipes_report(spec, words):
+    with pytest.raises(ValueError) as e:
+        fpscope.recipes_report(OPERANDS, [spec])
+    for w in words:
+        assert w in str(e.value).lower(), str(e.value)
+    assert "\n" not in str(e.value)

@@ -4,6 +4,7 @@ reproduces every step bit for bit.
     python record_child.py OUT.h5 --kind torch --steps 40
         a real PyTorch training loop (an MLP on fixed random data, SGD, seed 0, one thread)
         recording every step: "both" on most steps, "hist" on every 3rd, "raw" on every 5th
+        (--operands: and the GEMM operands of every Linear, Recorder.watch, every 2nd step)
     python record_child.py OUT.h5 --kind numpy --steps 10
         no torch: gradients drawn by numpy (seed 0), with zeros, infs, NaNs, subnormals, an
         empty tensor, float16 and bfloat16 tensors, and at step 2 one tensor of 2^20 + 5
@@ -58,13 +59,15 @@ def numpy_steps(steps):
         yield step, g, float(step) / 3, mode
 
 
-def torch_steps(steps):
+def torch_steps(steps, on_model=None):
     import torch
     from torch import nn
 
     torch.manual_seed(0)
     torch.set_num_threads(1)
     net = nn.Sequential(nn.Linear(32, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10))
+    if on_model is not None:
+        on_model(net)
     opt = torch.optim.SGD(net.parameters(), lr=0.05)
     x, y = torch.randn(64, 32), torch.randint(0, 10, (64,))
     for step in range(steps):
@@ -106,9 +109,11 @@ def main():
     ap.add_argument("--naive", action="store_true")
     ap.add_argument("--marks-by", choices=("written", "flush"), default="written")
     ap.add_argument("--sync", action="store_true")
+    ap.add_argument("--operands", action="store_true", help="torch: also the GEMM operands of every Linear, every 2nd step")
     args = ap.parse_args()
     marks = os.open(args.marks, os.O_WRONLY | os.O_APPEND | os.O_CREAT) if args.marks else None
-    steps = torch_steps(args.steps) if args.kind == "torch" else numpy_steps(args.steps)
+    watch = (lambda net: rec.watch(net, every=2)) if args.operands else None  # noqa: E731  (rec: made below, before the first step)
+    steps = torch_steps(args.steps, watch) if args.kind == "torch" else numpy_steps(args.steps)
     if args.naive:
         return naive(args, steps, marks)
 

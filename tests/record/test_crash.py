@@ -26,24 +26,28 @@ import tracecheck
 CHILD = crashlog.HERE / "record_child.py"
 
 
-def clean_run(tmp_path, kind, steps):
+def clean_run(tmp_path, kind, steps, extra=()):
     path = tmp_path / f"clean-{kind}.h5"
-    subprocess.run([sys.executable, str(CHILD), str(path), "--kind", kind, "--steps", str(steps)], check=True,
+    subprocess.run([sys.executable, str(CHILD), str(path), "--kind", kind, "--steps", str(steps), *extra], check=True,
                    capture_output=True, timeout=300)
     with h5py.File(path, "r") as f:
         tracecheck.check_trace(f)
         return tracecheck.digest(f)
 
 
-def test_sigkill(tmp_path):
+@pytest.mark.parametrize("extra", [[], ["--operands"]], ids=["gradients", "gemm-operands"])
+def test_sigkill(tmp_path, extra):
     steps = 60
-    reference = clean_run(tmp_path, "torch", steps)
+    reference = clean_run(tmp_path, "torch", steps, extra)
     assert len(reference) == steps
+    if extra:  # the operands are there: every 2nd step, 3 Linear layers x X, W, dY
+        names = {link: [x for x in content if isinstance(x, str)] for link, content in reference.items()}
+        assert all(sum(":" in n for n in ns) == (9 if int(link) % 2 == 0 else 0) for link, ns in names.items()), names
     rng = random.Random(20240501)
     killed_mid_run = 0
     for run in range(5):
         path = tmp_path / f"killed{run}.h5"
-        p = subprocess.Popen([sys.executable, str(CHILD), str(path), "--kind", "torch", "--steps", str(steps)],
+        p = subprocess.Popen([sys.executable, str(CHILD), str(path), "--kind", "torch", "--steps", str(steps), *extra],
                              stdout=subprocess.PIPE, text=True)
         reported = []
         try:

@@ -61,7 +61,7 @@ def test_root_attributes(trained):
     with h5py.File(path, "r") as f:
         # a single process: minor version 1, and none of its rank attributes
         assert set(f.attrs) == {"fpscope_trace_version", "fpscope_trace_minor", "producer", "model", "created"}
-        assert f.attrs.get_id("fpscope_trace_minor").dtype == np.dtype("<i4") and f.attrs["fpscope_trace_minor"] == 1
+        assert f.attrs.get_id("fpscope_trace_minor").dtype == np.dtype("<i4") and f.attrs["fpscope_trace_minor"] == 2
         v = f.attrs.get_id("fpscope_trace_version")
         assert v.dtype == np.dtype("<i4") and v.shape == () and f.attrs["fpscope_trace_version"] == 1
         for a in ("producer", "model", "created"):

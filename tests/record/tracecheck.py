@@ -20,6 +20,9 @@ SHARD_FLAT = {"logical_name", "logical_shape", "shard_offset", "shard_length"}
 SHARD_SPLIT = {"logical_name", "logical_shape", "split_dim", "split_index", "split_count"}
 STEP_ATTRS = {"step", "loss", "lr", "loss_scale", "complete"}
 TENSOR_ATTRS = {"dtype", "shape", "count", "amax", "zeros", "infs", "nans"}
+# Minor version 2 ("GEMM operands"): a tensor's role, its layer and its 2-D GEMM shape, together.
+OPERAND = {"role", "layer", "gemm_shape"}
+ROLES = ("input", "weight", "grad", "wgrad")
 COUNT_ATTRS = ("count", "zeros", "infs", "nans")
 
 
@@ -104,6 +107,9 @@ def _scalar_attr(obj, name, kind, where):
 def check_tensor(g, where, hist_check=True):
     """Checks one tensor group; returns (name, attrs, {dataset: array}, widened values or None)."""
     extra = set(g.attrs) - TENSOR_ATTRS
+    operand = extra & OPERAND
+    _expect(operand in (set(), OPERAND), where, f"@role, @layer and @gemm_shape come together, not {sorted(operand)}")
+    extra -= OPERAND
     _expect(TENSOR_ATTRS <= set(g.attrs) and extra in (set(), SHARD_FLAT, SHARD_SPLIT), where, f"attributes {sorted(g.attrs)}")
     dtype = _scalar_attr(g, "dtype", "str", where)
     _expect(dtype in DTYPES, where, f"dtype {dtype!r}")
@@ -115,6 +121,15 @@ def check_tensor(g, where, hist_check=True):
         attrs[k] = int(_scalar_attr(g, k, "u8", where))
     attrs["amax"] = float(_scalar_attr(g, "amax", "f8", where))
     _expect(attrs["count"] == math.prod(shape), where, f"count {attrs['count']} != prod{shape}")
+    if operand:  # docs/trace.md, "GEMM operands": the 2-D view of a Linear operand, (leading dims) x (last dim)
+        attrs["role"] = _scalar_attr(g, "role", "str", where)
+        attrs["layer"] = _scalar_attr(g, "layer", "str", where)
+        _expect(attrs["role"] in ROLES and attrs["layer"], where, f"role {attrs['role']!r} of layer {attrs['layer']!r}")
+        gid = g.attrs.get_id("gemm_shape")
+        _expect(gid.dtype == np.dtype("<i8") and gid.shape == (2,), where, f"@gemm_shape is {gid.dtype} {gid.shape}")
+        gemm = tuple(int(v) for v in g.attrs["gemm_shape"])
+        _expect(shape and gemm == (math.prod(shape[:-1]), shape[-1]), where, f"@gemm_shape {gemm} for shape {shape}")
+        attrs["gemm_shape"] = gemm
     if extra:  # a shard of a logical tensor, checked from docs/trace.md's words
         attrs["logical_name"] = _scalar_attr(g, "logical_name", "str", where)
         lid = g.attrs.get_id("logical_shape")
@@ -183,7 +198,7 @@ def check_trace(f, hist_check=True):
     _expect(ROOT_ATTRS <= set(f.attrs) <= ROOT_ATTRS | ROOT_MINOR1, where, f"root attributes {sorted(f.attrs)}")
     _expect(int(_scalar_attr(f, "fpscope_trace_version", "i4", where)) == 1, where, "version")
     if set(f.attrs) & ROOT_MINOR1:  # minor version 1: the writers write it with any of its attributes
-        _expect(int(_scalar_attr(f, "fpscope_trace_minor", "i4", where)) == 1, where, "minor version")
+        _expect(int(_scalar_attr(f, "fpscope_trace_minor", "i4", where)) in (1, 2), where, "minor version")
     layout = {k: int(_scalar_attr(f, k, "i8", where)) for k in ROOT_MINOR1 - {"fpscope_trace_minor"} if k in f.attrs}
     for r, n in (("rank", "world_size"), ("dp_rank", "dp_size"), ("tp_rank", "tp_size"), ("pp_rank", "pp_size")):
         _expect((r in layout) == (n in layout), where, f"@{r} without @{n} or the reverse")

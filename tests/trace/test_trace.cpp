@@ -711,3 +711,32 @@ TEST_CASE("trace: the fuzz corpus reads without crashing", "[trace]") {
     CHECK(c.rfind("hdf5-hang-", 0) == 0);
   }
 }
+
+TEST_CASE("trace: GEMM operand roles of the shipped operand trace (format 1.2)", "[trace]") {
+  const trace_reader r((fs::path(FPSCOPE_DATASETS) / "lm-operands.h5").string());
+  CHECK(r.minor_version() == 2);
+  REQUIRE(r.size() == 12);
+  const auto s = r.step(11);
+  CHECK(s.step == 275);
+  std::size_t roles[4] = {};
+  for (const auto& t : s.tensors) {
+    if (!t.operand) {
+      CHECK(t.name.find(':') == std::string::npos);  // biases, norms, embeddings: no role
+      continue;
+    }
+    ++roles[std::size_t(t.operand->role)];
+    CHECK(t.operand->rows * t.operand->cols == t.count);
+    CHECK(t.operand->cols == t.shape.back());
+    if (t.operand->role != trace_role::wgrad) CHECK(t.name == t.operand->layer + ":" + std::string(name(t.operand->role)));
+    else CHECK(t.name == t.operand->layer + ".weight");
+    if (t.name == "blocks.0.fc2:input") CHECK((t.operand->rows == 128 && t.operand->cols == 1024 && t.has_values));
+  }
+  for (const auto n : roles) CHECK(n == 17);  // 17 Linear layers, each X, W, dY and dW
+  for (const auto role : {trace_role::input, trace_role::weight, trace_role::grad, trace_role::wgrad})
+    CHECK(find_trace_role(name(role)) == role);
+  CHECK(!find_trace_role("output"));
+  // 1.0 traces: no roles
+  const trace_reader old((fs::path(FPSCOPE_DATASETS) / "digits-mlp.h5").string());
+  CHECK(old.minor_version() == 0);
+  for (const auto& t : old.step(0).tensors) CHECK(!t.operand);
+}

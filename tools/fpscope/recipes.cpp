@@ -17,6 +17,7 @@
 #include "fpscope/convert.hpp"
 #include "fpscope/input.hpp"
 #include "fpscope/npy.hpp"
+#include "fpscope/operand_report.hpp"
 #include "fpscope/recipe.hpp"
 #include "fpscope/report_json.hpp"
 #include "fpscope/trace.hpp"
@@ -25,12 +26,9 @@
 namespace fpscope::cli {
 namespace {
 
-const char* const default_recipes[] = {"mxfp8", "mxfp8:scaling_mode=floor", "mxfp4", "nvfp4", "nvfp4:profile=torchao",
-                                       "fp8-block", "deepseek", "te-current"};
-
 struct recipes_options {
   std::vector<std::string> inputs, recipes;
-  std::string role = "input", axis, gemm, plot;
+  std::string role, axis, gemm, plot;  // role "": input
   bool json = false, csv = false;
   int worst = 3;
   double budget = -1;  // --keep-bf16: the lost fraction above which an operand stays in BF16
@@ -113,24 +111,154 @@ struct row {
 };
 
 nlohmann::ordered_json to_json(const row& r, const std::string& spec) {
-  const auto& st = r.q.stats;
-  nlohmann::ordered_json j, counts, bins;
-  for (int c = 0; c < cast_class_count; ++c) counts[std::string(name(static_cast<cast_class>(c)))] = st.counts.n[std::size_t(c)];
-  for (const auto& [e, n] : st.scale_binades) bins[std::to_string(e)] = n;
+  nlohmann::ordered_json j;
   j["recipe"] = spec;
   j["describe"] = r.q.describe;
   j["element"] = r.q.element.name;
   j["scale_format"] = r.q.scale_format.name;
   j["block_shape"] = {r.q.block_rows, r.q.block_cols};
-  for_each_stat(st, [&j](const char* key, auto v) { j[key] = v; });
-  j["counts"] = counts;
-  j["scale_binades"] = bins;
+  j.update(block_stats_json(r.q.stats));
   j["tensor_scale"] = r.q.tensor_scale;
   return j;
 }
 
+// Whether a trace records GEMM operands (@role; docs/trace.md, "GEMM operands"): then every
+// operand goes under each GEMM it feeds (run_operands), not one --role for all.
+bool records_operands(const std::string& path) {
+  const trace_reader tr(path);
+  for (std::size_t i = 0; i < tr.size(); ++i) {
+    heartbeat();
+    for (const auto& t : tr.step(i).tensors)
+      if (t.operand && t.operand->role != trace_role::wgrad) return true;
+  }
+  return false;
+}
+
+// The short name of an operand x GEMM: "X fprop", "dY wgrad".
+std::string cell_name(trace_role role, std::string_view gemm) {
+  const char* r = role == trace_role::input ? "X" : role == trace_role::weight ? "W" : "dY";
+  return fmt::format("{} {}", r, gemm);
+}
+
+// fpscope recipes TRACE on a trace with GEMM operands: the library's report (operand_report.hpp)
+// printed as a table, CSV or JSON, with the per-layer verdicts.
+int run_operands(const recipes_options& o, const std::vector<std::string>& specs) {
+  const trace_reader tr(o.inputs.front());
+  const operand_report r = report_operands(tr, o.step, specs, [] { heartbeat(); });
+  heartbeat_done();
+  const operand_verdicts v = judge(r, o.budget);
+  const std::size_t nr = specs.size();
+  if (!o.plot.empty()) {
+    operand_picture pic;
+    pic.title = fmt::format("nonzero elements lost per layer and operand x GEMM, step {}", r.step);
+    pic.layers = r.layers;
+    pic.recipes = specs;
+    for (const auto role : {trace_role::input, trace_role::weight, trace_role::grad})
+      for (const auto& use : gemms_of(role)) pic.columns.push_back(cell_name(role, use.gemm));
+    pic.lost.assign(nr * r.layers.size() * pic.columns.size(), std::nan(""));
+    for (const auto& c : r.cells) {
+      const std::size_t col = std::size_t(std::find(pic.columns.begin(), pic.columns.end(), cell_name(c.role, c.use.gemm)) -
+                                          pic.columns.begin());
+      for (std::size_t k = 0; k < nr; ++k)
+        pic.lost[(k * r.layers.size() + c.layer) * pic.columns.size() + col] = c.results[k].lost();
+    }
+    write_operand_plot(o.plot, pic, o.inputs);
+  }
+  if (o.json) {
+    fmt::print("{}\n", json_text(operand_report_json(r, v), 2));
+    return exit_ok;
+  }
+  if (o.csv) {
+    fmt::print("layer,tensor,role,gemm,axis,rows,cols,recipe,element,block_rows,block_cols,count,zero,underflow,subnormal,"
+               "normal,overflow,nonfinite,lost_fraction,sqnr_db,mean_rel_error,max_rel_error,blocks,clipped_blocks,"
+               "any_vanish_blocks,most_vanish_blocks,zero_blocks,nan_scale_blocks,min_scale,max_scale\n");
+    for (const auto& c : r.cells)
+      for (std::size_t k = 0; k < nr; ++k) {
+        const auto& q = c.results[k];
+        const auto& st = q.stats;
+        const auto& n = st.counts;
+        fmt::print("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.6g},{:.6g},{:.6g},{:.6g},{},{},{},{},{},{},{:.9g},{:.9g}\n",
+                   csv_field(printable(r.layers[c.layer])), csv_field(printable(c.tensor)), name(c.role), c.use.gemm,
+                   name(c.use.axis), c.rows, c.cols, csv_field(printable(specs[k])), q.element, q.block_rows, q.block_cols,
+                   n.total(), n[cast_class::zero], n[cast_class::underflow], n[cast_class::subnormal], n[cast_class::normal],
+                   n[cast_class::overflow], n[cast_class::nonfinite], q.lost(), st.errors.sqnr_db(), st.errors.mean_rel(),
+                   st.errors.max_rel, st.blocks, st.clipped_blocks, st.any_vanish_blocks, st.most_vanish_blocks,
+                   st.zero_blocks, st.nan_scale_blocks, st.min_scale, st.max_scale);
+      }
+    return exit_ok;
+  }
+  fmt::print("{}: step {} (index {}): {} layers, {} operand x GEMM cells, {} recipes\n", printable(r.trace), r.step,
+             r.step_index, r.layers.size(), r.cells.size(), nr);
+  if (!r.skipped.empty())
+    fmt::print("not quantized (histograms only): {}\n", printable(fmt::format("{}", fmt::join(r.skipped, ", "))));
+  for (std::size_t l = 0; l < r.layers.size(); ++l) {
+    fmt::print("\n{}\n", printable(r.layers[l]));
+    fmt::print("  {:<9} {:>11} {:<26} {:>5} {:>6} {:>9} {:>9} {:>9} {:>7} {:>9} {:>8} {:>8}  {}\n", "operand", "matrix",
+               "recipe", "elem", "block", "underflow", "subnorm", "overflow", "SQNR dB", "mean rel", "clipped", "vanish",
+               "scales");
+    for (const auto& c : r.cells) {
+      if (c.layer != l) continue;
+      for (std::size_t k = 0; k < nr; ++k) {
+        const auto& q = c.results[k];
+        const auto& st = q.stats;
+        const auto n = st.counts.total();
+        fmt::print("  {:<9} {:>11} {:<26} {:>5} {:>6} {:>9} {:>9} {:>9} {:>7.2f} {:>9.3g} {:>8} {:>8}  2^{}..2^{}\n",
+                   k ? "" : cell_name(c.role, c.use.gemm), k ? "" : fmt::format("{}x{}", c.rows, c.cols),
+                   printable(specs[k]), q.element, fmt::format("{}x{}", q.block_rows, q.block_cols),
+                   percent(st.counts[cast_class::underflow], n), percent(st.counts[cast_class::subnormal], n),
+                   percent(st.counts[cast_class::overflow], n), st.errors.sqnr_db(), st.errors.mean_rel(),
+                   percent(st.clipped_blocks, st.blocks), percent(st.any_vanish_blocks, st.blocks),
+                   st.scale_binades.empty() ? 0 : st.scale_binades.begin()->first,
+                   st.scale_binades.empty() ? 0 : st.scale_binades.rbegin()->first);
+      }
+    }
+  }
+  fmt::print("\nworst layers per recipe (the largest fraction of an operand's nonzero elements lost in a GEMM, then lowest SQNR):\n");
+  for (std::size_t k = 0; k < nr; ++k) {
+    std::string line;
+    for (std::size_t t = 0; t < v.recipes[k].layers.size() && t < std::size_t(o.worst); ++t) {
+      const auto& lv = v.recipes[k].layers[t];
+      const auto& c = r.cells[lv.worst_cell];
+      line += fmt::format("{}{} ({} {:.3g}% lost; min {:.1f} dB)", t ? ", " : "", printable(r.layers[lv.layer]),
+                          cell_name(c.role, c.use.gemm), 100 * lv.worst_lost, lv.min_sqnr_db);
+    }
+    fmt::print("  {:<28} {}\n", printable(specs[k]), line);
+  }
+  if (o.budget >= 0) {
+    fmt::print("\nkeep in BF16 (layers where an operand loses more than {} of its nonzero elements in a GEMM):\n",
+               fraction_percent(o.budget, 3));
+    for (std::size_t k = 0; k < nr; ++k) {
+      std::string line;
+      for (const auto l : v.recipes[k].keep_bf16) line += (line.empty() ? "" : ", ") + printable(r.layers[l]);
+      fmt::print("  {:<28} {} of {} layers{}{}\n", printable(specs[k]), v.recipes[k].keep_bf16.size(), r.layers.size(),
+                 line.empty() ? "" : ": ", line);
+    }
+  }
+  fmt::print("\nloses least over the step (fewest nonzero elements lost over every operand x GEMM, then highest SQNR):\n");
+  for (std::size_t t = 0; t < v.ranking.size(); ++t) {
+    const auto& rv = v.recipes[v.ranking[t]];
+    fmt::print("  {}. {:<25} {:.3g}% lost, {:.1f} dB\n", t + 1, printable(specs[v.ranking[t]]), 100 * rv.lost_fraction(),
+               rv.errors.sqnr_db());
+  }
+  return exit_ok;
+}
+
 int run(const recipes_options& o) {
-  const operand_role role = parse_role(o.role, "--role");
+  std::vector<std::string> specs = o.recipes;
+  if (specs.empty())
+    for (const auto d : default_block_recipes()) specs.emplace_back(d);
+  if (!o.plot.empty()) try {
+      plot_is_svg(o.plot);  // before the work, not after
+    } catch (const std::invalid_argument& e) {
+      throw usage_error(e.what());
+    }
+  if (o.inputs.size() == 1 && sniff_input(o.inputs.front()) == input_kind::hdf5 && records_operands(o.inputs.front())) {
+    if (!o.role.empty() || !o.axis.empty() || !o.gemm.empty())
+      throw usage_error("--role, --axis and --gemm do not apply to a trace of GEMM operands: each is quantized as its "
+                        "recorded role, under each GEMM it feeds");
+    return run_operands(o, specs);
+  }
+  const operand_role role = parse_role(o.role.empty() ? "input" : o.role, "--role");
   block_axis axis = block_axis::row;
   if (!o.axis.empty()) axis = parse_axis(o.axis, "--axis");
   if (!o.gemm.empty()) {
@@ -141,13 +269,6 @@ int run(const recipes_options& o) {
     else if (o.gemm == "wgrad" && role != operand_role::weight) axis = block_axis::column;
     else throw usage_error(fmt::format("--gemm {} has no {} operand", o.gemm, name(role)));
   }
-  std::vector<std::string> specs = o.recipes;
-  if (specs.empty()) specs.assign(std::begin(default_recipes), std::end(default_recipes));
-  if (!o.plot.empty()) try {
-      plot_is_svg(o.plot);  // before the work, not after
-    } catch (const std::invalid_argument& e) {
-      throw usage_error(e.what());
-    }
   std::vector<std::unique_ptr<recipe>> made;
   for (const auto& s : specs) made.push_back(make_recipe(s));  // option_error: exit 2
 
@@ -279,14 +400,14 @@ runner setup(CLI::App& app) {
   auto o = std::make_shared<recipes_options>();
   auto* sub = app.add_subcommand("recipes", "GEMM operands under block-scaled FP8/FP4 recipes side by side, per block");
   sub->add_option("OPERAND", o->inputs,
-                  ".npy operands (float16/32/64), or a trace (.h5: the raw-valued tensors of one\nstep); each seen as (leading dims) x (last dim)")
+                  ".npy operands (float16/32/64), or a trace (.h5: the raw-valued tensors of one\nstep; a trace of GEMM operands: each under each GEMM it feeds); each seen as\n(leading dims) x (last dim)")
       ->required();
   sub->add_option("--step", o->step, "a trace's step, by index [default: the last with raw values]")->check(count_check(false));
   sub->add_option("-r,--recipe", o->recipes,
                   "a recipe (repeatable; fpscope replay --help lists their keys) [default: mxfp8,\n"
                   "mxfp8:scaling_mode=floor, mxfp4, nvfp4, nvfp4:profile=torchao, fp8-block, deepseek, te-current]")
       ->check(parsed_by([](const std::string& v) { (void)make_recipe(v); }, "--recipe", "SPEC"));
-  sub->add_option("--role", o->role, "which GEMM operand: input (X), weight (W), grad (dY) [default: input]")
+  sub->add_option("--role", o->role, "which GEMM operand: input (X), weight (W), grad (dY) [default: input]\n(a trace of GEMM operands gives each its own)")
       ->check(parsed_by([](const std::string& v) { (void)parse_role(v, "--role"); }, "--role", "ROLE"));
   auto* ax = sub->add_option("--axis", o->axis, "blocks along rows (the last dim is reduced) or columns [default: row]")
                  ->check(parsed_by([](const std::string& v) { (void)parse_axis(v, "--axis"); }, "--axis", "AXIS"));
@@ -294,14 +415,15 @@ runner setup(CLI::App& app) {
       ->check(CLI::IsMember({"fprop", "dgrad", "wgrad"}))
       ->excludes(ax);
   sub->add_option("--keep-bf16", o->budget,
-                  "a budget: name the operands that lose more than this fraction of their nonzero\nelements "
-                  "(underflow + overflow) under each recipe, e.g. 0.01")
+                  "a budget: name the operands (the layers, in a trace of GEMM operands) that lose\nmore than this fraction "
+                  "of their nonzero elements (underflow + overflow) under each\nrecipe, e.g. 0.01")
       ->check(parsed_by([](const std::string& v) {
         const double b = parse_number(v, "--keep-bf16");
         if (!(b >= 0 && b <= 1)) throw option_error("--keep-bf16: a fraction in [0, 1], not " + fpscope::quoted(v));
       }, "--keep-bf16", "FRACTION"));
-  sub->add_option("--worst", o->worst, "operands named per recipe in the summary [default: 3]")->check(count_check(true));
-  sub->add_option("--plot", o->plot, "draw the heatmap of elements lost, operands x recipes, to FILE.svg|png");
+  sub->add_option("--worst", o->worst, "operands (layers) named per recipe in the summary [default: 3]")->check(count_check(true));
+  sub->add_option("--plot", o->plot,
+                  "draw the heatmap of elements lost, operands x recipes (layers x operand x GEMM\nper recipe for a trace of GEMM operands), to FILE.svg|png");
   auto* j = sub->add_flag("--json", o->json, "print JSON (docs/recipes.md) instead of the table");
   sub->add_flag("--csv", o->csv, "print CSV, one row per operand x recipe")->excludes(j);
   sub->footer(
@@ -317,7 +439,9 @@ runner setup(CLI::App& app) {
       "  fpscope recipes dy.npy --role grad --gemm wgrad -r nvfp4 -r mxfp8\n"
       "  fpscope recipes w.npy --role weight --json\n"
       "  fpscope recipes run.h5 --role weight --keep-bf16 0.01 --plot lost.svg\n"
-      "  fpscope recipes run.h5 --step 3 --role weight -r nvfp4   # a trace's recorded tensors");
+      "  fpscope recipes run.h5 --step 3 --role weight -r nvfp4   # a trace's recorded tensors\n"
+      "  fpscope recipes datasets/traces/lm-operands.h5 --keep-bf16 0.01 --plot layers.svg\n"
+      "                                # a trace of GEMM operands: layers x operand x GEMM");
   return [o]() -> int {
     // A trace is read in a worker process (cli.hpp contained): one trace per run.
     std::string trace;

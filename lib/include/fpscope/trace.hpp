@@ -33,10 +33,29 @@ std::string_view name(trace_dtype t);
 std::optional<trace_dtype> find_trace_dtype(std::string_view s);
 
 inline constexpr int trace_version = 1;
-/// The minor version this library writes and reads (docs/trace.md, "Multi-rank traces"): 1
-/// adds the rank layout in the root and shard descriptions on tensors. A file without
-/// @fpscope_trace_minor is minor 0; a reader of major version 1 reads every minor version.
-inline constexpr int trace_minor_version = 1;
+/// The minor version this library writes and reads (docs/trace.md): 1 adds the rank layout in
+/// the root and shard descriptions on tensors ("Multi-rank traces"); 2 adds GEMM operand roles
+/// on tensors ("GEMM operands"). A file without @fpscope_trace_minor is minor 0; a reader of
+/// major version 1 reads every minor version.
+inline constexpr int trace_minor_version = 2;
+
+/// Which GEMM operand a recorded tensor is (minor version 2): a layer's forward input X
+/// (tokens x in), its weight W (out x in), its output gradient dY (tokens x out), or its weight
+/// gradient dW (out x in; the parameter gradient, the wgrad GEMM's result).
+enum class trace_role : std::uint8_t { input, weight, grad, wgrad };
+/// "input", "weight", "grad", "wgrad" (the @role strings).
+std::string_view name(trace_role r);
+std::optional<trace_role> find_trace_role(std::string_view s);
+
+/// A tensor's GEMM operand description (tensor attributes @role, @layer, @gemm_shape of minor
+/// version 2): the reader checked rows * cols == @count and cols == the last dimension of @shape,
+/// and, within a step, that a layer has each role once and that its operands' shapes agree
+/// (X rows == dY rows, X cols == W cols, dY cols == W rows, dW's shape == W's).
+struct trace_operand {
+  std::string layer;  ///< the module's name (model.named_modules())
+  trace_role role = trace_role::input;
+  std::uint64_t rows = 0, cols = 0;  ///< the 2-D GEMM shape
+};
 
 /// A rank's place in a distributed run (root attributes of minor version 1): its rank in the
 /// world and, where recorded, its coordinates in the data-, tensor- and pipeline-parallel groups.
@@ -76,6 +95,7 @@ struct trace_tensor {
   bool has_values = false, has_hist = false;
   bool has_block_stats = false;  ///< the optional bstats_* datasets (docs/trace.md "Block statistics")
   std::optional<trace_shard> shard;  ///< minor version 1; none: the whole logical tensor
+  std::optional<trace_operand> operand;  ///< minor version 2; none: not a recorded GEMM operand
 };
 
 /// A step's metadata and its tensors, in recording order (name order where the file does not

@@ -36,6 +36,7 @@ from ._fpscope import (  # noqa: F401  (re-exported)
     class_counts_histogram,
     classify,
     decode,
+    default_block_recipes,
     encode,
     flag_inexact,
     flag_invalid,
@@ -239,6 +240,52 @@ def answer_block_stats(stats: dict, recipe: str, role: str = "input", axis: str 
     them). Exact for the power-of-two recipes (docs/recipes.md says which); ValueError where the
     statistics lack the recipe's block shape or cannot answer it (NVFP4's Hadamard transform)."""
     return _fpscope._answer_block_stats(stats, recipe, role, _axis_of("answer_block_stats", role, axis, gemm))
+
+
+# Columns of recipes_report()'s "lost" grid: every operand x GEMM pair of a Linear layer.
+OPERAND_GEMMS = tuple((role, gemm) for role in ("input", "weight", "grad") for gemm in GEMM_AXES if role in GEMM_AXES[gemm])
+
+
+def recipes_report(path, recipes=None, *, step: int | None = None, keep_bf16: float | None = None) -> dict:
+    """`fpscope recipes TRACE` on a trace of GEMM operands (docs/trace.md, "GEMM operands";
+    recorded with fpscope.record's Recorder.watch): every raw-valued operand of one step
+    quantized under each GEMM it feeds (role and blocks along the GEMM's reduction dimension,
+    GEMM_AXES) by each recipe (default: default_block_recipes()).
+
+    step: a step index (default: the last step with raw operands). keep_bf16: a budget, the
+    fraction of an operand's nonzero elements a layer may lose in any GEMM before it is kept in
+    BF16 (None: no keep lists).
+
+    Returns the `--json` document as a dict (docs/recipes.md): trace, step, recipes, layers,
+    operands (per layer x role x GEMM, the statistics under each recipe), summary (per recipe:
+    elements lost over the step, SQNR, layers worst first, keep_bf16; the recipes ranked least
+    lossy first; the best recipe per layer), plus "arrays": "lost" and "sqnr_db", NumPy arrays
+    (recipes x layers x len(OPERAND_GEMMS)), NaN where an operand was not recorded. The trace is
+    read in a worker process (a hostile file raises ValueError, never a crash); bad options
+    raise ValueError."""
+    import numpy as np
+
+    if isinstance(path, (list, tuple)):
+        raise ValueError("recipes_report: one trace (merge rank traces first: fpscope.merge)")
+    specs = default_block_recipes() if recipes is None else [recipes] if isinstance(recipes, str) else list(recipes)
+    if not specs or not all(isinstance(r, str) for r in specs):
+        raise ValueError(f"recipes: a recipe or a non-empty list of recipes, not {recipes!r}")
+    if step is not None and (isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0):
+        raise ValueError(f"step: a step index >= 0 (or None), not {step!r}")
+    if keep_bf16 is not None and (isinstance(keep_bf16, bool) or not isinstance(keep_bf16, (int, float))
+                                  or not 0 <= keep_bf16 <= 1):
+        raise ValueError(f"keep_bf16: a fraction in [0, 1] (or None), not {keep_bf16!r}")
+    d = json.loads(_fpscope._recipes_report(os.fspath(path), specs, -1 if step is None else int(step),
+                                            -1.0 if keep_bf16 is None else float(keep_bf16)))
+    shape = (len(specs), len(d["layers"]), len(OPERAND_GEMMS))
+    lost, sqnr = np.full(shape, np.nan), np.full(shape, np.nan)
+    for op in d["operands"]:
+        at = (d["layers"].index(op["layer"]), OPERAND_GEMMS.index((op["role"], op["gemm"])))
+        for k, r in enumerate(op["results"]):
+            lost[(k, *at)] = r["lost_fraction"]
+            sqnr[(k, *at)] = np.nan if r["sqnr_db"] is None else r["sqnr_db"]
+    d["arrays"] = {"lost": lost, "sqnr_db": sqnr}
+    return d
 
 
 # ---- tensor-core GEMMs (issue 17; fpscope/mma.hpp, models of MMA-Sim) -------------------------

@@ -1,6 +1,6 @@
 """fpscope.record: records the gradients of a PyTorch training loop into an fpscope trace.
 
-A trace is an HDF5 file in the format of docs/trace.md (version 1): one group per recorded
+A trace is an HDF5 file in the format of docs/trace.md (version 1.2): one group per recorded
 step, holding every tensor's attributes (dtype, shape, count, amax, zeros, infs, nans) and its
 raw values, its exact bucket histogram (docs/hist.md, "The bucket histogram"), or both.
 `fpscope replay` and any HDF5 tool (h5py, h5dump) read it.
@@ -86,6 +86,14 @@ Behaviour:
   (elements offset.. of the flattened tensor) or a tensor-parallel split (part `index` of
   `parts` along dimension `dim`). A gradient without one is the whole tensor (a DDP replica).
   `fpscope replay rank*.h5` replays the files as one run.
+- GEMM operands (docs/trace.md, "GEMM operands"; format minor version 2): rec.watch(model,
+  layers="blocks.*", every=N, mode=None) hooks the nn.Linear modules whose names match (fnmatch
+  patterns): on steps with step % N == 0 each one's input X, weight W and output gradient dY
+  are copied (once) during the forward and backward and recorded by the next record() as
+  "<layer>:input", "<layer>:weight", "<layer>:grad" with @role, @layer and @gemm_shape; the
+  watched weights' gradients are tagged role "wgrad". record(..., operand_mode=...) sets the
+  operands' mode for one step (raw values on a few steps, histograms on the others). See
+  Recorder.watch.
 - h5py reads the string attributes (fixed-length UTF-8) as bytes: .decode() them.
 
 Needs numpy and h5py (HDF5 >= 1.10.5 for the tunings reached through ctypes: the HDF5 library
@@ -110,16 +118,18 @@ import h5py
 import numpy as np
 
 FORMAT_VERSION = 1
-FORMAT_MINOR = 1  # 1: rank layout in the root, shard descriptions on tensors (docs/trace.md, "Multi-rank traces")
+FORMAT_MINOR = 2  # 1: rank layout in the root, shard descriptions on tensors (docs/trace.md, "Multi-rank traces");
+#                  2: GEMM operands: @role, @layer, @gemm_shape on tensors (docs/trace.md, "GEMM operands")
 PRODUCER_VERSION = 2  # 2: background writer, chunks compressed by the recorder (the format is unchanged)
 DTYPES = ("float32", "float16", "bfloat16", "float8_e4m3fn", "float8_e5m2")
 MODES = ("raw", "hist", "both")
+ROLES = ("input", "weight", "grad", "wgrad")  # docs/trace.md, "GEMM operands": X, W, dY of nn.Linear's GEMMs; dW
 BACKENDS = ("module", "torch", "numpy")
 CHUNK = 1 << 20  # elements per chunk of a values dataset (docs/trace.md: at most 2^20)
 PAD = 4 << 20  # sparse bytes kept past the end of allocation while flushing (see _Writer._flush)
 DEFLATE_LEVEL = 4  # docs/trace.md: shuffle + deflate level 4
 
-__all__ = ["Recorder", "RecorderError", "flat_shard", "split_shard", "summarize", "bucket_keys", "histogram", "escape", "unescape",
+__all__ = ["Recorder", "RecorderError", "ROLES", "flat_shard", "split_shard", "summarize", "bucket_keys", "histogram", "escape", "unescape",
            "tensor_stats", "DTYPES", "MODES", "BACKENDS"]
 
 
@@ -328,8 +338,9 @@ def widen(dtype, raw):
 _TORCH_DTYPES = ("float32", "float16", "bfloat16")
 
 
-def _pairs(tensors):
-    """[(name, tensor)] to record, in order: parameters give their .grad (none: skipped)."""
+def _pairs(tensors, params=None):
+    """[(name, tensor)] to record, in order: parameters give their .grad (none: skipped).
+    params: a dict that receives name -> the Parameter whose .grad was taken."""
     items = tensors.items() if isinstance(tensors, Mapping) else tensors
     out = []
     for name, x in items:
@@ -343,6 +354,8 @@ def _pairs(tensors):
         if isinstance(x, torch.nn.Parameter):
             if x.grad is None:
                 continue
+            if params is not None:
+                params[name] = x
             x = x.grad
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"tensor '{name}': cannot record a {type(x).__name__}")
@@ -396,10 +409,10 @@ class _Item:
     loop once (host), or its summary queued on its device (torch backend) with the raw values
     on their way through pinned memory."""
 
-    __slots__ = ("name", "dtype", "shape", "raw", "launched", "event", "nbytes")
+    __slots__ = ("name", "dtype", "shape", "raw", "launched", "event", "nbytes", "mode")
 
     def __init__(self, name, x, dtype, backend, raw_wanted):
-        self.name, self.launched, self.event, self.raw = name, None, None, None
+        self.name, self.launched, self.event, self.raw, self.mode = name, None, None, None, None  # mode: None, the step's
         self.dtype = _stored_dtype(x, dtype)
         self.shape = tuple(int(n) for n in x.shape)
         if not _is_torch(x):
@@ -649,6 +662,7 @@ class Recorder:
         self.steps_recorded = 0  # steps record() accepted (steps_written: whose write completed)
         self.raw_bytes = 0  # raw values accepted, uncompressed
         self._last, self._scale, self._budget_warned = None, None, False
+        self._watches, self._next_step, self._called = [], None, None  # watch(): GEMM operands
         if created is None:
             created = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         if block_stats:
@@ -696,7 +710,9 @@ class Recorder:
 
     def close(self):
         """Writes the queued steps and closes the file (idempotent). Raises RecorderError if the
-        writer failed and no record() or flush() has raised it yet."""
+        writer failed and no record() or flush() has raised it yet. Takes watch()'s hooks off."""
+        for w in list(self._watches):
+            w.remove()
         self._finalizer()
 
     def flush(self):
@@ -710,7 +726,8 @@ class Recorder:
         of loss scale or a non-finite gradient can add others."""
         return step % self.every == 0
 
-    def record(self, step, tensors, loss=None, lr=None, loss_scale=1.0, mode=None, nonfinite=None, shards=None):
+    def record(self, step, tensors, loss=None, lr=None, loss_scale=1.0, mode=None, nonfinite=None, shards=None,
+               operand_mode=None):
         """Records the tensors at this step if it is chosen (see the module documentation);
         returns whether it did.
 
@@ -719,6 +736,8 @@ class Recorder:
         the run used; the gradients must already be unscaled. mode: overrides the recorder's.
         nonfinite: whether a gradient holds an inf or NaN, when known (None: checked if needed).
         shards: {name: flat_shard(...) | split_shard(...)} for this step, over the recorder's.
+        operand_mode: the mode of the GEMM operands watch() captured for this step (default:
+        watch()'s mode, else the step's).
         With the background writer the step is queued when this returns (flush(): on disk);
         without, it is on disk. Raises RecorderError when the writer has failed.
         """
@@ -733,15 +752,19 @@ class Recorder:
         if step < 0 or step >= 10**8:
             raise ValueError(f"step {step} does not fit the 8-digit step group names")
         scale = _number(loss_scale)
-        pairs = _pairs(tensors)
-        if not self._chosen(step, scale, pairs, nonfinite):
+        if operand_mode is not None and operand_mode not in MODES:
+            raise ValueError(f"operand_mode must be one of {MODES}, not {operand_mode!r}")
+        params = {}
+        pairs = _pairs(tensors, params)
+        captured = self._operands(step)  # [(item, (role, layer, rows, cols), mode)]: watch()'s, this step's
+        if not self._chosen(step, scale, pairs, nonfinite) and not captured:
             return False
         # The reader refuses steps out of order (docs/trace.md, "Steps"): refuse them here, before
         # anything of the step is written, rather than write a trace that cannot be read.
         if self._last is not None and step <= self._last:
             raise ValueError(f"step {step} is already recorded in {self.path}" if step == self._last else
                              f"step {step} comes after step {self._last} in {self.path}: steps must increase")
-        links = [escape(name) for name, _ in pairs]
+        links = [escape(name) for name, _ in pairs] + [escape(it.name) for it, _, _ in captured]
         if len(set(links)) != len(links):
             raise ValueError(f"step {step}: duplicate tensor names")
         table = self.shards if shards is None else {**self.shards, **self._shard_table(shards)}
@@ -750,10 +773,14 @@ class Recorder:
             if sh is not None:
                 _check_shard(name, sh, tuple(int(n) for n in x.shape))
         dtypes = [_stored_dtype(x, self.dtype) for _, x in pairs]
-        if mode != "hist":
-            size = sum(_ITEMSIZE[d] * math.prod(x.shape) for d, (_, x) in zip(dtypes, pairs))
+        modes = [None] * len(pairs) + [operand_mode or m or mode for _, _, m in captured]
+        if any(m != "hist" for m in [mode, *modes[len(pairs):]]):
+            size = sum(_ITEMSIZE[d] * math.prod(x.shape) for d, (_, x) in zip(dtypes, pairs)) * (mode != "hist")
+            size += sum(_ITEMSIZE[it.dtype] * math.prod(it.shape) for (it, _, _), m in zip(captured, modes[len(pairs):])
+                        if m != "hist")
             if self.raw_budget is not None and self.raw_bytes + size > self.raw_budget:
                 mode = "hist"
+                modes = ["hist" if m is not None else m for m in modes]
                 if not self._budget_warned:
                     self._budget_warned = True
                     warnings.warn(f"fpscope_record: raw_budget={self.raw_budget} bytes reached at step {step}: "
@@ -764,11 +791,89 @@ class Recorder:
             warnings.warn(f"fpscope_record: {self.path} holds max_steps={self.max_steps} steps; appending more is "
                           "no longer crash-safe (pass a larger max_steps)", stacklevel=2)
         items = [_Item(name, x, self.dtype, self.backend, mode != "hist" or self.block_stats) for name, x in pairs]
+        roles = [self._wgrad_role(params.get(name)) for name, _ in pairs]
+        for (it, role, _), m in zip(captured, modes[len(pairs):]):
+            it.mode = m
+            if m == "hist" and it.launched is not None and not self.block_stats:
+                it.raw, it.nbytes = None, 0  # a device tensor's histogram is queued there: no host copy needed
+            items.append(it)
+            roles.append(role)
         w.submit(_Step(step, f"{step:08d}", (step, _number(loss), _number(lr), scale), items, mode,
-                       sum(it.nbytes for it in items), step_shards))
+                       sum(it.nbytes for it in items), step_shards + [None] * len(captured), roles))
         self._last = step
         self.steps_recorded += 1
         return True
+
+    # -- GEMM operands (docs/trace.md, "GEMM operands")
+
+    def watch(self, model, layers="*", every=1, mode=None):
+        """Records the GEMM operands of the nn.Linear modules of `model` whose names (as in
+        model.named_modules()) match `layers` (an fnmatch pattern or a list of them): on steps
+        with step % every == 0, each such layer's forward input X (as tokens x in), its weight W
+        (out x in) and its output gradient dY (tokens x out), as tensors "<layer>:input",
+        "<layer>:weight", "<layer>:grad" with @role, @layer and @gemm_shape; its weight's gradient,
+        when record() gets it (model.named_parameters()), is tagged role "wgrad" on every step.
+        mode: the operands' mode (None: the step's; record(..., operand_mode=...) overrides it
+        for one step).
+
+        The operands are copied (once, as record() copies gradients) by hooks during the forward
+        and backward of the step: a forward hook (X, W) and a hook on the autograd node of the
+        GEMM (dY: the gradient the module's own backward receives). They need to know the step before
+        record() is called: it is the step given to begin_step(), else the step after the one
+        the previous record() call was given (0 at first), so call record() on every step or
+        begin_step(step) before each forward. Forward calls with gradients disabled
+        (torch.no_grad: evaluation) are not captured; a module called twice in a step is
+        captured at its first call. Returns a handle whose remove() takes the hooks off.
+        """
+        import fnmatch
+
+        import torch
+
+        if not isinstance(every, int) or isinstance(every, bool) or every < 1:
+            raise ValueError(f"every must be a positive integer, not {every!r}")
+        if mode is not None and mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES} or None, not {mode!r}")
+        patterns = [layers] if isinstance(layers, str) else list(layers)
+        if not patterns or not all(isinstance(p, str) for p in patterns):
+            raise ValueError(f"layers must be a pattern or a list of patterns (strings), not {layers!r}")
+        if not isinstance(model, torch.nn.Module):
+            raise TypeError(f"watch needs a torch.nn.Module, not {type(model).__name__}")
+        chosen = [(n, m) for n, m in model.named_modules()
+                  if isinstance(m, torch.nn.Linear) and any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+        if not chosen:
+            raise ValueError(f"no nn.Linear module of the model matches {patterns}")
+        taken = {id(m) for w in self._watches for _, m in w.modules}
+        if any(id(m) in taken for _, m in chosen):
+            raise ValueError("a module is already watched by this recorder")
+        w = _Watch(self, chosen, every, mode)
+        self._watches.append(w)
+        return w
+
+    def begin_step(self, step):
+        """Says which step the next forward and backward belong to (for watch()); needed only
+        when record() is not called on every step, in order."""
+        self._next_step = int(step)
+
+    def _capturing(self, every):
+        """Whether the hooks of a watch with this `every` capture now (see watch())."""
+        step = self._next_step if self._next_step is not None else (0 if self._called is None else self._called + 1)
+        return step % every == 0
+
+    def _operands(self, step):
+        """The operands the hooks captured for this step, taken from them: [(item, operand, mode)]."""
+        self._called, self._next_step = step, None
+        out = []
+        for w in self._watches:
+            out += w.take(step)
+        return out
+
+    def _wgrad_role(self, param):
+        """(role "wgrad", layer, rows, cols) when `param` is a watched layer's weight, else None."""
+        for w in self._watches:
+            layer = w.weights.get(id(param))
+            if layer is not None:
+                return ("wgrad", layer, *w.gemm_shape(param))
+        return None
 
     def _chosen(self, step, scale, pairs, nonfinite):
         last, self._scale = self._scale, scale
@@ -781,7 +886,95 @@ class Recorder:
         return False
 
 
-_Step = collections.namedtuple("_Step", "step link attrs items mode nbytes shards")
+_Step = collections.namedtuple("_Step", "step link attrs items mode nbytes shards roles")
+
+
+class _Watch:
+    """The hooks of one Recorder.watch(): on a capturing step, each layer's X and W at its first
+    forward call with gradients enabled, and the gradient of that call's output (dY).
+
+    dY comes from a hook on the autograd node of the GEMM that made the output (addmm's, of
+    which a 3-D input's output is a view; its grad_outputs are the module's grad_output) rather
+    than register_full_backward_hook or a hook on the output tensor: an in-place op on the
+    output afterwards (relu_) rebuilds the output's own history (a tensor hook or one on a view's
+    node then never fires, in torch 1.13) and a full backward hook's BackwardHookFunction
+    refuses in-place ops on the output, while the GEMM's node stays in the graph and receives
+    the gradient of the value it produced. It also fires for a first layer whose input needs no
+    gradient."""
+
+    def __init__(self, rec, modules, every, mode):
+        self.rec, self.modules, self.every, self.mode = weakref.proxy(rec), modules, every, mode
+        self.weights = {id(m.weight): n for n, m in modules}
+        self.captured = {}  # layer -> {"input": (item, operand), ...}, for the step being captured
+        self.warned = False
+        self.handles = [m.register_forward_hook(self._forward_hook(n)) for n, m in modules]
+
+    @staticmethod
+    def gemm_shape(t):
+        """The 2-D shape of a Linear operand: (product of the leading dims, last dim)."""
+        cols = int(t.shape[-1]) if t.dim() else 1
+        return (t.numel() // cols if cols else 0), cols
+
+    def _item(self, layer, role, x):
+        it = _Item(f"{layer}:{role}", x, self.rec.dtype, self.rec.backend, True)
+        return it, (role, layer, *self.gemm_shape(x))
+
+    def _forward_hook(self, layer):
+        def hook(module, inputs, output):
+            import torch
+
+            try:
+                if not torch.is_grad_enabled() or layer in self.captured or not self.rec._capturing(self.every):
+                    return None
+            except ReferenceError:  # the recorder is gone (dropped unclosed): nothing to capture for
+                return None
+            x = inputs[0] if isinstance(inputs, tuple) else inputs
+            got = self.captured[layer] = {"input": self._item(layer, "input", x),
+                                          "weight": self._item(layer, "weight", module.weight)}
+            # The GEMM's own node: a 3-D input's output is a view of the GEMM's 2-D result.
+            made = output._base if isinstance(output, torch.Tensor) and output._is_view() else output
+            if isinstance(made, torch.Tensor) and made.grad_fn is not None:
+                nr, shape = made.output_nr, output.shape
+
+                def grad_hook(grad_inputs, grad_outputs):
+                    if "grad" not in got and grad_outputs[nr] is not None:
+                        got["grad"] = self._item(layer, "grad", grad_outputs[nr].reshape(shape))
+                made.grad_fn.register_hook(grad_hook)
+            return None
+        return hook
+
+    def take(self, step):
+        """[(item, operand, mode)] captured for `step` (in module order: input, weight, grad), and
+        a fresh start for the next step. Operands captured under a step number that record() did
+        not get are dropped (a warning says so once)."""
+        captured, self.captured = self.captured, {}
+        if not captured:
+            return []
+        if step % self.every:
+            if not self.warned:
+                self.warned = True
+                warnings.warn(f"fpscope_record: GEMM operands were captured for a step that record() got as step "
+                              f"{step}, which watch(every={self.every}) does not record: dropped (call record() on "
+                              "every step, or begin_step(step) before the forward)", stacklevel=3)
+            return []
+        out = []
+        for layer, _ in self.modules:
+            for role in ("input", "weight", "grad"):
+                if role in captured.get(layer, {}):
+                    it, operand = captured[layer][role]
+                    out.append((it, operand, self.mode))
+        return out
+
+    def remove(self):
+        """Takes the hooks off (and drops what they captured)."""
+        for h in self.handles:
+            h.remove()
+        self.handles, self.captured = [], {}
+        try:
+            if self in self.rec._watches:
+                self.rec._watches.remove(self)
+        except ReferenceError:
+            pass
 
 
 class _Writer:
@@ -904,12 +1097,13 @@ class _Writer:
             g.attrs.create(name, t(v))
         links = [escape(it.name) for it in job.items]
         tg = _group(lib, g, "tensors", links=len(links), name_len=max(map(len, links), default=1))
-        raw_wanted, hist_wanted = job.mode in ("raw", "both"), job.mode in ("hist", "both")
-        for it, ln, sh in zip(job.items, links, job.shards):
+        for it, ln, sh, role in zip(job.items, links, job.shards, job.roles):
+            mode = it.mode or job.mode
+            raw_wanted, hist_wanted = mode in ("raw", "both"), mode in ("hist", "both")
             raw, keys, counts, stats = it.resolve(self.backend, self.threads, raw_wanted or self.block_stats, hist_wanted)
             bstats = _block_stats(it.dtype, it.shape, raw, self.threads) if self.block_stats else None
             _put_tensor(_group(lib, tg, ln, links=3, name_len=11), it.dtype, it.shape, stats,
-                        raw if raw_wanted else None, (keys, counts) if hist_wanted else None, self.pool, sh, bstats)
+                        raw if raw_wanted else None, (keys, counts) if hist_wanted else None, self.pool, sh, role, bstats)
             it.raw = it.launched = None  # the copies go as soon as they are written
         g.attrs.create("complete", np.int8(1))  # docs/trace.md: written last, the step is whole
         self._flush()
@@ -929,9 +1123,9 @@ class _Writer:
         os.ftruncate(self.fd, self.file.id.get_filesize())
 
 
-def _put_tensor(t, dtype, shape, stats, raw, hist, pool=None, shard=None, bstats=None):
+def _put_tensor(t, dtype, shape, stats, raw, hist, pool=None, shard=None, operand=None, bstats=None):
     """A tensor group's attributes and datasets (raw: the stored elements or None; hist: (keys, counts) or None;
-    shard: flat_shard/split_shard's description or None)."""
+    shard: flat_shard/split_shard's description or None; operand: (role, layer, rows, cols) or None)."""
     _text(t, "dtype", dtype)
     t.attrs.create("shape", np.asarray(shape, dtype=np.int64).reshape(-1))
     t.attrs.create("count", np.uint64(stats["count"]))
@@ -947,6 +1141,10 @@ def _put_tensor(t, dtype, shape, stats, raw, hist, pool=None, shard=None, bstats
         else:
             for k, a in (("dim", "split_dim"), ("index", "split_index"), ("parts", "split_count")):
                 t.attrs.create(a, np.uint64(shard[k]))
+    if operand is not None:  # docs/trace.md, "GEMM operands"
+        _text(t, "role", operand[0])
+        _text(t, "layer", operand[1])
+        t.attrs.create("gemm_shape", np.asarray(operand[2:], dtype=np.int64))
     if raw is not None:
         _dataset(t, "values", raw, pool)
     if hist is not None:
