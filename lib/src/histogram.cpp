@@ -190,9 +190,21 @@ class key_counter {
   void add(const std::uint32_t* __restrict in, std::size_t n);
   // The largest finite magnitude's bits among the values added (0 if none).
   std::uint32_t finite_max() const { return std::uint32_t(top_); }
-  // Adds every count to out.
+  // Adds every count to out. Most of the table is zero (a tensor fills a few thousand of its
+  // 65536 buckets): blocks of 16 counters that are all zero are skipped (one vector OR each),
+  // which takes a tensor's fixed cost from the whole table to its filled part.
   void drain(std::uint64_t* __restrict out) const {
-    for (std::size_t k = 0; k < bucket_histogram::bucket_count; ++k) out[k] += t_[k] + (wide_.empty() ? 0 : wide_[k]);
+    if (!wide_.empty()) {
+      for (std::size_t k = 0; k < bucket_histogram::bucket_count; ++k) out[k] += t_[k] + wide_[k];
+      return;
+    }
+    constexpr std::size_t block = 16;
+    for (std::size_t b = 0; b < bucket_histogram::bucket_count; b += block) {
+      std::uint32_t any = 0;
+      for (std::size_t k = b; k < b + block; ++k) any |= t_[k];
+      if (any)
+        for (std::size_t k = b; k < b + block; ++k) out[k] += t_[k];
+    }
   }
 
  private:
@@ -394,8 +406,16 @@ std::uint64_t bucket_histogram::below(int sign, std::uint32_t v) const {
 std::vector<std::pair<std::uint32_t, std::uint64_t>> bucket_histogram::sparse() const {
   std::vector<std::pair<std::uint32_t, std::uint64_t>> out;
   if (counts_.empty()) return out;
-  for (std::uint32_t k = 0; k < bucket_count; ++k)
-    if (counts_[k]) out.emplace_back(k, counts_[k]);
+  // Zero blocks of 8 skipped with one vector OR: the recorder calls this once a tensor, and a
+  // branch per bucket was half the fixed cost of a small tensor's summary (45 of 100 us).
+  constexpr std::uint32_t block = 8;
+  for (std::uint32_t b = 0; b < bucket_count; b += block) {
+    std::uint64_t any = 0;
+    for (std::uint32_t k = b; k < b + block; ++k) any |= counts_[k];
+    if (any)
+      for (std::uint32_t k = b; k < b + block; ++k)
+        if (counts_[k]) out.emplace_back(k, counts_[k]);
+  }
   return out;
 }
 
