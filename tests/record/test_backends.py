@@ -68,7 +68,22 @@ def special_values():
         "empty": np.zeros(0, np.float32),
         "normal": rng.standard_normal(100_003).astype(np.float32) * np.float32(2.0 ** -12),
         "wide": (rng.standard_normal(50_000) * 2.0 ** rng.integers(-140, 120, 50_000)).astype(np.float32),
+        # the same special values inside the C++ path's vector loop (64 values a step, inputs of
+        # 128 and more), not only in its one-by-one tail: no finite value at all, and the special
+        # patterns scattered among gradient-like values, the largest finite one beside +-inf
+        "nan bulk": np.resize(bits(0x7FC00000, 0xFFC00001, 0x7F800001, 0x7FBFFFFF, 0xFFFFFFFF, 0x7F812345,
+                                   0x7F800000, 0xFF800000), 1001),
+        "specials scattered": scattered(rng),
     }
+
+
+def scattered(rng):
+    w = (rng.standard_normal(10_007) * 2.0 ** rng.integers(-30, 1, 10_007)).astype(np.float32)
+    special = edge_values(n_random=0, seed=13)
+    special = special[(special & 0x7FFFFFFF) != 0x7F7FFFFF]  # the max finite only where placed below
+    w[rng.choice(w.size, special.size, replace=False)] = special.view(np.float32)
+    w[5000:5003] = np.array([0x7F800000, 0x7F7FFFFF, 0xFF800000], np.uint32).view(np.float32)
+    return w
 
 
 @pytest.mark.parametrize("name", list(special_values()))
