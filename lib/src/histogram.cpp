@@ -336,7 +336,18 @@ std::uint32_t bucket_histogram::add_amax(std::span<const float> x, int threads) 
   const auto* in = reinterpret_cast<const std::uint32_t*>(x.data());
   const std::size_t n = x.size();
   const int t = threads > 0 ? threads : (n >= parallel_threshold ? omp_get_max_threads() : 1);
-  if (t <= 1 || n < 4096) {
+  if (n < 4096) {
+    // Straight into the table: a counter table of its own would cost more to clear and drain
+    // than counting does (the recorder pays this per tensor, however small).
+    std::uint64_t* __restrict c = counts_.data();
+    std::int32_t top = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      ++c[key(in[i])];
+      top = std::max(top, finite_magnitude(in[i]));
+    }
+    return std::uint32_t(top);
+  }
+  if (t <= 1) {
     key_counter c;
     c.add(in, n);
     c.drain(counts_.data());
