@@ -108,6 +108,28 @@ def test_module_is_multithreaded_and_the_same():
     assert same(fr.summarize(w, "module", threads=2), one) and same(one, oracle(w))
 
 
+def test_module_reads_a_contiguous_float32_array_in_place():
+    # The module reads a C-contiguous float32 array where it lies: what it allocates is the small
+    # result (tracemalloc sees NumPy's allocations); a strided view is copied, which the same
+    # measure sees, so the check can fail.
+    if "module" not in backends():
+        pytest.skip("the fpscope module is not importable")
+    import tracemalloc
+
+    summary = fr._module_summary()
+    w = special_values()["normal"]
+    summary(w, 1)  # first-call allocations (module state) out of the way
+    peaks = {}
+    for name, a in (("contiguous", w), ("strided", w[::2])):
+        tracemalloc.start()
+        try:
+            summary(a, 1)
+            peaks[name] = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert peaks["contiguous"] < w.nbytes // 8 and peaks["strided"] >= w[::2].nbytes, peaks
+
+
 def test_module_checks_its_input():
     if "module" not in backends():
         pytest.skip("the fpscope module is not importable")
