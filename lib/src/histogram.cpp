@@ -191,8 +191,8 @@ class key_counter {
   // The largest finite magnitude's bits among the values added (0 if none).
   std::uint32_t finite_max() const { return std::uint32_t(top_); }
   // Adds every count to out. Most of the table is zero (a tensor fills a few thousand of its
-  // 65536 buckets): blocks of 16 counters that are all zero are skipped (one vector OR each),
-  // which takes a tensor's fixed cost from the whole table to its filled part.
+  // 65536 buckets): a block of 16 counters is read once with a vector OR, and only a block that
+  // holds a count is added (the adds of the whole table were part of a small tensor's fixed cost).
   void drain(std::uint64_t* __restrict out) const {
     if (!wide_.empty()) {
       for (std::size_t k = 0; k < bucket_histogram::bucket_count; ++k) out[k] += t_[k] + wide_[k];
@@ -214,7 +214,7 @@ class key_counter {
     for (std::size_t k = 0; k < bucket_histogram::bucket_count; ++k) wide_[k] += t_[k], t_[k] = 0;
     since_spill_ = 0;
   }
-  // Counts in[0, n), n a multiple of 64 and at least 128; the max into top_.
+  // Counts in[0, n), n a multiple of pipeline_width and at least twice it; the max into top_.
   void add_pipelined(const std::uint32_t* __restrict in, std::size_t n);
   std::vector<std::uint32_t> t_;
   std::vector<std::uint64_t> wide_;
