@@ -387,10 +387,9 @@ py::dict class_counts_histogram(const py::array_t<std::uint32_t, py::array::c_st
 py::tuple sparse_tuple(const std::vector<std::pair<std::uint32_t, std::uint64_t>>& sp) {
   py::array_t<std::uint32_t> k(static_cast<py::ssize_t>(sp.size()));
   py::array_t<std::uint64_t> c(static_cast<py::ssize_t>(sp.size()));
-  for (std::size_t i = 0; i < sp.size(); ++i) {
-    k.mutable_at(static_cast<py::ssize_t>(i)) = sp[i].first;
-    c.mutable_at(static_cast<py::ssize_t>(i)) = sp[i].second;
-  }
+  std::uint32_t* keys = k.mutable_data();  // fresh arrays: plain stores, no per-element checks
+  std::uint64_t* counts = c.mutable_data();
+  for (std::size_t i = 0; i < sp.size(); ++i) keys[i] = sp[i].first, counts[i] = sp[i].second;
   return py::make_tuple(k, c);
 }
 

@@ -10,9 +10,13 @@
 #include <string>
 #if defined(__AVX512F__)
 // GCC 12's AVX-512 headers start intrinsics from _mm512_undefined_epi32(), which
-// -Wmaybe-uninitialized takes for a read of an uninitialised value.
+// -Wmaybe-uninitialized (and -Wuninitialized, once the key loop below inlines them)
+// takes for a read of an uninitialised value. The warnings point into the header: silenced there only.
+#pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
+#pragma GCC diagnostic pop
 #endif
 
 #include "fpscope/convert.hpp"
@@ -159,27 +163,48 @@ void bucket_histogram::allocate() {
 
 namespace {
 
-// Counts bucket keys, software-pipelined: each step computes the keys of the next 16 values (a
-// vector loop: lzcnt, shifts, compares) while it increments the counters of the previous 16, so
-// the vector work hides under the increments. The counters are uint32, spilled into uint64
-// before any could wrap. Measured with a throwaway microbenchmark on 2^26 gradient-like values
-// (log2|x| ~ N(-14, 5)), best of 5, three runs each:
+// Counts bucket keys, software-pipelined: each step computes the keys of the next w values (a
+// vector loop: lzcnt, shifts, compares) while it increments the counters of the previous w, so
+// the vector work hides under the increments, which bound the pass (one load and one store per
+// value). The counters are uint32, spilled into uint64 before any could wrap.
+// Portable loop (w = 16), measured with a throwaway microbenchmark on 2^26 gradient-like values
+// (log2|x| ~ N(-14, 5)), best of 5, three runs each, AMD EPYC (family 25):
 // - pipelined by 16: 1.56-1.76e9/s (by 32: 1.40-1.72, by 64: 1.28-1.47; the same with AVX-512
 //   intrinsics: 1.33-1.77); not pipelined, blocks of 64 keys then their increments: 1.18-1.51,
 //   of 16, 32, 128, 256, 1024: 0.86, 1.31, 1.34-1.41, 1.04-1.23, 1.05-1.27e9/s;
 // - 2 tables (alternate, or interleaved per key) 0.8-1.1e9/s; a uint16 table drained every
 //   65472 values 1.41-1.47e9/s; rows rotated against L1 set conflicts 1.41e9/s: no gain;
 // - the increments alone, from precomputed keys, 1.69-1.99e9/s: the ceiling of any
-//   one-increment-per-value table on this core (AMD EPYC, family 25), key computation aside.
+//   one-increment-per-value table on this core, key computation aside.
+// AVX-512 loop (w = 64, intrinsics), taken on the Intel Xeon (family 6, model 207) of the shared
+// 2-CPU VM, 2e7 values (the record bench's), user CPU time, best of 7 interleaved rounds of 5:
+// the portable loop compiles there to increments that GCC 12 reorders through spills to vector
+// registers (6 instructions each instead of a load and an add to memory): 7.2-8.3e8 values/s;
+// the AVX-512 keys with increments unrolled by 16, 32, 64: 1.02-1.16, 1.09-1.28, 1.19-1.41e9;
+// the increments alone, unrolled, from precomputed keys: 1.14-1.23e9 (a store of the same
+// counter again, as a run of equal keys does, waits for the last one: 4e8/s). The portable loop
+// with w = 32 or 64 and the increments unrolled: 8.2e8, 9.1e8.
 class key_counter {
  public:
   key_counter() : t_(bucket_histogram::bucket_count, 0) {}
   void add(const std::uint32_t* __restrict in, std::size_t n);
   // The largest finite magnitude's bits among the values added (0 if none).
   std::uint32_t finite_max() const { return std::uint32_t(top_); }
-  // Adds every count to out.
+  // Adds every count to out. Most of the table is zero (a tensor fills a few thousand of its
+  // 65536 buckets): a block of 16 counters is read once with a vector OR, and only a block that
+  // holds a count is added (the adds of the whole table were part of a small tensor's fixed cost).
   void drain(std::uint64_t* __restrict out) const {
-    for (std::size_t k = 0; k < bucket_histogram::bucket_count; ++k) out[k] += t_[k] + (wide_.empty() ? 0 : wide_[k]);
+    if (!wide_.empty()) {
+      for (std::size_t k = 0; k < bucket_histogram::bucket_count; ++k) out[k] += t_[k] + wide_[k];
+      return;
+    }
+    constexpr std::size_t block = 16;
+    for (std::size_t b = 0; b < bucket_histogram::bucket_count; b += block) {
+      std::uint32_t any = 0;
+      for (std::size_t k = b; k < b + block; ++k) any |= t_[k];
+      if (any)
+        for (std::size_t k = b; k < b + block; ++k) out[k] += t_[k];
+    }
   }
 
  private:
@@ -189,6 +214,8 @@ class key_counter {
     for (std::size_t k = 0; k < bucket_histogram::bucket_count; ++k) wide_[k] += t_[k], t_[k] = 0;
     since_spill_ = 0;
   }
+  // Counts in[0, n), n a multiple of pipeline_width and at least twice it; the max into top_.
+  void add_pipelined(const std::uint32_t* __restrict in, std::size_t n);
   std::vector<std::uint32_t> t_;
   std::vector<std::uint64_t> wide_;
   std::size_t since_spill_ = 0;
@@ -202,8 +229,86 @@ inline std::int32_t finite_magnitude(std::uint32_t bits) {
   return m < 0x7F800000 ? m : 0;
 }
 
+#if defined(__AVX512F__) && defined(__AVX512CD__)
+constexpr std::size_t pipeline_width = 64;
+
+// detail::bucket_key of 16 float32 bit patterns. With t the fraction top-aligned and L its run of
+// leading ones (vplzcntd of ~t), t << L has the zero ending the run on top, then the key's
+// "next" bit, then the rest: key = sign and exponent | L << 2 | next << 1 | (rest != 0), the
+// last as min(rest, 1). The same keys as the scalar function on all 2^32 patterns (checked
+// once by a throwaway loop; tests/unit/test_histogram.cpp checks every bucket kind).
+inline __m512i bucket_keys16(__m512i b) {
+  const __m512i t = _mm512_slli_epi32(b, 9);
+  const __m512i run = _mm512_lzcnt_epi32(_mm512_ternarylogic_epi32(t, t, t, 0x55));  // ~t
+  const __m512i after = _mm512_sllv_epi32(t, run);
+  // (b >> 16 & ~0x7F) | run << 2, then (after >> 29 & 2) | min(after << 2, 1); ternary-logic
+  // 0xEA is (A & B) | C.
+  const __m512i high = _mm512_ternarylogic_epi32(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(~0x7F),
+                                                 _mm512_slli_epi32(run, 2), 0xEA);
+  const __m512i low = _mm512_ternarylogic_epi32(_mm512_srli_epi32(after, 29), _mm512_set1_epi32(2),
+                                                _mm512_min_epu32(_mm512_slli_epi32(after, 2), _mm512_set1_epi32(1)), 0xEA);
+  return _mm512_or_si512(high, low);
+}
+
+void key_counter::add_pipelined(const std::uint32_t* __restrict in, std::size_t n) {
+  constexpr std::size_t w = pipeline_width;
+  std::uint32_t* t = t_.data();
+  alignas(64) std::uint32_t keys[2][w];
+  const __m512i magnitude = _mm512_set1_epi32(0x7FFFFFFF), inf = _mm512_set1_epi32(0x7F800000);
+  __m512i top = _mm512_setzero_si512();
+  const auto keys_of = [&](const std::uint32_t* from, std::uint32_t* to) {
+    for (std::size_t j = 0; j < w; j += 16) {
+      const __m512i b = _mm512_loadu_si512(from + j);
+      _mm512_store_si512(to + j, bucket_keys16(b));
+      const __m512i m = _mm512_and_si512(b, magnitude);
+      top = _mm512_mask_max_epu32(top, _mm512_cmplt_epu32_mask(m, inf), top, m);
+    }
+  };
+  // Unrolled: each increment is then a load of its key and an add to memory.
+  const auto count = [t](const std::uint32_t* k) {
+#pragma GCC unroll 64
+    for (std::size_t j = 0; j < w; ++j) ++t[k[j]];
+  };
+  keys_of(in, keys[0]);
+  unsigned cur = 0;
+  for (std::size_t i = w; i < n; i += w) {
+    keys_of(in + i, keys[cur ^ 1]);
+    count(keys[cur]);
+    cur ^= 1;
+  }
+  count(keys[cur]);
+  top_ = std::max(top_, std::int32_t(_mm512_reduce_max_epu32(top)));
+}
+#else
+constexpr std::size_t pipeline_width = 16;
+
+void key_counter::add_pipelined(const std::uint32_t* __restrict in, std::size_t n) {
+  constexpr std::size_t w = pipeline_width;
+  std::uint32_t* __restrict t = t_.data();
+  alignas(64) std::uint32_t keys[2][w];
+  // The finite max rides along in the key loop, in w lanes (a vector register), reduced at the end.
+  alignas(64) std::int32_t top[w] = {};
+  unsigned cur = 0;
+  for (std::size_t j = 0; j < w; ++j) {
+    keys[0][j] = bucket_histogram::key(in[j]);
+    top[j] = std::max(top[j], finite_magnitude(in[j]));
+  }
+  for (std::size_t i = w; i < n; i += w) {
+    std::uint32_t* __restrict next = keys[cur ^ 1];
+    const std::uint32_t* __restrict now = keys[cur];
+    for (std::size_t j = 0; j < w; ++j) {
+      next[j] = bucket_histogram::key(in[i + j]);
+      top[j] = std::max(top[j], finite_magnitude(in[i + j]));
+    }
+    for (std::size_t j = 0; j < w; ++j) ++t[now[j]];
+    cur ^= 1;
+  }
+  for (std::size_t j = 0; j < w; ++j) ++t[keys[cur][j]];
+  for (std::size_t j = 0; j < w; ++j) top_ = std::max(top_, top[j]);
+}
+#endif
+
 void key_counter::add(const std::uint32_t* __restrict in, std::size_t n) {
-  constexpr std::size_t w = 16;
   if (n > spill_after) {  // a counter could wrap within this call: in halves
     for (std::size_t lo = 0; lo < n; lo += spill_after / 2) add(in + lo, std::min(spill_after / 2, n - lo));
     return;
@@ -211,33 +316,27 @@ void key_counter::add(const std::uint32_t* __restrict in, std::size_t n) {
   if (since_spill_ + n > spill_after) spill();
   since_spill_ += n;
   std::uint32_t* __restrict t = t_.data();
-  alignas(64) std::uint32_t keys[2][w];
-  // The finite max rides along in the key loop, in w lanes (a vector register), reduced at the end.
-  alignas(64) std::int32_t top[w] = {};
-  std::size_t i = 0;
-  unsigned cur = 0;
-  if (n >= 2 * w) {
-    for (std::size_t j = 0; j < w; ++j) {
-      keys[0][j] = bucket_histogram::key(in[j]);
-      top[j] = std::max(top[j], finite_magnitude(in[j]));
+  const auto one_by_one = [&](std::size_t from, std::size_t to) {
+    for (std::size_t i = from; i < to; ++i) {
+      ++t[bucket_histogram::key(in[i])];
+      top_ = std::max(top_, finite_magnitude(in[i]));
     }
-    for (i = w; i + w <= n; i += w) {
-      std::uint32_t* __restrict next = keys[cur ^ 1];
-      const std::uint32_t* __restrict now = keys[cur];
-      for (std::size_t j = 0; j < w; ++j) {
-        next[j] = bucket_histogram::key(in[i + j]);
-        top[j] = std::max(top[j], finite_magnitude(in[i + j]));
-      }
-      for (std::size_t j = 0; j < w; ++j) ++t[now[j]];
-      cur ^= 1;
-    }
-    for (std::size_t j = 0; j < w; ++j) ++t[keys[cur][j]];
+  };
+  // The pipelined loop starts at a 64-byte boundary, the values before it counted one by one.
+  // Where it started with the array mattered by up to 1.7x on the Intel VM: 2e6 values (in
+  // cache) took 1.85 ms with the data at 16 or 32 bytes past a 4 KiB page boundary and 1.1 ms at
+  // 48, 64, 80 and more (summarize, 1 thread, best of 3 x 50 calls); from a 64-byte boundary,
+  // 1.02-1.20 ms at all of them. (Presumably 4K aliasing between the vector loads and the key
+  // buffer's stores; the VM shows no performance counters to confirm it.)
+  const std::size_t head = std::min(n, (64 - reinterpret_cast<std::uintptr_t>(in) % 64) % 64 / 4);
+  one_by_one(0, head);
+  std::size_t i = head;
+  if (n - head >= 2 * pipeline_width) {
+    const std::size_t m = (n - head) / pipeline_width * pipeline_width;
+    add_pipelined(in + head, m);
+    i += m;
   }
-  for (; i < n; ++i) {
-    ++t[bucket_histogram::key(in[i])];
-    top_ = std::max(top_, finite_magnitude(in[i]));
-  }
-  for (std::size_t j = 0; j < w; ++j) top_ = std::max(top_, top[j]);
+  one_by_one(i, n);
 }
 
 }  // namespace
@@ -249,7 +348,18 @@ std::uint32_t bucket_histogram::add_amax(std::span<const float> x, int threads) 
   const auto* in = reinterpret_cast<const std::uint32_t*>(x.data());
   const std::size_t n = x.size();
   const int t = threads > 0 ? threads : (n >= parallel_threshold ? omp_get_max_threads() : 1);
-  if (t <= 1 || n < 4096) {
+  if (n < 4096) {
+    // Straight into the table: a counter table of its own would cost more to clear and drain
+    // than counting does (the recorder pays this per tensor, however small).
+    std::uint64_t* __restrict c = counts_.data();
+    std::int32_t top = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      ++c[key(in[i])];
+      top = std::max(top, finite_magnitude(in[i]));
+    }
+    return std::uint32_t(top);
+  }
+  if (t <= 1) {
     key_counter c;
     c.add(in, n);
     c.drain(counts_.data());
@@ -319,8 +429,16 @@ std::uint64_t bucket_histogram::below(int sign, std::uint32_t v) const {
 std::vector<std::pair<std::uint32_t, std::uint64_t>> bucket_histogram::sparse() const {
   std::vector<std::pair<std::uint32_t, std::uint64_t>> out;
   if (counts_.empty()) return out;
-  for (std::uint32_t k = 0; k < bucket_count; ++k)
-    if (counts_[k]) out.emplace_back(k, counts_[k]);
+  // Zero blocks of 8 skipped with one vector OR: the recorder calls this once a tensor, and a
+  // branch per bucket was half the fixed cost of a small tensor's summary (45 of 100 us).
+  constexpr std::uint32_t block = 8;
+  for (std::uint32_t b = 0; b < bucket_count; b += block) {
+    std::uint64_t any = 0;
+    for (std::uint32_t k = b; k < b + block; ++k) any |= counts_[k];
+    if (any)
+      for (std::uint32_t k = b; k < b + block; ++k)
+        if (counts_[k]) out.emplace_back(k, counts_[k]);
+  }
   return out;
 }
 

@@ -68,7 +68,22 @@ def special_values():
         "empty": np.zeros(0, np.float32),
         "normal": rng.standard_normal(100_003).astype(np.float32) * np.float32(2.0 ** -12),
         "wide": (rng.standard_normal(50_000) * 2.0 ** rng.integers(-140, 120, 50_000)).astype(np.float32),
+        # the same special values inside the C++ path's vector loop (64 values a step, inputs of
+        # 128 and more), not only in its one-by-one tail: no finite value at all, and the special
+        # patterns scattered among gradient-like values, the largest finite one beside +-inf
+        "nan bulk": np.resize(bits(0x7FC00000, 0xFFC00001, 0x7F800001, 0x7FBFFFFF, 0xFFFFFFFF, 0x7F812345,
+                                   0x7F800000, 0xFF800000), 1001),
+        "specials scattered": scattered(rng),
     }
+
+
+def scattered(rng):
+    w = (rng.standard_normal(10_007) * 2.0 ** rng.integers(-30, 1, 10_007)).astype(np.float32)
+    special = edge_values(n_random=0, seed=13)
+    special = special[(special & 0x7FFFFFFF) != 0x7F7FFFFF]  # the max finite only where placed below
+    w[rng.choice(w.size, special.size, replace=False)] = special.view(np.float32)
+    w[5000:5003] = np.array([0x7F800000, 0x7F7FFFFF, 0xFF800000], np.uint32).view(np.float32)
+    return w
 
 
 @pytest.mark.parametrize("name", list(special_values()))
@@ -91,6 +106,28 @@ def test_module_is_multithreaded_and_the_same():
     w = np.concatenate([w] * 25)  # 1.25e6 values: above the library's parallel threshold (2^20)
     one = fr.summarize(w, "module", threads=1)
     assert same(fr.summarize(w, "module", threads=2), one) and same(one, oracle(w))
+
+
+def test_module_reads_a_contiguous_float32_array_in_place():
+    # The module reads a C-contiguous float32 array where it lies: what it allocates is the small
+    # result (tracemalloc sees NumPy's allocations); a strided view is copied, which the same
+    # measure sees, so the check can fail.
+    if "module" not in backends():
+        pytest.skip("the fpscope module is not importable")
+    import tracemalloc
+
+    summary = fr._module_summary()
+    w = special_values()["normal"]
+    summary(w, 1)  # first-call allocations (module state) out of the way
+    peaks = {}
+    for name, a in (("contiguous", w), ("strided", w[::2])):
+        tracemalloc.start()
+        try:
+            summary(a, 1)
+            peaks[name] = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert peaks["contiguous"] < w.nbytes // 8 and peaks["strided"] >= w[::2].nbytes, peaks
 
 
 def test_module_checks_its_input():

@@ -244,9 +244,11 @@ TEST_CASE("hist: bucket_histogram keys, below(), merging, sparse form and thread
   for (std::uint32_t k = 0; k < fpscope::bucket_histogram::bucket_count; ++k)
     differ += serial[k] != threaded[k] || serial[k] != halves[k] || serial[k] != rebuilt[k];
   CHECK(differ == 0);
-  // The pipelined count (16 keys computed ahead of their increments) against a plain count of
-  // key(), at every length around its steps and at every start within a vector; add_amax's max
-  // against a plain max of the finite magnitudes (x holds infs and NaNs of both signs).
+  // The pipelined count (16 keys, 64 with AVX-512, computed ahead of their increments; values
+  // past the last whole step counted one by one; inputs under 4096 values all counted one by
+  // one, straight into the histogram) against a plain count of key(), at every length around
+  // its steps and at every start within a vector; add_amax's max against a plain max of the
+  // finite magnitudes (x holds infs and NaNs of both signs).
   const auto plain_amax = [](std::span<const float> v) {
     float m = 0;
     for (const float f : v)
@@ -254,7 +256,9 @@ TEST_CASE("hist: bucket_histogram keys, below(), merging, sparse form and thread
     return m;
   };
   for (std::size_t start : {0, 1, 5, 15})
-    for (std::size_t len = 0; len < 200; len += len < 70 ? 1 : 13) {
+    for (std::size_t base : {0, 4096})
+    for (std::size_t more = 0; more < 330; more += more < 140 || more % 64 < 3 || more % 64 > 60 ? 1 : 5) {
+      const std::size_t len = base + more;
       const auto part = std::span<const float>(x).subspan(start, len);
       fpscope::bucket_histogram h;
       const float amax = f32_from_bits(h.add_amax(part, 1));
