@@ -6,12 +6,13 @@ trained with Debian's PyTorch on the licence texts in /usr/share/common-licenses
 record_lm_grads.py). Every nn.Linear is watched (Recorder.watch): on every recorded step its
 forward input X, weight W and output gradient dY, plus every parameter gradient (the Linear
 weights' tagged wgrad), are stored as exact bucket histograms; on a few steps (--raw-steps) the
-operands also get their raw values. Values are stored as bfloat16 (rounded to nearest even from
+operands also get their raw values, and on some (--stats-steps) their compact block statistics
+(docs/recipes.md, "Block statistics"). Values are stored as bfloat16 (rounded to nearest even from
 the float32 run): the high-precision operands a BF16 mixed-precision run hands its FP8/FP4
 recipes, and half the bytes.
 
-    .venv/bin/python datasets/record_lm_operands.py          # writes datasets/traces/lm-operands.h5
-    .venv/bin/python datasets/record_lm_operands.py --check  # records again, compares byte for byte
+    PYTHONPATH=build/lib/python .venv/bin/python datasets/record_lm_operands.py          # writes datasets/traces/lm-operands.h5
+    PYTHONPATH=build/lib/python .venv/bin/python datasets/record_lm_operands.py --check  # records again, compares byte for byte
 
 Deterministic: seed 0, one thread, a fixed corpus order, batches drawn from a seeded generator,
 a fixed @created; the same software (Debian 12, torch 1.13.0 CPU, h5py 3.7 / HDF5 1.10.8)
@@ -85,12 +86,13 @@ def record(args, out):
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(args.seed)
     raw = sorted(set(args.raw_steps))
+    bstats = sorted(set(args.stats_steps))
     description = (f"decoder-only char transformer LM (4 layers, d_model 256, 4 heads, MLP 1024, context {context}, "
                    f"vocabulary {len(chars)}, {params} parameters), Adam lr {lr}, batch {batch} x {context} tokens, seed "
                    f"{args.seed}, {args.steps} steps numbered from 0; corpus: the {len(files)} files of {args.corpus} "
                    f"({len(text)} characters); datasets/record_lm_operands.py; every {args.every} steps: the GEMM operands "
                    f"of every nn.Linear (X, W, dY) and every gradient as bfloat16 histograms; raw operand values too at "
-                   f"steps {', '.join(map(str, raw))}")
+                   f"steps {', '.join(map(str, raw))}; the operands' block statistics at steps {', '.join(map(str, bstats))}")
     recorded = len(range(0, args.steps, args.every))
     t0 = time.perf_counter()
     with Recorder(out, description, every=args.every, mode="hist", dtype="bfloat16", created="2026-12-06T00:00:00Z",
@@ -104,7 +106,8 @@ def record(args, out):
             opt.zero_grad(set_to_none=True)
             loss.backward()
             rec.record(step, model.named_parameters(), loss=loss.item(), lr=lr,
-                       operand_mode="both" if step in raw else None)
+                       operand_mode="both" if step in raw else None,
+                       block_stats="operands" if step in bstats else False)
             if step % args.every == 0:
                 print(f"step {step:4d}  loss {loss.item():.4f}  {time.perf_counter() - t0:6.1f} s"
                       f"{'  (raw operands)' if step in raw else ''}", flush=True)
@@ -118,13 +121,15 @@ def main():
     ap.add_argument("--out", default=str(here / "traces" / "lm-operands.h5"))
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--every", type=int, default=25, help="recorded steps (step %% every == 0)")
-    ap.add_argument("--raw-steps", type=int, nargs="*", default=[100, 275], help="recorded steps with raw operand values")
+    ap.add_argument("--raw-steps", type=int, nargs="*", default=[275], help="recorded steps with raw operand values")
+    ap.add_argument("--stats-steps", type=int, nargs="*", default=[0, 100, 200, 275],
+                    help="recorded steps with the operands' block statistics (docs/recipes.md, \"Block statistics\")")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--check", action="store_true", help="record again into a temporary file and compare with --out")
     args = ap.parse_args()
-    if any(s % args.every or not 0 <= s < args.steps for s in args.raw_steps):
-        ap.error(f"--raw-steps must be recorded steps (multiples of --every {args.every} below --steps)")
+    if any(s % args.every or not 0 <= s < args.steps for s in args.raw_steps + args.stats_steps):
+        ap.error(f"--raw-steps and --stats-steps must be recorded steps (multiples of --every {args.every} below --steps)")
     if not args.check:
         pathlib.Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         record(args, args.out)

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <memory>
 
+#include "fpscope/block_stats.hpp"
 #include "fpscope/options.hpp"
 #include "fpscope/recipe.hpp"
 
@@ -51,8 +52,9 @@ std::span<const gemm_use> gemms_of(trace_role r) {
   return {};
 }
 
-bool has_raw_operands(const trace_step& s) {
-  return std::any_of(s.tensors.begin(), s.tensors.end(), [](const trace_tensor& t) { return is_operand(t) && t.has_values; });
+bool has_answerable_operands(const trace_step& s) {
+  return std::any_of(s.tensors.begin(), s.tensors.end(),
+                     [](const trace_tensor& t) { return is_operand(t) && (t.has_values || t.has_block_stats); });
 }
 
 operand_report report_operands(const trace_reader& tr, long long want, std::span<const std::string> specs,
@@ -74,10 +76,11 @@ operand_report report_operands(const trace_reader& tr, long long want, std::span
       const auto st = tr.step(i);
       tick();
       any = any || std::any_of(st.tensors.begin(), st.tensors.end(), is_operand);
-      if (has_raw_operands(st)) at = i;
+      if (has_answerable_operands(st)) at = i;
     }
     if (at == tr.size())
-      throw trace_error(tr.path() + (any ? ": no step holds raw operand values (histograms cannot be block-quantized)"
+      throw trace_error(tr.path() + (any ? ": no step holds operands with raw values or block statistics (histograms "
+                                           "cannot be block-quantized)"
                                          : ": the trace records no GEMM operands (@role; docs/trace.md, \"GEMM operands\")"));
   }
   const trace_step st = tr.step(at);
@@ -91,11 +94,11 @@ operand_report report_operands(const trace_reader& tr, long long want, std::span
   for (const auto& t : st.tensors) {
     if (!is_operand(t)) continue;
     if (std::find(r.layers.begin(), r.layers.end(), t.operand->layer) == r.layers.end()) r.layers.push_back(t.operand->layer);
-    if (!t.has_values) r.skipped.push_back(t.name);
+    if (!t.has_values && !t.has_block_stats) r.skipped.push_back(t.name);
     else ops.push_back(&t);
   }
   if (ops.empty())
-    throw trace_error(tr.path() + ": step " + std::to_string(st.step) + " holds no raw operand values");
+    throw trace_error(tr.path() + ": step " + std::to_string(st.step) + " holds no operands with raw values or block statistics");
   const auto layer_of = [&](const trace_tensor* t) {
     return std::size_t(std::find(r.layers.begin(), r.layers.end(), t->operand->layer) - r.layers.begin());
   };
@@ -105,6 +108,38 @@ operand_report report_operands(const trace_reader& tr, long long want, std::span
   });
   std::vector<float> values;
   for (const trace_tensor* t : ops) {
+    if (!t->has_values) {  // block statistics only (docs/recipes.md, "Block statistics")
+      const operand_block_stats bs = tr.block_stats(st, *t);
+      tick();
+      if (bs.rows != t->operand->rows || bs.cols != t->operand->cols)
+        throw trace_error(tr.path() + ": tensor " + t->name + ": block statistics of a " + std::to_string(bs.rows) + "x" +
+                          std::to_string(bs.cols) + " matrix for a " + std::to_string(t->operand->rows) + "x" +
+                          std::to_string(t->operand->cols) + " @gemm_shape");
+      for (const gemm_use& use : gemms_of(t->operand->role)) {
+        operand_cell c{layer_of(t), t->name, t->operand->role, use, t->operand->rows, t->operand->cols, {}};
+        for (auto& rec : made) {
+          operand_quant q;
+          q.from_stats = true;
+          try {
+            block_stats_answer a = answer_block_stats(bs, *rec, use.role, use.axis);
+            q.exact = a.exact();
+            q.stats = std::move(a.low);
+            q.high = std::move(a.high);
+            q.element = std::string(a.element.name);
+            q.describe = std::move(a.describe);
+            q.block_rows = a.block_rows;
+            q.block_cols = a.block_cols;
+          } catch (const option_error& e) {  // a geometry not recorded, NVFP4's Hadamard transform
+            q.exact = false;
+            q.unanswered = e.what();
+          }
+          tick();
+          c.results.push_back(std::move(q));
+        }
+        r.cells.push_back(std::move(c));
+      }
+      continue;
+    }
     values.clear();
     values.reserve(std::size_t(t->count));
     tr.values(st, *t, [&](std::span<const float> v) {
@@ -123,8 +158,14 @@ operand_report report_operands(const trace_reader& tr, long long want, std::span
       for (auto& rec : made) {
         block_quant_result q = block_quantize(values, std::size_t(c.rows), std::size_t(c.cols), *rec, use.role, use.axis);
         tick();
-        c.results.push_back({std::move(q.stats), std::string(q.element.name), std::string(q.scale_format.name),
-                             std::move(q.describe), q.block_rows, q.block_cols, q.tensor_scale});
+        operand_quant oq;
+        oq.stats = std::move(q.stats);
+        oq.element = std::string(q.element.name);
+        oq.scale_format = std::string(q.scale_format.name);
+        oq.describe = std::move(q.describe);
+        oq.block_rows = q.block_rows, oq.block_cols = q.block_cols;
+        oq.tensor_scale = q.tensor_scale;
+        c.results.push_back(std::move(oq));
       }
       r.cells.push_back(std::move(c));
     }
@@ -144,6 +185,10 @@ operand_verdicts judge(const operand_report& r, double budget) {
     for (std::size_t i = 0; i < r.cells.size(); ++i) {
       const auto& c = r.cells[i];
       const auto& q = c.results[k];
+      if (!q.answered()) {  // the block statistics cannot answer it: no verdict from it
+        ++rv.unanswered;
+        continue;
+      }
       auto& lv = by_layer[c.layer];
       const double lost = q.lost(), sqnr = q.stats.errors.sqnr_db();
       const double worst_sqnr = r.cells[lv.worst_cell].results[k].stats.errors.sqnr_db();
@@ -172,6 +217,7 @@ operand_verdicts judge(const operand_report& r, double budget) {
   v.ranking.resize(nr);
   for (std::size_t k = 0; k < nr; ++k) v.ranking[k] = k;
   std::stable_sort(v.ranking.begin(), v.ranking.end(), [&](std::size_t a, std::size_t b) {
+    if ((v.recipes[a].unanswered > 0) != (v.recipes[b].unanswered > 0)) return v.recipes[b].unanswered > 0;
     const double la = v.recipes[a].lost_fraction(), lb = v.recipes[b].lost_fraction();
     if (la != lb) return la < lb;
     return lower(v.recipes[b].errors.sqnr_db(), v.recipes[a].errors.sqnr_db());
@@ -226,9 +272,17 @@ nlohmann::ordered_json operand_report_json(const operand_report& r, const operan
       x["describe"] = q.describe;
       x["element"] = q.element;
       x["scale_format"] = q.scale_format;
+      x["source"] = q.from_stats ? "block_stats" : "values";
+      x["exact"] = q.exact;
+      if (!q.answered()) {
+        x["unanswered"] = q.unanswered;
+        e["results"].push_back(std::move(x));
+        continue;
+      }
       x["block_shape"] = {q.block_rows, q.block_cols};
-      x.update(block_stats_json(q.stats));
-      x["tensor_scale"] = q.tensor_scale;
+      x.update(block_stats_json(q.stats));  // from block statistics: the lower bounds
+      if (!q.exact) x["high"] = block_stats_json(q.high);
+      if (!q.from_stats) x["tensor_scale"] = q.tensor_scale;
       e["results"].push_back(std::move(x));
     }
     j["operands"].push_back(std::move(e));
@@ -243,6 +297,7 @@ nlohmann::ordered_json operand_report_json(const operand_report& r, const operan
     x["lost"] = rv.lost;
     x["nonzero"] = rv.nonzero;
     x["lost_fraction"] = rv.lost_fraction();
+    x["unanswered"] = rv.unanswered;
     x["sqnr_db"] = rv.errors.sqnr_db();
     x["keep_bf16"] = json::array();
     for (const auto l : rv.keep_bf16) x["keep_bf16"].push_back(r.layers[l]);

@@ -235,7 +235,8 @@ def test_operand_trace_table_csv_and_plot(fpscope, tmp, ops_json):
 def test_operand_trace_steps_and_errors(fpscope, tmp):
     earlier = fpscope.json("recipes", OPS, "--step", "4", "-r", "mxfp8", "--json")
     assert earlier["step"] == 100 and len(earlier["operands"]) == 102
-    assert_one_line_error(fpscope.run("recipes", OPS, "--step", "0"), "step 0 holds no raw operand values", status=1)
+    assert_one_line_error(fpscope.run("recipes", OPS, "--step", "1"),
+                          "step 25 holds no operands with raw values or block statistics", status=1)
     assert_one_line_error(fpscope.run("recipes", OPS, "--step", "99"), "step index 99", status=2)
     assert_one_line_error(fpscope.run("recipes", OPS, "--role", "weight"), "do not apply to a trace of GEMM operands", status=2)
     assert_one_line_error(fpscope.run("recipes", OPS, "--gemm", "fprop"), "do not apply", status=2)
@@ -264,3 +265,32 @@ def test_operand_trace_with_a_bad_description_is_one_error_line(fpscope, tmp, te
             a[attr] = value
     r = fpscope.run("recipes", bad, "-r", "mxfp8")
     assert_one_line_error(r, words, "step 00000275", tensor, status=1)
+
+
+def test_operand_trace_answered_from_block_statistics(fpscope):
+    """Step 100 of the shipped operand trace holds block statistics and no values: the report
+    answers from them (source block_stats); a power-of-two recipe exactly (its counts have no
+    upper bound apart), DeepSeek's float scales as bounds (low <= high, some apart), NVFP4 not at
+    all (no 1x16 blocks recorded; the wgrad transform mixes elements), and recipes left
+    unanswered rank after the answered ones."""
+    d = fpscope.json("recipes", OPS, "--step", "4", "-r", "mxfp8", "-r", "deepseek", "-r", "nvfp4", "--json")
+    assert d["step"] == 100 and d["skipped"] == [] and len(d["operands"]) == 102
+    apart = 0
+    for op in d["operands"]:
+        mx, ds, nv = op["results"]
+        assert mx["source"] == ds["source"] == nv["source"] == "block_stats"
+        assert mx["sqnr_db"] is None and "unanswered" not in mx
+        assert "high" not in mx or mx["high"]["counts"] == mx["counts"], op["tensor"]
+        assert all(ds["counts"][c] <= ds["high"]["counts"][c] for c in ds["counts"]) if "high" in ds else ds["exact"]
+        apart += "high" in ds and ds["high"]["counts"] != ds["counts"]
+        assert nv["exact"] is False and nv["unanswered"]
+    assert apart > 0
+    summary = {r["recipe"]: r for r in d["summary"]["recipes"]}
+    assert summary["nvfp4"]["unanswered"] == 102 and summary["mxfp8"]["unanswered"] == 0
+    assert d["summary"]["ranking"][-1] == "nvfp4"
+    text = fpscope.run("recipes", OPS, "--step", "4", "-r", "mxfp8", "-r", "nvfp4")
+    assert text.returncode == 0 and "(block stats)" in text.stdout
+    assert "not answerable from the block statistics" in text.stdout
+    rows = fpscope.run("recipes", OPS, "--step", "4", "-r", "mxfp8", "-r", "nvfp4", "--csv").stdout.splitlines()
+    assert len(rows) == 1 + 2 * 102 and all(len(r.split(",")) == len(rows[0].split(",")) for r in rows)
+    assert rows[1].endswith(",block_stats,true") or rows[1].endswith(",block_stats,false")

@@ -322,3 +322,48 @@ def test_flush_to_zero_does_not_change_the_statistics():
     for g1, g2 in zip(ref["geometries"], got["geometries"]):
         for k in ("elements", "blocks", "minima"):
             assert np.array_equal(g1[k][0], g2[k][0]) and np.array_equal(g1[k][1], g2[k][1]), (g1["block"], k)
+
+
+def test_the_shipped_operand_trace_answers_as_its_values():
+    """datasets/traces/lm-operands.h5 (a real transformer's GEMM operands): its last step holds
+    both the raw operands and their block statistics, recorded by the recorder from the same
+    tensors. Every operand under every GEMM it feeds: the power-of-two recipes' answers from the
+    statistics equal block_quantize's on the values (counts, scales, clipped and vanishing blocks)."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "datasets" / "traces" / "lm-operands.h5"
+    tr = fpscope.Trace(str(path))
+    i = len(tr) - 1
+    gemms = {"input": ("row", "column"), "weight": ("row", "column"), "grad": ("row", "column")}
+    checked = 0
+    for t in tr.step(i)["tensors"]:
+        op = t["operand"]
+        if op is None or op["role"] not in gemms:
+            continue
+        assert t["has_values"] and t["has_block_stats"], t["name"]
+        x = tr.values(i, t["name"]).reshape(op["gemm_shape"])
+        st = tr.block_stats(i, t["name"])
+        for axis in gemms[op["role"]]:
+            for spec in ("mxfp8", "mxfp8:scaling_mode=floor", "mxfp4", "fp8-block", "deepseek:ue8m0=true"):
+                check(st, x, spec, op["role"], axis, exact=True)
+                checked += 1
+    assert checked == 51 * 2 * 5
+
+
+def test_recorder_block_stats_choices(tmp_path):
+    """block_stats= takes False, True or "operands" (the recorder's, or record()'s for one step);
+    anything else is refused before a file is made or a step is queued."""
+    from fpscope.record import Recorder
+
+    with pytest.raises(ValueError, match="block_stats must be"):
+        Recorder(tmp_path / "bad.h5", "bad", block_stats="all")
+    assert not (tmp_path / "bad.h5").exists()
+    g = {"w": np.ones((4, 32), dtype=F32)}
+    with Recorder(tmp_path / "run.h5", "choices", mode="hist") as rec:
+        with pytest.raises(ValueError, match="block_stats must be"):
+            rec.record(0, g, block_stats=2)
+        rec.record(1, g, block_stats=True)
+        rec.record(2, g, block_stats="operands")  # no watched operands: nothing gets them
+        rec.record(3, g)
+    tr = fpscope.Trace(str(tmp_path / "run.h5"))
+    assert [tr.step(i)["tensors"][0]["has_block_stats"] for i in range(len(tr))] == [True, False, False]

@@ -139,8 +139,9 @@ def test_synthetic_recorded_again_is_identical(tmp_path):
 def test_lm_operands_holds_what_the_readme_says():
     """datasets/traces/lm-operands.h5 (datasets/README.md): the format checked whole (every
     histogram of the raw steps against an independent count of its values), 12 steps, every
-    Linear's X, W and dY each step, raw only at 100 and 275, bfloat16, the shapes of a batch of
-    128 tokens through the model, within the size the README gives."""
+    Linear's X, W and dY each step, raw only at 275, block statistics of the operands (and of
+    nothing else) at 0, 100, 200 and 275, bfloat16, the shapes of a batch of 128 tokens through
+    the model, within the size the README gives."""
     f, steps = load("lm-operands")
     assert [int(s) for s in steps] == list(range(0, 300, 25))
     assert f.attrs["fpscope_trace_minor"] == 2 and "3211862 parameters" in f.attrs["model"].decode()
@@ -150,11 +151,12 @@ def test_lm_operands_holds_what_the_readme_says():
         by = {name: (attrs, data) for name, attrs, data, *_ in tensors}
         assert all(a["dtype"] == "bfloat16" for a, _ in by.values())
         raw = {n for n, (_, d) in by.items() if "values" in d}
-        assert raw == ({f"{layer}:{r}" for layer in layers for r in ("input", "weight", "grad")}
-                       if int(link) in (100, 275) else set()), link
+        ops = {f"{layer}:{r}" for layer in layers for r in ("input", "weight", "grad")}
+        assert raw == (ops if int(link) == 275 else set()), link
+        assert {n for n, (_, d) in by.items() if "bstats_keys" in d} == (ops if int(link) in (0, 100, 200, 275) else set())
         for layer in layers:
             i, o = dims[layer.split(".")[-1]]
             shapes = {r: by[f"{layer}:{r}"][0]["gemm_shape"] for r in ("input", "weight", "grad")}
             assert shapes == {"input": (128, i), "weight": (o, i), "grad": (128, o)}, (link, layer)
             assert by[f"{layer}.weight"][0]["role"] == "wgrad" and by[f"{layer}.weight"][0]["layer"] == layer
-    assert (TRACES / "lm-operands.h5").stat().st_size < 19_000_000
+    assert (TRACES / "lm-operands.h5").stat().st_size < 16_000_000

@@ -79,6 +79,9 @@ def unescape(link):
     return re.sub(r"%(25|2F)", lambda m: {"25": "%", "2F": "/"}[m.group(1)], link)
 
 
+BSTATS = {"bstats_shape", "bstats_thresholds", "bstats_geometry", "bstats_lengths", "bstats_keys", "bstats_counts"}
+
+
 class TraceError(AssertionError):
     pass
 
@@ -146,9 +149,33 @@ def check_tensor(g, where, hist_check=True):
             _expect(shape == logical[:dim] + (logical[dim] // parts,) + logical[dim + 1:], where, "split shard's shape")
             attrs["shard"] = ("split", dim, index, parts)
     members = set(g.keys())
+    bstats = members & BSTATS
+    _expect(bstats in (set(), BSTATS), where, f"block statistics datasets {sorted(bstats)}: all six or none")
+    members -= BSTATS
     _expect(members in ({"values"}, {"hist_keys", "hist_counts"}, {"values", "hist_keys", "hist_counts"}), where,
-            f"members {sorted(members)}")
+            f"members {sorted(members | bstats)}")
     data, w = {}, None
+    if bstats:  # docs/trace.md "bstats_*": types, the shape, the lists' lengths, every element counted per geometry
+        types = {"bstats_shape": "<u8", "bstats_thresholds": "<u4", "bstats_geometry": "<u4", "bstats_lengths": "<u8",
+                 "bstats_keys": "<u4", "bstats_counts": "<u8"}
+        b = {}
+        for name, t in types.items():
+            _expect(g[name].dtype == np.dtype(t) and g[name].ndim == 1, where, f"{name}: {g[name].dtype} {g[name].shape}")
+            b[name] = g[name][()]
+        geo, lengths = b["bstats_geometry"], b["bstats_lengths"]
+        _expect(b["bstats_shape"].size == 2 and int(np.prod(b["bstats_shape"].astype(object))) == attrs["count"], where,
+                f"bstats_shape {b['bstats_shape']} for @count {attrs['count']}")
+        _expect(int(b["bstats_shape"][1]) == (shape[-1] if shape else 1), where, "bstats_shape's cols != the last dimension")
+        _expect(geo.size % 2 == 0 and 1 <= geo.size // 2 <= 64 and lengths.size == 3 * (geo.size // 2), where,
+                f"{geo.size} geometry numbers, {lengths.size} lengths")
+        _expect(int(lengths.sum()) == b["bstats_keys"].size == b["bstats_counts"].size, where, "bstats list lengths")
+        at = 0
+        for i in range(geo.size // 2):
+            n_el = int(lengths[3 * i])
+            _expect(int(b["bstats_counts"][at : at + n_el].sum()) == attrs["count"], where,
+                    f"geometry {geo[2 * i]}x{geo[2 * i + 1]}: its elements do not sum to @count")
+            at += int(lengths[3 * i : 3 * i + 3].sum())
+        data.update(b)
     if "values" in members:
         d = g["values"]
         _expect(d.dtype == np.dtype(DTYPES[dtype]), where, f"values stored as {d.dtype} for dtype {dtype}")

@@ -140,6 +140,19 @@ std::string cell_name(trace_role role, std::string_view gemm) {
   return fmt::format("{} {}", r, gemm);
 }
 
+// An SQNR after `lead`, or nothing where none is known (every operand answered from block
+// statistics, which do not give it).
+std::string db_note(const char* lead, double db) { return std::isnan(db) ? "" : fmt::format("{}{:.1f} dB", lead, db); }
+
+// Whether the columns the table shows of an answer from block statistics are exact (its
+// most_vanish_blocks, not shown, is always a bound: docs/recipes.md "Block statistics").
+bool shown_exact(const operand_quant& q) {
+  const auto& lo = q.stats;
+  const auto& hi = q.high;
+  return lo.counts.n == hi.counts.n && lo.clipped_blocks == hi.clipped_blocks &&
+         lo.any_vanish_blocks == hi.any_vanish_blocks && lo.scale_binades == hi.scale_binades;
+}
+
 // fpscope recipes TRACE on a trace with GEMM operands: the library's report (operand_report.hpp)
 // printed as a table, CSV or JSON, with the per-layer verdicts.
 int run_operands(const recipes_options& o, const std::vector<std::string>& specs) {
@@ -171,19 +184,26 @@ int run_operands(const recipes_options& o, const std::vector<std::string>& specs
   if (o.csv) {
     fmt::print("layer,tensor,role,gemm,axis,rows,cols,recipe,element,block_rows,block_cols,count,zero,underflow,subnormal,"
                "normal,overflow,nonfinite,lost_fraction,sqnr_db,mean_rel_error,max_rel_error,blocks,clipped_blocks,"
-               "any_vanish_blocks,most_vanish_blocks,zero_blocks,nan_scale_blocks,min_scale,max_scale\n");
+               "any_vanish_blocks,most_vanish_blocks,zero_blocks,nan_scale_blocks,min_scale,max_scale,source,exact\n");
     for (const auto& c : r.cells)
       for (std::size_t k = 0; k < nr; ++k) {
         const auto& q = c.results[k];
-        const auto& st = q.stats;
+        if (!q.answered()) {  // docs/recipes.md: the row names the recipe, its statistics empty
+          fmt::print("{},{},{},{},{},{},{},{}{}block_stats,false\n", csv_field(printable(r.layers[c.layer])),
+                     csv_field(printable(c.tensor)), name(c.role), c.use.gemm, name(c.use.axis), c.rows, c.cols,
+                     csv_field(printable(specs[k])), std::string(23, ','));
+          continue;
+        }
+        const auto& st = q.stats;  // from block statistics: the lower bounds (exact: false says so)
         const auto& n = st.counts;
-        fmt::print("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.6g},{:.6g},{:.6g},{:.6g},{},{},{},{},{},{},{:.9g},{:.9g}\n",
+        fmt::print("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.6g},{:.6g},{:.6g},{:.6g},{},{},{},{},{},{},{:.9g},{:.9g}",
                    csv_field(printable(r.layers[c.layer])), csv_field(printable(c.tensor)), name(c.role), c.use.gemm,
                    name(c.use.axis), c.rows, c.cols, csv_field(printable(specs[k])), q.element, q.block_rows, q.block_cols,
                    n.total(), n[cast_class::zero], n[cast_class::underflow], n[cast_class::subnormal], n[cast_class::normal],
                    n[cast_class::overflow], n[cast_class::nonfinite], q.lost(), st.errors.sqnr_db(), st.errors.mean_rel(),
                    st.errors.max_rel, st.blocks, st.clipped_blocks, st.any_vanish_blocks, st.most_vanish_blocks,
                    st.zero_blocks, st.nan_scale_blocks, st.min_scale, st.max_scale);
+        fmt::print(",{},{}\n", q.from_stats ? "block_stats" : "values", q.exact ? "true" : "false");
       }
     return exit_ok;
   }
@@ -191,6 +211,9 @@ int run_operands(const recipes_options& o, const std::vector<std::string>& specs
              r.step_index, r.layers.size(), r.cells.size(), nr);
   if (!r.skipped.empty())
     fmt::print("not quantized (histograms only): {}\n", printable(fmt::format("{}", fmt::join(r.skipped, ", "))));
+  if (std::any_of(r.cells.begin(), r.cells.end(), [](const operand_cell& c) { return c.results.front().from_stats; }))
+    fmt::print("operands without raw values are answered from their block statistics (docs/recipes.md): exact for "
+               "power-of-two scales, low..high bounds otherwise; SQNR needs the values\n");
   for (std::size_t l = 0; l < r.layers.size(); ++l) {
     fmt::print("\n{}\n", printable(r.layers[l]));
     fmt::print("  {:<9} {:>11} {:<26} {:>5} {:>6} {:>9} {:>9} {:>9} {:>7} {:>9} {:>8} {:>8}  {}\n", "operand", "matrix",
@@ -200,16 +223,32 @@ int run_operands(const recipes_options& o, const std::vector<std::string>& specs
       if (c.layer != l) continue;
       for (std::size_t k = 0; k < nr; ++k) {
         const auto& q = c.results[k];
+        const auto first = k ? "" : cell_name(c.role, c.use.gemm);
+        const auto matrix = k ? "" : fmt::format("{}x{}", c.rows, c.cols);
+        if (!q.answered()) {
+          fmt::print("  {:<9} {:>11} {:<26} not answerable from block statistics: {}\n", first, matrix,
+                     printable(specs[k]), printable(q.unanswered));
+          continue;
+        }
         const auto& st = q.stats;
+        const auto& hi = q.from_stats ? q.high : q.stats;
         const auto n = st.counts.total();
-        fmt::print("  {:<9} {:>11} {:<26} {:>5} {:>6} {:>9} {:>9} {:>9} {:>7.2f} {:>9.3g} {:>8} {:>8}  2^{}..2^{}\n",
-                   k ? "" : cell_name(c.role, c.use.gemm), k ? "" : fmt::format("{}x{}", c.rows, c.cols),
+        // From block statistics: a bound prints as low..high; the error statistics need the values.
+        const auto pct = [](std::uint64_t lo, std::uint64_t up, std::uint64_t of) {
+          return lo == up ? percent(lo, of) : percent(lo, of) + ".." + percent(up, of);
+        };
+        fmt::print("  {:<9} {:>11} {:<26} {:>5} {:>6} {:>9} {:>9} {:>9} {:>7} {:>9} {:>8} {:>8}  2^{}..2^{}{}\n", first, matrix,
                    printable(specs[k]), q.element, fmt::format("{}x{}", q.block_rows, q.block_cols),
-                   percent(st.counts[cast_class::underflow], n), percent(st.counts[cast_class::subnormal], n),
-                   percent(st.counts[cast_class::overflow], n), st.errors.sqnr_db(), st.errors.mean_rel(),
-                   percent(st.clipped_blocks, st.blocks), percent(st.any_vanish_blocks, st.blocks),
+                   pct(st.counts[cast_class::underflow], hi.counts[cast_class::underflow], n),
+                   pct(st.counts[cast_class::subnormal], hi.counts[cast_class::subnormal], n),
+                   pct(st.counts[cast_class::overflow], hi.counts[cast_class::overflow], n),
+                   q.from_stats ? "-" : fmt::format("{:.2f}", st.errors.sqnr_db()),
+                   q.from_stats ? "-" : fmt::format("{:.3g}", st.errors.mean_rel()),
+                   pct(st.clipped_blocks, hi.clipped_blocks, st.blocks),
+                   pct(st.any_vanish_blocks, hi.any_vanish_blocks, st.blocks),
                    st.scale_binades.empty() ? 0 : st.scale_binades.begin()->first,
-                   st.scale_binades.empty() ? 0 : st.scale_binades.rbegin()->first);
+                   st.scale_binades.empty() ? 0 : st.scale_binades.rbegin()->first,
+                   !q.from_stats ? "" : shown_exact(q) ? "  (block stats)" : "  (block stats: bounds)");
       }
     }
   }
@@ -219,9 +258,10 @@ int run_operands(const recipes_options& o, const std::vector<std::string>& specs
     for (std::size_t t = 0; t < v.recipes[k].layers.size() && t < std::size_t(o.worst); ++t) {
       const auto& lv = v.recipes[k].layers[t];
       const auto& c = r.cells[lv.worst_cell];
-      line += fmt::format("{}{} ({} {:.3g}% lost; min {:.1f} dB)", t ? ", " : "", printable(r.layers[lv.layer]),
-                          cell_name(c.role, c.use.gemm), 100 * lv.worst_lost, lv.min_sqnr_db);
+      line += fmt::format("{}{} ({} {:.3g}% lost{})", t ? ", " : "", printable(r.layers[lv.layer]),
+                          cell_name(c.role, c.use.gemm), 100 * lv.worst_lost, db_note("; min ", lv.min_sqnr_db));
     }
+    if (line.empty()) line = "(not answerable from the block statistics)";
     fmt::print("  {:<28} {}\n", printable(specs[k]), line);
   }
   if (o.budget >= 0) {
@@ -230,6 +270,10 @@ int run_operands(const recipes_options& o, const std::vector<std::string>& specs
     for (std::size_t k = 0; k < nr; ++k) {
       std::string line;
       for (const auto l : v.recipes[k].keep_bf16) line += (line.empty() ? "" : ", ") + printable(r.layers[l]);
+      if (v.recipes[k].unanswered == r.cells.size()) {
+        fmt::print("  {:<28} (not answerable from the block statistics)\n", printable(specs[k]));
+        continue;
+      }
       fmt::print("  {:<28} {} of {} layers{}{}\n", printable(specs[k]), v.recipes[k].keep_bf16.size(), r.layers.size(),
                  line.empty() ? "" : ": ", line);
     }
@@ -237,8 +281,13 @@ int run_operands(const recipes_options& o, const std::vector<std::string>& specs
   fmt::print("\nloses least over the step (fewest nonzero elements lost over every operand x GEMM, then highest SQNR):\n");
   for (std::size_t t = 0; t < v.ranking.size(); ++t) {
     const auto& rv = v.recipes[v.ranking[t]];
-    fmt::print("  {}. {:<25} {:.3g}% lost, {:.1f} dB\n", t + 1, printable(specs[v.ranking[t]]), 100 * rv.lost_fraction(),
-               rv.errors.sqnr_db());
+    const std::size_t cells = r.cells.size();
+    if (rv.unanswered == cells)
+      fmt::print("  {}. {:<25} not answerable from the block statistics\n", t + 1, printable(specs[v.ranking[t]]));
+    else
+      fmt::print("  {}. {:<25} {:.3g}% lost{}{}\n", t + 1, printable(specs[v.ranking[t]]), 100 * rv.lost_fraction(),
+                 db_note(", ", rv.errors.sqnr_db()),
+                 rv.unanswered ? fmt::format(" ({} of {} operand x GEMM cells not answerable)", rv.unanswered, cells) : "");
   }
   return exit_ok;
 }

@@ -39,13 +39,21 @@ struct gemm_use {
 /// result): none.
 std::span<const gemm_use> gemms_of(trace_role r);
 
-/// What a report keeps of one block_quantize() result (the statistics, not the codes).
+/// What a report keeps of one block_quantize() result (the statistics, not the codes), or, for
+/// an operand recorded without values, of answer_block_stats() (block_stats.hpp): `stats` is then
+/// the lower bound of each statistic and `high` the upper, equal where the answer is exact (every
+/// power-of-two recipe); the error statistics are unknown (errors.n == 0: SQNR NaN).
 struct operand_quant {
   block_stats stats;
   std::string element, scale_format, describe;
   std::size_t block_rows = 1, block_cols = 1;
   double tensor_scale = 1;
-  double lost() const { return lost_fraction(stats); }
+  bool from_stats = false;  ///< answered from the operand's block statistics, not its values
+  bool exact = true;        ///< from_stats: every answered field has low == high
+  block_stats high;         ///< from_stats: the upper bounds
+  std::string unanswered;   ///< non-empty: the block statistics cannot answer this recipe (why)
+  bool answered() const { return unanswered.empty(); }
+  double lost() const { return answered() ? lost_fraction(stats) : std::nan(""); }
 };
 
 /// One operand under one GEMM, by every recipe of the report.
@@ -65,16 +73,21 @@ struct operand_report {
   std::vector<std::string> recipes;  ///< the specs, as given
   std::vector<std::string> layers;   ///< in the order of their first operand in the step
   std::vector<operand_cell> cells;   ///< layer by layer; in a layer, input, weight, grad; each in gemms_of order
-  /// Operands of the step without raw values (histograms only): not quantized, listed.
+  /// Operands of the step with neither raw values nor block statistics (histograms only): not
+  /// quantized, listed.
   std::vector<std::string> skipped;
 };
 
-/// Whether step `i` of the trace holds a GEMM operand (role input, weight or grad) with raw values.
-bool has_raw_operands(const trace_step& s);
+/// Whether a step holds a GEMM operand (role input, weight or grad) with raw values or block
+/// statistics: one a recipe can be answered for.
+bool has_answerable_operands(const trace_step& s);
 
-/// Quantizes the operands of step index `step` (-1: the last step with raw operands) of a trace
-/// under each of `specs` (the recipe grammar). trace_error when the trace has no GEMM operands
-/// or the step no raw ones; option_error for a bad recipe or a step index past the end.
+/// Quantizes the operands of step index `step` (-1: the last step with operands that have raw
+/// values or block statistics) of a trace under each of `specs` (the recipe grammar): an operand
+/// with raw values by block_quantize, one with only block statistics by answer_block_stats
+/// (bounds where the recipe's scale is not a power of two; unanswered where the statistics
+/// cannot answer it). trace_error when the trace has no GEMM operands or the step none with
+/// values or statistics; option_error for a bad recipe or a step index past the end.
 /// `progress` is called after each operand read and each quantization (a contained worker's
 /// heartbeat).
 operand_report report_operands(const trace_reader& tr, long long step, std::span<const std::string> specs,
@@ -94,6 +107,8 @@ struct recipe_verdict {
   std::vector<layer_verdict> layers;  ///< worst first: largest worst_lost, then lowest min_sqnr_db, then model order
   std::vector<std::size_t> keep_bf16; ///< the layers over the budget, in model order
   std::uint64_t lost = 0, nonzero = 0;  ///< elements lost (underflow + overflow) and nonzero finite, over every cell
+  /// Cells the block statistics could not answer under this recipe (left out of every verdict).
+  std::size_t unanswered = 0;
   double lost_fraction() const { return nonzero ? double(lost) / double(nonzero) : 0; }
   error_stats errors;  ///< summed over every cell (sqnr_db(): the step's)
 };
@@ -101,7 +116,8 @@ struct recipe_verdict {
 struct operand_verdicts {
   double budget = -1;  ///< the keep-in-BF16 budget (< 0: none asked; keep_bf16 lists are empty)
   std::vector<recipe_verdict> recipes;
-  /// The recipes, least lossy first: fewest elements lost over the step, then highest SQNR.
+  /// The recipes, least lossy first: fewest elements lost over the step, then highest SQNR; a
+  /// recipe with cells left unanswered after every recipe answered whole (its totals are partial).
   std::vector<std::size_t> ranking;
   /// Per layer, the recipe that loses least on it (smallest worst_lost, then highest min SQNR).
   std::vector<std::size_t> best_per_layer;

@@ -248,11 +248,12 @@ OPERAND_GEMMS = tuple((role, gemm) for role in ("input", "weight", "grad") for g
 
 def recipes_report(path, recipes=None, *, step: int | None = None, keep_bf16: float | None = None) -> dict:
     """`fpscope recipes TRACE` on a trace of GEMM operands (docs/trace.md, "GEMM operands";
-    recorded with fpscope.record's Recorder.watch): every raw-valued operand of one step
-    quantized under each GEMM it feeds (role and blocks along the GEMM's reduction dimension,
+    recorded with fpscope.record's Recorder.watch): every operand of one step with raw values or
+    block statistics (answered from those: lower bounds in the fields, "exact" and "high" say
+    where they are bounds; "unanswered" where they cannot answer) quantized under each GEMM it feeds (role and blocks along the GEMM's reduction dimension,
     GEMM_AXES) by each recipe (default: default_block_recipes()).
 
-    step: a step index (default: the last step with raw operands). keep_bf16: a budget, the
+    step: a step index (default: the last step with operands with values or block statistics). keep_bf16: a budget, the
     fraction of an operand's nonzero elements a layer may lose in any GEMM before it is kept in
     BF16 (None: no keep lists).
 
@@ -282,8 +283,9 @@ def recipes_report(path, recipes=None, *, step: int | None = None, keep_bf16: fl
     for op in d["operands"]:
         at = (d["layers"].index(op["layer"]), OPERAND_GEMMS.index((op["role"], op["gemm"])))
         for k, r in enumerate(op["results"]):
-            lost[(k, *at)] = r["lost_fraction"]
-            sqnr[(k, *at)] = np.nan if r["sqnr_db"] is None else r["sqnr_db"]
+            # an operand answered from block statistics: the lower bound; unanswerable (no "lost_fraction"): NaN
+            lost[(k, *at)] = np.nan if r.get("lost_fraction") is None else r["lost_fraction"]
+            sqnr[(k, *at)] = np.nan if r.get("sqnr_db") is None else r["sqnr_db"]
     d["arrays"] = {"lost": lost, "sqnr_db": sqnr}
     return d
 

@@ -39,7 +39,10 @@ Behaviour:
 - block_stats=True also stores each tensor's compact per-block statistics (`bstats_*`
   datasets, docs/trace.md "Block statistics"; computed by the C++ module in the writer thread,
   the tensor seen as (count / last dimension) x (last dimension)): block recipes answer from
-  them without raw values (fpscope.answer_block_stats, Trace.block_stats).
+  them without raw values (fpscope.answer_block_stats, Trace.block_stats, `fpscope recipes`).
+  block_stats="operands": only the GEMM operands watch() captures; record(..., block_stats=...)
+  overrides it for one step (they cost a few tens of KB per operand, compressed, whatever its
+  size: a run records them on some steps).
 - mode="raw" stores `values`, "hist" the histogram (`hist_keys`, `hist_counts`: at most a few
   thousand buckets per tensor), "both" both; record(..., mode=...) overrides it for one step.
   raw_budget=B (bytes): a step gets its raw values only while the raw values recorded so far
@@ -665,12 +668,9 @@ class Recorder:
         self._watches, self._next_step, self._called = [], None, None  # watch(): GEMM operands
         if created is None:
             created = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        if block_stats:
-            _block_stats_module()  # RuntimeError now rather than in the writer
-        self.block_stats = bool(block_stats)
+        self.block_stats = _block_stats_choice(block_stats)
         self._writer = _Writer(self.path, overwrite, max_steps, (_producer(), str(model_description), created),
                                background, max_pending, max_pending_bytes, backend, threads, on_written, dist)
-        self._writer.block_stats = self.block_stats
         if self._writer.lib is None:
             warnings.warn("fpscope_record: the HDF5 library is not reachable through ctypes; the trace is "
                           "valid but a process killed while linking a step can damage /steps", stacklevel=2)
@@ -727,7 +727,7 @@ class Recorder:
         return step % self.every == 0
 
     def record(self, step, tensors, loss=None, lr=None, loss_scale=1.0, mode=None, nonfinite=None, shards=None,
-               operand_mode=None):
+               operand_mode=None, block_stats=None):
         """Records the tensors at this step if it is chosen (see the module documentation);
         returns whether it did.
 
@@ -737,7 +737,8 @@ class Recorder:
         nonfinite: whether a gradient holds an inf or NaN, when known (None: checked if needed).
         shards: {name: flat_shard(...) | split_shard(...)} for this step, over the recorder's.
         operand_mode: the mode of the GEMM operands watch() captured for this step (default:
-        watch()'s mode, else the step's).
+        watch()'s mode, else the step's). block_stats: False, True or "operands" for this step
+        (None: the recorder's).
         With the background writer the step is queued when this returns (flush(): on disk);
         without, it is on disk. Raises RecorderError when the writer has failed.
         """
@@ -754,6 +755,7 @@ class Recorder:
         scale = _number(loss_scale)
         if operand_mode is not None and operand_mode not in MODES:
             raise ValueError(f"operand_mode must be one of {MODES}, not {operand_mode!r}")
+        bs = self.block_stats if block_stats is None else _block_stats_choice(block_stats)
         params = {}
         pairs = _pairs(tensors, params)
         captured = self._operands(step)  # [(item, (role, layer, rows, cols), mode)]: watch()'s, this step's
@@ -790,16 +792,17 @@ class Recorder:
         if self.steps_recorded == self.max_steps:
             warnings.warn(f"fpscope_record: {self.path} holds max_steps={self.max_steps} steps; appending more is "
                           "no longer crash-safe (pass a larger max_steps)", stacklevel=2)
-        items = [_Item(name, x, self.dtype, self.backend, mode != "hist" or self.block_stats) for name, x in pairs]
+        items = [_Item(name, x, self.dtype, self.backend, mode != "hist" or bs is True) for name, x in pairs]
         roles = [self._wgrad_role(params.get(name)) for name, _ in pairs]
+        bstats = [bs is True] * len(pairs) + [bool(bs)] * len(captured)
         for (it, role, _), m in zip(captured, modes[len(pairs):]):
             it.mode = m
-            if m == "hist" and it.launched is not None and not self.block_stats:
+            if m == "hist" and it.launched is not None and not bs:
                 it.raw, it.nbytes = None, 0  # a device tensor's histogram is queued there: no host copy needed
             items.append(it)
             roles.append(role)
         w.submit(_Step(step, f"{step:08d}", (step, _number(loss), _number(lr), scale), items, mode,
-                       sum(it.nbytes for it in items), step_shards + [None] * len(captured), roles))
+                       sum(it.nbytes for it in items), step_shards + [None] * len(captured), roles, bstats))
         self._last = step
         self.steps_recorded += 1
         return True
@@ -886,7 +889,7 @@ class Recorder:
         return False
 
 
-_Step = collections.namedtuple("_Step", "step link attrs items mode nbytes shards roles")
+_Step = collections.namedtuple("_Step", "step link attrs items mode nbytes shards roles bstats")
 
 
 class _Watch:
@@ -988,7 +991,6 @@ class _Writer:
         self.max_pending, self.max_pending_bytes = max_pending, max_pending_bytes
         self.written, self.error, self.error_step, self.reported = 0, None, None, False
         self.closed, self.closing, self.thread, self.pool = False, False, None, None
-        self.block_stats = False
         self.jobs, self.held, self.cv = collections.deque(), 0, threading.Condition()
         self.file = self.fd = None
         self.file, self.lib = _create(path, overwrite)
@@ -1097,11 +1099,11 @@ class _Writer:
             g.attrs.create(name, t(v))
         links = [escape(it.name) for it in job.items]
         tg = _group(lib, g, "tensors", links=len(links), name_len=max(map(len, links), default=1))
-        for it, ln, sh, role in zip(job.items, links, job.shards, job.roles):
+        for it, ln, sh, role, want_bs in zip(job.items, links, job.shards, job.roles, job.bstats):
             mode = it.mode or job.mode
             raw_wanted, hist_wanted = mode in ("raw", "both"), mode in ("hist", "both")
-            raw, keys, counts, stats = it.resolve(self.backend, self.threads, raw_wanted or self.block_stats, hist_wanted)
-            bstats = _block_stats(it.dtype, it.shape, raw, self.threads) if self.block_stats else None
+            raw, keys, counts, stats = it.resolve(self.backend, self.threads, raw_wanted or want_bs, hist_wanted)
+            bstats = _block_stats(it.dtype, it.shape, raw, self.threads) if want_bs else None
             _put_tensor(_group(lib, tg, ln, links=3, name_len=11), it.dtype, it.shape, stats,
                         raw if raw_wanted else None, (keys, counts) if hist_wanted else None, self.pool, sh, role, bstats)
             it.raw = it.launched = None  # the copies go as soon as they are written
@@ -1155,9 +1157,17 @@ def _put_tensor(t, dtype, shape, stats, raw, hist, pool=None, shard=None, operan
             _dataset(t, name, data)
 
 
+def _block_stats_choice(v):
+    if v not in (False, True, "operands"):
+        raise ValueError(f"block_stats must be False, True or 'operands', not {v!r}")
+    if v:
+        _block_stats_module()  # RuntimeError now rather than in the writer
+    return v
+
+
 def _block_stats_module():
-    try:
-        from . import _fpscope
+    try:  # absolute, as _module_summary: tools/record's copy is imported outside the package
+        from fpscope import _fpscope
     except ImportError as e:
         raise RuntimeError("block_stats=True needs the compiled fpscope module (_fpscope)") from e
     return _fpscope
