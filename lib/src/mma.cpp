@@ -715,6 +715,33 @@ error_summary errors(const instruction& inst, std::size_t m, std::size_t n, std:
   return r;
 }
 
+std::vector<k_point> k_sweep(const instruction& inst, std::size_t m, std::size_t n, std::size_t k, const float* A,
+                             const float* B, const float* C, const std::vector<std::size_t>& ks,
+                             const gemm_options& o, std::uint64_t limit) {
+  std::vector<k_point> out;
+  std::vector<float> a, d(m * n);
+  std::vector<std::uint8_t> sa;
+  const std::size_t blk = std::size_t(inst.block), nblk = blk ? (k + blk - 1) / blk : 0;
+  for (const std::size_t K : ks) {
+    if (K == 0 || K > k)
+      throw std::invalid_argument("k_sweep: K = " + std::to_string(K) + " is not in 1.." + std::to_string(k));
+    // A's first K columns, contiguous; B's first K rows already are.
+    a.resize(m * K);
+    for (std::size_t i = 0; i < m; ++i) std::copy(A + i * k, A + i * k + K, a.begin() + std::ptrdiff_t(i * K));
+    gemm_options go = o;
+    if (blk && o.a_scale) {  // A's scales of the first blocks, row by row; B's are its first rows
+      const std::size_t nb = (K + blk - 1) / blk;
+      sa.resize(m * nb);
+      for (std::size_t i = 0; i < m; ++i)
+        std::copy(o.a_scale + i * nblk, o.a_scale + i * nblk + nb, sa.begin() + std::ptrdiff_t(i * nb));
+      go.a_scale = sa.data();
+    }
+    gemm(inst, m, n, K, a.data(), B, C, d.data(), go);
+    out.push_back({K, errors(inst, m, n, K, a.data(), B, C, d.data(), go, limit)});
+  }
+  return out;
+}
+
 void run(const instruction& inst, const float* A, const float* B, const float* C, float* D) {
   gemm(inst, std::size_t(inst.m), std::size_t(inst.n), std::size_t(inst.k), A, B, C, D, {0, 1});
 }

@@ -122,6 +122,21 @@ error_summary errors(const instruction& inst, std::size_t m, std::size_t n, std:
                      const float* B, const float* C, const float* D, const gemm_options& o = {},
                      std::uint64_t limit = 4096);
 
+/// One depth of an error-against-K sweep.
+struct k_point {
+  std::size_t k = 0;  ///< the depth: the first k columns of A and rows of B
+  error_summary err;
+};
+
+/// The error against K (DeepSeek-V3's figure, the "error against K"): for each depth K of
+/// `ks` (each in 1..k), the GEMM of the first K columns of A (m x k, row stride k) and the first K
+/// rows of B (k x n), plus C, computed by gemm and measured by errors (`limit` results), with the
+/// options `o` (promotion; block scales given for all of k, their first ceil(K / block) blocks
+/// used). Throws std::invalid_argument for a K outside 1..k, and whatever gemm throws.
+std::vector<k_point> k_sweep(const instruction& inst, std::size_t m, std::size_t n, std::size_t k, const float* A,
+                             const float* B, const float* C, const std::vector<std::size_t>& ks,
+                             const gemm_options& o = {}, std::uint64_t limit = 4096);
+
 /// One result's error, as errors() measures it: `value` (a D element) against `exact` (the exact
 /// A*B+C rounded to double; NaN where there is none): abs_error, rel_error, ulp_error in units
 /// of the output type's last place at |exact| (NaN fields where value or exact is NaN).
