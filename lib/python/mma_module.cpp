@@ -44,7 +44,8 @@ py::dict info(const fpscope::mma::instruction& in) {
 using u8 = py::array_t<std::uint8_t, py::array::c_style>;
 
 f32 gemm(const f32& a, const f32& b, const std::optional<f32>& c, const std::string& arch, const std::string& inst,
-         std::size_t promote, int threads, const std::optional<u8>& a_scale, const std::optional<u8>& b_scale) {
+         std::size_t promote, int threads, const std::optional<u8>& a_scale, const std::optional<u8>& b_scale,
+         const std::optional<f32>& a_scale_1x128, const std::optional<f32>& b_scale_128x128) {
   const auto in = fpscope::mma::find(arch, inst);
   fpscope::check_threads(threads, "threads");
   if (a.ndim() != 2 || b.ndim() != 2) throw py::value_error("gemm: a and b must be 2-D");
@@ -61,6 +62,16 @@ f32 gemm(const f32& a, const f32& b, const std::optional<f32>& c, const std::str
     if (b_scale && (b_scale->ndim() != 2 || b_scale->shape(0) != nblk || b_scale->shape(1) != py::ssize_t(n)))
       throw py::value_error("gemm: b_scale must be " + std::to_string(nblk) + " x " + std::to_string(n));
   }
+  if (a_scale_1x128 || b_scale_128x128) {  // A's m x ceil(k / 128), B's ceil(k / 128) x ceil(n / 128)
+    constexpr std::size_t fb = fpscope::mma::fine_block;
+    const auto kb = py::ssize_t((k + fb - 1) / fb), nb = py::ssize_t((n + fb - 1) / fb);
+    if (a_scale_1x128 && (a_scale_1x128->ndim() != 2 || a_scale_1x128->shape(0) != py::ssize_t(m) ||
+                          a_scale_1x128->shape(1) != kb))
+      throw py::value_error("gemm: 1x128 a_scale must be " + std::to_string(m) + " x " + std::to_string(kb));
+    if (b_scale_128x128 && (b_scale_128x128->ndim() != 2 || b_scale_128x128->shape(0) != kb ||
+                            b_scale_128x128->shape(1) != nb))
+      throw py::value_error("gemm: 128x128 b_scale must be " + std::to_string(kb) + " x " + std::to_string(nb));
+  }
   if (k == 0 || (m && n > fpscope::mma::max_gemm_elements / m))
     throw py::value_error("gemm: a " + std::to_string(m) + " x " + std::to_string(n) + " x " + std::to_string(k) +
                           " product is refused (k = 0, or more than 2^30 results)");
@@ -68,6 +79,8 @@ f32 gemm(const f32& a, const f32& b, const std::optional<f32>& c, const std::str
   fpscope::mma::gemm_options o{promote, threads};
   o.a_scale = a_scale ? a_scale->data() : nullptr;
   o.b_scale = b_scale ? b_scale->data() : nullptr;
+  o.a_scale_1x128 = a_scale_1x128 ? a_scale_1x128->data() : nullptr;
+  o.b_scale_128x128 = b_scale_128x128 ? b_scale_128x128->data() : nullptr;
   const float* cp = c ? c->data() : nullptr;
   float* dp = d.mutable_data();
   {
@@ -86,5 +99,6 @@ void add_mma_bindings(py::module_& m) {
   m.def("mma_info", [](const std::string& arch, const std::string& inst) { return info(fpscope::mma::find(arch, inst)); },
         py::arg("arch"), py::arg("inst"), "An instruction's model: shape, operand types, F, L, rounding, e_zero.");
   m.def("_gemm", &gemm, py::arg("a"), py::arg("b"), py::arg("c"), py::arg("arch"), py::arg("inst"), py::arg("promote"),
-        py::arg("threads"), py::arg("a_scale") = py::none(), py::arg("b_scale") = py::none());
+        py::arg("threads"), py::arg("a_scale") = py::none(), py::arg("b_scale") = py::none(),
+        py::arg("a_scale_1x128") = py::none(), py::arg("b_scale_128x128") = py::none());
 }

@@ -28,6 +28,7 @@
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "fpscope/accumulate.hpp"
@@ -48,6 +49,15 @@ constexpr std::uint32_t canonical_nan = 0x7FFFFFFFu;  // fdpa.py:70 (0x7FFF for 
 inline std::uint32_t promoted(std::uint32_t total, std::uint32_t group) {
   const float s = from_bits<float>(total) + from_bits<float>(group);
   return std::isnan(s) ? canonical_nan : to_bits(s);
+}
+
+// The promotion with the 1x128 recipe's scales, DeepGEMM's "Promote with scales"
+// (deep_gemm/include/deep_gemm/fp8_gemm.cuh, fp8_gemm_kernel; commit 07ef809d):
+// `final_accum += (scale_a * scale_b) * accum`, the scales' product a float32 multiply and the
+// multiply-add contracted by nvcc into one FMA (its default -fmad=true). Bits in, bits out.
+inline std::uint32_t scaled(std::uint32_t total, float s, std::uint32_t group) {
+  const float r = std::fma(s, from_bits<float>(group), from_bits<float>(total));
+  return std::isnan(r) ? canonical_nan : to_bits(r);
 }
 
 // Splits the float32 `bits` of a value of a format with p fraction bits and smallest normal
@@ -229,6 +239,30 @@ std::uint32_t special_step(const float* arow, const float* B, std::size_t n, std
   if (pinf) return 0x7F800000u;
   if (ninf) return 0xFF800000u;
   return 0;
+}
+
+// The 1x128 recipe's preconditions (gemm_options::a_scale_1x128): an instruction without scales
+// of its own, promotion every 128 at most implied, both scale arrays, finite scales.
+void check_fine_scales(const instruction& inst, std::size_t m, std::size_t n, std::size_t k, const gemm_options& o) {
+  if (!o.a_scale_1x128 || !o.b_scale_128x128)
+    throw std::invalid_argument("1x128 scaling needs both A's (m x k/128) and B's (k/128 x n/128) scales");
+  if (inst.block || inst.group || inst.F2 || o.a_scale || o.b_scale)
+    throw std::invalid_argument(inst.name + " (" + inst.arch + "): 1x128 scaling is for instructions without " +
+                                (inst.F2 ? "CDNA3's own accumulation" : "block scales of their own"));
+  if (fine_block % std::size_t(inst.k))
+    throw std::invalid_argument("1x128 scaling: " + inst.name + "'s k (" + std::to_string(inst.k) + ") does not divide 128");
+  if (o.promote && o.promote != fine_block)
+    throw option_error("--promote: 1x128 scaling promotes every 128 (its K-block), not every " +
+                       std::to_string(o.promote));
+  const std::size_t kb = (k + fine_block - 1) / fine_block, nb = (n + fine_block - 1) / fine_block;
+  const auto check = [](const float* s, std::size_t rows, std::size_t cols, const char* what) {
+    for (std::size_t x = 0; x < rows * cols; ++x)
+      if (!std::isfinite(s[x]))
+        throw std::invalid_argument(std::string(what) + " scale [" + std::to_string(x / cols) + "," +
+                                    std::to_string(x % cols) + "] = " + number_text(s[x]) + " is not finite");
+  };
+  check(o.a_scale_1x128, m, kb, "A");
+  check(o.b_scale_128x128, kb, nb, "B");
 }
 
 // An output tile: MB rows x NB columns, its accumulators in L1.
@@ -591,6 +625,8 @@ void gemm(const instruction& inst, std::size_t m, std::size_t n, std::size_t k, 
     throw std::invalid_argument("gemm: " + std::to_string(m) + " x " + std::to_string(n) + " x " + std::to_string(k) +
                                 " is beyond the limit of 2^30 elements per matrix");
   if (k == 0) throw std::invalid_argument("gemm: k is 0 (an empty product)");
+  const bool fine = o.a_scale_1x128 || o.b_scale_128x128;
+  if (fine) check_fine_scales(inst, m, n, k, o);
   if (m == 0 || n == 0) return;
   if (inst.F2) {
     if (o.a_scale || o.b_scale) throw std::invalid_argument(inst.name + " is not block-scaled: it takes no scales");
@@ -626,7 +662,9 @@ void gemm(const instruction& inst, std::size_t m, std::size_t n, std::size_t k, 
     for (std::size_t j = 0; j < n; ++j)
       if (nfb[kk * n + j]) col_special[(kk / L) * n + j] = 1;
   const gemm_job g{md, m, n, k, kpad, A, B, sa, sb, row_special, col_special};
-  const std::size_t group = o.promote ? o.promote : kpad;
+  const std::size_t group = fine ? fine_block : o.promote ? o.promote : kpad;
+  // 1x128: A's scales per row and K-block, B's per K-block and 128 columns.
+  const std::size_t fkb = (k + fine_block - 1) / fine_block, fnb = (n + fine_block - 1) / fine_block;
   const auto steps_fn = md.rho == result_rounding::rz_fp32    ? &run_steps<result_rounding::rz_fp32>
                         : md.rho == result_rounding::rz_e8m13 ? &run_steps<result_rounding::rz_e8m13>
                                                               : &run_steps<result_rounding::rne_fp16>;
@@ -639,15 +677,24 @@ void gemm(const instruction& inst, std::size_t m, std::size_t n, std::size_t k, 
     std::uint32_t c[MB * NB] = {}, total[MB * NB] = {};
     for (std::size_t r = 0; r < mb; ++r)
       for (std::size_t j = 0; j < nb; ++j) total[r * NB + j] = C ? to_bits(C[(i0 + r) * n + j0 + j]) : 0u;
-    if (!o.promote) {
+    if (!o.promote && !fine) {
       steps_fn(g, i0, mb, j0, nb, 0, kpad, total, true);
     } else {
       // DeepSeek-V3's promotion: each group of `promote` from a zero accumulator, then added
-      // into the binary32 total (promoted()).
+      // into the binary32 total (promoted()); with 1x128 scales, times its scales (scaled()).
       for (std::size_t k0 = 0; k0 < kpad; k0 += group) {
         std::fill(c, c + MB * NB, 0u);
         steps_fn(g, i0, mb, j0, nb, k0, std::min(kpad, k0 + group), c, false);
-        for (std::size_t x = 0; x < MB * NB; ++x) total[x] = promoted(total[x], c[x]);
+        if (!fine) {
+          for (std::size_t x = 0; x < MB * NB; ++x) total[x] = promoted(total[x], c[x]);
+          continue;
+        }
+        const std::size_t kb = k0 / fine_block;
+        for (std::size_t r = 0; r < mb; ++r)
+          for (std::size_t j = 0; j < nb; ++j) {
+            const float fsa = o.a_scale_1x128[(i0 + r) * fkb + kb], fsb = o.b_scale_128x128[kb * fnb + (j0 + j) / fine_block];
+            total[r * NB + j] = scaled(total[r * NB + j], fsa * fsb, c[r * NB + j]);
+          }
       }
     }
     for (std::size_t r = 0; r < mb; ++r)
@@ -676,8 +723,20 @@ error_summary errors(const instruction& inst, std::size_t m, std::size_t n, std:
   error_summary r;
   const std::uint64_t total = std::uint64_t(m) * n;
   const std::uint64_t count = std::min<std::uint64_t>(total, limit);
-  // The exact value through dot()'s exact sum, C entering as one more product, C * 1.
-  std::vector<double> a(k + 1), b(k + 1);
+  // The exact value through dot()'s exact sum, C entering as one more product, C * 1. With 1x128
+  // scales, a * sa * b * sb has up to 2 (11 + 24) significant bits, beyond a double: each scale is
+  // split into two halves of at most 12 bits (hi + lo, exactly), and the element's product enters
+  // as the four products (a * sa_x) * (b * sb_y), each exact in a double (at most 2 x 23 bits).
+  const bool fine = o.a_scale_1x128 && o.b_scale_128x128;
+  const std::size_t terms = fine ? 4 : 1;
+  const std::size_t fkb = (k + fine_block - 1) / fine_block, fnb = (n + fine_block - 1) / fine_block;
+  const auto halves = [](float s) {  // s = hi + lo, each at most 12 significant bits
+    if (s == 0) return std::pair{0.0, 0.0};
+    const int e = std::ilogb(double(s));
+    const double hi = std::ldexp(std::trunc(std::ldexp(double(s), 11 - e)), e - 11);
+    return std::pair{hi, double(s) - hi};
+  };
+  std::vector<double> a(k * terms + 1), b(k * terms + 1);
   const accumulator acc{inst.d, rounding::rne, 0};
   double sum_rel = 0;
   std::uint64_t n_rel = 0;
@@ -694,8 +753,18 @@ error_summary errors(const instruction& inst, std::size_t m, std::size_t n, std:
         b[t] *= decode(o.b_scale[(t / blk) * n + j] & mask, inst.scale);
       }
     }
-    a[k] = C ? C[at] : 0.0;
-    b[k] = 1.0;
+    if (fine)  // from the last element down: a[t], b[t] are read before their slots are overwritten
+      for (std::size_t t = k; t-- > 0;) {
+        const auto [ah, al] = halves(o.a_scale_1x128[i * fkb + t / fine_block]);
+        const auto [bh, bl] = halves(o.b_scale_128x128[(t / fine_block) * fnb + j / fine_block]);
+        const double x = a[t], y = b[t];
+        a[4 * t] = x * ah, b[4 * t] = y * bh;
+        a[4 * t + 1] = x * ah, b[4 * t + 1] = y * bl;
+        a[4 * t + 2] = x * al, b[4 * t + 2] = y * bh;
+        a[4 * t + 3] = x * al, b[4 * t + 3] = y * bl;
+      }
+    a[k * terms] = C ? C[at] : 0.0;
+    b[k * terms] = 1.0;
     const dot_result e = measure(inst, D[at], dot(a, b, acc).exact);
     ++r.checked;
     if (std::isnan(e.rel_error)) {
@@ -721,6 +790,7 @@ std::vector<k_point> k_sweep(const instruction& inst, std::size_t m, std::size_t
   std::vector<k_point> out;
   std::vector<float> a, d(m * n);
   std::vector<std::uint8_t> sa;
+  std::vector<float> fa;
   const std::size_t blk = std::size_t(inst.block), nblk = blk ? (k + blk - 1) / blk : 0;
   for (const std::size_t K : ks) {
     if (K == 0 || K > k)
@@ -735,6 +805,13 @@ std::vector<k_point> k_sweep(const instruction& inst, std::size_t m, std::size_t
       for (std::size_t i = 0; i < m; ++i)
         std::copy(o.a_scale + i * nblk, o.a_scale + i * nblk + nb, sa.begin() + std::ptrdiff_t(i * nb));
       go.a_scale = sa.data();
+    }
+    if (o.a_scale_1x128) {  // the same for the 1x128 recipe's A scales
+      const std::size_t full = (k + fine_block - 1) / fine_block, nb = (K + fine_block - 1) / fine_block;
+      fa.resize(m * nb);
+      for (std::size_t i = 0; i < m; ++i)
+        std::copy(o.a_scale_1x128 + i * full, o.a_scale_1x128 + i * full + nb, fa.begin() + std::ptrdiff_t(i * nb));
+      go.a_scale_1x128 = fa.data();
     }
     gemm(inst, m, n, K, a.data(), B, C, d.data(), go);
     out.push_back({K, errors(inst, m, n, K, a.data(), B, C, d.data(), go, limit)});

@@ -52,9 +52,17 @@ gemm_plan plan(const gemm_options& o) {
       if (archs[j] == archs[i] && insts.size() == 1) throw usage_error("--arch: " + fpscope::quoted(archs[i]) + " given twice");
     p.insts.push_back(mma::find(archs[i], insts.size() == 1 ? insts[0] : insts[i]));
   }
-  for (const auto& in : p.insts)
+  for (const auto& in : p.insts) {
     if (in.block && o.scales.empty())
       throw usage_error("--scales: " + in.name + " is block-scaled: give SA.npy,SB.npy (UE8M0 codes)");
+    if (!o.scales.empty() && (in.block != 0) != (p.insts.front().block != 0))
+      throw usage_error("--scales: " + in.name + " and " + p.insts.front().name +
+                        " take different scales (block-scaled codes against 1x128 float32)");
+    if (!o.scales.empty() && !in.block && (in.F2 || in.group))
+      throw usage_error("--scales: " + in.arch + " " + in.name + " takes no 1x128 scales");
+    if (!o.scales.empty() && !in.block && o.promote && o.promote != mma::fine_block)
+      throw usage_error(fmt::format("--promote: 1x128 scales promote every {}, not {}", mma::fine_block, o.promote));
+  }
   if (!o.out.empty() && p.insts.size() > 1) throw usage_error("-o: one architecture at a time (D differs by architecture)");
   if (!o.out.empty() && !o.k_sweep.empty()) throw usage_error("-o: not with --k-sweep (a sweep computes one D per depth)");
   if (!o.plot.empty() && o.k_sweep.empty()) throw usage_error("--plot: draws the error against K: give --k-sweep");
@@ -133,6 +141,7 @@ struct sweep_inputs {
   const float *A, *B, *C;
   std::size_t m, n, k;
   const std::uint8_t *sa, *sb;
+  const float *fsa, *fsb;
 };
 
 // --k-sweep: the error against K of every architecture (and, with --promote, each without and
@@ -153,12 +162,16 @@ int run_sweep(const gemm_options& o, const gemm_plan& p, const sweep_inputs& in)
       mma::gemm_options go{promote, o.threads};
       go.a_scale = in.sa;
       go.b_scale = in.sb;
+      go.a_scale_1x128 = in.fsa;
+      go.b_scale_128x128 = in.fsb;
+      if (in.fsa && promote) continue;  // 1x128 always promotes every 128: one series
       runs.push_back({&inst, promote, mma::k_sweep(inst, in.m, in.n, in.k, in.A, in.B, in.C, ks, go)});
     }
   const auto label = [&](const series& s) {
     std::string l = s.inst->arch;
     if (!same_inst) l += " " + s.inst->name;
-    if (s.promote) l += fmt::format(", promoted every {}", s.promote);
+    if (in.fsa) l += ", 1x128 scales";
+    else if (s.promote) l += fmt::format(", promoted every {}", s.promote);
     return l;
   };
   if (!o.plot.empty()) {
@@ -214,7 +227,9 @@ int run_sweep(const gemm_options& o, const gemm_plan& p, const sweep_inputs& in)
     fmt::print("errors against the exact A*B+C over {} results per depth{}\n", grouped(checked),
                checked == std::uint64_t(in.m) * in.n ? " (all)" : " (evenly spaced)");
     for (const auto& s : runs) {
-      fmt::print("{}{}\n", s.inst->describe(), s.promote ? fmt::format(", promoted to fp32 every {}", s.promote) : "");
+      fmt::print("{}{}\n", s.inst->describe(),
+                 in.fsa ? ", 1x128 / 128x128 scales, promoted to fp32 every 128"
+                 : s.promote ? fmt::format(", promoted to fp32 every {}", s.promote) : "");
       fmt::print("  {:>8} {:>12} {:>12} {:>10} {:>9}\n", "K", "max |rel|", "mean |rel|", "max ulps", "inexact");
       for (const auto& pt : s.points) {
         fmt::print("  {:>8} {:>12.4g} {:>12.4g} {:>10.4g} {:>9}", grouped(pt.k), pt.err.max_abs_rel,
@@ -226,6 +241,22 @@ int run_sweep(const gemm_options& o, const gemm_plan& p, const sweep_inputs& in)
   }
   if (!o.plot.empty() && !o.json && !o.csv) fmt::print("wrote {}\n", printable(o.plot));
   return exit_ok;
+}
+
+// float32 scales of the 1x128 recipe, rows x cols.
+std::vector<float> load_fine_scales(const std::string& path, std::uint64_t rows, std::uint64_t cols, const char* what) {
+  const npy_reader in(path);
+  if (in.dtype() != npy_dtype::f4)
+    throw npy_error(fmt::format("{}: {} scales are float32, not {} (an instruction without block scales of its "
+                                "own takes DeepSeek-V3's 1x128 / 128x128 float32 scales)",
+                                path, what, npy_type_name(in.dtype())));
+  if (in.shape() != std::vector<std::uint64_t>{rows, cols})
+    throw usage_error(fmt::format("{}: {} scales of shape {}, the product needs ({}, {})", path, what,
+                                  npy_shape_string(in.shape()), rows, cols));
+  const auto v = in.values<float>();
+  std::vector<float> out(v.begin(), v.end());
+  in.check_intact();
+  return out;
 }
 
 int run(const gemm_options& o) {
@@ -251,19 +282,26 @@ int run(const gemm_options& o) {
   }
   const float* cp = o.c.empty() ? nullptr : C.v.data();
   std::vector<std::uint8_t> sa, sb;
+  std::vector<float> fsa, fsb;  // the 1x128 recipe's
   if (!o.scales.empty()) {
     const auto paths = split_commas(o.scales);
     if (paths.size() != 2) throw usage_error("--scales: give two files, A's and B's scales: SA.npy,SB.npy");
     int block = 0;
     for (const auto& in : p.insts) block = std::max(block, in.block);
-    if (!block) throw usage_error("--scales: " + first.name + " is not block-scaled");
-    const std::uint64_t nblk = (k + std::uint64_t(block) - 1) / std::uint64_t(block);
-    sa = load_scales(paths[0], m, nblk);
-    sb = load_scales(paths[1], nblk, n);
+    if (block) {
+      const std::uint64_t nblk = (k + std::uint64_t(block) - 1) / std::uint64_t(block);
+      sa = load_scales(paths[0], m, nblk);
+      sb = load_scales(paths[1], nblk, n);
+    } else {  // DeepSeek-V3's 1x128 / 128x128 float32 scales
+      const std::uint64_t kb = (k + mma::fine_block - 1) / mma::fine_block, nb = (n + mma::fine_block - 1) / mma::fine_block;
+      fsa = load_fine_scales(paths[0], m, kb, "A's 1x128");
+      fsb = load_fine_scales(paths[1], kb, nb, "B's 128x128");
+    }
   }
   if (!o.k_sweep.empty()) {
     const sweep_inputs in{A.v.data(), B.v.data(), cp, m, n, k, sa.empty() ? nullptr : sa.data(),
-                          sb.empty() ? nullptr : sb.data()};
+                          sb.empty() ? nullptr : sb.data(), fsa.empty() ? nullptr : fsa.data(),
+                          fsb.empty() ? nullptr : fsb.data()};
     return run_sweep(o, p, in);
   }
   std::vector<float> D(m * n);
@@ -278,6 +316,8 @@ int run(const gemm_options& o) {
     mma::gemm_options go{o.promote, o.threads};
     go.a_scale = sa.empty() ? nullptr : sa.data();
     go.b_scale = sb.empty() ? nullptr : sb.data();
+    go.a_scale_1x128 = fsa.empty() ? nullptr : fsa.data();
+    go.b_scale_128x128 = fsb.empty() ? nullptr : fsb.data();
     mma::gemm(in, m, n, k, A.v.data(), B.v.data(), cp, D.data(), go);
     rows.push_back({&in, mma::errors(in, m, n, k, A.v.data(), B.v.data(), cp, D.data(), go)});
     if (first_d.empty()) first_d = D;
@@ -317,7 +357,9 @@ int run(const gemm_options& o) {
     return exit_ok;
   }
   fmt::print("{} x {}: {} x {} x {}{}{}\n", printable(o.a), printable(o.b), m, n, k,
-             o.c.empty() ? "" : " + " + printable(o.c), o.promote ? fmt::format(", promoted to fp32 every {}", o.promote) : "");
+             o.c.empty() ? "" : " + " + printable(o.c),
+             !fsa.empty() ? ", 1x128 / 128x128 scales, promoted to fp32 every 128"
+             : o.promote  ? fmt::format(", promoted to fp32 every {}", o.promote) : "");
   const std::uint64_t checked = rows.front().err.checked;
   fmt::print("errors against the exact A*B+C over {}{}\n", checked == results ? "every result" : grouped(checked) + " results",
              checked == results ? "" : " (evenly spaced)");
@@ -367,7 +409,9 @@ runner setup(CLI::App& app) {
       ->check(count_check(false));
   sub->add_option("--scales", o->scales,
                   "SA.npy,SB.npy: block scales (uint8 UE8M0/UE4M3 codes) of a block-scaled\n"
-                  "instruction: A's (m, k/block) and B's (k/block, n)");
+                  "instruction: A's (m, k/block) and B's (k/block, n); for any other (not CDNA3):\n"
+                  "DeepSeek-V3's float32 scales, A's 1x128 (m, k/128) and B's 128x128 (k/128, n/128),\n"
+                  "each K-block of 128 promoted to fp32 times its two scales");
   sub->add_option("-o,--output", o->out, "write D as .npy (float32, or float16 for an f16 output)");
   add_threads_option(*sub, o->threads);
   sub->add_option("--k-sweep", o->k_sweep,

@@ -88,7 +88,19 @@ struct gemm_options {
   /// refused by the others. NaN scale codes are refused.
   const std::uint8_t* a_scale = nullptr;
   const std::uint8_t* b_scale = nullptr;
+  /// DeepSeek-V3's fine-grained FP8 scaling, as DeepGEMM runs it on Hopper: float32 scales, A's
+  /// m x ceil(k / 128) (one per row and 128 elements of K: "1x128"), B's ceil(k / 128) x
+  /// ceil(n / 128) (one per 128 x 128 tile), row-major. Each K-block of 128 runs its instructions
+  /// from a zero accumulator on the unscaled elements; its result p then goes into the binary32
+  /// total (C first) as total = fma(float(sa * sb), p, total), nearest-even. For instructions
+  /// without scales of their own (not block-scaled, not CDNA3); implies promotion every 128
+  /// (`promote` 0 or 128). Scales must be finite. Both or neither.
+  const float* a_scale_1x128 = nullptr;
+  const float* b_scale_128x128 = nullptr;
 };
+
+/// The K-block (and N-block of B's scales) of the 1x128 recipe: DeepGEMM's BLOCK_K.
+inline constexpr std::size_t fine_block = 128;
 
 /// The most results (m x n) and operand elements (m x k, k x n) one gemm takes: 2^30 each (4 GiB
 /// of float32). Shapes declared by small files (an (m, 0) array holds no data) cannot ask for more.
@@ -116,7 +128,7 @@ struct error_summary {
 };
 
 /// The errors of D (from gemm, same arguments) against the exact A * B + C (with the block
-/// scales of `o`, if any), each an exact sum (fpscope::dot's). At most `limit` results are
+/// scales of `o`, if any, 1x128 included), each an exact sum (fpscope::dot's). At most `limit` results are
 /// measured, evenly spaced over m x n (all of them when there are no more).
 error_summary errors(const instruction& inst, std::size_t m, std::size_t n, std::size_t k, const float* A,
                      const float* B, const float* C, const float* D, const gemm_options& o = {},
