@@ -211,3 +211,42 @@ def test_k_sweep_refusals(fpscope, tmp_path):
                          (["--k-sweep", "64", "--csv", "--json"], ["--csv", "--json"])]:
         assert_one_line_error(fpscope.run(*base, *extra), *words, status=2)
     assert not (tmp_path / "d.npy").exists() and not (tmp_path / "e.svg").exists()
+
+
+def test_1x128_scales_errors_are_against_the_exact_scaled_product(fpscope, tmp_path):
+    # DeepSeek-V3's recipe from files: float32 scales, A's (m, k/128), B's (k/128, n/128). The
+    # reported errors are those of D (-o) against the exact sum of a * sa * b * sb (fractions).
+    from fractions import Fraction
+
+    rng = np.random.default_rng(9)
+    e4m3 = Format("e4m3")
+    m, k, n = 3, 260, 130
+    a = e4m3.decode_all(rng.integers(0, 0x7F, (m, k)).astype(np.uint8) | (rng.integers(0, 2, (m, k)) * 0x80).astype(np.uint8))
+    b = e4m3.decode_all(rng.integers(0, 0x7F, (k, n)).astype(np.uint8))
+    sa = (np.exp2(rng.integers(-8, 8, (m, 3))) * rng.uniform(1, 2, (m, 3))).astype(np.float32)
+    sb = (np.exp2(rng.integers(-8, 8, (3, 2))) * rng.uniform(1, 2, (3, 2))).astype(np.float32)
+    for name, x in [("a", a), ("b", b), ("sa", sa), ("sb", sb)]:
+        np.save(tmp_path / f"{name}.npy", np.asarray(x, np.float32))
+    args = ("gemm", tmp_path / "a.npy", tmp_path / "b.npy", "--arch", HOPPER_FP8[0], "--inst", HOPPER_FP8[1],
+            "--scales", f"{tmp_path / 'sa.npy'},{tmp_path / 'sb.npy'}")
+    j = fpscope.json(*args, "--json")
+    fpscope.ok(*args, "-o", tmp_path / "d.npy")
+    d = np.load(tmp_path / "d.npy")
+    rel = []
+    for i in range(m):
+        for jj in range(n):
+            exact = sum(Fraction(float(a[i, t])) * Fraction(float(sa[i, t // 128])) * Fraction(float(b[t, jj])) *
+                        Fraction(float(sb[t // 128, jj // 128])) for t in range(k))
+            rel.append(abs((Fraction(float(d[i, jj])) - exact) / exact))
+    assert j["runs"][0]["checked"] == m * n
+    assert j["runs"][0]["max_abs_rel_error"] == pytest.approx(float(max(rel)), rel=1e-12)
+    assert 0 < max(rel) < 0.1  # signed A: some results cancel
+    out = fpscope.ok(*args)
+    assert "1x128 / 128x128 scales, promoted to fp32 every 128" in out
+    # refusals: codes where float32 scales are due, a wrong shape, another promotion
+    np.save(tmp_path / "sc.npy", np.ones((m, 3), np.uint8))
+    p = fpscope.run(*args[:-1], f"{tmp_path / 'sc.npy'},{tmp_path / 'sb.npy'}")
+    assert_one_line_error(p, "float32", status=1)
+    p = fpscope.run(*args[:-1], f"{tmp_path / 'sb.npy'},{tmp_path / 'sb.npy'}")
+    assert_one_line_error(p, "shape", "(3, 3)", status=2)
+    assert_one_line_error(fpscope.run(*args, "--promote", "256"), "every 128", status=2)
