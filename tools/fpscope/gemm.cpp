@@ -165,7 +165,8 @@ int run_sweep(const gemm_options& o, const gemm_plan& p, const sweep_inputs& in)
       go.a_scale_1x128 = in.fsa;
       go.b_scale_128x128 = in.fsb;
       if (in.fsa && promote) continue;  // 1x128 always promotes every 128: one series
-      runs.push_back({&inst, promote, mma::k_sweep(inst, in.m, in.n, in.k, in.A, in.B, in.C, ks, go)});
+      runs.push_back({&inst, in.fsa ? mma::fine_block : promote,
+                      mma::k_sweep(inst, in.m, in.n, in.k, in.A, in.B, in.C, ks, go)});
     }
   const auto label = [&](const series& s) {
     std::string l = s.inst->arch;
