@@ -140,6 +140,28 @@ void finish(const model& md, const std::int64_t* acc, const std::int32_t* emax, 
   }
 }
 
+// finish<rz_fp32> on integers, for the main kernel (|acc| < 2^40): the same bits without the
+// double and round_pack. The sum acc * 2^base, its leading bit at 2^E, is truncated toward zero
+// to the binary32 quantum at E (2^(E - 23), at least 2^-149); E >= 128 is inf (the model's final
+// cast); a zero result is +0.
+void finish_rz_fp32(const model& md, const std::int64_t* acc, const std::int32_t* emax, std::uint32_t* out,
+                    std::size_t nb) {
+#pragma omp simd
+  for (std::size_t j = 0; j < nb; ++j) {
+    const std::uint64_t mag = std::uint64_t(acc[j] < 0 ? -acc[j] : acc[j]);
+    const std::uint32_t sign = acc[j] < 0 ? 0x80000000u : 0u;
+    const std::int32_t base = emax[j] - md.F;
+    const std::int32_t E = base + 63 - std::int32_t(__builtin_clzll(mag | 1));  // mag = 0: any E, result 0
+    const std::int32_t q = std::max(E - 23, -149);
+    const std::int32_t drop = q - base;  // >= -23: the left shift keeps mag below 2^24
+    const std::uint64_t t = drop >= 0 ? (drop < 64 ? mag >> drop : 0) : mag << -drop;
+    const std::uint32_t normal = std::uint32_t(E >= -126 && t != 0);  // t then has its leading bit at 2^23
+    std::uint32_t bits = normal ? (std::uint32_t(E + 127) << 23) | (std::uint32_t(t) & 0x7FFFFFu) : std::uint32_t(t);
+    bits = E >= 128 && mag != 0 ? 0x7F800000u : bits;
+    out[j] = bits ? (bits | sign) : 0u;
+  }
+}
+
 // Whether `v` is exactly a value of `f` (NaN: whether f has NaN), by the format engine: encoded
 // and decoded back. binary32 (an f32 C) holds every float.
 bool exactly_in(float v, const format& f) {
@@ -298,6 +320,8 @@ void run_steps(const gemm_job& g, std::size_t i0, std::size_t mb, std::size_t j0
     std::uint32_t* c = cs + r * NB;
     const int pc = first ? md.pc : md.pd, emin_c = first ? md.emin_c : md.emin_d;
     const int Lc = md.F - pc;  // C's shift: left when F > pc, else right
+    // Branch-free, but GCC's cost model keeps this loop scalar without being told.
+#pragma omp simd
     for (std::size_t j = 0; j < nb; ++j) {
       std::uint32_t M;
       std::int32_t e;
@@ -352,7 +376,17 @@ void run_steps(const gemm_job& g, std::size_t i0, std::size_t mb, std::size_t j0
     const std::size_t step = k / std::size_t(md.L);
     const bool row_sp = g.row_special[i * steps + step] != 0;
     std::uint32_t next[NB];
-    finish<R>(md, acc, emax, next, nb);
+    if constexpr (R == result_rounding::rz_fp32) finish_rz_fp32(md, acc, emax, next, nb);
+    else finish<R>(md, acc, emax, next, nb);
+    // Specials are rare: one vectorised test over the row decides whether any result needs the
+    // scalar check below.
+    std::uint32_t any = row_sp ? 1u : 0u;
+    const std::uint8_t* csp = &g.col_special[step * g.n + j0];
+    for (std::size_t j = 0; j < nb; ++j) any |= std::uint32_t((c[j] & 0x7F800000u) == 0x7F800000u) | csp[j];
+    if (!any) {
+      std::memcpy(c, next, nb * sizeof(std::uint32_t));
+      continue;
+    }
     for (std::size_t j = 0; j < nb; ++j) {
       const std::uint32_t old = c[j];
       const bool c_nonfinite = (old & 0x7F800000u) == 0x7F800000u;
