@@ -162,6 +162,39 @@ void finish_rz_fp32(const model& md, const std::int64_t* acc, const std::int32_t
   }
 }
 
+// finish<rne_fp16> on integers, for the main kernel (|acc| < 2^40): the sum acc * 2^base, its
+// leading bit at 2^E, rounded to nearest-even at the binary16 quantum at E (2^(E - 10), at least
+// 2^-24); 2^16 and up after rounding is inf (65520 rounds there); a zero result is +0. Out: the
+// float32 bits of the binary16 value, as the table lookup of finish() gives them.
+void finish_rne_fp16(const model& md, const std::int64_t* acc, const std::int32_t* emax, std::uint32_t* out,
+                     std::size_t nb) {
+#pragma omp simd
+  for (std::size_t j = 0; j < nb; ++j) {
+    const std::uint64_t mag = std::uint64_t(acc[j] < 0 ? -acc[j] : acc[j]);
+    const std::uint32_t sign = acc[j] < 0 ? 0x80000000u : 0u;
+    const std::int32_t base = emax[j] - md.F;
+    const std::int32_t E = base + 63 - std::int32_t(__builtin_clzll(mag | 1));
+    const std::int32_t q = std::max(E - 10, -24);
+    const std::int32_t drop = q - base;  // >= -10
+    std::uint64_t t;
+    if (drop <= 0) {
+      t = mag << -drop;  // exact: below 2^11
+    } else if (drop < 64) {
+      const std::uint64_t kept = mag >> drop, rem = mag & ((std::uint64_t{1} << drop) - 1);
+      const std::uint64_t half = std::uint64_t{1} << (drop - 1);
+      t = kept + std::uint64_t(rem > half || (rem == half && (kept & 1)));
+    } else {
+      t = 0;  // far below half the smallest subnormal
+    }
+    // t * 2^q, t < 2^12 (a carry may reach 2^11): as binary32 bits, normal there.
+    const std::int32_t msb = 63 - std::int32_t(__builtin_clzll(t | 1));
+    const std::int32_t Et = q + msb;
+    std::uint32_t bits = t ? (std::uint32_t(Et + 127) << 23) | ((std::uint32_t(t) << (23 - msb)) & 0x7FFFFFu) : 0u;
+    bits = t && Et >= 16 ? 0x7F800000u : bits;
+    out[j] = bits ? (bits | sign) : 0u;
+  }
+}
+
 // Whether `v` is exactly a value of `f` (NaN: whether f has NaN), by the format engine: encoded
 // and decoded back. binary32 (an f32 C) holds every float.
 bool exactly_in(float v, const format& f) {
@@ -377,6 +410,7 @@ void run_steps(const gemm_job& g, std::size_t i0, std::size_t mb, std::size_t j0
     const bool row_sp = g.row_special[i * steps + step] != 0;
     std::uint32_t next[NB];
     if constexpr (R == result_rounding::rz_fp32) finish_rz_fp32(md, acc, emax, next, nb);
+    else if constexpr (R == result_rounding::rne_fp16) finish_rne_fp16(md, acc, emax, next, nb);
     else finish<R>(md, acc, emax, next, nb);
     // Specials are rare: one vectorised test over the row decides whether any result needs the
     // scalar check below.
