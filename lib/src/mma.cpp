@@ -144,8 +144,10 @@ void finish(const model& md, const std::int64_t* acc, const std::int32_t* emax, 
 // double and round_pack. The sum acc * 2^base, its leading bit at 2^E, is truncated toward zero
 // to the binary32 quantum at E (2^(E - 23), at least 2^-149); E >= 128 is inf (the model's final
 // cast); a zero result is +0.
+// Also the results split as split() would split their bits (M with 23 fraction bits, e >= -126),
+// for the next step; where a result is inf, its M and e are not used.
 void finish_rz_fp32(const model& md, const std::int64_t* acc, const std::int32_t* emax, std::uint32_t* out,
-                    std::size_t nb) {
+                    std::size_t nb, std::uint32_t* M, std::int32_t* e) {
 #pragma omp simd
   for (std::size_t j = 0; j < nb; ++j) {
     const std::uint64_t mag = std::uint64_t(acc[j] < 0 ? -acc[j] : acc[j]);
@@ -159,6 +161,8 @@ void finish_rz_fp32(const model& md, const std::int64_t* acc, const std::int32_t
     std::uint32_t bits = normal ? (std::uint32_t(E + 127) << 23) | (std::uint32_t(t) & 0x7FFFFFu) : std::uint32_t(t);
     bits = E >= 128 && mag != 0 ? 0x7F800000u : bits;
     out[j] = bits ? (bits | sign) : 0u;
+    M[j] = std::uint32_t(t);
+    e[j] = q + 23;
   }
 }
 
@@ -341,28 +345,30 @@ void run_steps(const gemm_job& g, std::size_t i0, std::size_t mb, std::size_t j0
   const model& md = g.md;
   const int L0 = md.F - md.pa - md.pb;  // >= 3 for every modelled instruction
   const std::size_t sub = std::size_t(1) << (29 - md.F);  // sub * 2^(F + 2) <= 2^31
-  std::uint32_t cM[NB];
-  std::int32_t ce[NB], emax[NB];
+  std::int32_t emax[NB];
   std::uint32_t seen_zero[NB];
   std::int64_t acc[NB];
+  // The accumulators split into significand and exponent: by split() from their bits at the first
+  // step; with RZ-FP32 results, after it, as finish_rz_fp32 left them (the same numbers; where a
+  // result is special, its own path below decides, whatever they hold).
+  std::uint32_t sM[MB * NB];
+  std::int32_t sE[MB * NB];
   const std::size_t steps = g.kpad / std::size_t(md.L);
   for (std::size_t k = k0; k < k1; k += std::size_t(md.L), first = false)
   // Rows inside the step: B's L x nb slab is read from L1 by every row of the tile.
   for (std::size_t r = 0; r < mb; ++r) {
     const std::size_t i = i0 + r;
     std::uint32_t* c = cs + r * NB;
+    std::uint32_t* cM = sM + r * NB;
+    std::int32_t* ce = sE + r * NB;
     const int pc = first ? md.pc : md.pd, emin_c = first ? md.emin_c : md.emin_d;
     const int Lc = md.F - pc;  // C's shift: left when F > pc, else right
-    // Branch-free, but GCC's cost model keeps this loop scalar without being told.
+    if (R != result_rounding::rz_fp32 || k == k0) {
+      // Branch-free, but GCC's cost model keeps this loop scalar without being told.
 #pragma omp simd
-    for (std::size_t j = 0; j < nb; ++j) {
-      std::uint32_t M;
-      std::int32_t e;
-      split(c[j] & 0x7FFFFFFFu, pc, emin_c, M, e);
-      cM[j] = M;
-      ce[j] = e;
-      emax[j] = M ? e : md.e_zero;
+      for (std::size_t j = 0; j < nb; ++j) split(c[j] & 0x7FFFFFFFu, pc, emin_c, cM[j], ce[j]);
     }
+    for (std::size_t j = 0; j < nb; ++j) emax[j] = cM[j] ? ce[j] : md.e_zero;
     std::fill(seen_zero, seen_zero + nb, 0u);
     const std::size_t kend = k + std::size_t(md.L);
     for (std::size_t kk = k; kk < kend; ++kk) {
@@ -409,7 +415,7 @@ void run_steps(const gemm_job& g, std::size_t i0, std::size_t mb, std::size_t j0
     const std::size_t step = k / std::size_t(md.L);
     const bool row_sp = g.row_special[i * steps + step] != 0;
     std::uint32_t next[NB];
-    if constexpr (R == result_rounding::rz_fp32) finish_rz_fp32(md, acc, emax, next, nb);
+    if constexpr (R == result_rounding::rz_fp32) finish_rz_fp32(md, acc, emax, next, nb, cM, ce);
     else if constexpr (R == result_rounding::rne_fp16) finish_rne_fp16(md, acc, emax, next, nb);
     else finish<R>(md, acc, emax, next, nb);
     // Specials are rare: one vectorised test over the row decides whether any result needs the
