@@ -170,8 +170,9 @@ void finish_rz_fp32(const model& md, const std::int64_t* acc, const std::int32_t
 // leading bit at 2^E, rounded to nearest-even at the binary16 quantum at E (2^(E - 10), at least
 // 2^-24); 2^16 and up after rounding is inf (65520 rounds there); a zero result is +0. Out: the
 // float32 bits of the binary16 value, as the table lookup of finish() gives them.
+// Also, as finish_rz_fp32, the results split for the next step (M with 10 fraction bits, e >= -14).
 void finish_rne_fp16(const model& md, const std::int64_t* acc, const std::int32_t* emax, std::uint32_t* out,
-                     std::size_t nb) {
+                     std::size_t nb, std::uint32_t* M, std::int32_t* e) {
 #pragma omp simd
   for (std::size_t j = 0; j < nb; ++j) {
     const std::uint64_t mag = std::uint64_t(acc[j] < 0 ? -acc[j] : acc[j]);
@@ -196,6 +197,9 @@ void finish_rne_fp16(const model& md, const std::int64_t* acc, const std::int32_
     std::uint32_t bits = t ? (std::uint32_t(Et + 127) << 23) | ((std::uint32_t(t) << (23 - msb)) & 0x7FFFFFu) : 0u;
     bits = t && Et >= 16 ? 0x7F800000u : bits;
     out[j] = bits ? (bits | sign) : 0u;
+    const bool carried = t >> 11 != 0;  // rounded up to 2^11: one binade up
+    M[j] = std::uint32_t(carried ? t >> 1 : t);
+    e[j] = q + (carried ? 11 : 10);
   }
 }
 
@@ -349,8 +353,9 @@ void run_steps(const gemm_job& g, std::size_t i0, std::size_t mb, std::size_t j0
   std::uint32_t seen_zero[NB];
   std::int64_t acc[NB];
   // The accumulators split into significand and exponent: by split() from their bits at the first
-  // step; with RZ-FP32 results, after it, as finish_rz_fp32 left them (the same numbers; where a
-  // result is special, its own path below decides, whatever they hold).
+  // step; with RZ-FP32 and RNE-FP16 results, after it, as finish_rz_fp32 / finish_rne_fp16 left
+  // them (the same numbers; where a result is special, its own path below decides, whatever they
+  // hold).
   std::uint32_t sM[MB * NB];
   std::int32_t sE[MB * NB];
   const std::size_t steps = g.kpad / std::size_t(md.L);
@@ -363,7 +368,7 @@ void run_steps(const gemm_job& g, std::size_t i0, std::size_t mb, std::size_t j0
     std::int32_t* ce = sE + r * NB;
     const int pc = first ? md.pc : md.pd, emin_c = first ? md.emin_c : md.emin_d;
     const int Lc = md.F - pc;  // C's shift: left when F > pc, else right
-    if (R != result_rounding::rz_fp32 || k == k0) {
+    if (R == result_rounding::rz_e8m13 || k == k0) {
       // Branch-free, but GCC's cost model keeps this loop scalar without being told.
 #pragma omp simd
       for (std::size_t j = 0; j < nb; ++j) split(c[j] & 0x7FFFFFFFu, pc, emin_c, cM[j], ce[j]);
@@ -416,7 +421,7 @@ void run_steps(const gemm_job& g, std::size_t i0, std::size_t mb, std::size_t j0
     const bool row_sp = g.row_special[i * steps + step] != 0;
     std::uint32_t next[NB];
     if constexpr (R == result_rounding::rz_fp32) finish_rz_fp32(md, acc, emax, next, nb, cM, ce);
-    else if constexpr (R == result_rounding::rne_fp16) finish_rne_fp16(md, acc, emax, next, nb);
+    else if constexpr (R == result_rounding::rne_fp16) finish_rne_fp16(md, acc, emax, next, nb, cM, ce);
     else finish<R>(md, acc, emax, next, nb);
     // Specials are rare: one vectorised test over the row decides whether any result needs the
     // scalar check below.
