@@ -216,3 +216,17 @@ def test_1x128_scales_refusals():
     with pytest.raises(ValueError, match="CDNA3"):
         fpscope.gemm(a[:, :32].astype(np.float16), b[:32].astype(np.float16), arch="cdna3", inst="f32_32x32x8_f16",
                      a_scale=np.ones((4, 1), np.float32), b_scale=np.ones((1, 1), np.float32))
+
+
+def test_a_result_rounded_up_a_binade_is_the_next_steps_c_there():
+    # Ampere's f16-output m16n8k16 (F = 24, L = 8, RNE-FP16): step 1 sums to 1.999755859375,
+    # which rounds to 2.0 (past the midpoint below 2); step 2 aligns its terms to that C's
+    # exponent 1, so the tiny product 1.5 * 2^-24 truncates to 0 (below 2^(1 - 24)) and the sum is
+    # 2 + 2^-10, a tie, rounding to 2.0. Aligned one binade lower (C taken as 2048 * 2^-10), the
+    # tiny product would keep 2^-24 and the sum round up to 2 + 2^-9. MMA-Sim 2.1.1 gives 2.0.
+    a = np.zeros((16, 16), np.float16)
+    b = np.ones((16, 8), np.float16)
+    a[:, 0], a[:, 1], a[:, 8], a[:, 9] = 1.9990234375, 1.5 * 2**-11, 2**-10, 1.5 * 2**-12
+    b[9, :] = 2**-12
+    d = fpscope.mma(a, b, np.zeros((16, 8), np.float16), arch="ampere", inst="m16n8k16.f16.f16.f16.f16")
+    assert d.dtype == np.float16 and np.all(d == 2.0)
