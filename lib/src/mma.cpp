@@ -140,6 +140,19 @@ void finish(const model& md, const std::int64_t* acc, const std::int32_t* emax, 
   }
 }
 
+// A step's exact sum acc * 2^base (base = emax - F) against the quantum of an output format with
+// p fraction bits and smallest quantum 2^qmin: its magnitude and sign, the exponent E of its
+// leading bit (any for a zero sum), the quantum's exponent q at E, and drop = q - base, the bits
+// below it.
+struct at_quantum {
+  std::uint64_t mag;
+  std::uint32_t sign;
+  std::int32_t E, q, drop;
+  at_quantum(std::int64_t acc, std::int32_t base, int p, int qmin)
+      : mag(std::uint64_t(acc < 0 ? -acc : acc)), sign(acc < 0 ? 0x80000000u : 0u),
+        E(base + 63 - std::int32_t(__builtin_clzll(mag | 1))), q(std::max(E - p, qmin)), drop(q - base) {}
+};
+
 // finish<rz_fp32> on integers, for the main kernel (|acc| < 2^40): the same bits without the
 // double and round_pack. The sum acc * 2^base, its leading bit at 2^E, is truncated toward zero
 // to the binary32 quantum at E (2^(E - 23), at least 2^-149); E >= 128 is inf (the model's final
@@ -150,12 +163,8 @@ void finish_rz_fp32(const model& md, const std::int64_t* acc, const std::int32_t
                     std::size_t nb, std::uint32_t* M, std::int32_t* e) {
 #pragma omp simd
   for (std::size_t j = 0; j < nb; ++j) {
-    const std::uint64_t mag = std::uint64_t(acc[j] < 0 ? -acc[j] : acc[j]);
-    const std::uint32_t sign = acc[j] < 0 ? 0x80000000u : 0u;
-    const std::int32_t base = emax[j] - md.F;
-    const std::int32_t E = base + 63 - std::int32_t(__builtin_clzll(mag | 1));  // mag = 0: any E, result 0
-    const std::int32_t q = std::max(E - 23, -149);
-    const std::int32_t drop = q - base;  // >= -23: the left shift keeps mag below 2^24
+    const at_quantum s(acc[j], emax[j] - md.F, 23, -149);
+    const auto [mag, sign, E, q, drop] = s;  // drop >= -23: the left shift keeps mag below 2^24
     const std::uint64_t t = drop >= 0 ? (drop < 64 ? mag >> drop : 0) : mag << -drop;
     const std::uint32_t normal = std::uint32_t(E >= -126 && t != 0);  // t then has its leading bit at 2^23
     std::uint32_t bits = normal ? (std::uint32_t(E + 127) << 23) | (std::uint32_t(t) & 0x7FFFFFu) : std::uint32_t(t);
@@ -175,12 +184,8 @@ void finish_rne_fp16(const model& md, const std::int64_t* acc, const std::int32_
                      std::size_t nb, std::uint32_t* M, std::int32_t* e) {
 #pragma omp simd
   for (std::size_t j = 0; j < nb; ++j) {
-    const std::uint64_t mag = std::uint64_t(acc[j] < 0 ? -acc[j] : acc[j]);
-    const std::uint32_t sign = acc[j] < 0 ? 0x80000000u : 0u;
-    const std::int32_t base = emax[j] - md.F;
-    const std::int32_t E = base + 63 - std::int32_t(__builtin_clzll(mag | 1));
-    const std::int32_t q = std::max(E - 10, -24);
-    const std::int32_t drop = q - base;  // >= -10
+    const at_quantum s(acc[j], emax[j] - md.F, 10, -24);
+    const auto [mag, sign, E, q, drop] = s;  // drop >= -10
     std::uint64_t t;
     if (drop <= 0) {
       t = mag << -drop;  // exact: below 2^11
