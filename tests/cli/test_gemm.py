@@ -243,6 +243,17 @@ def test_1x128_scales_errors_are_against_the_exact_scaled_product(fpscope, tmp_p
     assert 0 < max(rel) < 0.1  # signed A: some results cancel
     out = fpscope.ok(*args)
     assert "1x128 / 128x128 scales, promoted to fp32 every 128" in out
+    # --k-sweep takes each depth's first scale blocks: K = 200 is the GEMM of the first 200
+    # columns with A's first two scale columns (B's scales have as many rows)
+    sweep = fpscope.json(*args, "--k-sweep", "200", "--json")["sweep"][0]
+    assert sweep["promote"] == 128
+    np.save(tmp_path / "a2.npy", np.asarray(a[:, :200], np.float32))
+    np.save(tmp_path / "b2.npy", np.asarray(b[:200], np.float32))
+    np.save(tmp_path / "sa2.npy", sa[:, :2].copy())
+    np.save(tmp_path / "sb2.npy", sb[:2].copy())
+    j2 = fpscope.json("gemm", tmp_path / "a2.npy", tmp_path / "b2.npy", "--arch", HOPPER_FP8[0], "--inst",
+                      HOPPER_FP8[1], "--scales", f"{tmp_path / 'sa2.npy'},{tmp_path / 'sb2.npy'}", "--json")
+    assert sweep["points"][0]["max_abs_rel_error"] == j2["runs"][0]["max_abs_rel_error"] > 0
     # refusals: codes where float32 scales are due, a wrong shape, another promotion
     np.save(tmp_path / "sc.npy", np.ones((m, 3), np.uint8))
     p = fpscope.run(*args[:-1], f"{tmp_path / 'sc.npy'},{tmp_path / 'sb.npy'}")
