@@ -230,3 +230,21 @@ def test_a_result_rounded_up_a_binade_is_the_next_steps_c_there():
     b[9, :] = 2**-12
     d = fpscope.mma(a, b, np.zeros((16, 8), np.float16), arch="ampere", inst="m16n8k16.f16.f16.f16.f16")
     assert d.dtype == np.float16 and np.all(d == 2.0)
+
+
+def test_gemm_k_sweep_is_the_prefix_gemms():
+    # Each depth: the errors of gemm() on the first K columns / rows, measured here against
+    # NumPy's exact float64 product of e4m3 values (8-bit products, sums of at most 300: exact).
+    rng = np.random.default_rng(12)
+    a, b = np.abs(e4m3_values(rng, (6, 300))), np.abs(e4m3_values(rng, (300, 10)))
+    pts = fpscope.gemm_k_sweep(a, b, **HOPPER_FP8, ks=[32, 100, 300], promote=128)
+    assert [p["k"] for p in pts] == [32, 100, 300] and all(p["checked"] == 60 for p in pts)
+    for p in pts:
+        k = p["k"]
+        d = fpscope.gemm(a[:, :k], b[:k], **HOPPER_FP8, promote=128).astype(np.float64)
+        exact = a[:, :k].astype(np.float64) @ b[:k].astype(np.float64)
+        assert p["max_abs_rel_error"] == np.max(np.abs(d - exact) / exact) > 0
+    with pytest.raises(ValueError, match="not in 1..300"):
+        fpscope.gemm_k_sweep(a, b, **HOPPER_FP8, ks=[301])
+    with pytest.raises(ValueError, match="ks"):
+        fpscope.gemm_k_sweep(a, b, **HOPPER_FP8, ks=[])

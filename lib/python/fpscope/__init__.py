@@ -270,6 +270,30 @@ def gemm(a, b, c=None, *, arch: str, inst: str, promote: int = 0, threads: int =
     return d
 
 
+def gemm_k_sweep(a, b, c=None, *, arch: str, inst: str, ks, promote: int = 0, threads: int = 0, a_scale=None,
+                 b_scale=None):
+    """The error against K (`fpscope gemm --k-sweep`): for each depth K of `ks` (1..k), the GEMM of
+    a's first K columns and b's first K rows (+ c) as gemm() computes it, measured against the
+    exact product: a list of dicts {k, checked, undefined_errors, inexact, max_abs_rel_error,
+    mean_abs_rel_error, max_abs_ulp_error}. Arguments as gemm()'s; scales are for the whole k."""
+    import numpy as np
+
+    info = mma_info(arch, inst)
+    if isinstance(promote, bool) or not isinstance(promote, (int, np.integer)) or promote < 0:
+        raise ValueError(f"promote: expected a non-negative integer, got {promote!r}")
+    ks = [int(x) for x in ks]
+    if not ks or any(x < 1 for x in ks):
+        raise ValueError(f"ks: expected depths of at least 1, got {ks!r}")
+    cc = None if c is None else _mma_operand(c, "c")
+    fine = info["block"] == 0 and (a_scale is not None or b_scale is not None)
+    if fine and (a_scale is None or b_scale is None):
+        raise ValueError("1x128 scaling needs both a_scale and b_scale")
+    scales = ((None, None, _mma_operand(a_scale, "a_scale"), _mma_operand(b_scale, "b_scale")) if fine else
+              (_mma_scale(a_scale, "a_scale"), _mma_scale(b_scale, "b_scale"), None, None))
+    return _fpscope._gemm_k_sweep(_mma_operand(a, "a"), _mma_operand(b, "b"), cc, arch, inst, ks, int(promote),
+                                  threads, *scales)
+
+
 def mma(a, b, c=None, *, arch: str, inst: str, a_scale=None, b_scale=None):
     """One tensor-core instruction: a (m x k), b (k x n), c (m x n) of the instruction's shape;
     the same result as gemm() on that one tile."""
