@@ -448,6 +448,8 @@ runner setup(CLI::App& app) {
       "  fpscope gemm A.npy B.npy --arch blackwell --inst m128n256k16.kind::f16.f32.bf16.bf16 --json\n"
       "  fpscope gemm A8.npy B8.npy --arch hopper,blackwell --inst m64n8k32.f32.e4m3.e4m3,\\\n"
       "      m128n8k32.kind::f8f6f4.f32.e4m3.e4m3 --k-sweep 32:4096 --promote 128 --plot err.svg\n"
+      "  fpscope gemm X8.npy W8.npy --scales SX.npy,SW.npy --arch hopper \\\n"
+      "      --inst m64n256k32.f32.e4m3.e4m3   # DeepSeek-V3's 1x128 / 128x128 float32 scales\n"
       "  fpscope gemm A8.npy B8.npy --scales SA.npy,SB.npy --arch blackwell \\\n"
       "      --inst m128n128k32.kind::mxf8f6f4.block32.f32.e4m3.e4m3.ue8m0   # MXFP8");
   return [o] { return run(*o); };
