@@ -153,25 +153,28 @@ struct at_quantum {
         E(base + 63 - std::int32_t(__builtin_clzll(mag | 1))), q(std::max(E - p, qmin)), drop(q - base) {}
 };
 
-// finish<rz_fp32> on integers, for the main kernel (|acc| < 2^40): the same bits without the
-// double and round_pack. The sum acc * 2^base, its leading bit at 2^E, is truncated toward zero
-// to the binary32 quantum at E (2^(E - 23), at least 2^-149); E >= 128 is inf (the model's final
-// cast); a zero result is +0.
-// Also the results split as split() would split their bits (M with 23 fraction bits, e >= -126),
+// finish<rz_fp32> (P = 23) and finish<rz_e8m13> (P = 13) on integers, for the main kernel
+// (|acc| < 2^40): the same bits without the double and round_pack. The sum acc * 2^base, its
+// leading bit at 2^E, is truncated toward zero to the quantum of P fraction bits at E in
+// binary32's exponent range (2^(E - P), at least 2^(-126 - P)); E >= 128 is inf (the model's
+// final cast); a zero result is +0. Out: binary32 bits (e8m13's are binary32's low bits cleared).
+// Also the results split as split() would split those bits (M with 23 fraction bits, e >= -126),
 // for the next step; where a result is inf, its M and e are not used.
-void finish_rz_fp32(const model& md, const std::int64_t* acc, const std::int32_t* emax, std::uint32_t* out,
-                    std::size_t nb, std::uint32_t* M, std::int32_t* e) {
+template <int P>
+void finish_rz(const model& md, const std::int64_t* acc, const std::int32_t* emax, std::uint32_t* out,
+               std::size_t nb, std::uint32_t* M, std::int32_t* e) {
 #pragma omp simd
   for (std::size_t j = 0; j < nb; ++j) {
-    const at_quantum s(acc[j], emax[j] - md.F, 23, -149);
-    const auto [mag, sign, E, q, drop] = s;  // drop >= -23: the left shift keeps mag below 2^24
+    const at_quantum s(acc[j], emax[j] - md.F, P, -126 - P);
+    const auto [mag, sign, E, q, drop] = s;  // drop >= -P: the left shift keeps mag below 2^(P + 1)
     const std::uint64_t t = drop >= 0 ? (drop < 64 ? mag >> drop : 0) : mag << -drop;
-    const std::uint32_t normal = std::uint32_t(E >= -126 && t != 0);  // t then has its leading bit at 2^23
-    std::uint32_t bits = normal ? (std::uint32_t(E + 127) << 23) | (std::uint32_t(t) & 0x7FFFFFu) : std::uint32_t(t);
+    const std::uint32_t t23 = std::uint32_t(t) << (23 - P);  // as 23 fraction bits
+    const std::uint32_t normal = std::uint32_t(E >= -126 && t != 0);  // t23 then has its leading bit at 2^23
+    std::uint32_t bits = normal ? (std::uint32_t(E + 127) << 23) | (t23 & 0x7FFFFFu) : t23;
     bits = E >= 128 && mag != 0 ? 0x7F800000u : bits;
     out[j] = bits ? (bits | sign) : 0u;
-    M[j] = std::uint32_t(t);
-    e[j] = q + 23;
+    M[j] = t23;
+    e[j] = q + P;
   }
 }
 
@@ -179,7 +182,7 @@ void finish_rz_fp32(const model& md, const std::int64_t* acc, const std::int32_t
 // leading bit at 2^E, rounded to nearest-even at the binary16 quantum at E (2^(E - 10), at least
 // 2^-24); 2^16 and up after rounding is inf (65520 rounds there); a zero result is +0. Out: the
 // float32 bits of the binary16 value, as the table lookup of finish() gives them.
-// Also, as finish_rz_fp32, the results split for the next step (M with 10 fraction bits, e >= -14).
+// Also, as finish_rz, the results split for the next step (M with 10 fraction bits, e >= -14).
 void finish_rne_fp16(const model& md, const std::int64_t* acc, const std::int32_t* emax, std::uint32_t* out,
                      std::size_t nb, std::uint32_t* M, std::int32_t* e) {
 #pragma omp simd
@@ -358,9 +361,8 @@ void run_steps(const gemm_job& g, std::size_t i0, std::size_t mb, std::size_t j0
   std::uint32_t seen_zero[NB];
   std::int64_t acc[NB];
   // The accumulators split into significand and exponent: by split() from their bits at the first
-  // step; with RZ-FP32 and RNE-FP16 results, after it, as finish_rz_fp32 / finish_rne_fp16 left
-  // them (the same numbers; where a result is special, its own path below decides, whatever they
-  // hold).
+  // step; after it, as finish_rz / finish_rne_fp16 left them (the same numbers; where a result
+  // is special, its own path below decides, whatever they hold).
   std::uint32_t sM[MB * NB];
   std::int32_t sE[MB * NB];
   const std::size_t steps = g.kpad / std::size_t(md.L);
@@ -373,7 +375,7 @@ void run_steps(const gemm_job& g, std::size_t i0, std::size_t mb, std::size_t j0
     std::int32_t* ce = sE + r * NB;
     const int pc = first ? md.pc : md.pd, emin_c = first ? md.emin_c : md.emin_d;
     const int Lc = md.F - pc;  // C's shift: left when F > pc, else right
-    if (R == result_rounding::rz_e8m13 || k == k0) {
+    if (k == k0) {
       // Branch-free, but GCC's cost model keeps this loop scalar without being told.
 #pragma omp simd
       for (std::size_t j = 0; j < nb; ++j) split(c[j] & 0x7FFFFFFFu, pc, emin_c, cM[j], ce[j]);
@@ -425,7 +427,8 @@ void run_steps(const gemm_job& g, std::size_t i0, std::size_t mb, std::size_t j0
     const std::size_t step = k / std::size_t(md.L);
     const bool row_sp = g.row_special[i * steps + step] != 0;
     std::uint32_t next[NB];
-    if constexpr (R == result_rounding::rz_fp32) finish_rz_fp32(md, acc, emax, next, nb, cM, ce);
+    if constexpr (R == result_rounding::rz_fp32) finish_rz<23>(md, acc, emax, next, nb, cM, ce);
+    else if constexpr (R == result_rounding::rz_e8m13) finish_rz<13>(md, acc, emax, next, nb, cM, ce);
     else if constexpr (R == result_rounding::rne_fp16) finish_rne_fp16(md, acc, emax, next, nb, cM, ce);
     else finish<R>(md, acc, emax, next, nb);
     // Specials are rare: one vectorised test over the row decides whether any result needs the
