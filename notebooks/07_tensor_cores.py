@@ -110,3 +110,31 @@ ax.set_xlabel("log10 relative error")
 ax.set_ylabel("results")
 ax.set_title("FP8 GEMM, K = 4096: Hopper without and with promotion every 128, Blackwell")
 ax.legend(fontsize=8)
+
+# %% [markdown]
+# ## The error against K
+#
+# The same FP8 inputs, their first K columns and rows for K = 32 .. 4096 (`fpscope.gemm_k_sweep`,
+# the library's sweep that `fpscope gemm --k-sweep ... --plot` draws too): Hopper's error
+# doubles with every doubling of K, as the 13-bit accumulator loses about the same share of each
+# addition to a sum that keeps growing; promoted every 128, it stays at the error of one
+# 128-long group; Blackwell starts four decades lower.
+
+# %%
+ks = [32, 64, 128, 256, 512, 1024, 2048, 4096]
+sweeps = {"hopper": fpscope.gemm_k_sweep(A8, B8, arch="hopper", inst=E4, ks=ks),
+          "hopper promoted": fpscope.gemm_k_sweep(A8, B8, arch="hopper", inst=E4, ks=ks, promote=128),
+          "blackwell": fpscope.gemm_k_sweep(A8, B8, arch="blackwell", inst="m128n64k32.kind::f8f6f4.f32.e4m3.e4m3",
+                                            ks=ks)}
+for name, pts in sweeps.items():
+    print(f"{name} sweep K=4096 max rel error = {pts[-1]['max_abs_rel_error']:.3g}")
+fig, ax = plt.subplots(figsize=(7, 4))
+for name, pts in sweeps.items():
+    ax.plot(ks, [max(p["max_abs_rel_error"], 1e-12) for p in pts], marker="o", label=f"{name}, max")
+    ax.plot(ks, [max(p["mean_abs_rel_error"], 1e-12) for p in pts], linestyle="--", label=f"{name}, mean")
+ax.set_xscale("log", base=2)
+ax.set_yscale("log")
+ax.set_xlabel("K")
+ax.set_ylabel("relative error against the exact product")
+ax.set_title("FP8 GEMM: error against K")
+ax.legend(fontsize=7)

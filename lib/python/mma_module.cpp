@@ -43,9 +43,14 @@ py::dict info(const fpscope::mma::instruction& in) {
 // D = A B + C on the library's GEMM (GIL released); shapes checked here, values in the library.
 using u8 = py::array_t<std::uint8_t, py::array::c_style>;
 
-f32 gemm(const f32& a, const f32& b, const std::optional<f32>& c, const std::string& arch, const std::string& inst,
-         std::size_t promote, int threads, const std::optional<u8>& a_scale, const std::optional<u8>& b_scale) {
-  const auto in = fpscope::mma::find(arch, inst);
+struct shape {
+  std::size_t m, k, n;
+};
+
+// The shapes of a, b, c and the scales checked (ValueError naming what is wrong).
+shape checked(const fpscope::mma::instruction& in, const f32& a, const f32& b, const std::optional<f32>& c,
+              int threads, const std::optional<u8>& a_scale, const std::optional<u8>& b_scale,
+              const std::optional<f32>& a_scale_1x128, const std::optional<f32>& b_scale_128x128) {
   fpscope::check_threads(threads, "threads");
   if (a.ndim() != 2 || b.ndim() != 2) throw py::value_error("gemm: a and b must be 2-D");
   const auto m = std::size_t(a.shape(0)), k = std::size_t(a.shape(1)), n = std::size_t(b.shape(1));
@@ -61,13 +66,40 @@ f32 gemm(const f32& a, const f32& b, const std::optional<f32>& c, const std::str
     if (b_scale && (b_scale->ndim() != 2 || b_scale->shape(0) != nblk || b_scale->shape(1) != py::ssize_t(n)))
       throw py::value_error("gemm: b_scale must be " + std::to_string(nblk) + " x " + std::to_string(n));
   }
+  if (a_scale_1x128 || b_scale_128x128) {  // A's m x ceil(k / 128), B's ceil(k / 128) x ceil(n / 128)
+    constexpr std::size_t fb = fpscope::mma::fine_block;
+    const auto kb = py::ssize_t((k + fb - 1) / fb), nb = py::ssize_t((n + fb - 1) / fb);
+    if (a_scale_1x128 && (a_scale_1x128->ndim() != 2 || a_scale_1x128->shape(0) != py::ssize_t(m) ||
+                          a_scale_1x128->shape(1) != kb))
+      throw py::value_error("gemm: 1x128 a_scale must be " + std::to_string(m) + " x " + std::to_string(kb));
+    if (b_scale_128x128 && (b_scale_128x128->ndim() != 2 || b_scale_128x128->shape(0) != kb ||
+                            b_scale_128x128->shape(1) != nb))
+      throw py::value_error("gemm: 128x128 b_scale must be " + std::to_string(kb) + " x " + std::to_string(nb));
+  }
   if (k == 0 || (m && n > fpscope::mma::max_gemm_elements / m))
     throw py::value_error("gemm: a " + std::to_string(m) + " x " + std::to_string(n) + " x " + std::to_string(k) +
                           " product is refused (k = 0, or more than 2^30 results)");
-  f32 d({py::ssize_t(m), py::ssize_t(n)});
+  return {m, k, n};
+}
+
+fpscope::mma::gemm_options options(std::size_t promote, int threads, const std::optional<u8>& a_scale,
+                                   const std::optional<u8>& b_scale, const std::optional<f32>& a_scale_1x128,
+                                   const std::optional<f32>& b_scale_128x128) {
   fpscope::mma::gemm_options o{promote, threads};
   o.a_scale = a_scale ? a_scale->data() : nullptr;
   o.b_scale = b_scale ? b_scale->data() : nullptr;
+  o.a_scale_1x128 = a_scale_1x128 ? a_scale_1x128->data() : nullptr;
+  o.b_scale_128x128 = b_scale_128x128 ? b_scale_128x128->data() : nullptr;
+  return o;
+}
+
+f32 gemm(const f32& a, const f32& b, const std::optional<f32>& c, const std::string& arch, const std::string& inst,
+         std::size_t promote, int threads, const std::optional<u8>& a_scale, const std::optional<u8>& b_scale,
+         const std::optional<f32>& a_scale_1x128, const std::optional<f32>& b_scale_128x128) {
+  const auto in = fpscope::mma::find(arch, inst);
+  const auto [m, k, n] = checked(in, a, b, c, threads, a_scale, b_scale, a_scale_1x128, b_scale_128x128);
+  f32 d({py::ssize_t(m), py::ssize_t(n)});
+  const auto o = options(promote, threads, a_scale, b_scale, a_scale_1x128, b_scale_128x128);
   const float* cp = c ? c->data() : nullptr;
   float* dp = d.mutable_data();
   {
@@ -75,6 +107,34 @@ f32 gemm(const f32& a, const f32& b, const std::optional<f32>& c, const std::str
     fpscope::mma::gemm(in, m, n, k, a.data(), b.data(), cp, dp, o);
   }
   return d;
+}
+
+// The error against K (mma::k_sweep) on the same arrays as _gemm: one dict per depth.
+py::list k_sweep(const f32& a, const f32& b, const std::optional<f32>& c, const std::string& arch,
+                 const std::string& inst, const std::vector<std::size_t>& ks, std::size_t promote, int threads,
+                 const std::optional<u8>& a_scale, const std::optional<u8>& b_scale,
+                 const std::optional<f32>& a_scale_1x128, const std::optional<f32>& b_scale_128x128) {
+  const auto in = fpscope::mma::find(arch, inst);
+  const auto [m, k, n] = checked(in, a, b, c, threads, a_scale, b_scale, a_scale_1x128, b_scale_128x128);
+  const auto o = options(promote, threads, a_scale, b_scale, a_scale_1x128, b_scale_128x128);
+  std::vector<fpscope::mma::k_point> pts;
+  {
+    py::gil_scoped_release nogil;
+    pts = fpscope::mma::k_sweep(in, m, n, k, a.data(), b.data(), c ? c->data() : nullptr, ks, o);
+  }
+  py::list out;
+  for (const auto& p : pts) {
+    py::dict d;
+    d["k"] = p.k;
+    d["checked"] = p.err.checked;
+    d["undefined_errors"] = p.err.undefined;
+    d["inexact"] = p.err.differ;
+    d["max_abs_rel_error"] = p.err.max_abs_rel;
+    d["mean_abs_rel_error"] = p.err.mean_abs_rel;
+    d["max_abs_ulp_error"] = p.err.max_abs_ulp;
+    out.append(d);
+  }
+  return out;
 }
 
 }  // namespace
@@ -86,5 +146,10 @@ void add_mma_bindings(py::module_& m) {
   m.def("mma_info", [](const std::string& arch, const std::string& inst) { return info(fpscope::mma::find(arch, inst)); },
         py::arg("arch"), py::arg("inst"), "An instruction's model: shape, operand types, F, L, rounding, e_zero.");
   m.def("_gemm", &gemm, py::arg("a"), py::arg("b"), py::arg("c"), py::arg("arch"), py::arg("inst"), py::arg("promote"),
-        py::arg("threads"), py::arg("a_scale") = py::none(), py::arg("b_scale") = py::none());
+        py::arg("threads"), py::arg("a_scale") = py::none(), py::arg("b_scale") = py::none(),
+        py::arg("a_scale_1x128") = py::none(), py::arg("b_scale_128x128") = py::none());
+  m.def("_gemm_k_sweep", &k_sweep, py::arg("a"), py::arg("b"), py::arg("c"), py::arg("arch"), py::arg("inst"),
+        py::arg("ks"), py::arg("promote"), py::arg("threads"), py::arg("a_scale") = py::none(),
+        py::arg("b_scale") = py::none(), py::arg("a_scale_1x128") = py::none(),
+        py::arg("b_scale_128x128") = py::none());
 }

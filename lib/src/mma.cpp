@@ -28,6 +28,7 @@
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "fpscope/accumulate.hpp"
@@ -48,6 +49,15 @@ constexpr std::uint32_t canonical_nan = 0x7FFFFFFFu;  // fdpa.py:70 (0x7FFF for 
 inline std::uint32_t promoted(std::uint32_t total, std::uint32_t group) {
   const float s = from_bits<float>(total) + from_bits<float>(group);
   return std::isnan(s) ? canonical_nan : to_bits(s);
+}
+
+// The promotion with the 1x128 recipe's scales, DeepGEMM's "Promote with scales"
+// (deep_gemm/include/deep_gemm/fp8_gemm.cuh, fp8_gemm_kernel; commit 07ef809d):
+// `final_accum += (scale_a * scale_b) * accum`, the scales' product a float32 multiply and the
+// multiply-add contracted by nvcc into one FMA (its default -fmad=true). Bits in, bits out.
+inline std::uint32_t scaled(std::uint32_t total, float s, std::uint32_t group) {
+  const float r = std::fma(s, from_bits<float>(group), from_bits<float>(total));
+  return std::isnan(r) ? canonical_nan : to_bits(r);
 }
 
 // Splits the float32 `bits` of a value of a format with p fraction bits and smallest normal
@@ -127,6 +137,77 @@ void finish(const model& md, const std::int64_t* acc, const std::int32_t* emax, 
     if constexpr (R == result_rounding::rz_fp32 || R == result_rounding::rne_fp32) out[j] = std::uint32_t(code);
     if constexpr (R == result_rounding::rz_e8m13) out[j] = std::uint32_t(code) << 10;  // e8m13 -> binary32
     if constexpr (R == result_rounding::rne_fp16) out[j] = f16[code];
+  }
+}
+
+// A step's exact sum acc * 2^base (base = emax - F) against the quantum of an output format with
+// p fraction bits and smallest quantum 2^qmin: its magnitude and sign, the exponent E of its
+// leading bit (any for a zero sum), the quantum's exponent q at E, and drop = q - base, the bits
+// below it.
+struct at_quantum {
+  std::uint64_t mag;
+  std::uint32_t sign;
+  std::int32_t E, q, drop;
+  at_quantum(std::int64_t acc, std::int32_t base, int p, int qmin)
+      : mag(std::uint64_t(acc < 0 ? -acc : acc)), sign(acc < 0 ? 0x80000000u : 0u),
+        E(base + 63 - std::int32_t(__builtin_clzll(mag | 1))), q(std::max(E - p, qmin)), drop(q - base) {}
+};
+
+// finish<rz_fp32> (P = 23) and finish<rz_e8m13> (P = 13) on integers, for the main kernel
+// (|acc| < 2^40): the same bits without the double and round_pack. The sum acc * 2^base, its
+// leading bit at 2^E, is truncated toward zero to the quantum of P fraction bits at E in
+// binary32's exponent range (2^(E - P), at least 2^(-126 - P)); E >= 128 is inf (the model's
+// final cast); a zero result is +0. Out: binary32 bits (e8m13's are binary32's low bits cleared).
+// Also the results split as split() would split those bits (M with 23 fraction bits, e >= -126),
+// for the next step; where a result is inf, its M and e are not used.
+template <int P>
+void finish_rz(const model& md, const std::int64_t* acc, const std::int32_t* emax, std::uint32_t* out,
+               std::size_t nb, std::uint32_t* M, std::int32_t* e) {
+#pragma omp simd
+  for (std::size_t j = 0; j < nb; ++j) {
+    const at_quantum s(acc[j], emax[j] - md.F, P, -126 - P);
+    const auto [mag, sign, E, q, drop] = s;  // drop >= -P: the left shift keeps mag below 2^(P + 1)
+    const std::uint64_t t = drop >= 0 ? (drop < 64 ? mag >> drop : 0) : mag << -drop;
+    const std::uint32_t t23 = std::uint32_t(t) << (23 - P);  // as 23 fraction bits
+    const std::uint32_t normal = std::uint32_t(E >= -126 && t != 0);  // t23 then has its leading bit at 2^23
+    std::uint32_t bits = normal ? (std::uint32_t(E + 127) << 23) | (t23 & 0x7FFFFFu) : t23;
+    bits = E >= 128 && mag != 0 ? 0x7F800000u : bits;
+    out[j] = bits ? (bits | sign) : 0u;
+    M[j] = t23;
+    e[j] = q + P;
+  }
+}
+
+// finish<rne_fp16> on integers, for the main kernel (|acc| < 2^40): the sum acc * 2^base, its
+// leading bit at 2^E, rounded to nearest-even at the binary16 quantum at E (2^(E - 10), at least
+// 2^-24); 2^16 and up after rounding is inf (65520 rounds there); a zero result is +0. Out: the
+// float32 bits of the binary16 value, as the table lookup of finish() gives them.
+// Also, as finish_rz, the results split for the next step (M with 10 fraction bits, e >= -14).
+void finish_rne_fp16(const model& md, const std::int64_t* acc, const std::int32_t* emax, std::uint32_t* out,
+                     std::size_t nb, std::uint32_t* M, std::int32_t* e) {
+#pragma omp simd
+  for (std::size_t j = 0; j < nb; ++j) {
+    const at_quantum s(acc[j], emax[j] - md.F, 10, -24);
+    const auto [mag, sign, E, q, drop] = s;  // drop >= -10
+    std::uint64_t t;
+    if (drop <= 0) {
+      t = mag << -drop;  // exact: below 2^11
+    } else if (drop < 64) {
+      const std::uint64_t kept = mag >> drop, rem = mag & ((std::uint64_t{1} << drop) - 1);
+      const std::uint64_t half = std::uint64_t{1} << (drop - 1);
+      t = kept + std::uint64_t(rem > half || (rem == half && (kept & 1)));
+    } else {
+      t = 0;  // far below half the smallest subnormal
+    }
+    // t * 2^q, t < 2^12 (a carry may reach 2^11): as binary32 bits, normal there.
+    const std::int32_t msb = 63 - std::int32_t(__builtin_clzll(t | 1));
+    const std::int32_t Et = q + msb;
+    std::uint32_t bits = t ? (std::uint32_t(Et + 127) << 23) | ((std::uint32_t(t) << (23 - msb)) & 0x7FFFFFu) : 0u;
+    bits = t && Et >= 16 ? 0x7F800000u : bits;
+    out[j] = bits ? (bits | sign) : 0u;
+    const bool carried = t >> 11 != 0;  // rounded up to 2^11: one binade up
+    M[j] = std::uint32_t(carried ? t >> 1 : t);
+    e[j] = q + (carried ? 11 : 10);
   }
 }
 
@@ -231,6 +312,30 @@ std::uint32_t special_step(const float* arow, const float* B, std::size_t n, std
   return 0;
 }
 
+// The 1x128 recipe's preconditions (gemm_options::a_scale_1x128): an instruction without scales
+// of its own, promotion every 128 at most implied, both scale arrays, finite scales.
+void check_fine_scales(const instruction& inst, std::size_t m, std::size_t n, std::size_t k, const gemm_options& o) {
+  if (!o.a_scale_1x128 || !o.b_scale_128x128)
+    throw std::invalid_argument("1x128 scaling needs both A's (m x k/128) and B's (k/128 x n/128) scales");
+  if (inst.block || inst.group || inst.F2 || o.a_scale || o.b_scale)
+    throw std::invalid_argument(inst.name + " (" + inst.arch + "): 1x128 scaling is for instructions without " +
+                                (inst.F2 ? "CDNA3's own accumulation" : "block scales of their own"));
+  if (fine_block % std::size_t(inst.k))
+    throw std::invalid_argument("1x128 scaling: " + inst.name + "'s k (" + std::to_string(inst.k) + ") does not divide 128");
+  if (o.promote && o.promote != fine_block)
+    throw option_error("--promote: 1x128 scaling promotes every 128 (its K-block), not every " +
+                       std::to_string(o.promote));
+  const std::size_t kb = (k + fine_block - 1) / fine_block, nb = (n + fine_block - 1) / fine_block;
+  const auto check = [](const float* s, std::size_t rows, std::size_t cols, const char* what) {
+    for (std::size_t x = 0; x < rows * cols; ++x)
+      if (!std::isfinite(s[x]))
+        throw std::invalid_argument(std::string(what) + " scale [" + std::to_string(x / cols) + "," +
+                                    std::to_string(x % cols) + "] = " + number_text(s[x]) + " is not finite");
+  };
+  check(o.a_scale_1x128, m, kb, "A");
+  check(o.b_scale_128x128, kb, nb, "B");
+}
+
 // An output tile: MB rows x NB columns, its accumulators in L1.
 constexpr std::size_t NB = 64, MB = 8;
 
@@ -252,26 +357,30 @@ void run_steps(const gemm_job& g, std::size_t i0, std::size_t mb, std::size_t j0
   const model& md = g.md;
   const int L0 = md.F - md.pa - md.pb;  // >= 3 for every modelled instruction
   const std::size_t sub = std::size_t(1) << (29 - md.F);  // sub * 2^(F + 2) <= 2^31
-  std::uint32_t cM[NB];
-  std::int32_t ce[NB], emax[NB];
+  std::int32_t emax[NB];
   std::uint32_t seen_zero[NB];
   std::int64_t acc[NB];
+  // The accumulators split into significand and exponent: by split() from their bits at the first
+  // step; after it, as finish_rz / finish_rne_fp16 left them (the same numbers; where a result
+  // is special, its own path below decides, whatever they hold).
+  std::uint32_t sM[MB * NB];
+  std::int32_t sE[MB * NB];
   const std::size_t steps = g.kpad / std::size_t(md.L);
   for (std::size_t k = k0; k < k1; k += std::size_t(md.L), first = false)
   // Rows inside the step: B's L x nb slab is read from L1 by every row of the tile.
   for (std::size_t r = 0; r < mb; ++r) {
     const std::size_t i = i0 + r;
     std::uint32_t* c = cs + r * NB;
+    std::uint32_t* cM = sM + r * NB;
+    std::int32_t* ce = sE + r * NB;
     const int pc = first ? md.pc : md.pd, emin_c = first ? md.emin_c : md.emin_d;
     const int Lc = md.F - pc;  // C's shift: left when F > pc, else right
-    for (std::size_t j = 0; j < nb; ++j) {
-      std::uint32_t M;
-      std::int32_t e;
-      split(c[j] & 0x7FFFFFFFu, pc, emin_c, M, e);
-      cM[j] = M;
-      ce[j] = e;
-      emax[j] = M ? e : md.e_zero;
+    if (k == k0) {
+      // Branch-free, but GCC's cost model keeps this loop scalar without being told.
+#pragma omp simd
+      for (std::size_t j = 0; j < nb; ++j) split(c[j] & 0x7FFFFFFFu, pc, emin_c, cM[j], ce[j]);
     }
+    for (std::size_t j = 0; j < nb; ++j) emax[j] = cM[j] ? ce[j] : md.e_zero;
     std::fill(seen_zero, seen_zero + nb, 0u);
     const std::size_t kend = k + std::size_t(md.L);
     for (std::size_t kk = k; kk < kend; ++kk) {
@@ -318,7 +427,19 @@ void run_steps(const gemm_job& g, std::size_t i0, std::size_t mb, std::size_t j0
     const std::size_t step = k / std::size_t(md.L);
     const bool row_sp = g.row_special[i * steps + step] != 0;
     std::uint32_t next[NB];
-    finish<R>(md, acc, emax, next, nb);
+    if constexpr (R == result_rounding::rz_fp32) finish_rz<23>(md, acc, emax, next, nb, cM, ce);
+    else if constexpr (R == result_rounding::rz_e8m13) finish_rz<13>(md, acc, emax, next, nb, cM, ce);
+    else if constexpr (R == result_rounding::rne_fp16) finish_rne_fp16(md, acc, emax, next, nb, cM, ce);
+    else finish<R>(md, acc, emax, next, nb);
+    // Specials are rare: one vectorised test over the row decides whether any result needs the
+    // scalar check below.
+    std::uint32_t any = row_sp ? 1u : 0u;
+    const std::uint8_t* csp = &g.col_special[step * g.n + j0];
+    for (std::size_t j = 0; j < nb; ++j) any |= std::uint32_t((c[j] & 0x7F800000u) == 0x7F800000u) | csp[j];
+    if (!any) {
+      std::memcpy(c, next, nb * sizeof(std::uint32_t));
+      continue;
+    }
     for (std::size_t j = 0; j < nb; ++j) {
       const std::uint32_t old = c[j];
       const bool c_nonfinite = (old & 0x7F800000u) == 0x7F800000u;
@@ -591,6 +712,8 @@ void gemm(const instruction& inst, std::size_t m, std::size_t n, std::size_t k, 
     throw std::invalid_argument("gemm: " + std::to_string(m) + " x " + std::to_string(n) + " x " + std::to_string(k) +
                                 " is beyond the limit of 2^30 elements per matrix");
   if (k == 0) throw std::invalid_argument("gemm: k is 0 (an empty product)");
+  const bool fine = o.a_scale_1x128 || o.b_scale_128x128;
+  if (fine) check_fine_scales(inst, m, n, k, o);
   if (m == 0 || n == 0) return;
   if (inst.F2) {
     if (o.a_scale || o.b_scale) throw std::invalid_argument(inst.name + " is not block-scaled: it takes no scales");
@@ -626,7 +749,9 @@ void gemm(const instruction& inst, std::size_t m, std::size_t n, std::size_t k, 
     for (std::size_t j = 0; j < n; ++j)
       if (nfb[kk * n + j]) col_special[(kk / L) * n + j] = 1;
   const gemm_job g{md, m, n, k, kpad, A, B, sa, sb, row_special, col_special};
-  const std::size_t group = o.promote ? o.promote : kpad;
+  const std::size_t group = fine ? fine_block : o.promote ? o.promote : kpad;
+  // 1x128: A's scales per row and K-block, B's per K-block and 128 columns.
+  const std::size_t fkb = (k + fine_block - 1) / fine_block, fnb = (n + fine_block - 1) / fine_block;
   const auto steps_fn = md.rho == result_rounding::rz_fp32    ? &run_steps<result_rounding::rz_fp32>
                         : md.rho == result_rounding::rz_e8m13 ? &run_steps<result_rounding::rz_e8m13>
                                                               : &run_steps<result_rounding::rne_fp16>;
@@ -639,15 +764,24 @@ void gemm(const instruction& inst, std::size_t m, std::size_t n, std::size_t k, 
     std::uint32_t c[MB * NB] = {}, total[MB * NB] = {};
     for (std::size_t r = 0; r < mb; ++r)
       for (std::size_t j = 0; j < nb; ++j) total[r * NB + j] = C ? to_bits(C[(i0 + r) * n + j0 + j]) : 0u;
-    if (!o.promote) {
+    if (!o.promote && !fine) {
       steps_fn(g, i0, mb, j0, nb, 0, kpad, total, true);
     } else {
       // DeepSeek-V3's promotion: each group of `promote` from a zero accumulator, then added
-      // into the binary32 total (promoted()).
+      // into the binary32 total (promoted()); with 1x128 scales, times its scales (scaled()).
       for (std::size_t k0 = 0; k0 < kpad; k0 += group) {
         std::fill(c, c + MB * NB, 0u);
         steps_fn(g, i0, mb, j0, nb, k0, std::min(kpad, k0 + group), c, false);
-        for (std::size_t x = 0; x < MB * NB; ++x) total[x] = promoted(total[x], c[x]);
+        if (!fine) {
+          for (std::size_t x = 0; x < MB * NB; ++x) total[x] = promoted(total[x], c[x]);
+          continue;
+        }
+        const std::size_t kb = k0 / fine_block;
+        for (std::size_t r = 0; r < mb; ++r)
+          for (std::size_t j = 0; j < nb; ++j) {
+            const float fsa = o.a_scale_1x128[(i0 + r) * fkb + kb], fsb = o.b_scale_128x128[kb * fnb + (j0 + j) / fine_block];
+            total[r * NB + j] = scaled(total[r * NB + j], fsa * fsb, c[r * NB + j]);
+          }
       }
     }
     for (std::size_t r = 0; r < mb; ++r)
@@ -676,8 +810,20 @@ error_summary errors(const instruction& inst, std::size_t m, std::size_t n, std:
   error_summary r;
   const std::uint64_t total = std::uint64_t(m) * n;
   const std::uint64_t count = std::min<std::uint64_t>(total, limit);
-  // The exact value through dot()'s exact sum, C entering as one more product, C * 1.
-  std::vector<double> a(k + 1), b(k + 1);
+  // The exact value through dot()'s exact sum, C entering as one more product, C * 1. With 1x128
+  // scales, a * sa * b * sb has up to 2 (11 + 24) significant bits, beyond a double: each scale is
+  // split into two halves of at most 12 bits (hi + lo, exactly), and the element's product enters
+  // as the four products (a * sa_x) * (b * sb_y), each exact in a double (at most 2 x 23 bits).
+  const bool fine = o.a_scale_1x128 && o.b_scale_128x128;
+  const std::size_t terms = fine ? 4 : 1;
+  const std::size_t fkb = (k + fine_block - 1) / fine_block, fnb = (n + fine_block - 1) / fine_block;
+  const auto halves = [](float s) {  // s = hi + lo, each at most 12 significant bits
+    if (s == 0) return std::pair{0.0, 0.0};
+    const int e = std::ilogb(double(s));
+    const double hi = std::ldexp(std::trunc(std::ldexp(double(s), 11 - e)), e - 11);
+    return std::pair{hi, double(s) - hi};
+  };
+  std::vector<double> a(k * terms + 1), b(k * terms + 1);
   const accumulator acc{inst.d, rounding::rne, 0};
   double sum_rel = 0;
   std::uint64_t n_rel = 0;
@@ -694,8 +840,18 @@ error_summary errors(const instruction& inst, std::size_t m, std::size_t n, std:
         b[t] *= decode(o.b_scale[(t / blk) * n + j] & mask, inst.scale);
       }
     }
-    a[k] = C ? C[at] : 0.0;
-    b[k] = 1.0;
+    if (fine)  // from the last element down: a[t], b[t] are read before their slots are overwritten
+      for (std::size_t t = k; t-- > 0;) {
+        const auto [ah, al] = halves(o.a_scale_1x128[i * fkb + t / fine_block]);
+        const auto [bh, bl] = halves(o.b_scale_128x128[(t / fine_block) * fnb + j / fine_block]);
+        const double x = a[t], y = b[t];
+        a[4 * t] = x * ah, b[4 * t] = y * bh;
+        a[4 * t + 1] = x * ah, b[4 * t + 1] = y * bl;
+        a[4 * t + 2] = x * al, b[4 * t + 2] = y * bh;
+        a[4 * t + 3] = x * al, b[4 * t + 3] = y * bl;
+      }
+    a[k * terms] = C ? C[at] : 0.0;
+    b[k * terms] = 1.0;
     const dot_result e = measure(inst, D[at], dot(a, b, acc).exact);
     ++r.checked;
     if (std::isnan(e.rel_error)) {
@@ -713,6 +869,41 @@ error_summary errors(const instruction& inst, std::size_t m, std::size_t n, std:
   }
   r.mean_abs_rel = n_rel ? sum_rel / double(n_rel) : 0.0;
   return r;
+}
+
+std::vector<k_point> k_sweep(const instruction& inst, std::size_t m, std::size_t n, std::size_t k, const float* A,
+                             const float* B, const float* C, const std::vector<std::size_t>& ks,
+                             const gemm_options& o, std::uint64_t limit) {
+  std::vector<k_point> out;
+  std::vector<float> a, d(m * n);
+  std::vector<std::uint8_t> sa;
+  std::vector<float> fa;
+  const std::size_t blk = std::size_t(inst.block), nblk = blk ? (k + blk - 1) / blk : 0;
+  for (const std::size_t K : ks) {
+    if (K == 0 || K > k)
+      throw std::invalid_argument("k_sweep: K = " + std::to_string(K) + " is not in 1.." + std::to_string(k));
+    // A's first K columns, contiguous; B's first K rows already are.
+    a.resize(m * K);
+    for (std::size_t i = 0; i < m; ++i) std::copy(A + i * k, A + i * k + K, a.begin() + std::ptrdiff_t(i * K));
+    gemm_options go = o;
+    if (blk && o.a_scale) {  // A's scales of the first blocks, row by row; B's are its first rows
+      const std::size_t nb = (K + blk - 1) / blk;
+      sa.resize(m * nb);
+      for (std::size_t i = 0; i < m; ++i)
+        std::copy(o.a_scale + i * nblk, o.a_scale + i * nblk + nb, sa.begin() + std::ptrdiff_t(i * nb));
+      go.a_scale = sa.data();
+    }
+    if (o.a_scale_1x128) {  // the same for the 1x128 recipe's A scales
+      const std::size_t full = (k + fine_block - 1) / fine_block, nb = (K + fine_block - 1) / fine_block;
+      fa.resize(m * nb);
+      for (std::size_t i = 0; i < m; ++i)
+        std::copy(o.a_scale_1x128 + i * full, o.a_scale_1x128 + i * full + nb, fa.begin() + std::ptrdiff_t(i * nb));
+      go.a_scale_1x128 = fa.data();
+    }
+    gemm(inst, m, n, K, a.data(), B, C, d.data(), go);
+    out.push_back({K, errors(inst, m, n, K, a.data(), B, C, d.data(), go, limit)});
+  }
+  return out;
 }
 
 void run(const instruction& inst, const float* A, const float* B, const float* C, float* D) {

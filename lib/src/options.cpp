@@ -123,6 +123,31 @@ std::vector<float> parse_scales(std::string_view text, std::string_view what) {
   return out;
 }
 
+std::vector<std::size_t> parse_depths(std::string_view text, std::size_t max, std::string_view what) {
+  std::vector<std::size_t> out;
+  const long long hi_limit = (long long)std::min<std::size_t>(max, std::size_t{1} << 40);
+  const auto depth = [&](std::string_view t) {
+    const long long v = parse_integer(t, what, 1, std::numeric_limits<long long>::max());
+    if (v > hi_limit) fail(what, "K = " + std::to_string(v) + " is beyond the inner dimension (" + std::to_string(max) + ")");
+    return std::size_t(v);
+  };
+  for_each_item(text, [&](std::string_view item) {
+    const std::size_t colon = item.find(':');
+    if (colon == std::string_view::npos) {
+      out.push_back(depth(item));
+    } else {
+      const std::size_t lo = depth(item.substr(0, colon)), hi = depth(item.substr(colon + 1));
+      if (lo > hi) fail(what, "a range is LO:HI with LO <= HI, not " + quoted(item));
+      for (std::size_t v = lo; v < hi; v *= 2) out.push_back(v);
+      out.push_back(hi);
+    }
+    if (out.size() > max_depths) fail(what, "at most " + std::to_string(max_depths) + " depths");
+  });
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
 int check_threads(long long n, std::string_view what) {
   if (n < 0 || n > max_threads)
     fail(what, "a thread count is 0 (all cores) to " + std::to_string(max_threads) + ", not " + std::to_string(n));

@@ -135,3 +135,116 @@ def test_block_scales_are_required_checked_and_refused_where_unused():
         fpscope.gemm(np.ones((16, 16), np.float32), np.ones((16, 8), np.float32), **AMPERE, a_scale=sa, b_scale=sb)
     with pytest.raises(TypeError, match="uint8"):
         fpscope.gemm(a, b, **mx, a_scale=sa.astype(np.int32), b_scale=sb)
+
+
+# ---- DeepSeek-V3's 1x128 / 128x128 scaling --------------------------------------------------------
+
+HOPPER_FP8 = {"arch": "hopper", "inst": "m64n8k32.f32.e4m3.e4m3"}
+
+
+def fma32(s, p, t):
+    """float32(s * p + t) rounded once, nearest-even, from the exact value (fractions): the float32
+    FMA, independently of fpscope (Python 3.11 has no math.fma)."""
+    from fractions import Fraction
+
+    exact = Fraction(float(s)) * Fraction(float(p)) + Fraction(float(t))
+    c = np.float32(float(exact))  # within one float32 step of the answer: pick among c and its neighbours
+    best = None
+    for x in (np.nextafter(c, np.float32(-np.inf)), c, np.nextafter(c, np.float32(np.inf))):
+        if not np.isfinite(x):
+            continue
+        d = abs(Fraction(float(x)) - exact)
+        even = (int(np.array(x).view(np.uint32)) & 1) == 0
+        if best is None or d < best[0] or (d == best[0] and even):
+            best = (d, x)
+    return best[1]
+
+
+def fine_reference(a, b, c, sa, sb, **inst):
+    """The 1x128 recipe written out: the unscaled instruction GEMM of each K-block of 128 (the
+    instruction model, proven against MMA-Sim), its result times float32(sa * sb) added into a
+    float32 total by an FMA (DeepGEMM's promotion), C first."""
+    m, k = a.shape
+    n = b.shape[1]
+    total = c.astype(np.float32).copy()
+    for kb in range(0, -(-k // 128)):
+        p = fpscope.gemm(a[:, kb * 128:(kb + 1) * 128], b[kb * 128:(kb + 1) * 128], **inst)
+        for i in range(m):
+            for j in range(n):
+                s = np.float32(sa[i, kb]) * np.float32(sb[kb, j // 128])  # a float32 multiply
+                total[i, j] = fma32(s, p[i, j], total[i, j])
+    return total
+
+
+def test_1x128_scales_match_a_numpy_reference():
+    # Shapes that cut every block: K = 300 (blocks of 128, 128, 44), N = 136 (B's tiles of 128, 8).
+    rng = np.random.default_rng(7)
+    a, b = e4m3_values(rng, (5, 300)), e4m3_values(rng, (300, 136))
+    c = rng.standard_normal((5, 136)).astype(np.float32)
+    sa = np.exp2(rng.uniform(-10, 10, (5, 3))).astype(np.float32) * rng.uniform(1, 2, (5, 3)).astype(np.float32)
+    sb = np.exp2(rng.uniform(-10, 10, (3, 2))).astype(np.float32) * rng.uniform(1, 2, (3, 2)).astype(np.float32)
+    sa[1, 1] = 0  # a zero scale: that block adds nothing
+    want = fine_reference(a, b, c, sa, sb, **HOPPER_FP8)
+    got = fpscope.gemm(a, b, c, **HOPPER_FP8, a_scale=sa, b_scale=sb)
+    assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
+    # promote=128 says the same; the scales matter (ones differ), also on Blackwell's instruction
+    assert np.array_equal(fpscope.gemm(a, b, c, **HOPPER_FP8, a_scale=sa, b_scale=sb, promote=128).view(np.uint32),
+                          got.view(np.uint32))
+    ones = fpscope.gemm(a, b, c, **HOPPER_FP8, a_scale=np.ones_like(sa), b_scale=np.ones_like(sb))
+    assert not np.array_equal(ones, got)
+    bw = {"arch": "blackwell", "inst": "m128n8k32.kind::f8f6f4.f32.e4m3.e4m3"}
+    want = fine_reference(a, b, c, sa, sb, **bw)
+    assert np.array_equal(fpscope.gemm(a, b, c, **bw, a_scale=sa, b_scale=sb).view(np.uint32), want.view(np.uint32))
+
+
+def test_1x128_scales_refusals():
+    rng = np.random.default_rng(8)
+    a, b = e4m3_values(rng, (4, 256)), e4m3_values(rng, (256, 8))
+    sa, sb = np.ones((4, 2), np.float32), np.ones((2, 1), np.float32)
+    with pytest.raises(ValueError, match="a_scale must be 4 x 2"):
+        fpscope.gemm(a, b, **HOPPER_FP8, a_scale=sa[:, :1], b_scale=sb)
+    with pytest.raises(ValueError, match="b_scale must be 2 x 1"):
+        fpscope.gemm(a, b, **HOPPER_FP8, a_scale=sa, b_scale=np.ones((2, 2), np.float32))
+    with pytest.raises(ValueError, match="both"):
+        fpscope.gemm(a, b, **HOPPER_FP8, a_scale=sa)
+    with pytest.raises(ValueError, match="every 128"):
+        fpscope.gemm(a, b, **HOPPER_FP8, a_scale=sa, b_scale=sb, promote=256)
+    bad = sa.copy()
+    bad[3, 1] = np.inf
+    with pytest.raises(ValueError, match=r"A scale \[3,1\] = inf is not finite"):
+        fpscope.gemm(a, b, **HOPPER_FP8, a_scale=bad, b_scale=sb)
+    with pytest.raises(ValueError, match="CDNA3"):
+        fpscope.gemm(a[:, :32].astype(np.float16), b[:32].astype(np.float16), arch="cdna3", inst="f32_32x32x8_f16",
+                     a_scale=np.ones((4, 1), np.float32), b_scale=np.ones((1, 1), np.float32))
+
+
+def test_a_result_rounded_up_a_binade_is_the_next_steps_c_there():
+    # Ampere's f16-output m16n8k16 (F = 24, L = 8, RNE-FP16): step 1 sums to 1.999755859375,
+    # which rounds to 2.0 (past the midpoint below 2); step 2 aligns its terms to that C's
+    # exponent 1, so the tiny product 1.5 * 2^-24 truncates to 0 (below 2^(1 - 24)) and the sum is
+    # 2 + 2^-10, a tie, rounding to 2.0. Aligned one binade lower (C taken as 2048 * 2^-10), the
+    # tiny product would keep 2^-24 and the sum round up to 2 + 2^-9. MMA-Sim 2.1.1 gives 2.0.
+    a = np.zeros((16, 16), np.float16)
+    b = np.ones((16, 8), np.float16)
+    a[:, 0], a[:, 1], a[:, 8], a[:, 9] = 1.9990234375, 1.5 * 2**-11, 2**-10, 1.5 * 2**-12
+    b[9, :] = 2**-12
+    d = fpscope.mma(a, b, np.zeros((16, 8), np.float16), arch="ampere", inst="m16n8k16.f16.f16.f16.f16")
+    assert d.dtype == np.float16 and np.all(d == 2.0)
+
+
+def test_gemm_k_sweep_is_the_prefix_gemms():
+    # Each depth: the errors of gemm() on the first K columns / rows, measured here against
+    # NumPy's exact float64 product of e4m3 values (8-bit products, sums of at most 300: exact).
+    rng = np.random.default_rng(12)
+    a, b = np.abs(e4m3_values(rng, (6, 300))), np.abs(e4m3_values(rng, (300, 10)))
+    pts = fpscope.gemm_k_sweep(a, b, **HOPPER_FP8, ks=[32, 100, 300], promote=128)
+    assert [p["k"] for p in pts] == [32, 100, 300] and all(p["checked"] == 60 for p in pts)
+    for p in pts:
+        k = p["k"]
+        d = fpscope.gemm(a[:, :k], b[:k], **HOPPER_FP8, promote=128).astype(np.float64)
+        exact = a[:, :k].astype(np.float64) @ b[:k].astype(np.float64)
+        assert p["max_abs_rel_error"] == np.max(np.abs(d - exact) / exact) > 0
+    with pytest.raises(ValueError, match="not in 1..300"):
+        fpscope.gemm_k_sweep(a, b, **HOPPER_FP8, ks=[301])
+    with pytest.raises(ValueError, match="ks"):
+        fpscope.gemm_k_sweep(a, b, **HOPPER_FP8, ks=[])

@@ -9,6 +9,10 @@ e.g. the PyPI venv of tools/wheel.sh:
 
     OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 .venv-pypi/bin/python tools/bench/mma_bench.py
     (or, from a build tree: PYTHONPATH=build/lib/python python tools/bench/mma_bench.py)
+
+Two builds compared (a kernel change): alternate processes, each build's fpscope alone, e.g.
+    for r in 1 2; do for t in BASE NEW; do OMP_NUM_THREADS=1 PYTHONPATH=$t/build/lib/python \
+        python tools/bench/mma_bench.py --mmasim-rows 0 --only f16,bf16,tf32; done; done
 """
 
 import argparse
@@ -49,6 +53,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--mmasim-rows", type=int, default=16, help="rows MMA-Sim computes (0: skip MMA-Sim)")
+    ap.add_argument("--only", default="", help="only the instructions whose 'arch inst' contains one of these "
+                    "comma-separated words (e.g. f16,bf16,tf32)")
     args = ap.parse_args()
     n = args.size
     rng = np.random.default_rng(0)
@@ -72,7 +78,10 @@ def main():
     print(f"{n}^3 GEMM, one core; numpy float32 matmul: {t_np:.3f} s")
     print("| arch | instruction | fpscope (s) | MMA-Sim (s, scaled) | MMA-Sim / fpscope | fpscope / numpy | rows compared |")
     print("| --- | --- | ---: | ---: | ---: | ---: | --- |")
+    words = [w for w in args.only.split(",") if w]
     for arch, inst in INSTRUCTIONS:
+        if words and not any(w in f"{arch} {inst}" for w in words):
+            continue
         info = fpscope.mma_info(arch, inst)
         a = values(rng, info["a"], (n, n))
         b = values(rng, info["b"], (n, n))

@@ -14,6 +14,8 @@
 #include "fpscope/mma.hpp"
 #include "fpscope/npy.hpp"
 #include "fpscope/output.hpp"
+#include "plot.hpp"
+#include "plot_gemm.hpp"
 #include "text.hpp"
 
 namespace fpscope::cli {
@@ -22,9 +24,10 @@ namespace {
 struct gemm_options {
   std::string a, b, c, out, scales;
   std::string arch, inst;
+  std::string k_sweep, plot;  // --k-sweep DEPTHS, --plot FILE
   std::size_t promote = 0;
   int threads = 0;
-  bool json = false;
+  bool json = false, csv = false;
 };
 
 // What a run is: the instructions resolved (one per architecture), checked before any reading.
@@ -49,10 +52,26 @@ gemm_plan plan(const gemm_options& o) {
       if (archs[j] == archs[i] && insts.size() == 1) throw usage_error("--arch: " + fpscope::quoted(archs[i]) + " given twice");
     p.insts.push_back(mma::find(archs[i], insts.size() == 1 ? insts[0] : insts[i]));
   }
-  for (const auto& in : p.insts)
+  for (const auto& in : p.insts) {
     if (in.block && o.scales.empty())
       throw usage_error("--scales: " + in.name + " is block-scaled: give SA.npy,SB.npy (UE8M0 codes)");
+    if (!o.scales.empty() && (in.block != 0) != (p.insts.front().block != 0))
+      throw usage_error("--scales: " + in.name + " and " + p.insts.front().name +
+                        " take different scales (block-scaled codes against 1x128 float32)");
+    if (!o.scales.empty() && !in.block && (in.F2 || in.group))
+      throw usage_error("--scales: " + in.arch + " " + in.name + " takes no 1x128 scales");
+    if (!o.scales.empty() && !in.block && o.promote && o.promote != mma::fine_block)
+      throw usage_error(fmt::format("--promote: 1x128 scales promote every {}, not {}", mma::fine_block, o.promote));
+  }
   if (!o.out.empty() && p.insts.size() > 1) throw usage_error("-o: one architecture at a time (D differs by architecture)");
+  if (!o.out.empty() && !o.k_sweep.empty()) throw usage_error("-o: not with --k-sweep (a sweep computes one D per depth)");
+  if (!o.plot.empty() && o.k_sweep.empty()) throw usage_error("--plot: draws the error against K: give --k-sweep");
+  if (o.csv && o.k_sweep.empty()) throw usage_error("--csv: one line per depth of --k-sweep: give --k-sweep");
+  if (!o.plot.empty()) try {
+      plot_is_svg(o.plot);  // before the work, not after
+    } catch (const std::invalid_argument& e) {
+      throw usage_error(e.what());
+    }
   if (o.promote)
     for (const auto& in : p.insts)
       if (o.promote % std::size_t(in.k))
@@ -118,6 +137,129 @@ std::vector<std::uint8_t> load_scales(const std::string& path, std::uint64_t row
   return out;
 }
 
+struct sweep_inputs {
+  const float *A, *B, *C;
+  std::size_t m, n, k;
+  const std::uint8_t *sa, *sb;
+  const float *fsa, *fsb;
+};
+
+// --k-sweep: the error against K of every architecture (and, with --promote, each without and
+// with promotion) on the same A and B (their first K columns and rows), as a table, JSON or CSV,
+// and --plot's figure.
+int run_sweep(const gemm_options& o, const gemm_plan& p, const sweep_inputs& in) {
+  const std::vector<std::size_t> ks = parse_depths(o.k_sweep, in.k);
+  struct series {
+    const mma::instruction* inst;
+    std::size_t promote;
+    std::vector<mma::k_point> points;
+  };
+  std::vector<series> runs;
+  bool same_inst = true;
+  for (const auto& inst : p.insts) same_inst = same_inst && inst.name == p.insts.front().name;
+  for (const auto& inst : p.insts)
+    for (const std::size_t promote : o.promote ? std::vector<std::size_t>{0, o.promote} : std::vector<std::size_t>{0}) {
+      mma::gemm_options go{promote, o.threads};
+      go.a_scale = in.sa;
+      go.b_scale = in.sb;
+      go.a_scale_1x128 = in.fsa;
+      go.b_scale_128x128 = in.fsb;
+      if (in.fsa && promote) continue;  // 1x128 always promotes every 128: one series
+      runs.push_back({&inst, in.fsa ? mma::fine_block : promote,
+                      mma::k_sweep(inst, in.m, in.n, in.k, in.A, in.B, in.C, ks, go)});
+    }
+  const auto label = [&](const series& s) {
+    std::string l = s.inst->arch;
+    if (!same_inst) l += " " + s.inst->name;
+    if (in.fsa) l += ", 1x128 scales";
+    else if (s.promote) l += fmt::format(", promoted every {}", s.promote);
+    return l;
+  };
+  if (!o.plot.empty()) {
+    k_sweep_picture pic;
+    pic.title = fmt::format("{} x {}: error against K", printable(o.a), printable(o.b));
+    pic.caption = fmt::format("{} x {} results, K = {} .. {}{}{}; errors over {} results per depth", in.m, in.n,
+                              grouped(ks.front()), grouped(ks.back()), same_inst ? ", " + p.insts.front().name : "",
+                              o.c.empty() ? "" : ", + C", grouped(runs.front().points.front().err.checked));
+    for (const auto& s : runs) {
+      k_sweep_picture::series line{label(s), {}, {}, {}};
+      for (const auto& pt : s.points) {
+        line.k.push_back(double(pt.k));
+        line.max_rel.push_back(pt.err.max_abs_rel);
+        line.mean_rel.push_back(pt.err.mean_abs_rel);
+      }
+      pic.lines.push_back(std::move(line));
+    }
+    std::vector<std::string> inputs{o.a, o.b};
+    if (!o.c.empty()) inputs.push_back(o.c);
+    write_k_sweep_plot(o.plot, pic, inputs);
+  }
+  if (o.json) {
+    nlohmann::json sweep = nlohmann::json::array();
+    for (const auto& s : runs) {
+      nlohmann::json pts = nlohmann::json::array();
+      for (const auto& pt : s.points)
+        pts.push_back({{"k", pt.k},
+                       {"checked", pt.err.checked},
+                       {"undefined_errors", pt.err.undefined},
+                       {"inexact", pt.err.differ},
+                       {"max_abs_rel_error", pt.err.max_abs_rel},
+                       {"mean_abs_rel_error", pt.err.mean_abs_rel},
+                       {"max_abs_ulp_error", pt.err.max_abs_ulp}});
+      sweep.push_back({{"arch", s.inst->arch}, {"inst", s.inst->name}, {"model", s.inst->describe()},
+                       {"promote", s.promote}, {"points", pts}});
+    }
+    const nlohmann::json j{{"shape", {in.m, in.n, in.k}}, {"k_sweep", ks}, {"sweep", sweep}};
+    fmt::print("{}\n", j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
+  } else if (o.csv) {
+    fmt::print("arch,inst,promote,k,checked,undefined_errors,inexact,max_abs_rel_error,mean_abs_rel_error,"
+               "max_abs_ulp_error\n");
+    for (const auto& s : runs)
+      for (const auto& pt : s.points)
+        fmt::print("{},{},{},{},{},{},{},{},{},{}\n", s.inst->arch, csv_field(s.inst->name), s.promote, pt.k,
+                   pt.err.checked, pt.err.undefined, pt.err.differ, pt.err.max_abs_rel, pt.err.mean_abs_rel,
+                   pt.err.max_abs_ulp);
+  } else {
+    fmt::print("{} x {}: {} x {} results, K = {}{}\n", printable(o.a), printable(o.b), in.m, in.n,
+               ks.size() == 1 ? grouped(ks[0]) : fmt::format("{} .. {} ({} depths)", grouped(ks.front()),
+                                                             grouped(ks.back()), ks.size()),
+               o.c.empty() ? "" : " + " + printable(o.c));
+    const std::uint64_t checked = runs.front().points.front().err.checked;
+    fmt::print("errors against the exact A*B+C over {} results per depth{}\n", grouped(checked),
+               checked == std::uint64_t(in.m) * in.n ? " (all)" : " (evenly spaced)");
+    for (const auto& s : runs) {
+      fmt::print("{}{}\n", s.inst->describe(),
+                 in.fsa ? ", 1x128 / 128x128 scales, promoted to fp32 every 128"
+                 : s.promote ? fmt::format(", promoted to fp32 every {}", s.promote) : "");
+      fmt::print("  {:>8} {:>12} {:>12} {:>10} {:>9}\n", "K", "max |rel|", "mean |rel|", "max ulps", "inexact");
+      for (const auto& pt : s.points) {
+        fmt::print("  {:>8} {:>12.4g} {:>12.4g} {:>10.4g} {:>9}", grouped(pt.k), pt.err.max_abs_rel,
+                   pt.err.mean_abs_rel, pt.err.max_abs_ulp, grouped(pt.err.differ));
+        if (pt.err.undefined) fmt::print("   ({} without exact value)", grouped(pt.err.undefined));
+        fmt::print("\n");
+      }
+    }
+  }
+  if (!o.plot.empty() && !o.json && !o.csv) fmt::print("wrote {}\n", printable(o.plot));
+  return exit_ok;
+}
+
+// float32 scales of the 1x128 recipe, rows x cols.
+std::vector<float> load_fine_scales(const std::string& path, std::uint64_t rows, std::uint64_t cols, const char* what) {
+  const npy_reader in(path);
+  if (in.dtype() != npy_dtype::f4)
+    throw npy_error(fmt::format("{}: {} scales are float32, not {} (an instruction without block scales of its "
+                                "own takes DeepSeek-V3's 1x128 / 128x128 float32 scales)",
+                                path, what, npy_type_name(in.dtype())));
+  if (in.shape() != std::vector<std::uint64_t>{rows, cols})
+    throw usage_error(fmt::format("{}: {} scales of shape {}, the product needs ({}, {})", path, what,
+                                  npy_shape_string(in.shape()), rows, cols));
+  const auto v = in.values<float>();
+  std::vector<float> out(v.begin(), v.end());
+  in.check_intact();
+  return out;
+}
+
 int run(const gemm_options& o) {
   const gemm_plan p = plan(o);
   const auto& first = p.insts.front();
@@ -141,15 +283,27 @@ int run(const gemm_options& o) {
   }
   const float* cp = o.c.empty() ? nullptr : C.v.data();
   std::vector<std::uint8_t> sa, sb;
+  std::vector<float> fsa, fsb;  // the 1x128 recipe's
   if (!o.scales.empty()) {
     const auto paths = split_commas(o.scales);
     if (paths.size() != 2) throw usage_error("--scales: give two files, A's and B's scales: SA.npy,SB.npy");
     int block = 0;
     for (const auto& in : p.insts) block = std::max(block, in.block);
-    if (!block) throw usage_error("--scales: " + first.name + " is not block-scaled");
-    const std::uint64_t nblk = (k + std::uint64_t(block) - 1) / std::uint64_t(block);
-    sa = load_scales(paths[0], m, nblk);
-    sb = load_scales(paths[1], nblk, n);
+    if (block) {
+      const std::uint64_t nblk = (k + std::uint64_t(block) - 1) / std::uint64_t(block);
+      sa = load_scales(paths[0], m, nblk);
+      sb = load_scales(paths[1], nblk, n);
+    } else {  // DeepSeek-V3's 1x128 / 128x128 float32 scales
+      const std::uint64_t kb = (k + mma::fine_block - 1) / mma::fine_block, nb = (n + mma::fine_block - 1) / mma::fine_block;
+      fsa = load_fine_scales(paths[0], m, kb, "A's 1x128");
+      fsb = load_fine_scales(paths[1], kb, nb, "B's 128x128");
+    }
+  }
+  if (!o.k_sweep.empty()) {
+    const sweep_inputs in{A.v.data(), B.v.data(), cp, m, n, k, sa.empty() ? nullptr : sa.data(),
+                          sb.empty() ? nullptr : sb.data(), fsa.empty() ? nullptr : fsa.data(),
+                          fsb.empty() ? nullptr : fsb.data()};
+    return run_sweep(o, p, in);
   }
   std::vector<float> D(m * n);
   struct row {
@@ -163,6 +317,8 @@ int run(const gemm_options& o) {
     mma::gemm_options go{o.promote, o.threads};
     go.a_scale = sa.empty() ? nullptr : sa.data();
     go.b_scale = sb.empty() ? nullptr : sb.data();
+    go.a_scale_1x128 = fsa.empty() ? nullptr : fsa.data();
+    go.b_scale_128x128 = fsb.empty() ? nullptr : fsb.data();
     mma::gemm(in, m, n, k, A.v.data(), B.v.data(), cp, D.data(), go);
     rows.push_back({&in, mma::errors(in, m, n, k, A.v.data(), B.v.data(), cp, D.data(), go)});
     if (first_d.empty()) first_d = D;
@@ -202,7 +358,9 @@ int run(const gemm_options& o) {
     return exit_ok;
   }
   fmt::print("{} x {}: {} x {} x {}{}{}\n", printable(o.a), printable(o.b), m, n, k,
-             o.c.empty() ? "" : " + " + printable(o.c), o.promote ? fmt::format(", promoted to fp32 every {}", o.promote) : "");
+             o.c.empty() ? "" : " + " + printable(o.c),
+             !fsa.empty() ? ", 1x128 / 128x128 scales, promoted to fp32 every 128"
+             : o.promote  ? fmt::format(", promoted to fp32 every {}", o.promote) : "");
   const std::uint64_t checked = rows.front().err.checked;
   fmt::print("errors against the exact A*B+C over {}{}\n", checked == results ? "every result" : grouped(checked) + " results",
              checked == results ? "" : " (evenly spaced)");
@@ -252,10 +410,18 @@ runner setup(CLI::App& app) {
       ->check(count_check(false));
   sub->add_option("--scales", o->scales,
                   "SA.npy,SB.npy: block scales (uint8 UE8M0/UE4M3 codes) of a block-scaled\n"
-                  "instruction: A's (m, k/block) and B's (k/block, n)");
+                  "instruction: A's (m, k/block) and B's (k/block, n); for any other (not CDNA3):\n"
+                  "DeepSeek-V3's float32 scales, A's 1x128 (m, k/128) and B's 128x128 (k/128, n/128),\n"
+                  "each K-block of 128 promoted to fp32 times its two scales");
   sub->add_option("-o,--output", o->out, "write D as .npy (float32, or float16 for an f16 output)");
   add_threads_option(*sub, o->threads);
-  sub->add_flag("--json", o->json, "print a JSON object instead of the table");
+  sub->add_option("--k-sweep", o->k_sweep,
+                  "DEPTHS: the error against K over the first K columns of A and rows of B, for each\n"
+                  "K of DEPTHS: K,K,... or LO:HI (LO, 2LO, 4LO, ... and HI); with --promote N, each\n"
+                  "architecture without and with promotion");
+  sub->add_option("--plot", o->plot, "with --k-sweep: draw the error against K to FILE.svg|png");
+  auto* j = sub->add_flag("--json", o->json, "print a JSON object instead of the table");
+  sub->add_flag("--csv", o->csv, "with --k-sweep: print CSV, one line per architecture x depth")->excludes(j);
   sub->footer(
       "The K loop runs the instruction's depth at a time, each D the next C, as a kernel does;\n"
       "a K that is not a multiple of it is padded with zeros. Inputs must be exactly values of\n"
@@ -280,6 +446,10 @@ runner setup(CLI::App& app) {
       "      m16n8k16.f32.f16.f16.f32,m16n8k16.f32.f16.f16.f32      # three generations side by side\n"
       "  fpscope gemm A8.npy B8.npy --arch hopper --inst m64n128k32.f32.e4m3.e4m3 --promote 128\n"
       "  fpscope gemm A.npy B.npy --arch blackwell --inst m128n256k16.kind::f16.f32.bf16.bf16 --json\n"
+      "  fpscope gemm A8.npy B8.npy --arch hopper,blackwell --inst m64n8k32.f32.e4m3.e4m3,\\\n"
+      "      m128n8k32.kind::f8f6f4.f32.e4m3.e4m3 --k-sweep 32:4096 --promote 128 --plot err.svg\n"
+      "  fpscope gemm X8.npy W8.npy --scales SX.npy,SW.npy --arch hopper \\\n"
+      "      --inst m64n256k32.f32.e4m3.e4m3   # DeepSeek-V3's 1x128 / 128x128 float32 scales\n"
       "  fpscope gemm A8.npy B8.npy --scales SA.npy,SB.npy --arch blackwell \\\n"
       "      --inst m128n128k32.kind::mxf8f6f4.block32.f32.e4m3.e4m3.ue8m0   # MXFP8");
   return [o] { return run(*o); };

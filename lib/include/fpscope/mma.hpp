@@ -88,7 +88,19 @@ struct gemm_options {
   /// refused by the others. NaN scale codes are refused.
   const std::uint8_t* a_scale = nullptr;
   const std::uint8_t* b_scale = nullptr;
+  /// DeepSeek-V3's fine-grained FP8 scaling, as DeepGEMM runs it on Hopper: float32 scales, A's
+  /// m x ceil(k / 128) (one per row and 128 elements of K: "1x128"), B's ceil(k / 128) x
+  /// ceil(n / 128) (one per 128 x 128 tile), row-major. Each K-block of 128 runs its instructions
+  /// from a zero accumulator on the unscaled elements; its result p then goes into the binary32
+  /// total (C first) as total = fma(float(sa * sb), p, total), nearest-even. For instructions
+  /// without scales of their own (not block-scaled, not CDNA3); implies promotion every 128
+  /// (`promote` 0 or 128). Scales must be finite. Both or neither.
+  const float* a_scale_1x128 = nullptr;
+  const float* b_scale_128x128 = nullptr;
 };
+
+/// The K-block (and N-block of B's scales) of the 1x128 recipe: DeepGEMM's BLOCK_K.
+inline constexpr std::size_t fine_block = 128;
 
 /// The most results (m x n) and operand elements (m x k, k x n) one gemm takes: 2^30 each (4 GiB
 /// of float32). Shapes declared by small files (an (m, 0) array holds no data) cannot ask for more.
@@ -116,11 +128,26 @@ struct error_summary {
 };
 
 /// The errors of D (from gemm, same arguments) against the exact A * B + C (with the block
-/// scales of `o`, if any), each an exact sum (fpscope::dot's). At most `limit` results are
+/// scales of `o`, if any, 1x128 included), each an exact sum (fpscope::dot's). At most `limit` results are
 /// measured, evenly spaced over m x n (all of them when there are no more).
 error_summary errors(const instruction& inst, std::size_t m, std::size_t n, std::size_t k, const float* A,
                      const float* B, const float* C, const float* D, const gemm_options& o = {},
                      std::uint64_t limit = 4096);
+
+/// One depth of an error-against-K sweep.
+struct k_point {
+  std::size_t k = 0;  ///< the depth: the first k columns of A and rows of B
+  error_summary err;
+};
+
+/// The error against K (DeepSeek-V3's figure, the "error against K"): for each depth K of
+/// `ks` (each in 1..k), the GEMM of the first K columns of A (m x k, row stride k) and the first K
+/// rows of B (k x n), plus C, computed by gemm and measured by errors (`limit` results), with the
+/// options `o` (promotion; block scales given for all of k, their first ceil(K / block) blocks
+/// used). Throws std::invalid_argument for a K outside 1..k, and whatever gemm throws.
+std::vector<k_point> k_sweep(const instruction& inst, std::size_t m, std::size_t n, std::size_t k, const float* A,
+                             const float* B, const float* C, const std::vector<std::size_t>& ks,
+                             const gemm_options& o = {}, std::uint64_t limit = 4096);
 
 /// One result's error, as errors() measures it: `value` (a D element) against `exact` (the exact
 /// A*B+C rounded to double; NaN where there is none): abs_error, rel_error, ulp_error in units

@@ -62,6 +62,13 @@ bool parse_boolean(std::string_view text, std::string_view what);
 inline constexpr std::size_t max_scales = 4096;
 std::vector<float> parse_scales(std::string_view text, std::string_view what = "--scales");
 
+/// Depths of a sweep over K (fpscope gemm --k-sweep): comma-separated items, each a positive
+/// integer (decimal or 2^K) or a range LO:HI of LO, 2 LO, 4 LO, ... up to HI, HI itself included.
+/// The result ascends, without repeats; every depth at most `max` (else an error naming it), at
+/// most max_depths in all.
+inline constexpr std::size_t max_depths = 256;
+std::vector<std::size_t> parse_depths(std::string_view text, std::size_t max, std::string_view what = "--k-sweep");
+
 /// Thread counts: 0 means all cores; more than max_threads is refused (libgomp fails or crashes
 /// far below the int range).
 inline constexpr int max_threads = 1024;

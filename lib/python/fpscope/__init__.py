@@ -328,7 +328,10 @@ def gemm(a, b, c=None, *, arch: str, inst: str, promote: int = 0, threads: int =
     result into a float32 total every `promote` elements of K (DeepSeek-V3's FP8 fix). The
     result is float32, or float16 for an f16 output type (a NaN: the hardware's canonical 0x7FFF).
     Block-scaled instructions (kind::mxf8f6f4) need `a_scale` (m x k/32) and `b_scale` (k/32 x n),
-    UE8M0 codes (uint8, 2^(code - 127)).
+    UE8M0 codes (uint8, 2^(code - 127)). Any other (not CDNA3's) takes DeepSeek-V3's 1x128 recipe
+    as float32 `a_scale` (m x ceil(k/128)) and `b_scale` (ceil(k/128) x ceil(n/128), one per 128 x
+    128 tile of b): each K-block of 128 from a zero accumulator, then added to the float32 total
+    as fma(float32(sa * sb), block result, total) (DeepGEMM's promotion).
     """
     import numpy as np
 
@@ -336,11 +339,44 @@ def gemm(a, b, c=None, *, arch: str, inst: str, promote: int = 0, threads: int =
     if isinstance(promote, bool) or not isinstance(promote, (int, np.integer)) or promote < 0:
         raise ValueError(f"promote: expected a non-negative integer, got {promote!r}")
     cc = None if c is None else _mma_operand(c, "c")
-    d = _fpscope._gemm(_mma_operand(a, "a"), _mma_operand(b, "b"), cc, arch, inst, int(promote), threads,
-                       _mma_scale(a_scale, "a_scale"), _mma_scale(b_scale, "b_scale"))
+    if info["block"] == 0 and (a_scale is not None or b_scale is not None):  # the 1x128 recipe
+        if a_scale is None or b_scale is None:
+            raise ValueError("1x128 scaling needs both a_scale and b_scale")
+        if np.asarray(a_scale).dtype == np.uint8 or np.asarray(b_scale).dtype == np.uint8:
+            raise ValueError(f"{inst} takes no scales of its own (UE8M0/UE4M3 codes); DeepSeek-V3's "
+                             "1x128 / 128x128 scales are float32")
+        d = _fpscope._gemm(_mma_operand(a, "a"), _mma_operand(b, "b"), cc, arch, inst, int(promote), threads,
+                           None, None, _mma_operand(a_scale, "a_scale"), _mma_operand(b_scale, "b_scale"))
+    else:
+        d = _fpscope._gemm(_mma_operand(a, "a"), _mma_operand(b, "b"), cc, arch, inst, int(promote), threads,
+                           _mma_scale(a_scale, "a_scale"), _mma_scale(b_scale, "b_scale"))
     if info["d"] == "fp16":
         return encode(d, "fp16", profile="cuda").view(np.float16)  # exact; NaN -> 0x7FFF
     return d
+
+
+def gemm_k_sweep(a, b, c=None, *, arch: str, inst: str, ks, promote: int = 0, threads: int = 0, a_scale=None,
+                 b_scale=None):
+    """The error against K (`fpscope gemm --k-sweep`): for each depth K of `ks` (1..k), the GEMM of
+    a's first K columns and b's first K rows (+ c) as gemm() computes it, measured against the
+    exact product: a list of dicts {k, checked, undefined_errors, inexact, max_abs_rel_error,
+    mean_abs_rel_error, max_abs_ulp_error}. Arguments as gemm()'s; scales are for the whole k."""
+    import numpy as np
+
+    info = mma_info(arch, inst)
+    if isinstance(promote, bool) or not isinstance(promote, (int, np.integer)) or promote < 0:
+        raise ValueError(f"promote: expected a non-negative integer, got {promote!r}")
+    ks = [int(x) for x in ks]
+    if not ks or any(x < 1 for x in ks):
+        raise ValueError(f"ks: expected depths of at least 1, got {ks!r}")
+    cc = None if c is None else _mma_operand(c, "c")
+    fine = info["block"] == 0 and (a_scale is not None or b_scale is not None)
+    if fine and (a_scale is None or b_scale is None):
+        raise ValueError("1x128 scaling needs both a_scale and b_scale")
+    scales = ((None, None, _mma_operand(a_scale, "a_scale"), _mma_operand(b_scale, "b_scale")) if fine else
+              (_mma_scale(a_scale, "a_scale"), _mma_scale(b_scale, "b_scale"), None, None))
+    return _fpscope._gemm_k_sweep(_mma_operand(a, "a"), _mma_operand(b, "b"), cc, arch, inst, ks, int(promote),
+                                  threads, *scales)
 
 
 def mma(a, b, c=None, *, arch: str, inst: str, a_scale=None, b_scale=None):
