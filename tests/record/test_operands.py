@@ -272,3 +272,68 @@ def test_closing_the_recorder_takes_the_hooks_off(tmp_path):
     rec2.watch(net, layers="head")
     del rec2  # dropped unclosed: its finalizer closes the file; a hook left behind must not fail
     loss_of(net(x), y).backward()
+
+
+class ConvNet(nn.Module):
+    """Convolutions recorded as their im2col GEMMs (stride, padding, dilation), a depthwise one
+    (groups > 1: left out, with a warning), then a Linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 4, 3, padding=1)
+        self.dw = nn.Conv2d(4, 4, 3, padding=1, groups=4)
+        self.c2 = nn.Conv2d(4, 2, 3, stride=2, dilation=2, padding=1, bias=False)
+        self.fc = nn.Linear(2 * 3 * 3, 5)
+
+    def forward(self, x):
+        h = torch.relu(self.c1(x))
+        h = self.c2(self.dw(h))
+        return self.fc(h.flatten(1))
+
+
+def im2col(x, k, stride, pad, dil):
+    """The rows (n, oh, ow) x columns (c, kh, kw) of a convolution's GEMM, by slicing in NumPy."""
+    n, c, h, w = x.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    span = dil * (k - 1) + 1
+    oh, ow = (h + 2 * pad - span) // stride + 1, (w + 2 * pad - span) // stride + 1
+    rows = [xp[i, :, a * stride : a * stride + span : dil, b * stride : b * stride + span : dil].reshape(-1)
+            for i in range(n) for a in range(oh) for b in range(ow)]
+    return np.stack(rows)
+
+
+def test_conv2d_operands_are_its_im2col_gemm(tmp_path):
+    torch.manual_seed(3)
+    torch.set_num_threads(1)
+    net, x, y = ConvNet(), torch.randn(2, 3, 8, 8), torch.randint(0, 5, (2,))
+    twin = ConvNet()
+    twin.load_state_dict(net.state_dict())
+    # by hand, through no hook: each convolution's input and output gradient
+    a1 = twin.c1(x)
+    h1 = torch.relu(a1)
+    h2 = twin.dw(h1)
+    a2 = twin.c2(h2)
+    g1, g2 = torch.autograd.grad(nn.functional.cross_entropy(twin.fc(a2.flatten(1)), y), [a1, a2])
+    path = tmp_path / "conv.h5"
+    with Recorder(path, "conv operands", mode="both") as rec:
+        with pytest.warns(UserWarning, match=r"leaves out the Conv2d modules \['dw'\]"):
+            rec.watch(net, layers="*")
+        nn.functional.cross_entropy(net(x), y).backward()
+        rec.record(0, net.named_parameters())
+    want = {"c1": (x, twin.c1, g1, 3, 1, 1, 1), "c2": (h2, twin.c2, g2, 3, 2, 1, 2)}
+    with h5py.File(path, "r") as f:
+        checked = {name: attrs for name, attrs, *_ in tracecheck.check_trace(f)["00000000"][1]}
+        for layer, (inp, mod, g, k, stride, pad, dil) in want.items():
+            cols = im2col(inp.detach().numpy(), k, stride, pad, dil)
+            wm = mod.weight.detach().numpy().reshape(mod.out_channels, -1)
+            dy = g.permute(0, 2, 3, 1).reshape(-1, mod.out_channels).numpy()
+            # the rows and columns are the convolution's GEMM: X W^T is its output (no bias), in float64
+            out = (mod(inp) - (0 if mod.bias is None else mod.bias[:, None, None])).detach()
+            assert np.allclose(cols.astype(np.float64) @ wm.T.astype(np.float64),
+                               out.permute(0, 2, 3, 1).reshape(-1, mod.out_channels).numpy(), atol=1e-5)
+            for role, exp in (("input", cols), ("weight", wm), ("grad", dy)):
+                got, attrs = read_values(f, "00000000", f"{layer}:{role}")
+                assert attrs["role"] == role and tuple(attrs["gemm_shape"]) == exp.shape, (layer, role)
+                assert got.view(np.uint32).tolist() == exp.astype(np.float32).reshape(-1).view(np.uint32).tolist(), (layer, role)
+        assert "dw:input" not in checked and "role" not in checked["c1.weight"]  # a 4-D dW: not tagged wgrad
+        assert checked["fc.weight"]["role"] == "wgrad" and checked["fc:grad"]["gemm_shape"] == (2, 5)

@@ -810,7 +810,7 @@ class Recorder:
     # -- GEMM operands (docs/trace.md, "GEMM operands")
 
     def watch(self, model, layers="*", every=1, mode=None):
-        """Records the GEMM operands of the nn.Linear modules of `model` whose names (as in
+        """Records the GEMM operands of the nn.Linear (and simple nn.Conv2d: im2col) modules of `model` whose names (as in
         model.named_modules()) match `layers` (an fnmatch pattern or a list of them): on steps
         with step % every == 0, each such layer's forward input X (as tokens x in), its weight W
         (out x in) and its output gradient dY (tokens x out), as tensors "<layer>:input",
@@ -841,10 +841,14 @@ class Recorder:
             raise ValueError(f"layers must be a pattern or a list of patterns (strings), not {layers!r}")
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"watch needs a torch.nn.Module, not {type(model).__name__}")
-        chosen = [(n, m) for n, m in model.named_modules()
-                  if isinstance(m, torch.nn.Linear) and any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+        named = [(n, m) for n, m in model.named_modules() if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+        chosen = [(n, m) for n, m in named if isinstance(m, torch.nn.Linear) or _simple_conv(m)]
+        others = [n for n, m in named if isinstance(m, torch.nn.Conv2d) and not _simple_conv(m)]
+        if others:
+            warnings.warn(f"fpscope_record: watch() leaves out the Conv2d modules {others}: only groups=1, zero "
+                          "padding given as numbers, is recorded as im2col GEMM operands", stacklevel=2)
         if not chosen:
-            raise ValueError(f"no nn.Linear module of the model matches {patterns}")
+            raise ValueError(f"no nn.Linear (or simple nn.Conv2d) module of the model matches {patterns}")
         taken = {id(m) for w in self._watches for _, m in w.modules}
         if any(id(m) in taken for _, m in chosen):
             raise ValueError("a module is already watched by this recorder")
@@ -892,6 +896,15 @@ class Recorder:
 _Step = collections.namedtuple("_Step", "step link attrs items mode nbytes shards roles bstats")
 
 
+def _simple_conv(m):
+    """Whether watch() records the nn.Conv2d `m` as a GEMM (im2col, as cuDNN's implicit GEMM sees
+    it): one group, zero padding given as numbers (not "same"), any stride and dilation."""
+    import torch
+
+    return (isinstance(m, torch.nn.Conv2d) and m.groups == 1 and m.padding_mode == "zeros"
+            and not isinstance(m.padding, str))
+
+
 class _Watch:
     """The hooks of one Recorder.watch(): on a capturing step, each layer's X and W at its first
     forward call with gradients enabled, and the gradient of that call's output (dY).
@@ -907,7 +920,8 @@ class _Watch:
 
     def __init__(self, rec, modules, every, mode):
         self.rec, self.modules, self.every, self.mode = weakref.proxy(rec), modules, every, mode
-        self.weights = {id(m.weight): n for n, m in modules}
+        # A convolution's weight gradient is 4-D, not the 2-D GEMM result: it is not tagged wgrad.
+        self.weights = {id(m.weight): n for n, m in modules if not _simple_conv(m)}
         self.captured = {}  # layer -> {"input": (item, operand), ...}, for the step being captured
         self.warned = False
         self.handles = [m.register_forward_hook(self._forward_hook(n)) for n, m in modules]
@@ -932,8 +946,15 @@ class _Watch:
             except ReferenceError:  # the recorder is gone (dropped unclosed): nothing to capture for
                 return None
             x = inputs[0] if isinstance(inputs, tuple) else inputs
+            w = module.weight
+            conv = _simple_conv(module)
+            if conv:  # im2col: X (N*L x C*kh*kw), W (C_out x C*kh*kw), dY (N*L x C_out), as the GEMM sees them
+                x = torch.nn.functional.unfold(x.detach() if x.dim() == 4 else x.detach().unsqueeze(0), module.kernel_size,
+                                               module.dilation, module.padding, module.stride)
+                x = x.transpose(1, 2).reshape(-1, x.shape[1])
+                w = w.detach().reshape(w.shape[0], -1)
             got = self.captured[layer] = {"input": self._item(layer, "input", x),
-                                          "weight": self._item(layer, "weight", module.weight)}
+                                          "weight": self._item(layer, "weight", w)}
             # The GEMM's own node: a 3-D input's output is a view of the GEMM's 2-D result.
             made = output._base if isinstance(output, torch.Tensor) and output._is_view() else output
             if isinstance(made, torch.Tensor) and made.grad_fn is not None:
@@ -941,7 +962,10 @@ class _Watch:
 
                 def grad_hook(grad_inputs, grad_outputs):
                     if "grad" not in got and grad_outputs[nr] is not None:
-                        got["grad"] = self._item(layer, "grad", grad_outputs[nr].reshape(shape))
+                        g = grad_outputs[nr].reshape(shape)
+                        if conv:  # (N, C_out, H, W) -> (N*H*W, C_out): the rows of X's im2col, in its order
+                            g = g.reshape(-1, *g.shape[-3:]).permute(0, 2, 3, 1).reshape(-1, g.shape[-3])
+                        got["grad"] = self._item(layer, "grad", g)
                 made.grad_fn.register_hook(grad_hook)
             return None
         return hook
