@@ -477,6 +477,29 @@ scale_value split_scale(std::uint8_t code, const format& f, const char* what, st
   return v;
 }
 
+// The K loop of the scalar GEMMs (block-scaled FP4 and CDNA3), per result: C in, then one
+// instruction step of `depth` products at a time, `step(i, j, k0, c)` giving the accumulator
+// after the step at k0 from the one before; with promotion (DeepSeek-V3's), each group of
+// o.promote products from a zero accumulator, added into the binary32 total (promoted()), as the
+// vector kernel's loop in gemm() does. OpenMP over rows.
+template <class Step>
+void scalar_k_loop(std::size_t m, std::size_t n, std::size_t kpad, std::size_t depth, const float* C, float* D,
+                   const gemm_options& o, const Step& step) {
+  const std::size_t group = o.promote ? o.promote : kpad;
+  const int threads = o.threads > 0 ? o.threads : omp_get_max_threads();
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+  for (std::size_t i = 0; i < m; ++i)
+    for (std::size_t j = 0; j < n; ++j) {
+      std::uint32_t total = C ? to_bits(C[i * n + j]) : 0u;
+      for (std::size_t g0 = 0; g0 < kpad; g0 += group) {
+        std::uint32_t c = o.promote ? 0u : total;
+        for (std::size_t k0 = g0; k0 < std::min(kpad, g0 + group); k0 += depth) c = step(i, j, k0, c);
+        total = o.promote ? promoted(total, c) : c;
+      }
+      std::memcpy(&D[i * n + j], &total, 4);
+    }
+}
+
 // MXFP4 / NVFP4 (MMA-Sim fdpa.py:248-276 gst_fdpa): per step of 64 products, each group of 16
 // products summed exactly (FP4 products are multiples of 1/4 below 36: exact in binary32, as
 // in the model), the group sum times its block's two scales one term with the scales' exponents,
@@ -503,59 +526,47 @@ void gemm_grouped(const instruction& inst, const model& md, std::size_t m, std::
   for (std::size_t b = 0; b < nblk; ++b)
     for (std::size_t j = 0; j < n; ++j) bs[b * n + j] = split_scale(o.b_scale[b * n + j], inst.scale, "B", b, j);
   const int fa = inst.a.man_bits, fs = inst.scale.man_bits;
-  const std::size_t group = o.promote ? o.promote : kpad;
-  const int threads = o.threads > 0 ? o.threads : omp_get_max_threads();
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-  for (std::size_t i = 0; i < m; ++i)
-    for (std::size_t j = 0; j < n; ++j) {
-      std::uint32_t total = C ? to_bits(C[i * n + j]) : 0u;
-      for (std::size_t g0 = 0; g0 < kpad; g0 += group) {
-        std::uint32_t c = o.promote ? 0u : total;
-        for (std::size_t k0 = g0; k0 < std::min(kpad, g0 + group); k0 += ik) {
-          if ((c & 0x7F800000u) == 0x7F800000u) {  // inf or NaN accumulator: kept (NaN canonical)
-            c = (c & 0x7FFFFFu) ? canonical_nan : c;
-            continue;
-          }
-          std::uint32_t cM;
-          std::int32_t ce;
-          split(c & 0x7FFFFFFFu, 23, -126, cM, ce);
-          std::int32_t emax = cM ? ce : md.e_zero;
-          std::int64_t sum[8];
-          std::int32_t eg[8];
-          std::uint64_t sc[8];
-          const std::size_t groups = ik / G;
-          for (std::size_t q = 0; q < groups; ++q) {
-            std::int64_t S = 0;
-            bool all_zero = true;
-            for (std::size_t t = k0 + q * G; t < k0 + (q + 1) * G; ++t) {
-              const std::int32_t p = units(sa, i * kpad + t) * units(sb, t * n + j);
-              S += p;
-              all_zero = all_zero && p == 0;
-            }
-            const std::size_t b = std::min((k0 + q * G) / blk, nblk - 1);
-            const scale_value x = as[i * nblk + b], y = bs[b * n + j];
-            sum[q] = S;
-            sc[q] = std::uint64_t(x.M) * y.M;
-            eg[q] = all_zero || sc[q] == 0 ? md.e_zero : x.e + y.e;
-            emax = std::max(emax, eg[q]);
-          }
-          // C: M_c * 2^(ce - 23); a group: S * Mx * My * 2^(eg - 2 fa - 2 fs) (S in units 2^-2fa)
-          const auto shifted = [](std::uint64_t mag, int sh) {
-            return sh >= 0 ? mag << sh : (-sh < 64 ? mag >> -sh : 0);
-          };
-          std::int64_t acc = std::int64_t(shifted(cM, ce - emax + md.F - 23));
-          if (c >> 31) acc = -acc;
-          for (std::size_t q = 0; q < groups; ++q) {
-            const std::uint64_t mag = std::uint64_t(sum[q] < 0 ? -sum[q] : sum[q]) * sc[q];
-            const auto t = std::int64_t(shifted(mag, eg[q] - emax + md.F - 2 * fa - 2 * fs));
-            acc += sum[q] < 0 ? -t : t;
-          }
-          finish<result_rounding::rz_fp32>(md, &acc, &emax, &c, 1);
-        }
-        total = o.promote ? promoted(total, c) : c;
+  scalar_k_loop(m, n, kpad, ik, C, D, o,
+                [&](std::size_t i, std::size_t j, std::size_t k0, std::uint32_t c) -> std::uint32_t {
+    if ((c & 0x7F800000u) == 0x7F800000u)  // inf or NaN accumulator: kept (NaN canonical)
+      return (c & 0x7FFFFFu) ? canonical_nan : c;
+    std::uint32_t cM;
+    std::int32_t ce;
+    split(c & 0x7FFFFFFFu, 23, -126, cM, ce);
+    std::int32_t emax = cM ? ce : md.e_zero;
+    std::int64_t sum[8];
+    std::int32_t eg[8];
+    std::uint64_t sc[8];
+    const std::size_t groups = ik / G;
+    for (std::size_t q = 0; q < groups; ++q) {
+      std::int64_t S = 0;
+      bool all_zero = true;
+      for (std::size_t t = k0 + q * G; t < k0 + (q + 1) * G; ++t) {
+        const std::int32_t p = units(sa, i * kpad + t) * units(sb, t * n + j);
+        S += p;
+        all_zero = all_zero && p == 0;
       }
-      std::memcpy(&D[i * n + j], &total, 4);
+      const std::size_t b = std::min((k0 + q * G) / blk, nblk - 1);
+      const scale_value x = as[i * nblk + b], y = bs[b * n + j];
+      sum[q] = S;
+      sc[q] = std::uint64_t(x.M) * y.M;
+      eg[q] = all_zero || sc[q] == 0 ? md.e_zero : x.e + y.e;
+      emax = std::max(emax, eg[q]);
     }
+    // C: M_c * 2^(ce - 23); a group: S * Mx * My * 2^(eg - 2 fa - 2 fs) (S in units 2^-2fa)
+    const auto shifted = [](std::uint64_t mag, int sh) {
+      return sh >= 0 ? mag << sh : (-sh < 64 ? mag >> -sh : 0);
+    };
+    std::int64_t acc = std::int64_t(shifted(cM, ce - emax + md.F - 23));
+    if (c >> 31) acc = -acc;
+    for (std::size_t q = 0; q < groups; ++q) {
+      const std::uint64_t mag = std::uint64_t(sum[q] < 0 ? -sum[q] : sum[q]) * sc[q];
+      const auto t = std::int64_t(shifted(mag, eg[q] - emax + md.F - 2 * fa - 2 * fs));
+      acc += sum[q] < 0 ? -t : t;
+    }
+    finish<result_rounding::rz_fp32>(md, &acc, &emax, &c, 1);
+    return c;
+  });
 }
 
 // AMD CDNA3 (MMA-Sim fdpa.py:335-352 tr_fdpa), per step of L products and C:
@@ -575,123 +586,107 @@ void gemm_tr(const instruction& inst, const model& md, std::size_t m, std::size_
   split_checked(A, m, k, m, kpad, inst.a, "A", sa, nfa);
   split_checked(B, k, n, kpad, n, inst.b, "B", sb, nfb);
   const int fp = inst.a.man_bits + inst.b.man_bits;
-  const std::size_t group = o.promote ? o.promote : kpad;
-  const int threads = o.threads > 0 ? o.threads : omp_get_max_threads();
   const auto floor_shift = [](std::int64_t v, int sh) {  // v * 2^sh, floored (arithmetic shift)
     return sh >= 0 ? v * (std::int64_t{1} << sh) : (-sh < 63 ? v >> -sh : (v < 0 ? -1 : 0));
   };
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-  for (std::size_t i = 0; i < m; ++i)
-    for (std::size_t j = 0; j < n; ++j) {
-      std::uint32_t total = C ? to_bits(C[i * n + j]) : 0u;
-      for (std::size_t g0 = 0; g0 < kpad; g0 += group) {
-        std::uint32_t c = o.promote ? 0u : total;
-        for (std::size_t k0 = g0; k0 < std::min(kpad, g0 + group); k0 += L) {
-          // Specials first: NaN, inf, inf * 0, and products of 2^128 and up (infinities here).
-          bool nan = false, pinf = false, ninf = false, nan_p = false, pinf_p = false, ninf_p = false;
-          const float cv = from_bits<float>(c);
-          if (std::isnan(cv)) nan = true;
-          else if (std::isinf(cv)) (cv > 0 ? pinf : ninf) = true;
-          std::int32_t e_p = std::numeric_limits<std::int32_t>::min();
-          for (std::size_t t = k0; t < k0 + L; ++t) {
-            const std::size_t ia = i * kpad + t, ib = t * n + j;
-            const bool neg = (sa.s[ia] ^ sb.s[ib]) != 0;
-            if (nfa[ia] || nfb[ib]) {
-              const float x = A[i * k + t], y = B[t * n + j];
-              if (std::isnan(x) || std::isnan(y) || x == 0 || y == 0) {
-                nan = true;
-                nan_p = true;
-              }
-              else {
-                (neg ? ninf : pinf) = true;
-                (neg ? ninf_p : pinf_p) = true;
-              }
-              continue;
-            }
-            const std::uint64_t p = std::uint64_t(sa.M[ia]) * sb.M[ib];
-            if (!p) continue;
-            const std::int32_t e = sa.e[ia] + sb.e[ib];
-            if (e + (63 - __builtin_clzll(p)) - fp >= 128) {  // value p * 2^(e - fp) >= 2^128
-              (neg ? ninf : pinf) = true;
-              (neg ? ninf_p : pinf_p) = true;
-              continue;
-            }
-            e_p = std::max(e_p, e);
-          }
-          // gtr_fdpa drops a C more than F + 1 binades below the products (fdpa.py:410); an inf
-          // or NaN C has the exponent -1 there (torch.frexp's 0, normalised), so it is dropped,
-          // the result finite, when the products reach 2^25: MMA-Sim's behaviour, followed here.
-          const bool c_special = (c & 0x7F800000u) == 0x7F800000u;
-          const bool products_special = nan_p || pinf_p || ninf_p;
-          if (inst.split_even_odd && c_special && !products_special &&
-              e_p != std::numeric_limits<std::int32_t>::min() && e_p > md.F) {
-            c = 0;
-            nan = pinf = ninf = false;
-          }
-          if (nan || (pinf && ninf)) {
-            c = canonical_nan;
-            continue;
-          }
-          if (pinf || ninf) {
-            c = pinf ? 0x7F800000u : 0xFF800000u;
-            continue;
-          }
-          const bool no_products = e_p == std::numeric_limits<std::int32_t>::min();
-          // The truncated fused sum of the products t0, t0 + stride, ... (units 2^(e - F), e their
-          // largest exponent; none: e stays at the minimum).
-          const auto fused = [&](std::size_t t0, std::size_t stride, std::int32_t& e) {
-            e = std::numeric_limits<std::int32_t>::min();
-            for (std::size_t t = t0; t < k0 + L; t += stride) {
-              const std::size_t ia = i * kpad + t, ib = t * n + j;
-              if (sa.M[ia] != 0 && sb.M[ib] != 0) e = std::max(e, sa.e[ia] + sb.e[ib]);
-            }
-            std::int64_t sum = 0;
-            for (std::size_t t = t0; t < k0 + L && e != std::numeric_limits<std::int32_t>::min(); t += stride) {
-              const std::size_t ia = i * kpad + t, ib = t * n + j;
-              const std::uint64_t p = std::uint64_t(sa.M[ia]) * sb.M[ib];
-              if (!p) continue;
-              const int sh = sa.e[ia] + sb.e[ib] - e + md.F - fp;  // trunc(p * 2^sh), magnitude
-              const auto mag = std::int64_t(sh >= 0 ? p << sh : (-sh < 64 ? p >> -sh : 0));
-              sum += (sa.s[ia] ^ sb.s[ib]) ? -mag : mag;
-            }
-            return sum;
-          };
-          std::int64_t S = 0;
-          if (!no_products && !inst.split_even_odd) {
-            std::int32_t e_all;
-            S = fused(k0, 1, e_all);
-          } else if (!no_products) {  // fdpa.py:399-404: even and odd halves, floored into one at e_p
-            std::int32_t e_even, e_odd;
-            const std::int64_t s_even = fused(k0, 2, e_even), s_odd = fused(k0 + 1, 2, e_odd);
-            if (e_even != std::numeric_limits<std::int32_t>::min()) S += floor_shift(s_even, e_even - e_p);
-            if (e_odd != std::numeric_limits<std::int32_t>::min()) S += floor_shift(s_odd, e_odd - e_p);
-          }
-          std::uint32_t cM;
-          std::int32_t ce;
-          split(c & 0x7FFFFFFFu, 23, -126, cM, ce);
-          const std::int64_t cs = (c >> 31) ? -std::int64_t(cM) : std::int64_t(cM);
-          const std::int32_t e_max = no_products ? ce : std::max(e_p, ce);
-          // V in units 2^(e_max - F2 - 1): C (units 2^(ce - 23)) floored to F bits of 2^e_max, S
-          // (units 2^(e_p - F)) floored to F2 + 1 bits.
-          const int F2p = inst.F2 + 1;
-          std::int64_t V = floor_shift(cs, ce - e_max + md.F - 23) * (std::int64_t{1} << (F2p - md.F));
-          if (inst.split_even_odd && ce < e_max - md.F - 1) V = 0;  // fdpa.py:410: C far below is dropped
-          if (!no_products) V += floor_shift(S, e_p - e_max + F2p - md.F);
-          // the sum floored to F2 + 1 significant bits (quantum at least 2^(-126 - F2))
-          const int base = e_max - F2p;  // the value is V * 2^base
-          if (V != 0) {
-            const std::uint64_t mag = std::uint64_t(V < 0 ? -V : V);
-            const int msb = 63 - __builtin_clzll(mag);
-            const int drop = std::max(msb - inst.F2, -126 - inst.F2 - base);
-            if (drop > 0) V = floor_shift(V, -drop) * (std::int64_t{1} << drop);
-          }
-          std::int32_t emax_f = base + md.F;  // finish() takes acc * 2^(emax - F)
-          finish<result_rounding::rne_fp32>(md, &V, &emax_f, &c, 1);
+  scalar_k_loop(m, n, kpad, L, C, D, o,
+                [&](std::size_t i, std::size_t j, std::size_t k0, std::uint32_t c) -> std::uint32_t {
+    // Specials first: NaN, inf, inf * 0, and products of 2^128 and up (infinities here).
+    bool nan = false, pinf = false, ninf = false, nan_p = false, pinf_p = false, ninf_p = false;
+    const float cv = from_bits<float>(c);
+    if (std::isnan(cv)) nan = true;
+    else if (std::isinf(cv)) (cv > 0 ? pinf : ninf) = true;
+    std::int32_t e_p = std::numeric_limits<std::int32_t>::min();
+    for (std::size_t t = k0; t < k0 + L; ++t) {
+      const std::size_t ia = i * kpad + t, ib = t * n + j;
+      const bool neg = (sa.s[ia] ^ sb.s[ib]) != 0;
+      if (nfa[ia] || nfb[ib]) {
+        const float x = A[i * k + t], y = B[t * n + j];
+        if (std::isnan(x) || std::isnan(y) || x == 0 || y == 0) {
+          nan = true;
+          nan_p = true;
         }
-        total = o.promote ? promoted(total, c) : c;
+        else {
+          (neg ? ninf : pinf) = true;
+          (neg ? ninf_p : pinf_p) = true;
+        }
+        continue;
       }
-      std::memcpy(&D[i * n + j], &total, 4);
+      const std::uint64_t p = std::uint64_t(sa.M[ia]) * sb.M[ib];
+      if (!p) continue;
+      const std::int32_t e = sa.e[ia] + sb.e[ib];
+      if (e + (63 - __builtin_clzll(p)) - fp >= 128) {  // value p * 2^(e - fp) >= 2^128
+        (neg ? ninf : pinf) = true;
+        (neg ? ninf_p : pinf_p) = true;
+        continue;
+      }
+      e_p = std::max(e_p, e);
     }
+    // gtr_fdpa drops a C more than F + 1 binades below the products (fdpa.py:410); an inf
+    // or NaN C has the exponent -1 there (torch.frexp's 0, normalised), so it is dropped,
+    // the result finite, when the products reach 2^25: MMA-Sim's behaviour, followed here.
+    const bool c_special = (c & 0x7F800000u) == 0x7F800000u;
+    const bool products_special = nan_p || pinf_p || ninf_p;
+    if (inst.split_even_odd && c_special && !products_special &&
+        e_p != std::numeric_limits<std::int32_t>::min() && e_p > md.F) {
+      c = 0;
+      nan = pinf = ninf = false;
+    }
+    if (nan || (pinf && ninf)) return canonical_nan;
+    if (pinf || ninf) return pinf ? 0x7F800000u : 0xFF800000u;
+    const bool no_products = e_p == std::numeric_limits<std::int32_t>::min();
+    // The truncated fused sum of the products t0, t0 + stride, ... (units 2^(e - F), e their
+    // largest exponent; none: e stays at the minimum).
+    const auto fused = [&](std::size_t t0, std::size_t stride, std::int32_t& e) {
+      e = std::numeric_limits<std::int32_t>::min();
+      for (std::size_t t = t0; t < k0 + L; t += stride) {
+        const std::size_t ia = i * kpad + t, ib = t * n + j;
+        if (sa.M[ia] != 0 && sb.M[ib] != 0) e = std::max(e, sa.e[ia] + sb.e[ib]);
+      }
+      std::int64_t sum = 0;
+      for (std::size_t t = t0; t < k0 + L && e != std::numeric_limits<std::int32_t>::min(); t += stride) {
+        const std::size_t ia = i * kpad + t, ib = t * n + j;
+        const std::uint64_t p = std::uint64_t(sa.M[ia]) * sb.M[ib];
+        if (!p) continue;
+        const int sh = sa.e[ia] + sb.e[ib] - e + md.F - fp;  // trunc(p * 2^sh), magnitude
+        const auto mag = std::int64_t(sh >= 0 ? p << sh : (-sh < 64 ? p >> -sh : 0));
+        sum += (sa.s[ia] ^ sb.s[ib]) ? -mag : mag;
+      }
+      return sum;
+    };
+    std::int64_t S = 0;
+    if (!no_products && !inst.split_even_odd) {
+      std::int32_t e_all;
+      S = fused(k0, 1, e_all);
+    } else if (!no_products) {  // fdpa.py:399-404: even and odd halves, floored into one at e_p
+      std::int32_t e_even, e_odd;
+      const std::int64_t s_even = fused(k0, 2, e_even), s_odd = fused(k0 + 1, 2, e_odd);
+      if (e_even != std::numeric_limits<std::int32_t>::min()) S += floor_shift(s_even, e_even - e_p);
+      if (e_odd != std::numeric_limits<std::int32_t>::min()) S += floor_shift(s_odd, e_odd - e_p);
+    }
+    std::uint32_t cM;
+    std::int32_t ce;
+    split(c & 0x7FFFFFFFu, 23, -126, cM, ce);
+    const std::int64_t cs = (c >> 31) ? -std::int64_t(cM) : std::int64_t(cM);
+    const std::int32_t e_max = no_products ? ce : std::max(e_p, ce);
+    // V in units 2^(e_max - F2 - 1): C (units 2^(ce - 23)) floored to F bits of 2^e_max, S
+    // (units 2^(e_p - F)) floored to F2 + 1 bits.
+    const int F2p = inst.F2 + 1;
+    std::int64_t V = floor_shift(cs, ce - e_max + md.F - 23) * (std::int64_t{1} << (F2p - md.F));
+    if (inst.split_even_odd && ce < e_max - md.F - 1) V = 0;  // fdpa.py:410: C far below is dropped
+    if (!no_products) V += floor_shift(S, e_p - e_max + F2p - md.F);
+    // the sum floored to F2 + 1 significant bits (quantum at least 2^(-126 - F2))
+    const int base = e_max - F2p;  // the value is V * 2^base
+    if (V != 0) {
+      const std::uint64_t mag = std::uint64_t(V < 0 ? -V : V);
+      const int msb = 63 - __builtin_clzll(mag);
+      const int drop = std::max(msb - inst.F2, -126 - inst.F2 - base);
+      if (drop > 0) V = floor_shift(V, -drop) * (std::int64_t{1} << drop);
+    }
+    std::int32_t emax_f = base + md.F;  // finish() takes acc * 2^(emax - F)
+    finish<result_rounding::rne_fp32>(md, &V, &emax_f, &c, 1);
+    return c;
+  });
 }
 
 }  // namespace
