@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <memory>
+#include <optional>
 
 #include "fpscope/block_stats.hpp"
 #include "fpscope/options.hpp"
@@ -32,6 +33,40 @@ bool is_operand(const trace_tensor& t) {
 bool lower(double a, double b) {
   if (std::isnan(a) || std::isnan(b)) return !std::isnan(a) && std::isnan(b);
   return a < b;
+}
+
+// One operand under one recipe in one GEMM, from its values (block_quantize).
+operand_quant quantized(std::span<const float> values, std::uint64_t rows, std::uint64_t cols, recipe& rec,
+                        const gemm_use& use) {
+  block_quant_result q = block_quantize(values, std::size_t(rows), std::size_t(cols), rec, use.role, use.axis);
+  operand_quant oq;
+  oq.stats = std::move(q.stats);
+  oq.element = std::string(q.element.name);
+  oq.scale_format = std::string(q.scale_format.name);
+  oq.describe = std::move(q.describe);
+  oq.block_rows = q.block_rows, oq.block_cols = q.block_cols;
+  oq.tensor_scale = q.tensor_scale;
+  return oq;
+}
+
+// The same from its block statistics (answer_block_stats): bounds, or why they cannot answer.
+operand_quant answered(const operand_block_stats& bs, recipe& rec, const gemm_use& use) {
+  operand_quant q;
+  q.from_stats = true;
+  try {
+    block_stats_answer a = answer_block_stats(bs, rec, use.role, use.axis);
+    q.exact = a.exact();
+    q.stats = std::move(a.low);
+    q.high = std::move(a.high);
+    q.element = std::string(a.element.name);
+    q.describe = std::move(a.describe);
+    q.block_rows = a.block_rows;
+    q.block_cols = a.block_cols;
+  } catch (const option_error& e) {  // a geometry not recorded, NVFP4's Hadamard transform
+    q.exact = false;
+    q.unanswered = e.what();
+  }
+  return q;
 }
 
 }  // namespace
@@ -108,64 +143,28 @@ operand_report report_operands(const trace_reader& tr, long long want, std::span
   });
   std::vector<float> values;
   for (const trace_tensor* t : ops) {
-    if (!t->has_values) {  // block statistics only (docs/recipes.md, "Block statistics")
-      const operand_block_stats bs = tr.block_stats(st, *t);
-      tick();
-      if (bs.rows != t->operand->rows || bs.cols != t->operand->cols)
-        throw trace_error(tr.path() + ": tensor " + t->name + ": block statistics of a " + std::to_string(bs.rows) + "x" +
-                          std::to_string(bs.cols) + " matrix for a " + std::to_string(t->operand->rows) + "x" +
-                          std::to_string(t->operand->cols) + " @gemm_shape");
-      for (const gemm_use& use : gemms_of(t->operand->role)) {
-        operand_cell c{layer_of(t), t->name, t->operand->role, use, t->operand->rows, t->operand->cols, {}};
-        for (auto& rec : made) {
-          operand_quant q;
-          q.from_stats = true;
-          try {
-            block_stats_answer a = answer_block_stats(bs, *rec, use.role, use.axis);
-            q.exact = a.exact();
-            q.stats = std::move(a.low);
-            q.high = std::move(a.high);
-            q.element = std::string(a.element.name);
-            q.describe = std::move(a.describe);
-            q.block_rows = a.block_rows;
-            q.block_cols = a.block_cols;
-          } catch (const option_error& e) {  // a geometry not recorded, NVFP4's Hadamard transform
-            q.exact = false;
-            q.unanswered = e.what();
-          }
-          tick();
-          c.results.push_back(std::move(q));
-        }
-        r.cells.push_back(std::move(c));
-      }
-      continue;
-    }
-    values.clear();
-    values.reserve(std::size_t(t->count));
-    tr.values(st, *t, [&](std::span<const float> v) {
-      tick();
-      values.insert(values.end(), v.begin(), v.end());
-    });
-    if (values.size() != t->count) throw trace_error(tr.path() + ": tensor " + t->name + ": fewer values than @count");
-    for (const gemm_use& use : gemms_of(t->operand->role)) {
-      operand_cell c;
-      c.layer = layer_of(t);
-      c.tensor = t->name;
-      c.role = t->operand->role;
-      c.use = use;
-      c.rows = t->operand->rows;
-      c.cols = t->operand->cols;
-      for (auto& rec : made) {
-        block_quant_result q = block_quantize(values, std::size_t(c.rows), std::size_t(c.cols), *rec, use.role, use.axis);
+    std::optional<operand_block_stats> bs;  // an operand without values: its block statistics
+    if (t->has_values) {
+      values.clear();
+      values.reserve(std::size_t(t->count));
+      tr.values(st, *t, [&](std::span<const float> v) {
         tick();
-        operand_quant oq;
-        oq.stats = std::move(q.stats);
-        oq.element = std::string(q.element.name);
-        oq.scale_format = std::string(q.scale_format.name);
-        oq.describe = std::move(q.describe);
-        oq.block_rows = q.block_rows, oq.block_cols = q.block_cols;
-        oq.tensor_scale = q.tensor_scale;
-        c.results.push_back(std::move(oq));
+        values.insert(values.end(), v.begin(), v.end());
+      });
+      if (values.size() != t->count) throw trace_error(tr.path() + ": tensor " + t->name + ": fewer values than @count");
+    } else {
+      bs = tr.block_stats(st, *t);
+      tick();
+      if (bs->rows != t->operand->rows || bs->cols != t->operand->cols)
+        throw trace_error(tr.path() + ": tensor " + t->name + ": block statistics of a " + std::to_string(bs->rows) + "x" +
+                          std::to_string(bs->cols) + " matrix for a " + std::to_string(t->operand->rows) + "x" +
+                          std::to_string(t->operand->cols) + " @gemm_shape");
+    }
+    for (const gemm_use& use : gemms_of(t->operand->role)) {
+      operand_cell c{layer_of(t), t->name, t->operand->role, use, t->operand->rows, t->operand->cols, {}};
+      for (auto& rec : made) {
+        c.results.push_back(bs ? answered(*bs, *rec, use) : quantized(values, c.rows, c.cols, *rec, use));
+        tick();
       }
       r.cells.push_back(std::move(c));
     }
