@@ -59,7 +59,7 @@ def test_no_gpu_is_a_dry_run_with_its_own_exit_status(source, gpucheck, tmp_path
     assert md.startswith("## no GPU — ")
     assert "**DRY RUN** (exit 64)" in md
     phases = [line for line in md.splitlines() if line.startswith("- phase ")]
-    assert len(phases) == 4 and all("(checked: exit 77)" in p or "(checked: exit 5)" in p for p in phases)
+    assert len(phases) == 5 and all("(checked: exit 77)" in p or "(checked: exit 5)" in p for p in phases)
     assert ("--device-chunks 4" in md) == bool(mode)
     assert "Fake CPU 9000" in md
     assert (tmp_path / "out" / ("quick.log" if mode else "full.log")).read_text().count("DRY RUN") >= 2
@@ -118,8 +118,8 @@ def test_the_real_run_path_stops_when_cuda_finds_no_device(source, gpucheck, tmp
     assert r.returncode == 67, r.stdout + r.stderr
     out = tmp_path / "out"
     md = (out / "quick.md").read_text()
-    assert "### phase 1: histogram, unscale, scale step (4 chunks)" in md
-    assert "`fpscope-gpucheck --device-only --only histogram,unscale,scale --device-chunks 4`: exit 77" in md
+    assert "### phase 1: tensor-core instructions (mma.sync, wgmma)" in md
+    assert "`fpscope-gpucheck --device-only --only mma`: exit 77" in md
     assert "### phase 2" not in md
     assert md.rstrip().splitlines()[-1].startswith("result: NO CUDA DEVICE although nvidia-smi lists one")
     docs = json.loads((out / "quick.json").read_text())
@@ -140,7 +140,7 @@ def test_no_binary_exits_2(source, tmp_path):
 
 FAKE_GPUCHECK = r"""#!/bin/sh
 # A stand-in for fpscope-gpucheck: prints one row, writes its --json-out, exits as told by
-# FAKE_RC_<n> for the phase whose --only is <n> (histogram..., intrinsic, generic, scale).
+# FAKE_RC_<n> for the phase whose --only is <n> (mma, histogram..., intrinsic, generic, scale).
 out= only=
 while [ $# -gt 0 ]; do
   case "$1" in --json-out) out=$2; shift ;; --only) only=$2; shift ;; esac
@@ -177,12 +177,13 @@ def test_a_passing_run_leaves_one_results_file_with_every_phase(source, tmp_path
     assert r.returncode == 0, r.stdout + r.stderr
     md = (tmp_path / "out" / "full.md").read_text()
     assert [line for line in md.splitlines() if line.startswith("### phase")] == [
-        "### phase 1: histogram, unscale, scale step (all 2^32)", "### phase 2: hardware intrinsics (all 2^32)",
-        "### phase 3: generic kernel (32 chunks of 2^25 spread across 2^32)", "### phase 4: host side (whole)"]
-    assert md.count("```") == 8 and md.count("fake row") == 4
+        "### phase 1: tensor-core instructions (mma.sync, wgmma)",
+        "### phase 2: histogram, unscale, scale step (all 2^32)", "### phase 3: hardware intrinsics (all 2^32)",
+        "### phase 4: generic kernel (32 chunks of 2^25 spread across 2^32)", "### phase 5: host side (whole)"]
+    assert md.count("```") == 10 and md.count("fake row") == 5
     assert md.rstrip().splitlines()[-1].startswith("result: PASS: every phase ran, 0 mismatches (exit 0, ")
     docs = json.loads((tmp_path / "out" / "full.json").read_text())
-    assert [d["only"] for d in docs] == ["histogram,unscale,scale", "intrinsic", "generic", ""]
+    assert [d["only"] for d in docs] == ["mma", "histogram,unscale,scale", "intrinsic", "generic", ""]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["full.json", "full.log", "full.md"]
 
 
@@ -190,7 +191,7 @@ def test_a_mismatch_in_one_phase_is_the_verdict_and_the_others_still_run(source,
     r = fake_run(source, tmp_path, intrinsic=1, generic=5)
     assert r.returncode == 1
     md = (tmp_path / "out" / "full.md").read_text()
-    assert "`fpscope-gpucheck --device-only --only intrinsic`: exit 1" in md and md.count("### phase") == 4
+    assert "`fpscope-gpucheck --device-only --only intrinsic`: exit 1" in md and md.count("### phase") == 5
     assert "result: MISMATCH" in md
 
 
@@ -199,6 +200,6 @@ def test_a_phase_past_the_budget_is_stopped_and_the_rest_listed_not_run(source, 
     assert r.returncode == 3, r.stdout + r.stderr
     md = (tmp_path / "out" / "full.md").read_text()
     assert "`fpscope-gpucheck --device-only --only intrinsic`: exit 124 (stopped: the time limit, a signal or a crash), " in md
-    assert "### phase 3: generic kernel (32 chunks of 2^25 spread across 2^32): not run (budget)" in md
+    assert "### phase 4: generic kernel (32 chunks of 2^25 spread across 2^32): not run (budget)" in md
     docs = json.loads((tmp_path / "out" / "full.json").read_text())
-    assert [d["only"] for d in docs] == ["histogram,unscale,scale", "intrinsic"]  # the killed phase's rows kept
+    assert [d["only"] for d in docs] == ["mma", "histogram,unscale,scale", "intrinsic"]  # the killed phase's rows kept

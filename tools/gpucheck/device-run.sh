@@ -27,9 +27,9 @@ usage() {
 Usage: tools/gpucheck/device-run.sh [--quick] [--dry-run] [--bin FILE] [--out DIR] [--prefix NAME]
                                     [--budget SECONDS]
 
-  --quick           every kernel and every conversion on 4 chunks of 2^25 inputs spread across
+  --quick           the tensor-core instructions (mma rows), every kernel and every conversion on 4 chunks of 2^25 inputs spread across
                     2^32, the scale-step host check: about a minute on an H100 host (budget 120 s)
-  (default)         the full run: histogram, unscale and scale-step kernels and the 12 hardware
+  (default)         the full run: the mma rows, histogram, unscale and scale-step kernels and the 12 hardware
                     intrinsics on all 2^32 inputs, the 77 generic conversions on 32 chunks of 2^25
                     (a quarter of 2^32, spread), then the whole host side (budget 420 s; no check
                     starts after it, the run is stopped 60 s later: well under 8 minutes)
@@ -169,16 +169,18 @@ fi
 # ---- the phases, least proven first --------------------------------------------------------
 # Each: a title and fpscope-gpucheck's arguments.
 if [ $quick = 1 ]; then
-  titles=("histogram, unscale, scale step (4 chunks)" "hardware intrinsics (4 chunks)" "generic kernel (4 chunks)"
-          "host side: scale step")
-  args=("--device-only --only histogram,unscale,scale --device-chunks 4"
+  titles=("tensor-core instructions (mma.sync, wgmma)" "histogram, unscale, scale step (4 chunks)"
+          "hardware intrinsics (4 chunks)" "generic kernel (4 chunks)" "host side: scale step")
+  args=("--device-only --only mma"
+        "--device-only --only histogram,unscale,scale --device-chunks 4"
         "--device-only --only intrinsic --device-chunks 4"
         "--device-only --only generic --device-chunks 4"
         "--host-only --only scale")
 else
-  titles=("histogram, unscale, scale step (all 2^32)" "hardware intrinsics (all 2^32)"
-          "generic kernel (32 chunks of 2^25 spread across 2^32)" "host side (whole)")
-  args=("--device-only --only histogram,unscale,scale"
+  titles=("tensor-core instructions (mma.sync, wgmma)" "histogram, unscale, scale step (all 2^32)"
+          "hardware intrinsics (all 2^32)" "generic kernel (32 chunks of 2^25 spread across 2^32)" "host side (whole)")
+  args=("--device-only --only mma"
+        "--device-only --only histogram,unscale,scale"
         "--device-only --only intrinsic"
         "--device-only --only generic --device-chunks 32"
         "--host-only")

@@ -22,6 +22,7 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <random>
 #include <span>
 #include <string>
 #include <vector>
@@ -29,6 +30,7 @@
 #include "fpscope/convert.hpp"
 #include "fpscope/cuda.hpp"
 #include "fpscope/histogram.hpp"
+#include "fpscope/mma.hpp"
 #include "fpscope/npy.hpp"
 #include "fpscope/options.hpp"
 #include "fpscope/output.hpp"
@@ -68,7 +70,9 @@ the emulator's bulk API (every format, rounding mode and profile) and against NV
 implementations in cuda_fp16.h / cuda_bf16.h / cuda_fp8.h, on every STRIDE-th float32 pattern
 plus every special value and format boundary; the histogram key, the unscale step and the scale
 step on NaN payloads. Device side (a GPU): float32 inputs in 128 chunks of 2^25 through every
-conversion kernel, the histogram kernel on the datasets and on every pattern, the unscale kernel.
+conversion kernel, the histogram kernel on the datasets and on every pattern, the unscale kernel;
+and the tensor-core instructions (mma.sync on sm_80 and up, wgmma on sm_90) against the models of
+fpscope::mma for that GPU's architecture (MMA-Sim's), after a layout check on integer operands.
 Each row names what it compares with what (hardware instruction, NVIDIA software routine or the
 emulator's own element code compiled by nvcc, against the emulator or a CPU reference).
 
@@ -84,8 +88,8 @@ Usage: fpscope-gpucheck [--host-only | --device-only] [--stride N] [--device-chu
                       exhaustive and needs about 40 GB of memory)
   --device-chunks K   device side: K of the 128 chunks of 2^25 inputs, spread evenly across 2^32
                       (chunk j*128/K for j < K; default all 128: every float32 pattern)
-  --only NAME         only the checks whose kind is NAME (histogram, unscale, scale, intrinsic,
-                      generic) or whose name starts with NAME (f16.rn, e4m3, "fp16 cuda");
+  --only NAME         only the checks whose kind is NAME (mma, histogram, unscale, scale, intrinsic,
+                      generic) or whose name starts with NAME (f16.rn, e4m3, "fp16 cuda", m64n8k32);
                       comma-separated or repeated; matching no check is a usage error
   --budget SECONDS    start no check after SECONDS; those left are listed as not run (exit 5)
   --datasets DIR      .npy files for the histogram and unscale checks (default: datasets/lm-grads
@@ -94,7 +98,7 @@ Usage: fpscope-gpucheck [--host-only | --device-only] [--stride N] [--device-chu
   --json-out FILE     the report on stdout, and the JSON document rewritten (atomically) into FILE
                       after every row: a killed run leaves every row finished before the kill
 
-Checks run in order of risk: on the device the histogram, unscale and scale-step kernels first,
+Checks run in order of risk: on the device the tensor-core instructions, the histogram, unscale and scale-step kernels first,
 then the hardware intrinsics, then the generic kernel; the device side before the host side.
 
 Exit status: 1 a mismatch (whatever else happened); else 3 a CUDA error (cudaGetErrorString on
@@ -160,8 +164,11 @@ struct report {
       if (!r.note.empty()) std::printf("  (%s)", r.note.c_str());
       std::printf("\n");
       for (const auto& m : r.first)
-        std::printf("         input 0x%08x (%a): want 0x%x got 0x%x\n", m.input, double(std::bit_cast<float>(m.input)),
-                    m.want, m.got);
+        if (r.kind == "mma")  // the input is the result's index (tile * m * n + row * n + col)
+          std::printf("         result #%u: want 0x%x got 0x%x\n", m.input, m.want, m.got);
+        else
+          std::printf("         input 0x%08x (%a): want 0x%x got 0x%x\n", m.input, double(std::bit_cast<float>(m.input)),
+                      m.want, m.got);
     } else if (!opt.as_json && r.state != "skipped") {
       std::printf("%-6s %-9s %-40s %s\n", r.side.c_str(), r.kind.c_str(), r.name.c_str(), r.state.c_str());
     }
@@ -508,10 +515,277 @@ struct host_inputs {
   }
 };
 
+// ---- tensor-core instructions (mma) ---------------------------------------------------------
+
+/// MMA-Sim's architecture for a compute capability: the model a GPU's instructions are compared with.
+std::string mma_arch_of(int sm) {
+  if (sm == 70 || sm == 72) return "volta";
+  if (sm == 75) return "turing";
+  if (sm >= 80 && sm < 89) return "ampere";
+  if (sm == 89) return "ada";
+  if (sm >= 90 && sm < 100) return "hopper";
+  if (sm >= 100 && sm < 120) return "blackwell";
+  if (sm >= 120) return "rtx-blackwell";
+  return "";
+}
+
+/// The values of one operand type an mma check draws from: every finite value, those of
+/// magnitude in [2^-3, 2^4) ("narrow": products and sums of like size, where alignment and
+/// truncation decide the low bits), and the specials (zeros, infinities, a NaN, the smallest
+/// two nonzero magnitudes, the largest finite), both signs.
+struct mma_values {
+  format f;
+  std::vector<float> finite, narrow, special;
+  explicit mma_values(const format& fmt) : f(fmt) {
+    std::vector<float> pos;
+    bool nan = false;
+    for (std::uint64_t c = 0; c < (std::uint64_t{1} << f.bits); ++c) {
+      const double v = fpscope::decode(std::uint32_t(c), f);
+      if (std::isnan(v)) {
+        if (!nan) special.push_back(float(v));
+        nan = true;
+      } else if (std::isinf(v)) {
+        special.push_back(float(v));
+      } else {
+        finite.push_back(float(v));
+        const double a = std::fabs(v);
+        if (a >= 0.125 && a < 16) narrow.push_back(float(v));
+        if (v > 0) pos.push_back(float(v));
+      }
+    }
+    std::sort(pos.begin(), pos.end());
+    for (float v : {0.0f, pos[0], pos[1], pos.back()}) {
+      special.push_back(v);
+      special.push_back(-v);
+    }
+  }
+};
+
+/// float32 C operands: the same three kinds for binary32 (2^32 codes are too many to list).
+float f32_value(std::mt19937_64& rng, int kind) {
+  std::uniform_int_distribution<std::uint32_t> bits;
+  if (kind == 0) {  // any finite binary32
+    for (;;) {
+      const float v = std::bit_cast<float>(bits(rng));
+      if (std::isfinite(v)) return v;
+    }
+  }
+  if (kind == 1) {  // narrow: magnitude in [2^-3, 2^4)
+    const std::uint32_t e = std::uint32_t(124 + bits(rng) % 7), m = bits(rng) & 0x7FFFFF;
+    return std::bit_cast<float>((bits(rng) & 0x80000000u) | e << 23 | m);
+  }
+  static const float sp[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, std::numeric_limits<float>::denorm_min(),
+                             -std::numeric_limits<float>::denorm_min(), std::numeric_limits<float>::min(),
+                             -std::numeric_limits<float>::min(), std::numeric_limits<float>::max(),
+                             -std::numeric_limits<float>::max()};
+  return sp[bits(rng) % std::size(sp)];
+}
+
+/// An operand's register word (fpscope::cuda::mma_tiles): the code, or float32's bits for
+/// binary32 and tf32. The values are exactly representable (drawn from the format's own).
+std::uint32_t mma_word(float v, const format& f) {
+  if (f.bits == 32 || f.bits == 19) return std::bit_cast<std::uint32_t>(v);  // binary32, tf32
+  return fpscope::encode(v, f);
+}
+
+/// The input sets of an mma check; "exact" is the layout check.
+enum class mma_set { exact, random, narrow, special, cancel };
+const char* name(mma_set s) {
+  switch (s) {
+    case mma_set::exact: return "exact";
+    case mma_set::random: return "random";
+    case mma_set::narrow: return "narrow";
+    case mma_set::special: return "special";
+    default: return "cancel";
+  }
+}
+
+/// `tiles` instructions' operands of one set, as values (row-major per tile).
+struct mma_operands {
+  std::vector<float> A, B, C;
+};
+mma_operands mma_inputs(const fpscope::mma::instruction& in, mma_set set, std::size_t tiles, std::uint64_t seed) {
+  const mma_values va(in.a), vb(in.b);
+  const bool c32 = in.c.bits == 32;
+  std::optional<mma_values> vc;
+  if (!c32) vc.emplace(in.c);
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<std::uint64_t> u;
+  const auto pick = [&](const std::vector<float>& v) { return v[u(rng) % v.size()]; };
+  const int m = in.m, n = in.n, k = in.k;
+  mma_operands o;
+  o.A.resize(tiles * m * k);
+  o.B.resize(tiles * k * n);
+  o.C.resize(tiles * m * n);
+  // Small integers: every product and sum is exact in every model (|sum| <= 32 * 9 + 64), so the
+  // hardware's D is the exact value wherever the fragments are laid out right.
+  const auto small = [&](int r) { return float(int(u(rng) % (2 * r + 1)) - r); };
+  const auto cval = [&](int kind) { return c32 ? f32_value(rng, kind) : pick(kind == 0 ? vc->finite : kind == 1 ? vc->narrow : vc->special); };
+  for (std::size_t t = 0; t < tiles; ++t) {
+    float* a = &o.A[t * m * k];
+    float* b = &o.B[t * k * n];
+    float* c = &o.C[t * m * n];
+    for (int i = 0; i < m * k; ++i)
+      a[i] = set == mma_set::exact ? small(3) : set == mma_set::random ? pick(va.finite) : pick(va.narrow);
+    for (int i = 0; i < k * n; ++i)
+      b[i] = set == mma_set::exact ? small(3) : set == mma_set::random ? pick(vb.finite) : pick(vb.narrow);
+    for (int i = 0; i < m * n; ++i) c[i] = set == mma_set::exact ? small(64) : cval(set == mma_set::random ? int(u(rng) % 2) : 1);
+    if (set == mma_set::special) {  // one element in 8 of each operand a special
+      for (int i = 0; i < m * k; ++i)
+        if (u(rng) % 8 == 0) a[i] = pick(va.special);
+      for (int i = 0; i < k * n; ++i)
+        if (u(rng) % 8 == 0) b[i] = pick(vb.special);
+      for (int i = 0; i < m * n; ++i)
+        if (u(rng) % 8 == 0) c[i] = cval(2);
+    }
+    if (set == mma_set::cancel) {
+      // Products in opposite pairs: A's columns 2p and 2p+1 equal, B's rows 2p+1 = -(row 2p), one
+      // in four nudged to a neighbouring value; the sum is a small residue of large terms, against
+      // a C of any size (or zero): the cases where alignment to the largest exponent and the
+      // truncation below it decide every bit.
+      for (int i = 0; i < m; ++i)
+        for (int p = 0; p + 1 < k; p += 2) a[i * k + p + 1] = a[i * k + p];
+      for (int p = 0; p + 1 < k; p += 2)
+        for (int j = 0; j < n; ++j) {
+          float w = -b[p * n + j];
+          if (u(rng) % 4 == 0) w = pick(vb.narrow);
+          b[(p + 1) * n + j] = w;
+        }
+      for (int i = 0; i < m * n; ++i) {
+        if (u(rng) % 3 == 0) {
+          c[i] = 0;
+        } else {  // C scaled by 2^-20..2^20, rounded into its own format
+          const double v = std::ldexp(double(cval(1)), int(u(rng) % 41) - 20);
+          c[i] = c32 ? float(v) : float(fpscope::decode(fpscope::encode(v, in.c), in.c));
+        }
+      }
+    }
+  }
+  return o;
+}
+
+/// D's expected words for `tiles` tiles of operands: the model's D (a NaN as the hardware's
+/// canonical 0x7FFFFFFF, 0x7FFF in binary16) or, `exact`, the exact A * B + C (for the integer
+/// operands of the layout set: an integer every output type holds).
+std::vector<std::uint32_t> mma_want(const fpscope::mma::instruction& in, const fc::mma_device_instruction& di,
+                                    const mma_operands& o, std::size_t tiles, bool exact) {
+  const std::size_t per_a = std::size_t(di.m) * di.k, per_b = std::size_t(di.k) * di.n, per_c = std::size_t(di.m) * di.n;
+  const bool f16_out = in.d.bits == 16;
+  std::vector<std::uint32_t> want(tiles * per_c);
+#pragma omp parallel for schedule(dynamic, 16)
+  for (std::int64_t t = 0; t < std::int64_t(tiles); ++t) {
+    std::vector<float> dv(per_c);
+    if (exact) {
+      for (int i = 0; i < di.m; ++i)
+        for (int j = 0; j < di.n; ++j) {
+          double s = o.C[t * per_c + i * di.n + j];
+          for (int p = 0; p < di.k; ++p) s += double(o.A[t * per_a + i * di.k + p]) * o.B[t * per_b + p * di.n + j];
+          dv[i * di.n + j] = float(s);
+        }
+    } else {
+      fpscope::mma::run(in, &o.A[t * per_a], &o.B[t * per_b], &o.C[t * per_c], dv.data());
+    }
+    for (std::size_t i = 0; i < per_c; ++i) {
+      const float v = dv[i];
+      want[t * per_c + i] = f16_out ? (std::isnan(v) ? 0x7FFFu : fpscope::encode(v, in.d))
+                                    : (std::isnan(v) ? 0x7FFFFFFFu : std::bit_cast<std::uint32_t>(v));
+    }
+  }
+  return want;
+}
+
+/// The host side of the mma rows: the model of `arch` against the exact result on the layout set's
+/// integer operands (every model must give the exact value there), and the model run once over
+/// every other set (the inputs the device rows use are valid operands of the instruction).
+void mma_host_check(const fc::mma_device_instruction& di, const std::string& arch, std::size_t tiles, result& r) {
+  const fpscope::mma::instruction in = fpscope::mma::find(arch, di.name);
+  for (const mma_set set : {mma_set::exact, mma_set::random, mma_set::narrow, mma_set::special, mma_set::cancel}) {
+    const mma_operands o = mma_inputs(in, set, tiles, 1 + std::uint64_t(set));
+    const std::vector<std::uint32_t> model = mma_want(in, di, o, tiles, false);
+    if (set != mma_set::exact) continue;
+    const std::vector<std::uint32_t> exact = mma_want(in, di, o, tiles, true);
+    for (std::size_t i = 0; i < exact.size(); ++i)
+      if (exact[i] != model[i]) {
+        ++r.mismatches;
+        if (r.first.size() < 8) r.first.push_back({std::uint32_t(i), exact[i], model[i]});
+      }
+    r.count += exact.size();
+  }
+}
+
+/// One instruction on the GPU against fpscope::mma's model of `arch`, over the sets (the "exact"
+/// set alone: against the exact result, independent of any model). Each set is `tiles` tiles.
+void mma_check(const fc::mma_device_instruction& di, const std::string& arch, bool layout,
+               std::size_t tiles, result& r) {
+  const fpscope::mma::instruction in = fpscope::mma::find(arch, di.name);
+  const std::size_t per_a = std::size_t(di.m) * di.k, per_b = std::size_t(di.k) * di.n, per_c = std::size_t(di.m) * di.n;
+  std::vector<mma_set> sets = layout ? std::vector<mma_set>{mma_set::exact}
+                                     : std::vector<mma_set>{mma_set::random, mma_set::narrow, mma_set::special, mma_set::cancel};
+  std::uint32_t *dA = nullptr, *dB = nullptr, *dC = nullptr, *dD = nullptr;
+  cuda_check(cudaMalloc(reinterpret_cast<void**>(&dA), tiles * per_a * 4), "cudaMalloc");
+  cuda_check(cudaMalloc(reinterpret_cast<void**>(&dB), tiles * per_b * 4), "cudaMalloc");
+  cuda_check(cudaMalloc(reinterpret_cast<void**>(&dC), tiles * per_c * 4), "cudaMalloc");
+  cuda_check(cudaMalloc(reinterpret_cast<void**>(&dD), tiles * per_c * 4), "cudaMalloc");
+  std::string notes;
+  try {
+    for (const mma_set set : sets) {
+      const std::uint64_t seed = std::hash<std::string>{}(arch + di.name) ^ (std::uint64_t(set) << 56);
+      const mma_operands o = mma_inputs(in, set, tiles, seed);
+      std::vector<std::uint32_t> wa(o.A.size()), wb(o.B.size()), wc(o.C.size()), got(o.C.size());
+      for (std::size_t i = 0; i < wa.size(); ++i) wa[i] = mma_word(o.A[i], in.a);
+      for (std::size_t i = 0; i < wb.size(); ++i) wb[i] = mma_word(o.B[i], in.b);
+      for (std::size_t i = 0; i < wc.size(); ++i) wc[i] = mma_word(o.C[i], in.c);
+      cuda_check(cudaMemcpy(dA, wa.data(), wa.size() * 4, cudaMemcpyHostToDevice), "cudaMemcpy");
+      cuda_check(cudaMemcpy(dB, wb.data(), wb.size() * 4, cudaMemcpyHostToDevice), "cudaMemcpy");
+      cuda_check(cudaMemcpy(dC, wc.data(), wc.size() * 4, cudaMemcpyHostToDevice), "cudaMemcpy");
+      fc::mma_tiles(di.name, tiles, dA, dB, dC, dD);
+      cuda_check(cudaDeviceSynchronize(), "mma kernel");
+      cuda_check(cudaMemcpy(got.data(), dD, got.size() * 4, cudaMemcpyDeviceToHost), "cudaMemcpy");
+      const std::vector<std::uint32_t> want = mma_want(in, di, o, tiles, set == mma_set::exact);
+      std::uint64_t bad = 0;
+      for (std::size_t i = 0; i < got.size(); ++i) {
+        if (got[i] == want[i]) continue;
+        ++bad;
+        if (r.first.size() < 8) r.first.push_back({std::uint32_t(i), want[i], got[i]});
+        if (bad <= 2) {  // the first two in words: which result, and its operands
+          const std::size_t t = i / per_c, row = i % per_c / di.n, col = i % di.n;
+          char buf[160];
+          std::snprintf(buf, sizeof buf, "%s tile %zu D[%zu][%zu]: want 0x%x got 0x%x; C %a; A row", name(set), t, row, col,
+                        want[i], got[i], double(o.C[i]));
+          notes += (notes.empty() ? "" : "; ") + std::string(buf);
+          for (int p = 0; p < di.k; ++p) {
+            std::snprintf(buf, sizeof buf, " %a", double(o.A[t * per_a + row * di.k + p]));
+            notes += buf;
+          }
+          notes += "; B col";
+          for (int p = 0; p < di.k; ++p) {
+            std::snprintf(buf, sizeof buf, " %a", double(o.B[t * per_b + p * di.n + col]));
+            notes += buf;
+          }
+        }
+      }
+      r.count += got.size();
+      r.mismatches += bad;
+      notes += std::string(notes.empty() ? "" : "; ") + name(set) + ": " + std::to_string(bad) + " of " +
+               std::to_string(got.size());
+    }
+  } catch (...) {
+    cudaFree(dA), cudaFree(dB), cudaFree(dC), cudaFree(dD);
+    throw;
+  }
+  cudaFree(dA), cudaFree(dB), cudaFree(dC), cudaFree(dD);
+  r.note = notes;
+}
+
 void plan_host(std::vector<check>& plan, host_inputs& in, const datasets_t& data) {
   const auto add = [&](std::string kind, std::string name, std::string compares, std::function<void(result&)> run) {
     plan.push_back({"host", std::move(kind), std::move(name), std::move(compares), std::move(run)});
   };
+  // The mma rows' host side: the models the device rows compare with, on the layout set's integer
+  // operands, against the exact result (Hopper's models: the GPU this is run on, an H100).
+  for (const auto& di : fc::mma_device_instructions())
+    add("mma", di.name, "fpscope::mma hopper model vs exact result (integer operands)",
+        [di](result& r) { mma_host_check(di, "hopper", std::size_t(1 << 14) / std::size_t(di.m * di.n), r); });
   // The scale step on every NaN payload: the kernels' functor against the x86 multiply the CPU
   // emulator itself runs (lib/src/convert.cpp), then through a whole conversion.
   add("scale", "scale step, every NaN pattern", "kernels' scale functor vs x86 MULSS (the emulator's multiply)",
@@ -779,6 +1053,26 @@ void plan_device(std::vector<check>& plan, std::optional<device_ctx>& dev, const
   };
   const std::string hist = "kernel vs CPU bucket_histogram";
 
+  // Least proven of all: the tensor-core instructions, never run here before. Per instruction a
+  // layout row (integer operands: the exact result, independent of any model) and a row against
+  // fpscope::mma's model of this GPU's architecture (MMA-Sim's), 2^17 results per input set.
+  for (const auto& di : fc::mma_device_instructions()) {
+    for (const bool layout : {true, false}) {
+      const std::string compares = layout ? "hardware instruction vs exact result (fragment layout)"
+                                          : "hardware instruction vs fpscope::mma model";
+      add("mma", std::string(layout ? "layout " : "") + di.name, compares, [ctx, di, layout](result& r) {
+        device_ctx& d = ctx();
+        const std::string arch = mma_arch_of(d.sm);
+        if (d.sm < di.min_sm || (di.arch_specific && d.sm != 90) || arch.empty()) {
+          r.state = "not on this device (sm_" + std::to_string(d.sm) + ")";
+          return;
+        }
+        if (!layout) r.compares = "hardware instruction vs fpscope::mma " + arch + " model";
+        mma_check(di, arch, layout, std::size_t(1 << 17) / std::size_t(di.m * di.n), r);
+      });
+    }
+  }
+
   // The least proven first: the histogram (128 KiB of opt-in shared memory) and unscale
   // (cudaMallocAsync) kernels, then the scale step's NaNs, the intrinsics, the generic kernel.
   for (const auto& ds : data) {
@@ -1023,7 +1317,7 @@ int main(int argc, char** argv) {
     if (opt.host) plan_host(plan, in, data);
     std::erase_if(plan, [&](const check& c) { return !selected(opt, c); });
     if (plan.empty()) {
-      error_line("--only matched no check on the sides asked for (kinds: histogram, unscale, scale, intrinsic, generic)");
+      error_line("--only matched no check on the sides asked for (kinds: mma, histogram, unscale, scale, intrinsic, generic)");
       return exit_usage;
     }
     if (!opt.as_json && opt.device)

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "fpscope/format.hpp"
 #include "fpscope/policy.hpp"
@@ -83,6 +84,27 @@ void bucket_histogram(const float* in, std::size_t n, unsigned long long* table,
 /// (the tensors themselves in device memory); found_inf and inv_scale point to device memory.
 void non_finite_check_and_unscale(float* const* tensors, const std::size_t* sizes, int count, float* found_inf,
                                   const float* inv_scale, void* stream = nullptr);
+
+/// A tensor-core instruction run on the GPU itself (lib/cuda/mma.cu), for checking the models of
+/// fpscope::mma against the hardware. Named as fpscope::mma names it ("m16n8k16.f32.f16.f16.f32",
+/// "m64n8k16.f32.f16.f16": wgmma with N = 8).
+struct mma_device_instruction {
+  const char* name;
+  int m, n, k;
+  int min_sm;           ///< 80: mma.sync; 90: wgmma
+  bool arch_specific;   ///< sm_90a code (wgmma): runs on compute capability 9.0 only
+};
+/// The instructions mma_tiles runs: mma.sync f16/bf16/tf32 (sm_80 and up), wgmma f16/bf16/tf32/
+/// e4m3/e5m2 with f32 and f16 accumulators (sm_90a).
+const std::vector<mma_device_instruction>& mma_device_instructions();
+/// Runs `tiles` independent instructions `name` on the current device: tile i reads A + i*m*k
+/// (m x k, row-major), B + i*k*n (k x n), C + i*m*n and writes D + i*m*n (m x n), device
+/// pointers. Every element is a register word in a uint32: the code of the input type (16 bits
+/// for f16/bf16, 8 for e4m3/e5m2, the float32 bits for tf32), C and D float32 bits or binary16
+/// codes for f16 accumulators. Throws std::invalid_argument for an unknown name or an instruction
+/// the device lacks, std::runtime_error on a CUDA error.
+void mma_tiles(const std::string& name, std::size_t tiles, const std::uint32_t* A, const std::uint32_t* B,
+               const std::uint32_t* C, std::uint32_t* D, void* stream = nullptr);
 
 /// The same element code compiled for and run on the host (host memory, serial): what the
 /// device functions compute, for checking them where no GPU is present.
