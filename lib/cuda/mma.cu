@@ -14,8 +14,13 @@
 // and "Register Fragments and Shared Memory Matrix Layouts" of wgmma (warp w of the warpgroup
 // holds rows 16w..16w+15 of A and D, each as the m16 fragment above; .e4m3/.e5m2 A: a0..a15,
 // row = groupID (+8 for a4..a7, a12..a15), col = 4*threadID_in_group + (i & 3) (+16 for
-// a8..a15)). The "layout" rows of fpscope-gpucheck prove these on the hardware with integer
-// operands whose exact result every model agrees on, before any rounding is compared.
+// a8..a15)). The same maps, read off CUTLASS's CuTe (include/cute/atom/mma_traits_sm90_gmma.hpp:
+// ALayout_64x16 = CLayout_64x16 ((4,8,4),(2,2,2)):((128,1,16),(64,8,512)) over (M, K) column-major,
+// ALayout_64x8 for tf32 ((64,1,16),(8,256)), ALayout_64x32 for 8-bit ((256,1,16),(64,8,1024)); and
+// make_gmma_desc's K-major INTERLEAVE form ((8,n),2):((1,SBO),LBO) in 16-byte units, so LBO is the
+// step along K), agree with every line below. The "layout" rows of fpscope-gpucheck prove them on
+// the hardware with integer operands whose exact result every model agrees on, before any rounding
+// is compared.
 #include "fpscope/cuda.hpp"
 
 #include <cuda_runtime.h>
@@ -189,9 +194,10 @@ __global__ void mma_sync_kernel(const std::uint32_t* A, const std::uint32_t* B, 
 // matrix descriptor: K-major (B^T stored n-row by n-row, K contiguous), no swizzle, as 8 x 16-byte
 // "core matrices". Every instruction here reads 32 bytes of K per column of B (16 f16/bf16, 8 tf32,
 // 32 fp8): two core matrices side by side in K, the first at byte 0 and the second at byte 128.
-// With N = 8 there is one core matrix in N, so the descriptor's two offsets (the leading-dimension
-// one between core matrices along K, the stride one between 8-column groups along N) are both set
-// to 128: whichever the hardware reads for the step along K, it is right.
+// The descriptor's leading-dimension offset is the step between core matrices along K (CuTe's
+// K-major INTERLEAVE form, above): 128. With N = 8 there is one core matrix in N, so the stride
+// offset (between 8-column groups) is never used; it is set to 128 as well, so that a misreading
+// of which offset is which could not change the result.
 template <int OP>
 __global__ void wgmma_kernel(const std::uint32_t* A, const std::uint32_t* B, const std::uint32_t* C, std::uint32_t* D,
                              std::size_t tiles) {
