@@ -31,6 +31,21 @@ def codes(fmt):
         return np.zeros(4, np.uint16)
 
 
+def fake_gemm():
+    import fpscope.fake_gemm
+    return fpscope.fake_gemm
+
+
+def torch_operands():
+    import torch
+    return torch.from_numpy(MA), torch.from_numpy(MB)
+
+
+def torch_model():
+    import torch
+    return torch.nn.Sequential(torch.nn.Linear(16, 8))
+
+
 def entry_points():
     """name -> (call(**kw), {kind: keyword}). Each call succeeds with no keywords."""
     keys, counts = fpscope.bucket_histogram(X)
@@ -51,6 +66,11 @@ def entry_points():
         "mma": (lambda **k: fpscope.mma(MA, MB, **{**MMA, **k}), {"arch": "arch", "inst": "inst"}),
         "mma_info": (lambda **k: fpscope.mma_info(**{**MMA, **k}), {"arch": "arch", "inst": "inst"}),
         "mma_instructions": (lambda **k: fpscope.mma_instructions(**{"arch": "ampere", **k}), {"arch": "arch"}),
+        # the PyTorch fake-GEMM on the same models (fpscope.fake_gemm)
+        "mma_matmul": (lambda **k: fake_gemm().mma_matmul(*torch_operands(), **{**MMA, **k}),
+                       {"arch": "arch", "inst": "inst", "threads": "threads"}),
+        "patch_linear": (lambda **k: fake_gemm().patch_linear(torch_model(), **{**MMA, **k}).remove(),
+                         {"arch": "arch", "inst": "inst", "threads": "threads"}),
         "replay": (lambda **k: fpscope.replay(TRACE, **k), {"format": "format", "rounding": "rounding", "profile": "profile",
                                                           "overflow": "overflow", "steps": "steps", "threads": "threads"}),
         # several rank traces replayed as one run (the shipped tensor-parallel run)
