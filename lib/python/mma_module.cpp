@@ -36,6 +36,8 @@ py::dict info(const fpscope::mma::instruction& in) {
   d["e_zero"] = in.e_zero;
   d["block"] = in.block;
   d["F2"] = in.F2;
+  static const char* ariths[] = {"fdpa", "fma", "e_fdpa", "ftz_mul_add"};
+  d["arithmetic"] = ariths[int(in.arith)];
   d["describe"] = in.describe();
   return d;
 }

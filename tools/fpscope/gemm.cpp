@@ -58,7 +58,7 @@ gemm_plan plan(const gemm_options& o) {
     if (!o.scales.empty() && (in.block != 0) != (p.insts.front().block != 0))
       throw usage_error("--scales: " + in.name + " and " + p.insts.front().name +
                         " take different scales (block-scaled codes against 1x128 float32)");
-    if (!o.scales.empty() && !in.block && (in.F2 || in.group))
+    if (!o.scales.empty() && !in.block && (in.fam == mma::family::mfma || in.group))
       throw usage_error("--scales: " + in.arch + " " + in.name + " takes no 1x128 scales");
     if (!o.scales.empty() && !in.block && o.promote && o.promote != mma::fine_block)
       throw usage_error(fmt::format("--promote: 1x128 scales promote every {}, not {}", mma::fine_block, o.promote));
@@ -410,7 +410,7 @@ runner setup(CLI::App& app) {
       ->check(count_check(false));
   sub->add_option("--scales", o->scales,
                   "SA.npy,SB.npy: block scales (uint8 UE8M0/UE4M3 codes) of a block-scaled\n"
-                  "instruction: A's (m, k/block) and B's (k/block, n); for any other (not CDNA3):\n"
+                  "instruction: A's (m, k/block) and B's (k/block, n); for any other (not AMD's):\n"
                   "DeepSeek-V3's float32 scales, A's 1x128 (m, k/128) and B's 128x128 (k/128, n/128),\n"
                   "each K-block of 128 promoted to fp32 times its two scales");
   sub->add_option("-o,--output", o->out, "write D as .npy (float32, or float16 for an f16 output)");
