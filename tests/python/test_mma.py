@@ -106,7 +106,14 @@ def test_mma_is_one_instruction_of_its_shape():
 
 def test_instruction_table():
     assert fpscope.mma_architectures() == ["volta", "turing", "ampere", "ada", "hopper", "blackwell", "rtx-blackwell",
-                                          "cdna3"]
+                                          "cdna1", "cdna2", "cdna3"]
+    # mmasim/amd/sim.py:10-27: CDNA1 f16 E_FDPA over 4 products, CDNA2 bf16 (not _1k) pairs of 2
+    assert (fpscope.mma_info("cdna1", "f32_32x32x8f16")["arithmetic"], fpscope.mma_info("cdna1", "f32_32x32x8f16")["L"]) \
+        == ("e_fdpa", 4)
+    assert fpscope.mma_info("cdna2", "f32_16x16x8bf16")["L"] == 2 and fpscope.mma_info("cdna2", "f32_4x4x1f32")["arithmetic"] == "fma"
+    assert "f32_32x32x8bf16_1k" not in fpscope.mma_instructions("cdna1")  # CDNA2's own
+    with pytest.raises(ValueError, match="f64 instructions are not modelled"):
+        fpscope.mma_info("cdna2", "f64_16x16x4f64")
     assert fpscope.mma_info("cdna3", "f32_32x32x8_f16")["rounding"] == "RNE-FP32"
     info = fpscope.mma_info("hopper", "m64n256k32.f32.e4m3.e4m3")
     # MMA-Sim nv_ptx/sim.py:130-143: FP8 wgmma keeps 13 fraction bits, 32 products a step
@@ -213,9 +220,10 @@ def test_1x128_scales_refusals():
     bad[3, 1] = np.inf
     with pytest.raises(ValueError, match=r"A scale \[3,1\] = inf is not finite"):
         fpscope.gemm(a, b, **HOPPER_FP8, a_scale=bad, b_scale=sb)
-    with pytest.raises(ValueError, match="CDNA3"):
-        fpscope.gemm(a[:, :32].astype(np.float16), b[:32].astype(np.float16), arch="cdna3", inst="f32_32x32x8_f16",
-                     a_scale=np.ones((4, 1), np.float32), b_scale=np.ones((1, 1), np.float32))
+    for arch, inst in [("cdna3", "f32_32x32x8_f16"), ("cdna2", "f32_32x32x8f16"), ("cdna1", "f32_32x32x2f32")]:
+        with pytest.raises(ValueError, match="AMD's own accumulation"):
+            fpscope.gemm(a[:, :32].astype(np.float16), b[:32].astype(np.float16), arch=arch, inst=inst,
+                         a_scale=np.ones((4, 1), np.float32), b_scale=np.ones((1, 1), np.float32))
 
 
 def test_a_result_rounded_up_a_binade_is_the_next_steps_c_there():
