@@ -350,8 +350,8 @@ std::string instruction::describe() const {
     case arithmetic::fma: return head + "FMA chain: one binary32 fused multiply-add per product, RNE-FP32)";
     case arithmetic::e_fdpa: return head + "E-FDPA: L=" + std::to_string(L) + " products and C summed exactly, RNE-FP32)";
     case arithmetic::ftz_mul_add:
-      return head + "FTZ-MUL-ADD: binary32 products added in pairs" + (L == 4 ? " of pairs" : "") +
-             ", then to C, RNE-FP32, subnormals flushed)";
+      return head + "FTZ-MUL-ADD: binary32 products summed as " + (L == 4 ? "(p0+p1)+(p2+p3)" : "p0+p1") +
+             ", then added to C, RNE-FP32, subnormals flushed)";
     case arithmetic::fdpa: break;
   }
   return arch + ": " + fams[int(fam)] + " " + name + " (F=" + std::to_string(F) +
