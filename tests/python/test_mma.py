@@ -52,6 +52,31 @@ def test_promotion_adds_each_group_into_a_float32_total():
     assert not np.array_equal(got, fpscope.gemm(a, b, c, **hop))  # promotion changes bits here
 
 
+@pytest.mark.parametrize("arch,inst,fmt", [("cdna1", "f32_16x16x16f16", np.float16), ("cdna2", "f32_16x16x8bf16", None),
+                                           ("cdna2", "f32_16x16x4f32", np.float32)])
+def test_cdna1_cdna2_k_loop_threads_padding_promotion(arch, inst, fmt):
+    # The CDNA1/CDNA2 models run in the scalar K loop (their step in mma_amd.cpp): threads and
+    # output splits change no bit, K is padded with zeros, promotion adds each group in float32.
+    rng = np.random.default_rng(5)
+    vals = (lambda x: fpscope.decode(fpscope.encode(x, "bf16"), "bf16")) if fmt is None else \
+        (lambda x: x.astype(fmt).astype(np.float32))
+    a, b = vals(rng.standard_normal((21, 200)).astype(np.float32)), vals(rng.standard_normal((200, 19)).astype(np.float32))
+    c = rng.standard_normal((21, 19)).astype(np.float32)
+    kw = {"arch": arch, "inst": inst}
+    whole = fpscope.gemm(a, b, c, **kw, threads=2)
+    assert np.array_equal(whole.view(np.uint32), fpscope.gemm(a, b, c, **kw, threads=1).view(np.uint32))
+    part = fpscope.gemm(a[5:9], b[:, 3:17], c[5:9, 3:17], **kw, threads=1)
+    assert np.array_equal(part.view(np.uint32), whole[5:9, 3:17].view(np.uint32))
+    padded = fpscope.gemm(np.pad(a, ((0, 0), (0, 8))), np.pad(b, ((0, 8), (0, 0))), c, **kw)
+    assert np.array_equal(padded.view(np.uint32), whole.view(np.uint32))
+    total = c.copy()
+    for k0 in range(0, 200, 16):
+        total = (total + fpscope.gemm(a[:, k0:k0 + 16], b[k0:k0 + 16], **kw)).astype(np.float32)
+    got = fpscope.gemm(a, b, c, **kw, promote=16)
+    assert np.array_equal(got.view(np.uint32), total.view(np.uint32))
+    assert not np.array_equal(got, whole)  # promotion changes bits here
+
+
 def test_deepseek_promotion_shrinks_hopper_fp8_error():
     # DeepSeek-V3 (arXiv 2412.19437, 3.3.2): FP8 WGMMA accumulation keeps ~14 bits; promoting to
     # FP32 every 128 elements fixes it. K = 4096, positive inputs (no cancellation to hide it).

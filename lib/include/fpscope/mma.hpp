@@ -111,7 +111,7 @@ struct gemm_options {
   /// ceil(n / 128) (one per 128 x 128 tile), row-major. Each K-block of 128 runs its instructions
   /// from a zero accumulator on the unscaled elements; its result p then goes into the binary32
   /// total (C first) as total = fma(float(sa * sb), p, total), nearest-even. For instructions
-  /// without scales of their own (not block-scaled, not CDNA3); implies promotion every 128
+  /// without scales of their own (not block-scaled, not AMD v_mfma); implies promotion every 128
   /// (`promote` 0 or 128). Scales must be finite. Both or neither.
   const float* a_scale_1x128 = nullptr;
   const float* b_scale_128x128 = nullptr;
