@@ -8,8 +8,11 @@
 //  - CDNA2 f16/bf16: MMA_FTZ_MUL_ADD(P), arithmetic/ftz_mul_add.py:27-42, P = 2 for bf16 without
 //    _1k, else 4 (amd/sim.py:22-27): binary32 products, then pairwise binary32 adds, every
 //    subnormal flushed (inputs and C to +0, products and sums to a zero of their sign).
-// The arithmetic is fpscope's: the format engine's apply() (one exact operation, one rounding by
-// round_pack) for the binary32 multiplies, adds and FMAs, and an exact fixed-point sum for E_FDPA.
+// The arithmetic is fpscope's: each binary32 multiply, add and FMA is the format engine's exact
+// operation rounded to odd in binary64 (detail::exact_odd, as apply() does) and then rounded once
+// to binary32 by round_pack, its policy resolved once here; E_FDPA's is an exact fixed-point sum.
+// None of it reads the host's floating-point modes (a process with flush-to-zero set, e.g. by
+// torch.set_flush_denormal, gets the same bits).
 #include "mma_amd.hpp"
 
 #include <cmath>
@@ -27,6 +30,29 @@ using detail::from_bits;
 using detail::to_bits;
 
 constexpr std::uint32_t canonical_nan = 0x7FFFFFFFu;
+
+// round_pack's constants for binary32 nearest-even, with gradual underflow or (ftz) a subnormal
+// result flushed to the zero of its sign after rounding.
+const detail::packer<std::uint64_t>& fp32_packer(bool ftz) {
+  static const auto make = [](bool f) {
+    policy p;
+    p.ftz = f;
+    return detail::prepare<std::uint64_t>(fp32_format, p, rounding::rne);
+  };
+  static const detail::packer<std::uint64_t> gradual = make(false), flushed = make(true);
+  return ftz ? flushed : gradual;
+}
+
+// An exact result rounded to odd in binary64 (53 >= 24 + 2 bits), rounded once to binary32.
+inline std::uint32_t round_fp32(double odd, bool ftz) {
+  return detail::round_pack<double>(to_bits(odd), fp32_format, rounding::rne, fp32_packer(ftz));
+}
+
+// Binary32 x op y (op::add, op::mul) or fma(x, y, z), nearest-even; ftz as above.
+inline std::uint32_t fp32_op(op o, float x, float y, float z, bool ftz) {
+  unsigned fl = 0;
+  return round_fp32(detail::exact_odd(o, double(x), double(y), double(z), rounding::rne, fl), ftz);
+}
 
 inline bool is_nan(std::uint32_t x) { return (x & 0x7FFFFFFFu) > 0x7F800000u; }
 inline std::uint32_t canonical(std::uint32_t x) { return is_nan(x) ? canonical_nan : x; }
@@ -91,22 +117,16 @@ struct exact_sum {
     if (top < 0) return 0;  // an exact zero sum is +0 (MMA-Sim: measured, whatever the zeros' signs)
     const int msb = top * 64 + 63 - __builtin_clzll(a[top]);  // the leading bit's position
     const int lo = msb - 52;                                  // the kept 53 bits: lo .. msb
-    std::uint64_t kept = 0;
-    bool sticky = false;
-    for (int bit = 0; bit < 53; ++bit) {  // bit by bit: simple, and this path is not the hot one
-      const int at = lo + bit;
-      if (at >= 0 && (a[at >> 6] >> (at & 63)) & 1) kept |= std::uint64_t{1} << bit;
-    }
-    for (int x = 0; x < limbs && x * 64 < lo && !sticky; ++x) {
-      const int below = lo - x * 64;  // bits of limb x below lo
-      const std::uint64_t mask = below >= 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << below) - 1;
-      sticky = (a[x] & mask) != 0;
-    }
+    // bits lo .. lo + 63 (those below bit 0 zero); the 53 wanted are its low ones
+    const int li = lo >= 0 ? lo >> 6 : 0, sh = lo >= 0 ? lo & 63 : 0;
+    std::uint64_t kept = lo >= 0 ? a[li] >> sh : a[0] << -lo;
+    if (lo >= 0 && sh && li + 1 < limbs) kept |= a[li + 1] << (64 - sh);
+    kept &= (std::uint64_t{1} << 53) - 1;
+    bool sticky = lo > 0 && (a[li] & ((std::uint64_t{1} << sh) - 1)) != 0;
+    for (int x = 0; x < li && !sticky; ++x) sticky = a[x] != 0;
     kept |= std::uint64_t(sticky);
-    double v = std::ldexp(double(kept), lo - base);
-    if (neg) v = -v;
-    policy p;
-    return detail::round_pack<double>(to_bits(v), fp32_format, p);
+    const double v = std::ldexp(double(kept), lo - base);
+    return round_fp32(neg ? -v : v, false);
   }
 };
 
@@ -141,19 +161,20 @@ std::uint32_t e_fdpa(int L, const float* a, const float* b, std::uint32_t c) {
 }
 
 // ftz_mul_add.py:7-10 flush_subnormal: |x| below 2^emin becomes +0 (keep_sign=False: zeros too).
-inline float flush_to_plus_zero(float x, int emin) { return std::fabs(x) < std::ldexp(1.0f, emin) ? 0.0f : x; }
+inline float flush_to_plus_zero(float x, int emin) {
+  return std::fabs(x) < from_bits<float>(std::uint32_t(emin + 127) << 23) ? 0.0f : x;  // 2^emin, normal
+}
 
 // The step of MMA_FTZ_MUL_ADD (ftz_mul_add.py:33-42), P = L products.
 std::uint32_t ftz_mul_add(const instruction& inst, const float* a, const float* b, std::uint32_t c, bool starts) {
   // ftz_add / ftz_mul's result flush (keep_sign=True): a result below 2^-126 after the binary32
   // rounding becomes the zero of its sign, which is the format engine's ftz policy.
-  policy ftz;
-  ftz.ftz = true;
-  const auto add = [&](std::uint32_t x, std::uint32_t y) { return apply(op::add, x, y, 0, fp32_format, ftz); };
+  const auto add = [](std::uint32_t x, std::uint32_t y) {
+    return fp32_op(op::add, from_bits<float>(x), from_bits<float>(y), 0, true);
+  };
   std::uint32_t p[4];
   for (int t = 0; t < inst.L; ++t)  // ftz_mul.py:13-19: inputs flushed to +0, the product in binary32
-    p[t] = apply(op::mul, to_bits(flush_to_plus_zero(a[t], inst.a.emin())),
-                 to_bits(flush_to_plus_zero(b[t], inst.b.emin())), 0, fp32_format, ftz);
+    p[t] = fp32_op(op::mul, flush_to_plus_zero(a[t], inst.a.emin()), flush_to_plus_zero(b[t], inst.b.emin()), 0, true);
   // ftz_mul_add.py:35: C is flushed (to +0, a zero of either sign too) once per instruction
   // call, before its first pair; later steps' C is a flushed sum already (a -0 stays -0 there).
   if (starts) c = to_bits(flush_to_plus_zero(from_bits<float>(c), -126));
@@ -167,7 +188,7 @@ std::uint32_t ftz_mul_add(const instruction& inst, const float* a, const float* 
 std::uint32_t step(const instruction& inst, const float* a, const float* b, std::uint32_t c, bool starts) {
   switch (inst.arith) {
     case arithmetic::fma:  // fma.py:69-70, one product a step (L = 1)
-      return canonical(apply(op::fma, to_bits(a[0]), to_bits(b[0]), c, fp32_format, policy{}));
+      return canonical(fp32_op(op::fma, a[0], b[0], from_bits<float>(c), false));
     case arithmetic::e_fdpa:
       return e_fdpa(inst.L, a, b, c);
     case arithmetic::ftz_mul_add:
