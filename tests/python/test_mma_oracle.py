@@ -389,6 +389,8 @@ CDNA12_CASES = [
     ([2.0**-20], [2.0**10], 1.0),                        # fp16 subnormal input: flushed on CDNA2
     ([2.0**-130], [2.0**60], 1.0),                       # bf16/fp32 subnormal input
     ([2.0**-70], [2.0**-70], 0.0),                       # subnormal product: flushed to +0 on CDNA2
+    ([2.0**-60, 2.0**-63], [2.0**-67, 2.0**-63], 0.0),   # a subnormal product 2^-127 next to 2^-126: gone
+    ([-(2.0**-60), 2.0**-63], [2.0**-67, -(2.0**-63)], 1.0),
     ([-(2.0**-70)], [2.0**-70], 0.0),                    # ... to -0, then -0 + 0
     ([-(2.0**-70)], [2.0**-70], -0.0),                   # C = -0 is flushed to +0 too (keep_sign=False)
     ([-(2.0**-70), -(2.0**-70)], [2.0**-70, 2.0**-70], -0.0),  # ... which -0 + -0 products would keep
