@@ -475,3 +475,27 @@ def test_cdna2_flushes_what_cdna1_keeps():
         d1 = fpscope.gemm(a, b, c, arch="cdna1", inst=inst)[0, 0]
         d2 = fpscope.gemm(a, b, c, arch="cdna2", inst=inst)[0, 0]
         assert d1 == np.float32(av * bv) and d2 == 0, (inst, d1, d2)
+
+
+@pytest.mark.parametrize("arch,inst", [("cdna1", "f32_32x32x2bf16"), ("cdna2", "f32_32x32x2bf16")])
+def test_cdna12_near_binary32_overflow(arch, inst):
+    # bf16 products from 2^60 to 2^128 against C within a few ulps of the largest float32, both
+    # signs: where CDNA1's E_FDPA takes MMA-Sim's float64 sum (its overflow rule) and where the
+    # exact sum rounds; CDNA2's binary32 adds overflow. 10 x 1024 results.
+    info = fpscope.mma_info(arch, inst)
+    rng = np.random.default_rng(zlib.crc32(inst.encode()) + len(arch))
+    q = lambda x: fpscope.decode(fpscope.encode(np.asarray(x, np.float32), "bf16"), "bf16")  # noqa: E731
+    compared = inf = 0
+    for _ in range(10):
+        e = rng.integers(60, 128, (32, 4)).astype(np.float64)
+        a = q(rng.choice([-1.0, 1.0], (32, 4)) * (1 + rng.integers(0, 128, (32, 4)) / 128.0) * np.exp2(e))
+        b = q(np.exp2(rng.integers(-30, 2, (4, 32)).astype(np.float64)) * rng.choice([-1.0, 1.0], (4, 32)))
+        c = (np.float32(3.4028235e38) * rng.choice([-1, 1], (32, 32))
+             * (1 - rng.integers(0, 4, (32, 32)) * 2.0**-24)).astype(np.float32)
+        want = host_nan(info, bits(oracle(info, a, b, c, arch, inst)))
+        got = bits(fpscope.gemm(a, b, c, arch=arch, inst=inst))
+        bad = np.argwhere(want != got)
+        assert len(bad) == 0, f"{len(bad)} results differ; first at {tuple(bad[0])}"
+        compared += want.size
+        inf += int(((want & 0x7FFFFFFF) == 0x7F800000).sum())
+    assert compared == 10 * 1024 and 0 < inf < compared  # both sides of the threshold were reached
