@@ -1,6 +1,6 @@
-// AMD CDNA1 and CDNA2 v_mfma, bit for bit as MMA-Sim 2.1.1 models them (microsoft/MMA-Sim,
-// mmasim/amd/sim.py:10-32 picks the arithmetic per architecture and operand type):
-//  - f32 (both): MMA_FMA, arithmetic/fma.py:66-71: c = fma(a_t, b_t, c) in binary32 for each t
+// AMD CDNA1 and CDNA2 v_mfma (and CDNA3's f32), bit for bit as MMA-Sim 2.1.1 models them
+// (microsoft/MMA-Sim, mmasim/amd/sim.py:10-32 picks the arithmetic per architecture and type):
+//  - f32 (all three): MMA_FMA, arithmetic/fma.py:66-71: c = fma(a_t, b_t, c) in binary32 for each t
 //    of K in order (fma_cpu.cpp: std::fma, one rounding to nearest-even, gradual underflow);
 //  - CDNA1 f16/bf16: MMA_E_FDPA, arithmetic/fdpa.py:444-515, L_max 4 (f16) or 2 (bf16)
 //    (amd/sim.py:19-21): each step's L products and C summed exactly, rounded once to

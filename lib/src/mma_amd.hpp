@@ -1,4 +1,4 @@
-// Internal (not installed): the step of AMD CDNA1's and CDNA2's v_mfma models (mma_amd.cpp),
+// Internal (not installed): the step of AMD CDNA1's and CDNA2's v_mfma models, and of CDNA3's f32 (mma_amd.cpp),
 // which mma.cpp's K loop (scalar_k_loop) calls once per step of inst.L products.
 #pragma once
 

@@ -6,7 +6,7 @@
 //                      sim.py:45-75 (mma.sync, incl. the Turing-runs-Volta-shapes and Ada-FP8
 //                      special cases), sim.py:128-143 (wgmma), sim.py:158-166 (tcgen05.mma).
 //   AMD CDNA3:         mmasim/amd/isa_mfma.py:46-80, amd/sim.py:18-35 (fp16, bf16, xf32: MMA_TR_FDPA,
-//                      arithmetic/fdpa.py:335-383; fp8/bf8: MMA_GTR_FDPA, fdpa.py:386-441).
+//                      arithmetic/fdpa.py:335-383; fp8/bf8: MMA_GTR_FDPA, fdpa.py:386-441; f32: MMA_FMA).
 //   AMD CDNA1/CDNA2:   mmasim/amd/isa_mfma.py:16-46 (CDNA2 has CDNA1's list too, isa_mfma.py:83-87),
 //                      amd/sim.py:10-27 (f32: MMA_FMA; CDNA1 f16/bf16: MMA_E_FDPA; CDNA2: MMA_FTZ_MUL_ADD),
 //                      the steps in mma_amd.cpp.
@@ -180,6 +180,12 @@ const std::vector<row>& rows() {
         for (const char* sh : {"32x32x4", "32x32x2", "16x16x8", "16x16x2", "4x4x2"}) cdna12(std::string("f32_") + sh + "bf16");
       }
       if (arch == "cdna3") {  // mmasim/amd/isa_mfma.py:46-80: v_mfma_<d>_<MxNxK>[_<B>b]_<type>
+        // f32 (isa_mfma.py:51-56): an FMA chain as on CDNA1/CDNA2 (amd/sim.py:10-13)
+        for (const auto& [shape, mm, k] : {std::tuple{"32x32x1_2b", 32, 1}, std::tuple{"16x16x1_4b", 16, 1},
+                                           std::tuple{"4x4x1_16b", 4, 1}, std::tuple{"32x32x2", 32, 2},
+                                           std::tuple{"16x16x4", 16, 4}})
+          t.push_back({arch, family::mfma, std::string("f32_") + shape + "_f32", "f32", "f32", "f32", "f32", k, {mm},
+                       false, mm});
         for (const char* shape : {"32x32x4_2b", "16x16x4_4b", "4x4x4_16b", "32x32x8", "16x16x16"})
           for (const char* ab : {"f16", "bf16"}) {
             const std::string sh = shape;
@@ -274,7 +280,7 @@ instruction resolve(const row& r, const arch_params& ap, int m, int n) {
   const bool f16_out = r.d == "f16";
   const bool fp8 = r.a == "e4m3" || r.a == "e5m2";
   in.rho = f16_out ? result_rounding::rne_fp16 : result_rounding::rz_fp32;
-  if (r.fam == family::mfma && r.arch != "cdna3") {  // CDNA1, CDNA2: mmasim/amd/sim.py:10-27
+  if (r.fam == family::mfma && (r.arch != "cdna3" || r.a == "f32")) {  // CDNA1, CDNA2, CDNA3 f32: amd/sim.py:10-27
     in.rho = result_rounding::rne_fp32;
     if (r.a == "f32") {  // sim.py:10-13: MMA_FMA, one product a step
       in.arith = arithmetic::fma;

@@ -6,7 +6,7 @@ ones, subnormals, near-empty rows (the e_zero rule), every special value (+-0, +
 subnormal extremes, the largest finite values) and C values from binary32's whole range
 (overflow to inf included). Several instruction depths of K, so that a result is also the C of
 the next step. The outputs are compared as bits; both sides give the canonical NaN (MMA-Sim
-fdpa.py:63-71), so NaNs are compared as bits too, except for AMD CDNA1/CDNA2, whose models in
+fdpa.py:63-71), so NaNs are compared as bits too, except for AMD CDNA1/CDNA2 (and CDNA3's f32), whose models in
 MMA-Sim compute in the host's float arithmetic (fma.py, fdpa.py:497-503 e_fdpa, ftz_mul_add.py)
 and return its NaN (0xffc00000, or an input's payload): there a NaN is compared as a NaN, fpscope
 giving the canonical 0x7fffffff. CDNA1/CDNA2 also get constructed cases of their own (below:
@@ -255,7 +255,7 @@ def mismatches(arch, inst, seed, steps=4):
 
 
 def host_nan(info, want):
-    """CDNA1/CDNA2 (not fdpa): MMA-Sim's NaN is the host's (module docstring); compared as a NaN."""
+    """CDNA1/CDNA2, CDNA3 f32 (not fdpa): MMA-Sim's NaN is the host's (module docstring); compared as a NaN."""
     if info["arithmetic"] == "fdpa" or want.dtype != np.uint32:
         return want
     return np.where((want & 0x7FFFFFFF) > 0x7F800000, np.uint32(0x7FFFFFFF), want)
@@ -317,7 +317,7 @@ def test_every_modelled_instruction_is_in_the_oracle_run():
     assert len(CASES) > 200
     assert sum("mxf8f6f4" in i for _, i in CASES) == 50  # block-scaled: 25 type pairs x (rtx-blackwell, blackwell)
     assert sum("kind::mxf4" in i for _, i in CASES) == 8  # MXFP4/NVFP4: 4 kinds x 2
-    assert sum(a == "cdna3" for a, _ in CASES) == 20  # v_mfma fp16, bf16, xf32, fp8/bf8
+    assert sum(a == "cdna3" for a, _ in CASES) == 25  # v_mfma f32, fp16, bf16, xf32, fp8/bf8
     # CDNA1: 5 shapes each of f32, f16, bf16; CDNA2: those and 5 bf16_1k (isa_mfma.py:16-46)
     assert sum(a == "cdna1" for a, _ in CASES) == 15
     assert sum(a == "cdna2" for a, _ in CASES) == 20
@@ -435,7 +435,7 @@ def cancellation_cases(rng, fmt, count):
     return out
 
 
-CDNA12 = [(a, i) for a, i in CASES if a in ("cdna1", "cdna2")]
+CDNA12 = [(a, i) for a, i in CASES if fpscope.mma_info(a, i)["arithmetic"] != "fdpa"]  # CDNA3's f32 too
 
 
 @pytest.mark.parametrize("arch,inst", CDNA12, ids=[f"{a}:{i}" for a, i in CDNA12])

@@ -31,11 +31,11 @@ namespace fpscope::mma {
 enum class family : std::uint8_t { mma_sync, wgmma, tcgen05, mfma };
 
 /// The arithmetic of one step (MMA-Sim's arithmetic classes, chosen per instruction in
-/// mmasim/amd/sim.py:10-32). Every NVIDIA and CDNA3 model is a truncated fused sum (fdpa); the
-/// others are AMD's CDNA1 and CDNA2:
+/// mmasim/amd/sim.py:10-32). Every NVIDIA model and CDNA3's fp16/bf16/xf32/fp8 are a truncated
+/// fused sum (fdpa); the others are AMD's f32 and CDNA1's and CDNA2's fp16/bf16:
 enum class arithmetic : std::uint8_t {
   fdpa,         ///< the truncated fused dot-product-add of F, L, rho, e_zero (and F2 on CDNA3)
-  fma,          ///< f32 on CDNA1/CDNA2: one binary32 fused multiply-add per product, in K order (fma.py:66-71)
+  fma,          ///< f32 on CDNA1-3: one binary32 fused multiply-add per product, in K order (fma.py:66-71)
   e_fdpa,       ///< CDNA1 f16/bf16: L products and C summed exactly, rounded once to nearest-even binary32 (fdpa.py:497-515)
   ftz_mul_add,  ///< CDNA2 f16/bf16: binary32 products and pairwise adds, subnormals flushed (ftz_mul_add.py)
 };
