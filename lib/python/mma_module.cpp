@@ -36,6 +36,8 @@ py::dict info(const fpscope::mma::instruction& in) {
   d["e_zero"] = in.e_zero;
   d["block"] = in.block;
   d["F2"] = in.F2;
+  static const char* ariths[] = {"fdpa", "fma", "e_fdpa", "ftz_mul_add"};
+  d["arithmetic"] = ariths[int(in.arith)];
   d["describe"] = in.describe();
   return d;
 }
@@ -144,7 +146,8 @@ void add_mma_bindings(py::module_& m) {
         "The architectures with modelled tensor-core instructions, as MMA-Sim names them (lower-case).");
   m.def("mma_instructions", [](const std::string& arch) { return fpscope::mma::instruction_names(arch); }, py::arg("arch"), "The modelled instructions of an architecture (N, M: the shape families).");
   m.def("mma_info", [](const std::string& arch, const std::string& inst) { return info(fpscope::mma::find(arch, inst)); },
-        py::arg("arch"), py::arg("inst"), "An instruction's model: shape, operand types, F, L, rounding, e_zero.");
+        py::arg("arch"), py::arg("inst"), "An instruction's model: shape, operand types, F, L, rounding, e_zero; 'arithmetic' the step's kind "
+        "(fdpa; CDNA1/CDNA2: fma, e_fdpa, ftz_mul_add).");
   m.def("_gemm", &gemm, py::arg("a"), py::arg("b"), py::arg("c"), py::arg("arch"), py::arg("inst"), py::arg("promote"),
         py::arg("threads"), py::arg("a_scale") = py::none(), py::arg("b_scale") = py::none(),
         py::arg("a_scale_1x128") = py::none(), py::arg("b_scale_128x128") = py::none());

@@ -35,6 +35,7 @@
 #include "fpscope/convert.hpp"
 #include "fpscope/mma.hpp"
 #include "fpscope/options.hpp"
+#include "mma_amd.hpp"
 
 namespace fpscope::mma {
 namespace {
@@ -317,9 +318,10 @@ std::uint32_t special_step(const float* arow, const float* B, std::size_t n, std
 void check_fine_scales(const instruction& inst, std::size_t m, std::size_t n, std::size_t k, const gemm_options& o) {
   if (!o.a_scale_1x128 || !o.b_scale_128x128)
     throw std::invalid_argument("1x128 scaling needs both A's (m x k/128) and B's (k/128 x n/128) scales");
-  if (inst.block || inst.group || inst.F2 || o.a_scale || o.b_scale)
+  const bool amd = inst.fam == family::mfma;
+  if (inst.block || inst.group || amd || o.a_scale || o.b_scale)
     throw std::invalid_argument(inst.name + " (" + inst.arch + "): 1x128 scaling is for instructions without " +
-                                (inst.F2 ? "CDNA3's own accumulation" : "block scales of their own"));
+                                (amd ? "AMD's own accumulation" : "block scales of their own"));
   if (fine_block % std::size_t(inst.k))
     throw std::invalid_argument("1x128 scaling: " + inst.name + "'s k (" + std::to_string(inst.k) + ") does not divide 128");
   if (o.promote && o.promote != fine_block)
@@ -710,6 +712,22 @@ void gemm(const instruction& inst, std::size_t m, std::size_t n, std::size_t k, 
   const bool fine = o.a_scale_1x128 || o.b_scale_128x128;
   if (fine) check_fine_scales(inst, m, n, k, o);
   if (m == 0 || n == 0) return;
+  if (inst.arith != arithmetic::fdpa) {  // CDNA1, CDNA2 (mma_amd.cpp): one step of inst.L products at a time
+    if (o.a_scale || o.b_scale) throw std::invalid_argument(inst.name + " is not block-scaled: it takes no scales");
+    split_matrix sa, sb;  // the operands checked (f32 C: any float)
+    std::vector<std::uint8_t> nfa, nfb;
+    split_checked(A, m, k, m, k, inst.a, "A", sa, nfa);
+    split_checked(B, k, n, k, n, inst.b, "B", sb, nfb);
+    const std::size_t L = std::size_t(inst.L);
+    return scalar_k_loop(m, n, kpad, L, C, D, o, [&](std::size_t i, std::size_t j, std::size_t k0, std::uint32_t c) {
+      float a[4] = {}, b[4] = {};  // K padded with zeros
+      for (std::size_t t = 0; t < L && k0 + t < k; ++t) {
+        a[t] = A[i * k + k0 + t];
+        b[t] = B[(k0 + t) * n + j];
+      }
+      return amd::step(inst, a, b, c, k0 % ik == 0);
+    });
+  }
   if (inst.F2) {
     if (o.a_scale || o.b_scale) throw std::invalid_argument(inst.name + " is not block-scaled: it takes no scales");
     return gemm_tr(inst, md, m, n, k, A, B, C, D, o);

@@ -6,11 +6,15 @@
 //                      sim.py:45-75 (mma.sync, incl. the Turing-runs-Volta-shapes and Ada-FP8
 //                      special cases), sim.py:128-143 (wgmma), sim.py:158-166 (tcgen05.mma).
 //   AMD CDNA3:         mmasim/amd/isa_mfma.py:46-80, amd/sim.py:18-35 (fp16, bf16, xf32: MMA_TR_FDPA,
-//                      arithmetic/fdpa.py:335-383; fp8/bf8: MMA_GTR_FDPA, fdpa.py:386-441).
+//                      arithmetic/fdpa.py:335-383; fp8/bf8: MMA_GTR_FDPA, fdpa.py:386-441; f32: MMA_FMA).
+//   AMD CDNA1/CDNA2:   mmasim/amd/isa_mfma.py:16-46 (CDNA2 has CDNA1's list too, isa_mfma.py:83-87),
+//                      amd/sim.py:10-27 (f32: MMA_FMA; CDNA1 f16/bf16: MMA_E_FDPA; CDNA2: MMA_FTZ_MUL_ADD),
+//                      the steps in mma_amd.cpp.
 //   block-scaled:      isa_mma.py:155-160 and isa_tcgen05mma.py:36-43 (kind::mxf8f6f4), sim.py:89-104
 //                      and 180-195 (MMA_ST_FDPA, fdpa.py:157-245).
 //                      MXFP4/NVFP4 (kind::mxf4, mxf4nvf4, k = 64): MMA_GST_FDPA, fdpa.py:248-332.
-// Not modelled (refused by name): the f64 instructions (an FMA chain, MMA-Sim arithmetic/fma.py).
+// Not modelled (refused by name): the f64 instructions (an FMA chain, MMA-Sim arithmetic/fma.py),
+// CDNA2's f64_16x16x4f64 and f64_4x4x4f64 included: D here is float32.
 #include <algorithm>
 #include <array>
 #include <string>
@@ -34,7 +38,7 @@ struct arch_params {
 
 enum : unsigned { sm70 = 1, sm75 = 2, sm80 = 4, sm89 = 8, sm120 = 16 };
 
-constexpr std::array<arch_params, 8> archs{{
+constexpr std::array<arch_params, 10> archs{{
     {"volta", 23, 8, -19, -131, sm70},
     {"turing", 24, 16, -20, -132, sm75 | sm70},
     {"ampere", 24, 16, -20, -132, sm80 | sm75},
@@ -42,7 +46,9 @@ constexpr std::array<arch_params, 8> archs{{
     {"hopper", 25, 32, -21, -133, sm80 | sm75},  // sm_90 adds only f64
     {"blackwell", 25, 32, -21, -133, sm80 | sm75},
     {"rtx-blackwell", 25, 32, -21, -133, sm120 | sm89 | sm80 | sm75},
-    {"cdna3", 24, 0, 0, 0, 0},  // AMD (mmasim/amd): parameters in resolve()
+    {"cdna1", 0, 0, 0, 0, 0},   // AMD (mmasim/amd, isa_mfma.py:83-87's order): parameters in resolve()
+    {"cdna2", 0, 0, 0, 0, 0},
+    {"cdna3", 24, 0, 0, 0, 0},
 }};
 
 // PTX type names to formats. The operand byte width is what MMA-Sim divides L_max's bytes by
@@ -154,7 +160,32 @@ const std::vector<row>& rows() {
         mma(8, 8, 4, "f32", "f16", "f16", "f16");
         mma(8, 8, 4, "f16", "f16", "f16", "f16");
       }
+      // CDNA1 and CDNA2 (isa_mfma.py:16-46): v_mfma_f32_<M>x<N>x<K><type>[_1k], in MMA-Sim's order;
+      // CDNA2 lists its own (bf16_1k; f64, not modelled) before CDNA1's (isa_mfma.py:85).
+      auto cdna12 = [&](const std::string& name) {
+        const std::string shape = name.substr(4);  // after "f32_"
+        const std::size_t x1 = shape.find('x'), x2 = shape.find('x', x1 + 1);
+        const int mm = std::stoi(shape.substr(0, x1)), nn = std::stoi(shape.substr(x1 + 1, x2 - x1 - 1));
+        const int kk = std::stoi(shape.substr(x2 + 1));  // stoi stops at the type
+        const std::string ab = name.find("bf16") != std::string::npos ? "bf16"
+                               : name.find("f16") != std::string::npos ? "f16" : "f32";
+        t.push_back({arch, family::mfma, name, ab, ab, "f32", "f32", kk, {mm}, false, nn});
+      };
+      if (arch == "cdna2")
+        for (const char* sh : {"32x32x8", "32x32x4", "16x16x16", "16x16x4", "4x4x4"})
+          cdna12(std::string("f32_") + sh + "bf16_1k");
+      if (arch == "cdna1" || arch == "cdna2") {
+        for (const char* sh : {"32x32x2", "32x32x1", "16x16x4", "16x16x1", "4x4x1"}) cdna12(std::string("f32_") + sh + "f32");
+        for (const char* sh : {"32x32x8", "32x32x4", "16x16x16", "16x16x4", "4x4x4"}) cdna12(std::string("f32_") + sh + "f16");
+        for (const char* sh : {"32x32x4", "32x32x2", "16x16x8", "16x16x2", "4x4x2"}) cdna12(std::string("f32_") + sh + "bf16");
+      }
       if (arch == "cdna3") {  // mmasim/amd/isa_mfma.py:46-80: v_mfma_<d>_<MxNxK>[_<B>b]_<type>
+        // f32 (isa_mfma.py:51-56): an FMA chain as on CDNA1/CDNA2 (amd/sim.py:10-13)
+        for (const auto& [shape, mm, k] : {std::tuple{"32x32x1_2b", 32, 1}, std::tuple{"16x16x1_4b", 16, 1},
+                                           std::tuple{"4x4x1_16b", 4, 1}, std::tuple{"32x32x2", 32, 2},
+                                           std::tuple{"16x16x4", 16, 4}})
+          t.push_back({arch, family::mfma, std::string("f32_") + shape + "_f32", "f32", "f32", "f32", "f32", k, {mm},
+                       false, mm});
         for (const char* shape : {"32x32x4_2b", "16x16x4_4b", "4x4x4_16b", "32x32x8", "16x16x16"})
           for (const char* ab : {"f16", "bf16"}) {
             const std::string sh = shape;
@@ -249,7 +280,19 @@ instruction resolve(const row& r, const arch_params& ap, int m, int n) {
   const bool f16_out = r.d == "f16";
   const bool fp8 = r.a == "e4m3" || r.a == "e5m2";
   in.rho = f16_out ? result_rounding::rne_fp16 : result_rounding::rz_fp32;
-  if (r.fam == family::mfma) {  // mmasim/amd/sim.py:31-35: MMA_TR_FDPA(F=24, F2=31, RNE-FP32), L_max 4 (xf32) or 8
+  if (r.fam == family::mfma && (r.arch != "cdna3" || r.a == "f32")) {  // CDNA1, CDNA2, CDNA3 f32: amd/sim.py:10-27
+    in.rho = result_rounding::rne_fp32;
+    if (r.a == "f32") {  // sim.py:10-13: MMA_FMA, one product a step
+      in.arith = arithmetic::fma;
+      in.L = 1;
+    } else if (r.arch == "cdna1") {  // sim.py:19-21: MMA_E_FDPA(L_max = 4 for f16, 2 for bf16)
+      in.arith = arithmetic::e_fdpa;
+      in.L = r.a == "f16" ? 4 : 2;
+    } else {  // sim.py:22-27: MMA_FTZ_MUL_ADD(P = 2 for bf16 without _1k, else 4)
+      in.arith = arithmetic::ftz_mul_add;
+      in.L = r.a == "bf16" && !r.pattern.ends_with("_1k") ? 2 : 4;
+    }
+  } else if (r.fam == family::mfma) {  // mmasim/amd/sim.py:31-35: MMA_TR_FDPA(F=24, F2=31, RNE-FP32), L_max 4 (xf32) or 8
     in.F = 24;
     in.F2 = 31;
     in.rho = result_rounding::rne_fp32;
@@ -308,6 +351,15 @@ std::string join(const std::vector<std::string>& v) {
 std::string instruction::describe() const {
   static const char* fams[] = {"mma.sync", "wgmma", "tcgen05.mma", "v_mfma"};
   static const char* rhos[] = {"RZ-FP32", "RZ-E8M13", "RNE-FP16", "RNE-FP32"};
+  const std::string head = arch + ": " + fams[int(fam)] + " " + name + " (";
+  switch (arith) {
+    case arithmetic::fma: return head + "FMA chain: one binary32 fused multiply-add per product, RNE-FP32)";
+    case arithmetic::e_fdpa: return head + "E-FDPA: L=" + std::to_string(L) + " products and C summed exactly, RNE-FP32)";
+    case arithmetic::ftz_mul_add:
+      return head + "FTZ-MUL-ADD: binary32 products summed as " + (L == 4 ? "(p0+p1)+(p2+p3)" : "p0+p1") +
+             ", then added to C, RNE-FP32, subnormals flushed)";
+    case arithmetic::fdpa: break;
+  }
   return arch + ": " + fams[int(fam)] + " " + name + " (F=" + std::to_string(F) +
          (F2 ? ", F2=" + std::to_string(F2) : std::string()) + ", L=" + std::to_string(L) + ", " + rhos[int(rho)] +
          (F2 ? std::string() : ", e_zero=" + std::to_string(e_zero)) +
@@ -360,7 +412,8 @@ instruction find(std::string_view arch, std::string_view name) {
     }
   }
   std::string hint;
-  if (name.find(".f64") != std::string_view::npos) hint = "; f64 instructions are not modelled";
+  if (name.find(".f64") != std::string_view::npos || name.substr(0, 4) == "f64_")
+    hint = "; f64 instructions are not modelled";
   // The known ones, at most 12 of them (Blackwell has 58 families): a line, not a page.
   auto names = instruction_names(arch);
   const std::size_t all = names.size();

@@ -45,6 +45,25 @@ def test_json_side_by_side(fpscope, tmp_path):
     assert j["runs"][1]["differ_from_first"] > 0  # generations differ in bits
 
 
+def test_amd_generations_side_by_side(fpscope, tmp_path):
+    # CDNA1 (exact sums), CDNA2 (binary32 adds, subnormals flushed), CDNA3 (truncated sums) on the
+    # same fp16 tile with a subnormal in A: three sets of bits; CDNA2's f64 and CDNA1's lack of
+    # CDNA2's bf16_1k are refused by name.
+    a, b = tile(tmp_path, k=32)
+    a[0, 0] = 2.0**-20  # an fp16 subnormal: CDNA2 reads it as 0
+    np.save(tmp_path / "a.npy", a.astype(np.float16))
+    j = fpscope.json("gemm", tmp_path / "a.npy", tmp_path / "b.npy", "--arch", "cdna1,cdna2,cdna3", "--inst",
+                     "f32_16x16x16f16,f32_16x16x16f16,f32_16x16x16_f16", "--json")
+    assert [r["arch"] for r in j["runs"]] == ["cdna1", "cdna2", "cdna3"]
+    assert all(r["differ_from_first"] > 0 for r in j["runs"][1:])
+    out = fpscope.ok("gemm", tmp_path / "a.npy", tmp_path / "b.npy", "--arch", "cdna2", "--inst", "f32_16x16x16f16")
+    assert "FTZ-MUL-ADD" in out and "subnormals flushed" in out
+    p = fpscope.run("gemm", tmp_path / "a.npy", tmp_path / "b.npy", "--arch", "cdna2", "--inst", "f64_16x16x4f64")
+    assert_one_line_error(p, "f64 instructions are not modelled", status=2)
+    p = fpscope.run("gemm", tmp_path / "a.npy", tmp_path / "b.npy", "--arch", "cdna1", "--inst", "f32_16x16x16bf16_1k")
+    assert_one_line_error(p, "not a modelled instruction of cdna1", status=2)
+
+
 def test_f16_output_file_is_float16(fpscope, tmp_path):
     tile(tmp_path)
     fpscope.ok("gemm", tmp_path / "a.npy", tmp_path / "b.npy", "--arch", "hopper", "--inst",

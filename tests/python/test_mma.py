@@ -52,6 +52,31 @@ def test_promotion_adds_each_group_into_a_float32_total():
     assert not np.array_equal(got, fpscope.gemm(a, b, c, **hop))  # promotion changes bits here
 
 
+@pytest.mark.parametrize("arch,inst,fmt", [("cdna1", "f32_16x16x16f16", np.float16), ("cdna2", "f32_16x16x8bf16", None),
+                                           ("cdna2", "f32_16x16x4f32", np.float32)])
+def test_cdna1_cdna2_k_loop_threads_padding_promotion(arch, inst, fmt):
+    # The CDNA1/CDNA2 models run in the scalar K loop (their step in mma_amd.cpp): threads and
+    # output splits change no bit, K is padded with zeros, promotion adds each group in float32.
+    rng = np.random.default_rng(5)
+    vals = (lambda x: fpscope.decode(fpscope.encode(x, "bf16"), "bf16")) if fmt is None else \
+        (lambda x: x.astype(fmt).astype(np.float32))
+    a, b = vals(rng.standard_normal((21, 200)).astype(np.float32)), vals(rng.standard_normal((200, 19)).astype(np.float32))
+    c = rng.standard_normal((21, 19)).astype(np.float32)
+    kw = {"arch": arch, "inst": inst}
+    whole = fpscope.gemm(a, b, c, **kw, threads=2)
+    assert np.array_equal(whole.view(np.uint32), fpscope.gemm(a, b, c, **kw, threads=1).view(np.uint32))
+    part = fpscope.gemm(a[5:9], b[:, 3:17], c[5:9, 3:17], **kw, threads=1)
+    assert np.array_equal(part.view(np.uint32), whole[5:9, 3:17].view(np.uint32))
+    padded = fpscope.gemm(np.pad(a, ((0, 0), (0, 8))), np.pad(b, ((0, 8), (0, 0))), c, **kw)
+    assert np.array_equal(padded.view(np.uint32), whole.view(np.uint32))
+    total = c.copy()
+    for k0 in range(0, 200, 16):
+        total = (total + fpscope.gemm(a[:, k0:k0 + 16], b[k0:k0 + 16], **kw)).astype(np.float32)
+    got = fpscope.gemm(a, b, c, **kw, promote=16)
+    assert np.array_equal(got.view(np.uint32), total.view(np.uint32))
+    assert not np.array_equal(got, whole)  # promotion changes bits here
+
+
 def test_deepseek_promotion_shrinks_hopper_fp8_error():
     # DeepSeek-V3 (arXiv 2412.19437, 3.3.2): FP8 WGMMA accumulation keeps ~14 bits; promoting to
     # FP32 every 128 elements fixes it. K = 4096, positive inputs (no cancellation to hide it).
@@ -106,7 +131,14 @@ def test_mma_is_one_instruction_of_its_shape():
 
 def test_instruction_table():
     assert fpscope.mma_architectures() == ["volta", "turing", "ampere", "ada", "hopper", "blackwell", "rtx-blackwell",
-                                          "cdna3"]
+                                          "cdna1", "cdna2", "cdna3"]
+    # mmasim/amd/sim.py:10-27: CDNA1 f16 E_FDPA over 4 products, CDNA2 bf16 (not _1k) pairs of 2
+    assert (fpscope.mma_info("cdna1", "f32_32x32x8f16")["arithmetic"], fpscope.mma_info("cdna1", "f32_32x32x8f16")["L"]) \
+        == ("e_fdpa", 4)
+    assert fpscope.mma_info("cdna2", "f32_16x16x8bf16")["L"] == 2 and fpscope.mma_info("cdna2", "f32_4x4x1f32")["arithmetic"] == "fma"
+    assert "f32_32x32x8bf16_1k" not in fpscope.mma_instructions("cdna1")  # CDNA2's own
+    with pytest.raises(ValueError, match="f64 instructions are not modelled"):
+        fpscope.mma_info("cdna2", "f64_16x16x4f64")
     assert fpscope.mma_info("cdna3", "f32_32x32x8_f16")["rounding"] == "RNE-FP32"
     info = fpscope.mma_info("hopper", "m64n256k32.f32.e4m3.e4m3")
     # MMA-Sim nv_ptx/sim.py:130-143: FP8 wgmma keeps 13 fraction bits, 32 products a step
@@ -213,9 +245,10 @@ def test_1x128_scales_refusals():
     bad[3, 1] = np.inf
     with pytest.raises(ValueError, match=r"A scale \[3,1\] = inf is not finite"):
         fpscope.gemm(a, b, **HOPPER_FP8, a_scale=bad, b_scale=sb)
-    with pytest.raises(ValueError, match="CDNA3"):
-        fpscope.gemm(a[:, :32].astype(np.float16), b[:32].astype(np.float16), arch="cdna3", inst="f32_32x32x8_f16",
-                     a_scale=np.ones((4, 1), np.float32), b_scale=np.ones((1, 1), np.float32))
+    for arch, inst in [("cdna3", "f32_32x32x8_f16"), ("cdna2", "f32_32x32x8f16"), ("cdna1", "f32_32x32x2f32")]:
+        with pytest.raises(ValueError, match="AMD's own accumulation"):
+            fpscope.gemm(a[:, :32].astype(np.float16), b[:32].astype(np.float16), arch=arch, inst=inst,
+                         a_scale=np.ones((4, 1), np.float32), b_scale=np.ones((1, 1), np.float32))
 
 
 def test_a_result_rounded_up_a_binade_is_the_next_steps_c_there():

@@ -6,7 +6,11 @@ ones, subnormals, near-empty rows (the e_zero rule), every special value (+-0, +
 subnormal extremes, the largest finite values) and C values from binary32's whole range
 (overflow to inf included). Several instruction depths of K, so that a result is also the C of
 the next step. The outputs are compared as bits; both sides give the canonical NaN (MMA-Sim
-fdpa.py:63-71), so NaNs are compared as bits too.
+fdpa.py:63-71), so NaNs are compared as bits too, except for AMD CDNA1/CDNA2 (and CDNA3's f32), whose models in
+MMA-Sim compute in the host's float arithmetic (fma.py, fdpa.py:497-503 e_fdpa, ftz_mul_add.py)
+and return its NaN (0xffc00000, or an input's payload): there a NaN is compared as a NaN, fpscope
+giving the canonical 0x7fffffff. CDNA1/CDNA2 also get constructed cases of their own (below:
+exact cancellation and ties for E_FDPA, the flushes of FTZ_MUL_ADD, FMA rounding).
 
 Needs torch >= 2.7 and mmasim in the same interpreter as fpscope (the PyPI venv, tools/wheel.sh);
 without them the run ends with exit status 77, which ctest shows as Skipped.
@@ -42,7 +46,8 @@ def _oracle_present():
 
 
 ARCH_NAME = {"volta": "Volta", "turing": "Turing", "ampere": "Ampere", "ada": "Ada Lovelace", "hopper": "Hopper",
-             "blackwell": "Blackwell", "rtx-blackwell": "RTX Blackwell", "cdna3": "CDNA3"}
+             "blackwell": "Blackwell", "rtx-blackwell": "RTX Blackwell", "cdna1": "CDNA1", "cdna2": "CDNA2",
+             "cdna3": "CDNA3"}
 CODE_DTYPE = {1: np.uint8, 2: np.uint16, 4: np.uint32}
 
 
@@ -56,7 +61,29 @@ def instructions():
     return out
 
 
+@functools.lru_cache(maxsize=None)
+def fp32_sample():
+    """float32 (CDNA1/CDNA2 f32 inputs; 2^32 codes are too many to list): random bit patterns over
+    the whole range, values in [0.5, 4) with full significands, subnormals, and zeros."""
+    rng = np.random.default_rng(32)
+    v = np.concatenate([rng.integers(0, 1 << 32, 1 << 15, dtype=np.uint64).astype(np.uint32).view(np.float32),
+                        (rng.random(1 << 14) * 3.5 + 0.5).astype(np.float32) * rng.choice([-1, 1], 1 << 14).astype(np.float32),
+                        rng.integers(1, 1 << 23, 1 << 12).astype(np.uint32).view(np.float32),
+                        np.array([0.0, -0.0], np.float32)])
+    return v[np.isfinite(v)]
+
+
+FP32_INFO = {"bits": 32, "max_finite": 3.4028235e38, "min_normal": 1.1754944e-38, "min_subnormal": 1e-45,
+             "has_inf": True, "has_nan": True}
+
+
+def format_info(fmt):
+    return FP32_INFO if fmt == "fp32" else fpscope.format_info(fmt)
+
+
 def finite_codes(fmt):
+    if fmt == "fp32":
+        return fp32_sample()
     info = fpscope.format_info(fmt)
     n = 1 << info["bits"]
     codes = np.arange(n, dtype=np.uint32) if n <= 1 << 16 else None
@@ -67,7 +94,7 @@ def finite_codes(fmt):
 
 
 def specials(fmt):
-    info = fpscope.format_info(fmt)
+    info = format_info(fmt)
     v = [0.0, info["max_finite"], info["min_normal"], 1.0]
     if info["min_subnormal"] is not None:
         v += [info["min_subnormal"], info["min_normal"] - info["min_subnormal"]]
@@ -88,7 +115,7 @@ def operand(rng, fmt, rows, cols, by_row, pair_sign):
         # f32_16x16x32_fp8_fp8, a NaN at an odd position of K gives a finite D, one at an even
         # position NaN), so NaN operands are not compared here; fpscope gives NaN for every one.
         sp = sp[~np.isnan(sp)]
-    info = fpscope.format_info(fmt)
+    info = format_info(fmt)
     typical = fin[(np.abs(fin) >= 0.5) & (np.abs(fin) < 4)]
     sub = fin[(fin != 0) & (np.abs(fin) < info["min_normal"])]
     x = np.empty((rows, cols), np.float32)
@@ -109,7 +136,8 @@ def operand(rng, fmt, rows, cols, by_row, pair_sign):
             v[hit] = rng.choice(sp, hit.sum())
         elif kind == 5:  # one huge term against small ones
             v = rng.choice(typical, n) * np.float32(2.0) ** -rng.integers(0, 8, n)
-            v = fpscope.decode(fpscope.encode(v.astype(np.float32), fmt), fmt)
+            if fmt != "fp32":
+                v = fpscope.decode(fpscope.encode(v.astype(np.float32), fmt), fmt)
             v[rng.integers(0, n)] = info["max_finite"] * (1 if rng.random() < 0.5 else -1)
         elif kind == 6:
             v = rng.choice(sub if len(sub) else fin, n)
@@ -221,8 +249,16 @@ def mismatches(arch, inst, seed, steps=4):
         sa, sb = scales(rng, m, k // info["block"], u), scales(rng, k // info["block"], n, u)
     want = bits(oracle(info, a, b, c, arch, inst, sa, sb))
     got = bits(fpscope.gemm(a, b, c, arch=arch, inst=inst, a_scale=sa, b_scale=sb))
+    want = host_nan(info, want)
     bad = np.argwhere(want != got)
     return want.size, bad, want, got
+
+
+def host_nan(info, want):
+    """CDNA1/CDNA2, CDNA3 f32 (not fdpa): MMA-Sim's NaN is the host's (module docstring); compared as a NaN."""
+    if info["arithmetic"] == "fdpa" or want.dtype != np.uint32:
+        return want
+    return np.where((want & 0x7FFFFFFF) > 0x7F800000, np.uint32(0x7FFFFFFF), want)
 
 
 @functools.lru_cache(maxsize=None)
@@ -281,7 +317,14 @@ def test_every_modelled_instruction_is_in_the_oracle_run():
     assert len(CASES) > 200
     assert sum("mxf8f6f4" in i for _, i in CASES) == 50  # block-scaled: 25 type pairs x (rtx-blackwell, blackwell)
     assert sum("kind::mxf4" in i for _, i in CASES) == 8  # MXFP4/NVFP4: 4 kinds x 2
-    assert sum(a == "cdna3" for a, _ in CASES) == 20  # v_mfma fp16, bf16, xf32, fp8/bf8
+    assert sum(a == "cdna3" for a, _ in CASES) == 25  # v_mfma f32, fp16, bf16, xf32, fp8/bf8
+    # CDNA1: 5 shapes each of f32, f16, bf16; CDNA2: those and 5 bf16_1k (isa_mfma.py:16-46)
+    assert sum(a == "cdna1" for a, _ in CASES) == 15
+    assert sum(a == "cdna2" for a, _ in CASES) == 20
+    arith = {(a, i): fpscope.mma_info(a, i)["arithmetic"] for a, i in CASES if a in ("cdna1", "cdna2")}
+    assert sorted(set(arith.values())) == ["e_fdpa", "fma", "ftz_mul_add"]
+    assert arith[("cdna2", "f32_32x32x4bf16")] == "ftz_mul_add" and fpscope.mma_info("cdna2", "f32_32x32x4bf16")["L"] == 2
+    assert fpscope.mma_info("cdna2", "f32_32x32x4bf16_1k")["L"] == 4
 
 
 @pytest.mark.parametrize("arch,inst", CASES, ids=[f"{a}:{i}" for a, i in CASES])
@@ -294,7 +337,8 @@ def test_bit_exact_against_mmasim(arch, inst):
 
 # Only where a product of the inputs reaches e_zero - F (fp16/bf16/tf32 inputs with an f16 output,
 # bf16/tf32 with f32); elsewhere the rule cannot change a result.
-PROBE_CASES = [(a, i) for a, i in CASES if not fpscope.mma_info(a, i)["F2"] and probes(fpscope.mma_info(a, i))[2] > 0]
+PROBE_CASES = [(a, i) for a, i in CASES if not fpscope.mma_info(a, i)["F2"]
+               and fpscope.mma_info(a, i)["arithmetic"] == "fdpa" and probes(fpscope.mma_info(a, i))[2] > 0]
 
 
 def test_probes_exist():
@@ -315,3 +359,143 @@ def test_e_zero_alignment_probes(arch, inst):
     got = bits(fpscope.gemm(a, b, c, arch=arch, inst=inst, a_scale=sa, b_scale=sb))
     bad = np.argwhere(want != got)
     assert len(bad) == 0, f"{len(bad)} probes differ; first at {tuple(bad[0])}"
+
+
+# AMD CDNA1/CDNA2 constructed cases: (the products' a and b, C), each on one row of A, one column
+# of B and the C on the diagonal. A case whose values are not all of an instruction's input type is
+# left out for that instruction. What each shows, as MMA-Sim 2.1.1 computes it (amd/sim.py:10-27):
+FMAX = float(np.float32(3.4028235e38))
+CDNA12_CASES = [
+    ([2.0**100, 2.0**100], [2.0**100, -2.0**100], 1.0),  # exact cancellation of huge products
+    ([1.0, 2.0**-60], [2.0**-24, 1.0], 1.0),             # a tie of 1 + 2^-24 broken up by a far term
+    ([1.0, -2.0**-60], [2.0**-24, 1.0], 1.0),            # ... and down
+    ([1.0], [2.0**-24], 1.0),                            # the tie itself: to even
+    ([1.0], [3 * 2.0**-25], 1.0),                        # above the tie
+    ([2.0**103, -2.0**43], [1.0, 1.0], FMAX),            # E_FDPA: float64 sum at the overflow threshold: inf
+    ([2.0**127, 1.5 * 2.0**73], [1.0, 1.0], 2.0**127 - 2.0**103),  # exact sum just beyond it
+    ([2.0**103, -2.0**80], [1.0, 1.0], FMAX),            # just below it: the largest finite
+    ([-(2.0**-100)], [2.0**-50], 0.0),                   # a negative sum rounding to zero: -0 (E_FDPA)
+    ([-0.0, -0.0], [1.0, 1.0], -0.0),                    # zeros of sign -: +0 in every model
+    ([-0.0], [1.0], 0.0),
+    ([2.0**-75], [2.0**-75], 0.0),                       # 2^-150: half the smallest subnormal, tie to 0
+    ([2.0**-75, 2.0**-100], [2.0**-75, 2.0**-100], 0.0),  # ... broken up
+    ([1.5, 1.0], [1.0, -(2.0**-30)], -1.5),              # cancellation leaving a far term
+    ([float("inf"), 1.0], [0.0, 1.0], 1.0),              # inf * 0
+    ([float("inf"), float("-inf")], [1.0, 1.0], 0.0),    # inf - inf
+    ([float("inf")], [1.0], float("-inf")),
+    ([float("inf")], [2.0], 5.0),
+    ([float("nan")], [1.0], 1.0),
+    ([1.0], [1.0], float("nan")),
+    ([2.0**-20], [2.0**10], 1.0),                        # fp16 subnormal input: flushed on CDNA2
+    ([2.0**-130], [2.0**60], 1.0),                       # bf16/fp32 subnormal input
+    ([2.0**-70], [2.0**-70], 0.0),                       # subnormal product: flushed to +0 on CDNA2
+    ([2.0**-60, 2.0**-63], [2.0**-67, 2.0**-63], 0.0),   # a subnormal product 2^-127 next to 2^-126: gone
+    ([-(2.0**-60), 2.0**-63], [2.0**-67, -(2.0**-63)], 1.0),
+    ([-(2.0**-70)], [2.0**-70], 0.0),                    # ... to -0, then -0 + 0
+    ([-(2.0**-70)], [2.0**-70], -0.0),                   # C = -0 is flushed to +0 too (keep_sign=False)
+    ([-(2.0**-70), -(2.0**-70)], [2.0**-70, 2.0**-70], -0.0),  # ... which -0 + -0 products would keep
+    ([-(2.0**-70)] * 4, [2.0**-70] * 4, -(2.0**-130)),
+    ([0.0], [0.0], -(2.0**-130)),                        # subnormal C: +0 on CDNA2
+    ([0.0], [0.0], 2.0**-149),
+    ([1.5 * 2.0**-63, -(2.0**-63)], [2.0**-63, 2.0**-63], 0.0),  # a subnormal sum 2^-127: flushed
+    ([-1.5 * 2.0**-63, 2.0**-63], [2.0**-63, 2.0**-63], 2.0**-126),  # -2^-127 + 2^-126
+    ([2.0**-24, 2.0**-24, 1.0, 0.0], [1.0, 1.0, 1.0, 0.0], 0.0),  # CDNA2's pairing (p0+p1)+(p2+p3)
+    ([1.0, 2.0**-24, 2.0**-24, 0.0], [1.0, 1.0, 1.0, 0.0], 0.0),
+    ([2.0**-24, 2.0**-24, 2.0**-24, 2.0**-24], [1.0, 1.0, 1.0, 1.0], 1.0),
+    ([1.0 + 2.0**-23], [1.0 - 2.0**-23], -1.0),          # fp32 FMA: -2^-46, not 0
+    ([1.0 + 2.0**-23, 1.0 + 2.0**-23], [1.0 + 2.0**-23, -(1.0 + 2.0**-23)], 0.0),  # the chain's order
+    ([2.0**-149], [0.5], 0.0),                           # fp32 subnormal product: tie to 0
+    ([3 * 2.0**-149], [0.5], 0.0),                       # 1.5 * 2^-149: to even, 2^-148
+    ([2.0**100], [2.0**100], 0.0),                       # beyond binary32: inf
+    ([2.0**100, 2.0**100], [2.0**100, -(2.0**100) * (1 - 2.0**-7)], 0.0),  # 2^193: inf in E_FDPA's float64 sum
+]
+
+
+def representable(x, fmt):
+    v = np.array([x], np.float32)
+    if float(v[0]) != x and not np.isnan(x):
+        return False
+    if fmt == "fp32" or not np.isfinite(v[0]):
+        return True
+    return bool(fpscope.decode(fpscope.encode(v, fmt), fmt)[0] == v[0])
+
+
+def cancellation_cases(rng, fmt, count):
+    """Random near-cancellations: a0 b0 against -(a0 (1 + small)) b0 rounded to the format, with a C
+    of a random scale, so that the exact sum is far below its terms and its rounding decides."""
+    fin = finite_codes(fmt)
+    typical = fin[(np.abs(fin) >= 0.5) & (np.abs(fin) < 4)]
+    out = []
+    for _ in range(count):
+        a0, b0 = (float(x) for x in rng.choice(typical, 2))
+        a1 = a0 * (1 + float(rng.integers(-4, 5)) * 2.0**-8)
+        a1 = float(fpscope.decode(fpscope.encode(np.array([a1], np.float32), fmt), fmt)[0]) if fmt != "fp32" else a1
+        c = float(np.float32(rng.standard_normal() * 2.0 ** float(rng.integers(-40, 1))))
+        out.append(([a0, a1, a0, -a0], [b0, -b0, 2.0**-12, 2.0**-12], c))
+    return out
+
+
+CDNA12 = [(a, i) for a, i in CASES if fpscope.mma_info(a, i)["arithmetic"] != "fdpa"]  # CDNA3's f32 too
+
+
+@pytest.mark.parametrize("arch,inst", CDNA12, ids=[f"{a}:{i}" for a, i in CDNA12])
+def test_cdna12_constructed_cases(arch, inst):
+    info = fpscope.mma_info(arch, inst)
+    m, n, k = info["m"], info["n"], info["k"]
+    K = max(k, 4)
+    cases = [cs for cs in CDNA12_CASES + cancellation_cases(np.random.default_rng(zlib.crc32(inst.encode())), info["a"], 24)
+             if all(representable(x, info["a"]) for x in cs[0] + cs[1]) and len(cs[0]) <= K]
+    assert len(cases) >= 28, len(cases)  # most of them apply to every type
+    rows = min(m, n)
+    compared = 0
+    for s in range(0, len(cases), rows):
+        a = np.zeros((m, K), np.float32)
+        b = np.zeros((K, n), np.float32)
+        c = np.zeros((m, n), np.float32)
+        for r, (av, bv, cv) in enumerate(cases[s:s + rows]):
+            a[r, :len(av)], b[:len(bv), r], c[r, r] = av, bv, cv
+        want = host_nan(info, bits(oracle(info, a, b, c, arch, inst)))
+        got = bits(fpscope.gemm(a, b, c, arch=arch, inst=inst))
+        bad = np.argwhere(want != got)
+        assert len(bad) == 0, (f"{len(bad)} results differ; first at {tuple(bad[0])} (case {s + bad[0][0]}): "
+                               f"MMA-Sim {want[tuple(bad[0])]:#x}, fpscope {got[tuple(bad[0])]:#x}")
+        compared += want.size
+    assert compared >= len(cases)
+
+
+def test_cdna2_flushes_what_cdna1_keeps():
+    # The cases above hold by themselves; this shows they exercise the difference: a subnormal
+    # fp16 input and a subnormal bf16 product change CDNA1's result and not CDNA2's.
+    for inst, av, bv in [("f32_16x16x16f16", 2.0**-20, 2.0**10), ("f32_16x16x8bf16", 2.0**-70, 2.0**-70)]:
+        info = fpscope.mma_info("cdna1", inst)
+        a = np.zeros((16, info["k"]), np.float32)
+        b = np.zeros((info["k"], 16), np.float32)
+        a[0, 0], b[0, 0] = av, bv
+        c = np.zeros((16, 16), np.float32)
+        d1 = fpscope.gemm(a, b, c, arch="cdna1", inst=inst)[0, 0]
+        d2 = fpscope.gemm(a, b, c, arch="cdna2", inst=inst)[0, 0]
+        assert d1 == np.float32(av * bv) and d2 == 0, (inst, d1, d2)
+
+
+@pytest.mark.parametrize("arch,inst", [("cdna1", "f32_32x32x2bf16"), ("cdna2", "f32_32x32x2bf16")])
+def test_cdna12_near_binary32_overflow(arch, inst):
+    # bf16 products from 2^60 to 2^128 against C within a few ulps of the largest float32, both
+    # signs: where CDNA1's E_FDPA takes MMA-Sim's float64 sum (its overflow rule) and where the
+    # exact sum rounds; CDNA2's binary32 adds overflow. 10 x 1024 results.
+    info = fpscope.mma_info(arch, inst)
+    rng = np.random.default_rng(zlib.crc32(inst.encode()) + len(arch))
+    q = lambda x: fpscope.decode(fpscope.encode(np.asarray(x, np.float32), "bf16"), "bf16")  # noqa: E731
+    compared = inf = 0
+    for _ in range(10):
+        e = rng.integers(60, 128, (32, 4)).astype(np.float64)
+        a = q(rng.choice([-1.0, 1.0], (32, 4)) * (1 + rng.integers(0, 128, (32, 4)) / 128.0) * np.exp2(e))
+        b = q(np.exp2(rng.integers(-30, 2, (4, 32)).astype(np.float64)) * rng.choice([-1.0, 1.0], (4, 32)))
+        c = (np.float32(3.4028235e38) * rng.choice([-1, 1], (32, 32))
+             * (1 - rng.integers(0, 4, (32, 32)) * 2.0**-24)).astype(np.float32)
+        want = host_nan(info, bits(oracle(info, a, b, c, arch, inst)))
+        got = bits(fpscope.gemm(a, b, c, arch=arch, inst=inst))
+        bad = np.argwhere(want != got)
+        assert len(bad) == 0, f"{len(bad)} results differ; first at {tuple(bad[0])}"
+        compared += want.size
+        inf += int(((want & 0x7FFFFFFF) == 0x7F800000).sum())
+    assert compared == 10 * 1024 and 0 < inf < compared  # both sides of the threshold were reached

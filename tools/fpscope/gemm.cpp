@@ -58,7 +58,7 @@ gemm_plan plan(const gemm_options& o) {
     if (!o.scales.empty() && (in.block != 0) != (p.insts.front().block != 0))
       throw usage_error("--scales: " + in.name + " and " + p.insts.front().name +
                         " take different scales (block-scaled codes against 1x128 float32)");
-    if (!o.scales.empty() && !in.block && (in.F2 || in.group))
+    if (!o.scales.empty() && !in.block && (in.fam == mma::family::mfma || in.group))
       throw usage_error("--scales: " + in.arch + " " + in.name + " takes no 1x128 scales");
     if (!o.scales.empty() && !in.block && o.promote && o.promote != mma::fine_block)
       throw usage_error(fmt::format("--promote: 1x128 scales promote every {}, not {}", mma::fine_block, o.promote));
@@ -410,7 +410,7 @@ runner setup(CLI::App& app) {
       ->check(count_check(false));
   sub->add_option("--scales", o->scales,
                   "SA.npy,SB.npy: block scales (uint8 UE8M0/UE4M3 codes) of a block-scaled\n"
-                  "instruction: A's (m, k/block) and B's (k/block, n); for any other (not CDNA3):\n"
+                  "instruction: A's (m, k/block) and B's (k/block, n); for any other (not AMD's):\n"
                   "DeepSeek-V3's float32 scales, A's 1x128 (m, k/128) and B's 128x128 (k/128, n/128),\n"
                   "each K-block of 128 promoted to fp32 times its two scales");
   sub->add_option("-o,--output", o->out, "write D as .npy (float32, or float16 for an f16 output)");
@@ -439,6 +439,9 @@ runner setup(CLI::App& app) {
       "            (rtx-blackwell) m16n8k32.kind::mxf8f6f4.block32.f32.e2m1.e2m1.f32.ue8m0, ...\n"
       "  MXFP4     m128nNk64.kind::mxf4.block32.f32.e2m1.e2m1.ue8m0, m16n8k64.kind::mxf4...\n"
       "  NVFP4     m128nNk64.kind::mxf4nvf4.block16.f32.e2m1.e2m1.ue4m3, ...\n"
+      "  v_mfma    (cdna3) f32_32x32x8_f16, f32_16x16x8_xf32, f32_16x16x32_fp8_bf8, ...\n"
+      "            (cdna1, cdna2) f32_32x32x8f16, f32_32x32x4bf16, f32_32x32x2f32, ...,\n"
+      "            (cdna2) f32_32x32x8bf16_1k, ...\n"
       "\n"
       "Examples:\n"
       "  fpscope gemm A.npy B.npy --arch ampere --inst m16n8k16.f32.f16.f16.f32 -o D.npy\n"

@@ -11,6 +11,9 @@
 // and C are aligned to the largest exponent among them, each truncated to F fraction bits below
 // it, summed exactly, and the sum rounded once to the output type; an instruction of depth k
 // does this in ceil(k / L) steps of L products, each step's result the next step's C.
+// AMD's CDNA3 adds its own variants of that sum (tr_fdpa, gtr_fdpa); CDNA1 and CDNA2 are not
+// truncated sums at all (see `arithmetic`): an exact fused sum, an FMA chain, or binary32
+// multiplies and adds with subnormals flushed.
 #pragma once
 
 #include <cstddef>
@@ -24,8 +27,18 @@
 
 namespace fpscope::mma {
 
-/// The instruction families: PTX mma.sync, wgmma.mma_async, tcgen05.mma; AMD v_mfma (CDNA3).
+/// The instruction families: PTX mma.sync, wgmma.mma_async, tcgen05.mma; AMD v_mfma (CDNA1-3).
 enum class family : std::uint8_t { mma_sync, wgmma, tcgen05, mfma };
+
+/// The arithmetic of one step (MMA-Sim's arithmetic classes, chosen per instruction in
+/// mmasim/amd/sim.py:10-32). Every NVIDIA model and CDNA3's fp16/bf16/xf32/fp8 are a truncated
+/// fused sum (fdpa); the others are AMD's f32 and CDNA1's and CDNA2's fp16/bf16:
+enum class arithmetic : std::uint8_t {
+  fdpa,         ///< the truncated fused dot-product-add of F, L, rho, e_zero (and F2 on CDNA3)
+  fma,          ///< f32 on CDNA1-3: one binary32 fused multiply-add per product, in K order (fma.py:66-71)
+  e_fdpa,       ///< CDNA1 f16/bf16: L products and C summed exactly, rounded once to nearest-even binary32 (fdpa.py:497-515)
+  ftz_mul_add,  ///< CDNA2 f16/bf16: binary32 products and pairwise adds, subnormals flushed (ftz_mul_add.py)
+};
 
 /// How a step's exact truncated sum becomes the output (MMA-Sim fdpa.py ldexp_and_normalize).
 enum class result_rounding : std::uint8_t {
@@ -58,12 +71,17 @@ struct instruction {
   /// CDNA3 FP8 (MMA-Sim gtr_fdpa): the even and the odd products are aligned and truncated as two
   /// separate sums, floored into one; C far below (more than F + 1 binades) is dropped.
   bool split_even_odd = false;
+  /// The step's arithmetic: fdpa, or one of CDNA1/CDNA2's. For those, L is the products of one
+  /// step (1 for fma; e_fdpa's L_max 4 fp16, 2 bf16; ftz_mul_add's pair size P, 4, or 2 for
+  /// CDNA2's bf16 without _1k) and rho is rne_fp32; F, F2 and e_zero are 0 (no alignment).
+  arithmetic arith = arithmetic::fdpa;
   format scale{};  ///< the scales' format when block-scaled: e8m0 (ue8m0) or e4m3 (ue4m3, sign bit ignored)
   /// "ampere: mma.sync m16n8k16.f32.f16.f16.f32 (F=24, L=8, RZ-FP32, e_zero=-132)"
   std::string describe() const;
 };
 
-/// The architectures, lower-case, in MMA-Sim's order: "volta", "turing", ..., "rtx-blackwell".
+/// The architectures, lower-case, in MMA-Sim's order: "volta", "turing", ..., "rtx-blackwell",
+/// "cdna1", "cdna2", "cdna3".
 const std::vector<std::string>& architectures();
 
 /// The instruction `name` on `arch`. Throws option_error (one line naming what is known) for an
@@ -93,7 +111,7 @@ struct gemm_options {
   /// ceil(n / 128) (one per 128 x 128 tile), row-major. Each K-block of 128 runs its instructions
   /// from a zero accumulator on the unscaled elements; its result p then goes into the binary32
   /// total (C first) as total = fma(float(sa * sb), p, total), nearest-even. For instructions
-  /// without scales of their own (not block-scaled, not CDNA3); implies promotion every 128
+  /// without scales of their own (not block-scaled, not AMD v_mfma); implies promotion every 128
   /// (`promote` 0 or 128). Scales must be finite. Both or neither.
   const float* a_scale_1x128 = nullptr;
   const float* b_scale_128x128 = nullptr;

@@ -328,7 +328,7 @@ def gemm(a, b, c=None, *, arch: str, inst: str, promote: int = 0, threads: int =
     result into a float32 total every `promote` elements of K (DeepSeek-V3's FP8 fix). The
     result is float32, or float16 for an f16 output type (a NaN: the hardware's canonical 0x7FFF).
     Block-scaled instructions (kind::mxf8f6f4) need `a_scale` (m x k/32) and `b_scale` (k/32 x n),
-    UE8M0 codes (uint8, 2^(code - 127)). Any other (not CDNA3's) takes DeepSeek-V3's 1x128 recipe
+    UE8M0 codes (uint8, 2^(code - 127)). Any other (not AMD's) takes DeepSeek-V3's 1x128 recipe
     as float32 `a_scale` (m x ceil(k/128)) and `b_scale` (ceil(k/128) x ceil(n/128), one per 128 x
     128 tile of b): each K-block of 128 from a zero accumulator, then added to the float32 total
     as fma(float32(sa * sb), block result, total) (DeepGEMM's promotion).
