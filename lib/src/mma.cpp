@@ -30,6 +30,16 @@
 #include <string>
 #include <utility>
 #include <vector>
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
+// GCC 12's AVX-512 headers trip -Wmaybe-uninitialized / -Wuninitialized inside themselves (see
+// histogram.cpp): silenced for the header only.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+#define FPSCOPE_MMA_AVX512 1
+#endif
 
 #include "fpscope/accumulate.hpp"
 #include "fpscope/convert.hpp"
@@ -219,6 +229,30 @@ bool exactly_in(float v, const format& f) {
   return std::isnan(v) ? std::isnan(back) : back == double(v);
 }
 
+// exactly_in's common case without the format engine's scalar encode and decode (which took ~0.04 s
+// per million elements): a finite float32 no larger than f's largest value, none of whose
+// significand bits lie below f's quantum at its exponent (split()'s shift). Every other value
+// (specials, out of range, formats without a sign or subnormals) goes to exactly_in.
+struct input_check {
+  const format& f;
+  bool quick;
+  std::uint32_t max_mag;  // the float32 magnitude bits of f's largest finite value
+  explicit input_check(const format& fmt)
+      : f(fmt), quick(fmt.bits < 32 && fmt.is_signed() && fmt.subnormals),
+        max_mag(quick ? to_bits(float(decode(fmt.max_finite_bits(), fmt))) : 0u) {}
+  bool operator()(float v) const {
+    if (f.bits == 32) return true;
+    const std::uint32_t bits = to_bits(v);
+    if (quick && (bits & 0x7FFFFFFFu) <= max_mag) {
+      const std::int32_t ef = std::int32_t((bits >> 23) & 0xFFu);
+      const std::uint32_t sig = (bits & 0x7FFFFFu) | (std::uint32_t(ef != 0) << 23);
+      const std::int32_t sh = 23 - f.man_bits + std::max(f.emin() - (std::max(ef, 1) - 127), 0);
+      if ((sh >= 32 ? sig : sig & ((std::uint32_t{1} << sh) - 1)) == 0) return true;
+    }
+    return exactly_in(v, f);
+  }
+};
+
 // The exponent a zero (or special, or padding) operand carries in the split matrices: far below
 // any real one, so that a product with a zero factor has an exponent sum below zero_e / 2.
 constexpr std::int32_t zero_e = -(1 << 20);
@@ -233,19 +267,24 @@ struct split_matrix {
 
 // Checks that every element is exactly a value of `f` (one line naming the first that is not)
 // and splits it. rows x cols of `x` (row stride cols) into rows_pad x cols_pad, zero padded.
+inline void check_element(const input_check& in_f, float v, const char* what, std::size_t r, std::size_t c) {
+  if (!in_f(v))
+    throw std::invalid_argument(std::string(what) + "[" + std::to_string(r) + "," + std::to_string(c) + "] = " +
+                                number_text(v) + " is not exactly a " + in_f.f.name + " value (the instruction's " +
+                                what + " type)");
+}
+
 void split_checked(const float* x, std::size_t rows, std::size_t cols, std::size_t rows_pad, std::size_t cols_pad,
                    const format& f, const char* what, split_matrix& out, std::vector<std::uint8_t>& nonfinite) {
   out.M.assign(rows_pad * cols_pad, 0);
   out.e.assign(rows_pad * cols_pad, 0);
   out.s.assign(rows_pad * cols_pad, 0);
   nonfinite.assign(rows_pad * cols_pad, 0);
+  const input_check in_f(f);
   for (std::size_t r = 0; r < rows; ++r)
     for (std::size_t c = 0; c < cols; ++c) {
       const float v = x[r * cols + c];
-      if (!exactly_in(v, f))
-        throw std::invalid_argument(std::string(what) + "[" + std::to_string(r) + "," + std::to_string(c) + "] = " +
-                                    number_text(v) + " is not exactly a " + f.name + " value (the instruction's " +
-                                    what + " type)");
+      check_element(in_f, v, what, r, c);
       const std::size_t at = r * cols_pad + c;
       const std::uint32_t bits = to_bits(v);
       out.s[at] = bits >> 31;
@@ -339,6 +378,8 @@ void check_fine_scales(const instruction& inst, std::size_t m, std::size_t n, st
 // An output tile: MB rows x NB columns, its accumulators in L1.
 constexpr std::size_t NB = 64, MB = 8;
 
+struct packed_operands;
+
 struct gemm_job {
   const model& md;
   std::size_t m, n, k, kpad;
@@ -346,6 +387,7 @@ struct gemm_job {
   const split_matrix &sa, &sb;
   const std::vector<std::uint8_t>& row_special;  // per (i, step)
   const std::vector<std::uint8_t>& col_special;  // per (step, j)
+  const packed_operands* packed = nullptr;       // the floating-point kernel's operands, when it runs
 };
 
 // Steps k0 .. k1 (a multiple of L apart) of rows i0 .. i0 + mb, columns j0 .. j0 + nb, on the
@@ -453,6 +495,209 @@ void run_steps(const gemm_job& g, std::size_t i0, std::size_t mb, std::size_t j0
     }
   }
 }
+
+#if defined(FPSCOPE_MMA_AVX512)
+// The same step in double-precision arithmetic, AVX-512, where every operation is exact: the
+// NVIDIA models with unscaled inputs (fp16, bf16, tf32, FP8, FP6, FP4 elements; the block-scaled
+// and CDNA3 instructions keep the integer kernels). Why it is the model's arithmetic:
+//  - a product a * b of two such inputs has at most 2 x 11 significant bits and an exponent
+//    within +-300: exact in a double, as is any float32 C;
+//  - the term's exponent is e_a + e_b of the split operands (split(): e >= the format's emin),
+//    not the product's own (s_a * s_b may reach [2, 4)), so A's and B's exponents are kept beside
+//    their values, and e_max is their sum's maximum as in the integer kernel (e_zero rule included);
+//  - truncating a term t to F fraction bits of 2^e_max is trunc(t * 2^(F - e_max)) (a power of
+//    two: exact), as a signed integer by vcvttpd2qq, which truncates toward zero: the
+//    sign-magnitude truncation of fdpa.py:75-82 (a term far below has t * 2^(F - e_max) < 1 and
+//    truncates to 0 even where that multiply is inexact);
+//  - the L + 1 truncated terms, each below 2^(F + 2), sum exactly in 64-bit integers, and that
+//    sum (below 2^53 for F <= 45) converts exactly back to a double v = sum * 2^(e_max - F);
+//  - RZ-FP32 is vcvtpd2ps with embedded round-toward-zero (gradual underflow as the model's
+//    float32 cast; |v| >= 2^128 made inf first, as that cast overflows also toward zero);
+//    RZ-E8M13 that, with the 10 low bits cleared (toward-zero truncations nest); RNE-FP16 adds
+//    and subtracts 1.5 * 2^(q + 52) (q the binary16 quantum's exponent at v) in nearest-even;
+//  - a zero result is +0: x + 0.0 in nearest-even turns -0 into +0 (fdpa.py:102's "+ 0.0").
+// Specials: the same row/column flags and non-finite accumulator test as the integer kernel,
+// per step and 16 columns; where one is set, special_step() decides those results.
+// The accumulators stay in registers as doubles (float32 / binary16 values) over all steps.
+constexpr std::size_t CW = 16;  // columns per packed chunk: two vectors of 8 doubles
+
+struct packed_operands {
+  std::vector<double> av, ae;  // m x kpad: A's values (0 for zeros, padding, specials), exponents
+  std::vector<double> bv, be;  // chunk by chunk of CW columns, kpad x CW: the same for B
+  std::vector<std::uint8_t> chunk_special;  // per (step, chunk): a special B element there
+};
+
+// split_checked for this kernel: each element checked as there, its value (0 for zeros and
+// non-finite values) and split exponent (zero_e for those) stored as doubles at at(r, c) of val
+// and ex (which hold 0 and zero_e before), non-finite ones noted as there. Neither split_matrix
+// is built: the kernel needs only these (half the memory to fault in).
+template <class At>
+void pack_checked(const float* x, std::size_t rows, std::size_t cols, std::size_t rows_pad, std::size_t cols_pad,
+                  const format& f, const char* what, const At& at, std::vector<double>& val, std::vector<double>& ex,
+                  std::vector<std::uint8_t>& nonfinite) {
+  nonfinite.assign(rows_pad * cols_pad, 0);
+  const input_check in_f(f);
+  for (std::size_t r = 0; r < rows; ++r)
+    for (std::size_t c = 0; c < cols; ++c) {
+      const float v = x[r * cols + c];
+      check_element(in_f, v, what, r, c);
+      if (!std::isfinite(v)) {
+        nonfinite[r * cols_pad + c] = 1;
+        continue;
+      }
+      std::uint32_t M;
+      std::int32_t e;
+      split(to_bits(v), f.man_bits, f.emin(), M, e);
+      if (M) val[at(r, c)] = v, ex[at(r, c)] = e;
+    }
+}
+
+// A (m x kpad, row-major) and B (in chunks of CW columns, each kpad x CW, so that a chunk's K loop
+// reads contiguous memory), checked; nfa and nfb as split_checked's.
+void pack_checked(const float* A, const float* B, std::size_t m, std::size_t n, std::size_t k, std::size_t kpad,
+                  const instruction& inst, packed_operands& P, std::vector<std::uint8_t>& nfa,
+                  std::vector<std::uint8_t>& nfb) {
+  const std::size_t chunks = (n + CW - 1) / CW;
+  P.av.assign(m * kpad, 0.0);
+  P.ae.assign(m * kpad, double(zero_e));
+  pack_checked(A, m, k, m, kpad, inst.a, "A", [kpad](std::size_t r, std::size_t c) { return r * kpad + c; }, P.av,
+               P.ae, nfa);
+  P.bv.assign(chunks * kpad * CW, 0.0);
+  P.be.assign(chunks * kpad * CW, double(zero_e));
+  pack_checked(B, k, n, kpad, n, inst.b, "B",
+               [kpad](std::size_t r, std::size_t c) { return ((c / CW) * kpad + r) * CW + c % CW; }, P.bv, P.be, nfb);
+}
+
+// Per (step, chunk): whether a B element of that chunk is special there (col_special's OR).
+void chunk_flags(std::size_t n, std::size_t steps, const std::vector<std::uint8_t>& col_special, packed_operands& P) {
+  const std::size_t chunks = (n + CW - 1) / CW;
+  P.chunk_special.assign(steps * chunks, 0);
+  for (std::size_t s = 0; s < steps; ++s)
+    for (std::size_t j = 0; j < n; ++j) P.chunk_special[s * chunks + j / CW] |= col_special[s * n + j];
+}
+
+// RR rows (i, i + 1, ...) x the CW columns of chunk `ch` (the first `ncols` real, from column
+// jc), steps k0 .. k1 on the accumulators cs (float32 bits, row r at cs + r * NB). ZT: the zero
+// products need their test; without it (e_zero at or below every nonzero product's exponent,
+// e_zero <= emin_a + emin_b: fp16 and FP8/6/4 inputs), e_zero only matters when a step's products
+// are all zero, and then it is the maximum's floor: e_max = max(e_C, e_zero, products).
+template <result_rounding R, bool ZT, int RR>
+void fast_rows(const gemm_job& g, std::size_t i, std::size_t ch, std::size_t jc, std::size_t ncols, std::size_t k0,
+               std::size_t k1, std::uint32_t* cs, bool first) {
+  const model& md = g.md;
+  const packed_operands& P = *g.packed;
+  const std::size_t kpad = g.kpad, L = std::size_t(md.L), steps = kpad / L, chunks = (g.n + CW - 1) / CW;
+  const __m512d one = _mm512_set1_pd(1.0), zero = _mm512_setzero_pd(), inf = _mm512_set1_pd(INFINITY);
+  const __m512d ezero = _mm512_set1_pd(md.e_zero), Fv = _mm512_set1_pd(md.F), zthr = _mm512_set1_pd(zero_e / 2);
+  const double* bv = P.bv.data() + ch * kpad * CW;
+  const double* be = P.be.data() + ch * kpad * CW;
+  const double *av[RR], *ae[RR];
+  __m512d c[RR][2];
+  for (int r = 0; r < RR; ++r) {
+    av[r] = P.av.data() + (i + std::size_t(r)) * kpad;
+    ae[r] = P.ae.data() + (i + std::size_t(r)) * kpad;
+    for (int h = 0; h < 2; ++h)
+      c[r][h] = _mm512_cvtps_pd(_mm256_loadu_ps(reinterpret_cast<const float*>(cs + std::size_t(r) * NB + 8 * std::size_t(h))));
+  }
+  for (std::size_t k = k0; k < k1; k += L, first = false) {
+    const __m512d emin = _mm512_set1_pd(first ? md.emin_c : md.emin_d);
+    __m512d emax[RR][2], scale[RR][2];
+    __mmask8 zero_seen[RR][2];
+    __m512i acc[RR][2];
+    for (int r = 0; r < RR; ++r)
+      for (int h = 0; h < 2; ++h) {  // C's exponent (a zero C: e_zero)
+        const __m512d e = _mm512_max_pd(_mm512_getexp_pd(c[r][h]), emin);
+        emax[r][h] = _mm512_mask_mov_pd(e, _mm512_cmp_pd_mask(c[r][h], zero, _CMP_EQ_OQ), ezero);
+        if constexpr (!ZT) emax[r][h] = _mm512_max_pd(emax[r][h], ezero);
+        zero_seen[r][h] = 0;
+      }
+    const std::size_t kend = k + L;
+    for (std::size_t kk = k; kk < kend; ++kk) {
+      const __m512d b0 = _mm512_loadu_pd(be + kk * CW), b1 = _mm512_loadu_pd(be + kk * CW + 8);
+      for (int r = 0; r < RR; ++r) {
+        const __m512d a = _mm512_set1_pd(ae[r][kk]);
+        const __m512d e0 = _mm512_add_pd(a, b0), e1 = _mm512_add_pd(a, b1);
+        emax[r][0] = _mm512_max_pd(emax[r][0], e0);
+        emax[r][1] = _mm512_max_pd(emax[r][1], e1);
+        if constexpr (ZT) {
+          zero_seen[r][0] |= _mm512_cmp_pd_mask(e0, zthr, _CMP_LT_OQ);
+          zero_seen[r][1] |= _mm512_cmp_pd_mask(e1, zthr, _CMP_LT_OQ);
+        }
+      }
+    }
+    for (int r = 0; r < RR; ++r)
+      for (int h = 0; h < 2; ++h) {
+        emax[r][h] = _mm512_mask_max_pd(emax[r][h], zero_seen[r][h], emax[r][h], ezero);
+        scale[r][h] = _mm512_scalef_pd(one, _mm512_sub_pd(Fv, emax[r][h]));
+        acc[r][h] = _mm512_cvttpd_epi64(_mm512_mul_pd(c[r][h], scale[r][h]));
+      }
+    for (std::size_t kk = k; kk < kend; ++kk) {
+      const __m512d b0 = _mm512_loadu_pd(bv + kk * CW), b1 = _mm512_loadu_pd(bv + kk * CW + 8);
+      for (int r = 0; r < RR; ++r) {
+        const __m512d a = _mm512_set1_pd(av[r][kk]);
+        acc[r][0] = _mm512_add_epi64(acc[r][0], _mm512_cvttpd_epi64(_mm512_mul_pd(_mm512_mul_pd(a, b0), scale[r][0])));
+        acc[r][1] = _mm512_add_epi64(acc[r][1], _mm512_cvttpd_epi64(_mm512_mul_pd(_mm512_mul_pd(a, b1), scale[r][1])));
+      }
+    }
+    const std::size_t step = k / L;
+    for (int r = 0; r < RR; ++r) {
+      __m512d next[2];
+      for (int h = 0; h < 2; ++h) {
+        const __m512d v = _mm512_scalef_pd(_mm512_cvtepi64_pd(acc[r][h]), _mm512_sub_pd(emax[r][h], Fv));
+        if constexpr (R == result_rounding::rne_fp16) {
+          const __m512d q = _mm512_max_pd(_mm512_sub_pd(_mm512_getexp_pd(v), _mm512_set1_pd(10)), _mm512_set1_pd(-24));
+          const __m512d magic = _mm512_scalef_pd(_mm512_set1_pd(1.5), _mm512_add_pd(q, _mm512_set1_pd(52)));
+          __m512d t = _mm512_sub_round_pd(_mm512_add_round_pd(v, magic, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC),
+                                          magic, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+          t = _mm512_mask_mul_pd(t, _mm512_cmp_pd_mask(_mm512_abs_pd(t), _mm512_set1_pd(65536.0), _CMP_GE_OQ), t, inf);
+          next[h] = _mm512_add_pd(t, zero);
+        } else {
+          const __m512d w = _mm512_mask_mul_pd(v, _mm512_cmp_pd_mask(_mm512_abs_pd(v), _mm512_set1_pd(0x1p128), _CMP_GE_OQ), v, inf);
+          __m256 f = _mm512_cvt_roundpd_ps(w, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+          if constexpr (R == result_rounding::rz_e8m13) f = _mm256_and_ps(f, _mm256_castsi256_ps(_mm256_set1_epi32(~0x3FF)));
+          next[h] = _mm512_add_pd(_mm512_cvtps_pd(f), zero);
+        }
+      }
+      // 0x99: NaN (quiet, signalling) or an infinity
+      const bool row_sp = g.row_special[(i + std::size_t(r)) * steps + step] != 0;
+      if (row_sp || P.chunk_special[step * chunks + ch] || _mm512_fpclass_pd_mask(c[r][0], 0x99) ||
+          _mm512_fpclass_pd_mask(c[r][1], 0x99)) {
+        alignas(64) double old[CW], now[CW];
+        _mm512_store_pd(old, c[r][0]);
+        _mm512_store_pd(old + 8, c[r][1]);
+        _mm512_store_pd(now, next[0]);
+        _mm512_store_pd(now + 8, next[1]);
+        for (std::size_t j = 0; j < ncols; ++j) {
+          if (!(row_sp || !std::isfinite(old[j]) || g.col_special[step * g.n + jc + j])) continue;
+          const std::uint32_t sp = special_step(g.A + (i + std::size_t(r)) * g.k, g.B, g.n, jc + j, std::min(k, g.k),
+                                                std::min(kend, g.k), to_bits(float(old[j])));
+          if (sp) now[j] = double(from_bits<float>(sp));
+        }
+        next[0] = _mm512_load_pd(now);
+        next[1] = _mm512_load_pd(now + 8);
+      }
+      c[r][0] = next[0];
+      c[r][1] = next[1];
+    }
+  }
+  for (int r = 0; r < RR; ++r)
+    for (int h = 0; h < 2; ++h)
+      _mm256_storeu_ps(reinterpret_cast<float*>(cs + std::size_t(r) * NB + 8 * std::size_t(h)), _mm512_cvtpd_ps(c[r][h]));
+}
+
+// run_steps with the floating-point kernel: the tile's chunks of CW columns, two rows at a time
+// (sharing B's loads).
+template <result_rounding R, bool ZT>
+void run_steps_fast(const gemm_job& g, std::size_t i0, std::size_t mb, std::size_t j0, std::size_t nb, std::size_t k0,
+                    std::size_t k1, std::uint32_t* cs, bool first) {
+  for (std::size_t jc = 0; jc < nb; jc += CW) {
+    const std::size_t ch = (j0 + jc) / CW, ncols = std::min(CW, nb - jc);
+    std::size_t r = 0;
+    for (; r + 2 <= mb; r += 2) fast_rows<R, ZT, 2>(g, i0 + r, ch, j0 + jc, ncols, k0, k1, cs + r * NB + jc, first);
+    if (r < mb) fast_rows<R, ZT, 1>(g, i0 + r, ch, j0 + jc, ncols, k0, k1, cs + r * NB + jc, first);
+  }
+}
+#endif
 
 // One scale code as an integer significand (fs fraction bits) and exponent (MMA-Sim
 // frexp_and_normalize of the UE8M0 / UE4M3 value; UE4M3 is e4m3 with its sign bit cleared,
@@ -722,14 +967,25 @@ void gemm(const instruction& inst, std::size_t m, std::size_t n, std::size_t k, 
   }
   split_matrix sa, sb;
   std::vector<std::uint8_t> nfa, nfb;
-  split_checked(A, m, k, m, kpad, inst.a, "A", sa, nfa);
-  split_checked(B, k, n, kpad, n, inst.b, "B", sb, nfb);
+#if defined(FPSCOPE_MMA_AVX512)
+  // The floating-point kernel where its arithmetic is exact (above fast_rows): unscaled inputs.
+  const bool fast = !inst.block && md.F <= 45;
+  packed_operands packed;
+  if (fast) {
+    pack_checked(A, B, m, n, k, kpad, inst, packed, nfa, nfb);
+  } else
+#endif
+  {
+    split_checked(A, m, k, m, kpad, inst.a, "A", sa, nfa);
+    split_checked(B, k, n, kpad, n, inst.b, "B", sb, nfb);
+  }
   if (inst.block) apply_scales(inst, m, n, k, kpad, o, sa, sb);
   else if (o.a_scale || o.b_scale)
     throw std::invalid_argument(inst.name + " is not block-scaled: it takes no scales");
   if (C) {
+    const input_check in_c(inst.c);
     for (std::size_t x = 0; x < m * n; ++x) {
-      if (!exactly_in(C[x], inst.c))
+      if (!in_c(C[x]))
         throw std::invalid_argument("C[" + std::to_string(x / n) + "," + std::to_string(x % n) + "] = " +
                                     number_text(C[x]) + " is not exactly a " + inst.c.name +
                                     " value (the instruction's C type)");
@@ -743,13 +999,27 @@ void gemm(const instruction& inst, std::size_t m, std::size_t n, std::size_t k, 
   for (std::size_t kk = 0; kk < k; ++kk)
     for (std::size_t j = 0; j < n; ++j)
       if (nfb[kk * n + j]) col_special[(kk / L) * n + j] = 1;
-  const gemm_job g{md, m, n, k, kpad, A, B, sa, sb, row_special, col_special};
+  gemm_job g{md, m, n, k, kpad, A, B, sa, sb, row_special, col_special};
   const std::size_t group = fine ? fine_block : o.promote ? o.promote : kpad;
   // 1x128: A's scales per row and K-block, B's per K-block and 128 columns.
   const std::size_t fkb = (k + fine_block - 1) / fine_block, fnb = (n + fine_block - 1) / fine_block;
-  const auto steps_fn = md.rho == result_rounding::rz_fp32    ? &run_steps<result_rounding::rz_fp32>
-                        : md.rho == result_rounding::rz_e8m13 ? &run_steps<result_rounding::rz_e8m13>
-                                                              : &run_steps<result_rounding::rne_fp16>;
+  auto steps_fn = md.rho == result_rounding::rz_fp32    ? &run_steps<result_rounding::rz_fp32>
+                  : md.rho == result_rounding::rz_e8m13 ? &run_steps<result_rounding::rz_e8m13>
+                                                        : &run_steps<result_rounding::rne_fp16>;
+#if defined(FPSCOPE_MMA_AVX512)
+  if (fast) {
+    chunk_flags(n, steps, col_special, packed);
+    g.packed = &packed;
+    if (md.e_zero > md.emin_a + md.emin_b)
+      steps_fn = md.rho == result_rounding::rz_fp32    ? &run_steps_fast<result_rounding::rz_fp32, true>
+                 : md.rho == result_rounding::rz_e8m13 ? &run_steps_fast<result_rounding::rz_e8m13, true>
+                                                       : &run_steps_fast<result_rounding::rne_fp16, true>;
+    else
+      steps_fn = md.rho == result_rounding::rz_fp32    ? &run_steps_fast<result_rounding::rz_fp32, false>
+                 : md.rho == result_rounding::rz_e8m13 ? &run_steps_fast<result_rounding::rz_e8m13, false>
+                                                       : &run_steps_fast<result_rounding::rne_fp16, false>;
+  }
+#endif
   const int threads = o.threads > 0 ? o.threads : omp_get_max_threads();
   const std::size_t blocks = (n + NB - 1) / NB, row_blocks = (m + MB - 1) / MB;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
