@@ -524,6 +524,7 @@ constexpr std::size_t CW = 16;  // columns per packed chunk: two vectors of 8 do
 struct packed_operands {
   std::vector<double> av, ae;  // m x kpad: A's values (0 for zeros, padding, specials), exponents
   std::vector<double> bv, be;  // chunk by chunk of CW columns, kpad x CW: the same for B
+  std::vector<float> fav, fae, fbv, fbe;  // the same as float32, for the float32 kernel (fast_rows16)
   std::vector<std::uint8_t> chunk_special;  // per (step, chunk): a special B element there
 };
 
@@ -531,9 +532,9 @@ struct packed_operands {
 // non-finite values) and split exponent (zero_e for those) stored as doubles at at(r, c) of val
 // and ex (which hold 0 and zero_e before), non-finite ones noted as there. Neither split_matrix
 // is built: the kernel needs only these (half the memory to fault in).
-template <class At>
+template <class T, class At>
 void pack_checked(const float* x, std::size_t rows, std::size_t cols, std::size_t rows_pad, std::size_t cols_pad,
-                  const format& f, const char* what, const At& at, std::vector<double>& val, std::vector<double>& ex,
+                  const format& f, const char* what, const At& at, std::vector<T>& val, std::vector<T>& ex,
                   std::vector<std::uint8_t>& nonfinite) {
   nonfinite.assign(rows_pad * cols_pad, 0);
   const input_check in_f(f);
@@ -548,24 +549,26 @@ void pack_checked(const float* x, std::size_t rows, std::size_t cols, std::size_
       std::uint32_t M;
       std::int32_t e;
       split(to_bits(v), f.man_bits, f.emin(), M, e);
-      if (M) val[at(r, c)] = v, ex[at(r, c)] = e;
+      if (M) val[at(r, c)] = v, ex[at(r, c)] = T(e);
     }
 }
 
 // A (m x kpad, row-major) and B (in chunks of CW columns, each kpad x CW, so that a chunk's K loop
-// reads contiguous memory), checked; nfa and nfb as split_checked's.
+// reads contiguous memory), checked, as doubles (av ...) or as float32 (fav ...); nfa and nfb as
+// split_checked's.
+template <class T>
 void pack_checked(const float* A, const float* B, std::size_t m, std::size_t n, std::size_t k, std::size_t kpad,
-                  const instruction& inst, packed_operands& P, std::vector<std::uint8_t>& nfa,
-                  std::vector<std::uint8_t>& nfb) {
+                  const instruction& inst, std::vector<T>& av, std::vector<T>& ae, std::vector<T>& bv,
+                  std::vector<T>& be, std::vector<std::uint8_t>& nfa, std::vector<std::uint8_t>& nfb) {
   const std::size_t chunks = (n + CW - 1) / CW;
-  P.av.assign(m * kpad, 0.0);
-  P.ae.assign(m * kpad, double(zero_e));
-  pack_checked(A, m, k, m, kpad, inst.a, "A", [kpad](std::size_t r, std::size_t c) { return r * kpad + c; }, P.av,
-               P.ae, nfa);
-  P.bv.assign(chunks * kpad * CW, 0.0);
-  P.be.assign(chunks * kpad * CW, double(zero_e));
+  av.assign(m * kpad, T(0));
+  ae.assign(m * kpad, T(zero_e));
+  pack_checked(A, m, k, m, kpad, inst.a, "A", [kpad](std::size_t r, std::size_t c) { return r * kpad + c; }, av, ae,
+               nfa);
+  bv.assign(chunks * kpad * CW, T(0));
+  be.assign(chunks * kpad * CW, T(zero_e));
   pack_checked(B, k, n, kpad, n, inst.b, "B",
-               [kpad](std::size_t r, std::size_t c) { return ((c / CW) * kpad + r) * CW + c % CW; }, P.bv, P.be, nfb);
+               [kpad](std::size_t r, std::size_t c) { return ((c / CW) * kpad + r) * CW + c % CW; }, bv, be, nfb);
 }
 
 // Per (step, chunk): whether a B element of that chunk is special there (col_special's OR).
@@ -574,6 +577,40 @@ void chunk_flags(std::size_t n, std::size_t steps, const std::vector<std::uint8_
   P.chunk_special.assign(steps * chunks, 0);
   for (std::size_t s = 0; s < steps; ++s)
     for (std::size_t j = 0; j < n; ++j) P.chunk_special[s * chunks + j / CW] |= col_special[s * n + j];
+}
+
+// The results of the step at k of row i, columns jc .. jc + ncols, that a special input decides
+// (the integer kernel's test: a non-finite accumulator `old`, a special in the row's or the
+// column's elements of the step): special_step() gives them, over `now`.
+void fix_specials(const gemm_job& g, std::size_t i, bool row_sp, std::size_t k, std::size_t jc, std::size_t ncols,
+                  const float* old, float* now) {
+  const std::size_t kend = k + std::size_t(g.md.L), step = k / std::size_t(g.md.L);
+  for (std::size_t j = 0; j < ncols; ++j) {
+    if (!(row_sp || !std::isfinite(old[j]) || g.col_special[step * g.n + jc + j])) continue;
+    const std::uint32_t sp =
+        special_step(g.A + i * g.k, g.B, g.n, jc + j, std::min(k, g.k), std::min(kend, g.k), to_bits(old[j]));
+    if (sp) now[j] = from_bits<float>(sp);
+  }
+}
+
+// A step's exact sum v (a double) rounded to the output: the value, as a double, that the model's
+// ldexp_and_normalize gives (fdpa.py:47-72), +0 for a zero result.
+template <result_rounding R>
+inline __m512d rounded(__m512d v) {
+  const __m512d zero = _mm512_setzero_pd(), inf = _mm512_set1_pd(INFINITY);
+  if constexpr (R == result_rounding::rne_fp16) {
+    const __m512d q = _mm512_max_pd(_mm512_sub_pd(_mm512_getexp_pd(v), _mm512_set1_pd(10)), _mm512_set1_pd(-24));
+    const __m512d magic = _mm512_scalef_pd(_mm512_set1_pd(1.5), _mm512_add_pd(q, _mm512_set1_pd(52)));
+    __m512d t = _mm512_sub_round_pd(_mm512_add_round_pd(v, magic, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC),
+                                    magic, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    t = _mm512_mask_mul_pd(t, _mm512_cmp_pd_mask(_mm512_abs_pd(t), _mm512_set1_pd(65536.0), _CMP_GE_OQ), t, inf);
+    return _mm512_add_pd(t, zero);
+  } else {
+    const __m512d w = _mm512_mask_mul_pd(v, _mm512_cmp_pd_mask(_mm512_abs_pd(v), _mm512_set1_pd(0x1p128), _CMP_GE_OQ), v, inf);
+    __m256 f = _mm512_cvt_roundpd_ps(w, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    if constexpr (R == result_rounding::rz_e8m13) f = _mm256_and_ps(f, _mm256_castsi256_ps(_mm256_set1_epi32(~0x3FF)));
+    return _mm512_add_pd(_mm512_cvtps_pd(f), zero);
+  }
 }
 
 // RR rows (i, i + 1, ...) x the CW columns of chunk `ch` (the first `ncols` real, from column
@@ -587,7 +624,7 @@ void fast_rows(const gemm_job& g, std::size_t i, std::size_t ch, std::size_t jc,
   const model& md = g.md;
   const packed_operands& P = *g.packed;
   const std::size_t kpad = g.kpad, L = std::size_t(md.L), steps = kpad / L, chunks = (g.n + CW - 1) / CW;
-  const __m512d one = _mm512_set1_pd(1.0), zero = _mm512_setzero_pd(), inf = _mm512_set1_pd(INFINITY);
+  const __m512d one = _mm512_set1_pd(1.0), zero = _mm512_setzero_pd();
   const __m512d ezero = _mm512_set1_pd(md.e_zero), Fv = _mm512_set1_pd(md.F), zthr = _mm512_set1_pd(zero_e / 2);
   const double* bv = P.bv.data() + ch * kpad * CW;
   const double* be = P.be.data() + ch * kpad * CW;
@@ -643,38 +680,20 @@ void fast_rows(const gemm_job& g, std::size_t i, std::size_t ch, std::size_t jc,
     for (int r = 0; r < RR; ++r) {
       __m512d next[2];
       for (int h = 0; h < 2; ++h) {
-        const __m512d v = _mm512_scalef_pd(_mm512_cvtepi64_pd(acc[r][h]), _mm512_sub_pd(emax[r][h], Fv));
-        if constexpr (R == result_rounding::rne_fp16) {
-          const __m512d q = _mm512_max_pd(_mm512_sub_pd(_mm512_getexp_pd(v), _mm512_set1_pd(10)), _mm512_set1_pd(-24));
-          const __m512d magic = _mm512_scalef_pd(_mm512_set1_pd(1.5), _mm512_add_pd(q, _mm512_set1_pd(52)));
-          __m512d t = _mm512_sub_round_pd(_mm512_add_round_pd(v, magic, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC),
-                                          magic, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-          t = _mm512_mask_mul_pd(t, _mm512_cmp_pd_mask(_mm512_abs_pd(t), _mm512_set1_pd(65536.0), _CMP_GE_OQ), t, inf);
-          next[h] = _mm512_add_pd(t, zero);
-        } else {
-          const __m512d w = _mm512_mask_mul_pd(v, _mm512_cmp_pd_mask(_mm512_abs_pd(v), _mm512_set1_pd(0x1p128), _CMP_GE_OQ), v, inf);
-          __m256 f = _mm512_cvt_roundpd_ps(w, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-          if constexpr (R == result_rounding::rz_e8m13) f = _mm256_and_ps(f, _mm256_castsi256_ps(_mm256_set1_epi32(~0x3FF)));
-          next[h] = _mm512_add_pd(_mm512_cvtps_pd(f), zero);
-        }
+        next[h] = rounded<R>(_mm512_scalef_pd(_mm512_cvtepi64_pd(acc[r][h]), _mm512_sub_pd(emax[r][h], Fv)));
       }
       // 0x99: NaN (quiet, signalling) or an infinity
       const bool row_sp = g.row_special[(i + std::size_t(r)) * steps + step] != 0;
       if (row_sp || P.chunk_special[step * chunks + ch] || _mm512_fpclass_pd_mask(c[r][0], 0x99) ||
           _mm512_fpclass_pd_mask(c[r][1], 0x99)) {
-        alignas(64) double old[CW], now[CW];
-        _mm512_store_pd(old, c[r][0]);
-        _mm512_store_pd(old + 8, c[r][1]);
-        _mm512_store_pd(now, next[0]);
-        _mm512_store_pd(now + 8, next[1]);
-        for (std::size_t j = 0; j < ncols; ++j) {
-          if (!(row_sp || !std::isfinite(old[j]) || g.col_special[step * g.n + jc + j])) continue;
-          const std::uint32_t sp = special_step(g.A + (i + std::size_t(r)) * g.k, g.B, g.n, jc + j, std::min(k, g.k),
-                                                std::min(kend, g.k), to_bits(float(old[j])));
-          if (sp) now[j] = double(from_bits<float>(sp));
-        }
-        next[0] = _mm512_load_pd(now);
-        next[1] = _mm512_load_pd(now + 8);
+        alignas(64) float old[CW], now[CW];
+        _mm256_store_ps(old, _mm512_cvtpd_ps(c[r][0]));
+        _mm256_store_ps(old + 8, _mm512_cvtpd_ps(c[r][1]));
+        _mm256_store_ps(now, _mm512_cvtpd_ps(next[0]));
+        _mm256_store_ps(now + 8, _mm512_cvtpd_ps(next[1]));
+        fix_specials(g, i + std::size_t(r), row_sp, k, jc, ncols, old, now);
+        next[0] = _mm512_cvtps_pd(_mm256_load_ps(now));
+        next[1] = _mm512_cvtps_pd(_mm256_load_ps(now + 8));
       }
       c[r][0] = next[0];
       c[r][1] = next[1];
@@ -696,6 +715,157 @@ void run_steps_fast(const gemm_job& g, std::size_t i0, std::size_t mb, std::size
     for (; r + 2 <= mb; r += 2) fast_rows<R, ZT, 2>(g, i0 + r, ch, j0 + jc, ncols, k0, k1, cs + r * NB + jc, first);
     if (r < mb) fast_rows<R, ZT, 1>(g, i0 + r, ch, j0 + jc, ncols, k0, k1, cs + r * NB + jc, first);
   }
+}
+// The same kernel in float32 lanes (16 columns a vector, twice the double kernel's), where that is
+// exact too: inputs whose products are exact and normal in float32 (at most 24 significant bits,
+// 2^-126 to 2^128: fp16 and FP8/6/4, not bf16 or tf32, whose products span 2^-266 to 2^256). The
+// scale is vscalefps's 2^(F - e_max) (no float32 power of two holds it for a small e_max), a
+// term truncated by vcvttps2dq (below 2^(F + 2) <= 2^31, F <= 29). The terms sum in 32-bit lanes:
+// all of them with C's where that cannot reach 2^31 (N: (2L + 1) 2^(F + 1) < 2^31), else in runs
+// of at most 2^(29 - F) products, each run's sum widened into 64-bit lanes. Toward zero, the
+// exact sum S * 2^(e_max - F) is rounded by vcvtdq2ps / vcvtqq2ps (S to 24 significant bits) and
+// then vscalefps (to binary32's range: the subnormal quantum, 2^(e_max - F) applied), both with
+// embedded round-toward-zero: truncations nest, so that is S * 2^(e_max - F) truncated once; a
+// sum at or above 2^128 is made inf (vscalefps gives the largest finite value there). RNE-FP16
+// goes through rounded() in two halves of 8 doubles.
+template <result_rounding R, bool ZT, bool N, int RR>
+void fast_rows16(const gemm_job& g, std::size_t i, std::size_t ch, std::size_t jc, std::size_t ncols,
+                 std::size_t k0, std::size_t k1, std::uint32_t* cs, bool first) {
+  const model& md = g.md;
+  const packed_operands& P = *g.packed;
+  const std::size_t kpad = g.kpad, L = std::size_t(md.L), steps = kpad / L, chunks = (g.n + CW - 1) / CW;
+  const std::size_t run = N ? L : std::min(L, std::size_t(1) << (29 - md.F));
+  const __m512 zero = _mm512_setzero_ps(), ezero = _mm512_set1_ps(float(md.e_zero)), Fv = _mm512_set1_ps(float(md.F));
+  const __m512 zthr = _mm512_set1_ps(float(zero_e / 2)), inf = _mm512_set1_ps(INFINITY);
+  const float* bv = P.fbv.data() + ch * kpad * CW;
+  const float* be = P.fbe.data() + ch * kpad * CW;
+  const float *av[RR], *ae[RR];
+  __m512 c[RR];
+  for (int r = 0; r < RR; ++r) {
+    av[r] = P.fav.data() + (i + std::size_t(r)) * kpad;
+    ae[r] = P.fae.data() + (i + std::size_t(r)) * kpad;
+    c[r] = _mm512_loadu_ps(reinterpret_cast<const float*>(cs + std::size_t(r) * NB));
+  }
+  const auto lo256 = [](__m512i x) { return _mm512_castsi512_si256(x); };
+  const auto hi256 = [](__m512i x) { return _mm512_extracti64x4_epi64(x, 1); };
+  for (std::size_t k = k0; k < k1; k += L, first = false) {
+    const __m512 emin = _mm512_set1_ps(float(first ? md.emin_c : md.emin_d));
+    __m512 emax[RR], s[RR];
+    __mmask16 zero_seen[RR];
+    __m512i acc[RR], wide_lo[RR], wide_hi[RR];
+    for (int r = 0; r < RR; ++r) {  // C's exponent (a zero C: e_zero)
+      const __m512 e = _mm512_max_ps(_mm512_getexp_ps(c[r]), emin);
+      emax[r] = _mm512_mask_mov_ps(e, _mm512_cmp_ps_mask(c[r], zero, _CMP_EQ_OQ), ezero);
+      if constexpr (!ZT) emax[r] = _mm512_max_ps(emax[r], ezero);
+      zero_seen[r] = 0;
+    }
+    const std::size_t kend = k + L;
+    for (std::size_t kk = k; kk < kend; ++kk) {
+      const __m512 b = _mm512_loadu_ps(be + kk * CW);
+      for (int r = 0; r < RR; ++r) {
+        const __m512 e = _mm512_add_ps(_mm512_set1_ps(ae[r][kk]), b);
+        emax[r] = _mm512_max_ps(emax[r], e);
+        if constexpr (ZT) zero_seen[r] |= _mm512_cmp_ps_mask(e, zthr, _CMP_LT_OQ);
+      }
+    }
+    for (int r = 0; r < RR; ++r) {
+      emax[r] = _mm512_mask_max_ps(emax[r], zero_seen[r], emax[r], ezero);
+      s[r] = _mm512_sub_ps(Fv, emax[r]);
+      const __m512i t = _mm512_cvttps_epi32(_mm512_scalef_ps(c[r], s[r]));  // C's term
+      if constexpr (N) {
+        acc[r] = t;
+      } else {
+        wide_lo[r] = _mm512_cvtepi32_epi64(lo256(t));
+        wide_hi[r] = _mm512_cvtepi32_epi64(hi256(t));
+      }
+    }
+    for (std::size_t k2 = k; k2 < kend; k2 += run) {
+      if constexpr (!N)
+        for (int r = 0; r < RR; ++r) acc[r] = _mm512_setzero_si512();
+      for (std::size_t kk = k2; kk < k2 + run; ++kk) {
+        const __m512 b = _mm512_loadu_ps(bv + kk * CW);
+        for (int r = 0; r < RR; ++r) {
+          const __m512 p = _mm512_mul_ps(_mm512_set1_ps(av[r][kk]), b);
+          acc[r] = _mm512_add_epi32(acc[r], _mm512_cvttps_epi32(_mm512_scalef_ps(p, s[r])));
+        }
+      }
+      if constexpr (!N)
+        for (int r = 0; r < RR; ++r) {
+          wide_lo[r] = _mm512_add_epi64(wide_lo[r], _mm512_cvtepi32_epi64(lo256(acc[r])));
+          wide_hi[r] = _mm512_add_epi64(wide_hi[r], _mm512_cvtepi32_epi64(hi256(acc[r])));
+        }
+    }
+    const std::size_t step = k / L;
+    for (int r = 0; r < RR; ++r) {
+      const __m512 base = _mm512_sub_ps(emax[r], Fv);
+      __m512 next;
+      if constexpr (R == result_rounding::rne_fp16) {
+        const __m512d slo = N ? _mm512_cvtepi32_pd(lo256(acc[r])) : _mm512_cvtepi64_pd(wide_lo[r]);
+        const __m512d shi = N ? _mm512_cvtepi32_pd(hi256(acc[r])) : _mm512_cvtepi64_pd(wide_hi[r]);
+        const __m512d lo = rounded<R>(_mm512_scalef_pd(slo, _mm512_cvtps_pd(_mm512_castps512_ps256(base))));
+        const __m512d hi = rounded<R>(_mm512_scalef_pd(
+            shi, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(base), 1)))));
+        next = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(_mm512_cvtpd_ps(lo))),
+                                                   _mm256_castps_pd(_mm512_cvtpd_ps(hi)), 1));
+      } else {
+        __m512 x;  // S truncated to 24 significant bits
+        if constexpr (N) {
+          x = _mm512_cvt_roundepi32_ps(acc[r], _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+        } else {
+          const __m256 xl = _mm512_cvt_roundepi64_ps(wide_lo[r], _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+          const __m256 xh = _mm512_cvt_roundepi64_ps(wide_hi[r], _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+          x = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(xl)), _mm256_castps_pd(xh), 1));
+        }
+        next = _mm512_scalef_round_ps(x, base, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+        const __mmask16 ovf =
+            _mm512_cmp_ps_mask(_mm512_add_ps(_mm512_getexp_ps(x), base), _mm512_set1_ps(128.0f), _CMP_GE_OQ);
+        next = _mm512_mask_mul_ps(next, ovf, next, inf);
+        if constexpr (R == result_rounding::rz_e8m13)
+          next = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(next), _mm512_set1_epi32(~0x3FF)));
+        next = _mm512_add_ps(next, zero);  // -0 to +0
+      }
+      // 0x99: NaN (quiet, signalling) or an infinity
+      const bool row_sp = g.row_special[(i + std::size_t(r)) * steps + step] != 0;
+      if (row_sp || P.chunk_special[step * chunks + ch] || _mm512_fpclass_ps_mask(c[r], 0x99)) {
+        alignas(64) float old[CW], now[CW];
+        _mm512_store_ps(old, c[r]);
+        _mm512_store_ps(now, next);
+        fix_specials(g, i + std::size_t(r), row_sp, k, jc, ncols, old, now);
+        next = _mm512_load_ps(now);
+      }
+      c[r] = next;
+    }
+  }
+  for (int r = 0; r < RR; ++r) _mm512_storeu_ps(reinterpret_cast<float*>(cs + std::size_t(r) * NB), c[r]);
+}
+
+template <result_rounding R, bool ZT, bool N>
+void run_steps_fast16(const gemm_job& g, std::size_t i0, std::size_t mb, std::size_t j0, std::size_t nb,
+                      std::size_t k0, std::size_t k1, std::uint32_t* cs, bool first) {
+  for (std::size_t jc = 0; jc < nb; jc += CW) {
+    const std::size_t ch = (j0 + jc) / CW, ncols = std::min(CW, nb - jc);
+    std::size_t r = 0;
+    for (; r + 2 <= mb; r += 2)
+      fast_rows16<R, ZT, N, 2>(g, i0 + r, ch, j0 + jc, ncols, k0, k1, cs + r * NB + jc, first);
+    if (r < mb) fast_rows16<R, ZT, N, 1>(g, i0 + r, ch, j0 + jc, ncols, k0, k1, cs + r * NB + jc, first);
+  }
+}
+
+// run_steps_fast16 for the instruction: its rounding, whether zero products need their test,
+// whether its sums stay in 32-bit lanes.
+using steps_fn_t = void (*)(const gemm_job&, std::size_t, std::size_t, std::size_t, std::size_t, std::size_t,
+                            std::size_t, std::uint32_t*, bool);
+template <bool ZT, bool N>
+steps_fn_t fast16_for(result_rounding rho) {
+  return rho == result_rounding::rz_fp32    ? &run_steps_fast16<result_rounding::rz_fp32, ZT, N>
+         : rho == result_rounding::rz_e8m13 ? &run_steps_fast16<result_rounding::rz_e8m13, ZT, N>
+                                            : &run_steps_fast16<result_rounding::rne_fp16, ZT, N>;
+}
+steps_fn_t fast16_for(const model& md) {
+  const bool zt = md.e_zero > md.emin_a + md.emin_b;
+  const bool narrow = (2 * std::int64_t(md.L) + 1) << (md.F + 1) < std::int64_t{1} << 31;
+  return zt ? (narrow ? fast16_for<true, true>(md.rho) : fast16_for<true, false>(md.rho))
+            : (narrow ? fast16_for<false, true>(md.rho) : fast16_for<false, false>(md.rho));
 }
 #endif
 
@@ -970,9 +1140,14 @@ void gemm(const instruction& inst, std::size_t m, std::size_t n, std::size_t k, 
 #if defined(FPSCOPE_MMA_AVX512)
   // The floating-point kernel where its arithmetic is exact (above fast_rows): unscaled inputs.
   const bool fast = !inst.block && md.F <= 45;
+  // float32 lanes (fast_rows16) where the products are exact and normal there
+  const bool fast16 = fast && md.F <= 29 && md.pa + md.pb + 2 <= 24 && inst.a.emax() + inst.b.emax() + 2 <= 127 &&
+                      md.emin_a - md.pa + md.emin_b - md.pb >= -126;
   packed_operands packed;
-  if (fast) {
-    pack_checked(A, B, m, n, k, kpad, inst, packed, nfa, nfb);
+  if (fast16) {
+    pack_checked(A, B, m, n, k, kpad, inst, packed.fav, packed.fae, packed.fbv, packed.fbe, nfa, nfb);
+  } else if (fast) {
+    pack_checked(A, B, m, n, k, kpad, inst, packed.av, packed.ae, packed.bv, packed.be, nfa, nfb);
   } else
 #endif
   {
@@ -1018,6 +1193,7 @@ void gemm(const instruction& inst, std::size_t m, std::size_t n, std::size_t k, 
       steps_fn = md.rho == result_rounding::rz_fp32    ? &run_steps_fast<result_rounding::rz_fp32, false>
                  : md.rho == result_rounding::rz_e8m13 ? &run_steps_fast<result_rounding::rz_e8m13, false>
                                                        : &run_steps_fast<result_rounding::rne_fp16, false>;
+    if (fast16) steps_fn = fast16_for(md);
   }
 #endif
   const int threads = o.threads > 0 ? o.threads : omp_get_max_threads();
