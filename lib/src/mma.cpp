@@ -839,12 +839,16 @@ void fast_rows16(const gemm_job& g, std::size_t i, std::size_t ch, std::size_t j
   for (int r = 0; r < RR; ++r) _mm512_storeu_ps(reinterpret_cast<float*>(cs + std::size_t(r) * NB), c[r]);
 }
 
+// Four rows at a time: four independent chains of steps (each step's C the previous one's
+// result) and B's loads shared by four.
 template <result_rounding R, bool ZT, bool N>
 void run_steps_fast16(const gemm_job& g, std::size_t i0, std::size_t mb, std::size_t j0, std::size_t nb,
                       std::size_t k0, std::size_t k1, std::uint32_t* cs, bool first) {
   for (std::size_t jc = 0; jc < nb; jc += CW) {
     const std::size_t ch = (j0 + jc) / CW, ncols = std::min(CW, nb - jc);
     std::size_t r = 0;
+    for (; r + 4 <= mb; r += 4)
+      fast_rows16<R, ZT, N, 4>(g, i0 + r, ch, j0 + jc, ncols, k0, k1, cs + r * NB + jc, first);
     for (; r + 2 <= mb; r += 2)
       fast_rows16<R, ZT, N, 2>(g, i0 + r, ch, j0 + jc, ncols, k0, k1, cs + r * NB + jc, first);
     if (r < mb) fast_rows16<R, ZT, N, 1>(g, i0 + r, ch, j0 + jc, ncols, k0, k1, cs + r * NB + jc, first);
