@@ -553,6 +553,18 @@ void pack_checked(const float* x, std::size_t rows, std::size_t cols, std::size_
     }
 }
 
+// Whether every finite nonzero value of x[0 .. count) lies in [2^-63, 2^64), so that the product
+// of two such values is a normal float32 number (and exact there, at most 2 x 11 significant bits):
+// bf16 and tf32, whose formats reach 2^-133 and 2^128, admitted to the float32 lanes by their data.
+bool in_half_range(const float* x, std::size_t count) {
+  std::uint32_t out = 0;
+  for (std::size_t t = 0; t < count; ++t) {
+    const std::uint32_t bits = to_bits(x[t]), e = (bits >> 23) & 0xFFu;
+    out |= std::uint32_t((bits & 0x7FFFFFFFu) != 0 && e != 0xFFu && (e < 127 - 63 || e > 127 + 63));
+  }
+  return out == 0;
+}
+
 // A (m x kpad, row-major) and B (in chunks of CW columns, each kpad x CW, so that a chunk's K loop
 // reads contiguous memory), checked, as doubles (av ...) or as float32 (fav ...); nfa and nfb as
 // split_checked's.
@@ -1144,9 +1156,11 @@ void gemm(const instruction& inst, std::size_t m, std::size_t n, std::size_t k, 
 #if defined(FPSCOPE_MMA_AVX512)
   // The floating-point kernel where its arithmetic is exact (above fast_rows): unscaled inputs.
   const bool fast = !inst.block && md.F <= 45;
-  // float32 lanes (fast_rows16) where the products are exact and normal there
-  const bool fast16 = fast && md.F <= 29 && md.pa + md.pb + 2 <= 24 && inst.a.emax() + inst.b.emax() + 2 <= 127 &&
-                      md.emin_a - md.pa + md.emin_b - md.pb >= -126;
+  // float32 lanes (fast_rows16) where the products are exact and normal there: by the formats
+  // (fp16, FP8/6/4), or, for bf16 and tf32, by the data (every value in [2^-63, 2^64)).
+  const bool fast16 = fast && md.F <= 29 && md.pa + md.pb + 2 <= 24 &&
+                      ((inst.a.emax() + inst.b.emax() + 2 <= 127 && md.emin_a - md.pa + md.emin_b - md.pb >= -126) ||
+                       (in_half_range(A, m * k) && in_half_range(B, k * n)));
   packed_operands packed;
   if (fast16) {
     pack_checked(A, B, m, n, k, kpad, inst, packed.fav, packed.fae, packed.fbv, packed.fbe, nfa, nfb);

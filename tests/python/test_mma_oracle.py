@@ -368,3 +368,43 @@ def test_promotion_against_mmasim(arch, inst):
     bad = np.argwhere(bits(total) != got)
     assert got.size == m * n
     assert len(bad) == 0, f"{len(bad)} of {got.size} results differ; first at {tuple(bad[0])}"
+
+
+# bf16 and tf32 run in the float32 lanes when every A and B value lies in [2^-63, 2^64) (their
+# products then normal float32 numbers; mma.cpp in_half_range): mismatches()'s operands with the
+# values outside that range replaced by typical ones, the range's ends 2^-63 and (2 - 2^-7) 2^63
+# (bf16; tf32 (2 - 2^-10) 2^63) put in, specials kept; C over binary32's whole range. The
+# instructions' own shapes and the odd ones.
+RANGE_CASES = [("ampere", "m16n8k16.f32.bf16.bf16.f32"), ("ampere", "m16n8k8.f32.tf32.tf32.f32"),
+               ("hopper", "m64n256k16.f32.bf16.bf16"), ("hopper", "m64n8k8.f32.tf32.tf32"),
+               ("blackwell", "m64n8k16.kind::f16.f32.bf16.bf16")]
+
+
+def in_range(rng, x, fmt):
+    top = np.float32((2 - 2.0 ** -{"bf16": 7, "tf32": 10}[fmt]) * 2.0 ** 63)
+    mag = np.abs(x)
+    out = np.isfinite(x) & (x != 0) & ((mag < 2.0 ** -63) | (mag > top))
+    typical = fpscope.decode(fpscope.encode(rng.standard_normal(x.shape).astype(np.float32), fmt), fmt)
+    x = np.where(out, typical, x).astype(np.float32)
+    flat = x.reshape(-1)
+    at = rng.choice(flat.size, 4, replace=False)
+    flat[at] = [2.0 ** -63, -(2.0 ** -63), top, -top]
+    return x
+
+
+@pytest.mark.parametrize("shape", ["inst", "odd"])
+@pytest.mark.parametrize("arch,inst", RANGE_CASES, ids=[f"{a}:{i}" for a, i in RANGE_CASES])
+def test_bf16_tf32_in_float32_range_against_mmasim(arch, inst, shape):
+    info = fpscope.mma_info(arch, inst)
+    rng = np.random.default_rng(zlib.crc32(f"range:{arch}:{inst}:{shape}".encode()))
+    m, n = (info["m"] * 2, info["n"]) if shape == "inst" else (37, 83)
+    k = info["k"] * (1 if info["c"] != info["d"] else 4)
+    a = in_range(rng, operand(rng, info["a"], m, k, True, 1), info["a"])
+    b = in_range(rng, operand(rng, info["b"], k, n, False, -1), info["b"])
+    c = c_values(rng, info["c"], m, n)
+    want = bits(oracle(info, a, b, c, arch, inst))
+    got = bits(fpscope.gemm(a, b, c, arch=arch, inst=inst))
+    bad = np.argwhere(want != got)
+    assert want.size == m * n
+    assert len(bad) == 0, (f"{len(bad)} of {want.size} results differ; first at {tuple(bad[0])}: "
+                           f"MMA-Sim {want[tuple(bad[0])]:#x}, fpscope {got[tuple(bad[0])]:#x}")
