@@ -497,45 +497,44 @@ void run_steps(const gemm_job& g, std::size_t i0, std::size_t mb, std::size_t j0
 }
 
 #if defined(FPSCOPE_MMA_AVX512)
-// The same step in double-precision arithmetic, AVX-512, where every operation is exact: the
-// NVIDIA models with unscaled inputs (fp16, bf16, tf32, FP8, FP6, FP4 elements; the block-scaled
-// and CDNA3 instructions keep the integer kernels). Why it is the model's arithmetic:
-//  - a product a * b of two such inputs has at most 2 x 11 significant bits and an exponent
-//    within +-300: exact in a double, as is any float32 C;
+// The same step in float32 lanes, AVX-512 (F and DQ), where every operation is exact: the NVIDIA
+// models with unscaled inputs (fp16, bf16, tf32, FP8, FP6, FP4 elements; the block-scaled and
+// CDNA3 instructions keep the integer kernels). Why it is the model's arithmetic:
+//  - a product a * b of two inputs is exact and normal in float32: at most 2 x 11 significant
+//    bits; for fp16 and FP8/6/4 between 2^-126 and 2^128 by their formats, for bf16 and tf32 by
+//    their data when every value lies in [2^-63, 2^64) (in_half_range), else (NS) as the product
+//    of the normalised significands a / 2^e_a and b / 2^e_b, whose exponents go into the scale;
 //  - the term's exponent is e_a + e_b of the split operands (split(): e >= the format's emin),
 //    not the product's own (s_a * s_b may reach [2, 4)), so A's and B's exponents are kept beside
 //    their values, and e_max is their sum's maximum as in the integer kernel (e_zero rule included);
-//  - truncating a term t to F fraction bits of 2^e_max is trunc(t * 2^(F - e_max)) (a power of
-//    two: exact), as a signed integer by vcvttpd2qq, which truncates toward zero: the
-//    sign-magnitude truncation of fdpa.py:75-82 (a term far below has t * 2^(F - e_max) < 1 and
-//    truncates to 0 even where that multiply is inexact);
-//  - the L + 1 truncated terms, each below 2^(F + 2), sum exactly in 64-bit integers, and that
-//    sum (below 2^53 for F <= 45) converts exactly back to a double v = sum * 2^(e_max - F);
-//  - RZ-FP32 is vcvtpd2ps with embedded round-toward-zero (gradual underflow as the model's
-//    float32 cast; |v| >= 2^128 made inf first, as that cast overflows also toward zero);
-//    RZ-E8M13 that, with the 10 low bits cleared (toward-zero truncations nest); RNE-FP16 adds
-//    and subtracts 1.5 * 2^(q + 52) (q the binary16 quantum's exponent at v) in nearest-even;
-//  - a zero result is +0: x + 0.0 in nearest-even turns -0 into +0 (fdpa.py:102's "+ 0.0").
+//  - truncating a term t to F fraction bits of 2^e_max is trunc(t * 2^(F - e_max)): vscalefps
+//    (exact wherever the result reaches 1; below, the result stays below 1 and truncates to 0
+//    whatever its rounding) and vcvttps2dq, which truncates toward zero: the sign-magnitude
+//    truncation of fdpa.py:75-82;
+//  - the L + 1 truncated terms, each below 2^(F + 2), sum exactly in integer lanes (below);
+//  - the exact sum's RZ-FP32 and RZ-E8M13 are integer-to-float conversions and a vscalefps with
+//    embedded round-toward-zero (below); RNE-FP16 (rounded()) adds and subtracts 1.5 * 2^(q + 52)
+//    (q the binary16 quantum's exponent at the sum) in double nearest-even;
+//  - a zero result is +0: x + 0 in nearest-even turns -0 into +0 (fdpa.py:102's "+ 0.0").
 // Specials: the same row/column flags and non-finite accumulator test as the integer kernel,
-// per step and 16 columns; where one is set, special_step() decides those results.
-// The accumulators stay in registers as doubles (float32 / binary16 values) over all steps.
-constexpr std::size_t CW = 16;  // columns per packed chunk: two vectors of 8 doubles
+// per step and 16 columns; where one is set, special_step() decides those results (fix_specials).
+// The accumulators stay in registers (float32 / binary16 values) over all steps.
+constexpr std::size_t CW = 16;  // columns per packed chunk: one vector of 16 floats
 
 struct packed_operands {
-  std::vector<double> av, ae;  // m x kpad: A's values (0 for zeros, padding, specials), exponents
-  std::vector<double> bv, be;  // chunk by chunk of CW columns, kpad x CW: the same for B
-  std::vector<float> fav, fae, fbv, fbe;  // the same as float32, for the float32 kernel (fast_rows16)
+  std::vector<float> fav, fae;  // m x kpad: A's values (0 for zeros, padding, specials), exponents
+  std::vector<float> fbv, fbe;  // chunk by chunk of CW columns, kpad x CW: the same for B
   std::vector<std::uint8_t> chunk_special;  // per (step, chunk): a special B element there
 };
 
 // split_checked for this kernel: each element checked as there, its value (0 for zeros and
-// non-finite values) and split exponent (zero_e for those) stored as doubles at at(r, c) of val
+// non-finite values; normalise: divided by 2^e) and split exponent e (zero_e for those) stored at at(r, c) of val
 // and ex (which hold 0 and zero_e before), non-finite ones noted as there. Neither split_matrix
 // is built: the kernel needs only these (half the memory to fault in).
 template <class T, class At>
 void pack_checked(const float* x, std::size_t rows, std::size_t cols, std::size_t rows_pad, std::size_t cols_pad,
                   const format& f, const char* what, const At& at, std::vector<T>& val, std::vector<T>& ex,
-                  std::vector<std::uint8_t>& nonfinite) {
+                  std::vector<std::uint8_t>& nonfinite, bool normalise) {
   nonfinite.assign(rows_pad * cols_pad, 0);
   const input_check in_f(f);
   for (std::size_t r = 0; r < rows; ++r)
@@ -549,7 +548,7 @@ void pack_checked(const float* x, std::size_t rows, std::size_t cols, std::size_
       std::uint32_t M;
       std::int32_t e;
       split(to_bits(v), f.man_bits, f.emin(), M, e);
-      if (M) val[at(r, c)] = v, ex[at(r, c)] = T(e);
+      if (M) val[at(r, c)] = normalise ? T(std::ldexp(v, -e)) : T(v), ex[at(r, c)] = T(e);
     }
 }
 
@@ -571,16 +570,18 @@ bool in_half_range(const float* x, std::size_t count) {
 template <class T>
 void pack_checked(const float* A, const float* B, std::size_t m, std::size_t n, std::size_t k, std::size_t kpad,
                   const instruction& inst, std::vector<T>& av, std::vector<T>& ae, std::vector<T>& bv,
-                  std::vector<T>& be, std::vector<std::uint8_t>& nfa, std::vector<std::uint8_t>& nfb) {
+                  std::vector<T>& be, std::vector<std::uint8_t>& nfa, std::vector<std::uint8_t>& nfb,
+                  bool normalise = false) {
   const std::size_t chunks = (n + CW - 1) / CW;
   av.assign(m * kpad, T(0));
   ae.assign(m * kpad, T(zero_e));
   pack_checked(A, m, k, m, kpad, inst.a, "A", [kpad](std::size_t r, std::size_t c) { return r * kpad + c; }, av, ae,
-               nfa);
+               nfa, normalise);
   bv.assign(chunks * kpad * CW, T(0));
   be.assign(chunks * kpad * CW, T(zero_e));
   pack_checked(B, k, n, kpad, n, inst.b, "B",
-               [kpad](std::size_t r, std::size_t c) { return ((c / CW) * kpad + r) * CW + c % CW; }, bv, be, nfb);
+               [kpad](std::size_t r, std::size_t c) { return ((c / CW) * kpad + r) * CW + c % CW; }, bv, be, nfb,
+               normalise);
 }
 
 // Per (step, chunk): whether a B element of that chunk is special there (col_special's OR).
@@ -630,108 +631,7 @@ inline __m512d rounded(__m512d v) {
 // products need their test; without it (e_zero at or below every nonzero product's exponent,
 // e_zero <= emin_a + emin_b: fp16 and FP8/6/4 inputs), e_zero only matters when a step's products
 // are all zero, and then it is the maximum's floor: e_max = max(e_C, e_zero, products).
-template <result_rounding R, bool ZT, int RR>
-void fast_rows(const gemm_job& g, std::size_t i, std::size_t ch, std::size_t jc, std::size_t ncols, std::size_t k0,
-               std::size_t k1, std::uint32_t* cs, bool first) {
-  const model& md = g.md;
-  const packed_operands& P = *g.packed;
-  const std::size_t kpad = g.kpad, L = std::size_t(md.L), steps = kpad / L, chunks = (g.n + CW - 1) / CW;
-  const __m512d one = _mm512_set1_pd(1.0), zero = _mm512_setzero_pd();
-  const __m512d ezero = _mm512_set1_pd(md.e_zero), Fv = _mm512_set1_pd(md.F), zthr = _mm512_set1_pd(zero_e / 2);
-  const double* bv = P.bv.data() + ch * kpad * CW;
-  const double* be = P.be.data() + ch * kpad * CW;
-  const double *av[RR], *ae[RR];
-  __m512d c[RR][2];
-  for (int r = 0; r < RR; ++r) {
-    av[r] = P.av.data() + (i + std::size_t(r)) * kpad;
-    ae[r] = P.ae.data() + (i + std::size_t(r)) * kpad;
-    for (int h = 0; h < 2; ++h)
-      c[r][h] = _mm512_cvtps_pd(_mm256_loadu_ps(reinterpret_cast<const float*>(cs + std::size_t(r) * NB + 8 * std::size_t(h))));
-  }
-  for (std::size_t k = k0; k < k1; k += L, first = false) {
-    const __m512d emin = _mm512_set1_pd(first ? md.emin_c : md.emin_d);
-    __m512d emax[RR][2], scale[RR][2];
-    __mmask8 zero_seen[RR][2];
-    __m512i acc[RR][2];
-    for (int r = 0; r < RR; ++r)
-      for (int h = 0; h < 2; ++h) {  // C's exponent (a zero C: e_zero)
-        const __m512d e = _mm512_max_pd(_mm512_getexp_pd(c[r][h]), emin);
-        emax[r][h] = _mm512_mask_mov_pd(e, _mm512_cmp_pd_mask(c[r][h], zero, _CMP_EQ_OQ), ezero);
-        if constexpr (!ZT) emax[r][h] = _mm512_max_pd(emax[r][h], ezero);
-        zero_seen[r][h] = 0;
-      }
-    const std::size_t kend = k + L;
-    for (std::size_t kk = k; kk < kend; ++kk) {
-      const __m512d b0 = _mm512_loadu_pd(be + kk * CW), b1 = _mm512_loadu_pd(be + kk * CW + 8);
-      for (int r = 0; r < RR; ++r) {
-        const __m512d a = _mm512_set1_pd(ae[r][kk]);
-        const __m512d e0 = _mm512_add_pd(a, b0), e1 = _mm512_add_pd(a, b1);
-        emax[r][0] = _mm512_max_pd(emax[r][0], e0);
-        emax[r][1] = _mm512_max_pd(emax[r][1], e1);
-        if constexpr (ZT) {
-          zero_seen[r][0] |= _mm512_cmp_pd_mask(e0, zthr, _CMP_LT_OQ);
-          zero_seen[r][1] |= _mm512_cmp_pd_mask(e1, zthr, _CMP_LT_OQ);
-        }
-      }
-    }
-    for (int r = 0; r < RR; ++r)
-      for (int h = 0; h < 2; ++h) {
-        emax[r][h] = _mm512_mask_max_pd(emax[r][h], zero_seen[r][h], emax[r][h], ezero);
-        scale[r][h] = _mm512_scalef_pd(one, _mm512_sub_pd(Fv, emax[r][h]));
-        acc[r][h] = _mm512_cvttpd_epi64(_mm512_mul_pd(c[r][h], scale[r][h]));
-      }
-    for (std::size_t kk = k; kk < kend; ++kk) {
-      const __m512d b0 = _mm512_loadu_pd(bv + kk * CW), b1 = _mm512_loadu_pd(bv + kk * CW + 8);
-      for (int r = 0; r < RR; ++r) {
-        const __m512d a = _mm512_set1_pd(av[r][kk]);
-        acc[r][0] = _mm512_add_epi64(acc[r][0], _mm512_cvttpd_epi64(_mm512_mul_pd(_mm512_mul_pd(a, b0), scale[r][0])));
-        acc[r][1] = _mm512_add_epi64(acc[r][1], _mm512_cvttpd_epi64(_mm512_mul_pd(_mm512_mul_pd(a, b1), scale[r][1])));
-      }
-    }
-    const std::size_t step = k / L;
-    for (int r = 0; r < RR; ++r) {
-      __m512d next[2];
-      for (int h = 0; h < 2; ++h) {
-        next[h] = rounded<R>(_mm512_scalef_pd(_mm512_cvtepi64_pd(acc[r][h]), _mm512_sub_pd(emax[r][h], Fv)));
-      }
-      // 0x99: NaN (quiet, signalling) or an infinity
-      const bool row_sp = g.row_special[(i + std::size_t(r)) * steps + step] != 0;
-      if (row_sp || P.chunk_special[step * chunks + ch] || _mm512_fpclass_pd_mask(c[r][0], 0x99) ||
-          _mm512_fpclass_pd_mask(c[r][1], 0x99)) {
-        alignas(64) float old[CW], now[CW];
-        _mm256_store_ps(old, _mm512_cvtpd_ps(c[r][0]));
-        _mm256_store_ps(old + 8, _mm512_cvtpd_ps(c[r][1]));
-        _mm256_store_ps(now, _mm512_cvtpd_ps(next[0]));
-        _mm256_store_ps(now + 8, _mm512_cvtpd_ps(next[1]));
-        fix_specials(g, i + std::size_t(r), row_sp, k, jc, ncols, old, now);
-        next[0] = _mm512_cvtps_pd(_mm256_load_ps(now));
-        next[1] = _mm512_cvtps_pd(_mm256_load_ps(now + 8));
-      }
-      c[r][0] = next[0];
-      c[r][1] = next[1];
-    }
-  }
-  for (int r = 0; r < RR; ++r)
-    for (int h = 0; h < 2; ++h)
-      _mm256_storeu_ps(reinterpret_cast<float*>(cs + std::size_t(r) * NB + 8 * std::size_t(h)), _mm512_cvtpd_ps(c[r][h]));
-}
-
-// run_steps with the floating-point kernel: the tile's chunks of CW columns, two rows at a time
-// (sharing B's loads).
-template <result_rounding R, bool ZT>
-void run_steps_fast(const gemm_job& g, std::size_t i0, std::size_t mb, std::size_t j0, std::size_t nb, std::size_t k0,
-                    std::size_t k1, std::uint32_t* cs, bool first) {
-  for (std::size_t jc = 0; jc < nb; jc += CW) {
-    const std::size_t ch = (j0 + jc) / CW, ncols = std::min(CW, nb - jc);
-    std::size_t r = 0;
-    for (; r + 2 <= mb; r += 2) fast_rows<R, ZT, 2>(g, i0 + r, ch, j0 + jc, ncols, k0, k1, cs + r * NB + jc, first);
-    if (r < mb) fast_rows<R, ZT, 1>(g, i0 + r, ch, j0 + jc, ncols, k0, k1, cs + r * NB + jc, first);
-  }
-}
-// The same kernel in float32 lanes (16 columns a vector, twice the double kernel's), where that is
-// exact too: inputs whose products are exact and normal in float32 (at most 24 significant bits,
-// 2^-126 to 2^128: fp16 and FP8/6/4, not bf16 or tf32, whose products span 2^-266 to 2^256). The
-// scale is vscalefps's 2^(F - e_max) (no float32 power of two holds it for a small e_max), a
+// The scale is vscalefps's 2^(F - e_max) (no float32 power of two holds it for a small e_max), a
 // term truncated by vcvttps2dq (below 2^(F + 2) <= 2^31, F <= 29). The terms sum in 32-bit lanes:
 // all of them with C's where that cannot reach 2^31 (N: (2L + 1) 2^(F + 1) < 2^31), else in runs
 // of at most 2^(29 - F) products, each run's sum widened into 64-bit lanes. Toward zero, the
@@ -740,7 +640,11 @@ void run_steps_fast(const gemm_job& g, std::size_t i0, std::size_t mb, std::size
 // embedded round-toward-zero: truncations nest, so that is S * 2^(e_max - F) truncated once; a
 // sum at or above 2^128 is made inf (vscalefps gives the largest finite value there). RNE-FP16
 // goes through rounded() in two halves of 8 doubles.
-template <result_rounding R, bool ZT, bool N, int RR>
+// NS (normalised significands, bf16/tf32 data outside [2^-63, 2^64)): A and B hold x / 2^e_x (in
+// [1, 2), or below 1 for a subnormal, at least 2^-7 for bf16 and 2^-10 for tf32), so that a
+// product a' b' is exact and normal in float32 for any bf16/tf32 values; its term is then
+// a' b' scaled by 2^(e_a + e_b + F - e_max) instead of 2^(F - e_max): two more adds a vector.
+template <result_rounding R, bool ZT, bool N, bool NS, int RR>
 void fast_rows16(const gemm_job& g, std::size_t i, std::size_t ch, std::size_t jc, std::size_t ncols,
                  std::size_t k0, std::size_t k1, std::uint32_t* cs, bool first) {
   const model& md = g.md;
@@ -796,9 +700,13 @@ void fast_rows16(const gemm_job& g, std::size_t i, std::size_t ch, std::size_t j
         for (int r = 0; r < RR; ++r) acc[r] = _mm512_setzero_si512();
       for (std::size_t kk = k2; kk < k2 + run; ++kk) {
         const __m512 b = _mm512_loadu_ps(bv + kk * CW);
+        [[maybe_unused]] __m512 eb;
+        if constexpr (NS) eb = _mm512_loadu_ps(be + kk * CW);
         for (int r = 0; r < RR; ++r) {
           const __m512 p = _mm512_mul_ps(_mm512_set1_ps(av[r][kk]), b);
-          acc[r] = _mm512_add_epi32(acc[r], _mm512_cvttps_epi32(_mm512_scalef_ps(p, s[r])));
+          __m512 y = s[r];
+          if constexpr (NS) y = _mm512_add_ps(_mm512_add_ps(eb, _mm512_set1_ps(ae[r][kk])), y);
+          acc[r] = _mm512_add_epi32(acc[r], _mm512_cvttps_epi32(_mm512_scalef_ps(p, y)));
         }
       }
       if constexpr (!N)
@@ -853,17 +761,17 @@ void fast_rows16(const gemm_job& g, std::size_t i, std::size_t ch, std::size_t j
 
 // Four rows at a time: four independent chains of steps (each step's C the previous one's
 // result) and B's loads shared by four.
-template <result_rounding R, bool ZT, bool N>
+template <result_rounding R, bool ZT, bool N, bool NS>
 void run_steps_fast16(const gemm_job& g, std::size_t i0, std::size_t mb, std::size_t j0, std::size_t nb,
                       std::size_t k0, std::size_t k1, std::uint32_t* cs, bool first) {
   for (std::size_t jc = 0; jc < nb; jc += CW) {
     const std::size_t ch = (j0 + jc) / CW, ncols = std::min(CW, nb - jc);
     std::size_t r = 0;
     for (; r + 4 <= mb; r += 4)
-      fast_rows16<R, ZT, N, 4>(g, i0 + r, ch, j0 + jc, ncols, k0, k1, cs + r * NB + jc, first);
+      fast_rows16<R, ZT, N, NS, 4>(g, i0 + r, ch, j0 + jc, ncols, k0, k1, cs + r * NB + jc, first);
     for (; r + 2 <= mb; r += 2)
-      fast_rows16<R, ZT, N, 2>(g, i0 + r, ch, j0 + jc, ncols, k0, k1, cs + r * NB + jc, first);
-    if (r < mb) fast_rows16<R, ZT, N, 1>(g, i0 + r, ch, j0 + jc, ncols, k0, k1, cs + r * NB + jc, first);
+      fast_rows16<R, ZT, N, NS, 2>(g, i0 + r, ch, j0 + jc, ncols, k0, k1, cs + r * NB + jc, first);
+    if (r < mb) fast_rows16<R, ZT, N, NS, 1>(g, i0 + r, ch, j0 + jc, ncols, k0, k1, cs + r * NB + jc, first);
   }
 }
 
@@ -873,13 +781,19 @@ using steps_fn_t = void (*)(const gemm_job&, std::size_t, std::size_t, std::size
                             std::size_t, std::uint32_t*, bool);
 template <bool ZT, bool N>
 steps_fn_t fast16_for(result_rounding rho) {
-  return rho == result_rounding::rz_fp32    ? &run_steps_fast16<result_rounding::rz_fp32, ZT, N>
-         : rho == result_rounding::rz_e8m13 ? &run_steps_fast16<result_rounding::rz_e8m13, ZT, N>
-                                            : &run_steps_fast16<result_rounding::rne_fp16, ZT, N>;
+  return rho == result_rounding::rz_fp32    ? &run_steps_fast16<result_rounding::rz_fp32, ZT, N, false>
+         : rho == result_rounding::rz_e8m13 ? &run_steps_fast16<result_rounding::rz_e8m13, ZT, N, false>
+                                            : &run_steps_fast16<result_rounding::rne_fp16, ZT, N, false>;
 }
-steps_fn_t fast16_for(const model& md) {
+// ns: normalised significands (bf16/tf32 RZ-FP32 instructions only: every one of them).
+steps_fn_t fast16_for(const model& md, bool ns) {
   const bool zt = md.e_zero > md.emin_a + md.emin_b;
   const bool narrow = (2 * std::int64_t(md.L) + 1) << (md.F + 1) < std::int64_t{1} << 31;
+  if (ns)
+    return zt ? (narrow ? &run_steps_fast16<result_rounding::rz_fp32, true, true, true>
+                        : &run_steps_fast16<result_rounding::rz_fp32, true, false, true>)
+              : (narrow ? &run_steps_fast16<result_rounding::rz_fp32, false, true, true>
+                        : &run_steps_fast16<result_rounding::rz_fp32, false, false, true>);
   return zt ? (narrow ? fast16_for<true, true>(md.rho) : fast16_for<true, false>(md.rho))
             : (narrow ? fast16_for<false, true>(md.rho) : fast16_for<false, false>(md.rho));
 }
@@ -1154,18 +1068,19 @@ void gemm(const instruction& inst, std::size_t m, std::size_t n, std::size_t k, 
   split_matrix sa, sb;
   std::vector<std::uint8_t> nfa, nfb;
 #if defined(FPSCOPE_MMA_AVX512)
-  // The floating-point kernel where its arithmetic is exact (above fast_rows): unscaled inputs.
-  const bool fast = !inst.block && md.F <= 45;
-  // float32 lanes (fast_rows16) where the products are exact and normal there: by the formats
-  // (fp16, FP8/6/4), or, for bf16 and tf32, by the data (every value in [2^-63, 2^64)).
-  const bool fast16 = fast && md.F <= 29 && md.pa + md.pb + 2 <= 24 &&
+  // The floating-point kernel (above packed_operands) where its arithmetic is exact: unscaled
+  // inputs of at most 11 significant bits, F <= 29 (every such NVIDIA instruction); their
+  // products exact and normal in float32 by the formats (fp16, FP8/6/4), or, for bf16 and tf32,
+  // by the data (every value in [2^-63, 2^64)).
+  const bool lanes16 = !inst.block && md.F <= 29 && md.pa + md.pb + 2 <= 24;
+  const bool fast16 = lanes16 &&
                       ((inst.a.emax() + inst.b.emax() + 2 <= 127 && md.emin_a - md.pa + md.emin_b - md.pb >= -126) ||
                        (in_half_range(A, m * k) && in_half_range(B, k * n)));
+  // Else, RZ-FP32 (every bf16/tf32 instruction): normalised significands in the float32 lanes.
+  const bool ns = lanes16 && !fast16 && md.rho == result_rounding::rz_fp32;
   packed_operands packed;
-  if (fast16) {
-    pack_checked(A, B, m, n, k, kpad, inst, packed.fav, packed.fae, packed.fbv, packed.fbe, nfa, nfb);
-  } else if (fast) {
-    pack_checked(A, B, m, n, k, kpad, inst, packed.av, packed.ae, packed.bv, packed.be, nfa, nfb);
+  if (fast16 || ns) {
+    pack_checked(A, B, m, n, k, kpad, inst, packed.fav, packed.fae, packed.fbv, packed.fbe, nfa, nfb, ns);
   } else
 #endif
   {
@@ -1200,18 +1115,10 @@ void gemm(const instruction& inst, std::size_t m, std::size_t n, std::size_t k, 
                   : md.rho == result_rounding::rz_e8m13 ? &run_steps<result_rounding::rz_e8m13>
                                                         : &run_steps<result_rounding::rne_fp16>;
 #if defined(FPSCOPE_MMA_AVX512)
-  if (fast) {
+  if (fast16 || ns) {
     chunk_flags(n, steps, col_special, packed);
     g.packed = &packed;
-    if (md.e_zero > md.emin_a + md.emin_b)
-      steps_fn = md.rho == result_rounding::rz_fp32    ? &run_steps_fast<result_rounding::rz_fp32, true>
-                 : md.rho == result_rounding::rz_e8m13 ? &run_steps_fast<result_rounding::rz_e8m13, true>
-                                                       : &run_steps_fast<result_rounding::rne_fp16, true>;
-    else
-      steps_fn = md.rho == result_rounding::rz_fp32    ? &run_steps_fast<result_rounding::rz_fp32, false>
-                 : md.rho == result_rounding::rz_e8m13 ? &run_steps_fast<result_rounding::rz_e8m13, false>
-                                                       : &run_steps_fast<result_rounding::rne_fp16, false>;
-    if (fast16) steps_fn = fast16_for(md);
+    steps_fn = fast16_for(md, ns);
   }
 #endif
   const int threads = o.threads > 0 ? o.threads : omp_get_max_threads();

@@ -318,12 +318,12 @@ def test_e_zero_alignment_probes(arch, inst):
 
 
 # Shapes that the instructions' own do not reach, for the kernels' tiling (issue 17's AVX-512
-# kernels: 16 columns a vector, two rows at a time, tiles of 8 x 64): an odd m (a last single
-# row), n over a tile and not a multiple of 16 (a last chunk of 3 columns), several steps; the
-# operands are mismatches()'s, so specials and subnormals fall in every chunk. One instruction per
-# kernel variant: float32 lanes with sums in 32 bits (ampere f16), in runs widened to 64 (hopper
-# F = 25, L = 16), RNE-FP16 with the zero-product test (f16 output), RZ-E8M13 (hopper e4m3), FP4;
-# double lanes (bf16, tf32; Volta's short step in float32 lanes).
+# kernel: 16 columns a vector, four, two or one rows at a time, tiles of 8 x 64): an odd m (a
+# last single row), n over a tile and not a multiple of 16 (a last chunk of 3 columns), several
+# steps; the operands are mismatches()'s, so specials and subnormals fall in every chunk. One
+# instruction per kernel variant: sums in 32 bits (ampere f16), in runs widened to 64 (hopper
+# F = 25, L = 16), RNE-FP16 with the zero-product test (f16 output), RZ-E8M13 (hopper e4m3), FP4,
+# normalised significands (bf16, tf32 with their subnormals and extremes), Volta's short step.
 SHAPE_CASES = [("ampere", "m16n8k16.f32.f16.f16.f32"), ("hopper", "m16n8k16.f32.f16.f16.f32"),
                ("ampere", "m16n8k16.f16.f16.f16.f16"), ("hopper", "m64n8k32.f32.e4m3.e5m2"),
                ("rtx-blackwell", "m16n8k32.kind::f8f6f4.f32.e2m1.e2m1.f32"), ("ampere", "m16n8k16.f32.bf16.bf16.f32"),

@@ -42,8 +42,9 @@ INSTRUCTIONS = [
     ("blackwell", "m128n256k32.kind::f8f6f4.f32.e4m3.e4m3"),
     ("blackwell", "m128n256k32.kind::f8f6f4.f32.e2m1.e2m1"),
     ("rtx-blackwell", "m16n8k32.kind::f8f6f4.f32.e2m1.e2m1.f32"),
-    # bf16 with one A value outside [2^-63, 2^64): the data no longer fit the AVX-512 kernel's
-    # float32 lanes, which bf16/tf32 use only when every value does; the double lanes run instead.
+    # bf16 with one A value outside [2^-63, 2^64): the products of such data may leave float32's
+    # normal range, so the AVX-512 kernel multiplies normalised significands instead (its NS
+    # variant: two more adds a vector).
     ("ampere", "m16n8k16.f32.bf16.bf16.f32", "a[0,0] = 2^-100"),
 ]
 
