@@ -274,26 +274,33 @@ inline void check_element(const input_check& in_f, float v, const char* what, st
                                 what + " type)");
 }
 
+// Every element of x (rows x cols, row-major) checked as a value of f (check_element), then
+// visit(r, c, v) called on it.
+template <class Visit>
+void for_each_checked(const float* x, std::size_t rows, std::size_t cols, const format& f, const char* what,
+                      const Visit& visit) {
+  const input_check in_f(f);
+  for (std::size_t r = 0; r < rows; ++r)
+    for (std::size_t c = 0; c < cols; ++c) {
+      const float v = x[r * cols + c];
+      check_element(in_f, v, what, r, c);
+      visit(r, c, v);
+    }
+}
+
 void split_checked(const float* x, std::size_t rows, std::size_t cols, std::size_t rows_pad, std::size_t cols_pad,
                    const format& f, const char* what, split_matrix& out, std::vector<std::uint8_t>& nonfinite) {
   out.M.assign(rows_pad * cols_pad, 0);
   out.e.assign(rows_pad * cols_pad, 0);
   out.s.assign(rows_pad * cols_pad, 0);
   nonfinite.assign(rows_pad * cols_pad, 0);
-  const input_check in_f(f);
-  for (std::size_t r = 0; r < rows; ++r)
-    for (std::size_t c = 0; c < cols; ++c) {
-      const float v = x[r * cols + c];
-      check_element(in_f, v, what, r, c);
-      const std::size_t at = r * cols_pad + c;
-      const std::uint32_t bits = to_bits(v);
-      out.s[at] = bits >> 31;
-      if (!std::isfinite(v)) {
-        nonfinite[at] = 1;
-        continue;
-      }
-      split(bits, f.man_bits, f.emin(), out.M[at], out.e[at]);
-    }
+  for_each_checked(x, rows, cols, f, what, [&](std::size_t r, std::size_t c, float v) {
+    const std::size_t at = r * cols_pad + c;
+    const std::uint32_t bits = to_bits(v);
+    out.s[at] = bits >> 31;
+    if (!std::isfinite(v)) nonfinite[at] = 1;
+    else split(bits, f.man_bits, f.emin(), out.M[at], out.e[at]);
+  });
   for (std::size_t at = 0; at < out.M.size(); ++at)
     if (out.M[at] == 0) out.e[at] = zero_e;  // zeros, padding and specials
 }
@@ -536,20 +543,16 @@ void pack_checked(const float* x, std::size_t rows, std::size_t cols, std::size_
                   const format& f, const char* what, const At& at, std::vector<T>& val, std::vector<T>& ex,
                   std::vector<std::uint8_t>& nonfinite, bool normalise) {
   nonfinite.assign(rows_pad * cols_pad, 0);
-  const input_check in_f(f);
-  for (std::size_t r = 0; r < rows; ++r)
-    for (std::size_t c = 0; c < cols; ++c) {
-      const float v = x[r * cols + c];
-      check_element(in_f, v, what, r, c);
-      if (!std::isfinite(v)) {
-        nonfinite[r * cols_pad + c] = 1;
-        continue;
-      }
-      std::uint32_t M;
-      std::int32_t e;
-      split(to_bits(v), f.man_bits, f.emin(), M, e);
-      if (M) val[at(r, c)] = normalise ? T(std::ldexp(v, -e)) : T(v), ex[at(r, c)] = T(e);
+  for_each_checked(x, rows, cols, f, what, [&](std::size_t r, std::size_t c, float v) {
+    if (!std::isfinite(v)) {
+      nonfinite[r * cols_pad + c] = 1;
+      return;
     }
+    std::uint32_t M;
+    std::int32_t e;
+    split(to_bits(v), f.man_bits, f.emin(), M, e);
+    if (M) val[at(r, c)] = normalise ? T(std::ldexp(v, -e)) : T(v), ex[at(r, c)] = T(e);
+  });
 }
 
 // Whether every finite nonzero value of x[0 .. count) lies in [2^-63, 2^64), so that the product

@@ -330,6 +330,15 @@ SHAPE_CASES = [("ampere", "m16n8k16.f32.f16.f16.f32"), ("hopper", "m16n8k16.f32.
                ("ampere", "m16n8k8.f32.tf32.tf32.f32"), ("volta", "m8n8k4.f32.f16.f16.f32")]
 
 
+def same_as_mmasim(info, a, b, c, arch, inst):
+    want = bits(oracle(info, a, b, c, arch, inst))
+    got = bits(fpscope.gemm(a, b, c, arch=arch, inst=inst))
+    bad = np.argwhere(want != got)
+    assert want.size == a.shape[0] * b.shape[1]
+    assert len(bad) == 0, (f"{len(bad)} of {want.size} results differ; first at {tuple(bad[0])}: "
+                           f"MMA-Sim {want[tuple(bad[0])]:#x}, fpscope {got[tuple(bad[0])]:#x}")
+
+
 @pytest.mark.parametrize("arch,inst", SHAPE_CASES, ids=[f"{a}:{i}" for a, i in SHAPE_CASES])
 def test_odd_shapes_against_mmasim(arch, inst):
     info = fpscope.mma_info(arch, inst)
@@ -338,12 +347,7 @@ def test_odd_shapes_against_mmasim(arch, inst):
     a = operand(rng, info["a"], m, k, True, 1)
     b = operand(rng, info["b"], k, n, False, -1)
     c = c_values(rng, info["c"], m, n)
-    want = bits(oracle(info, a, b, c, arch, inst))
-    got = bits(fpscope.gemm(a, b, c, arch=arch, inst=inst))
-    bad = np.argwhere(want != got)
-    assert want.size == m * n
-    assert len(bad) == 0, (f"{len(bad)} of {want.size} results differ; first at {tuple(bad[0])}: "
-                           f"MMA-Sim {want[tuple(bad[0])]:#x}, fpscope {got[tuple(bad[0])]:#x}")
+    same_as_mmasim(info, a, b, c, arch, inst)
 
 
 @pytest.mark.parametrize("arch,inst", SHAPE_CASES[:2] + SHAPE_CASES[3:4] + SHAPE_CASES[5:6],
@@ -402,9 +406,4 @@ def test_bf16_tf32_in_float32_range_against_mmasim(arch, inst, shape):
     a = in_range(rng, operand(rng, info["a"], m, k, True, 1), info["a"])
     b = in_range(rng, operand(rng, info["b"], k, n, False, -1), info["b"])
     c = c_values(rng, info["c"], m, n)
-    want = bits(oracle(info, a, b, c, arch, inst))
-    got = bits(fpscope.gemm(a, b, c, arch=arch, inst=inst))
-    bad = np.argwhere(want != got)
-    assert want.size == m * n
-    assert len(bad) == 0, (f"{len(bad)} of {want.size} results differ; first at {tuple(bad[0])}: "
-                           f"MMA-Sim {want[tuple(bad[0])]:#x}, fpscope {got[tuple(bad[0])]:#x}")
+    same_as_mmasim(info, a, b, c, arch, inst)
