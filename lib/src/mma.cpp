@@ -1075,7 +1075,9 @@ void gemm(const instruction& inst, std::size_t m, std::size_t n, std::size_t k, 
   // inputs of at most 11 significant bits, F <= 29 (every such NVIDIA instruction); their
   // products exact and normal in float32 by the formats (fp16, FP8/6/4), or, for bf16 and tf32,
   // by the data (every value in [2^-63, 2^64)).
-  const bool lanes16 = !inst.block && md.F <= 29 && md.pa + md.pb + 2 <= 24;
+  const bool lanes16 = !inst.block && md.F <= 29 && md.pa + md.pb + 2 <= 24 &&
+                       (md.rho == result_rounding::rz_fp32 || md.rho == result_rounding::rz_e8m13 ||
+                        md.rho == result_rounding::rne_fp16);
   const bool fast16 = lanes16 &&
                       ((inst.a.emax() + inst.b.emax() + 2 <= 127 && md.emin_a - md.pa + md.emin_b - md.pb >= -126) ||
                        (in_half_range(A, m * k) && in_half_range(B, k * n)));
