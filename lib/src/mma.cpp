@@ -538,9 +538,9 @@ struct packed_operands {
 // non-finite values; normalise: divided by 2^e) and split exponent e (zero_e for those) stored at at(r, c) of val
 // and ex (which hold 0 and zero_e before), non-finite ones noted as there. Neither split_matrix
 // is built: the kernel needs only these (half the memory to fault in).
-template <class T, class At>
+template <class At>
 void pack_checked(const float* x, std::size_t rows, std::size_t cols, std::size_t rows_pad, std::size_t cols_pad,
-                  const format& f, const char* what, const At& at, std::vector<T>& val, std::vector<T>& ex,
+                  const format& f, const char* what, const At& at, std::vector<float>& val, std::vector<float>& ex,
                   std::vector<std::uint8_t>& nonfinite, bool normalise) {
   nonfinite.assign(rows_pad * cols_pad, 0);
   for_each_checked(x, rows, cols, f, what, [&](std::size_t r, std::size_t c, float v) {
@@ -551,7 +551,7 @@ void pack_checked(const float* x, std::size_t rows, std::size_t cols, std::size_
     std::uint32_t M;
     std::int32_t e;
     split(to_bits(v), f.man_bits, f.emin(), M, e);
-    if (M) val[at(r, c)] = normalise ? T(std::ldexp(v, -e)) : T(v), ex[at(r, c)] = T(e);
+    if (M) val[at(r, c)] = normalise ? std::ldexp(v, -e) : v, ex[at(r, c)] = float(e);
   });
 }
 
@@ -568,23 +568,21 @@ bool in_half_range(const float* x, std::size_t count) {
 }
 
 // A (m x kpad, row-major) and B (in chunks of CW columns, each kpad x CW, so that a chunk's K loop
-// reads contiguous memory), checked, as doubles (av ...) or as float32 (fav ...); nfa and nfb as
-// split_checked's.
-template <class T>
+// reads contiguous memory), checked, into P (normalise: the values as x / 2^e_x, for the NS
+// variant); nfa and nfb as split_checked's.
 void pack_checked(const float* A, const float* B, std::size_t m, std::size_t n, std::size_t k, std::size_t kpad,
-                  const instruction& inst, std::vector<T>& av, std::vector<T>& ae, std::vector<T>& bv,
-                  std::vector<T>& be, std::vector<std::uint8_t>& nfa, std::vector<std::uint8_t>& nfb,
-                  bool normalise = false) {
+                  const instruction& inst, packed_operands& P, std::vector<std::uint8_t>& nfa,
+                  std::vector<std::uint8_t>& nfb, bool normalise) {
   const std::size_t chunks = (n + CW - 1) / CW;
-  av.assign(m * kpad, T(0));
-  ae.assign(m * kpad, T(zero_e));
-  pack_checked(A, m, k, m, kpad, inst.a, "A", [kpad](std::size_t r, std::size_t c) { return r * kpad + c; }, av, ae,
-               nfa, normalise);
-  bv.assign(chunks * kpad * CW, T(0));
-  be.assign(chunks * kpad * CW, T(zero_e));
+  P.fav.assign(m * kpad, 0.0f);
+  P.fae.assign(m * kpad, float(zero_e));
+  pack_checked(A, m, k, m, kpad, inst.a, "A", [kpad](std::size_t r, std::size_t c) { return r * kpad + c; }, P.fav,
+               P.fae, nfa, normalise);
+  P.fbv.assign(chunks * kpad * CW, 0.0f);
+  P.fbe.assign(chunks * kpad * CW, float(zero_e));
   pack_checked(B, k, n, kpad, n, inst.b, "B",
-               [kpad](std::size_t r, std::size_t c) { return ((c / CW) * kpad + r) * CW + c % CW; }, bv, be, nfb,
-               normalise);
+               [kpad](std::size_t r, std::size_t c) { return ((c / CW) * kpad + r) * CW + c % CW; }, P.fbv, P.fbe,
+               nfb, normalise);
 }
 
 // Per (step, chunk): whether a B element of that chunk is special there (col_special's OR).
@@ -1085,7 +1083,7 @@ void gemm(const instruction& inst, std::size_t m, std::size_t n, std::size_t k, 
   const bool ns = lanes16 && !fast16 && md.rho == result_rounding::rz_fp32;
   packed_operands packed;
   if (fast16 || ns) {
-    pack_checked(A, B, m, n, k, kpad, inst, packed.fav, packed.fae, packed.fbv, packed.fbe, nfa, nfb, ns);
+    pack_checked(A, B, m, n, k, kpad, inst, packed, nfa, nfb, ns);
   } else
 #endif
   {
