@@ -30,6 +30,16 @@
 #include <string>
 #include <utility>
 #include <vector>
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
+// GCC 12's AVX-512 headers trip -Wmaybe-uninitialized / -Wuninitialized inside themselves (see
+// histogram.cpp): silenced for the header only.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+#define FPSCOPE_MMA_AVX512 1
+#endif
 
 #include "fpscope/accumulate.hpp"
 #include "fpscope/convert.hpp"
@@ -220,6 +230,30 @@ bool exactly_in(float v, const format& f) {
   return std::isnan(v) ? std::isnan(back) : back == double(v);
 }
 
+// exactly_in's common case without the format engine's scalar encode and decode (which took ~0.04 s
+// per million elements): a finite float32 no larger than f's largest value, none of whose
+// significand bits lie below f's quantum at its exponent (split()'s shift). Every other value
+// (specials, out of range, formats without a sign or subnormals) goes to exactly_in.
+struct input_check {
+  const format& f;
+  bool quick;
+  std::uint32_t max_mag;  // the float32 magnitude bits of f's largest finite value
+  explicit input_check(const format& fmt)
+      : f(fmt), quick(fmt.bits < 32 && fmt.is_signed() && fmt.subnormals),
+        max_mag(quick ? to_bits(float(decode(fmt.max_finite_bits(), fmt))) : 0u) {}
+  bool operator()(float v) const {
+    if (f.bits == 32) return true;
+    const std::uint32_t bits = to_bits(v);
+    if (quick && (bits & 0x7FFFFFFFu) <= max_mag) {
+      const std::int32_t ef = std::int32_t((bits >> 23) & 0xFFu);
+      const std::uint32_t sig = (bits & 0x7FFFFFu) | (std::uint32_t(ef != 0) << 23);
+      const std::int32_t sh = 23 - f.man_bits + std::max(f.emin() - (std::max(ef, 1) - 127), 0);
+      if ((sh >= 32 ? sig : sig & ((std::uint32_t{1} << sh) - 1)) == 0) return true;
+    }
+    return exactly_in(v, f);
+  }
+};
+
 // The exponent a zero (or special, or padding) operand carries in the split matrices: far below
 // any real one, so that a product with a zero factor has an exponent sum below zero_e / 2.
 constexpr std::int32_t zero_e = -(1 << 20);
@@ -234,28 +268,40 @@ struct split_matrix {
 
 // Checks that every element is exactly a value of `f` (one line naming the first that is not)
 // and splits it. rows x cols of `x` (row stride cols) into rows_pad x cols_pad, zero padded.
+inline void check_element(const input_check& in_f, float v, const char* what, std::size_t r, std::size_t c) {
+  if (!in_f(v))
+    throw std::invalid_argument(std::string(what) + "[" + std::to_string(r) + "," + std::to_string(c) + "] = " +
+                                number_text(v) + " is not exactly a " + in_f.f.name + " value (the instruction's " +
+                                what + " type)");
+}
+
+// Every element of x (rows x cols, row-major) checked as a value of f (check_element), then
+// visit(r, c, v) called on it.
+template <class Visit>
+void for_each_checked(const float* x, std::size_t rows, std::size_t cols, const format& f, const char* what,
+                      const Visit& visit) {
+  const input_check in_f(f);
+  for (std::size_t r = 0; r < rows; ++r)
+    for (std::size_t c = 0; c < cols; ++c) {
+      const float v = x[r * cols + c];
+      check_element(in_f, v, what, r, c);
+      visit(r, c, v);
+    }
+}
+
 void split_checked(const float* x, std::size_t rows, std::size_t cols, std::size_t rows_pad, std::size_t cols_pad,
                    const format& f, const char* what, split_matrix& out, std::vector<std::uint8_t>& nonfinite) {
   out.M.assign(rows_pad * cols_pad, 0);
   out.e.assign(rows_pad * cols_pad, 0);
   out.s.assign(rows_pad * cols_pad, 0);
   nonfinite.assign(rows_pad * cols_pad, 0);
-  for (std::size_t r = 0; r < rows; ++r)
-    for (std::size_t c = 0; c < cols; ++c) {
-      const float v = x[r * cols + c];
-      if (!exactly_in(v, f))
-        throw std::invalid_argument(std::string(what) + "[" + std::to_string(r) + "," + std::to_string(c) + "] = " +
-                                    number_text(v) + " is not exactly a " + f.name + " value (the instruction's " +
-                                    what + " type)");
-      const std::size_t at = r * cols_pad + c;
-      const std::uint32_t bits = to_bits(v);
-      out.s[at] = bits >> 31;
-      if (!std::isfinite(v)) {
-        nonfinite[at] = 1;
-        continue;
-      }
-      split(bits, f.man_bits, f.emin(), out.M[at], out.e[at]);
-    }
+  for_each_checked(x, rows, cols, f, what, [&](std::size_t r, std::size_t c, float v) {
+    const std::size_t at = r * cols_pad + c;
+    const std::uint32_t bits = to_bits(v);
+    out.s[at] = bits >> 31;
+    if (!std::isfinite(v)) nonfinite[at] = 1;
+    else split(bits, f.man_bits, f.emin(), out.M[at], out.e[at]);
+  });
   for (std::size_t at = 0; at < out.M.size(); ++at)
     if (out.M[at] == 0) out.e[at] = zero_e;  // zeros, padding and specials
 }
@@ -341,6 +387,8 @@ void check_fine_scales(const instruction& inst, std::size_t m, std::size_t n, st
 // An output tile: MB rows x NB columns, its accumulators in L1.
 constexpr std::size_t NB = 64, MB = 8;
 
+struct packed_operands;
+
 struct gemm_job {
   const model& md;
   std::size_t m, n, k, kpad;
@@ -348,6 +396,7 @@ struct gemm_job {
   const split_matrix &sa, &sb;
   const std::vector<std::uint8_t>& row_special;  // per (i, step)
   const std::vector<std::uint8_t>& col_special;  // per (step, j)
+  const packed_operands* packed = nullptr;       // the floating-point kernel's operands, when it runs
 };
 
 // Steps k0 .. k1 (a multiple of L apart) of rows i0 .. i0 + mb, columns j0 .. j0 + nb, on the
@@ -455,6 +504,303 @@ void run_steps(const gemm_job& g, std::size_t i0, std::size_t mb, std::size_t j0
     }
   }
 }
+
+#if defined(FPSCOPE_MMA_AVX512)
+// The same step in float32 lanes, AVX-512 (F and DQ), where every operation is exact: the NVIDIA
+// models with unscaled inputs (fp16, bf16, tf32, FP8, FP6, FP4 elements; the block-scaled and
+// CDNA3 instructions keep the integer kernels). Why it is the model's arithmetic:
+//  - a product a * b of two inputs is exact and normal in float32: at most 2 x 11 significant
+//    bits; for fp16 and FP8/6/4 between 2^-126 and 2^128 by their formats, for bf16 and tf32 by
+//    their data when every value lies in [2^-63, 2^64) (in_half_range), else (NS) as the product
+//    of the normalised significands a / 2^e_a and b / 2^e_b, whose exponents go into the scale;
+//  - the term's exponent is e_a + e_b of the split operands (split(): e >= the format's emin),
+//    not the product's own (s_a * s_b may reach [2, 4)), so A's and B's exponents are kept beside
+//    their values, and e_max is their sum's maximum as in the integer kernel (e_zero rule included);
+//  - truncating a term t to F fraction bits of 2^e_max is trunc(t * 2^(F - e_max)): vscalefps
+//    (exact wherever the result reaches 1; below, the result stays below 1 and truncates to 0
+//    whatever its rounding) and vcvttps2dq, which truncates toward zero: the sign-magnitude
+//    truncation of fdpa.py:75-82;
+//  - the L + 1 truncated terms, each below 2^(F + 2), sum exactly in integer lanes (below);
+//  - the exact sum's RZ-FP32 and RZ-E8M13 are integer-to-float conversions and a vscalefps with
+//    embedded round-toward-zero (below); RNE-FP16 (rounded()) adds and subtracts 1.5 * 2^(q + 52)
+//    (q the binary16 quantum's exponent at the sum) in double nearest-even;
+//  - a zero result is +0: x + 0 in nearest-even turns -0 into +0 (fdpa.py:102's "+ 0.0").
+// Specials: the same row/column flags and non-finite accumulator test as the integer kernel,
+// per step and 16 columns; where one is set, special_step() decides those results (fix_specials).
+// The accumulators stay in registers (float32 / binary16 values) over all steps.
+constexpr std::size_t CW = 16;  // columns per packed chunk: one vector of 16 floats
+
+struct packed_operands {
+  std::vector<float> fav, fae;  // m x kpad: A's values (0 for zeros, padding, specials), exponents
+  std::vector<float> fbv, fbe;  // chunk by chunk of CW columns, kpad x CW: the same for B
+  std::vector<std::uint8_t> chunk_special;  // per (step, chunk): a special B element there
+};
+
+// split_checked for this kernel: each element checked as there, its value (0 for zeros and
+// non-finite values; normalise: divided by 2^e) and split exponent e (zero_e for those) stored at at(r, c) of val
+// and ex (which hold 0 and zero_e before), non-finite ones noted as there. Neither split_matrix
+// is built: the kernel needs only these (half the memory to fault in).
+template <class At>
+void pack_checked(const float* x, std::size_t rows, std::size_t cols, std::size_t rows_pad, std::size_t cols_pad,
+                  const format& f, const char* what, const At& at, std::vector<float>& val, std::vector<float>& ex,
+                  std::vector<std::uint8_t>& nonfinite, bool normalise) {
+  nonfinite.assign(rows_pad * cols_pad, 0);
+  for_each_checked(x, rows, cols, f, what, [&](std::size_t r, std::size_t c, float v) {
+    if (!std::isfinite(v)) {
+      nonfinite[r * cols_pad + c] = 1;
+      return;
+    }
+    std::uint32_t M;
+    std::int32_t e;
+    split(to_bits(v), f.man_bits, f.emin(), M, e);
+    if (M) val[at(r, c)] = normalise ? std::ldexp(v, -e) : v, ex[at(r, c)] = float(e);
+  });
+}
+
+// Whether every finite nonzero value of x[0 .. count) lies in [2^-63, 2^64), so that the product
+// of two such values is a normal float32 number (and exact there, at most 2 x 11 significant bits):
+// bf16 and tf32, whose formats reach 2^-133 and 2^128, admitted to the float32 lanes by their data.
+bool in_half_range(const float* x, std::size_t count) {
+  std::uint32_t out = 0;
+  for (std::size_t t = 0; t < count; ++t) {
+    const std::uint32_t bits = to_bits(x[t]), e = (bits >> 23) & 0xFFu;
+    out |= std::uint32_t((bits & 0x7FFFFFFFu) != 0 && e != 0xFFu && (e < 127 - 63 || e > 127 + 63));
+  }
+  return out == 0;
+}
+
+// A (m x kpad, row-major) and B (in chunks of CW columns, each kpad x CW, so that a chunk's K loop
+// reads contiguous memory), checked, into P (normalise: the values as x / 2^e_x, for the NS
+// variant); nfa and nfb as split_checked's.
+void pack_checked(const float* A, const float* B, std::size_t m, std::size_t n, std::size_t k, std::size_t kpad,
+                  const instruction& inst, packed_operands& P, std::vector<std::uint8_t>& nfa,
+                  std::vector<std::uint8_t>& nfb, bool normalise) {
+  const std::size_t chunks = (n + CW - 1) / CW;
+  P.fav.assign(m * kpad, 0.0f);
+  P.fae.assign(m * kpad, float(zero_e));
+  pack_checked(A, m, k, m, kpad, inst.a, "A", [kpad](std::size_t r, std::size_t c) { return r * kpad + c; }, P.fav,
+               P.fae, nfa, normalise);
+  P.fbv.assign(chunks * kpad * CW, 0.0f);
+  P.fbe.assign(chunks * kpad * CW, float(zero_e));
+  pack_checked(B, k, n, kpad, n, inst.b, "B",
+               [kpad](std::size_t r, std::size_t c) { return ((c / CW) * kpad + r) * CW + c % CW; }, P.fbv, P.fbe,
+               nfb, normalise);
+}
+
+// Per (step, chunk): whether a B element of that chunk is special there (col_special's OR).
+void chunk_flags(std::size_t n, std::size_t steps, const std::vector<std::uint8_t>& col_special, packed_operands& P) {
+  const std::size_t chunks = (n + CW - 1) / CW;
+  P.chunk_special.assign(steps * chunks, 0);
+  for (std::size_t s = 0; s < steps; ++s)
+    for (std::size_t j = 0; j < n; ++j) P.chunk_special[s * chunks + j / CW] |= col_special[s * n + j];
+}
+
+// The results of the step at k of row i, columns jc .. jc + ncols, that a special input decides
+// (the integer kernel's test: a non-finite accumulator `old`, a special in the row's or the
+// column's elements of the step): special_step() gives them, over `now`.
+void fix_specials(const gemm_job& g, std::size_t i, bool row_sp, std::size_t k, std::size_t jc, std::size_t ncols,
+                  const float* old, float* now) {
+  const std::size_t kend = k + std::size_t(g.md.L), step = k / std::size_t(g.md.L);
+  for (std::size_t j = 0; j < ncols; ++j) {
+    if (!(row_sp || !std::isfinite(old[j]) || g.col_special[step * g.n + jc + j])) continue;
+    const std::uint32_t sp =
+        special_step(g.A + i * g.k, g.B, g.n, jc + j, std::min(k, g.k), std::min(kend, g.k), to_bits(old[j]));
+    if (sp) now[j] = from_bits<float>(sp);
+  }
+}
+
+// A step's exact sum v (a double) rounded to the output: the value, as a double, that the model's
+// ldexp_and_normalize gives (fdpa.py:47-72), +0 for a zero result.
+template <result_rounding R>
+inline __m512d rounded(__m512d v) {
+  const __m512d zero = _mm512_setzero_pd(), inf = _mm512_set1_pd(INFINITY);
+  if constexpr (R == result_rounding::rne_fp16) {
+    const __m512d q = _mm512_max_pd(_mm512_sub_pd(_mm512_getexp_pd(v), _mm512_set1_pd(10)), _mm512_set1_pd(-24));
+    const __m512d magic = _mm512_scalef_pd(_mm512_set1_pd(1.5), _mm512_add_pd(q, _mm512_set1_pd(52)));
+    __m512d t = _mm512_sub_round_pd(_mm512_add_round_pd(v, magic, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC),
+                                    magic, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    t = _mm512_mask_mul_pd(t, _mm512_cmp_pd_mask(_mm512_abs_pd(t), _mm512_set1_pd(65536.0), _CMP_GE_OQ), t, inf);
+    return _mm512_add_pd(t, zero);
+  } else {
+    const __m512d w = _mm512_mask_mul_pd(v, _mm512_cmp_pd_mask(_mm512_abs_pd(v), _mm512_set1_pd(0x1p128), _CMP_GE_OQ), v, inf);
+    __m256 f = _mm512_cvt_roundpd_ps(w, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    if constexpr (R == result_rounding::rz_e8m13) f = _mm256_and_ps(f, _mm256_castsi256_ps(_mm256_set1_epi32(~0x3FF)));
+    return _mm512_add_pd(_mm512_cvtps_pd(f), zero);
+  }
+}
+
+// RR rows (i, i + 1, ...) x the CW columns of chunk `ch` (the first `ncols` real, from column
+// jc), steps k0 .. k1 on the accumulators cs (float32 bits, row r at cs + r * NB). ZT: the zero
+// products need their test; without it (e_zero at or below every nonzero product's exponent,
+// e_zero <= emin_a + emin_b: fp16 and FP8/6/4 inputs), e_zero only matters when a step's products
+// are all zero, and then it is the maximum's floor: e_max = max(e_C, e_zero, products).
+// The scale is vscalefps's 2^(F - e_max) (no float32 power of two holds it for a small e_max), a
+// term truncated by vcvttps2dq (below 2^(F + 2) <= 2^31, F <= 29). The terms sum in 32-bit lanes:
+// all of them with C's where that cannot reach 2^31 (N: (2L + 1) 2^(F + 1) < 2^31), else in runs
+// of at most 2^(29 - F) products, each run's sum widened into 64-bit lanes. Toward zero, the
+// exact sum S * 2^(e_max - F) is rounded by vcvtdq2ps / vcvtqq2ps (S to 24 significant bits) and
+// then vscalefps (to binary32's range: the subnormal quantum, 2^(e_max - F) applied), both with
+// embedded round-toward-zero: truncations nest, so that is S * 2^(e_max - F) truncated once; a
+// sum at or above 2^128 is made inf (vscalefps gives the largest finite value there). RNE-FP16
+// goes through rounded() in two halves of 8 doubles.
+// NS (normalised significands, bf16/tf32 data outside [2^-63, 2^64)): A and B hold x / 2^e_x (in
+// [1, 2), or below 1 for a subnormal, at least 2^-7 for bf16 and 2^-10 for tf32), so that a
+// product a' b' is exact and normal in float32 for any bf16/tf32 values; its term is then
+// a' b' scaled by 2^(e_a + e_b + F - e_max) instead of 2^(F - e_max): two more adds a vector.
+template <result_rounding R, bool ZT, bool N, bool NS, int RR>
+void fast_rows16(const gemm_job& g, std::size_t i, std::size_t ch, std::size_t jc, std::size_t ncols,
+                 std::size_t k0, std::size_t k1, std::uint32_t* cs, bool first) {
+  const model& md = g.md;
+  const packed_operands& P = *g.packed;
+  const std::size_t kpad = g.kpad, L = std::size_t(md.L), steps = kpad / L, chunks = (g.n + CW - 1) / CW;
+  const std::size_t run = N ? L : std::min(L, std::size_t(1) << (29 - md.F));
+  const __m512 zero = _mm512_setzero_ps(), ezero = _mm512_set1_ps(float(md.e_zero)), Fv = _mm512_set1_ps(float(md.F));
+  const __m512 zthr = _mm512_set1_ps(float(zero_e / 2)), inf = _mm512_set1_ps(INFINITY);
+  const float* bv = P.fbv.data() + ch * kpad * CW;
+  const float* be = P.fbe.data() + ch * kpad * CW;
+  const float *av[RR], *ae[RR];
+  __m512 c[RR];
+  for (int r = 0; r < RR; ++r) {
+    av[r] = P.fav.data() + (i + std::size_t(r)) * kpad;
+    ae[r] = P.fae.data() + (i + std::size_t(r)) * kpad;
+    c[r] = _mm512_loadu_ps(reinterpret_cast<const float*>(cs + std::size_t(r) * NB));
+  }
+  const auto lo256 = [](__m512i x) { return _mm512_castsi512_si256(x); };
+  const auto hi256 = [](__m512i x) { return _mm512_extracti64x4_epi64(x, 1); };
+  for (std::size_t k = k0; k < k1; k += L, first = false) {
+    const __m512 emin = _mm512_set1_ps(float(first ? md.emin_c : md.emin_d));
+    __m512 emax[RR], s[RR];
+    __mmask16 zero_seen[RR];
+    __m512i acc[RR], wide_lo[RR], wide_hi[RR];
+    for (int r = 0; r < RR; ++r) {  // C's exponent (a zero C: e_zero)
+      const __m512 e = _mm512_max_ps(_mm512_getexp_ps(c[r]), emin);
+      emax[r] = _mm512_mask_mov_ps(e, _mm512_cmp_ps_mask(c[r], zero, _CMP_EQ_OQ), ezero);
+      if constexpr (!ZT) emax[r] = _mm512_max_ps(emax[r], ezero);
+      zero_seen[r] = 0;
+    }
+    const std::size_t kend = k + L;
+    for (std::size_t kk = k; kk < kend; ++kk) {
+      const __m512 b = _mm512_loadu_ps(be + kk * CW);
+      for (int r = 0; r < RR; ++r) {
+        const __m512 e = _mm512_add_ps(_mm512_set1_ps(ae[r][kk]), b);
+        emax[r] = _mm512_max_ps(emax[r], e);
+        if constexpr (ZT) zero_seen[r] |= _mm512_cmp_ps_mask(e, zthr, _CMP_LT_OQ);
+      }
+    }
+    for (int r = 0; r < RR; ++r) {
+      emax[r] = _mm512_mask_max_ps(emax[r], zero_seen[r], emax[r], ezero);
+      s[r] = _mm512_sub_ps(Fv, emax[r]);
+      const __m512i t = _mm512_cvttps_epi32(_mm512_scalef_ps(c[r], s[r]));  // C's term
+      if constexpr (N) {
+        acc[r] = t;
+      } else {
+        wide_lo[r] = _mm512_cvtepi32_epi64(lo256(t));
+        wide_hi[r] = _mm512_cvtepi32_epi64(hi256(t));
+      }
+    }
+    for (std::size_t k2 = k; k2 < kend; k2 += run) {
+      if constexpr (!N)
+        for (int r = 0; r < RR; ++r) acc[r] = _mm512_setzero_si512();
+      for (std::size_t kk = k2; kk < k2 + run; ++kk) {
+        const __m512 b = _mm512_loadu_ps(bv + kk * CW);
+        [[maybe_unused]] __m512 eb;
+        if constexpr (NS) eb = _mm512_loadu_ps(be + kk * CW);
+        for (int r = 0; r < RR; ++r) {
+          const __m512 p = _mm512_mul_ps(_mm512_set1_ps(av[r][kk]), b);
+          __m512 y = s[r];
+          if constexpr (NS) y = _mm512_add_ps(_mm512_add_ps(eb, _mm512_set1_ps(ae[r][kk])), y);
+          acc[r] = _mm512_add_epi32(acc[r], _mm512_cvttps_epi32(_mm512_scalef_ps(p, y)));
+        }
+      }
+      if constexpr (!N)
+        for (int r = 0; r < RR; ++r) {
+          wide_lo[r] = _mm512_add_epi64(wide_lo[r], _mm512_cvtepi32_epi64(lo256(acc[r])));
+          wide_hi[r] = _mm512_add_epi64(wide_hi[r], _mm512_cvtepi32_epi64(hi256(acc[r])));
+        }
+    }
+    const std::size_t step = k / L;
+    for (int r = 0; r < RR; ++r) {
+      const __m512 base = _mm512_sub_ps(emax[r], Fv);
+      __m512 next;
+      if constexpr (R == result_rounding::rne_fp16) {
+        const __m512d slo = N ? _mm512_cvtepi32_pd(lo256(acc[r])) : _mm512_cvtepi64_pd(wide_lo[r]);
+        const __m512d shi = N ? _mm512_cvtepi32_pd(hi256(acc[r])) : _mm512_cvtepi64_pd(wide_hi[r]);
+        const __m512d lo = rounded<R>(_mm512_scalef_pd(slo, _mm512_cvtps_pd(_mm512_castps512_ps256(base))));
+        const __m512d hi = rounded<R>(_mm512_scalef_pd(
+            shi, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(base), 1)))));
+        next = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(_mm512_cvtpd_ps(lo))),
+                                                   _mm256_castps_pd(_mm512_cvtpd_ps(hi)), 1));
+      } else {
+        __m512 x;  // S truncated to 24 significant bits
+        if constexpr (N) {
+          x = _mm512_cvt_roundepi32_ps(acc[r], _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+        } else {
+          const __m256 xl = _mm512_cvt_roundepi64_ps(wide_lo[r], _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+          const __m256 xh = _mm512_cvt_roundepi64_ps(wide_hi[r], _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+          x = _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(xl)), _mm256_castps_pd(xh), 1));
+        }
+        next = _mm512_scalef_round_ps(x, base, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+        const __mmask16 ovf =
+            _mm512_cmp_ps_mask(_mm512_add_ps(_mm512_getexp_ps(x), base), _mm512_set1_ps(128.0f), _CMP_GE_OQ);
+        next = _mm512_mask_mul_ps(next, ovf, next, inf);
+        if constexpr (R == result_rounding::rz_e8m13)
+          next = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(next), _mm512_set1_epi32(~0x3FF)));
+        next = _mm512_add_ps(next, zero);  // -0 to +0
+      }
+      // 0x99: NaN (quiet, signalling) or an infinity
+      const bool row_sp = g.row_special[(i + std::size_t(r)) * steps + step] != 0;
+      if (row_sp || P.chunk_special[step * chunks + ch] || _mm512_fpclass_ps_mask(c[r], 0x99)) {
+        alignas(64) float old[CW], now[CW];
+        _mm512_store_ps(old, c[r]);
+        _mm512_store_ps(now, next);
+        fix_specials(g, i + std::size_t(r), row_sp, k, jc, ncols, old, now);
+        next = _mm512_load_ps(now);
+      }
+      c[r] = next;
+    }
+  }
+  for (int r = 0; r < RR; ++r) _mm512_storeu_ps(reinterpret_cast<float*>(cs + std::size_t(r) * NB), c[r]);
+}
+
+// Four rows at a time: four independent chains of steps (each step's C the previous one's
+// result) and B's loads shared by four.
+template <result_rounding R, bool ZT, bool N, bool NS>
+void run_steps_fast16(const gemm_job& g, std::size_t i0, std::size_t mb, std::size_t j0, std::size_t nb,
+                      std::size_t k0, std::size_t k1, std::uint32_t* cs, bool first) {
+  for (std::size_t jc = 0; jc < nb; jc += CW) {
+    const std::size_t ch = (j0 + jc) / CW, ncols = std::min(CW, nb - jc);
+    std::size_t r = 0;
+    for (; r + 4 <= mb; r += 4)
+      fast_rows16<R, ZT, N, NS, 4>(g, i0 + r, ch, j0 + jc, ncols, k0, k1, cs + r * NB + jc, first);
+    for (; r + 2 <= mb; r += 2)
+      fast_rows16<R, ZT, N, NS, 2>(g, i0 + r, ch, j0 + jc, ncols, k0, k1, cs + r * NB + jc, first);
+    if (r < mb) fast_rows16<R, ZT, N, NS, 1>(g, i0 + r, ch, j0 + jc, ncols, k0, k1, cs + r * NB + jc, first);
+  }
+}
+
+// run_steps_fast16 for the instruction: its rounding, whether zero products need their test,
+// whether its sums stay in 32-bit lanes.
+using steps_fn_t = void (*)(const gemm_job&, std::size_t, std::size_t, std::size_t, std::size_t, std::size_t,
+                            std::size_t, std::uint32_t*, bool);
+template <bool ZT, bool N>
+steps_fn_t fast16_for(result_rounding rho) {
+  return rho == result_rounding::rz_fp32    ? &run_steps_fast16<result_rounding::rz_fp32, ZT, N, false>
+         : rho == result_rounding::rz_e8m13 ? &run_steps_fast16<result_rounding::rz_e8m13, ZT, N, false>
+                                            : &run_steps_fast16<result_rounding::rne_fp16, ZT, N, false>;
+}
+// ns: normalised significands (bf16/tf32 RZ-FP32 instructions only: every one of them).
+steps_fn_t fast16_for(const model& md, bool ns) {
+  const bool zt = md.e_zero > md.emin_a + md.emin_b;
+  const bool narrow = (2 * std::int64_t(md.L) + 1) << (md.F + 1) < std::int64_t{1} << 31;
+  if (ns)
+    return zt ? (narrow ? &run_steps_fast16<result_rounding::rz_fp32, true, true, true>
+                        : &run_steps_fast16<result_rounding::rz_fp32, true, false, true>)
+              : (narrow ? &run_steps_fast16<result_rounding::rz_fp32, false, true, true>
+                        : &run_steps_fast16<result_rounding::rz_fp32, false, false, true>);
+  return zt ? (narrow ? fast16_for<true, true>(md.rho) : fast16_for<true, false>(md.rho))
+            : (narrow ? fast16_for<false, true>(md.rho) : fast16_for<false, false>(md.rho));
+}
+#endif
 
 // One scale code as an integer significand (fs fraction bits) and exponent (MMA-Sim
 // frexp_and_normalize of the UE8M0 / UE4M3 value; UE4M3 is e4m3 with its sign bit cleared,
@@ -740,14 +1086,35 @@ void gemm(const instruction& inst, std::size_t m, std::size_t n, std::size_t k, 
   }
   split_matrix sa, sb;
   std::vector<std::uint8_t> nfa, nfb;
-  split_checked(A, m, k, m, kpad, inst.a, "A", sa, nfa);
-  split_checked(B, k, n, kpad, n, inst.b, "B", sb, nfb);
+#if defined(FPSCOPE_MMA_AVX512)
+  // The floating-point kernel (above packed_operands) where its arithmetic is exact: unscaled
+  // inputs of at most 11 significant bits, F <= 29 (every such NVIDIA instruction); their
+  // products exact and normal in float32 by the formats (fp16, FP8/6/4), or, for bf16 and tf32,
+  // by the data (every value in [2^-63, 2^64)).
+  const bool lanes16 = !inst.block && md.F <= 29 && md.pa + md.pb + 2 <= 24 &&
+                       (md.rho == result_rounding::rz_fp32 || md.rho == result_rounding::rz_e8m13 ||
+                        md.rho == result_rounding::rne_fp16);
+  const bool fast16 = lanes16 &&
+                      ((inst.a.emax() + inst.b.emax() + 2 <= 127 && md.emin_a - md.pa + md.emin_b - md.pb >= -126) ||
+                       (in_half_range(A, m * k) && in_half_range(B, k * n)));
+  // Else, RZ-FP32 (every bf16/tf32 instruction): normalised significands in the float32 lanes.
+  const bool ns = lanes16 && !fast16 && md.rho == result_rounding::rz_fp32;
+  packed_operands packed;
+  if (fast16 || ns) {
+    pack_checked(A, B, m, n, k, kpad, inst, packed, nfa, nfb, ns);
+  } else
+#endif
+  {
+    split_checked(A, m, k, m, kpad, inst.a, "A", sa, nfa);
+    split_checked(B, k, n, kpad, n, inst.b, "B", sb, nfb);
+  }
   if (inst.block) apply_scales(inst, m, n, k, kpad, o, sa, sb);
   else if (o.a_scale || o.b_scale)
     throw std::invalid_argument(inst.name + " is not block-scaled: it takes no scales");
   if (C) {
+    const input_check in_c(inst.c);
     for (std::size_t x = 0; x < m * n; ++x) {
-      if (!exactly_in(C[x], inst.c))
+      if (!in_c(C[x]))
         throw std::invalid_argument("C[" + std::to_string(x / n) + "," + std::to_string(x % n) + "] = " +
                                     number_text(C[x]) + " is not exactly a " + inst.c.name +
                                     " value (the instruction's C type)");
@@ -761,13 +1128,20 @@ void gemm(const instruction& inst, std::size_t m, std::size_t n, std::size_t k, 
   for (std::size_t kk = 0; kk < k; ++kk)
     for (std::size_t j = 0; j < n; ++j)
       if (nfb[kk * n + j]) col_special[(kk / L) * n + j] = 1;
-  const gemm_job g{md, m, n, k, kpad, A, B, sa, sb, row_special, col_special};
+  gemm_job g{md, m, n, k, kpad, A, B, sa, sb, row_special, col_special};
   const std::size_t group = fine ? fine_block : o.promote ? o.promote : kpad;
   // 1x128: A's scales per row and K-block, B's per K-block and 128 columns.
   const std::size_t fkb = (k + fine_block - 1) / fine_block, fnb = (n + fine_block - 1) / fine_block;
-  const auto steps_fn = md.rho == result_rounding::rz_fp32    ? &run_steps<result_rounding::rz_fp32>
-                        : md.rho == result_rounding::rz_e8m13 ? &run_steps<result_rounding::rz_e8m13>
-                                                              : &run_steps<result_rounding::rne_fp16>;
+  auto steps_fn = md.rho == result_rounding::rz_fp32    ? &run_steps<result_rounding::rz_fp32>
+                  : md.rho == result_rounding::rz_e8m13 ? &run_steps<result_rounding::rz_e8m13>
+                                                        : &run_steps<result_rounding::rne_fp16>;
+#if defined(FPSCOPE_MMA_AVX512)
+  if (fast16 || ns) {
+    chunk_flags(n, steps, col_special, packed);
+    g.packed = &packed;
+    steps_fn = fast16_for(md, ns);
+  }
+#endif
   const int threads = o.threads > 0 ? o.threads : omp_get_max_threads();
   const std::size_t blocks = (n + NB - 1) / NB, row_blocks = (m + MB - 1) / MB;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)

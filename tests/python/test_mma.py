@@ -114,6 +114,43 @@ def test_inexact_input_is_refused_naming_it():
         fpscope.gemm(np.ones((16, 16), np.int32), np.ones((16, 8)), **AMPERE)
 
 
+# The input check's shortcut (mma.cpp input_check: range and the bits below the format's quantum,
+# without the format engine) at its edges, each value refused by one of its two tests only, or
+# accepted: just beyond the largest value (a power of two: no bits to drop), just below the
+# smallest subnormal, the extremes themselves; B and C (f16 output: C is fp16) checked the same way.
+@pytest.mark.parametrize("arch,inst,where,value,ok", [
+    ("ampere", "m16n8k16.f32.f16.f16.f32", "A", 131072.0, False),  # 2^17 > 65504
+    ("ampere", "m16n8k16.f32.f16.f16.f32", "A", 65504.0, True),
+    ("ampere", "m16n8k16.f32.f16.f16.f32", "B", 2.0 ** -25, False),  # below fp16's 2^-24
+    ("ampere", "m16n8k16.f32.f16.f16.f32", "B", 2.0 ** -24, True),
+    ("ampere", "m16n8k16.f32.f16.f16.f32", "B", 3 * 2.0 ** -24, True),
+    ("ampere", "m16n8k16.f32.f16.f16.f32", "B", 3 * 2.0 ** -25, False),
+    ("ampere", "m16n8k16.f16.f16.f16.f16", "C", 131072.0, False),
+    ("ampere", "m16n8k16.f16.f16.f16.f16", "C", -65504.0, True),
+    ("ampere", "m16n8k16.f32.bf16.bf16.f32", "A", 2.0 ** -133, True),  # bf16's smallest subnormal
+    ("ampere", "m16n8k16.f32.bf16.bf16.f32", "A", 2.0 ** -134, False),
+    ("hopper", "m64n8k32.f32.e4m3.e4m3", "A", 512.0, False),  # e4m3 (fn): 448 at most
+    ("hopper", "m64n8k32.f32.e4m3.e4m3", "A", 448.0, True),
+    ("hopper", "m64n8k32.f32.e4m3.e4m3", "B", 480.0, False),  # S.1111.111: e4m3's NaN code
+    ("hopper", "m64n8k32.f32.e4m3.e4m3", "B", float("inf"), False),  # e4m3 has no inf
+    ("hopper", "m64n8k32.f32.e4m3.e4m3", "B", float("nan"), True),
+    ("hopper", "m64n8k32.f32.e5m2.e5m2", "B", float("-inf"), True),
+    ("rtx-blackwell", "m16n8k32.kind::f8f6f4.f32.e2m1.e2m1.f32", "A", 8.0, False),  # e2m1: 6 at most
+    ("rtx-blackwell", "m16n8k32.kind::f8f6f4.f32.e2m1.e2m1.f32", "A", -6.0, True),
+])
+def test_input_check_edges(arch, inst, where, value, ok):
+    info = fpscope.mma_info(arch, inst)
+    m, n, k = info["m"], info["n"], info["k"]
+    a, b = np.ones((m, k), np.float32), np.ones((k, n), np.float32)
+    c = np.zeros((m, n), np.float32)
+    {"A": a, "B": b, "C": c}[where][1, 2] = value
+    if ok:
+        fpscope.gemm(a, b, c, arch=arch, inst=inst)
+    else:
+        with pytest.raises(ValueError, match=rf"{where}\[1,2\] = .* not exactly a"):
+            fpscope.gemm(a, b, c, arch=arch, inst=inst)
+
+
 def test_promote_must_be_a_multiple_of_k():
     with pytest.raises(ValueError, match="not a multiple"):
         fpscope.gemm(np.ones((16, 32), np.float32), np.ones((32, 8), np.float32), **AMPERE, promote=24)

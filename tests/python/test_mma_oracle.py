@@ -499,3 +499,95 @@ def test_cdna12_near_binary32_overflow(arch, inst):
         compared += want.size
         inf += int(((want & 0x7FFFFFFF) == 0x7F800000).sum())
     assert compared == 10 * 1024 and 0 < inf < compared  # both sides of the threshold were reached
+
+
+# Shapes that the instructions' own do not reach, for the kernels' tiling (issue 17's AVX-512
+# kernel: 16 columns a vector, four, two or one rows at a time, tiles of 8 x 64): an odd m (a
+# last single row), n over a tile and not a multiple of 16 (a last chunk of 3 columns), several
+# steps; the operands are mismatches()'s, so specials and subnormals fall in every chunk. One
+# instruction per kernel variant: sums in 32 bits (ampere f16), in runs widened to 64 (hopper
+# F = 25, L = 16), RNE-FP16 with the zero-product test (f16 output), RZ-E8M13 (hopper e4m3), FP4,
+# normalised significands (bf16, tf32 with their subnormals and extremes), Volta's short step.
+SHAPE_CASES = [("ampere", "m16n8k16.f32.f16.f16.f32"), ("hopper", "m16n8k16.f32.f16.f16.f32"),
+               ("ampere", "m16n8k16.f16.f16.f16.f16"), ("hopper", "m64n8k32.f32.e4m3.e5m2"),
+               ("rtx-blackwell", "m16n8k32.kind::f8f6f4.f32.e2m1.e2m1.f32"), ("ampere", "m16n8k16.f32.bf16.bf16.f32"),
+               ("ampere", "m16n8k8.f32.tf32.tf32.f32"), ("volta", "m8n8k4.f32.f16.f16.f32")]
+
+
+def same_as_mmasim(info, a, b, c, arch, inst):
+    want = bits(oracle(info, a, b, c, arch, inst))
+    got = bits(fpscope.gemm(a, b, c, arch=arch, inst=inst))
+    bad = np.argwhere(want != got)
+    assert want.size == a.shape[0] * b.shape[1]
+    assert len(bad) == 0, (f"{len(bad)} of {want.size} results differ; first at {tuple(bad[0])}: "
+                           f"MMA-Sim {want[tuple(bad[0])]:#x}, fpscope {got[tuple(bad[0])]:#x}")
+
+
+@pytest.mark.parametrize("arch,inst", SHAPE_CASES, ids=[f"{a}:{i}" for a, i in SHAPE_CASES])
+def test_odd_shapes_against_mmasim(arch, inst):
+    info = fpscope.mma_info(arch, inst)
+    rng = np.random.default_rng(zlib.crc32(f"shapes:{arch}:{inst}".encode()))
+    m, n, k = 37, 83, info["k"] * 3
+    a = operand(rng, info["a"], m, k, True, 1)
+    b = operand(rng, info["b"], k, n, False, -1)
+    c = c_values(rng, info["c"], m, n)
+    same_as_mmasim(info, a, b, c, arch, inst)
+
+
+@pytest.mark.parametrize("arch,inst", SHAPE_CASES[:2] + SHAPE_CASES[3:4] + SHAPE_CASES[5:6],
+                         ids=[f"{a}:{i}" for a, i in SHAPE_CASES[:2] + SHAPE_CASES[3:4] + SHAPE_CASES[5:6]])
+def test_promotion_against_mmasim(arch, inst):
+    # DeepSeek-V3's promotion: each group of `promote` from a zero accumulator (the kernels' runs
+    # that start past K's first step), added into the float32 total in nearest-even: here by
+    # NumPy's float32 add on MMA-Sim's group results.
+    info = fpscope.mma_info(arch, inst)
+    rng = np.random.default_rng(zlib.crc32(f"promote:{arch}:{inst}".encode()))
+    m, n, k, promote = 19, 40, info["k"] * 4, info["k"] * 2
+    a = operand(rng, info["a"], m, k, True, 1)
+    b = operand(rng, info["b"], k, n, False, -1)
+    c = c_values(rng, info["c"], m, n)
+    total = c.copy()
+    with np.errstate(invalid="ignore", over="ignore"):
+        for g0 in range(0, k, promote):
+            part = oracle(info, a[:, g0:g0 + promote], b[g0:g0 + promote], np.zeros((m, n), np.float32), arch, inst)
+            total = (total + part).astype(np.float32)
+    total[np.isnan(total)] = np.frombuffer(np.uint32(0x7FFFFFFF).tobytes(), np.float32)[0]
+    got = bits(fpscope.gemm(a, b, c, arch=arch, inst=inst, promote=promote))
+    bad = np.argwhere(bits(total) != got)
+    assert got.size == m * n
+    assert len(bad) == 0, f"{len(bad)} of {got.size} results differ; first at {tuple(bad[0])}"
+
+
+# bf16 and tf32 run in the float32 lanes when every A and B value lies in [2^-63, 2^64) (their
+# products then normal float32 numbers; mma.cpp in_half_range): mismatches()'s operands with the
+# values outside that range replaced by typical ones, the range's ends 2^-63 and (2 - 2^-7) 2^63
+# (bf16; tf32 (2 - 2^-10) 2^63) put in, specials kept; C over binary32's whole range. The
+# instructions' own shapes and the odd ones.
+RANGE_CASES = [("ampere", "m16n8k16.f32.bf16.bf16.f32"), ("ampere", "m16n8k8.f32.tf32.tf32.f32"),
+               ("hopper", "m64n256k16.f32.bf16.bf16"), ("hopper", "m64n8k8.f32.tf32.tf32"),
+               ("blackwell", "m64n8k16.kind::f16.f32.bf16.bf16")]
+
+
+def in_range(rng, x, fmt):
+    top = np.float32((2 - 2.0 ** -{"bf16": 7, "tf32": 10}[fmt]) * 2.0 ** 63)
+    mag = np.abs(x)
+    out = np.isfinite(x) & (x != 0) & ((mag < 2.0 ** -63) | (mag > top))
+    typical = fpscope.decode(fpscope.encode(rng.standard_normal(x.shape).astype(np.float32), fmt), fmt)
+    x = np.where(out, typical, x).astype(np.float32)
+    flat = x.reshape(-1)
+    at = rng.choice(flat.size, 4, replace=False)
+    flat[at] = [2.0 ** -63, -(2.0 ** -63), top, -top]
+    return x
+
+
+@pytest.mark.parametrize("shape", ["inst", "odd"])
+@pytest.mark.parametrize("arch,inst", RANGE_CASES, ids=[f"{a}:{i}" for a, i in RANGE_CASES])
+def test_bf16_tf32_in_float32_range_against_mmasim(arch, inst, shape):
+    info = fpscope.mma_info(arch, inst)
+    rng = np.random.default_rng(zlib.crc32(f"range:{arch}:{inst}:{shape}".encode()))
+    m, n = (info["m"] * 2, info["n"]) if shape == "inst" else (37, 83)
+    k = info["k"] * (1 if info["c"] != info["d"] else 4)
+    a = in_range(rng, operand(rng, info["a"], m, k, True, 1), info["a"])
+    b = in_range(rng, operand(rng, info["b"], k, n, False, -1), info["b"])
+    c = c_values(rng, info["c"], m, n)
+    same_as_mmasim(info, a, b, c, arch, inst)
