@@ -42,6 +42,13 @@ INSTRUCTIONS = [
     ("blackwell", "m128n256k32.kind::f8f6f4.f32.e4m3.e4m3"),
     ("blackwell", "m128n256k32.kind::f8f6f4.f32.e2m1.e2m1"),
     ("rtx-blackwell", "m16n8k32.kind::f8f6f4.f32.e2m1.e2m1.f32"),
+    # block-scaled (random UE8M0 scales 2^-8..2^8, or UE4M3 codes 0x30..0x40): the integer kernel
+    ("blackwell", "m128n256k32.kind::mxf8f6f4.block32.f32.e4m3.e4m3.ue8m0"),
+    ("blackwell", "m128n256k64.kind::mxf4.block32.f32.e2m1.e2m1.ue8m0"),
+    ("blackwell", "m128n256k64.kind::mxf4nvf4.block16.f32.e2m1.e2m1.ue4m3"),
+    # AMD CDNA3 (tr_fdpa / gtr_fdpa, the scalar K loop)
+    ("cdna3", "f32_32x32x8_f16"),
+    ("cdna3", "f32_16x16x32_fp8_fp8"),
     # bf16 with one A value outside [2^-63, 2^64): the products of such data may leave float32's
     # normal range, so the AVX-512 kernel multiplies normalised significands instead (its NS
     # variant: two more adds a vector).
@@ -94,15 +101,21 @@ def main():
             inst_label = f"{inst} ({tiny[0]})"
         else:
             inst_label = inst
+        sa = sb = None
+        if info["block"]:
+            nb = n // info["block"]
+            lo, hi = (0x30, 0x41) if inst.endswith("ue4m3") else (119, 136)
+            sa = rng.integers(lo, hi, (n, nb)).astype(np.uint8)
+            sb = rng.integers(lo, hi, (nb, n)).astype(np.uint8)
         t = time.perf_counter()
-        d = fpscope.gemm(a, b, arch=arch, inst=inst, threads=1)
+        d = fpscope.gemm(a, b, arch=arch, inst=inst, threads=1, a_scale=sa, b_scale=sb)
         t_fp = time.perf_counter() - t
         t_ms, same = float("nan"), "-"
         if mmasim:
             r = args.mmasim_rows
             c = np.zeros((r, n), np.float32)
             t = time.perf_counter()
-            want = oracle.oracle(info, a[:r], b, c, arch, inst)
+            want = oracle.oracle(info, a[:r], b, c, arch, inst, None if sa is None else sa[:r], sb)
             t_ms = (time.perf_counter() - t) * n / r
             got = np.ascontiguousarray(d[:r])
             same = f"{r}: {'bit-identical' if np.array_equal(oracle.bits(want), oracle.bits(got)) else 'DIFFER'}"
