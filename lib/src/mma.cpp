@@ -718,6 +718,7 @@ void gemm(const instruction& inst, std::size_t m, std::size_t n, std::size_t k, 
     std::vector<std::uint8_t> nfa, nfb;
     split_checked(A, m, k, m, k, inst.a, "A", sa, nfa);
     split_checked(B, k, n, k, n, inst.b, "B", sb, nfb);
+    if (amd::gemm_fast(inst, m, n, k, A, B, C, D, o)) return;  // the vector kernels (mma_amd.cpp)
     const std::size_t L = std::size_t(inst.L);
     return scalar_k_loop(m, n, kpad, L, C, D, o, [&](std::size_t i, std::size_t j, std::size_t k0, std::uint32_t c) {
       float a[4] = {}, b[4] = {};  // K padded with zeros
