@@ -311,7 +311,8 @@ __attribute__((target("avx512f"), always_inline)) inline __m512d two_sum(__m512d
 // order, then C: its float64 `summands.sum`) gives s = that float64 sum and the exact errors
 // e_1..e_L, so the exact sum is x = s + sum(e). h = fl(s + fl(sum e)) is within a bound B of x
 // (fl(sum e) errs by at most 3u sum|e|); when h - B' and h + B' (B' >= B plus h's own rounding)
-// round to the same binary32 value, so does x (rounding is monotone): that is the result. Every
+// round to the same binary32 value, so does x (rounding is monotone): that is the result; when
+// every error is zero, x is h itself, rounded by the conversion (ties to even included). Every
 // other lane -- a special or a float64 sum past binary32's overflow threshold (the model's quirk:
 // inf), a result within B of a binary32 rounding boundary or zero -- takes the scalar e_fdpa()
 // above with its exact fixed-point sum. Random inputs almost never do.
@@ -351,7 +352,10 @@ __attribute__((target("avx512f"))) void tile_fdpa(const packed& p, std::size_t i
           const __m256 f = to_float(hsum);
           const __m512d fd = to_double(f), lo = to_double(to_float(_mm512_sub_pd(hsum, B))),
                         hi = to_double(to_float(_mm512_add_pd(hsum, B)));
-          const __mmask8 ok = in_range & _mm512_cmp_pd_mask(lo, hi, _CMP_EQ_OQ) &
+          // exact: no rounding error anywhere (fp16's sums often are), x == h, and f is x rounded
+          // even where x is a binary32 tie, which the bracket cannot tell.
+          const __mmask8 exact = _mm512_cmp_pd_mask(_mm512_add_pd(vabs(l), absE), zero, _CMP_EQ_OQ);
+          const __mmask8 ok = in_range & (exact | _mm512_cmp_pd_mask(lo, hi, _CMP_EQ_OQ)) &
                               _mm512_cmp_pd_mask(fd, zero, _CMP_NEQ_OQ) & _mm512_cmp_pd_mask(vabs(fd), inf, _CMP_LT_OQ);
           if (ok == 0xFF) {
             acc[r][h] = f;
