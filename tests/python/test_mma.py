@@ -281,3 +281,34 @@ def test_gemm_k_sweep_is_the_prefix_gemms():
         fpscope.gemm_k_sweep(a, b, **HOPPER_FP8, ks=[301])
     with pytest.raises(ValueError, match="ks"):
         fpscope.gemm_k_sweep(a, b, **HOPPER_FP8, ks=[])
+
+
+@pytest.mark.parametrize("arch,inst,fmt", [("cdna1", "f32_32x32x8f16", "fp16"), ("cdna1", "f32_32x32x4bf16", "bf16"),
+                                           ("cdna2", "f32_32x32x8f16", "fp16"), ("cdna2", "f32_32x32x2f32", None),
+                                           ("cdna3", "f32_32x32x2_f32", None)])
+def test_amd_gemm_ignores_the_hosts_flush_to_zero(arch, inst, fmt):
+    # AMD's kernels run on native arithmetic (mma_amd.cpp's AVX-512 kernels set MXCSR per thread):
+    # a host with FTZ/DAZ set (torch.set_flush_denormal, here on the calling thread, threads=1)
+    # gets the same bits, subnormal C and subnormal results included.
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(5)
+    n = 40  # not a multiple of the kernels' 4 x 32 tiles
+
+    def operand(scale):
+        x = (rng.standard_normal((n, n)) * scale).astype(np.float32)
+        x[rng.random((n, n)) < 0.3] = 0
+        return fpscope.decode(fpscope.encode(x, fmt), fmt) if fmt else x
+
+    a, b = (operand(1.0), operand(1.0)) if fmt else (operand(2.0**-70), operand(2.0**-60))
+    a[:5] = 0  # rows whose D is C's subnormals (CDNA1, CDNA3), or +0 (CDNA2's fp16)
+    c = (rng.standard_normal((n, n)) * 2.0**-130).astype(np.float32)
+    ref = fpscope.gemm(a, b, c, arch=arch, inst=inst, threads=1)
+    if arch != "cdna2":  # CDNA2's f32 is the FMA chain too; its fp16 flushes every subnormal itself
+        assert (np.abs(ref[ref != 0]) < np.finfo(np.float32).tiny).any()
+    if not torch.set_flush_denormal(True):
+        pytest.skip("this CPU has no flush-to-zero mode")
+    try:
+        got = fpscope.gemm(a, b, c, arch=arch, inst=inst, threads=1)
+    finally:
+        torch.set_flush_denormal(False)
+    assert np.array_equal(ref.view(np.uint32), got.view(np.uint32))
