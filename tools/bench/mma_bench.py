@@ -44,9 +44,24 @@ INSTRUCTIONS = [
     ("rtx-blackwell", "m16n8k32.kind::f8f6f4.f32.e2m1.e2m1.f32"),
 ]
 
+# AMD v_mfma, one row per arithmetic and input type (--only cdna): CDNA1's E_FDPA, CDNA2's
+# FTZ_MUL_ADD and the f32 FMA chain are mma_amd.cpp's AVX-512 kernels; CDNA3's fp16/bf16
+# (tr_fdpa) is mma.cpp's scalar K loop.
+AMD_INSTRUCTIONS = [
+    ("cdna1", "f32_32x32x8f16"),
+    ("cdna1", "f32_32x32x4bf16"),
+    ("cdna2", "f32_32x32x8f16"),
+    ("cdna2", "f32_32x32x4bf16"),
+    ("cdna2", "f32_32x32x4bf16_1k"),
+    ("cdna2", "f32_32x32x2f32"),
+    ("cdna3", "f32_32x32x2_f32"),
+    ("cdna3", "f32_32x32x8_f16"),
+]
+
 
 def values(rng, fmt, shape):
-    return fpscope.decode(fpscope.encode(rng.standard_normal(shape).astype(np.float32), fmt), fmt)
+    x = rng.standard_normal(shape).astype(np.float32)
+    return x if fmt == "fp32" else fpscope.decode(fpscope.encode(x, fmt), fmt)  # fp32: AMD's f32 v_mfma
 
 
 def main():
@@ -79,7 +94,7 @@ def main():
     print("| arch | instruction | fpscope (s) | MMA-Sim (s, scaled) | MMA-Sim / fpscope | fpscope / numpy | rows compared |")
     print("| --- | --- | ---: | ---: | ---: | ---: | --- |")
     words = [w for w in args.only.split(",") if w]
-    for arch, inst in INSTRUCTIONS:
+    for arch, inst in INSTRUCTIONS + AMD_INSTRUCTIONS:
         if words and not any(w in f"{arch} {inst}" for w in words):
             continue
         info = fpscope.mma_info(arch, inst)
