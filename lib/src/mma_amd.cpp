@@ -213,11 +213,12 @@ class mxcsr_mode {
   unsigned saved_;
 };
 
-constexpr std::size_t R = 4;   // rows of a tile (A broadcasts)
+constexpr std::size_t R = 8;   // rows of a tile (A broadcasts): 16 accumulators for the FMA chain
 constexpr std::size_t W = 32;  // columns of a tile: two 16-float (or four 8-double) vectors
 
 // What every kernel reads: A (mp x kpad, rows and K zero-padded), B (kpad x np, np a multiple of
-// W), as floats; for E_FDPA also as doubles. CDNA2's inputs are flushed here already.
+// W) in strips of W columns, each strip's kpad x W contiguous (B's rows 4 KiB apart would all
+// fall in one L1 set), as floats; for E_FDPA also as doubles. CDNA2's inputs are flushed here.
 struct packed {
   std::size_t kpad, np, ik, L, group;
   bool promote;
@@ -225,13 +226,53 @@ struct packed {
   const double *Ad, *Bd;
 };
 
+// Where B's element (t, j0) is, j0 a strip's first column.
+inline std::size_t at(const packed& p, std::size_t j0, std::size_t t) { return j0 * p.kpad + t * W; }
+
+// MMA_FTZ_MUL_ADD's steps g0 .. g1 of a tile (L = 2 or 4 products a step), MXCSR's FTZ set.
+// Products and sums under FTZ: a result below 2^-126 after nearest-even rounding is the zero of
+// its sign, ftz_mul/ftz_add's keep_sign=True flush. x86 decides "tiny" after rounding with an
+// unbounded exponent, the model after rounding to binary32's subnormal grid: they differ only for
+// an exact result within 2^-150 of 2^-126, which needs 25 significant bits below 2^-126: the
+// products of fp16 / bf16 values (22 / 16 bits, inputs normal after the flush) and sums of
+// binary32 values (exact there, multiples of 2^-149) never are. DAZ stays off: no operand is
+// subnormal by then.
+template <int L>
+__attribute__((target("avx512f"), always_inline)) inline void ftz_steps(const packed& p, const float* A, std::size_t j0,
+                                                                        std::size_t g0, std::size_t g1,
+                                                                        __m512 (&acc)[R][2]) {
+  const __m512 zero = _mm512_setzero_ps(), abs_mask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7FFFFFFF));
+  const __m512 tiny = _mm512_set1_ps(0x1p-126f);
+  for (std::size_t k0 = g0, next = g0; k0 < g1; k0 += L) {
+    if (k0 == next) {  // ftz_mul_add.py:35: C flushed to +0 (also -0) at each instruction's start
+      next += p.ik;
+      for (std::size_t r = 0; r < R; ++r)
+        for (int h = 0; h < 2; ++h)
+          acc[r][h] = _mm512_mask_mov_ps(acc[r][h], _mm512_cmp_ps_mask(_mm512_and_ps(acc[r][h], abs_mask), tiny, _CMP_LT_OQ),
+                                         zero);
+    }
+    __m512 b[2][L];
+    for (int h = 0; h < 2; ++h)
+      for (int t = 0; t < L; ++t) b[h][t] = _mm512_loadu_ps(p.B + at(p, j0, k0 + std::size_t(t)) + 16 * std::size_t(h));
+    for (std::size_t r = 0; r < R; ++r) {
+      __m512 a[L];
+      for (int t = 0; t < L; ++t) a[t] = _mm512_set1_ps(A[r * p.kpad + k0 + std::size_t(t)]);
+      for (int h = 0; h < 2; ++h) {
+        __m512 s = _mm512_add_ps(_mm512_mul_ps(a[0], b[h][0]), _mm512_mul_ps(a[1], b[h][1]));
+        if constexpr (L == 4)  // ftz_mul_add.py:38-40: (p0 + p1) + (p2 + p3)
+          s = _mm512_add_ps(s, _mm512_add_ps(_mm512_mul_ps(a[2], b[h][2]), _mm512_mul_ps(a[3], b[h][3])));
+        acc[r][h] = _mm512_add_ps(acc[r][h], s);  // ftz_mul_add.py:41: C + the step's sum
+      }
+    }
+  }
+}
+
 // MMA_FMA (fma.py:69-70) or MMA_FTZ_MUL_ADD (ftz_mul_add.py:33-42) on one tile: tot holds
 // R x W binary32 totals (C in, D out). Each output's accumulator runs its operations in K order,
 // as step() does; the vector lanes are independent outputs (columns), so the bits are step()'s.
 template <bool Ftz>
 __attribute__((target("avx512f"))) void tile_f32(const packed& p, const float* A, std::size_t j0, float* tot) {
-  const __m512 zero = _mm512_setzero_ps(), abs_mask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7FFFFFFF));
-  const __m512 tiny = _mm512_set1_ps(0x1p-126f);
+  const __m512 zero = _mm512_setzero_ps();
   __m512 total[R][2], acc[R][2];
   for (std::size_t r = 0; r < R; ++r)
     for (int h = 0; h < 2; ++h) total[r][h] = _mm512_loadu_ps(tot + r * W + 16 * h);
@@ -241,7 +282,7 @@ __attribute__((target("avx512f"))) void tile_f32(const packed& p, const float* A
       for (int h = 0; h < 2; ++h) acc[r][h] = p.promote ? zero : total[r][h];
     if constexpr (!Ftz) {
       for (std::size_t t = g0; t < g1; ++t) {  // one binary32 FMA per product, K order
-        const float* b = p.B + t * p.np + j0;
+        const float* b = p.B + at(p, j0, t);
         const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
         for (std::size_t r = 0; r < R; ++r) {
           const __m512 a = _mm512_set1_ps(A[r * p.kpad + t]);
@@ -251,36 +292,8 @@ __attribute__((target("avx512f"))) void tile_f32(const packed& p, const float* A
       }
     } else {
       mxcsr_mode::ftz(true);
-      for (std::size_t k0 = g0; k0 < g1; k0 += p.L) {
-        if (k0 % p.ik == 0)  // ftz_mul_add.py:35: C flushed to +0 (also -0) at each instruction's start
-          for (std::size_t r = 0; r < R; ++r)
-            for (int h = 0; h < 2; ++h)
-              acc[r][h] = _mm512_mask_mov_ps(
-                  acc[r][h], _mm512_cmp_ps_mask(_mm512_and_ps(acc[r][h], abs_mask), tiny, _CMP_LT_OQ), zero);
-        for (int h = 0; h < 2; ++h) {
-          __m512 b[4] = {zero, zero, zero, zero};
-          for (std::size_t t = 0; t < p.L; ++t) b[t] = _mm512_loadu_ps(p.B + (k0 + t) * p.np + j0 + 16 * h);
-          for (std::size_t r = 0; r < R; ++r) {
-            // Products and sums under FTZ: a result below 2^-126 after nearest-even rounding is
-            // the zero of its sign, ftz_mul/ftz_add's keep_sign=True flush. x86 decides "tiny"
-            // after rounding with an unbounded exponent, the model after rounding to binary32's
-            // subnormal grid: they differ only for an exact result within 2^-150 of 2^-126, which
-            // needs 25 significant bits below 2^-126: the products of fp16 / bf16 values (22 / 16
-            // bits, inputs normal after the flush) and sums of binary32 values (exact there,
-            // multiples of 2^-149) never are. DAZ stays off: no operand is subnormal by then.
-            const float* a = A + r * p.kpad + k0;
-            const __m512 p0 = _mm512_mul_ps(_mm512_set1_ps(a[0]), b[0]);
-            const __m512 p1 = _mm512_mul_ps(_mm512_set1_ps(a[1]), b[1]);
-            __m512 s = _mm512_add_ps(p0, p1);
-            if (p.L == 4) {  // ftz_mul_add.py:38-40: (p0 + p1) + (p2 + p3)
-              const __m512 p2 = _mm512_mul_ps(_mm512_set1_ps(a[2]), b[2]);
-              const __m512 p3 = _mm512_mul_ps(_mm512_set1_ps(a[3]), b[3]);
-              s = _mm512_add_ps(s, _mm512_add_ps(p2, p3));
-            }
-            acc[r][h] = _mm512_add_ps(acc[r][h], s);
-          }
-        }
-      }
+      if (p.L == 4) ftz_steps<4>(p, A, j0, g0, g1, acc);
+      else ftz_steps<2>(p, A, j0, g0, g1, acc);
       mxcsr_mode::ftz(false);  // the promotion below is a CUDA-core add: gradual underflow
     }
     for (std::size_t r = 0; r < R; ++r)
@@ -332,7 +345,7 @@ __attribute__((target("avx512f"))) void tile_fdpa(const packed& p, std::size_t i
     for (std::size_t k0 = g0; k0 < g1; k0 += p.L)
       for (int h = 0; h < V; ++h) {
         __m512d b[4] = {zero, zero, zero, zero};
-        for (std::size_t t = 0; t < p.L; ++t) b[t] = _mm512_loadu_pd(p.Bd + (k0 + t) * p.np + j0 + 8 * h);
+        for (std::size_t t = 0; t < p.L; ++t) b[t] = _mm512_loadu_pd(p.Bd + at(p, j0, k0 + t) + 8 * std::size_t(h));
         for (std::size_t r = 0; r < R; ++r) {
           const double* a = p.Ad + (i0 + r) * p.kpad + k0;
           __m512d s = _mm512_mul_pd(_mm512_set1_pd(a[0]), b[0]), e, E = zero, absE = zero;
@@ -369,7 +382,7 @@ __attribute__((target("avx512f"))) void tile_fdpa(const packed& p, std::size_t i
             float av[4] = {}, bv[4] = {};
             for (std::size_t t = 0; t < p.L; ++t) {
               av[t] = p.A[(i0 + r) * p.kpad + k0 + t];
-              bv[t] = p.B[(k0 + t) * p.np + j0 + 8 * std::size_t(h) + std::size_t(x)];
+              bv[t] = p.B[at(p, j0, k0 + t) + 8 * std::size_t(h) + std::size_t(x)];
             }
             out[x] = from_bits<float>(e_fdpa(int(p.L), av, bv, to_bits(cin[x])));
           }
@@ -406,7 +419,7 @@ bool gemm_fast(const instruction& inst, std::size_t m, std::size_t n, std::size_
   for (std::size_t i = 0; i < m; ++i)
     for (std::size_t t = 0; t < k; ++t) Ap[i * p.kpad + t] = input(A[i * k + t], inst.a);
   for (std::size_t t = 0; t < k; ++t)
-    for (std::size_t j = 0; j < n; ++j) Bp[t * p.np + j] = input(B[t * n + j], inst.b);
+    for (std::size_t j = 0; j < n; ++j) Bp[at(p, j / W * W, t) + j % W] = input(B[t * n + j], inst.b);
   std::vector<double> Ad, Bd;
   if (fdpa) {
     Ad.assign(Ap.begin(), Ap.end());
@@ -423,7 +436,8 @@ bool gemm_fast(const instruction& inst, std::size_t m, std::size_t n, std::size_
     const mxcsr_mode mode(false);
 #pragma omp for schedule(dynamic, 1)
     for (std::size_t t = 0; t < row_tiles * col_tiles; ++t) {
-      const std::size_t i0 = t / col_tiles * R, j0 = t % col_tiles * W;
+      // Column strips outermost: a strip of B (kpad x W) stays in L2 while the row tiles pass.
+      const std::size_t i0 = t % row_tiles * R, j0 = t / row_tiles * W;
       float tot[R * W] = {};
       for (std::size_t r = 0; r < R && i0 + r < m; ++r)
         for (std::size_t j = 0; j < W && j0 + j < n; ++j) tot[r * W + j] = C ? C[(i0 + r) * n + j0 + j] : 0.0f;
