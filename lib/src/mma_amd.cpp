@@ -329,10 +329,12 @@ __attribute__((target("avx512f"), always_inline)) inline __m512d two_sum(__m512d
 // other lane -- a special or a float64 sum past binary32's overflow threshold (the model's quirk:
 // inf), a result within B of a binary32 rounding boundary or zero -- takes the scalar e_fdpa()
 // above with its exact fixed-point sum. Random inputs almost never do.
+template <std::size_t L>
 __attribute__((target("avx512f"))) void tile_fdpa(const packed& p, std::size_t i0, std::size_t j0, float* tot) {
   const __m512d abs_mask = _mm512_castsi512_pd(_mm512_set1_epi64(0x7FFFFFFFFFFFFFFFll));
   const __m512d thr = _mm512_set1_pd(0x1.ffffffp127), inf = _mm512_set1_pd(INFINITY), zero = _mm512_setzero_pd();
   const __m512d u3 = _mm512_set1_pd(0x1p-49), u51 = _mm512_set1_pd(0x1p-51), two = _mm512_set1_pd(2.0);
+  const __m512d tiny150 = _mm512_set1_pd(0x1p-150);
   const auto vabs = [&](__m512d x) __attribute__((always_inline)) { return _mm512_and_pd(x, abs_mask); };
   constexpr int V = int(W / 8);
   __m256 total[R][V], acc[R][V];
@@ -342,22 +344,32 @@ __attribute__((target("avx512f"))) void tile_fdpa(const packed& p, std::size_t i
     const std::size_t g1 = std::min(p.kpad, g0 + p.group);
     for (std::size_t r = 0; r < R; ++r)
       for (int h = 0; h < V; ++h) acc[r][h] = p.promote ? _mm256_setzero_ps() : total[r][h];
-    for (std::size_t k0 = g0; k0 < g1; k0 += p.L)
+    for (std::size_t k0 = g0; k0 < g1; k0 += L)
       for (int h = 0; h < V; ++h) {
         __m512d b[4] = {zero, zero, zero, zero};
-        for (std::size_t t = 0; t < p.L; ++t) b[t] = _mm512_loadu_pd(p.Bd + at(p, j0, k0 + t) + 8 * std::size_t(h));
+        for (std::size_t t = 0; t < L; ++t) b[t] = _mm512_loadu_pd(p.Bd + at(p, j0, k0 + t) + 8 * std::size_t(h));
         for (std::size_t r = 0; r < R; ++r) {
           const double* a = p.Ad + (i0 + r) * p.kpad + k0;
-          __m512d s = _mm512_mul_pd(_mm512_set1_pd(a[0]), b[0]), e, E = zero, absE = zero;
-          for (std::size_t t = 1; t < p.L; ++t) {
-            s = two_sum(s, _mm512_mul_pd(_mm512_set1_pd(a[t]), b[t]), e);
-            E = _mm512_add_pd(E, e);
-            absE = _mm512_add_pd(absE, vabs(e));
-          }
-          s = two_sum(s, to_double(acc[r][h]), e);
+          // The chain, in the model's order; its errors e[0..L-1] (e[L-1]: C's).
+          __m512d s = _mm512_mul_pd(_mm512_set1_pd(a[0]), b[0]), e[L];
+          for (std::size_t t = 1; t < L; ++t) s = two_sum(s, _mm512_mul_pd(_mm512_set1_pd(a[t]), b[t]), e[t - 1]);
+          s = two_sum(s, to_double(acc[r][h]), e[L - 1]);
           const __mmask8 in_range = _mm512_cmp_pd_mask(vabs(s), thr, _CMP_LT_OQ);  // false for NaN
-          E = _mm512_add_pd(E, e);
-          absE = _mm512_add_pd(absE, vabs(e));
+          __m512i bits = _mm512_castpd_si512(e[0]);
+          for (std::size_t t = 1; t < L; ++t) bits = _mm512_or_si512(bits, _mm512_castpd_si512(e[t]));
+          // The common case: every error +0 in every lane, x == s exactly, rounded by the conversion
+          // (ties to even included); a result that rounds to zero (|s| <= 2^-150) or is past the
+          // overflow rule goes the long way.
+          if (_mm512_test_epi64_mask(bits, bits) == 0 &&
+              (in_range & _mm512_cmp_pd_mask(vabs(s), tiny150, _CMP_GT_OQ)) == 0xFF) {
+            acc[r][h] = to_float(s);
+            continue;
+          }
+          __m512d E = zero, absE = zero;
+          for (std::size_t t = 0; t < L; ++t) {
+            E = _mm512_add_pd(E, e[t]);
+            absE = _mm512_add_pd(absE, vabs(e[t]));
+          }
           __m512d l;
           const __m512d hsum = two_sum(s, E, l);
           const __m512d B = _mm512_add_pd(_mm512_mul_pd(two, _mm512_add_pd(vabs(l), _mm512_mul_pd(u3, absE))),
@@ -380,11 +392,11 @@ __attribute__((target("avx512f"))) void tile_fdpa(const packed& p, std::size_t i
           for (int x = 0; x < 8; ++x) {
             if (ok >> x & 1) continue;
             float av[4] = {}, bv[4] = {};
-            for (std::size_t t = 0; t < p.L; ++t) {
+            for (std::size_t t = 0; t < L; ++t) {
               av[t] = p.A[(i0 + r) * p.kpad + k0 + t];
               bv[t] = p.B[at(p, j0, k0 + t) + 8 * std::size_t(h) + std::size_t(x)];
             }
-            out[x] = from_bits<float>(e_fdpa(int(p.L), av, bv, to_bits(cin[x])));
+            out[x] = from_bits<float>(e_fdpa(int(L), av, bv, to_bits(cin[x])));
           }
           acc[r][h] = _mm256_load_ps(out);
         }
@@ -441,7 +453,8 @@ bool gemm_fast(const instruction& inst, std::size_t m, std::size_t n, std::size_
       float tot[R * W] = {};
       for (std::size_t r = 0; r < R && i0 + r < m; ++r)
         for (std::size_t j = 0; j < W && j0 + j < n; ++j) tot[r * W + j] = C ? C[(i0 + r) * n + j0 + j] : 0.0f;
-      if (fdpa) tile_fdpa(p, i0, j0, tot);
+      if (fdpa && p.L == 4) tile_fdpa<4>(p, i0, j0, tot);
+      else if (fdpa) tile_fdpa<2>(p, i0, j0, tot);
       else if (ftz) tile_f32<true>(p, p.A + i0 * p.kpad, j0, tot);
       else tile_f32<false>(p, p.A + i0 * p.kpad, j0, tot);
       for (std::size_t r = 0; r < R && i0 + r < m; ++r)
