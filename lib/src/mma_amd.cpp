@@ -242,14 +242,15 @@ template <int L>
 __attribute__((target("avx512f"), always_inline)) inline void ftz_steps(const packed& p, const float* A, std::size_t j0,
                                                                         std::size_t g0, std::size_t g1,
                                                                         __m512 (&acc)[R][2]) {
-  const __m512 zero = _mm512_setzero_ps(), abs_mask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7FFFFFFF));
+  const __m512 zero = _mm512_setzero_ps();
+  const __m512i abs_mask = _mm512_set1_epi32(0x7FFFFFFF);  // integer and: AVX-512F (vandps is DQ)
   const __m512 tiny = _mm512_set1_ps(0x1p-126f);
   for (std::size_t k0 = g0, next = g0; k0 < g1; k0 += L) {
     if (k0 == next) {  // ftz_mul_add.py:35: C flushed to +0 (also -0) at each instruction's start
       next += p.ik;
       for (std::size_t r = 0; r < R; ++r)
         for (int h = 0; h < 2; ++h)
-          acc[r][h] = _mm512_mask_mov_ps(acc[r][h], _mm512_cmp_ps_mask(_mm512_and_ps(acc[r][h], abs_mask), tiny, _CMP_LT_OQ),
+          acc[r][h] = _mm512_mask_mov_ps(acc[r][h], _mm512_cmp_ps_mask(_mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(acc[r][h]), abs_mask)), tiny, _CMP_LT_OQ),
                                          zero);
     }
     __m512 b[2][L];
@@ -313,6 +314,11 @@ __attribute__((target("avx512f"), always_inline)) inline __m256 to_float(__m512d
   return _mm512_maskz_cvtpd_ps(0xFF, x);
 }
 
+// |x|
+__attribute__((target("avx512f"), always_inline)) inline __m512d vabs(__m512d x) {
+  return _mm512_castsi512_pd(_mm512_and_si512(_mm512_castpd_si512(x), _mm512_set1_epi64(0x7FFFFFFFFFFFFFFFll)));
+}
+
 // TwoSum (Knuth): s + e == a + b exactly, s = fl(a + b).
 __attribute__((target("avx512f"), always_inline)) inline __m512d two_sum(__m512d a, __m512d b, __m512d& e) {
   const __m512d s = _mm512_add_pd(a, b), bb = _mm512_sub_pd(s, a);
@@ -332,11 +338,9 @@ __attribute__((target("avx512f"), always_inline)) inline __m512d two_sum(__m512d
 // above with its exact fixed-point sum. Random inputs almost never do.
 template <std::size_t L>
 __attribute__((target("avx512f"))) void tile_fdpa(const packed& p, std::size_t i0, std::size_t j0, float* tot) {
-  const __m512d abs_mask = _mm512_castsi512_pd(_mm512_set1_epi64(0x7FFFFFFFFFFFFFFFll));
   const __m512d thr = _mm512_set1_pd(0x1.ffffffp127), inf = _mm512_set1_pd(INFINITY), zero = _mm512_setzero_pd();
   const __m512d u3 = _mm512_set1_pd(0x1p-49), u51 = _mm512_set1_pd(0x1p-51), two = _mm512_set1_pd(2.0);
   const __m512d tiny150 = _mm512_set1_pd(0x1p-150);
-  const auto vabs = [&](__m512d x) __attribute__((always_inline)) { return _mm512_and_pd(x, abs_mask); };
   constexpr int V = int(W / 8);
   __m256 total[R][V], acc[R][V];
   for (std::size_t r = 0; r < R; ++r)
