@@ -12,7 +12,9 @@
 // operation rounded to odd in binary64 (detail::exact_odd, as apply() does) and then rounded once
 // to binary32 by round_pack, its policy resolved once here; E_FDPA's is an exact fixed-point sum.
 // None of it reads the host's floating-point modes (a process with flush-to-zero set, e.g. by
-// torch.set_flush_denormal, gets the same bits).
+// torch.set_flush_denormal, gets the same bits). That scalar step is the reference and the
+// portable path; gemm_fast() below runs the same operations as AVX-512 vector kernels on native
+// IEEE arithmetic, outputs in the lanes, with MXCSR set by the kernels themselves.
 #include "mma_amd.hpp"
 
 #include <omp.h>
