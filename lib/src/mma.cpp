@@ -1060,6 +1060,7 @@ void gemm(const instruction& inst, std::size_t m, std::size_t n, std::size_t k, 
   if (m == 0 || n == 0) return;
   if (inst.arith != arithmetic::fdpa) {  // CDNA1, CDNA2 (mma_amd.cpp): one step of inst.L products at a time
     if (o.a_scale || o.b_scale) throw std::invalid_argument(inst.name + " is not block-scaled: it takes no scales");
+    if (amd::gemm_fast(inst, m, n, k, A, B, C, D, o)) return;  // the vector kernels (mma_amd.cpp)
     split_matrix sa, sb;  // the operands checked (f32 C: any float)
     std::vector<std::uint8_t> nfa, nfb;
     split_checked(A, m, k, m, k, inst.a, "A", sa, nfa);

@@ -12,12 +12,23 @@
 // operation rounded to odd in binary64 (detail::exact_odd, as apply() does) and then rounded once
 // to binary32 by round_pack, its policy resolved once here; E_FDPA's is an exact fixed-point sum.
 // None of it reads the host's floating-point modes (a process with flush-to-zero set, e.g. by
-// torch.set_flush_denormal, gets the same bits).
+// torch.set_flush_denormal, gets the same bits). That scalar step is the reference and the
+// portable path; gemm_fast() below runs the same operations as AVX-512 vector kernels on native
+// IEEE arithmetic, outputs in the lanes, with MXCSR set by the kernels themselves.
 #include "mma_amd.hpp"
 
+#include <omp.h>
+
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <span>
+#include <vector>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 #include "fpscope/accumulate.hpp"
 #include "fpscope/arith.hpp"
@@ -183,7 +194,309 @@ std::uint32_t ftz_mul_add(const instruction& inst, const float* a, const float* 
   return canonical(add(c, s));
 }
 
+#if defined(__x86_64__)
+// ---- The vector kernels (x86-64 with AVX-512F, dispatched at run time; else mma.cpp's scalar
+// loop over step() above runs). Native binary32 / binary64 arithmetic is IEEE nearest-even when
+// MXCSR says so: each tile sets MXCSR itself (mxcsr_mode) and restores the caller's, so the host's
+// modes (torch.set_flush_denormal, a -ffast-math library's FTZ/DAZ) never reach the bits. This
+// file is compiled with -ffp-contract=off: GCC's _mm512_mul_ps / _mm512_add_ps are plain vector
+// operators that it would otherwise fuse into an FMA.
+
+// MXCSR for the kernels: all exceptions masked, nearest-even, DAZ off, FTZ as asked (CDNA2).
+// Per thread (MXCSR is a thread's register): constructed inside the OpenMP region.
+class mxcsr_mode {
+ public:
+  explicit mxcsr_mode(bool ftz) : saved_(_mm_getcsr()) { _mm_setcsr(0x1F80u | (ftz ? 0x8000u : 0u)); }
+  ~mxcsr_mode() { _mm_setcsr(saved_); }
+  mxcsr_mode(const mxcsr_mode&) = delete;
+  mxcsr_mode& operator=(const mxcsr_mode&) = delete;
+  static void ftz(bool on) { _mm_setcsr(0x1F80u | (on ? 0x8000u : 0u)); }
+
+ private:
+  unsigned saved_;
+};
+
+constexpr std::size_t R = 8;   // rows of a tile (A broadcasts): 16 accumulators for the FMA chain
+constexpr std::size_t W = 32;  // columns of a tile: two 16-float (or four 8-double) vectors
+
+// What every kernel reads: A (mp x kpad, rows and K zero-padded), B (kpad x np, np a multiple of
+// W) in strips of W columns, each strip's kpad x W contiguous (B's rows 4 KiB apart would all
+// fall in one L1 set), as floats; for E_FDPA also as doubles. CDNA2's inputs are flushed here.
+struct packed {
+  std::size_t kpad, np, ik, L, group;
+  bool promote;
+  const float *A, *B;
+  const double *Ad, *Bd;
+};
+
+// Where B's element (t, j0) is, j0 a strip's first column.
+inline std::size_t at(const packed& p, std::size_t j0, std::size_t t) { return j0 * p.kpad + t * W; }
+
+// MMA_FTZ_MUL_ADD's steps g0 .. g1 of a tile (L = 2 or 4 products a step), MXCSR's FTZ set.
+// Products and sums under FTZ: a result below 2^-126 after nearest-even rounding is the zero of
+// its sign, ftz_mul/ftz_add's keep_sign=True flush. x86 decides "tiny" after rounding with an
+// unbounded exponent, the model after rounding to binary32's subnormal grid: they differ only for
+// an exact result within 2^-150 of 2^-126, which needs 25 significant bits below 2^-126: the
+// products of fp16 / bf16 values (22 / 16 bits, inputs normal after the flush) and sums of
+// binary32 values (exact there, multiples of 2^-149) never are. DAZ stays off: no operand is
+// subnormal by then.
+template <int L>
+__attribute__((target("avx512f"), always_inline)) inline void ftz_steps(const packed& p, const float* A, std::size_t j0,
+                                                                        std::size_t g0, std::size_t g1,
+                                                                        __m512 (&acc)[R][2]) {
+  const __m512 zero = _mm512_setzero_ps();
+  const __m512i abs_mask = _mm512_set1_epi32(0x7FFFFFFF);  // integer and: AVX-512F (vandps is DQ)
+  const __m512 tiny = _mm512_set1_ps(0x1p-126f);
+  for (std::size_t k0 = g0, next = g0; k0 < g1; k0 += L) {
+    if (k0 == next) {  // ftz_mul_add.py:35: C flushed to +0 (also -0) at each instruction's start
+      next += p.ik;
+      for (std::size_t r = 0; r < R; ++r)
+        for (int h = 0; h < 2; ++h)
+          acc[r][h] = _mm512_mask_mov_ps(acc[r][h], _mm512_cmp_ps_mask(_mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(acc[r][h]), abs_mask)), tiny, _CMP_LT_OQ),
+                                         zero);
+    }
+    __m512 b[2][L];
+    for (int h = 0; h < 2; ++h)
+      for (int t = 0; t < L; ++t) b[h][t] = _mm512_loadu_ps(p.B + at(p, j0, k0 + std::size_t(t)) + 16 * std::size_t(h));
+    for (std::size_t r = 0; r < R; ++r) {
+      __m512 a[L];
+      for (int t = 0; t < L; ++t) a[t] = _mm512_set1_ps(A[r * p.kpad + k0 + std::size_t(t)]);
+      for (int h = 0; h < 2; ++h) {
+        __m512 s = _mm512_add_ps(_mm512_mul_ps(a[0], b[h][0]), _mm512_mul_ps(a[1], b[h][1]));
+        if constexpr (L == 4)  // ftz_mul_add.py:38-40: (p0 + p1) + (p2 + p3)
+          s = _mm512_add_ps(s, _mm512_add_ps(_mm512_mul_ps(a[2], b[h][2]), _mm512_mul_ps(a[3], b[h][3])));
+        acc[r][h] = _mm512_add_ps(acc[r][h], s);  // ftz_mul_add.py:41: C + the step's sum
+      }
+    }
+  }
+}
+
+// MMA_FMA (fma.py:69-70) or MMA_FTZ_MUL_ADD (ftz_mul_add.py:33-42) on one tile: tot holds
+// R x W binary32 totals (C in, D out). Each output's accumulator runs its operations in K order,
+// as step() does; the vector lanes are independent outputs (columns), so the bits are step()'s.
+template <bool Ftz>
+__attribute__((target("avx512f"))) void tile_f32(const packed& p, const float* A, std::size_t j0, float* tot) {
+  const __m512 zero = _mm512_setzero_ps();
+  __m512 total[R][2], acc[R][2];
+  for (std::size_t r = 0; r < R; ++r)
+    for (int h = 0; h < 2; ++h) total[r][h] = _mm512_loadu_ps(tot + r * W + 16 * h);
+  for (std::size_t g0 = 0; g0 < p.kpad; g0 += p.group) {
+    const std::size_t g1 = std::min(p.kpad, g0 + p.group);
+    for (std::size_t r = 0; r < R; ++r)
+      for (int h = 0; h < 2; ++h) acc[r][h] = p.promote ? zero : total[r][h];
+    if constexpr (!Ftz) {
+      for (std::size_t t = g0; t < g1; ++t) {  // one binary32 FMA per product, K order
+        const float* b = p.B + at(p, j0, t);
+        const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
+        for (std::size_t r = 0; r < R; ++r) {
+          const __m512 a = _mm512_set1_ps(A[r * p.kpad + t]);
+          acc[r][0] = _mm512_fmadd_ps(a, b0, acc[r][0]);
+          acc[r][1] = _mm512_fmadd_ps(a, b1, acc[r][1]);
+        }
+      }
+    } else {
+      mxcsr_mode::ftz(true);
+      if (p.L == 4) ftz_steps<4>(p, A, j0, g0, g1, acc);
+      else ftz_steps<2>(p, A, j0, g0, g1, acc);
+      mxcsr_mode::ftz(false);  // the promotion below is a CUDA-core add: gradual underflow
+    }
+    for (std::size_t r = 0; r < R; ++r)
+      for (int h = 0; h < 2; ++h) total[r][h] = p.promote ? _mm512_add_ps(total[r][h], acc[r][h]) : acc[r][h];
+  }
+  for (std::size_t r = 0; r < R; ++r)
+    for (int h = 0; h < 2; ++h) _mm512_storeu_ps(tot + r * W + 16 * h, total[r][h]);
+}
+
+// Conversions binary32 <-> binary64 (nearest-even), the zero-masked forms: the plain ones take
+// GCC's _mm512_undefined_* self-initialised operand, which -Wmaybe-uninitialized reports.
+__attribute__((target("avx512f"), always_inline)) inline __m512d to_double(__m256 x) {
+  return _mm512_maskz_cvtps_pd(0xFF, x);
+}
+__attribute__((target("avx512f"), always_inline)) inline __m256 to_float(__m512d x) {
+  return _mm512_maskz_cvtpd_ps(0xFF, x);
+}
+
+// |x|
+__attribute__((target("avx512f"), always_inline)) inline __m512d vabs(__m512d x) {
+  return _mm512_castsi512_pd(_mm512_and_si512(_mm512_castpd_si512(x), _mm512_set1_epi64(0x7FFFFFFFFFFFFFFFll)));
+}
+
+// TwoSum (Knuth): s + e == a + b exactly, s = fl(a + b).
+__attribute__((target("avx512f"), always_inline)) inline __m512d two_sum(__m512d a, __m512d b, __m512d& e) {
+  const __m512d s = _mm512_add_pd(a, b), bb = _mm512_sub_pd(s, a);
+  e = _mm512_add_pd(_mm512_sub_pd(a, _mm512_sub_pd(s, bb)), _mm512_sub_pd(b, bb));
+  return s;
+}
+
+// MMA_E_FDPA (fdpa.py:497-503) on one tile, eight outputs a vector. The L products are exact
+// in binary64 (fp16: 22 bits, bf16: 16); a TwoSum chain in the model's own order (products in K
+// order, then C: its float64 `summands.sum`) gives s = that float64 sum and the exact errors
+// e_1..e_L, so the exact sum is x = s + sum(e). h = fl(s + fl(sum e)) is within a bound B of x
+// (fl(sum e) errs by at most 3u sum|e|); when h - B' and h + B' (B' >= B plus h's own rounding)
+// round to the same binary32 value, so does x (rounding is monotone): that is the result; when
+// every error is zero, x is h itself, rounded by the conversion (ties to even included). Every
+// other lane -- a special or a float64 sum past binary32's overflow threshold (the model's quirk:
+// inf), a result within B of a binary32 rounding boundary or zero -- takes the scalar e_fdpa()
+// above with its exact fixed-point sum. Random inputs almost never do.
+template <std::size_t L>
+__attribute__((target("avx512f"))) void tile_fdpa(const packed& p, std::size_t i0, std::size_t j0, float* tot) {
+  const __m512d thr = _mm512_set1_pd(0x1.ffffffp127), inf = _mm512_set1_pd(INFINITY), zero = _mm512_setzero_pd();
+  const __m512d u3 = _mm512_set1_pd(0x1p-49), u51 = _mm512_set1_pd(0x1p-51), two = _mm512_set1_pd(2.0);
+  const __m512d tiny150 = _mm512_set1_pd(0x1p-150);
+  constexpr int V = int(W / 8);
+  __m256 total[R][V], acc[R][V];
+  for (std::size_t r = 0; r < R; ++r)
+    for (int h = 0; h < V; ++h) total[r][h] = _mm256_loadu_ps(tot + r * W + 8 * h);
+  for (std::size_t g0 = 0; g0 < p.kpad; g0 += p.group) {
+    const std::size_t g1 = std::min(p.kpad, g0 + p.group);
+    for (std::size_t r = 0; r < R; ++r)
+      for (int h = 0; h < V; ++h) acc[r][h] = p.promote ? _mm256_setzero_ps() : total[r][h];
+    for (std::size_t k0 = g0; k0 < g1; k0 += L)
+      for (int h = 0; h < V; ++h) {
+        __m512d b[4] = {zero, zero, zero, zero};
+        for (std::size_t t = 0; t < L; ++t) b[t] = _mm512_loadu_pd(p.Bd + at(p, j0, k0 + t) + 8 * std::size_t(h));
+        for (std::size_t r = 0; r < R; ++r) {
+          const double* a = p.Ad + (i0 + r) * p.kpad + k0;
+          // The chain, in the model's order; its errors e[0..L-1] (e[L-1]: C's).
+          __m512d s = _mm512_mul_pd(_mm512_set1_pd(a[0]), b[0]), e[L];
+          for (std::size_t t = 1; t < L; ++t) s = two_sum(s, _mm512_mul_pd(_mm512_set1_pd(a[t]), b[t]), e[t - 1]);
+          s = two_sum(s, to_double(acc[r][h]), e[L - 1]);
+          const __mmask8 in_range = _mm512_cmp_pd_mask(vabs(s), thr, _CMP_LT_OQ);  // false for NaN
+          __m512i bits = _mm512_castpd_si512(e[0]);
+          for (std::size_t t = 1; t < L; ++t) bits = _mm512_or_si512(bits, _mm512_castpd_si512(e[t]));
+          // The common case: every error +0 in every lane, x == s exactly, rounded by the conversion
+          // (ties to even included); a result that rounds to zero (|s| <= 2^-150) or is past the
+          // overflow rule goes the long way.
+          if (_mm512_test_epi64_mask(bits, bits) == 0 &&
+              (in_range & _mm512_cmp_pd_mask(vabs(s), tiny150, _CMP_GT_OQ)) == 0xFF) {
+            acc[r][h] = to_float(s);
+            continue;
+          }
+          __m512d E = zero, absE = zero;
+          for (std::size_t t = 0; t < L; ++t) {
+            E = _mm512_add_pd(E, e[t]);
+            absE = _mm512_add_pd(absE, vabs(e[t]));
+          }
+          __m512d l;
+          const __m512d hsum = two_sum(s, E, l);
+          const __m512d B = _mm512_add_pd(_mm512_mul_pd(two, _mm512_add_pd(vabs(l), _mm512_mul_pd(u3, absE))),
+                                          _mm512_mul_pd(u51, vabs(hsum)));
+          const __m256 f = to_float(hsum);
+          const __m512d fd = to_double(f), lo = to_double(to_float(_mm512_sub_pd(hsum, B))),
+                        hi = to_double(to_float(_mm512_add_pd(hsum, B)));
+          // exact: no rounding error anywhere (fp16's sums often are), x == h, and f is x rounded
+          // even where x is a binary32 tie, which the bracket cannot tell.
+          const __mmask8 exact = _mm512_cmp_pd_mask(_mm512_add_pd(vabs(l), absE), zero, _CMP_EQ_OQ);
+          const __mmask8 ok = in_range & (exact | _mm512_cmp_pd_mask(lo, hi, _CMP_EQ_OQ)) &
+                              _mm512_cmp_pd_mask(fd, zero, _CMP_NEQ_OQ) & _mm512_cmp_pd_mask(vabs(fd), inf, _CMP_LT_OQ);
+          if (ok == 0xFF) {
+            acc[r][h] = f;
+            continue;
+          }
+          alignas(32) float out[8], cin[8];
+          _mm256_store_ps(out, f);
+          _mm256_store_ps(cin, acc[r][h]);
+          for (int x = 0; x < 8; ++x) {
+            if (ok >> x & 1) continue;
+            float av[4] = {}, bv[4] = {};
+            for (std::size_t t = 0; t < L; ++t) {
+              av[t] = p.A[(i0 + r) * p.kpad + k0 + t];
+              bv[t] = p.B[at(p, j0, k0 + t) + 8 * std::size_t(h) + std::size_t(x)];
+            }
+            out[x] = from_bits<float>(e_fdpa(int(L), av, bv, to_bits(cin[x])));
+          }
+          acc[r][h] = _mm256_load_ps(out);
+        }
+      }
+    for (std::size_t r = 0; r < R; ++r)
+      for (int h = 0; h < V; ++h) total[r][h] = p.promote ? _mm256_add_ps(total[r][h], acc[r][h]) : acc[r][h];
+  }
+  for (std::size_t r = 0; r < R; ++r)
+    for (int h = 0; h < V; ++h) _mm256_storeu_ps(tot + r * W + 8 * h, total[r][h]);
+}
+#endif
+
 }  // namespace
+
+bool gemm_fast(const instruction& inst, std::size_t m, std::size_t n, std::size_t k, const float* A, const float* B,
+               const float* C, float* D, const gemm_options& o) {
+#if defined(__x86_64__)
+  static const bool avx512 = __builtin_cpu_supports("avx512f") && !std::getenv("FPSCOPE_MMA_SCALAR");
+  if (!avx512 || inst.arith == arithmetic::fdpa) return false;
+  const bool ftz = inst.arith == arithmetic::ftz_mul_add, fdpa = inst.arith == arithmetic::e_fdpa;
+  // The operands must be values of the input type; where one is not, mma.cpp's check (called after
+  // a false here) names it. Here the format engine's bulk round trip, in cache-sized chunks.
+  const auto exact = [&](const float* x, std::size_t count, const format& f) {
+    if (f.bits == 32) return true;
+    constexpr std::size_t chunk = 8192;
+    std::uint16_t codes[chunk];
+    float back[chunk];
+    bulk_options bo;
+    bo.threads = 1;
+    for (std::size_t at = 0; at < count; at += chunk) {
+      const std::size_t c = std::min(chunk, count - at);
+      encode(std::span<const float>(x + at, c), std::span<std::uint16_t>(codes, c), f, policy{}, bo);
+      decode(std::span<const std::uint16_t>(codes, c), std::span<float>(back, c), f);
+      for (std::size_t i = 0; i < c; ++i)
+        if (!(back[i] == x[at + i] || (std::isnan(back[i]) && std::isnan(x[at + i])))) return false;
+    }
+    return true;
+  };
+  if (inst.a.bits > 16 && inst.a.bits != 32) return false;  // (AMD's types here: fp16, bf16, fp32)
+  if (!exact(A, m * k, inst.a) || !exact(B, k * n, inst.b)) return false;
+  packed p{};
+  p.ik = std::size_t(inst.k);
+  p.L = std::size_t(inst.L);
+  p.kpad = (k + p.ik - 1) / p.ik * p.ik;
+  p.np = (n + W - 1) / W * W;
+  p.promote = o.promote != 0;
+  p.group = o.promote ? o.promote : p.kpad;
+  const std::size_t mp = (m + R - 1) / R * R;
+  // ftz_mul.py:13-19: CDNA2's inputs flushed to +0 (a -0 too) below their format's 2^emin.
+  const auto input = [&](float x, const format& f) { return ftz ? flush_to_plus_zero(x, f.emin()) : x; };
+  std::vector<float> Ap(mp * p.kpad, 0.0f), Bp(p.kpad * p.np, 0.0f);
+  for (std::size_t i = 0; i < m; ++i)
+    for (std::size_t t = 0; t < k; ++t) Ap[i * p.kpad + t] = input(A[i * k + t], inst.a);
+  for (std::size_t t = 0; t < k; ++t)
+    for (std::size_t j = 0; j < n; ++j) Bp[at(p, j / W * W, t) + j % W] = input(B[t * n + j], inst.b);
+  std::vector<double> Ad, Bd;
+  if (fdpa) {
+    Ad.assign(Ap.begin(), Ap.end());
+    Bd.assign(Bp.begin(), Bp.end());
+  }
+  p.A = Ap.data();
+  p.B = Bp.data();
+  p.Ad = Ad.data();
+  p.Bd = Bd.data();
+  const std::size_t row_tiles = mp / R, col_tiles = p.np / W;
+  const int threads = o.threads > 0 ? o.threads : omp_get_max_threads();
+#pragma omp parallel num_threads(threads)
+  {
+    const mxcsr_mode mode(false);
+#pragma omp for schedule(dynamic, 1)
+    for (std::size_t t = 0; t < row_tiles * col_tiles; ++t) {
+      // Column strips outermost: a strip of B (kpad x W) stays in L2 while the row tiles pass.
+      const std::size_t i0 = t % row_tiles * R, j0 = t / row_tiles * W;
+      float tot[R * W] = {};
+      for (std::size_t r = 0; r < R && i0 + r < m; ++r)
+        for (std::size_t j = 0; j < W && j0 + j < n; ++j) tot[r * W + j] = C ? C[(i0 + r) * n + j0 + j] : 0.0f;
+      if (fdpa && p.L == 4) tile_fdpa<4>(p, i0, j0, tot);
+      else if (fdpa) tile_fdpa<2>(p, i0, j0, tot);
+      else if (ftz) tile_f32<true>(p, p.A + i0 * p.kpad, j0, tot);
+      else tile_f32<false>(p, p.A + i0 * p.kpad, j0, tot);
+      for (std::size_t r = 0; r < R && i0 + r < m; ++r)
+        for (std::size_t j = 0; j < W && j0 + j < n; ++j) {
+          const float v = tot[r * W + j];
+          D[(i0 + r) * n + j0 + j] = std::isnan(v) ? from_bits<float>(canonical_nan) : v;
+        }
+    }
+  }
+  return true;
+#else
+  (void)inst, (void)m, (void)n, (void)k, (void)A, (void)B, (void)C, (void)D, (void)o;
+  return false;
+#endif
+}
 
 std::uint32_t step(const instruction& inst, const float* a, const float* b, std::uint32_t c, bool starts) {
   switch (inst.arith) {

@@ -318,3 +318,83 @@ def test_gemm_k_sweep_is_the_prefix_gemms():
         fpscope.gemm_k_sweep(a, b, **HOPPER_FP8, ks=[301])
     with pytest.raises(ValueError, match="ks"):
         fpscope.gemm_k_sweep(a, b, **HOPPER_FP8, ks=[])
+
+
+@pytest.mark.parametrize("arch,inst,fmt", [("cdna1", "f32_32x32x8f16", "fp16"), ("cdna1", "f32_32x32x4bf16", "bf16"),
+                                           ("cdna2", "f32_32x32x8f16", "fp16"), ("cdna2", "f32_32x32x2f32", None),
+                                           ("cdna3", "f32_32x32x2_f32", None)])
+def test_amd_gemm_ignores_the_hosts_flush_to_zero(arch, inst, fmt):
+    # AMD's kernels run on native arithmetic (mma_amd.cpp's AVX-512 kernels set MXCSR per thread):
+    # a host with FTZ/DAZ set (torch.set_flush_denormal, here on the calling thread, threads=1)
+    # gets the same bits, subnormal C and subnormal results included.
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(5)
+    n = 40  # not a multiple of the kernels' 4 x 32 tiles
+
+    def operand(scale):
+        x = (rng.standard_normal((n, n)) * scale).astype(np.float32)
+        x[rng.random((n, n)) < 0.3] = 0
+        return fpscope.decode(fpscope.encode(x, fmt), fmt) if fmt else x
+
+    a, b = (operand(1.0), operand(1.0)) if fmt else (operand(2.0**-70), operand(2.0**-60))
+    a[:5] = 0  # rows whose D is C's subnormals (CDNA1, CDNA3), or +0 (CDNA2's fp16)
+    c = (rng.standard_normal((n, n)) * 2.0**-130).astype(np.float32)
+    ref = fpscope.gemm(a, b, c, arch=arch, inst=inst, threads=1)
+    if arch != "cdna2":  # CDNA2's f32 is the FMA chain too; its fp16 flushes every subnormal itself
+        assert (np.abs(ref[ref != 0]) < np.finfo(np.float32).tiny).any()
+    if not torch.set_flush_denormal(True):
+        pytest.skip("this CPU has no flush-to-zero mode")
+    try:
+        got = fpscope.gemm(a, b, c, arch=arch, inst=inst, threads=1)
+    finally:
+        torch.set_flush_denormal(False)
+    assert np.array_equal(ref.view(np.uint32), got.view(np.uint32))
+
+
+def test_amd_vector_kernels_equal_the_scalar_steps():
+    # mma_amd.cpp's AVX-512 kernels against its scalar K loop (FPSCOPE_MMA_SCALAR, read once per
+    # process: a subprocess), where MMA-Sim's oracle does not go: promotion, K and shapes that are
+    # not multiples of the tiles, specials spread through K, operands near under- and overflow.
+    # (The oracle proves the scalar steps; on a CPU without AVX-512 both sides are scalar.)
+    import os
+    import subprocess
+    import sys
+
+    code = r'''
+import sys, numpy as np, fpscope
+rng = np.random.default_rng(7)
+out = []
+for arch, inst, fmt in [("cdna1", "f32_32x32x8f16", "fp16"), ("cdna1", "f32_32x32x4bf16", "bf16"),
+                        ("cdna2", "f32_32x32x8f16", "fp16"), ("cdna2", "f32_32x32x4bf16", "bf16"),
+                        ("cdna2", "f32_32x32x4bf16_1k", "bf16"), ("cdna3", "f32_32x32x2_f32", None)]:
+    for promote in (0, 8):
+        for scale in (1.0, 2.0**-62, 2.0**60):
+            def op(shape):
+                x = (rng.standard_normal(shape) * scale * np.exp2(rng.integers(-8, 8, shape))).astype(np.float32)
+                u = rng.random(shape)
+                x[u < 0.001], x[(u > 0.001) & (u < 0.002)], x[(u > 0.002) & (u < 0.003)] = np.inf, -np.inf, np.nan
+                x[(u > 0.003) & (u < 0.1)], x[(u > 0.1) & (u < 0.13)] = 0.0, -0.0
+                return fpscope.decode(fpscope.encode(x, fmt), fmt) if fmt else x
+            a, b = op((37, 40)), op((40, 45))
+            with np.errstate(over="ignore"):
+                c = (rng.standard_normal((37, 45)) * scale * scale).astype(np.float32)
+            c[:, 0] = -0.0
+            out.append(fpscope.gemm(a, b, c, arch=arch, inst=inst, promote=promote, threads=1))
+np.save(sys.argv[1], np.stack(out))
+'''
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        res = []
+        for scalar in (False, True):
+            env = {k: v for k, v in os.environ.items() if k != "FPSCOPE_MMA_SCALAR"}
+            if scalar:
+                env["FPSCOPE_MMA_SCALAR"] = "1"
+            path = os.path.join(tmp, f"{int(scalar)}.npy")
+            subprocess.run([sys.executable, "-c", code, path], env=env, check=True)
+            res.append(np.load(path))
+    fast, scalar = res
+    assert fast.shape == (36, 37, 45)
+    finite = np.isfinite(fast)
+    assert finite.mean() > 0.3 and (~finite).any() and (fast == 0).any()  # a mix, not all NaN
+    assert np.array_equal(fast.view(np.uint32), scalar.view(np.uint32))

@@ -463,6 +463,24 @@ def test_cdna12_constructed_cases(arch, inst):
     assert compared >= len(cases)
 
 
+@pytest.mark.parametrize("arch,inst", CDNA12, ids=[f"{a}:{i}" for a, i in CDNA12])
+def test_cdna12_sums_of_negative_zeros(arch, inst):
+    # Every term -0 in every step (the cases above leave +0 padding in a row's later steps, which
+    # makes any sum +0): E_FDPA's exact zero is +0 whatever the zeros' signs, the FMA chain keeps
+    # -0, CDNA2 flushes -0 inputs and C to +0. Rows: A all -0 (or +0 against B's -1); C -0.
+    info = fpscope.mma_info(arch, inst)
+    m, n, k = info["m"], info["n"], 2 * info["k"]
+    a = np.full((m, k), -0.0, np.float32)
+    a[1::2] = 0.0
+    b = np.ones((k, n), np.float32)
+    b[:, 1::2] = -1.0
+    c = np.full((m, n), -0.0, np.float32)
+    want = host_nan(info, bits(oracle(info, a, b, c, arch, inst)))
+    got = bits(fpscope.gemm(a, b, c, arch=arch, inst=inst))
+    assert np.array_equal(want, got), (arch, inst, np.unique(want), np.unique(got))
+    assert (want == 0x80000000).any() or info["arithmetic"] != "fma"  # the FMA chain's -0 is there
+
+
 def test_cdna2_flushes_what_cdna1_keeps():
     # The cases above hold by themselves; this shows they exercise the difference: a subnormal
     # fp16 input and a subnormal bf16 product change CDNA1's result and not CDNA2's.

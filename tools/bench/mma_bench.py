@@ -46,18 +46,31 @@ INSTRUCTIONS = [
     ("blackwell", "m128n256k32.kind::mxf8f6f4.block32.f32.e4m3.e4m3.ue8m0"),
     ("blackwell", "m128n256k64.kind::mxf4.block32.f32.e2m1.e2m1.ue8m0"),
     ("blackwell", "m128n256k64.kind::mxf4nvf4.block16.f32.e2m1.e2m1.ue4m3"),
-    # AMD CDNA3 (tr_fdpa / gtr_fdpa, the scalar K loop)
-    ("cdna3", "f32_32x32x8_f16"),
-    ("cdna3", "f32_16x16x32_fp8_fp8"),
     # bf16 with one A value outside [2^-63, 2^64): the products of such data may leave float32's
     # normal range, so the AVX-512 kernel multiplies normalised significands instead (its NS
     # variant: two more adds a vector).
     ("ampere", "m16n8k16.f32.bf16.bf16.f32", "a[0,0] = 2^-100"),
 ]
 
+# AMD v_mfma, one row per arithmetic and input type (--only cdna): CDNA1's E_FDPA, CDNA2's
+# FTZ_MUL_ADD and the f32 FMA chain are mma_amd.cpp's AVX-512 kernels; CDNA3's fp16/bf16
+# (tr_fdpa) is mma.cpp's scalar K loop.
+AMD_INSTRUCTIONS = [
+    ("cdna1", "f32_32x32x8f16"),
+    ("cdna1", "f32_32x32x4bf16"),
+    ("cdna2", "f32_32x32x8f16"),
+    ("cdna2", "f32_32x32x4bf16"),
+    ("cdna2", "f32_32x32x4bf16_1k"),
+    ("cdna2", "f32_32x32x2f32"),
+    ("cdna3", "f32_32x32x2_f32"),
+    ("cdna3", "f32_32x32x8_f16"),  # tr_fdpa
+    ("cdna3", "f32_16x16x32_fp8_fp8"),  # gtr_fdpa
+]
+
 
 def values(rng, fmt, shape):
-    return fpscope.decode(fpscope.encode(rng.standard_normal(shape).astype(np.float32), fmt), fmt)
+    x = rng.standard_normal(shape).astype(np.float32)
+    return x if fmt == "fp32" else fpscope.decode(fpscope.encode(x, fmt), fmt)  # fp32: AMD's f32 v_mfma
 
 
 def main():
@@ -90,7 +103,7 @@ def main():
     print("| arch | instruction | fpscope (s) | MMA-Sim (s, scaled) | MMA-Sim / fpscope | fpscope / numpy | rows compared |")
     print("| --- | --- | ---: | ---: | ---: | ---: | --- |")
     words = [w for w in args.only.split(",") if w]
-    for arch, inst, *tiny in INSTRUCTIONS:
+    for arch, inst, *tiny in INSTRUCTIONS + AMD_INSTRUCTIONS:
         if words and not any(w in f"{arch} {inst}" for w in words):
             continue
         info = fpscope.mma_info(arch, inst)
