@@ -13,6 +13,16 @@
 #include "fpscope/convert.hpp"
 #include "fpscope/detail/round_pack.hpp"
 
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__)
+#define FPSCOPE_ERRORS_AVX512 1
+// GCC 12's AVX-512 headers trip -Wmaybe-uninitialized inside themselves (as in histogram.cpp).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+#endif
+
 namespace fpscope {
 namespace {
 
@@ -266,7 +276,7 @@ void error_tally::sums::add(const sums& o) {
   max_rel = std::max(max_rel, o.max_rel);
 }
 
-error_tally::error_tally(std::vector<cast_spec> specs)
+error_tally::error_tally(std::vector<cast_spec> specs, method how)
     : specs_(std::move(specs)), per_binade_(specs_.size(), 0), kind_(specs_.size()), slot_of_(specs_.size()),
       total_(specs_.size()) {
   t32_.reserve(specs_.size());
@@ -319,7 +329,257 @@ error_tally::error_tally(std::vector<cast_spec> specs)
   bin_n_.assign(binades, 0);
   bin_signal_.assign(binades, {});
   bin_.assign(slots_.size(), {});
+  // The direct method's groups and bit tables (add_direct).
+  for (std::size_t r = 0; r < specs_.size(); ++r) {
+    if (!per_binade_[r]) continue;
+    const cast_spec& c = specs_[r];
+    const int dropped = 23 - c.fmt.man_bits;
+    auto g = std::find_if(dgroups_.begin(), dgroups_.end(),
+                          [&](const direct_group& x) { return x.round == c.pol.round && x.dropped == dropped; });
+    if (g == dgroups_.end()) g = dgroups_.insert(g, {c.pol.round, dropped});
+    // Below the format's normal range the cast drops d = dropped + emin - E bits, E = e + ks -
+    // 127: d = below - e (the constructor's loop above, rewritten).
+    const int ks = int(std::bit_cast<std::uint32_t>(c.scale) >> 23) - 127;
+    direct_spec d{r, std::size_t(g - dgroups_.begin()), dropped + c.fmt.emin() - ks + 127, false, false, {}};
+    for (std::size_t k = 0; k < binades; ++k) {
+      std::uint32_t b = kind_[r][k] != 0 ? 2u : 0u;
+      if (kind_[r][k] == 1) {
+        const int dk = slots_[std::size_t(slot_of_[r][k])].dropped;
+        if (dk == dropped) b = 1;
+        else if (dk == d.below - int(k & 0xFF)) b = 3;
+      }
+      d.bits[k / 16] |= b << (2 * (k % 16));
+      d.has_below |= b == 3;
+      d.has_bulk |= b == 2;
+    }
+    dspecs_.push_back(d);
+  }
+#if defined(FPSCOPE_ERRORS_AVX512)
+  direct_ = !dspecs_.empty() &&
+            (how == method::direct || (how == method::automatic && dspecs_.size() <= direct_max_specs));
+#else
+  (void)how;
+#endif
 }
+
+void error_tally::measure_block(const float* v, std::size_t m, std::size_t r, sums& acc) const {
+  if (m == 0) return;
+  alignas(64) float y[error_block], q[error_block];
+  alignas(64) double inv[error_block];
+  code_buffers codes;
+  const cast_spec& c = specs_[r];
+  for (std::size_t i = 0; i < m; ++i) {
+    inv[i] = 1.0 / std::fabs(double(v[i]));
+    y[i] = scaled(v[i], c.scale);
+  }
+  cast_block(std::span<const float>(y, m), codes, q, c);
+  acc.add(block_sums(v, q, inv, m, t32_[r].at, c.scale));
+}
+
+#if defined(FPSCOPE_ERRORS_AVX512)
+namespace {
+// Values whose lane sums are folded at once: each double lane then sums at most 1024 terms.
+constexpr std::size_t direct_block = std::size_t{1} << 14;
+
+// r_d(m) of 16 24-bit significands m (neg: all ones in the lanes of negative values) at d
+// dropped bits per lane (1 .. 23), as detail::round_significand(m, d, rm, neg, 0) << d computes
+// it, for every rounding but sr (which never has a group).
+inline __m512i round16(__m512i m, __m512i neg, rounding rm, __m512i d) {
+  const __m512i one = _mm512_set1_epi32(1);
+  const __m512i low = _mm512_sub_epi32(_mm512_sllv_epi32(one, d), one);
+  const __m512i half = _mm512_sllv_epi32(one, _mm512_sub_epi32(d, one));
+  __m512i bias;
+  switch (rm) {
+    case rounding::rne:
+      bias = _mm512_add_epi32(_mm512_sub_epi32(half, one), _mm512_and_si512(_mm512_srlv_epi32(m, d), one));
+      break;
+    case rounding::rna: bias = half; break;
+    case rounding::rup: bias = _mm512_andnot_si512(neg, low); break;
+    case rounding::rdn: bias = _mm512_and_si512(neg, low); break;
+    case rounding::rto: {
+      const __m512i t = _mm512_srlv_epi32(_mm512_add_epi32(_mm512_and_si512(m, low), low), d);
+      return _mm512_sllv_epi32(_mm512_or_si512(_mm512_srlv_epi32(m, d), t), d);
+    }
+    default: bias = _mm512_setzero_si512();  // rtz
+  }
+  return _mm512_andnot_si512(low, _mm512_add_epi32(m, bias));
+}
+
+// 1/m of 8 doubles m (2^23 <= m < 2^24) within 2^-52.8 of itself: vrcp14pd (relative error below
+// 2^-14), then two Newton steps r + r (1 - m r), each an fma for the residual (|1 - m r| <=
+// 2^-14: its rounding is below 2^-67) and one for the update; the second leaves 2^-56 of the
+// truncation plus the update's rounding, half an ulp. A division costs far more where the CPU
+// has one 512-bit divider.
+inline __m512d reciprocal(__m512d m) {
+  const __m512d one = _mm512_set1_pd(1.0);
+  __m512d r = _mm512_rcp14_pd(m);
+  r = _mm512_fmadd_pd(r, _mm512_fnmadd_pd(m, r, one), r);
+  return _mm512_fmadd_pd(r, _mm512_fnmadd_pd(m, r, one), r);
+}
+
+// |r_d(m) - m| of 16 float32 bit patterns u at d dropped bits per lane, and their halves as
+// doubles (exact: below 2^23).
+struct abs_errors16 {
+  __m512d h[2];
+};
+inline abs_errors16 abs_errors(__m512i u, rounding rm, __m512i d) {
+  const __m512i m = _mm512_or_si512(_mm512_and_si512(u, _mm512_set1_epi32(0x7FFFFF)), _mm512_set1_epi32(0x800000));
+  const __m512i ad = _mm512_abs_epi32(_mm512_sub_epi32(round16(m, _mm512_srai_epi32(u, 31), rm, d), m));
+  return {{_mm512_cvtepi32_pd(_mm512_castsi512_si256(ad)), _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(ad, 1))}};
+}
+}  // namespace
+
+// float32 values for the per-binade specs without a sort (docs/hist.md "Error statistics"). A
+// value of binade k = bits >> 23 (x = m 2^(e-150)) that a spec takes directly scales exactly
+// into one binade of the format; in its normal range the cast drops d = 23 - man_bits bits
+// whatever the scale, so the terms there depend on the spec only through its group (rounding,
+// d): |r_d(m) - m| (an integer), its square times 2^(2(e-150)) (exact in double, the power of
+// two built from e's bits), the relative error |r_d(m) - m| * (1/m) (2 roundings) and x^2 = m^2
+// 2^(2(e-150)) (exact) are formed once per group for a sub-block of 256 values, then each spec
+// adds them under a mask from its bit table (2 bits per binade), in 16 double lanes per sum
+// kept in registers. Its binades below the format's normal range (d = below - e) it rounds
+// itself, lane by lane; the values it sends to the bulk conversion are compress-stored into its
+// buffer. Each lane sums at most 1024 terms of a block before the block's lane sums are added
+// (TwoSum) to acc.
+void error_tally::add_direct(std::span<const float> x, std::vector<sums>& acc) {
+  const std::size_t ns = dspecs_.size(), ng = dgroups_.size();
+  constexpr std::size_t sub = 256, vecs = sub / 16;
+  struct lanes {
+    __m512d rel[2], noise[2], sig[2], mx[2];
+    __m512i n;
+  };
+  struct table {
+    __m512i lo, hi;
+  };
+  std::vector<lanes> ln(ns);
+  std::vector<table> tab(ns);
+  for (std::size_t j = 0; j < ns; ++j)
+    tab[j] = {_mm512_loadu_si512(dspecs_[j].bits.data()), _mm512_loadu_si512(dspecs_[j].bits.data() + 16)};
+  std::vector<std::vector<float>> edge(ns, std::vector<float>(error_block + 16));
+  std::vector<std::size_t> fill(ns, 0);
+  // The sub-block's per-value data: bits, table index and shift, 1/m, 2^(2(e-150)), x^2, and
+  // per group the relative and squared errors.
+  alignas(64) std::uint32_t ub[sub], idx[sub], sh[sub];
+  alignas(64) double inv[sub], unit2[sub], x2[sub];
+  struct alignas(64) terms {
+    double v[sub];
+  };
+  std::vector<terms> rel_v(ng), sq_v(ng);
+  double* const rel_g = rel_v.data()->v;
+  double* const sq_g = sq_v.data()->v;
+  __mmask16 valid[vecs];
+  const __m512i frac = _mm512_set1_epi32(0x7FFFFF), hidden = _mm512_set1_epi32(0x800000);
+  const __m512i ff = _mm512_set1_epi32(0xFF), fifteen = _mm512_set1_epi32(15);
+  const __m512i one = _mm512_set1_epi32(1), two = _mm512_set1_epi32(2);
+  for (std::size_t lo = 0; lo < x.size(); lo += direct_block) {
+    const std::size_t nb = std::min(direct_block, x.size() - lo);
+    const float* xb = x.data() + lo;
+    for (auto& l : ln) {
+      for (int h = 0; h < 2; ++h) l.rel[h] = l.noise[h] = l.sig[h] = l.mx[h] = _mm512_setzero_pd();
+      l.n = _mm512_setzero_si512();
+    }
+    for (std::size_t s0 = 0; s0 < nb; s0 += sub) {
+      const std::size_t nv = (std::min(sub, nb - s0) + 15) / 16;
+      for (std::size_t v = 0; v < nv; ++v) {
+        const std::size_t i = s0 + 16 * v, o = 16 * v;
+        valid[v] = nb - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (nb - i)) - 1);
+        const __m512i u = _mm512_maskz_loadu_epi32(valid[v], xb + i);
+        const __m512i k = _mm512_srli_epi32(u, 23);
+        const __m512i m = _mm512_or_si512(_mm512_and_si512(u, frac), hidden);
+        _mm512_store_si512(ub + o, u);
+        _mm512_store_si512(idx + o, _mm512_srli_epi32(k, 4));
+        _mm512_store_si512(sh + o, _mm512_slli_epi32(_mm512_and_si512(k, fifteen), 1));
+        // 2^(2(e-150)) as a double: biased exponent 2e - 300 + 1023 (725 .. 1231 for e 1 .. 254).
+        const __m512i ex = _mm512_add_epi32(_mm512_slli_epi32(_mm512_and_si512(k, ff), 1), _mm512_set1_epi32(723));
+        __m512d iv[2], u2[2];
+        for (int h = 0; h < 2; ++h) {
+          const __m256i mh = h ? _mm512_extracti64x4_epi64(m, 1) : _mm512_castsi512_si256(m);
+          const __m256i eh = h ? _mm512_extracti64x4_epi64(ex, 1) : _mm512_castsi512_si256(ex);
+          const __m512d md = _mm512_cvtepi32_pd(mh);
+          iv[h] = reciprocal(md);
+          u2[h] = _mm512_castsi512_pd(_mm512_slli_epi64(_mm512_cvtepu32_epi64(eh), 52));
+          _mm512_store_pd(inv + o + 8 * h, iv[h]);
+          _mm512_store_pd(unit2 + o + 8 * h, u2[h]);
+          _mm512_store_pd(x2 + o + 8 * h, _mm512_mul_pd(_mm512_mul_pd(md, md), u2[h]));  // m^2 < 2^48: exact
+        }
+        for (std::size_t g = 0; g < ng; ++g) {
+          const abs_errors16 a = abs_errors(u, dgroups_[g].round, _mm512_set1_epi32(dgroups_[g].dropped));
+          for (int h = 0; h < 2; ++h) {
+            _mm512_store_pd(rel_g + g * sub + o + 8 * h, _mm512_mul_pd(a.h[h], iv[h]));
+            _mm512_store_pd(sq_g + g * sub + o + 8 * h, _mm512_mul_pd(_mm512_mul_pd(a.h[h], a.h[h]), u2[h]));  // < 2^46: exact
+          }
+        }
+      }
+      for (std::size_t j = 0; j < ns; ++j) {
+        const direct_spec& ds = dspecs_[j];
+        const double* rg = rel_g + ds.group * sub;
+        const double* qg = sq_g + ds.group * sub;
+        const __m512i tlo = tab[j].lo, thi = tab[j].hi;
+        const bool has_below = ds.has_below, has_bulk = ds.has_bulk;
+        lanes& l = ln[j];
+        __m512d rel0 = l.rel[0], rel1 = l.rel[1], no0 = l.noise[0], no1 = l.noise[1];
+        __m512d sg0 = l.sig[0], sg1 = l.sig[1], mx0 = l.mx[0], mx1 = l.mx[1];
+        __m512i n = l.n;
+        for (std::size_t v = 0; v < nv; ++v) {
+          const std::size_t o = 16 * v;
+          const __m512i b = _mm512_srlv_epi32(_mm512_permutex2var_epi32(tlo, _mm512_load_si512(idx + o), thi),
+                                              _mm512_load_si512(sh + o));
+          const __mmask16 t1 = _mm512_mask_test_epi32_mask(valid[v], b, one);
+          const __mmask16 t2 = _mm512_mask_test_epi32_mask(valid[v], b, two);
+          const __mmask16 normal = t1 & ~t2, below = t1 & t2, bulk = t2 & ~t1;
+          __m512d r0 = _mm512_load_pd(rg + o), r1 = _mm512_load_pd(rg + o + 8);
+          __m512d q0 = _mm512_load_pd(qg + o), q1 = _mm512_load_pd(qg + o + 8);
+          if (has_below) {  // by spec, not by data: a branch the data would mispredict costs more
+            // Below the normal range: d = below - e, per lane.
+            const __m512i u = _mm512_load_si512(ub + o);
+            const __m512i d = _mm512_sub_epi32(_mm512_set1_epi32(ds.below), _mm512_and_si512(_mm512_srli_epi32(u, 23), ff));
+            const abs_errors16 a = abs_errors(u, dgroups_[ds.group].round, _mm512_mask_blend_epi32(below, one, d));
+            const __m512d w0 = _mm512_load_pd(unit2 + o), w1 = _mm512_load_pd(unit2 + o + 8);
+            r0 = _mm512_mask_mul_pd(r0, __mmask8(below), a.h[0], _mm512_load_pd(inv + o));
+            r1 = _mm512_mask_mul_pd(r1, __mmask8(below >> 8), a.h[1], _mm512_load_pd(inv + o + 8));
+            q0 = _mm512_mask_mul_pd(q0, __mmask8(below), _mm512_mul_pd(a.h[0], a.h[0]), w0);
+            q1 = _mm512_mask_mul_pd(q1, __mmask8(below >> 8), _mm512_mul_pd(a.h[1], a.h[1]), w1);
+          }
+          const __mmask16 dm = normal | below;
+          const __mmask8 d0 = __mmask8(dm), d1 = __mmask8(dm >> 8);
+          rel0 = _mm512_mask_add_pd(rel0, d0, rel0, r0);
+          rel1 = _mm512_mask_add_pd(rel1, d1, rel1, r1);
+          mx0 = _mm512_mask_max_pd(mx0, d0, mx0, r0);
+          mx1 = _mm512_mask_max_pd(mx1, d1, mx1, r1);
+          no0 = _mm512_mask_add_pd(no0, d0, no0, q0);
+          no1 = _mm512_mask_add_pd(no1, d1, no1, q1);
+          sg0 = _mm512_mask_add_pd(sg0, d0, sg0, _mm512_load_pd(x2 + o));
+          sg1 = _mm512_mask_add_pd(sg1, d1, sg1, _mm512_load_pd(x2 + o + 8));
+          n = _mm512_mask_add_epi32(n, dm, n, one);
+          if (has_bulk) {
+            // Compressed in a register and stored whole (the buffer has 16 values to spare): no
+            // branch on the data, and no compress-to-memory (slow on some CPUs).
+            _mm512_storeu_si512(edge[j].data() + fill[j], _mm512_maskz_compress_epi32(bulk, _mm512_load_si512(ub + o)));
+            fill[j] += std::size_t(std::popcount(unsigned(bulk)));
+            if (fill[j] > error_block - 16) measure_block(edge[j].data(), fill[j], ds.spec, acc[ds.spec]), fill[j] = 0;
+          }
+        }
+        l.rel[0] = rel0, l.rel[1] = rel1, l.noise[0] = no0, l.noise[1] = no1;
+        l.sig[0] = sg0, l.sig[1] = sg1, l.mx[0] = mx0, l.mx[1] = mx1, l.n = n;
+      }
+    }
+    for (std::size_t j = 0; j < ns; ++j) {
+      const lanes& l = ln[j];
+      sums& a = acc[dspecs_[j].spec];
+      a.n += std::uint64_t(_mm512_reduce_add_epi32(l.n));
+      a.rel.add(_mm512_reduce_add_pd(_mm512_add_pd(l.rel[0], l.rel[1])));
+      a.noise.add(_mm512_reduce_add_pd(_mm512_add_pd(l.noise[0], l.noise[1])));
+      a.signal.add(_mm512_reduce_add_pd(_mm512_add_pd(l.sig[0], l.sig[1])));
+      a.max_rel = std::max(a.max_rel, _mm512_reduce_max_pd(_mm512_max_pd(l.mx[0], l.mx[1])));
+    }
+  }
+  for (std::size_t j = 0; j < ns; ++j) measure_block(edge[j].data(), fill[j], dspecs_[j].spec, acc[dspecs_[j].spec]);
+}
+#else
+void error_tally::add_direct(std::span<const float>, std::vector<sums>&) {
+  throw std::logic_error("error_tally: the direct method needs AVX-512");
+}
+#endif
 
 // float32 values for the specs with per-binade sums: each block is sorted by binade (a counting
 // sort), each binade's run summed once per slot, and each spec's binades of kind 2 copied
@@ -351,19 +611,9 @@ void error_tally::add_binades(std::span<const float> x, std::vector<sums>& acc) 
   std::vector<double> inv_v(binade_block + binade_lanes);
   std::uint32_t* const sorted = sorted_v.data();
   double* const inv = inv_v.data();
-  alignas(64) float y[error_block], q[error_block];
-  code_buffers codes;
   std::uint32_t cnt[binades], start[binades], cnt4[4][binades], at4[4][binades];
   const auto flush = [&](edge_values& ed) {
-    const std::size_t m = ed.fill;
-    if (m == 0) return;
-    const cast_spec& c = specs_[ed.spec];
-    for (std::size_t i = 0; i < m; ++i) {
-      inv[i] = 1.0 / std::fabs(double(ed.v[i]));
-      y[i] = scaled(ed.v[i], c.scale);
-    }
-    cast_block(std::span<const float>(y, m), codes, q, c);
-    acc[ed.spec].add(block_sums(ed.v.data(), q, inv, m, t32_[ed.spec].at, c.scale));
+    measure_block(ed.v.data(), ed.fill, ed.spec, acc[ed.spec]);
     ed.fill = 0;
   };
   std::uint16_t present[binades];
@@ -418,8 +668,9 @@ void error_tally::add_binades(std::span<const float> x, std::vector<sums>& acc) 
           // 32-bit m: a widening multiply and an int32 conversion (cheaper vector forms).
           const std::uint32_t m = (run[i + l] & 0x7FFFFFu) | 0x800000u;
           s2[l] += std::uint64_t(m) * std::uint64_t(m);
-          inv[i + l] = 1.0 / double(std::int32_t(m));
         }
+#pragma omp simd
+      for (std::size_t i = 0; i < padded; ++i) inv[i] = 1.0 / double(std::int32_t((run[i] & 0x7FFFFFu) | 0x800000u));
       std::uint64_t x2 = std::uint64_t(0) - std::uint64_t(padded - c) * (std::uint64_t(1) << 46);
       for (const std::uint64_t l : s2) x2 += l;
       n[k] += c;
@@ -470,7 +721,12 @@ void error_tally::add_values(std::span<const T> x) {
   for (std::size_t r = 0; r < specs_.size(); ++r)
     if (std::is_same_v<T, double> || !per_binade_[r]) bulk.push_back(r);
   if constexpr (std::is_same_v<T, float>)
-    if (!slots_.empty()) add_binades(x, acc);
+    if (!slots_.empty()) {
+      if (direct_)
+        add_direct(x, acc);
+      else
+        add_binades(x, acc);
+    }
   if (bulk.empty()) {
     const std::lock_guard lock(m_);
     for (std::size_t r = 0; r < acc.size(); ++r) total_[r].add(acc[r]);
