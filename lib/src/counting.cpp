@@ -337,16 +337,22 @@ error_tally::error_tally(std::vector<cast_spec> specs, method how)
     auto g = std::find_if(dgroups_.begin(), dgroups_.end(),
                           [&](const direct_group& x) { return x.round == c.pol.round && x.dropped == dropped; });
     if (g == dgroups_.end()) g = dgroups_.insert(g, {c.pol.round, dropped});
-    // Below the format's normal range the cast drops d = dropped + emin - E bits, E = e + ks -
-    // 127: d = below - e (the constructor's loop above, rewritten).
-    const int ks = int(std::bit_cast<std::uint32_t>(c.scale) >> 23) - 127;
-    direct_spec d{r, std::size_t(g - dgroups_.begin()), dropped + c.fmt.emin() - ks + 127, false, false, {}};
+    // x * S in the format's binade E = e + ks - 127: the cast drops d = dropped bits at or
+    // above its smallest normal 2^emin, d = dropped + emin - E = below - e below it (subnormal
+    // results, not with ftz or without subnormals). A binade is 1 where every value counts at d
+    // = dropped (kind 1: no threshold to compare), 3 where some value counts, x * S is a
+    // float32 normal and d <= 24 (|r_d(m) - m| < 2^24: its square is exact in double), 2 where
+    // some value counts otherwise.
+    const int ks = int(std::bit_cast<std::uint32_t>(c.scale) >> 23) - 127, emin = c.fmt.emin();
+    direct_spec d{r, std::size_t(g - dgroups_.begin()), dropped + emin - ks + 127, false, false, {}};
     for (std::size_t k = 0; k < binades; ++k) {
-      std::uint32_t b = kind_[r][k] != 0 ? 2u : 0u;
-      if (kind_[r][k] == 1) {
-        const int dk = slots_[std::size_t(slot_of_[r][k])].dropped;
-        if (dk == dropped) b = 1;
-        else if (dk == d.below - int(k & 0xFF)) b = 3;
+      const int e = int(k & 0xFF), big_e = e + ks - 127;
+      std::uint32_t b = 0;
+      if (kind_[r][k] != 0) {
+        const bool exact = e >= 1 && e <= 254 && e + ks >= 1 && e + ks <= 254;
+        const bool sub_ok = big_e >= emin || (!c.pol.ftz && c.fmt.subnormals);
+        const int dk = big_e >= emin ? dropped : d.below - e;
+        b = kind_[r][k] == 1 && dk == dropped ? 1u : exact && sub_ok && dk <= 24 ? 3u : 2u;
       }
       d.bits[k / 16] |= b << (2 * (k % 16));
       d.has_below |= b == 3;
@@ -427,6 +433,90 @@ inline abs_errors16 abs_errors(__m512i u, rounding rm, __m512i d) {
   const __m512i ad = _mm512_abs_epi32(_mm512_sub_epi32(round16(m, _mm512_srai_epi32(u, 31), rm, d), m));
   return {{_mm512_cvtepi32_pd(_mm512_castsi512_si256(ad)), _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(ad, 1))}};
 }
+
+// Values of a sub-block, formed once for all specs (add_direct).
+constexpr std::size_t direct_sub = 256, direct_vecs = direct_sub / 16;
+
+// One spec's sums over the blocks so far, in 16 double lanes each.
+struct direct_lanes {
+  __m512d rel[2], noise[2], sig[2], mx[2];
+  __m512i n;
+};
+
+// What one spec's pass over a sub-block reads: the sub-block's bits, table index and shift,
+// 1/m, 2^(2(e-150)) and x^2, its group's relative and squared errors, its bit table, and for the
+// binades of 3 the bits below (d = max(dropped, below - e)) and its thresholds per sign.
+struct direct_rows_args {
+  const std::uint32_t *ub, *idx, *sh;
+  const double *inv, *unit2, *x2, *rel, *sq;
+  const __mmask16* valid;
+  std::size_t nv;
+  __m512i tlo, thi;
+  int below, dropped;
+  std::uint32_t lo[2], hi[2];
+  bool has_below, has_bulk;
+};
+
+// One spec over a sub-block: the terms of its binades of 1 from the group's, of 3 rounded here
+// lane by lane where the thresholds count them, added under masks to lanes kept in registers
+// (no call in the loop, the rounding a template argument); the values of binades of 2 appended
+// to buf (compressed in a register and stored whole: no branch on the data).
+template <rounding Rm>
+void direct_rows(const direct_rows_args& a, direct_lanes& l, float* buf, std::size_t& fill) {
+  const __m512i one = _mm512_set1_epi32(1), two = _mm512_set1_epi32(2), ff = _mm512_set1_epi32(0xFF);
+  const __m512i below = _mm512_set1_epi32(a.below), dropped = _mm512_set1_epi32(a.dropped);
+  const __m512i lo0 = _mm512_set1_epi32(int(a.lo[0])), lo1 = _mm512_set1_epi32(int(a.lo[1]));
+  const __m512i hi0 = _mm512_set1_epi32(int(a.hi[0])), hi1 = _mm512_set1_epi32(int(a.hi[1]));
+  const __m512i absm = _mm512_set1_epi32(0x7FFFFFFF);
+  __m512d rel0 = l.rel[0], rel1 = l.rel[1], no0 = l.noise[0], no1 = l.noise[1];
+  __m512d sg0 = l.sig[0], sg1 = l.sig[1], mx0 = l.mx[0], mx1 = l.mx[1];
+  __m512i n = l.n;
+  std::size_t f = fill;
+  for (std::size_t v = 0; v < a.nv; ++v) {
+    const std::size_t o = 16 * v;
+    const __m512i b = _mm512_srlv_epi32(_mm512_permutex2var_epi32(a.tlo, _mm512_load_si512(a.idx + o), a.thi),
+                                        _mm512_load_si512(a.sh + o));
+    const __mmask16 t1 = _mm512_mask_test_epi32_mask(a.valid[v], b, one);
+    const __mmask16 t2 = _mm512_mask_test_epi32_mask(a.valid[v], b, two);
+    __mmask16 dm = t1 & ~t2;
+    __m512d r0 = _mm512_load_pd(a.rel + o), r1 = _mm512_load_pd(a.rel + o + 8);
+    __m512d q0 = _mm512_load_pd(a.sq + o), q1 = _mm512_load_pd(a.sq + o + 8);
+    if (a.has_below) {  // by spec, not by data: a branch the data would mispredict costs more
+      const __m512i u = _mm512_load_si512(a.ub + o);
+      const __m512i mag = _mm512_and_si512(u, absm);
+      const __mmask16 neg = _mm512_movepi32_mask(u);
+      const __mmask16 counted = _mm512_cmpge_epu32_mask(mag, _mm512_mask_blend_epi32(neg, lo0, lo1)) &
+                                _mm512_cmplt_epu32_mask(mag, _mm512_mask_blend_epi32(neg, hi0, hi1));
+      const __mmask16 bm = t1 & t2 & counted;
+      const __m512i d = _mm512_max_epi32(dropped, _mm512_sub_epi32(below, _mm512_and_si512(_mm512_srli_epi32(u, 23), ff)));
+      const abs_errors16 e = abs_errors(u, Rm, d);
+      const __mmask8 b0 = __mmask8(bm), b1 = __mmask8(bm >> 8);
+      r0 = _mm512_mask_mul_pd(r0, b0, e.h[0], _mm512_load_pd(a.inv + o));
+      r1 = _mm512_mask_mul_pd(r1, b1, e.h[1], _mm512_load_pd(a.inv + o + 8));
+      q0 = _mm512_mask_mul_pd(q0, b0, _mm512_mul_pd(e.h[0], e.h[0]), _mm512_load_pd(a.unit2 + o));
+      q1 = _mm512_mask_mul_pd(q1, b1, _mm512_mul_pd(e.h[1], e.h[1]), _mm512_load_pd(a.unit2 + o + 8));
+      dm |= bm;
+    }
+    const __mmask8 d0 = __mmask8(dm), d1 = __mmask8(dm >> 8);
+    rel0 = _mm512_mask_add_pd(rel0, d0, rel0, r0);
+    rel1 = _mm512_mask_add_pd(rel1, d1, rel1, r1);
+    mx0 = _mm512_mask_max_pd(mx0, d0, mx0, r0);
+    mx1 = _mm512_mask_max_pd(mx1, d1, mx1, r1);
+    no0 = _mm512_mask_add_pd(no0, d0, no0, q0);
+    no1 = _mm512_mask_add_pd(no1, d1, no1, q1);
+    sg0 = _mm512_mask_add_pd(sg0, d0, sg0, _mm512_load_pd(a.x2 + o));
+    sg1 = _mm512_mask_add_pd(sg1, d1, sg1, _mm512_load_pd(a.x2 + o + 8));
+    n = _mm512_mask_add_epi32(n, dm, n, one);
+    if (a.has_bulk) {
+      const __mmask16 bulk = t2 & ~t1;
+      _mm512_storeu_si512(buf + f, _mm512_maskz_compress_epi32(bulk, _mm512_load_si512(a.ub + o)));
+      f += std::size_t(std::popcount(unsigned(bulk)));
+    }
+  }
+  l.rel[0] = rel0, l.rel[1] = rel1, l.noise[0] = no0, l.noise[1] = no1;
+  l.sig[0] = sg0, l.sig[1] = sg1, l.mx[0] = mx0, l.mx[1] = mx1, l.n = n;
+  fill = f;
+}
 }  // namespace
 
 // float32 values for the per-binade specs without a sort (docs/hist.md "Error statistics"). A
@@ -443,11 +533,8 @@ inline abs_errors16 abs_errors(__m512i u, rounding rm, __m512i d) {
 // (TwoSum) to acc.
 void error_tally::add_direct(std::span<const float> x, std::vector<sums>& acc) {
   const std::size_t ns = dspecs_.size(), ng = dgroups_.size();
-  constexpr std::size_t sub = 256, vecs = sub / 16;
-  struct lanes {
-    __m512d rel[2], noise[2], sig[2], mx[2];
-    __m512i n;
-  };
+  constexpr std::size_t sub = direct_sub;
+  using lanes = direct_lanes;
   struct table {
     __m512i lo, hi;
   };
@@ -455,7 +542,7 @@ void error_tally::add_direct(std::span<const float> x, std::vector<sums>& acc) {
   std::vector<table> tab(ns);
   for (std::size_t j = 0; j < ns; ++j)
     tab[j] = {_mm512_loadu_si512(dspecs_[j].bits.data()), _mm512_loadu_si512(dspecs_[j].bits.data() + 16)};
-  std::vector<std::vector<float>> edge(ns, std::vector<float>(error_block + 16));
+  std::vector<std::vector<float>> edge(ns, std::vector<float>(error_block + sub));
   std::vector<std::size_t> fill(ns, 0);
   // The sub-block's per-value data: bits, table index and shift, 1/m, 2^(2(e-150)), x^2, and
   // per group the relative and squared errors.
@@ -467,10 +554,9 @@ void error_tally::add_direct(std::span<const float> x, std::vector<sums>& acc) {
   std::vector<terms> rel_v(ng), sq_v(ng);
   double* const rel_g = rel_v.data()->v;
   double* const sq_g = sq_v.data()->v;
-  __mmask16 valid[vecs];
+  __mmask16 valid[direct_vecs];
   const __m512i frac = _mm512_set1_epi32(0x7FFFFF), hidden = _mm512_set1_epi32(0x800000);
   const __m512i ff = _mm512_set1_epi32(0xFF), fifteen = _mm512_set1_epi32(15);
-  const __m512i one = _mm512_set1_epi32(1), two = _mm512_set1_epi32(2);
   for (std::size_t lo = 0; lo < x.size(); lo += direct_block) {
     const std::size_t nb = std::min(direct_block, x.size() - lo);
     const float* xb = x.data() + lo;
@@ -512,55 +598,21 @@ void error_tally::add_direct(std::span<const float> x, std::vector<sums>& acc) {
       }
       for (std::size_t j = 0; j < ns; ++j) {
         const direct_spec& ds = dspecs_[j];
-        const double* rg = rel_g + ds.group * sub;
-        const double* qg = sq_g + ds.group * sub;
-        const __m512i tlo = tab[j].lo, thi = tab[j].hi;
-        const bool has_below = ds.has_below, has_bulk = ds.has_bulk;
-        lanes& l = ln[j];
-        __m512d rel0 = l.rel[0], rel1 = l.rel[1], no0 = l.noise[0], no1 = l.noise[1];
-        __m512d sg0 = l.sig[0], sg1 = l.sig[1], mx0 = l.mx[0], mx1 = l.mx[1];
-        __m512i n = l.n;
-        for (std::size_t v = 0; v < nv; ++v) {
-          const std::size_t o = 16 * v;
-          const __m512i b = _mm512_srlv_epi32(_mm512_permutex2var_epi32(tlo, _mm512_load_si512(idx + o), thi),
-                                              _mm512_load_si512(sh + o));
-          const __mmask16 t1 = _mm512_mask_test_epi32_mask(valid[v], b, one);
-          const __mmask16 t2 = _mm512_mask_test_epi32_mask(valid[v], b, two);
-          const __mmask16 normal = t1 & ~t2, below = t1 & t2, bulk = t2 & ~t1;
-          __m512d r0 = _mm512_load_pd(rg + o), r1 = _mm512_load_pd(rg + o + 8);
-          __m512d q0 = _mm512_load_pd(qg + o), q1 = _mm512_load_pd(qg + o + 8);
-          if (has_below) {  // by spec, not by data: a branch the data would mispredict costs more
-            // Below the normal range: d = below - e, per lane.
-            const __m512i u = _mm512_load_si512(ub + o);
-            const __m512i d = _mm512_sub_epi32(_mm512_set1_epi32(ds.below), _mm512_and_si512(_mm512_srli_epi32(u, 23), ff));
-            const abs_errors16 a = abs_errors(u, dgroups_[ds.group].round, _mm512_mask_blend_epi32(below, one, d));
-            const __m512d w0 = _mm512_load_pd(unit2 + o), w1 = _mm512_load_pd(unit2 + o + 8);
-            r0 = _mm512_mask_mul_pd(r0, __mmask8(below), a.h[0], _mm512_load_pd(inv + o));
-            r1 = _mm512_mask_mul_pd(r1, __mmask8(below >> 8), a.h[1], _mm512_load_pd(inv + o + 8));
-            q0 = _mm512_mask_mul_pd(q0, __mmask8(below), _mm512_mul_pd(a.h[0], a.h[0]), w0);
-            q1 = _mm512_mask_mul_pd(q1, __mmask8(below >> 8), _mm512_mul_pd(a.h[1], a.h[1]), w1);
-          }
-          const __mmask16 dm = normal | below;
-          const __mmask8 d0 = __mmask8(dm), d1 = __mmask8(dm >> 8);
-          rel0 = _mm512_mask_add_pd(rel0, d0, rel0, r0);
-          rel1 = _mm512_mask_add_pd(rel1, d1, rel1, r1);
-          mx0 = _mm512_mask_max_pd(mx0, d0, mx0, r0);
-          mx1 = _mm512_mask_max_pd(mx1, d1, mx1, r1);
-          no0 = _mm512_mask_add_pd(no0, d0, no0, q0);
-          no1 = _mm512_mask_add_pd(no1, d1, no1, q1);
-          sg0 = _mm512_mask_add_pd(sg0, d0, sg0, _mm512_load_pd(x2 + o));
-          sg1 = _mm512_mask_add_pd(sg1, d1, sg1, _mm512_load_pd(x2 + o + 8));
-          n = _mm512_mask_add_epi32(n, dm, n, one);
-          if (has_bulk) {
-            // Compressed in a register and stored whole (the buffer has 16 values to spare): no
-            // branch on the data, and no compress-to-memory (slow on some CPUs).
-            _mm512_storeu_si512(edge[j].data() + fill[j], _mm512_maskz_compress_epi32(bulk, _mm512_load_si512(ub + o)));
-            fill[j] += std::size_t(std::popcount(unsigned(bulk)));
-            if (fill[j] > error_block - 16) measure_block(edge[j].data(), fill[j], ds.spec, acc[ds.spec]), fill[j] = 0;
-          }
+        const auto& t = t32_[ds.spec].at;
+        const direct_rows_args a{ub, idx, sh, inv, unit2, x2, rel_g + ds.group * sub, sq_g + ds.group * sub, valid, nv,
+                                 tab[j].lo, tab[j].hi, ds.below, dgroups_[ds.group].dropped,
+                                 {t[0][0], t[1][0]}, {t[0][2], t[1][2]}, ds.has_below, ds.has_bulk};
+        float* const buf = edge[j].data();
+        switch (dgroups_[ds.group].round) {
+          case rounding::rne: direct_rows<rounding::rne>(a, ln[j], buf, fill[j]); break;
+          case rounding::rtz: direct_rows<rounding::rtz>(a, ln[j], buf, fill[j]); break;
+          case rounding::rup: direct_rows<rounding::rup>(a, ln[j], buf, fill[j]); break;
+          case rounding::rdn: direct_rows<rounding::rdn>(a, ln[j], buf, fill[j]); break;
+          case rounding::rna: direct_rows<rounding::rna>(a, ln[j], buf, fill[j]); break;
+          default: direct_rows<rounding::rto>(a, ln[j], buf, fill[j]);  // sr has no group
         }
-        l.rel[0] = rel0, l.rel[1] = rel1, l.noise[0] = no0, l.noise[1] = no1;
-        l.sig[0] = sg0, l.sig[1] = sg1, l.mx[0] = mx0, l.mx[1] = mx1, l.n = n;
+        // The buffer holds a block and a sub-block: flushed once a sub-block more might not fit.
+        if (fill[j] > error_block - sub) measure_block(buf, fill[j], ds.spec, acc[ds.spec]), fill[j] = 0;
       }
     }
     for (std::size_t j = 0; j < ns; ++j) {
