@@ -135,6 +135,21 @@ void cast_block(std::span<const float> y, code_buffers& b, float* q, const cast_
   }
 }
 
+#if defined(FPSCOPE_ERRORS_AVX512)
+// 1/m of 8 doubles m (2^23 <= m < 2^24) within 2^-52.8 of itself: vrcp14pd (relative error below
+// 2^-14), then two Newton steps r + r (1 - m r), each an fma for the residual (|1 - m r| <=
+// 2^-14: its rounding is below 2^-67) and one for the update; the second leaves 2^-56 of the
+// truncation plus the update's rounding, half an ulp. A division costs far more where the CPU
+// has one 512-bit divider.
+inline __m512d reciprocal(__m512d m) {
+  const __m512d one = _mm512_set1_pd(1.0);
+  __m512d r = _mm512_rcp14_pd(m);
+  r = _mm512_fmadd_pd(r, _mm512_fnmadd_pd(m, r, one), r);
+  return _mm512_fmadd_pd(r, _mm512_fnmadd_pd(m, r, one), r);
+}
+
+#endif
+
 // ---- error statistics per binade (docs/hist.md "Error statistics": why this is exact) ----
 //
 // Where a float32 binade 2^e .. 2^(e+1) scales (by a power of two S) exactly into one binade of
@@ -174,6 +189,55 @@ void binade_run(const std::uint32_t* b, const double* inv, std::size_t n, int dr
     }
   d2 = 0, rel = 0, mx = 0;
   for (std::size_t l = 0; l < binade_lanes; ++l) d2 += s2[l], rel += sr[l], mx = std::max(mx, m[l]);
+}
+
+// The sums of one spec over a run of one binade that its thresholds cut (kind 3): as
+// binade_run, each value where lo <= |bits| < hi and it is one of the run's c values (not
+// padding), with the count and the exact integer sum of m^2 of those.
+template <rounding Rm>
+void masked_run(const std::uint32_t* b, const double* inv, std::size_t c, std::size_t n, int dropped, std::uint32_t neg,
+                std::uint32_t lo, std::uint32_t hi, error_tally::sums& out, double unit2) {
+  double s2[binade_lanes] = {}, sr[binade_lanes] = {}, m[binade_lanes] = {};
+  std::uint64_t x2[binade_lanes] = {}, cnt[binade_lanes] = {};
+  for (std::size_t i = 0; i < n; i += binade_lanes)
+#pragma omp simd
+    for (std::size_t l = 0; l < binade_lanes; ++l) {
+      // Selects by masks and multiplies by 0 or 1 (exact), so that the loop vectorises.
+      const std::uint32_t u = b[i + l], mag = u & 0x7FFFFFFFu;
+      const std::uint32_t w = std::uint32_t(i + l < c) & std::uint32_t(mag >= lo) & std::uint32_t(mag < hi);
+      const std::uint32_t sig = (u & 0x7FFFFFu) | 0x800000u, sw = sig & (0u - w);
+      const std::uint32_t r = detail::round_significand<std::uint32_t>(sig, dropped, Rm, neg, 0) << dropped;
+      const std::uint32_t ad = (r > sig ? r - sig : sig - r) & (0u - w);
+      const double da = double(std::int32_t(ad)), rl = da * inv[i + l];
+      s2[l] += da * da;  // da < 2^24: da^2 exact; 0 where the value does not count
+      sr[l] += rl;
+      m[l] = m[l] > rl ? m[l] : rl;
+      x2[l] += std::uint64_t(sw) * sw;
+      cnt[l] += w;
+    }
+  double d2 = 0, rel = 0, mx = 0;
+  std::uint64_t q2 = 0, k = 0;
+  for (std::size_t l = 0; l < binade_lanes; ++l)
+    d2 += s2[l], rel += sr[l], mx = std::max(mx, m[l]), q2 += x2[l], k += cnt[l];
+  out.n += k;
+  out.rel.add(rel);
+  out.noise.add(d2 * unit2);
+  out.signal.add(double(q2) * unit2);
+  out.max_rel = std::max(out.max_rel, mx);
+}
+
+void masked_sums_of(rounding rm, const std::uint32_t* b, const double* inv, std::size_t c, std::size_t n, int dropped,
+                    std::uint32_t neg, std::uint32_t lo, std::uint32_t hi, error_tally::sums& out, double unit2) {
+  switch (rm) {
+    case rounding::rne: return masked_run<rounding::rne>(b, inv, c, n, dropped, neg, lo, hi, out, unit2);
+    case rounding::rtz: return masked_run<rounding::rtz>(b, inv, c, n, dropped, neg, lo, hi, out, unit2);
+    case rounding::rup: return masked_run<rounding::rup>(b, inv, c, n, dropped, neg, lo, hi, out, unit2);
+    case rounding::rdn: return masked_run<rounding::rdn>(b, inv, c, n, dropped, neg, lo, hi, out, unit2);
+    case rounding::rna: return masked_run<rounding::rna>(b, inv, c, n, dropped, neg, lo, hi, out, unit2);
+    case rounding::rto: return masked_run<rounding::rto>(b, inv, c, n, dropped, neg, lo, hi, out, unit2);
+    case rounding::sr: break;
+  }
+  throw std::logic_error("error_tally: stochastic rounding has no per-binade sums");
 }
 
 void binade_sums_of(rounding rm, const std::uint32_t* b, const double* inv, std::size_t n, int dropped,
@@ -305,14 +369,24 @@ error_tally::error_tally(std::vector<cast_spec> specs, method how)
         kind[k] = 0;
         continue;
       }
-      if (e < 1 || e > 254 || e + ks < 1 || e + ks > 254 || lo < t[0] || hi >= t[2]) continue;
+      if (e < 1 || e > 254 || e + ks < 1 || e + ks > 254) continue;
       const int big_e = e + ks - 127, emin = c.fmt.emin();
       int d = dropped;
       if (big_e < emin) {
         if (c.pol.ftz || !c.fmt.subnormals) continue;
         d += emin - big_e;
       }
-      if (d > 23) continue;  // padding values (fraction 0) must round exactly: d <= 23
+      // A binade the spec's underflow or overflow edge cuts (or where d = 24, all of whose
+      // values round to 0 or 2^24: the half of the smallest subnormal to it): summed for this
+      // spec alone, each value where its thresholds count it (kind 3). d <= 24 keeps |r_d(m) -
+      // m| below 2^24, its square exact in double.
+      if (lo < t[0] || hi >= t[2] || d > 23) {
+        if (d > 24) continue;
+        kind[k] = 3;
+        masked_[k].push_back({r, c.pol.round, d});
+        per_binade_[r] = 1;
+        continue;
+      }
       auto& ids = bin_slots_[k];
       auto it = std::find_if(ids.begin(), ids.end(), [&](std::uint32_t i) {
         return slots_[i].round == c.pol.round && slots_[i].dropped == d;
@@ -409,18 +483,6 @@ inline __m512i round16(__m512i m, __m512i neg, rounding rm, __m512i d) {
     default: bias = _mm512_setzero_si512();  // rtz
   }
   return _mm512_andnot_si512(low, _mm512_add_epi32(m, bias));
-}
-
-// 1/m of 8 doubles m (2^23 <= m < 2^24) within 2^-52.8 of itself: vrcp14pd (relative error below
-// 2^-14), then two Newton steps r + r (1 - m r), each an fma for the residual (|1 - m r| <=
-// 2^-14: its rounding is below 2^-67) and one for the update; the second leaves 2^-56 of the
-// truncation plus the update's rounding, half an ulp. A division costs far more where the CPU
-// has one 512-bit divider.
-inline __m512d reciprocal(__m512d m) {
-  const __m512d one = _mm512_set1_pd(1.0);
-  __m512d r = _mm512_rcp14_pd(m);
-  r = _mm512_fmadd_pd(r, _mm512_fnmadd_pd(m, r, one), r);
-  return _mm512_fmadd_pd(r, _mm512_fnmadd_pd(m, r, one), r);
 }
 
 // |r_d(m) - m| of 16 float32 bit patterns u at d dropped bits per lane, and their halves as
@@ -707,7 +769,7 @@ void error_tally::add_binades(std::span<const float> x, std::vector<sums>& acc) 
     }
     for (std::size_t j = 0; j < np; ++j) {
       const std::size_t k = present[j];
-      if (bin_slots_[k].empty()) continue;
+      if (bin_slots_[k].empty() && masked_[k].empty()) continue;
       const std::uint32_t* run = sorted + start[k];
       const std::size_t c = cnt[k], padded = (c + binade_lanes - 1) & ~(binade_lanes - 1);
       // x = sig 2^(e-150): x^2 and the squared errors in units of 2^(2(e-150)), summed exactly
@@ -721,13 +783,25 @@ void error_tally::add_binades(std::span<const float> x, std::vector<sums>& acc) 
           const std::uint32_t m = (run[i + l] & 0x7FFFFFu) | 0x800000u;
           s2[l] += std::uint64_t(m) * std::uint64_t(m);
         }
+#if defined(FPSCOPE_ERRORS_AVX512)
+      for (std::size_t i = 0; i < padded; i += binade_lanes) {
+        const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(run + i));
+        const __m256i m = _mm256_or_si256(_mm256_and_si256(b, _mm256_set1_epi32(0x7FFFFF)), _mm256_set1_epi32(0x800000));
+        _mm512_storeu_pd(inv + i, reciprocal(_mm512_cvtepi32_pd(m)));
+      }
+#else
 #pragma omp simd
       for (std::size_t i = 0; i < padded; ++i) inv[i] = 1.0 / double(std::int32_t((run[i] & 0x7FFFFFu) | 0x800000u));
+#endif
       std::uint64_t x2 = std::uint64_t(0) - std::uint64_t(padded - c) * (std::uint64_t(1) << 46);
       for (const std::uint64_t l : s2) x2 += l;
       n[k] += c;
       sig[k].add(double(x2) * unit2);
       const std::uint32_t neg = k >> 8 ? ~0u : 0u;
+      for (const masked& mk : masked_[k]) {
+        const auto& t = t32_[mk.spec].at[k >> 8];
+        masked_sums_of(mk.round, run, inv, c, padded, mk.dropped, neg, t[0], t[2], acc[mk.spec], unit2);
+      }
       for (const std::uint32_t id : bin_slots_[k]) {
         double d2, rel, mx;
         binade_sums_of(slots_[id].round, run, inv, padded, slots_[id].dropped, neg, d2, rel, mx);

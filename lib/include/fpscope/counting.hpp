@@ -108,7 +108,7 @@ class error_tally {
   bool direct() const { return direct_; }
   /// The most per-binade specs for which `automatic` picks `direct` (measured: each spec costs
   /// the direct method about 0.8 ns a value, the sort about 2.5 ns a value once; docs/hist.md).
-  static constexpr std::size_t direct_max_specs = 2;
+  static constexpr std::size_t direct_max_specs = 4;
 
   /// A sum of nonnegative terms carried as an unevaluated pair hi + lo (Knuth's TwoSum): adding
   /// block sums to it loses nothing but lo's own rounding.
@@ -146,7 +146,8 @@ class error_tally {
   void measure_block(const float* v, std::size_t m, std::size_t r, sums& acc) const;
   std::vector<cast_spec> specs_;
   // The per-binade decomposition (float32 values): what each binade is to each spec (0 nothing
-  // counts, 1 taken from the per-binade sums, 2 through the bulk conversion) and, for 1, its
+  // counts, 1 taken from the per-binade sums, 2 through the bulk conversion, 3 summed for the
+  // spec alone where its thresholds count each value: masked_) and, for 1, its
   // slot: the sums of one binade under one (rounding, dropped bits); the slots of each binade.
   struct slot {
     rounding round;
@@ -157,6 +158,14 @@ class error_tally {
   std::vector<std::array<std::int32_t, binades>> slot_of_;
   std::vector<slot> slots_;
   std::array<std::vector<std::uint32_t>, binades> bin_slots_;
+  // Kind 3: a binade some of whose values count for the spec (its thresholds cut it), summed
+  // for that spec alone where the thresholds count each value.
+  struct masked {
+    std::size_t spec;
+    rounding round;
+    int dropped;
+  };
+  std::array<std::vector<masked>, binades> masked_;
   std::vector<std::uint64_t> bin_n_;  // per binade: values
   std::vector<wide_sum> bin_signal_;  // per binade: sum x^2
   std::vector<binade_sums> bin_;      // per slot
