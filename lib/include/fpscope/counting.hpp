@@ -71,9 +71,11 @@ class class_tally {
 /// a deterministic rounding are measured per float32 binade: where every value of a binade is
 /// representable at the cast's scale, its errors depend on the scale only through the number
 /// of significand bits the cast drops there, so they are summed once per (binade, rounding,
-/// dropped bits) by integer rounding of the significands, and each cast adds its binades; only
-/// the binades that straddle its underflow or overflow edge go through the bulk conversion
-/// (convert.hpp), as every value of the other casts does. Whether a
+/// dropped bits) by integer rounding of the significands, and each cast adds its binades; the
+/// binades its underflow or overflow edge cuts are summed for that cast alone where its
+/// thresholds count each value; only float32 subnormals and values that x * S takes out of the
+/// float32 normals go through the bulk conversion (convert.hpp), as every value of the other
+/// casts does. Whether a
 /// value counts (the subnormal and normal classes) comes from the same thresholds as the
 /// counts. Each sum is accurate to 2^-40 of itself, the max to 2^-50 (docs/hist.md "Error
 /// statistics").
