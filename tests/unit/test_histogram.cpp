@@ -482,19 +482,30 @@ TEMPLATE_TEST_CASE("hist: direct error statistics at every binade edge == exact 
       }
       x.push_back(sign * 1.3f * p);
     }
+  // Both methods: the direct one (automatic, one spec) and the sort's masked runs for the
+  // binades an edge cuts. Each spec's class thresholds and their neighbours join the data (our
+  // thresholds choose the points only; the exact sums judge them).
+  const auto how = GENERATE(method::automatic, method::sorted);
   std::size_t measured = 0, direct = 0;
   for (const auto& p : hist_policies(t.f))
     for (const int k : {0, -20, 15, -126, 100, 127}) {
       const fpscope::cast_spec c{t.f, p, std::ldexp(1.0f, k)};
       INFO(t.f.name << " scale 2^" << k << " rounding " << int(p.round) << " overflow " << int(p.on_overflow)
-                    << " ftz " << p.ftz);
-      fpscope::error_tally one({c});
+                    << " ftz " << p.ftz << " method " << int(how));
+      std::vector<float> xs = x;
+      const auto th = fpscope::thresholds32(c);
+      for (std::uint32_t sg = 0; sg < 2; ++sg)
+        for (const std::uint32_t v : th.at[sg])
+          for (const std::uint32_t b : {v - 1, v, v + 1})
+            if (b < 0x7F800000u) xs.push_back(std::bit_cast<float>(sg << 31 | b));
+      fpscope::error_tally one({c}, how);
       direct += one.direct();
-      one.add(std::span<const float>(x));
-      measured += check_errors(one.stats().front(), exact_errors_of(t, std::span<const float>(x), c.scale, p));
+      one.add(std::span<const float>(xs));
+      measured += check_errors(one.stats().front(), exact_errors_of(t, std::span<const float>(xs), c.scale, p));
     }
   CHECK(measured >= 12);
-  if (direct_available) CHECK(direct >= measured);  // the direct method did the work
+  if (direct_available && how == method::automatic) CHECK(direct >= measured);  // the direct method did the work
+  if (how == method::sorted) CHECK(direct == 0);
 }
 
 TEST_CASE("hist: the shipped gradients, every fp16/bf16/e4m3/e5m2 count == the reference model", "[hist]") {
