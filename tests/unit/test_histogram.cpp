@@ -465,7 +465,7 @@ TEMPLATE_TEST_CASE("hist: per-binade error statistics == exact sums, every polic
 // binades change from summed directly to rounded below the normal range to the bulk conversion
 // to uncounted) across the data. One spec per tally, so `automatic` picks the direct method
 // too (where the build has it), the way `hist -s 2^k --errors all` and replay use it.
-TEMPLATE_TEST_CASE("hist: direct error statistics at every binade edge == exact sums", "[hist]", fp16, bf16, e4m3,
+TEMPLATE_TEST_CASE("hist: error statistics at every binade edge and class threshold == exact sums", "[hist]", fp16, bf16, e4m3,
                    e5m2, e4m3fnuz, e2m1) {
   const ref::table& t = ref::get(TestType::id);
   std::vector<float> x = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, -NAN};
