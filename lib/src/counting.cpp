@@ -528,12 +528,12 @@ struct direct_lanes {
   __m512i n;
 };
 
-// What one spec's pass over a sub-block reads: the sub-block's bits, table index and shift,
-// 1/m, 2^(2(e-150)) and x^2, its group's relative and squared errors, its bit table, and for the
-// binades of 3 the bits below (d = max(dropped, below - e)) and its thresholds per sign.
+// What one spec's pass over a sub-block reads: the sub-block's bits, table index and shift and
+// x^2, its group's relative and squared errors, its bit table, and for the binades of 3 the
+// bits below (d = max(dropped, below - e)) and its thresholds per sign.
 struct direct_rows_args {
   const std::uint32_t *ub, *idx, *sh;
-  const double *inv, *unit2, *x2, *rel, *sq;
+  const double *x2, *rel, *sq;
   const __mmask16* valid;
   std::size_t nv;
   __m512i tlo, thi;
@@ -542,10 +542,11 @@ struct direct_rows_args {
   bool has_below, has_bulk;
 };
 
-// One spec over a sub-block: the terms of its binades of 1 from the group's, of 3 rounded here
-// lane by lane where the thresholds count them, added under masks to lanes kept in registers
-// (no call in the loop, the rounding a template argument); the values of binades of 2 appended
-// to buf (compressed in a register and stored whole: no branch on the data).
+// One spec over a sub-block: the terms of its binades of 1 from the group's, added under masks to
+// lanes kept in registers (no call in the loop, the rounding a template argument); the values
+// of binades of 3 listed and rounded after the loop, 16 listed values at a time, where the
+// thresholds count them; the values of binades of 2 appended to buf. Lists are compressed in a
+// register and stored whole: no branch on the data.
 template <rounding Rm>
 void direct_rows(const direct_rows_args& a, direct_lanes& l, float* buf, std::size_t& fill) {
   const __m512i one = _mm512_set1_epi32(1), two = _mm512_set1_epi32(2), ff = _mm512_set1_epi32(0xFF);
@@ -556,31 +557,22 @@ void direct_rows(const direct_rows_args& a, direct_lanes& l, float* buf, std::si
   __m512d rel0 = l.rel[0], rel1 = l.rel[1], no0 = l.noise[0], no1 = l.noise[1];
   __m512d sg0 = l.sig[0], sg1 = l.sig[1], mx0 = l.mx[0], mx1 = l.mx[1];
   __m512i n = l.n;
-  std::size_t f = fill;
+  std::size_t f = fill, nb = 0;
+  alignas(64) std::uint32_t below_buf[direct_sub + 16];
   for (std::size_t v = 0; v < a.nv; ++v) {
     const std::size_t o = 16 * v;
     const __m512i b = _mm512_srlv_epi32(_mm512_permutex2var_epi32(a.tlo, _mm512_load_si512(a.idx + o), a.thi),
                                         _mm512_load_si512(a.sh + o));
     const __mmask16 t1 = _mm512_mask_test_epi32_mask(a.valid[v], b, one);
     const __mmask16 t2 = _mm512_mask_test_epi32_mask(a.valid[v], b, two);
-    __mmask16 dm = t1 & ~t2;
-    __m512d r0 = _mm512_load_pd(a.rel + o), r1 = _mm512_load_pd(a.rel + o + 8);
-    __m512d q0 = _mm512_load_pd(a.sq + o), q1 = _mm512_load_pd(a.sq + o + 8);
+    const __mmask16 dm = t1 & ~t2;
+    const __m512d r0 = _mm512_load_pd(a.rel + o), r1 = _mm512_load_pd(a.rel + o + 8);
+    const __m512d q0 = _mm512_load_pd(a.sq + o), q1 = _mm512_load_pd(a.sq + o + 8);
     if (a.has_below) {  // by spec, not by data: a branch the data would mispredict costs more
-      const __m512i u = _mm512_load_si512(a.ub + o);
-      const __m512i mag = _mm512_and_si512(u, absm);
-      const __mmask16 neg = _mm512_movepi32_mask(u);
-      const __mmask16 counted = _mm512_cmpge_epu32_mask(mag, _mm512_mask_blend_epi32(neg, lo0, lo1)) &
-                                _mm512_cmplt_epu32_mask(mag, _mm512_mask_blend_epi32(neg, hi0, hi1));
-      const __mmask16 bm = t1 & t2 & counted;
-      const __m512i d = _mm512_max_epi32(dropped, _mm512_sub_epi32(below, _mm512_and_si512(_mm512_srli_epi32(u, 23), ff)));
-      const abs_errors16 e = abs_errors(u, Rm, d);
-      const __mmask8 b0 = __mmask8(bm), b1 = __mmask8(bm >> 8);
-      r0 = _mm512_mask_mul_pd(r0, b0, e.h[0], _mm512_load_pd(a.inv + o));
-      r1 = _mm512_mask_mul_pd(r1, b1, e.h[1], _mm512_load_pd(a.inv + o + 8));
-      q0 = _mm512_mask_mul_pd(q0, b0, _mm512_mul_pd(e.h[0], e.h[0]), _mm512_load_pd(a.unit2 + o));
-      q1 = _mm512_mask_mul_pd(q1, b1, _mm512_mul_pd(e.h[1], e.h[1]), _mm512_load_pd(a.unit2 + o + 8));
-      dm |= bm;
+      // Listed here, rounded below at full vector width: a few percent of the values.
+      const __mmask16 cand = t1 & t2;
+      _mm512_storeu_si512(below_buf + nb, _mm512_maskz_compress_epi32(cand, _mm512_load_si512(a.ub + o)));
+      nb += std::size_t(std::popcount(unsigned(cand)));
     }
     const __mmask8 d0 = __mmask8(dm), d1 = __mmask8(dm >> 8);
     rel0 = _mm512_mask_add_pd(rel0, d0, rel0, r0);
@@ -597,6 +589,39 @@ void direct_rows(const direct_rows_args& a, direct_lanes& l, float* buf, std::si
       _mm512_storeu_si512(buf + f, _mm512_maskz_compress_epi32(bulk, _mm512_load_si512(a.ub + o)));
       f += std::size_t(std::popcount(unsigned(bulk)));
     }
+  }
+  // The listed values of binades of 3: those the thresholds count, at d = max(dropped, below -
+  // e), 1/m, 2^(2(e-150)) and x^2 formed here as in add_direct. A lane then sums at most one
+  // term per 16 values of the block here and one there: at most 2048 a block.
+  for (std::size_t i = 0; i < nb; i += 16) {
+    const __mmask16 valid = nb - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (nb - i)) - 1);
+    const __m512i u = _mm512_maskz_loadu_epi32(valid, below_buf + i);
+    const __m512i mag = _mm512_and_si512(u, absm);
+    const __mmask16 neg = _mm512_movepi32_mask(u);
+    const __mmask16 bm = valid & _mm512_cmpge_epu32_mask(mag, _mm512_mask_blend_epi32(neg, lo0, lo1)) &
+                         _mm512_cmplt_epu32_mask(mag, _mm512_mask_blend_epi32(neg, hi0, hi1));
+    const __m512i e = _mm512_and_si512(_mm512_srli_epi32(u, 23), ff);
+    const abs_errors16 er = abs_errors(u, Rm, _mm512_max_epi32(dropped, _mm512_sub_epi32(below, e)));
+    const __m512i m = _mm512_or_si512(_mm512_and_si512(u, _mm512_set1_epi32(0x7FFFFF)), _mm512_set1_epi32(0x800000));
+    const __m512i ex = _mm512_add_epi32(_mm512_slli_epi32(e, 1), _mm512_set1_epi32(723));
+    const __mmask8 bh[2] = {__mmask8(bm), __mmask8(bm >> 8)};
+    for (int h = 0; h < 2; ++h) {
+      const __m512d md = _mm512_cvtepi32_pd(h ? _mm512_extracti64x4_epi64(m, 1) : _mm512_castsi512_si256(m));
+      const __m512d u2 = _mm512_castsi512_pd(
+          _mm512_slli_epi64(_mm512_cvtepu32_epi64(h ? _mm512_extracti64x4_epi64(ex, 1) : _mm512_castsi512_si256(ex)), 52));
+      const __m512d rl = _mm512_mul_pd(er.h[h], reciprocal(md));
+      const __m512d sq = _mm512_mul_pd(_mm512_mul_pd(er.h[h], er.h[h]), u2);
+      const __m512d x2 = _mm512_mul_pd(_mm512_mul_pd(md, md), u2);
+      __m512d& rel = h ? rel1 : rel0;
+      __m512d& mx = h ? mx1 : mx0;
+      __m512d& no = h ? no1 : no0;
+      __m512d& sg = h ? sg1 : sg0;
+      rel = _mm512_mask_add_pd(rel, bh[h], rel, rl);
+      mx = _mm512_mask_max_pd(mx, bh[h], mx, rl);
+      no = _mm512_mask_add_pd(no, bh[h], no, sq);
+      sg = _mm512_mask_add_pd(sg, bh[h], sg, x2);
+    }
+    n = _mm512_mask_add_epi32(n, bm, n, one);
   }
   l.rel[0] = rel0, l.rel[1] = rel1, l.noise[0] = no0, l.noise[1] = no1;
   l.sig[0] = sg0, l.sig[1] = sg1, l.mx[0] = mx0, l.mx[1] = mx1, l.n = n;
@@ -632,7 +657,7 @@ void error_tally::add_direct(std::span<const float> x, std::vector<sums>& acc) {
   // The sub-block's per-value data: bits, table index and shift, 1/m, 2^(2(e-150)), x^2, and
   // per group the relative and squared errors.
   alignas(64) std::uint32_t ub[sub], idx[sub], sh[sub];
-  alignas(64) double inv[sub], unit2[sub], x2[sub];
+  alignas(64) double x2[sub];
   struct alignas(64) terms {
     double v[sub];
   };
@@ -669,8 +694,6 @@ void error_tally::add_direct(std::span<const float> x, std::vector<sums>& acc) {
           const __m512d md = _mm512_cvtepi32_pd(mh);
           iv[h] = reciprocal(md);
           u2[h] = _mm512_castsi512_pd(_mm512_slli_epi64(_mm512_cvtepu32_epi64(eh), 52));
-          _mm512_store_pd(inv + o + 8 * h, iv[h]);
-          _mm512_store_pd(unit2 + o + 8 * h, u2[h]);
           _mm512_store_pd(x2 + o + 8 * h, _mm512_mul_pd(_mm512_mul_pd(md, md), u2[h]));  // m^2 < 2^48: exact
         }
         for (std::size_t g = 0; g < ng; ++g) {
@@ -684,7 +707,7 @@ void error_tally::add_direct(std::span<const float> x, std::vector<sums>& acc) {
       for (std::size_t j = 0; j < ns; ++j) {
         const direct_spec& ds = dspecs_[j];
         const auto& t = t32_[ds.spec].at;
-        const direct_rows_args a{ub, idx, sh, inv, unit2, x2, rel_g + ds.group * sub, sq_g + ds.group * sub, valid, nv,
+        const direct_rows_args a{ub, idx, sh, x2, rel_g + ds.group * sub, sq_g + ds.group * sub, valid, nv,
                                  tab[j].lo, tab[j].hi, ds.below, dgroups_[ds.group].dropped,
                                  {t[0][0], t[1][0]}, {t[0][2], t[1][2]}, ds.has_below, ds.has_bulk};
         float* const buf = edge[j].data();

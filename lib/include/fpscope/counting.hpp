@@ -109,8 +109,8 @@ class error_tally {
   /// Whether the per-binade specs are measured by the `direct` method.
   bool direct() const { return direct_; }
   /// The most per-binade specs for which `automatic` picks `direct` (measured: each spec costs
-  /// the direct method about 0.8 ns a value, the sort about 2 ns a value once; docs/hist.md).
-  static constexpr std::size_t direct_max_specs = 2;
+  /// the direct method about 0.4-0.6 ns a value, the sort about 2 ns a value once; docs/hist.md).
+  static constexpr std::size_t direct_max_specs = 4;
 
   /// A sum of nonnegative terms carried as an unevaluated pair hi + lo (Knuth's TwoSum): adding
   /// block sums to it loses nothing but lo's own rounding.
