@@ -13,6 +13,16 @@
 #include "fpscope/convert.hpp"
 #include "fpscope/detail/round_pack.hpp"
 
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__)
+#define FPSCOPE_ERRORS_AVX512 1
+// GCC 12's AVX-512 headers trip -Wmaybe-uninitialized inside themselves (as in histogram.cpp).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+#endif
+
 namespace fpscope {
 namespace {
 
@@ -125,6 +135,56 @@ void cast_block(std::span<const float> y, code_buffers& b, float* q, const cast_
   }
 }
 
+#if defined(FPSCOPE_ERRORS_AVX512)
+// 1/m of 8 doubles m (2^23 <= m < 2^24) within 2^-52.8 of itself: vrcp14pd (relative error below
+// 2^-14), then two Newton steps r + r (1 - m r), each an fma for the residual (|1 - m r| <=
+// 2^-14: its rounding is below 2^-67) and one for the update; the second leaves 2^-56 of the
+// truncation plus the update's rounding, half an ulp. A division costs far more where the CPU
+// has one 512-bit divider.
+inline __m512d reciprocal(__m512d m) {
+  const __m512d one = _mm512_set1_pd(1.0);
+  __m512d r = _mm512_rcp14_pd(m);
+  r = _mm512_fmadd_pd(r, _mm512_fnmadd_pd(m, r, one), r);
+  return _mm512_fmadd_pd(r, _mm512_fnmadd_pd(m, r, one), r);
+}
+
+
+// r_d(m) of 16 24-bit significands m (neg: all ones in the lanes of negative values) at d
+// dropped bits per lane (1 .. 23), as detail::round_significand(m, d, rm, neg, 0) << d computes
+// it, for every rounding but sr (which never has a group).
+inline __m512i round16(__m512i m, __m512i neg, rounding rm, __m512i d) {
+  const __m512i one = _mm512_set1_epi32(1);
+  const __m512i low = _mm512_sub_epi32(_mm512_sllv_epi32(one, d), one);
+  const __m512i half = _mm512_sllv_epi32(one, _mm512_sub_epi32(d, one));
+  __m512i bias;
+  switch (rm) {
+    case rounding::rne:
+      bias = _mm512_add_epi32(_mm512_sub_epi32(half, one), _mm512_and_si512(_mm512_srlv_epi32(m, d), one));
+      break;
+    case rounding::rna: bias = half; break;
+    case rounding::rup: bias = _mm512_andnot_si512(neg, low); break;
+    case rounding::rdn: bias = _mm512_and_si512(neg, low); break;
+    case rounding::rto: {
+      const __m512i t = _mm512_srlv_epi32(_mm512_add_epi32(_mm512_and_si512(m, low), low), d);
+      return _mm512_sllv_epi32(_mm512_or_si512(_mm512_srlv_epi32(m, d), t), d);
+    }
+    default: bias = _mm512_setzero_si512();  // rtz
+  }
+  return _mm512_andnot_si512(low, _mm512_add_epi32(m, bias));
+}
+
+// |r_d(m) - m| of 16 float32 bit patterns u at d dropped bits per lane, and their halves as
+// doubles (exact: below 2^23).
+struct abs_errors16 {
+  __m512d h[2];
+};
+inline abs_errors16 abs_errors(__m512i u, rounding rm, __m512i d) {
+  const __m512i m = _mm512_or_si512(_mm512_and_si512(u, _mm512_set1_epi32(0x7FFFFF)), _mm512_set1_epi32(0x800000));
+  const __m512i ad = _mm512_abs_epi32(_mm512_sub_epi32(round16(m, _mm512_srai_epi32(u, 31), rm, d), m));
+  return {{_mm512_cvtepi32_pd(_mm512_castsi512_si256(ad)), _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(ad, 1))}};
+}
+#endif
+
 // ---- error statistics per binade (docs/hist.md "Error statistics": why this is exact) ----
 //
 // Where a float32 binade 2^e .. 2^(e+1) scales (by a power of two S) exactly into one binade of
@@ -148,6 +208,29 @@ constexpr std::size_t binade_block = std::size_t{1} << 14;
 template <rounding Rm>
 void binade_run(const std::uint32_t* b, const double* inv, std::size_t n, int dropped, std::uint32_t neg,
                 double& d2, double& rel, double& mx) {
+#if defined(FPSCOPE_ERRORS_AVX512)
+  // 16 values at a time (GCC keeps the loop below in 256-bit vectors on Intel): 16 lanes of at
+  // most 1025 terms each.
+  (void)neg;  // the run's sign is in its bits
+  const __m512i d = _mm512_set1_epi32(dropped);
+  __m512d s0 = _mm512_setzero_pd(), s1 = s0, r0 = s0, r1 = s0, m0 = s0, m1 = s0;
+  for (std::size_t i = 0; i < n; i += 16) {
+    // n is a multiple of 8: the upper half of the last step may be past the run. Its lanes
+    // load 0, which rounds exactly (no error) and reads 1/m as 0.
+    const __mmask16 valid = n - i >= 16 ? __mmask16(0xFFFF) : __mmask16(0xFF);
+    const abs_errors16 a = abs_errors(_mm512_maskz_loadu_epi32(valid, b + i), Rm, d);
+    const __m512d q0 = _mm512_mul_pd(a.h[0], _mm512_loadu_pd(inv + i));
+    const __m512d q1 = _mm512_mul_pd(a.h[1], _mm512_maskz_loadu_pd(__mmask8(valid >> 8), inv + i + 8));
+    s0 = _mm512_fmadd_pd(a.h[0], a.h[0], s0);  // < 2^46: exact before the add
+    s1 = _mm512_fmadd_pd(a.h[1], a.h[1], s1);
+    r0 = _mm512_add_pd(r0, q0), r1 = _mm512_add_pd(r1, q1);
+    m0 = _mm512_max_pd(m0, q0), m1 = _mm512_max_pd(m1, q1);
+  }
+  d2 = _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+  rel = _mm512_reduce_add_pd(_mm512_add_pd(r0, r1));
+  mx = _mm512_reduce_max_pd(_mm512_max_pd(m0, m1));
+  return;
+#endif
   // n is a multiple of the lanes (runs are padded with exact values, contributing 0), so no
   // scalar tail: runs are short, a few hundred values.
   double s2[binade_lanes] = {}, sr[binade_lanes] = {}, m[binade_lanes] = {};
@@ -164,6 +247,55 @@ void binade_run(const std::uint32_t* b, const double* inv, std::size_t n, int dr
     }
   d2 = 0, rel = 0, mx = 0;
   for (std::size_t l = 0; l < binade_lanes; ++l) d2 += s2[l], rel += sr[l], mx = std::max(mx, m[l]);
+}
+
+// The sums of one spec over a run of one binade that its thresholds cut (kind 3): as
+// binade_run, each value where lo <= |bits| < hi and it is one of the run's c values (not
+// padding), with the count and the exact integer sum of m^2 of those.
+template <rounding Rm>
+void masked_run(const std::uint32_t* b, const double* inv, std::size_t c, std::size_t n, int dropped, std::uint32_t neg,
+                std::uint32_t lo, std::uint32_t hi, error_tally::sums& out, double unit2) {
+  double s2[binade_lanes] = {}, sr[binade_lanes] = {}, m[binade_lanes] = {};
+  std::uint64_t x2[binade_lanes] = {}, cnt[binade_lanes] = {};
+  for (std::size_t i = 0; i < n; i += binade_lanes)
+#pragma omp simd
+    for (std::size_t l = 0; l < binade_lanes; ++l) {
+      // Selects by masks and multiplies by 0 or 1 (exact), so that the loop vectorises.
+      const std::uint32_t u = b[i + l], mag = u & 0x7FFFFFFFu;
+      const std::uint32_t w = std::uint32_t(i + l < c) & std::uint32_t(mag >= lo) & std::uint32_t(mag < hi);
+      const std::uint32_t sig = (u & 0x7FFFFFu) | 0x800000u, sw = sig & (0u - w);
+      const std::uint32_t r = detail::round_significand<std::uint32_t>(sig, dropped, Rm, neg, 0) << dropped;
+      const std::uint32_t ad = (r > sig ? r - sig : sig - r) & (0u - w);
+      const double da = double(std::int32_t(ad)), rl = da * inv[i + l];
+      s2[l] += da * da;  // da < 2^24: da^2 exact; 0 where the value does not count
+      sr[l] += rl;
+      m[l] = m[l] > rl ? m[l] : rl;
+      x2[l] += std::uint64_t(sw) * sw;
+      cnt[l] += w;
+    }
+  double d2 = 0, rel = 0, mx = 0;
+  std::uint64_t q2 = 0, k = 0;
+  for (std::size_t l = 0; l < binade_lanes; ++l)
+    d2 += s2[l], rel += sr[l], mx = std::max(mx, m[l]), q2 += x2[l], k += cnt[l];
+  out.n += k;
+  out.rel.add(rel);
+  out.noise.add(d2 * unit2);
+  out.signal.add(double(q2) * unit2);
+  out.max_rel = std::max(out.max_rel, mx);
+}
+
+void masked_sums_of(rounding rm, const std::uint32_t* b, const double* inv, std::size_t c, std::size_t n, int dropped,
+                    std::uint32_t neg, std::uint32_t lo, std::uint32_t hi, error_tally::sums& out, double unit2) {
+  switch (rm) {
+    case rounding::rne: return masked_run<rounding::rne>(b, inv, c, n, dropped, neg, lo, hi, out, unit2);
+    case rounding::rtz: return masked_run<rounding::rtz>(b, inv, c, n, dropped, neg, lo, hi, out, unit2);
+    case rounding::rup: return masked_run<rounding::rup>(b, inv, c, n, dropped, neg, lo, hi, out, unit2);
+    case rounding::rdn: return masked_run<rounding::rdn>(b, inv, c, n, dropped, neg, lo, hi, out, unit2);
+    case rounding::rna: return masked_run<rounding::rna>(b, inv, c, n, dropped, neg, lo, hi, out, unit2);
+    case rounding::rto: return masked_run<rounding::rto>(b, inv, c, n, dropped, neg, lo, hi, out, unit2);
+    case rounding::sr: break;
+  }
+  throw std::logic_error("error_tally: stochastic rounding has no per-binade sums");
 }
 
 void binade_sums_of(rounding rm, const std::uint32_t* b, const double* inv, std::size_t n, int dropped,
@@ -266,7 +398,7 @@ void error_tally::sums::add(const sums& o) {
   max_rel = std::max(max_rel, o.max_rel);
 }
 
-error_tally::error_tally(std::vector<cast_spec> specs)
+error_tally::error_tally(std::vector<cast_spec> specs, method how)
     : specs_(std::move(specs)), per_binade_(specs_.size(), 0), kind_(specs_.size()), slot_of_(specs_.size()),
       total_(specs_.size()) {
   t32_.reserve(specs_.size());
@@ -295,14 +427,24 @@ error_tally::error_tally(std::vector<cast_spec> specs)
         kind[k] = 0;
         continue;
       }
-      if (e < 1 || e > 254 || e + ks < 1 || e + ks > 254 || lo < t[0] || hi >= t[2]) continue;
+      if (e < 1 || e > 254 || e + ks < 1 || e + ks > 254) continue;
       const int big_e = e + ks - 127, emin = c.fmt.emin();
       int d = dropped;
       if (big_e < emin) {
         if (c.pol.ftz || !c.fmt.subnormals) continue;
         d += emin - big_e;
       }
-      if (d > 23) continue;  // padding values (fraction 0) must round exactly: d <= 23
+      // A binade the spec's underflow or overflow edge cuts (or where d = 24, all of whose
+      // values round to 0 or 2^24: the half of the smallest subnormal to it): summed for this
+      // spec alone, each value where its thresholds count it (kind 3). d <= 24 keeps |r_d(m) -
+      // m| below 2^24, its square exact in double.
+      if (lo < t[0] || hi >= t[2] || d > 23) {
+        if (d > 24) continue;
+        kind[k] = 3;
+        masked_[k].push_back({r, c.pol.round, d});
+        per_binade_[r] = 1;
+        continue;
+      }
       auto& ids = bin_slots_[k];
       auto it = std::find_if(ids.begin(), ids.end(), [&](std::uint32_t i) {
         return slots_[i].round == c.pol.round && slots_[i].dropped == d;
@@ -319,7 +461,285 @@ error_tally::error_tally(std::vector<cast_spec> specs)
   bin_n_.assign(binades, 0);
   bin_signal_.assign(binades, {});
   bin_.assign(slots_.size(), {});
+  // The direct method's groups and bit tables (add_direct).
+  for (std::size_t r = 0; r < specs_.size(); ++r) {
+    if (!per_binade_[r]) continue;
+    const cast_spec& c = specs_[r];
+    const int dropped = 23 - c.fmt.man_bits;
+    auto g = std::find_if(dgroups_.begin(), dgroups_.end(),
+                          [&](const direct_group& x) { return x.round == c.pol.round && x.dropped == dropped; });
+    if (g == dgroups_.end()) g = dgroups_.insert(g, {c.pol.round, dropped});
+    // x * S in the format's binade E = e + ks - 127: the cast drops d = dropped bits at or
+    // above its smallest normal 2^emin, d = dropped + emin - E = below - e below it (subnormal
+    // results, not with ftz or without subnormals). A binade is 1 where every value counts at d
+    // = dropped (kind 1: no threshold to compare), 3 where some value counts, x * S is a
+    // float32 normal and d <= 24 (|r_d(m) - m| < 2^24: its square is exact in double), 2 where
+    // some value counts otherwise.
+    const int ks = int(std::bit_cast<std::uint32_t>(c.scale) >> 23) - 127, emin = c.fmt.emin();
+    direct_spec d{r, std::size_t(g - dgroups_.begin()), dropped + emin - ks + 127, false, false, {}};
+    for (std::size_t k = 0; k < binades; ++k) {
+      const int e = int(k & 0xFF), big_e = e + ks - 127;
+      std::uint32_t b = 0;
+      if (kind_[r][k] != 0) {
+        const bool exact = e >= 1 && e <= 254 && e + ks >= 1 && e + ks <= 254;
+        const bool sub_ok = big_e >= emin || (!c.pol.ftz && c.fmt.subnormals);
+        const int dk = big_e >= emin ? dropped : d.below - e;
+        b = kind_[r][k] == 1 && dk == dropped ? 1u : exact && sub_ok && dk <= 24 ? 3u : 2u;
+      }
+      d.bits[k / 16] |= b << (2 * (k % 16));
+      d.has_below |= b == 3;
+      d.has_bulk |= b == 2;
+    }
+    dspecs_.push_back(d);
+  }
+#if defined(FPSCOPE_ERRORS_AVX512)
+  direct_ = !dspecs_.empty() &&
+            (how == method::direct || (how == method::automatic && dspecs_.size() <= direct_max_specs));
+#else
+  (void)how;
+#endif
 }
+
+void error_tally::measure_block(const float* v, std::size_t m, std::size_t r, sums& acc) const {
+  if (m == 0) return;
+  alignas(64) float y[error_block], q[error_block];
+  alignas(64) double inv[error_block];
+  code_buffers codes;
+  const cast_spec& c = specs_[r];
+  for (std::size_t i = 0; i < m; ++i) {
+    inv[i] = 1.0 / std::fabs(double(v[i]));
+    y[i] = scaled(v[i], c.scale);
+  }
+  cast_block(std::span<const float>(y, m), codes, q, c);
+  acc.add(block_sums(v, q, inv, m, t32_[r].at, c.scale));
+}
+
+#if defined(FPSCOPE_ERRORS_AVX512)
+namespace {
+// Values whose lane sums are folded at once: each double lane then sums at most 1024 terms.
+constexpr std::size_t direct_block = std::size_t{1} << 14;
+
+// Values of a sub-block, formed once for all specs (add_direct).
+constexpr std::size_t direct_sub = 256, direct_vecs = direct_sub / 16;
+
+// One spec's sums over the blocks so far, in 16 double lanes each.
+struct direct_lanes {
+  __m512d rel[2], noise[2], sig[2], mx[2];
+  __m512i n;
+};
+
+// What one spec's pass over a sub-block reads: the sub-block's bits, table index and shift and
+// x^2, its group's relative and squared errors, its bit table, and for the binades of 3 the
+// bits below (d = max(dropped, below - e)) and its thresholds per sign.
+struct direct_rows_args {
+  const std::uint32_t *ub, *idx, *sh;
+  const double *x2, *rel, *sq;
+  const __mmask16* valid;
+  std::size_t nv;
+  __m512i tlo, thi;
+  int below, dropped;
+  std::uint32_t lo[2], hi[2];
+  bool has_below, has_bulk;
+};
+
+// One spec over a sub-block: the terms of its binades of 1 from the group's, added under masks to
+// lanes kept in registers (no call in the loop, the rounding a template argument); the values
+// of binades of 3 listed and rounded after the loop, 16 listed values at a time, where the
+// thresholds count them; the values of binades of 2 appended to buf. Lists are compressed in a
+// register and stored whole: no branch on the data.
+template <rounding Rm>
+void direct_rows(const direct_rows_args& a, direct_lanes& l, float* buf, std::size_t& fill) {
+  const __m512i one = _mm512_set1_epi32(1), two = _mm512_set1_epi32(2), ff = _mm512_set1_epi32(0xFF);
+  const __m512i below = _mm512_set1_epi32(a.below), dropped = _mm512_set1_epi32(a.dropped);
+  const __m512i lo0 = _mm512_set1_epi32(int(a.lo[0])), lo1 = _mm512_set1_epi32(int(a.lo[1]));
+  const __m512i hi0 = _mm512_set1_epi32(int(a.hi[0])), hi1 = _mm512_set1_epi32(int(a.hi[1]));
+  const __m512i absm = _mm512_set1_epi32(0x7FFFFFFF);
+  __m512d rel0 = l.rel[0], rel1 = l.rel[1], no0 = l.noise[0], no1 = l.noise[1];
+  __m512d sg0 = l.sig[0], sg1 = l.sig[1], mx0 = l.mx[0], mx1 = l.mx[1];
+  __m512i n = l.n;
+  std::size_t f = fill, nb = 0;
+  alignas(64) std::uint32_t below_buf[direct_sub + 16];
+  for (std::size_t v = 0; v < a.nv; ++v) {
+    const std::size_t o = 16 * v;
+    const __m512i b = _mm512_srlv_epi32(_mm512_permutex2var_epi32(a.tlo, _mm512_load_si512(a.idx + o), a.thi),
+                                        _mm512_load_si512(a.sh + o));
+    const __mmask16 t1 = _mm512_mask_test_epi32_mask(a.valid[v], b, one);
+    const __mmask16 t2 = _mm512_mask_test_epi32_mask(a.valid[v], b, two);
+    const __mmask16 dm = t1 & ~t2;
+    const __m512d r0 = _mm512_load_pd(a.rel + o), r1 = _mm512_load_pd(a.rel + o + 8);
+    const __m512d q0 = _mm512_load_pd(a.sq + o), q1 = _mm512_load_pd(a.sq + o + 8);
+    if (a.has_below) {  // by spec, not by data: a branch the data would mispredict costs more
+      // Listed here, rounded below at full vector width: a few percent of the values.
+      const __mmask16 cand = t1 & t2;
+      _mm512_storeu_si512(below_buf + nb, _mm512_maskz_compress_epi32(cand, _mm512_load_si512(a.ub + o)));
+      nb += std::size_t(std::popcount(unsigned(cand)));
+    }
+    const __mmask8 d0 = __mmask8(dm), d1 = __mmask8(dm >> 8);
+    rel0 = _mm512_mask_add_pd(rel0, d0, rel0, r0);
+    rel1 = _mm512_mask_add_pd(rel1, d1, rel1, r1);
+    mx0 = _mm512_mask_max_pd(mx0, d0, mx0, r0);
+    mx1 = _mm512_mask_max_pd(mx1, d1, mx1, r1);
+    no0 = _mm512_mask_add_pd(no0, d0, no0, q0);
+    no1 = _mm512_mask_add_pd(no1, d1, no1, q1);
+    sg0 = _mm512_mask_add_pd(sg0, d0, sg0, _mm512_load_pd(a.x2 + o));
+    sg1 = _mm512_mask_add_pd(sg1, d1, sg1, _mm512_load_pd(a.x2 + o + 8));
+    n = _mm512_mask_add_epi32(n, dm, n, one);
+    if (a.has_bulk) {
+      const __mmask16 bulk = t2 & ~t1;
+      _mm512_storeu_si512(buf + f, _mm512_maskz_compress_epi32(bulk, _mm512_load_si512(a.ub + o)));
+      f += std::size_t(std::popcount(unsigned(bulk)));
+    }
+  }
+  // The listed values of binades of 3: those the thresholds count, at d = max(dropped, below -
+  // e), 1/m, 2^(2(e-150)) and x^2 formed here as in add_direct. A lane then sums at most one
+  // term per 16 values of the block here and one there: at most 2048 a block.
+  for (std::size_t i = 0; i < nb; i += 16) {
+    const __mmask16 valid = nb - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (nb - i)) - 1);
+    const __m512i u = _mm512_maskz_loadu_epi32(valid, below_buf + i);
+    const __m512i mag = _mm512_and_si512(u, absm);
+    const __mmask16 neg = _mm512_movepi32_mask(u);
+    const __mmask16 bm = valid & _mm512_cmpge_epu32_mask(mag, _mm512_mask_blend_epi32(neg, lo0, lo1)) &
+                         _mm512_cmplt_epu32_mask(mag, _mm512_mask_blend_epi32(neg, hi0, hi1));
+    const __m512i e = _mm512_and_si512(_mm512_srli_epi32(u, 23), ff);
+    const abs_errors16 er = abs_errors(u, Rm, _mm512_max_epi32(dropped, _mm512_sub_epi32(below, e)));
+    const __m512i m = _mm512_or_si512(_mm512_and_si512(u, _mm512_set1_epi32(0x7FFFFF)), _mm512_set1_epi32(0x800000));
+    const __m512i ex = _mm512_add_epi32(_mm512_slli_epi32(e, 1), _mm512_set1_epi32(723));
+    const __mmask8 bh[2] = {__mmask8(bm), __mmask8(bm >> 8)};
+    for (int h = 0; h < 2; ++h) {
+      const __m512d md = _mm512_cvtepi32_pd(h ? _mm512_extracti64x4_epi64(m, 1) : _mm512_castsi512_si256(m));
+      const __m512d u2 = _mm512_castsi512_pd(
+          _mm512_slli_epi64(_mm512_cvtepu32_epi64(h ? _mm512_extracti64x4_epi64(ex, 1) : _mm512_castsi512_si256(ex)), 52));
+      const __m512d rl = _mm512_mul_pd(er.h[h], reciprocal(md));
+      const __m512d sq = _mm512_mul_pd(_mm512_mul_pd(er.h[h], er.h[h]), u2);
+      const __m512d x2 = _mm512_mul_pd(_mm512_mul_pd(md, md), u2);
+      __m512d& rel = h ? rel1 : rel0;
+      __m512d& mx = h ? mx1 : mx0;
+      __m512d& no = h ? no1 : no0;
+      __m512d& sg = h ? sg1 : sg0;
+      rel = _mm512_mask_add_pd(rel, bh[h], rel, rl);
+      mx = _mm512_mask_max_pd(mx, bh[h], mx, rl);
+      no = _mm512_mask_add_pd(no, bh[h], no, sq);
+      sg = _mm512_mask_add_pd(sg, bh[h], sg, x2);
+    }
+    n = _mm512_mask_add_epi32(n, bm, n, one);
+  }
+  l.rel[0] = rel0, l.rel[1] = rel1, l.noise[0] = no0, l.noise[1] = no1;
+  l.sig[0] = sg0, l.sig[1] = sg1, l.mx[0] = mx0, l.mx[1] = mx1, l.n = n;
+  fill = f;
+}
+}  // namespace
+
+// float32 values for the per-binade specs without a sort (docs/hist.md "Error statistics"). A
+// value of binade k = bits >> 23 (x = m 2^(e-150)) that a spec takes directly scales exactly
+// into one binade of the format; in its normal range the cast drops d = 23 - man_bits bits
+// whatever the scale, so the terms there depend on the spec only through its group (rounding,
+// d): |r_d(m) - m| (an integer), its square times 2^(2(e-150)) (exact in double, the power of
+// two built from e's bits), the relative error |r_d(m) - m| * (1/m) (2 roundings) and x^2 = m^2
+// 2^(2(e-150)) (exact) are formed once per group for a sub-block of 256 values, then each spec
+// adds them under a mask from its bit table (2 bits per binade), in 16 double lanes per sum
+// kept in registers. Its binades below the format's normal range (d = below - e) it rounds
+// itself, lane by lane; the values it sends to the bulk conversion are compress-stored into its
+// buffer. Each lane sums at most 1024 terms of a block before the block's lane sums are added
+// (TwoSum) to acc.
+void error_tally::add_direct(std::span<const float> x, std::vector<sums>& acc) {
+  const std::size_t ns = dspecs_.size(), ng = dgroups_.size();
+  constexpr std::size_t sub = direct_sub;
+  using lanes = direct_lanes;
+  struct table {
+    __m512i lo, hi;
+  };
+  std::vector<lanes> ln(ns);
+  std::vector<table> tab(ns);
+  for (std::size_t j = 0; j < ns; ++j)
+    tab[j] = {_mm512_loadu_si512(dspecs_[j].bits.data()), _mm512_loadu_si512(dspecs_[j].bits.data() + 16)};
+  std::vector<std::vector<float>> edge(ns, std::vector<float>(error_block + sub));
+  std::vector<std::size_t> fill(ns, 0);
+  // The sub-block's per-value data: bits, table index and shift, 1/m, 2^(2(e-150)), x^2, and
+  // per group the relative and squared errors.
+  alignas(64) std::uint32_t ub[sub], idx[sub], sh[sub];
+  alignas(64) double x2[sub];
+  struct alignas(64) terms {
+    double v[sub];
+  };
+  std::vector<terms> rel_v(ng), sq_v(ng);
+  double* const rel_g = rel_v.data()->v;
+  double* const sq_g = sq_v.data()->v;
+  __mmask16 valid[direct_vecs];
+  const __m512i frac = _mm512_set1_epi32(0x7FFFFF), hidden = _mm512_set1_epi32(0x800000);
+  const __m512i ff = _mm512_set1_epi32(0xFF), fifteen = _mm512_set1_epi32(15);
+  for (std::size_t lo = 0; lo < x.size(); lo += direct_block) {
+    const std::size_t nb = std::min(direct_block, x.size() - lo);
+    const float* xb = x.data() + lo;
+    for (auto& l : ln) {
+      for (int h = 0; h < 2; ++h) l.rel[h] = l.noise[h] = l.sig[h] = l.mx[h] = _mm512_setzero_pd();
+      l.n = _mm512_setzero_si512();
+    }
+    for (std::size_t s0 = 0; s0 < nb; s0 += sub) {
+      const std::size_t nv = (std::min(sub, nb - s0) + 15) / 16;
+      for (std::size_t v = 0; v < nv; ++v) {
+        const std::size_t i = s0 + 16 * v, o = 16 * v;
+        valid[v] = nb - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (nb - i)) - 1);
+        const __m512i u = _mm512_maskz_loadu_epi32(valid[v], xb + i);
+        const __m512i k = _mm512_srli_epi32(u, 23);
+        const __m512i m = _mm512_or_si512(_mm512_and_si512(u, frac), hidden);
+        _mm512_store_si512(ub + o, u);
+        _mm512_store_si512(idx + o, _mm512_srli_epi32(k, 4));
+        _mm512_store_si512(sh + o, _mm512_slli_epi32(_mm512_and_si512(k, fifteen), 1));
+        // 2^(2(e-150)) as a double: biased exponent 2e - 300 + 1023 (725 .. 1231 for e 1 .. 254).
+        const __m512i ex = _mm512_add_epi32(_mm512_slli_epi32(_mm512_and_si512(k, ff), 1), _mm512_set1_epi32(723));
+        __m512d iv[2], u2[2];
+        for (int h = 0; h < 2; ++h) {
+          const __m256i mh = h ? _mm512_extracti64x4_epi64(m, 1) : _mm512_castsi512_si256(m);
+          const __m256i eh = h ? _mm512_extracti64x4_epi64(ex, 1) : _mm512_castsi512_si256(ex);
+          const __m512d md = _mm512_cvtepi32_pd(mh);
+          iv[h] = reciprocal(md);
+          u2[h] = _mm512_castsi512_pd(_mm512_slli_epi64(_mm512_cvtepu32_epi64(eh), 52));
+          _mm512_store_pd(x2 + o + 8 * h, _mm512_mul_pd(_mm512_mul_pd(md, md), u2[h]));  // m^2 < 2^48: exact
+        }
+        for (std::size_t g = 0; g < ng; ++g) {
+          const abs_errors16 a = abs_errors(u, dgroups_[g].round, _mm512_set1_epi32(dgroups_[g].dropped));
+          for (int h = 0; h < 2; ++h) {
+            _mm512_store_pd(rel_g + g * sub + o + 8 * h, _mm512_mul_pd(a.h[h], iv[h]));
+            _mm512_store_pd(sq_g + g * sub + o + 8 * h, _mm512_mul_pd(_mm512_mul_pd(a.h[h], a.h[h]), u2[h]));  // < 2^46: exact
+          }
+        }
+      }
+      for (std::size_t j = 0; j < ns; ++j) {
+        const direct_spec& ds = dspecs_[j];
+        const auto& t = t32_[ds.spec].at;
+        const direct_rows_args a{ub, idx, sh, x2, rel_g + ds.group * sub, sq_g + ds.group * sub, valid, nv,
+                                 tab[j].lo, tab[j].hi, ds.below, dgroups_[ds.group].dropped,
+                                 {t[0][0], t[1][0]}, {t[0][2], t[1][2]}, ds.has_below, ds.has_bulk};
+        float* const buf = edge[j].data();
+        switch (dgroups_[ds.group].round) {
+          case rounding::rne: direct_rows<rounding::rne>(a, ln[j], buf, fill[j]); break;
+          case rounding::rtz: direct_rows<rounding::rtz>(a, ln[j], buf, fill[j]); break;
+          case rounding::rup: direct_rows<rounding::rup>(a, ln[j], buf, fill[j]); break;
+          case rounding::rdn: direct_rows<rounding::rdn>(a, ln[j], buf, fill[j]); break;
+          case rounding::rna: direct_rows<rounding::rna>(a, ln[j], buf, fill[j]); break;
+          default: direct_rows<rounding::rto>(a, ln[j], buf, fill[j]);  // sr has no group
+        }
+        // The buffer holds a block and a sub-block: flushed once a sub-block more might not fit.
+        if (fill[j] > error_block - sub) measure_block(buf, fill[j], ds.spec, acc[ds.spec]), fill[j] = 0;
+      }
+    }
+    for (std::size_t j = 0; j < ns; ++j) {
+      const lanes& l = ln[j];
+      sums& a = acc[dspecs_[j].spec];
+      a.n += std::uint64_t(_mm512_reduce_add_epi32(l.n));
+      a.rel.add(_mm512_reduce_add_pd(_mm512_add_pd(l.rel[0], l.rel[1])));
+      a.noise.add(_mm512_reduce_add_pd(_mm512_add_pd(l.noise[0], l.noise[1])));
+      a.signal.add(_mm512_reduce_add_pd(_mm512_add_pd(l.sig[0], l.sig[1])));
+      a.max_rel = std::max(a.max_rel, _mm512_reduce_max_pd(_mm512_max_pd(l.mx[0], l.mx[1])));
+    }
+  }
+  for (std::size_t j = 0; j < ns; ++j) measure_block(edge[j].data(), fill[j], dspecs_[j].spec, acc[dspecs_[j].spec]);
+}
+#else
+void error_tally::add_direct(std::span<const float>, std::vector<sums>&) {
+  throw std::logic_error("error_tally: the direct method needs AVX-512");
+}
+#endif
 
 // float32 values for the specs with per-binade sums: each block is sorted by binade (a counting
 // sort), each binade's run summed once per slot, and each spec's binades of kind 2 copied
@@ -351,19 +771,9 @@ void error_tally::add_binades(std::span<const float> x, std::vector<sums>& acc) 
   std::vector<double> inv_v(binade_block + binade_lanes);
   std::uint32_t* const sorted = sorted_v.data();
   double* const inv = inv_v.data();
-  alignas(64) float y[error_block], q[error_block];
-  code_buffers codes;
   std::uint32_t cnt[binades], start[binades], cnt4[4][binades], at4[4][binades];
   const auto flush = [&](edge_values& ed) {
-    const std::size_t m = ed.fill;
-    if (m == 0) return;
-    const cast_spec& c = specs_[ed.spec];
-    for (std::size_t i = 0; i < m; ++i) {
-      inv[i] = 1.0 / std::fabs(double(ed.v[i]));
-      y[i] = scaled(ed.v[i], c.scale);
-    }
-    cast_block(std::span<const float>(y, m), codes, q, c);
-    acc[ed.spec].add(block_sums(ed.v.data(), q, inv, m, t32_[ed.spec].at, c.scale));
+    measure_block(ed.v.data(), ed.fill, ed.spec, acc[ed.spec]);
     ed.fill = 0;
   };
   std::uint16_t present[binades];
@@ -405,7 +815,7 @@ void error_tally::add_binades(std::span<const float> x, std::vector<sums>& acc) 
     }
     for (std::size_t j = 0; j < np; ++j) {
       const std::size_t k = present[j];
-      if (bin_slots_[k].empty()) continue;
+      if (bin_slots_[k].empty() && masked_[k].empty()) continue;
       const std::uint32_t* run = sorted + start[k];
       const std::size_t c = cnt[k], padded = (c + binade_lanes - 1) & ~(binade_lanes - 1);
       // x = sig 2^(e-150): x^2 and the squared errors in units of 2^(2(e-150)), summed exactly
@@ -418,13 +828,26 @@ void error_tally::add_binades(std::span<const float> x, std::vector<sums>& acc) 
           // 32-bit m: a widening multiply and an int32 conversion (cheaper vector forms).
           const std::uint32_t m = (run[i + l] & 0x7FFFFFu) | 0x800000u;
           s2[l] += std::uint64_t(m) * std::uint64_t(m);
-          inv[i + l] = 1.0 / double(std::int32_t(m));
         }
+#if defined(FPSCOPE_ERRORS_AVX512)
+      for (std::size_t i = 0; i < padded; i += binade_lanes) {
+        const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(run + i));
+        const __m256i m = _mm256_or_si256(_mm256_and_si256(b, _mm256_set1_epi32(0x7FFFFF)), _mm256_set1_epi32(0x800000));
+        _mm512_storeu_pd(inv + i, reciprocal(_mm512_cvtepi32_pd(m)));
+      }
+#else
+#pragma omp simd
+      for (std::size_t i = 0; i < padded; ++i) inv[i] = 1.0 / double(std::int32_t((run[i] & 0x7FFFFFu) | 0x800000u));
+#endif
       std::uint64_t x2 = std::uint64_t(0) - std::uint64_t(padded - c) * (std::uint64_t(1) << 46);
       for (const std::uint64_t l : s2) x2 += l;
       n[k] += c;
       sig[k].add(double(x2) * unit2);
       const std::uint32_t neg = k >> 8 ? ~0u : 0u;
+      for (const masked& mk : masked_[k]) {
+        const auto& t = t32_[mk.spec].at[k >> 8];
+        masked_sums_of(mk.round, run, inv, c, padded, mk.dropped, neg, t[0], t[2], acc[mk.spec], unit2);
+      }
       for (const std::uint32_t id : bin_slots_[k]) {
         double d2, rel, mx;
         binade_sums_of(slots_[id].round, run, inv, padded, slots_[id].dropped, neg, d2, rel, mx);
@@ -470,7 +893,12 @@ void error_tally::add_values(std::span<const T> x) {
   for (std::size_t r = 0; r < specs_.size(); ++r)
     if (std::is_same_v<T, double> || !per_binade_[r]) bulk.push_back(r);
   if constexpr (std::is_same_v<T, float>)
-    if (!slots_.empty()) add_binades(x, acc);
+    if (!slots_.empty()) {
+      if (direct_)
+        add_direct(x, acc);
+      else
+        add_binades(x, acc);
+    }
   if (bulk.empty()) {
     const std::lock_guard lock(m_);
     for (std::size_t r = 0; r < acc.size(); ++r) total_[r].add(acc[r]);

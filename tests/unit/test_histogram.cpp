@@ -373,6 +373,14 @@ bool check_errors(const fpscope::error_stats& e, const exact_errors& w) {
   return true;
 }
 
+using method = fpscope::error_tally::method;
+// Whether this build has the direct method (error_tally falls back to the sort without AVX-512).
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__)
+constexpr bool direct_available = true;
+#else
+constexpr bool direct_available = false;
+#endif
+
 // Wide-range values: normal values times 2^-30..2^0 (the data of issue 20), lognormal ones over
 // ~60 binades, both signs, zeros, infinities, NaN, float32 subnormals.
 std::vector<float> error_data(std::size_t n, unsigned seed) {
@@ -401,8 +409,10 @@ TEMPLATE_TEST_CASE("hist: error statistics == exact sums, to the documented accu
       p.round = rnd;
       specs.push_back({t.f, p, s});
     }
-  // All the specs in one tally, the chunks added from two threads in odd sizes.
-  fpscope::error_tally all(specs), all64(specs);
+  // All the specs in one tally, the chunks added from two threads in odd sizes; every method.
+  const auto how = GENERATE(method::automatic, method::sorted, method::direct);
+  fpscope::error_tally all(specs, how), all64(specs, how);
+  CHECK(all.direct() == (how == method::direct && direct_available));
   std::thread other([&] { all.add(std::span<const float>(x).subspan(7777)); });
   all.add(std::span<const float>(x).first(7777));
   other.join();
@@ -432,7 +442,9 @@ TEMPLATE_TEST_CASE("hist: per-binade error statistics == exact sums, every polic
   std::vector<fpscope::cast_spec> specs;
   for (const auto& p : hist_policies(t.f))
     for (const int k : {0, 10, -20, 30, -60, 100, -126}) specs.push_back({t.f, p, std::ldexp(1.0f, k)});
-  fpscope::error_tally all(specs);
+  const auto how = GENERATE(method::automatic, method::sorted, method::direct);
+  fpscope::error_tally all(specs, how);
+  CHECK(all.direct() == (how == method::direct && direct_available));
   all.add_parallel(std::span<const float>(x), 2);
   const auto got = all.stats();
   std::size_t measured = 0, per_binade = 0;
@@ -444,6 +456,56 @@ TEMPLATE_TEST_CASE("hist: per-binade error statistics == exact sums, every polic
   }
   CHECK(per_binade >= specs.size() * 3 / 4);  // the decomposition did the work, not the fallback
   CHECK(measured >= specs.size() / 2);
+}
+
+// The direct method's edges: every float32 binade 2^-149 .. 2^127 (both signs) at its bottom,
+// its top, one ulp off each, and the ties of every dropped-bit count and their neighbours (odd
+// and even kept bits: 1 + 2^-k + 2^-(k+1) sits there too as the +ulp of the next), with zeros,
+// infinities and NaN, at scales that move the formats' normal-range edges (where a spec's
+// binades change from summed directly to rounded below the normal range to the bulk conversion
+// to uncounted) across the data. One spec per tally, so `automatic` picks the direct method
+// too (where the build has it), the way `hist -s 2^k --errors all` and replay use it.
+TEMPLATE_TEST_CASE("hist: error statistics at every binade edge and class threshold == exact sums", "[hist]", fp16, bf16, e4m3,
+                   e5m2, e4m3fnuz, e2m1) {
+  const ref::table& t = ref::get(TestType::id);
+  std::vector<float> x = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, -NAN};
+  for (int e = -149; e <= 127; ++e)
+    for (const float sign : {1.0f, -1.0f}) {
+      const float p = std::ldexp(1.0f, e);
+      x.push_back(sign * p);
+      x.push_back(sign * std::nextafter(p, INFINITY));
+      if (e > -149) x.push_back(sign * std::nextafter(p, 0.0f));
+      if (e < 127) x.push_back(sign * std::nextafter(2 * p, 0.0f));
+      for (int d = 1; d <= 23 && e - 23 + d > -150; ++d) {  // the tie at d dropped bits, and an ulp off
+        const float tie = p + std::ldexp(1.0f, e - 23 + d - 1);
+        for (const float v : {tie, std::nextafter(tie, 0.0f), std::nextafter(tie, INFINITY)}) x.push_back(sign * v);
+      }
+      x.push_back(sign * 1.3f * p);
+    }
+  // Both methods: the direct one (automatic, one spec) and the sort's masked runs for the
+  // binades an edge cuts. Each spec's class thresholds and their neighbours join the data (our
+  // thresholds choose the points only; the exact sums judge them).
+  const auto how = GENERATE(method::automatic, method::sorted);
+  std::size_t measured = 0, direct = 0;
+  for (const auto& p : hist_policies(t.f))
+    for (const int k : {0, -20, 15, -126, 100, 127}) {
+      const fpscope::cast_spec c{t.f, p, std::ldexp(1.0f, k)};
+      INFO(t.f.name << " scale 2^" << k << " rounding " << int(p.round) << " overflow " << int(p.on_overflow)
+                    << " ftz " << p.ftz << " method " << int(how));
+      std::vector<float> xs = x;
+      const auto th = fpscope::thresholds32(c);
+      for (std::uint32_t sg = 0; sg < 2; ++sg)
+        for (const std::uint32_t v : th.at[sg])
+          for (const std::uint32_t b : {v - 1, v, v + 1})
+            if (b < 0x7F800000u) xs.push_back(std::bit_cast<float>(sg << 31 | b));
+      fpscope::error_tally one({c}, how);
+      direct += one.direct();
+      one.add(std::span<const float>(xs));
+      measured += check_errors(one.stats().front(), exact_errors_of(t, std::span<const float>(xs), c.scale, p));
+    }
+  CHECK(measured >= 12);
+  if (direct_available && how == method::automatic) CHECK(direct >= measured);  // the direct method did the work
+  if (how == method::sorted) CHECK(direct == 0);
 }
 
 TEST_CASE("hist: the shipped gradients, every fp16/bf16/e4m3/e5m2 count == the reference model", "[hist]") {

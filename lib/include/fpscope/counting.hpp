@@ -71,16 +71,26 @@ class class_tally {
 /// a deterministic rounding are measured per float32 binade: where every value of a binade is
 /// representable at the cast's scale, its errors depend on the scale only through the number
 /// of significand bits the cast drops there, so they are summed once per (binade, rounding,
-/// dropped bits) by integer rounding of the significands, and each cast adds its binades; only
-/// the binades that straddle its underflow or overflow edge go through the bulk conversion
-/// (convert.hpp), as every value of the other casts does. Whether a
+/// dropped bits) by integer rounding of the significands, and each cast adds its binades; the
+/// binades its underflow or overflow edge cuts are summed for that cast alone where its
+/// thresholds count each value; only float32 subnormals and values that x * S takes out of the
+/// float32 normals go through the bulk conversion (convert.hpp), as every value of the other
+/// casts does. Whether a
 /// value counts (the subnormal and normal classes) comes from the same thresholds as the
 /// counts. Each sum is accurate to 2^-40 of itself, the max to 2^-50 (docs/hist.md "Error
 /// statistics").
 class error_tally {
  public:
+  /// How the float32 values of the per-binade specs are measured (docs/hist.md "Error
+  /// statistics"): `sorted` sorts each block by binade and sums each (binade, rounding, dropped
+  /// bits) once, whatever the number of specs sharing it; `direct` (AVX-512 builds only; else
+  /// `sorted`) computes each value's terms once per (rounding, dropped bits) of the format's
+  /// normal range and adds them to every spec whose normal range holds the value's binade,
+  /// without a sort: cheaper for a few specs, dearer for many. `automatic` picks by the number
+  /// of specs. The statistics agree to the documented accuracy either way.
+  enum class method { automatic, sorted, direct };
   /// std::invalid_argument when a spec cannot be counted (fpscope::check).
-  explicit error_tally(std::vector<cast_spec> specs);
+  explicit error_tally(std::vector<cast_spec> specs, method how = method::automatic);
   error_tally(const error_tally&) = delete;
   error_tally& operator=(const error_tally&) = delete;
 
@@ -96,6 +106,11 @@ class error_tally {
   std::vector<error_stats> stats() const;
   /// Whether float32 values of spec `i` are measured (in part) through the per-binade sums.
   bool per_binade(std::size_t i) const { return per_binade_.at(i) != 0; }
+  /// Whether the per-binade specs are measured by the `direct` method.
+  bool direct() const { return direct_; }
+  /// The most per-binade specs for which `automatic` picks `direct` (measured: each spec costs
+  /// the direct method about 0.4-0.6 ns a value, the sort about 2 ns a value once; docs/hist.md).
+  static constexpr std::size_t direct_max_specs = 4;
 
   /// A sum of nonnegative terms carried as an unevaluated pair hi + lo (Knuth's TwoSum): adding
   /// block sums to it loses nothing but lo's own rounding.
@@ -128,9 +143,13 @@ class error_tally {
   template <class T>
   void add_values(std::span<const T> x);
   void add_binades(std::span<const float> x, std::vector<sums>& acc);
+  void add_direct(std::span<const float> x, std::vector<sums>& acc);
+  // The bulk conversion's sums of spec r over m float32 values (at most 4096), into acc.
+  void measure_block(const float* v, std::size_t m, std::size_t r, sums& acc) const;
   std::vector<cast_spec> specs_;
   // The per-binade decomposition (float32 values): what each binade is to each spec (0 nothing
-  // counts, 1 taken from the per-binade sums, 2 through the bulk conversion) and, for 1, its
+  // counts, 1 taken from the per-binade sums, 2 through the bulk conversion, 3 summed for the
+  // spec alone where its thresholds count each value: masked_) and, for 1, its
   // slot: the sums of one binade under one (rounding, dropped bits); the slots of each binade.
   struct slot {
     rounding round;
@@ -141,9 +160,35 @@ class error_tally {
   std::vector<std::array<std::int32_t, binades>> slot_of_;
   std::vector<slot> slots_;
   std::array<std::vector<std::uint32_t>, binades> bin_slots_;
+  // Kind 3: a binade some of whose values count for the spec (its thresholds cut it), summed
+  // for that spec alone where the thresholds count each value.
+  struct masked {
+    std::size_t spec;
+    rounding round;
+    int dropped;
+  };
+  std::array<std::vector<masked>, binades> masked_;
   std::vector<std::uint64_t> bin_n_;  // per binade: values
   std::vector<wide_sum> bin_signal_;  // per binade: sum x^2
   std::vector<binade_sums> bin_;      // per slot
+  // The direct method: per (rounding, dropped bits) of a format's normal range, a group; per
+  // per-binade spec, its group and 2 bits per binade k (bits 2(k % 16) of word k / 16): 1 the
+  // binade is summed directly at the group's dropped bits (kind 1, the format's normal range),
+  // 3 directly at below - e dropped bits (kind 1 below it), 2 through the bulk conversion.
+  struct direct_group {
+    rounding round;
+    int dropped;
+  };
+  struct direct_spec {
+    std::size_t spec;
+    std::size_t group;
+    int below;  // below the format's normal range, binade e drops below - e bits
+    bool has_below, has_bulk;  // whether any binade is 3, any is 2
+    std::array<std::uint32_t, 32> bits;
+  };
+  bool direct_ = false;
+  std::vector<direct_group> dgroups_;
+  std::vector<direct_spec> dspecs_;
   std::vector<cast_thresholds<std::uint32_t>> t32_;
   std::vector<cast_thresholds<std::uint64_t>> t64_;  // found at the first float64 chunk
   std::once_flag t64_once_;
