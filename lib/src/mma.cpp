@@ -848,6 +848,188 @@ void scalar_k_loop(std::size_t m, std::size_t n, std::size_t kpad, std::size_t d
     }
 }
 
+#if defined(FPSCOPE_MMA_AVX512)
+// gst_fdpa (below, gemm_grouped) in vector lanes, AVX-512 (F and DQ). Why it is the model's
+// arithmetic:
+//  - an e2m1 product is a multiple of 1/4 of magnitude at most 36, so a group's 16 products
+//    and every partial sum of them (at most 576, 12 significant bits) are exact in float32,
+//    whatever the order: the group sums are a plain float32 GEMM over the group (vfmadd231ps,
+//    16 columns a vector, eight rows sharing B's loads);
+//  - a group's term is S * M_x * M_y * 2^(e_x + e_y - 2 fs) (M the scales' significands, fs
+//    fraction bits each): S * M_x * M_y has at most 12 + 8 significant bits, exact in float32,
+//    and the exponent e_g = e_x + e_y (UE8M0 pairs reach 2^+-254) stays beside it as a float,
+//    as the normalised-significand variant of the main kernel does; e_zero where the group's
+//    products are all zero (A's and B's nonzero-element bitmasks of the group share no bit) or
+//    a scale is zero (UE4M3 0x00);
+//  - truncating a term to F = 35 fraction bits of 2^e_max is trunc(t * 2^(e_g - 2 fs + F - e_max)):
+//    vscalefps (exact where the result reaches 1; below 1 it truncates to 0 whatever its
+//    rounding) and vcvttps2qq, toward zero, into 64-bit lanes (terms reach 2^47); C's term the
+//    same with 2^(F - e_max);
+//  - the exact 64-bit sum's RZ-FP32 is vcvtqq2ps and vscalefps with embedded round-toward-zero
+//    (truncations nest: the main kernel's argument), 2^128 and up made inf, -0 made +0;
+//  - an inf or NaN accumulator is kept (NaN canonical), as the scalar step does; e2m1 has no
+//    specials and NaN scales are refused.
+struct fp4_operands {
+  std::size_t groups;                  // kpad / 16: the groups along K
+  std::vector<float> av;               // m x kpad: A's values (0 for padding)
+  std::vector<std::uint32_t> am;       // m x groups: bit t set where the group's element t is nonzero
+  std::vector<float> ae, as;           // m x groups: the exponent and significand of the group's A scale
+  std::vector<float> bv;               // per chunk of CW columns, kpad x CW: B's values
+  std::vector<std::uint32_t> bm;       // per chunk, groups x CW: as am, down B's columns
+  std::vector<float> be, bs;           // per chunk, groups x CW: B's scales, as ae and as
+};
+
+constexpr std::size_t FP4_G = 16;  // products a group (instruction::group of every mxf4 instruction)
+
+// RR rows from i x chunk ch, steps k0 .. k1 (of ik products) on the accumulators cs (float32,
+// row r at cs + r * CW).
+template <int RR>
+void fp4_rows(const model& md, const fp4_operands& P, std::size_t kpad, std::size_t ik, int fs, std::size_t i,
+              std::size_t ch, std::size_t k0, std::size_t k1, float* cs) {
+  const __m512 zero = _mm512_setzero_ps(), ezero = _mm512_set1_ps(float(md.e_zero)), Fv = _mm512_set1_ps(float(md.F));
+  const __m512 emin = _mm512_set1_ps(-126.0f), Ft = _mm512_set1_ps(float(md.F - 2 * fs));
+  const __m512 inf = _mm512_set1_ps(INFINITY), nan = _mm512_set1_ps(from_bits<float>(canonical_nan));
+  const std::size_t gq = P.groups, gs = ik / FP4_G;
+  const float* bv = P.bv.data() + ch * kpad * CW;
+  const float* bsc = P.bs.data() + ch * gq * CW;
+  const float* bex = P.be.data() + ch * gq * CW;
+  const std::uint32_t* bmk = P.bm.data() + ch * gq * CW;
+  const float* av[RR];
+  __m512 c[RR];
+  for (int r = 0; r < RR; ++r) {
+    av[r] = P.av.data() + (i + std::size_t(r)) * kpad;
+    c[r] = _mm512_loadu_ps(cs + std::size_t(r) * CW);
+  }
+  const auto lo256 = [](__m512 x) { return _mm512_castps512_ps256(x); };
+  const auto hi256 = [](__m512 x) { return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1)); };
+  // A group's exponent e_g and scale significand product, e_zero rule applied.
+  const auto group_scale = [&](int r, std::size_t qg, __m512& sc) {
+    const std::size_t at = (i + std::size_t(r)) * gq + qg;
+    sc = _mm512_mul_ps(_mm512_set1_ps(P.as[at]), _mm512_loadu_ps(bsc + qg * CW));
+    const __m512 eg = _mm512_add_ps(_mm512_set1_ps(P.ae[at]), _mm512_loadu_ps(bex + qg * CW));
+    const __mmask16 none = _mm512_testn_epi32_mask(
+        _mm512_set1_epi32(int(P.am[at])), _mm512_loadu_si512(reinterpret_cast<const void*>(bmk + qg * CW)));
+    return _mm512_mask_mov_ps(eg, none | _mm512_cmp_ps_mask(sc, zero, _CMP_EQ_OQ), ezero);
+  };
+  for (std::size_t k = k0; k < k1; k += ik) {
+    const std::size_t q0 = k / FP4_G;
+    __m512 emax[RR];
+    __m512i lo[RR], hi[RR];
+    for (int r = 0; r < RR; ++r) {  // C's exponent (split(): at least -126; a zero C: e_zero)
+      const __m512 e = _mm512_max_ps(_mm512_getexp_ps(c[r]), emin);
+      emax[r] = _mm512_mask_mov_ps(e, _mm512_cmp_ps_mask(c[r], zero, _CMP_EQ_OQ), ezero);
+      for (std::size_t q = 0; q < gs; ++q) {
+        __m512 sc;
+        emax[r] = _mm512_max_ps(emax[r], group_scale(r, q0 + q, sc));
+      }
+      const __m512 t = _mm512_scalef_ps(c[r], _mm512_sub_ps(Fv, emax[r]));  // C's term
+      lo[r] = _mm512_cvttps_epi64(lo256(t));
+      hi[r] = _mm512_cvttps_epi64(hi256(t));
+    }
+    for (std::size_t q = 0; q < gs; ++q) {
+      __m512 g[RR];
+      for (int r = 0; r < RR; ++r) g[r] = zero;
+      const std::size_t kq = k + q * FP4_G;
+      for (std::size_t kk = kq; kk < kq + FP4_G; ++kk) {
+        const __m512 b = _mm512_loadu_ps(bv + kk * CW);
+        for (int r = 0; r < RR; ++r) g[r] = _mm512_fmadd_ps(_mm512_set1_ps(av[r][kk]), b, g[r]);
+      }
+      for (int r = 0; r < RR; ++r) {
+        __m512 sc;
+        const __m512 eg = group_scale(r, q0 + q, sc);
+        const __m512 t = _mm512_scalef_ps(_mm512_mul_ps(g[r], sc), _mm512_add_ps(_mm512_sub_ps(eg, emax[r]), Ft));
+        lo[r] = _mm512_add_epi64(lo[r], _mm512_cvttps_epi64(lo256(t)));
+        hi[r] = _mm512_add_epi64(hi[r], _mm512_cvttps_epi64(hi256(t)));
+      }
+    }
+    for (int r = 0; r < RR; ++r) {
+      const __m256 xl = _mm512_cvt_roundepi64_ps(lo[r], _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+      const __m256 xh = _mm512_cvt_roundepi64_ps(hi[r], _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+      const __m512 x =
+          _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(xl)), _mm256_castps_pd(xh), 1));
+      const __m512 base = _mm512_sub_ps(emax[r], Fv);
+      __m512 next = _mm512_scalef_round_ps(x, base, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+      const __mmask16 ovf =
+          _mm512_cmp_ps_mask(_mm512_add_ps(_mm512_getexp_ps(x), base), _mm512_set1_ps(128.0f), _CMP_GE_OQ);
+      next = _mm512_add_ps(_mm512_mask_mul_ps(next, ovf, next, inf), zero);  // -0 to +0
+      // 0x99: NaN (quiet, signalling) or an infinity: kept, a NaN canonical
+      const __m512 kept = _mm512_mask_mov_ps(c[r], _mm512_fpclass_ps_mask(c[r], 0x81), nan);
+      c[r] = _mm512_mask_mov_ps(next, _mm512_fpclass_ps_mask(c[r], 0x99), kept);
+    }
+  }
+  for (int r = 0; r < RR; ++r) _mm512_storeu_ps(cs + std::size_t(r) * CW, c[r]);
+}
+
+// gemm_grouped on fp4_rows: A and B checked and packed, the scales split per group, then tasks of
+// eight rows x one chunk, OpenMP-parallel, with DeepSeek-V3's promotion as scalar_k_loop has it.
+void gemm_grouped_fast(const instruction& inst, const model& md, std::size_t m, std::size_t n, std::size_t k,
+                       const float* A, const float* B, const float* C, float* D, const gemm_options& o,
+                       const std::vector<scale_value>& sa, const std::vector<scale_value>& sb) {
+  const std::size_t ik = std::size_t(inst.k), kpad = (k + ik - 1) / ik * ik;
+  const std::size_t blk = std::size_t(inst.block), nblk = (k + blk - 1) / blk, gq = kpad / FP4_G;
+  const std::size_t chunks = (n + CW - 1) / CW;
+  fp4_operands P;
+  P.groups = gq;
+  P.av.assign(m * kpad, 0.0f);
+  P.am.assign(m * gq, 0u);
+  P.bv.assign(chunks * kpad * CW, 0.0f);
+  P.bm.assign(chunks * gq * CW, 0u);
+  // e2m1 is finite: check_element refuses every special
+  for_each_checked(A, m, k, inst.a, "A", [&](std::size_t r, std::size_t c, float v) {
+    P.av[r * kpad + c] = v;
+    P.am[r * gq + c / FP4_G] |= std::uint32_t(v != 0) << (c % FP4_G);
+  });
+  for_each_checked(B, k, n, inst.b, "B", [&](std::size_t r, std::size_t c, float v) {
+    P.bv[((c / CW) * kpad + r) * CW + c % CW] = v;
+    P.bm[((c / CW) * gq + r / FP4_G) * CW + c % CW] |= std::uint32_t(v != 0) << (r % FP4_G);
+  });
+  // The scales per group (padding groups take the last block's, as the scalar step: all-zero there)
+  P.ae.resize(m * gq), P.as.resize(m * gq), P.be.assign(chunks * gq * CW, 0.0f), P.bs.assign(chunks * gq * CW, 0.0f);
+  for (std::size_t q = 0; q < gq; ++q) {
+    const std::size_t b = std::min(q * FP4_G / blk, nblk - 1);
+    for (std::size_t i = 0; i < m; ++i) {
+      P.ae[i * gq + q] = float(sa[i * nblk + b].e);
+      P.as[i * gq + q] = float(sa[i * nblk + b].M);
+    }
+    for (std::size_t j = 0; j < n; ++j) {
+      P.be[((j / CW) * gq + q) * CW + j % CW] = float(sb[b * n + j].e);
+      P.bs[((j / CW) * gq + q) * CW + j % CW] = float(sb[b * n + j].M);
+    }
+  }
+  const int fs = inst.scale.man_bits;
+  const std::size_t group = o.promote ? o.promote : kpad;
+  constexpr std::size_t RB = 8;
+  const std::size_t row_blocks = (m + RB - 1) / RB;
+  const int threads = o.threads > 0 ? o.threads : omp_get_max_threads();
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+  for (std::size_t t = 0; t < row_blocks * chunks; ++t) {
+    const std::size_t ch = t / row_blocks, i0 = (t % row_blocks) * RB, mb = std::min(RB, m - i0);
+    const std::size_t ncols = std::min(CW, n - ch * CW);
+    alignas(64) float total[RB * CW] = {}, c[RB * CW];
+    for (std::size_t r = 0; r < mb; ++r)
+      for (std::size_t j = 0; j < ncols; ++j) total[r * CW + j] = C ? C[(i0 + r) * n + ch * CW + j] : 0.0f;
+    const auto run = [&](std::size_t k0, std::size_t k1, float* cs) {
+      std::size_t r = 0;
+      for (; r + 8 <= mb; r += 8) fp4_rows<8>(md, P, kpad, ik, fs, i0 + r, ch, k0, k1, cs + r * CW);
+      for (; r + 4 <= mb; r += 4) fp4_rows<4>(md, P, kpad, ik, fs, i0 + r, ch, k0, k1, cs + r * CW);
+      for (; r + 2 <= mb; r += 2) fp4_rows<2>(md, P, kpad, ik, fs, i0 + r, ch, k0, k1, cs + r * CW);
+      if (r < mb) fp4_rows<1>(md, P, kpad, ik, fs, i0 + r, ch, k0, k1, cs + r * CW);
+    };
+    if (!o.promote) {
+      run(0, kpad, total);
+    } else {
+      for (std::size_t k0 = 0; k0 < kpad; k0 += group) {
+        std::fill(c, c + RB * CW, 0.0f);
+        run(k0, std::min(kpad, k0 + group), c);
+        for (std::size_t x = 0; x < RB * CW; ++x)
+          total[x] = from_bits<float>(promoted(to_bits(total[x]), to_bits(c[x])));
+      }
+    }
+    for (std::size_t r = 0; r < mb; ++r) std::memcpy(&D[(i0 + r) * n + ch * CW], &total[r * CW], ncols * 4);
+  }
+}
+#endif
+
 // MXFP4 / NVFP4 (MMA-Sim fdpa.py:248-276 gst_fdpa): per step of 64 products, each group of 16
 // products summed exactly (FP4 products are multiples of 1/4 below 36: exact in binary32, as
 // in the model), the group sum times its block's two scales one term with the scales' exponents,
@@ -859,6 +1041,14 @@ void gemm_grouped(const instruction& inst, const model& md, std::size_t m, std::
     throw std::invalid_argument(inst.name + " is block-scaled: it needs the scales of A and of B");
   const std::size_t ik = std::size_t(inst.k), kpad = (k + ik - 1) / ik * ik;
   const std::size_t blk = std::size_t(inst.block), nblk = (k + blk - 1) / blk, G = std::size_t(inst.group);
+  std::vector<scale_value> as(m * nblk), bs(nblk * n);
+  for (std::size_t i = 0; i < m; ++i)
+    for (std::size_t b = 0; b < nblk; ++b) as[i * nblk + b] = split_scale(o.a_scale[i * nblk + b], inst.scale, "A", i, b);
+  for (std::size_t b = 0; b < nblk; ++b)
+    for (std::size_t j = 0; j < n; ++j) bs[b * n + j] = split_scale(o.b_scale[b * n + j], inst.scale, "B", b, j);
+#if defined(FPSCOPE_MMA_AVX512)
+  return gemm_grouped_fast(inst, md, m, n, k, A, B, C, D, o, as, bs);  // the same step in vector lanes
+#endif
   split_matrix sa, sb;
   std::vector<std::uint8_t> nfa, nfb;
   split_checked(A, m, k, m, kpad, inst.a, "A", sa, nfa);  // e2m1: finite, no specials
@@ -868,11 +1058,6 @@ void gemm_grouped(const instruction& inst, const model& md, std::size_t m, std::
     const std::int32_t v = x.M[at] ? std::int32_t(x.M[at] << (x.e[at] - inst.a.emin())) : 0;
     return x.s[at] ? -v : v;
   };
-  std::vector<scale_value> as(m * nblk), bs(nblk * n);
-  for (std::size_t i = 0; i < m; ++i)
-    for (std::size_t b = 0; b < nblk; ++b) as[i * nblk + b] = split_scale(o.a_scale[i * nblk + b], inst.scale, "A", i, b);
-  for (std::size_t b = 0; b < nblk; ++b)
-    for (std::size_t j = 0; j < n; ++j) bs[b * n + j] = split_scale(o.b_scale[b * n + j], inst.scale, "B", b, j);
   const int fa = inst.a.man_bits, fs = inst.scale.man_bits;
   scalar_k_loop(m, n, kpad, ik, C, D, o,
                 [&](std::size_t i, std::size_t j, std::size_t k0, std::uint32_t c) -> std::uint32_t {
