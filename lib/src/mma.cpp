@@ -1102,6 +1102,189 @@ void gemm_grouped(const instruction& inst, const model& md, std::size_t m, std::
   });
 }
 
+#if defined(FPSCOPE_MMA_AVX512)
+// tr_fdpa / gtr_fdpa (below, gemm_tr) in vector lanes, AVX-512 (F and DQ), for inputs whose
+// products are exact and normal in float32 and below 2^128 (fp16, fp8/bf8: gemm_tr decides). Why
+// it is the model's arithmetic:
+//  - a product a * b is exact in float32; its alignment exponent is e_a + e_b of the split
+//    operands (zeros carry zero_e: they take no part), and truncating it to F fraction bits of
+//    2^e_p is trunc(a b 2^(F - e_p)) (vscalefps, exact where the result reaches 1, and
+//    vcvttps2dq, toward zero: the sign-magnitude truncation); L <= 16 terms below 2^(F + 2),
+//    F = 24, sum exactly in 32-bit lanes (gtr: the even and the odd products apart, each at its
+//    own largest exponent);
+//  - the rest runs in double lanes, where every value is exact (at most 2^38 at a quantum of at
+//    least 2^-158): the halves floored into units of 2^(e_p - F), C and S floored to F and
+//    F2 + 1 bits of 2^e_max (vrndscalepd toward -inf after vscalefpd), added, the sum floored
+//    to F2 + 1 significant bits at binary32's subnormal quantum, then vcvtpd2ps: nearest-even to
+//    binary32 (overflow to inf, a sum that rounds to zero keeping its sign, as finish() does);
+//  - a step with an inf or NaN input or accumulator is the scalar step's (`step`), as is gtr's
+//    rule for such a C.
+struct tr_operands {
+  std::vector<float> av, ae;  // m x kpad: A's values (0 for zeros, padding, specials), split exponents (zero_e)
+  std::vector<float> bv, be;  // per chunk of CW columns, kpad x CW: the same for B
+  std::vector<std::uint8_t> row_sp, chunk_sp;  // per (row, step), (step, chunk): a special input there
+};
+
+// RR rows from i x chunk ch (ncols real columns from jc), steps k0 .. k1 on the accumulators cs
+// (float32, row r at cs + r * CW).
+template <bool SPLIT, int RR, class Step>
+void tr_rows(const instruction& inst, const model& md, const tr_operands& P, std::size_t kpad, std::size_t n,
+             std::size_t i, std::size_t ch, std::size_t jc, std::size_t ncols, std::size_t k0, std::size_t k1, float* cs,
+             const Step& step) {
+  const std::size_t L = std::size_t(md.L), steps = kpad / L, chunks = (n + CW - 1) / CW;
+  const __m512 Fv = _mm512_set1_ps(float(md.F));
+  const __m512 lowest = _mm512_set1_ps(2.0f * float(zero_e));
+  const __m512d F2p = _mm512_set1_pd(inst.F2 + 1), Fd = _mm512_set1_pd(md.F), F2d = _mm512_set1_pd(inst.F2);
+  const __m512d qmin = _mm512_set1_pd(-126 - inst.F2), emin = _mm512_set1_pd(-126), zd = _mm512_setzero_pd();
+  const __m512d none = _mm512_set1_pd(zero_e / 2), drop = _mm512_set1_pd(-md.F - 1);
+  constexpr int down = _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC;
+  const float* bv = P.bv.data() + ch * kpad * CW;
+  const float* be = P.be.data() + ch * kpad * CW;
+  const float *av[RR], *ae[RR];
+  __m512 c[RR];
+  for (int r = 0; r < RR; ++r) {
+    av[r] = P.av.data() + (i + std::size_t(r)) * kpad;
+    ae[r] = P.ae.data() + (i + std::size_t(r)) * kpad;
+    c[r] = _mm512_loadu_ps(cs + std::size_t(r) * CW);
+  }
+  for (std::size_t k = k0; k < k1; k += L) {
+    __m512 eh[RR][2];  // the largest exponent of the even and the odd products (tr: [0] of all)
+    __m512i sh[RR][2];
+    for (int r = 0; r < RR; ++r) eh[r][0] = eh[r][1] = lowest;
+    for (std::size_t kk = k; kk < k + L; ++kk) {
+      const __m512 b = _mm512_loadu_ps(be + kk * CW);
+      const int h = SPLIT ? int(kk & 1) : 0;
+      for (int r = 0; r < RR; ++r) eh[r][h] = _mm512_max_ps(eh[r][h], _mm512_add_ps(_mm512_set1_ps(ae[r][kk]), b));
+    }
+    __m512 s[RR][2];
+    for (int r = 0; r < RR; ++r)
+      for (int h = 0; h < (SPLIT ? 2 : 1); ++h) {
+        s[r][h] = _mm512_sub_ps(Fv, eh[r][h]);
+        sh[r][h] = _mm512_setzero_si512();
+      }
+    for (std::size_t kk = k; kk < k + L; ++kk) {
+      const __m512 b = _mm512_loadu_ps(bv + kk * CW);
+      const int h = SPLIT ? int(kk & 1) : 0;
+      for (int r = 0; r < RR; ++r) {
+        const __m512 p = _mm512_mul_ps(_mm512_set1_ps(av[r][kk]), b);
+        sh[r][h] = _mm512_add_epi32(sh[r][h], _mm512_cvttps_epi32(_mm512_scalef_ps(p, s[r][h])));
+      }
+    }
+    const std::size_t st = k / L;
+    for (int r = 0; r < RR; ++r) {
+      alignas(64) float out[CW];
+      for (int half = 0; half < 2; ++half) {
+        const auto lo = [half](__m512 x) {
+          return _mm512_cvtps_pd(half ? _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1))
+                                      : _mm512_castps512_ps256(x));
+        };
+        const auto loi = [half](__m512i x) {
+          return _mm512_cvtepi32_pd(half ? _mm512_extracti64x4_epi64(x, 1) : _mm512_castsi512_si256(x));
+        };
+        __m512d ep, S;
+        if constexpr (SPLIT) {
+          const __m512d e0 = lo(eh[r][0]), e1 = lo(eh[r][1]);
+          ep = _mm512_max_pd(e0, e1);
+          S = _mm512_add_pd(_mm512_roundscale_pd(_mm512_scalef_pd(loi(sh[r][0]), _mm512_sub_pd(e0, ep)), down),
+                            _mm512_roundscale_pd(_mm512_scalef_pd(loi(sh[r][1]), _mm512_sub_pd(e1, ep)), down));
+        } else {
+          ep = lo(eh[r][0]);
+          S = loi(sh[r][0]);
+        }
+        const __m512d cd = lo(c[r]);
+        const __m512d ce = _mm512_max_pd(_mm512_getexp_pd(cd), emin);  // a zero C: -126
+        const __mmask8 prods = _mm512_cmp_pd_mask(ep, none, _CMP_GE_OQ);
+        const __m512d emax = _mm512_mask_max_pd(ce, prods, ce, ep);
+        __m512d V = _mm512_scalef_pd(_mm512_roundscale_pd(_mm512_scalef_pd(cd, _mm512_sub_pd(Fd, emax)), down),
+                                     _mm512_sub_pd(F2p, Fd));
+        if constexpr (SPLIT)  // fdpa.py:410: a C more than F + 1 binades below e_max is dropped
+          V = _mm512_mask_mov_pd(V, _mm512_cmp_pd_mask(ce, _mm512_add_pd(emax, drop), _CMP_LT_OQ), zd);
+        const __m512d Sp = _mm512_roundscale_pd(
+            _mm512_scalef_pd(S, _mm512_add_pd(_mm512_sub_pd(ep, emax), _mm512_sub_pd(F2p, Fd))), down);
+        V = _mm512_mask_add_pd(V, prods, V, Sp);
+        const __m512d x = _mm512_scalef_pd(V, _mm512_sub_pd(emax, F2p));
+        const __m512d q = _mm512_max_pd(_mm512_sub_pd(_mm512_getexp_pd(x), F2d), qmin);  // getexp(0): -inf
+        const __m512d xf =
+            _mm512_scalef_pd(_mm512_roundscale_pd(_mm512_scalef_pd(x, _mm512_sub_pd(zd, q)), down), q);
+        _mm256_store_ps(out + 8 * half, _mm512_cvtpd_ps(xf));
+      }
+      const bool row_sp = P.row_sp[(i + std::size_t(r)) * steps + st] != 0;
+      // 0x99: NaN (quiet, signalling) or an infinity
+      if (row_sp || P.chunk_sp[st * chunks + ch] || _mm512_fpclass_ps_mask(c[r], 0x99)) {
+        alignas(64) float old[CW];
+        _mm512_store_ps(old, c[r]);
+        for (std::size_t j = 0; j < ncols; ++j) out[j] = from_bits<float>(step(i + std::size_t(r), jc + j, k, to_bits(old[j])));
+      }
+      c[r] = _mm512_load_ps(out);
+    }
+  }
+  for (int r = 0; r < RR; ++r) _mm512_storeu_ps(cs + std::size_t(r) * CW, c[r]);
+}
+
+// gemm_tr on tr_rows: the split operands packed, tasks of four rows x one chunk, OpenMP-parallel,
+// with promotion as scalar_k_loop has it. Lanes with a special input take `step`, the scalar step.
+template <class Step>
+void gemm_tr_fast(const instruction& inst, const model& md, std::size_t m, std::size_t n, std::size_t k,
+                  std::size_t kpad, const float* A, const float* B, const float* C, float* D, const gemm_options& o,
+                  const split_matrix& sa, const split_matrix& sb, const std::vector<std::uint8_t>& nfa,
+                  const std::vector<std::uint8_t>& nfb, const Step& step) {
+  const std::size_t L = std::size_t(md.L), steps = kpad / L, chunks = (n + CW - 1) / CW;
+  tr_operands P;
+  P.av.assign(m * kpad, 0.0f);
+  P.ae.assign(m * kpad, float(zero_e));
+  P.bv.assign(chunks * kpad * CW, 0.0f);
+  P.be.assign(chunks * kpad * CW, float(zero_e));
+  P.row_sp.assign(m * steps, 0);
+  P.chunk_sp.assign(steps * chunks, 0);
+  for (std::size_t i = 0; i < m; ++i)
+    for (std::size_t t = 0; t < k; ++t) {
+      const std::size_t at = i * kpad + t;
+      if (sa.M[at]) P.av[at] = A[i * k + t], P.ae[at] = float(sa.e[at]);
+      P.row_sp[i * steps + t / L] |= nfa[at];
+    }
+  for (std::size_t t = 0; t < k; ++t)
+    for (std::size_t j = 0; j < n; ++j) {
+      const std::size_t at = t * n + j, to = ((j / CW) * kpad + t) * CW + j % CW;
+      if (sb.M[at]) P.bv[to] = B[at], P.be[to] = float(sb.e[at]);
+      P.chunk_sp[(t / L) * chunks + j / CW] |= nfb[at];
+    }
+  const std::size_t group = o.promote ? o.promote : kpad;
+  constexpr std::size_t RB = 4;
+  const std::size_t row_blocks = (m + RB - 1) / RB;
+  const int threads = o.threads > 0 ? o.threads : omp_get_max_threads();
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+  for (std::size_t t = 0; t < row_blocks * chunks; ++t) {
+    const std::size_t ch = t / row_blocks, i0 = (t % row_blocks) * RB, mb = std::min(RB, m - i0);
+    const std::size_t ncols = std::min(CW, n - ch * CW);
+    alignas(64) float total[RB * CW] = {}, c[RB * CW];
+    for (std::size_t r = 0; r < mb; ++r)
+      for (std::size_t j = 0; j < ncols; ++j) total[r * CW + j] = C ? C[(i0 + r) * n + ch * CW + j] : 0.0f;
+    const auto run = [&](std::size_t k0, std::size_t k1, float* cs) {
+      const auto rows = [&]<int RR>(std::size_t r) {
+        if (inst.split_even_odd)
+          tr_rows<true, RR>(inst, md, P, kpad, n, i0 + r, ch, ch * CW, ncols, k0, k1, cs + r * CW, step);
+        else
+          tr_rows<false, RR>(inst, md, P, kpad, n, i0 + r, ch, ch * CW, ncols, k0, k1, cs + r * CW, step);
+      };
+      std::size_t r = 0;
+      for (; r + 4 <= mb; r += 4) rows.template operator()<4>(r);
+      for (; r < mb; ++r) rows.template operator()<1>(r);
+    };
+    if (!o.promote) {
+      run(0, kpad, total);
+    } else {
+      for (std::size_t k0 = 0; k0 < kpad; k0 += group) {
+        std::fill(c, c + RB * CW, 0.0f);
+        run(k0, std::min(kpad, k0 + group), c);
+        for (std::size_t x = 0; x < RB * CW; ++x)
+          total[x] = from_bits<float>(promoted(to_bits(total[x]), to_bits(c[x])));
+      }
+    }
+    for (std::size_t r = 0; r < mb; ++r) std::memcpy(&D[(i0 + r) * n + ch * CW], &total[r * CW], ncols * 4);
+  }
+}
+#endif
+
 // AMD CDNA3 (MMA-Sim fdpa.py:335-352 tr_fdpa), per step of L products and C:
 //  - a product of value 2^128 or more is an infinity (fdpa.py:341-342); zero products take no
 //    part (exponent -999, fdpa.py:343);
@@ -1122,8 +1305,7 @@ void gemm_tr(const instruction& inst, const model& md, std::size_t m, std::size_
   const auto floor_shift = [](std::int64_t v, int sh) {  // v * 2^sh, floored (arithmetic shift)
     return sh >= 0 ? v * (std::int64_t{1} << sh) : (-sh < 63 ? v >> -sh : (v < 0 ? -1 : 0));
   };
-  scalar_k_loop(m, n, kpad, L, C, D, o,
-                [&](std::size_t i, std::size_t j, std::size_t k0, std::uint32_t c) -> std::uint32_t {
+  const auto step = [&](std::size_t i, std::size_t j, std::size_t k0, std::uint32_t c) -> std::uint32_t {
     // Specials first: NaN, inf, inf * 0, and products of 2^128 and up (infinities here).
     bool nan = false, pinf = false, ninf = false, nan_p = false, pinf_p = false, ninf_p = false;
     const float cv = from_bits<float>(c);
@@ -1219,7 +1401,15 @@ void gemm_tr(const instruction& inst, const model& md, std::size_t m, std::size_
     std::int32_t emax_f = base + md.F;  // finish() takes acc * 2^(emax - F)
     finish<result_rounding::rne_fp32>(md, &V, &emax_f, &c, 1);
     return c;
-  });
+  };
+#if defined(FPSCOPE_MMA_AVX512)
+  // The vector lanes (above tr_operands) where every product is exact and normal in float32
+  // (and so below 2^128): fp16 and fp8/bf8 inputs, not bf16 or xf32.
+  if (inst.a.emax() + inst.b.emax() + 2 <= 127 && md.emin_a - md.pa + md.emin_b - md.pb >= -126 && md.F <= 28 &&
+      md.L <= 16)
+    return gemm_tr_fast(inst, md, m, n, k, kpad, A, B, C, D, o, sa, sb, nfa, nfb, step);
+#endif
+  scalar_k_loop(m, n, kpad, L, C, D, o, step);
 }
 
 }  // namespace

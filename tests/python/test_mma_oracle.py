@@ -511,7 +511,10 @@ def test_cdna12_near_binary32_overflow(arch, inst):
 SHAPE_CASES = [("ampere", "m16n8k16.f32.f16.f16.f32"), ("hopper", "m16n8k16.f32.f16.f16.f32"),
                ("ampere", "m16n8k16.f16.f16.f16.f16"), ("hopper", "m64n8k32.f32.e4m3.e5m2"),
                ("rtx-blackwell", "m16n8k32.kind::f8f6f4.f32.e2m1.e2m1.f32"), ("ampere", "m16n8k16.f32.bf16.bf16.f32"),
-               ("ampere", "m16n8k8.f32.tf32.tf32.f32"), ("volta", "m8n8k4.f32.f16.f16.f32")]
+               ("ampere", "m16n8k8.f32.tf32.tf32.f32"), ("volta", "m8n8k4.f32.f16.f16.f32"),
+               # CDNA3's vector lanes (mma.cpp tr_rows: four rows or one, f16 tr_fdpa, fp8/bf8 gtr_fdpa)
+               ("cdna3", "f32_32x32x8_f16"), ("cdna3", "f32_16x16x16_f16"), ("cdna3", "f32_16x16x32_fp8_fp8"),
+               ("cdna3", "f32_32x32x16_bf8_fp8")]
 
 
 def same_as_mmasim(info, a, b, c, arch, inst, sa=None, sb=None):
@@ -534,8 +537,10 @@ def test_odd_shapes_against_mmasim(arch, inst):
     same_as_mmasim(info, a, b, c, arch, inst)
 
 
-@pytest.mark.parametrize("arch,inst", SHAPE_CASES[:2] + SHAPE_CASES[3:4] + SHAPE_CASES[5:6],
-                         ids=[f"{a}:{i}" for a, i in SHAPE_CASES[:2] + SHAPE_CASES[3:4] + SHAPE_CASES[5:6]])
+PROMOTE_CASES = SHAPE_CASES[:2] + SHAPE_CASES[3:4] + SHAPE_CASES[5:6] + SHAPE_CASES[9:10] + SHAPE_CASES[11:12]
+
+
+@pytest.mark.parametrize("arch,inst", PROMOTE_CASES, ids=[f"{a}:{i}" for a, i in PROMOTE_CASES])
 def test_promotion_against_mmasim(arch, inst):
     # DeepSeek-V3's promotion: each group of `promote` from a zero accumulator (the kernels' runs
     # that start past K's first step), added into the float32 total in nearest-even: here by
