@@ -1034,7 +1034,8 @@ void gemm_grouped_fast(const instruction& inst, const model& md, std::size_t m, 
 // products summed exactly (FP4 products are multiples of 1/4 below 36: exact in binary32, as
 // in the model), the group sum times its block's two scales one term with the scales' exponents,
 // e_zero where the group's products are all zero or a scale is zero; then the truncated fused sum
-// with F = 35. Scalar: these instructions are few and their terms wide (up to 2^51).
+// with F = 35. With AVX-512 it runs in vector lanes (gemm_grouped_fast, above); this scalar step
+// is the fallback of builds without it.
 void gemm_grouped(const instruction& inst, const model& md, std::size_t m, std::size_t n, std::size_t k,
                   const float* A, const float* B, const float* C, float* D, const gemm_options& o) {
   if (!o.a_scale || !o.b_scale)
@@ -1293,7 +1294,8 @@ void gemm_tr_fast(const instruction& inst, const model& md, std::size_t m, std::
 //  - e_max = max(e_p, e_c) (a zero C has e_c = -126); S and C are floored (toward -inf) to
 //    F2 + 1 = 32 and F = 24 fraction bits of 2^e_max, added, the sum floored to F2 + 1 = 32
 //    significant bits (2^-157 below binary32's normal range) and rounded nearest-even to binary32.
-// Scalar: few instructions, each result a handful of integer steps.
+// The scalar step below; with AVX-512, fp16 and fp8/bf8 inputs run in vector lanes (gemm_tr_fast,
+// above), the lanes with a special input through this step.
 void gemm_tr(const instruction& inst, const model& md, std::size_t m, std::size_t n, std::size_t k, const float* A,
              const float* B, const float* C, float* D, const gemm_options& o) {
   const std::size_t ik = std::size_t(inst.k), kpad = (k + ik - 1) / ik * ik, L = std::size_t(inst.L);

@@ -42,11 +42,13 @@ INSTRUCTIONS = [
     ("blackwell", "m128n256k32.kind::f8f6f4.f32.e4m3.e4m3"),
     ("blackwell", "m128n256k32.kind::f8f6f4.f32.e2m1.e2m1"),
     ("rtx-blackwell", "m16n8k32.kind::f8f6f4.f32.e2m1.e2m1.f32"),
-    # block-scaled (random UE8M0 scales 2^-8..2^8, or UE4M3 codes 0x30..0x40): the integer kernel
+    # block-scaled (random UE8M0 scales 2^-8..2^8, or UE4M3 codes 0x30..0x40): MXFP8/6/4 the
+    # integer kernel, MXFP4/NVFP4 their own vector kernel (mma.cpp gemm_grouped_fast)
     ("blackwell", "m128n256k32.kind::mxf8f6f4.block32.f32.e4m3.e4m3.ue8m0"),
     ("blackwell", "m128n256k64.kind::mxf4.block32.f32.e2m1.e2m1.ue8m0"),
     ("blackwell", "m128n256k64.kind::mxf4nvf4.block16.f32.e2m1.e2m1.ue4m3"),
-    # AMD CDNA3 (tr_fdpa / gtr_fdpa, the scalar K loop)
+    # AMD CDNA3 (tr_fdpa / gtr_fdpa): fp16 and fp8/bf8 in vector lanes (mma.cpp gemm_tr_fast),
+    # bf16/xf32 the scalar K loop
     ("cdna3", "f32_32x32x8_f16"),
     ("cdna3", "f32_16x16x32_fp8_fp8"),
     # bf16 with one A value outside [2^-63, 2^64): the products of such data may leave float32's
