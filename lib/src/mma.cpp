@@ -849,6 +849,37 @@ void scalar_k_loop(std::size_t m, std::size_t n, std::size_t kpad, std::size_t d
 }
 
 #if defined(FPSCOPE_MMA_AVX512)
+// The tasks of the vector kernels of MXFP4/NVFP4 and CDNA3 (below): RB rows x one chunk of CW
+// columns each, OpenMP-parallel; run(i0, mb, ch, ncols, k0, k1, cs) runs the steps k0 .. k1 of
+// those rows on the accumulators cs (float32, row r at cs + r * CW). C in, D out, with
+// DeepSeek-V3's promotion as scalar_k_loop has it.
+template <std::size_t RB, class Run>
+void chunk_tasks(std::size_t m, std::size_t n, std::size_t kpad, const float* C, float* D, const gemm_options& o,
+                 const Run& run) {
+  const std::size_t chunks = (n + CW - 1) / CW, row_blocks = (m + RB - 1) / RB;
+  const std::size_t group = o.promote ? o.promote : kpad;
+  const int threads = o.threads > 0 ? o.threads : omp_get_max_threads();
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+  for (std::size_t t = 0; t < row_blocks * chunks; ++t) {
+    const std::size_t ch = t / row_blocks, i0 = (t % row_blocks) * RB, mb = std::min(RB, m - i0);
+    const std::size_t ncols = std::min(CW, n - ch * CW);
+    alignas(64) float total[RB * CW] = {}, c[RB * CW];
+    for (std::size_t r = 0; r < mb; ++r)
+      for (std::size_t j = 0; j < ncols; ++j) total[r * CW + j] = C ? C[(i0 + r) * n + ch * CW + j] : 0.0f;
+    if (!o.promote) {
+      run(i0, mb, ch, ncols, 0, kpad, total);
+    } else {
+      for (std::size_t k0 = 0; k0 < kpad; k0 += group) {
+        std::fill(c, c + RB * CW, 0.0f);
+        run(i0, mb, ch, ncols, k0, std::min(kpad, k0 + group), c);
+        for (std::size_t x = 0; x < RB * CW; ++x)
+          total[x] = from_bits<float>(promoted(to_bits(total[x]), to_bits(c[x])));
+      }
+    }
+    for (std::size_t r = 0; r < mb; ++r) std::memcpy(&D[(i0 + r) * n + ch * CW], &total[r * CW], ncols * 4);
+  }
+}
+
 // gst_fdpa (below, gemm_grouped) in vector lanes, AVX-512 (F and DQ). Why it is the model's
 // arithmetic:
 //  - an e2m1 product is a multiple of 1/4 of magnitude at most 36, so a group's 16 products
@@ -960,8 +991,8 @@ void fp4_rows(const model& md, const fp4_operands& P, std::size_t kpad, std::siz
   for (int r = 0; r < RR; ++r) _mm512_storeu_ps(cs + std::size_t(r) * CW, c[r]);
 }
 
-// gemm_grouped on fp4_rows: A and B checked and packed, the scales split per group, then tasks of
-// eight rows x one chunk, OpenMP-parallel, with DeepSeek-V3's promotion as scalar_k_loop has it.
+// gemm_grouped on fp4_rows: A and B checked and packed, the scales split per group, then
+// chunk_tasks of eight rows.
 void gemm_grouped_fast(const instruction& inst, const model& md, std::size_t m, std::size_t n, std::size_t k,
                        const float* A, const float* B, const float* C, float* D, const gemm_options& o,
                        const std::vector<scale_value>& sa, const std::vector<scale_value>& sb) {
@@ -997,36 +1028,14 @@ void gemm_grouped_fast(const instruction& inst, const model& md, std::size_t m, 
     }
   }
   const int fs = inst.scale.man_bits;
-  const std::size_t group = o.promote ? o.promote : kpad;
-  constexpr std::size_t RB = 8;
-  const std::size_t row_blocks = (m + RB - 1) / RB;
-  const int threads = o.threads > 0 ? o.threads : omp_get_max_threads();
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-  for (std::size_t t = 0; t < row_blocks * chunks; ++t) {
-    const std::size_t ch = t / row_blocks, i0 = (t % row_blocks) * RB, mb = std::min(RB, m - i0);
-    const std::size_t ncols = std::min(CW, n - ch * CW);
-    alignas(64) float total[RB * CW] = {}, c[RB * CW];
-    for (std::size_t r = 0; r < mb; ++r)
-      for (std::size_t j = 0; j < ncols; ++j) total[r * CW + j] = C ? C[(i0 + r) * n + ch * CW + j] : 0.0f;
-    const auto run = [&](std::size_t k0, std::size_t k1, float* cs) {
-      std::size_t r = 0;
-      for (; r + 8 <= mb; r += 8) fp4_rows<8>(md, P, kpad, ik, fs, i0 + r, ch, k0, k1, cs + r * CW);
-      for (; r + 4 <= mb; r += 4) fp4_rows<4>(md, P, kpad, ik, fs, i0 + r, ch, k0, k1, cs + r * CW);
-      for (; r + 2 <= mb; r += 2) fp4_rows<2>(md, P, kpad, ik, fs, i0 + r, ch, k0, k1, cs + r * CW);
-      if (r < mb) fp4_rows<1>(md, P, kpad, ik, fs, i0 + r, ch, k0, k1, cs + r * CW);
-    };
-    if (!o.promote) {
-      run(0, kpad, total);
-    } else {
-      for (std::size_t k0 = 0; k0 < kpad; k0 += group) {
-        std::fill(c, c + RB * CW, 0.0f);
-        run(k0, std::min(kpad, k0 + group), c);
-        for (std::size_t x = 0; x < RB * CW; ++x)
-          total[x] = from_bits<float>(promoted(to_bits(total[x]), to_bits(c[x])));
-      }
-    }
-    for (std::size_t r = 0; r < mb; ++r) std::memcpy(&D[(i0 + r) * n + ch * CW], &total[r * CW], ncols * 4);
-  }
+  chunk_tasks<8>(m, n, kpad, C, D, o,
+                 [&](std::size_t i0, std::size_t mb, std::size_t ch, std::size_t, std::size_t k0, std::size_t k1, float* cs) {
+    std::size_t r = 0;
+    for (; r + 8 <= mb; r += 8) fp4_rows<8>(md, P, kpad, ik, fs, i0 + r, ch, k0, k1, cs + r * CW);
+    for (; r + 4 <= mb; r += 4) fp4_rows<4>(md, P, kpad, ik, fs, i0 + r, ch, k0, k1, cs + r * CW);
+    for (; r + 2 <= mb; r += 2) fp4_rows<2>(md, P, kpad, ik, fs, i0 + r, ch, k0, k1, cs + r * CW);
+    if (r < mb) fp4_rows<1>(md, P, kpad, ik, fs, i0 + r, ch, k0, k1, cs + r * CW);
+  });
 }
 #endif
 
@@ -1222,8 +1231,8 @@ void tr_rows(const instruction& inst, const model& md, const tr_operands& P, std
   for (int r = 0; r < RR; ++r) _mm512_storeu_ps(cs + std::size_t(r) * CW, c[r]);
 }
 
-// gemm_tr on tr_rows: the split operands packed, tasks of four rows x one chunk, OpenMP-parallel,
-// with promotion as scalar_k_loop has it. Lanes with a special input take `step`, the scalar step.
+// gemm_tr on tr_rows: the split operands packed, then chunk_tasks of four rows. Lanes with a
+// special input take `step`, the scalar step.
 template <class Step>
 void gemm_tr_fast(const instruction& inst, const model& md, std::size_t m, std::size_t n, std::size_t k,
                   std::size_t kpad, const float* A, const float* B, const float* C, float* D, const gemm_options& o,
@@ -1249,40 +1258,19 @@ void gemm_tr_fast(const instruction& inst, const model& md, std::size_t m, std::
       if (sb.M[at]) P.bv[to] = B[at], P.be[to] = float(sb.e[at]);
       P.chunk_sp[(t / L) * chunks + j / CW] |= nfb[at];
     }
-  const std::size_t group = o.promote ? o.promote : kpad;
-  constexpr std::size_t RB = 4;
-  const std::size_t row_blocks = (m + RB - 1) / RB;
-  const int threads = o.threads > 0 ? o.threads : omp_get_max_threads();
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-  for (std::size_t t = 0; t < row_blocks * chunks; ++t) {
-    const std::size_t ch = t / row_blocks, i0 = (t % row_blocks) * RB, mb = std::min(RB, m - i0);
-    const std::size_t ncols = std::min(CW, n - ch * CW);
-    alignas(64) float total[RB * CW] = {}, c[RB * CW];
-    for (std::size_t r = 0; r < mb; ++r)
-      for (std::size_t j = 0; j < ncols; ++j) total[r * CW + j] = C ? C[(i0 + r) * n + ch * CW + j] : 0.0f;
-    const auto run = [&](std::size_t k0, std::size_t k1, float* cs) {
-      const auto rows = [&]<int RR>(std::size_t r) {
-        if (inst.split_even_odd)
-          tr_rows<true, RR>(inst, md, P, kpad, n, i0 + r, ch, ch * CW, ncols, k0, k1, cs + r * CW, step);
-        else
-          tr_rows<false, RR>(inst, md, P, kpad, n, i0 + r, ch, ch * CW, ncols, k0, k1, cs + r * CW, step);
-      };
-      std::size_t r = 0;
-      for (; r + 4 <= mb; r += 4) rows.template operator()<4>(r);
-      for (; r < mb; ++r) rows.template operator()<1>(r);
+  chunk_tasks<4>(m, n, kpad, C, D, o,
+                 [&](std::size_t i0, std::size_t mb, std::size_t ch, std::size_t ncols, std::size_t k0, std::size_t k1,
+                     float* cs) {
+    const auto rows = [&]<int RR>(std::size_t r) {
+      if (inst.split_even_odd)
+        tr_rows<true, RR>(inst, md, P, kpad, n, i0 + r, ch, ch * CW, ncols, k0, k1, cs + r * CW, step);
+      else
+        tr_rows<false, RR>(inst, md, P, kpad, n, i0 + r, ch, ch * CW, ncols, k0, k1, cs + r * CW, step);
     };
-    if (!o.promote) {
-      run(0, kpad, total);
-    } else {
-      for (std::size_t k0 = 0; k0 < kpad; k0 += group) {
-        std::fill(c, c + RB * CW, 0.0f);
-        run(k0, std::min(kpad, k0 + group), c);
-        for (std::size_t x = 0; x < RB * CW; ++x)
-          total[x] = from_bits<float>(promoted(to_bits(total[x]), to_bits(c[x])));
-      }
-    }
-    for (std::size_t r = 0; r < mb; ++r) std::memcpy(&D[(i0 + r) * n + ch * CW], &total[r * CW], ncols * 4);
-  }
+    std::size_t r = 0;
+    for (; r + 4 <= mb; r += 4) rows.template operator()<4>(r);
+    for (; r < mb; ++r) rows.template operator()<1>(r);
+  });
 }
 #endif
 

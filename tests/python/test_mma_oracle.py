@@ -526,7 +526,16 @@ def same_as_mmasim(info, a, b, c, arch, inst, sa=None, sb=None):
                            f"MMA-Sim {want[tuple(bad[0])]:#x}, fpscope {got[tuple(bad[0])]:#x}")
 
 
-@pytest.mark.parametrize("arch,inst", SHAPE_CASES, ids=[f"{a}:{i}" for a, i in SHAPE_CASES])
+GROUPED_CASES = [(a, i) for a, i in CASES if "kind::mxf4" in i]
+
+
+def grouped_scales(rng, info, inst, m, n, k):
+    u = inst.endswith("ue4m3")
+    return scales(rng, m, k // info["block"], u), scales(rng, k // info["block"], n, u)
+
+
+@pytest.mark.parametrize("arch,inst", SHAPE_CASES + GROUPED_CASES,
+                         ids=[f"{a}:{i}" for a, i in SHAPE_CASES + GROUPED_CASES])
 def test_odd_shapes_against_mmasim(arch, inst):
     info = fpscope.mma_info(arch, inst)
     rng = np.random.default_rng(zlib.crc32(f"shapes:{arch}:{inst}".encode()))
@@ -534,10 +543,12 @@ def test_odd_shapes_against_mmasim(arch, inst):
     a = operand(rng, info["a"], m, k, True, 1)
     b = operand(rng, info["b"], k, n, False, -1)
     c = c_values(rng, info["c"], m, n)
-    same_as_mmasim(info, a, b, c, arch, inst)
+    scl = grouped_scales(rng, info, inst, m, n, k) if info["block"] else (None, None)
+    same_as_mmasim(info, a, b, c, arch, inst, *scl)
 
 
-PROMOTE_CASES = SHAPE_CASES[:2] + SHAPE_CASES[3:4] + SHAPE_CASES[5:6] + SHAPE_CASES[9:10] + SHAPE_CASES[11:12]
+PROMOTE_CASES = (SHAPE_CASES[:2] + SHAPE_CASES[3:4] + SHAPE_CASES[5:6] + SHAPE_CASES[9:10] + SHAPE_CASES[11:12]
+                 + GROUPED_CASES[:1] + GROUPED_CASES[-1:])
 
 
 @pytest.mark.parametrize("arch,inst", PROMOTE_CASES, ids=[f"{a}:{i}" for a, i in PROMOTE_CASES])
@@ -551,13 +562,19 @@ def test_promotion_against_mmasim(arch, inst):
     a = operand(rng, info["a"], m, k, True, 1)
     b = operand(rng, info["b"], k, n, False, -1)
     c = c_values(rng, info["c"], m, n)
+    sa, sb = grouped_scales(rng, info, inst, m, n, k) if info["block"] else (None, None)
     total = c.copy()
     with np.errstate(invalid="ignore", over="ignore"):
         for g0 in range(0, k, promote):
-            part = oracle(info, a[:, g0:g0 + promote], b[g0:g0 + promote], np.zeros((m, n), np.float32), arch, inst)
+            scl = []
+            if info["block"]:  # the group's blocks of scales
+                bl, nb = g0 // info["block"], promote // info["block"]
+                scl = [sa[:, bl:bl + nb], sb[bl:bl + nb]]
+            part = oracle(info, a[:, g0:g0 + promote], b[g0:g0 + promote], np.zeros((m, n), np.float32), arch, inst,
+                          *scl)
             total = (total + part).astype(np.float32)
     total[np.isnan(total)] = np.frombuffer(np.uint32(0x7FFFFFFF).tobytes(), np.float32)[0]
-    got = bits(fpscope.gemm(a, b, c, arch=arch, inst=inst, promote=promote))
+    got = bits(fpscope.gemm(a, b, c, arch=arch, inst=inst, promote=promote, a_scale=sa, b_scale=sb))
     bad = np.argwhere(bits(total) != got)
     assert got.size == m * n
     assert len(bad) == 0, f"{len(bad)} of {got.size} results differ; first at {tuple(bad[0])}"
@@ -600,52 +617,8 @@ def test_bf16_tf32_in_float32_range_against_mmasim(arch, inst, shape):
 
 # MXFP4/NVFP4 (gst_fdpa) run in their own vector kernel (mma.cpp fp4_rows: group sums as a float32
 # GEMM, eight rows x 16 columns a task, the terms' exponents beside their values). Its edges: odd
-# shapes (a last chunk of 3 columns, 37 rows = 4 x 8 + 4 + 1), promotion, and the scales' and
-# the groups' extremes below.
-GROUPED_CASES = [(a, i) for a, i in CASES if "kind::mxf4" in i]
-
-
-def grouped_scales(rng, info, inst, m, n, k):
-    u = inst.endswith("ue4m3")
-    return scales(rng, m, k // info["block"], u), scales(rng, k // info["block"], n, u)
-
-
-@pytest.mark.parametrize("arch,inst", GROUPED_CASES, ids=[f"{a}:{i}" for a, i in GROUPED_CASES])
-def test_grouped_odd_shapes_against_mmasim(arch, inst):
-    info = fpscope.mma_info(arch, inst)
-    rng = np.random.default_rng(zlib.crc32(f"shapes:{arch}:{inst}".encode()))
-    m, n, k = 37, 83, info["k"] * 3
-    a = operand(rng, info["a"], m, k, True, 1)
-    b = operand(rng, info["b"], k, n, False, -1)
-    c = c_values(rng, info["c"], m, n)
-    same_as_mmasim(info, a, b, c, arch, inst, *grouped_scales(rng, info, inst, m, n, k))
-
-
-@pytest.mark.parametrize("arch,inst", GROUPED_CASES[:1] + GROUPED_CASES[-1:],
-                         ids=[f"{a}:{i}" for a, i in GROUPED_CASES[:1] + GROUPED_CASES[-1:]])
-def test_grouped_promotion_against_mmasim(arch, inst):
-    info = fpscope.mma_info(arch, inst)
-    rng = np.random.default_rng(zlib.crc32(f"promote:{arch}:{inst}".encode()))
-    m, n, k, promote = 19, 40, info["k"] * 4, info["k"] * 2
-    a = operand(rng, info["a"], m, k, True, 1)
-    b = operand(rng, info["b"], k, n, False, -1)
-    c = c_values(rng, info["c"], m, n)
-    sa, sb = grouped_scales(rng, info, inst, m, n, k)
-    nb = promote // info["block"]
-    total = c.copy()
-    with np.errstate(invalid="ignore", over="ignore"):
-        for g0 in range(0, k, promote):
-            bl = g0 // info["block"]
-            part = oracle(info, a[:, g0:g0 + promote], b[g0:g0 + promote], np.zeros((m, n), np.float32), arch, inst,
-                          sa[:, bl:bl + nb], sb[bl:bl + nb])
-            total = (total + part).astype(np.float32)
-    total[np.isnan(total)] = np.frombuffer(np.uint32(0x7FFFFFFF).tobytes(), np.float32)[0]
-    got = bits(fpscope.gemm(a, b, c, arch=arch, inst=inst, promote=promote, a_scale=sa, b_scale=sb))
-    bad = np.argwhere(bits(total) != got)
-    assert got.size == m * n
-    assert len(bad) == 0, f"{len(bad)} of {got.size} results differ; first at {tuple(bad[0])}"
-
-
+# shapes (37 rows = 4 x 8 + 4 + 1, a last chunk of 3 columns) and promotion (above, GROUPED_CASES
+# there), and the scales' and the groups' extremes below.
 @pytest.mark.parametrize("arch,inst", GROUPED_CASES, ids=[f"{a}:{i}" for a, i in GROUPED_CASES])
 def test_grouped_extremes_against_mmasim(arch, inst):
     """Scales at their extremes together (UE8M0 2^-127 and 2^127 on both sides: scale products
