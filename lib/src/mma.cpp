@@ -1394,9 +1394,11 @@ void gemm_tr(const instruction& inst, const model& md, std::size_t m, std::size_
   };
 #if defined(FPSCOPE_MMA_AVX512)
   // The vector lanes (above tr_operands) where every product is exact and normal in float32
-  // (and so below 2^128): fp16 and fp8/bf8 inputs, not bf16 or xf32.
-  if (inst.a.emax() + inst.b.emax() + 2 <= 127 && md.emin_a - md.pa + md.emin_b - md.pb >= -126 && md.F <= 28 &&
-      md.L <= 16)
+  // (and so below 2^128): fp16 and fp8/bf8 inputs by their formats; bf16 and xf32 by their data,
+  // every value in [2^-63, 2^64) (in_half_range; at most 2 x 11 significant bits a product).
+  const bool by_format = inst.a.emax() + inst.b.emax() + 2 <= 127 && md.emin_a - md.pa + md.emin_b - md.pb >= -126;
+  if (md.F <= 28 && md.L <= 16 && md.pa + md.pb + 2 <= 24 &&
+      (by_format || (in_half_range(A, m * k) && in_half_range(B, k * n))))
     return gemm_tr_fast(inst, md, m, n, k, kpad, A, B, C, D, o, sa, sb, nfa, nfb, step);
 #endif
   scalar_k_loop(m, n, kpad, L, C, D, o, step);

@@ -587,7 +587,8 @@ def test_promotion_against_mmasim(arch, inst):
 # instructions' own shapes and the odd ones.
 RANGE_CASES = [("ampere", "m16n8k16.f32.bf16.bf16.f32"), ("ampere", "m16n8k8.f32.tf32.tf32.f32"),
                ("hopper", "m64n256k16.f32.bf16.bf16"), ("hopper", "m64n8k8.f32.tf32.tf32"),
-               ("blackwell", "m64n8k16.kind::f16.f32.bf16.bf16")]
+               ("blackwell", "m64n8k16.kind::f16.f32.bf16.bf16"),
+               ("cdna3", "f32_32x32x8_bf16"), ("cdna3", "f32_16x16x8_xf32")]  # CDNA3's vector lanes by their data
 
 
 def in_range(rng, x, fmt):

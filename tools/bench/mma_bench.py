@@ -48,9 +48,10 @@ INSTRUCTIONS = [
     ("blackwell", "m128n256k64.kind::mxf4.block32.f32.e2m1.e2m1.ue8m0"),
     ("blackwell", "m128n256k64.kind::mxf4nvf4.block16.f32.e2m1.e2m1.ue4m3"),
     # AMD CDNA3 (tr_fdpa / gtr_fdpa): fp16 and fp8/bf8 in vector lanes (mma.cpp gemm_tr_fast),
-    # bf16/xf32 the scalar K loop
+    # bf16/xf32 too where every value lies in [2^-63, 2^64) (these N(0,1) data), else the scalar K loop
     ("cdna3", "f32_32x32x8_f16"),
     ("cdna3", "f32_16x16x32_fp8_fp8"),
+    ("cdna3", "f32_32x32x8_bf16"),
     # bf16 with one A value outside [2^-63, 2^64): the products of such data may leave float32's
     # normal range, so the AVX-512 kernel multiplies normalised significands instead (its NS
     # variant: two more adds a vector).
