@@ -1057,7 +1057,8 @@ void gemm_grouped(const instruction& inst, const model& md, std::size_t m, std::
   for (std::size_t b = 0; b < nblk; ++b)
     for (std::size_t j = 0; j < n; ++j) bs[b * n + j] = split_scale(o.b_scale[b * n + j], inst.scale, "B", b, j);
 #if defined(FPSCOPE_MMA_AVX512)
-  return gemm_grouped_fast(inst, md, m, n, k, A, B, C, D, o, as, bs);  // the same step in vector lanes
+  if (inst.group == int(FP4_G) && ik % FP4_G == 0)  // every mxf4 instruction: groups of 16, k = 64
+    return gemm_grouped_fast(inst, md, m, n, k, A, B, C, D, o, as, bs);  // the same step in vector lanes
 #endif
   split_matrix sa, sb;
   std::vector<std::uint8_t> nfa, nfb;
