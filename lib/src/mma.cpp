@@ -848,17 +848,218 @@ void scalar_k_loop(std::size_t m, std::size_t n, std::size_t kpad, std::size_t d
     }
 }
 
+#if defined(FPSCOPE_MMA_AVX512)
+// The tasks of the vector kernels of MXFP4/NVFP4 and CDNA3 (below): RB rows x one chunk of CW
+// columns each, OpenMP-parallel; run(i0, mb, ch, ncols, k0, k1, cs) runs the steps k0 .. k1 of
+// those rows on the accumulators cs (float32, row r at cs + r * CW). C in, D out, with
+// DeepSeek-V3's promotion as scalar_k_loop has it.
+template <std::size_t RB, class Run>
+void chunk_tasks(std::size_t m, std::size_t n, std::size_t kpad, const float* C, float* D, const gemm_options& o,
+                 const Run& run) {
+  const std::size_t chunks = (n + CW - 1) / CW, row_blocks = (m + RB - 1) / RB;
+  const std::size_t group = o.promote ? o.promote : kpad;
+  const int threads = o.threads > 0 ? o.threads : omp_get_max_threads();
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+  for (std::size_t t = 0; t < row_blocks * chunks; ++t) {
+    const std::size_t ch = t / row_blocks, i0 = (t % row_blocks) * RB, mb = std::min(RB, m - i0);
+    const std::size_t ncols = std::min(CW, n - ch * CW);
+    alignas(64) float total[RB * CW] = {}, c[RB * CW];
+    for (std::size_t r = 0; r < mb; ++r)
+      for (std::size_t j = 0; j < ncols; ++j) total[r * CW + j] = C ? C[(i0 + r) * n + ch * CW + j] : 0.0f;
+    if (!o.promote) {
+      run(i0, mb, ch, ncols, 0, kpad, total);
+    } else {
+      for (std::size_t k0 = 0; k0 < kpad; k0 += group) {
+        std::fill(c, c + RB * CW, 0.0f);
+        run(i0, mb, ch, ncols, k0, std::min(kpad, k0 + group), c);
+        for (std::size_t x = 0; x < RB * CW; ++x)
+          total[x] = from_bits<float>(promoted(to_bits(total[x]), to_bits(c[x])));
+      }
+    }
+    for (std::size_t r = 0; r < mb; ++r) std::memcpy(&D[(i0 + r) * n + ch * CW], &total[r * CW], ncols * 4);
+  }
+}
+
+// gst_fdpa (below, gemm_grouped) in vector lanes, AVX-512 (F and DQ). Why it is the model's
+// arithmetic:
+//  - an e2m1 product is a multiple of 1/4 of magnitude at most 36, so a group's 16 products
+//    and every partial sum of them (at most 576, 12 significant bits) are exact in float32,
+//    whatever the order: the group sums are a plain float32 GEMM over the group (vfmadd231ps,
+//    16 columns a vector, eight rows sharing B's loads);
+//  - a group's term is S * M_x * M_y * 2^(e_x + e_y - 2 fs) (M the scales' significands, fs
+//    fraction bits each): S * M_x * M_y has at most 12 + 8 significant bits, exact in float32,
+//    and the exponent e_g = e_x + e_y (UE8M0 pairs reach 2^+-254) stays beside it as a float,
+//    as the normalised-significand variant of the main kernel does; e_zero where the group's
+//    products are all zero (A's and B's nonzero-element bitmasks of the group share no bit) or
+//    a scale is zero (UE4M3 0x00);
+//  - truncating a term to F = 35 fraction bits of 2^e_max is trunc(t * 2^(e_g - 2 fs + F - e_max)):
+//    vscalefps (exact where the result reaches 1; below 1 it truncates to 0 whatever its
+//    rounding) and vcvttps2qq, toward zero, into 64-bit lanes (terms reach 2^47); C's term the
+//    same with 2^(F - e_max);
+//  - the exact 64-bit sum's RZ-FP32 is vcvtqq2ps and vscalefps with embedded round-toward-zero
+//    (truncations nest: the main kernel's argument), 2^128 and up made inf, -0 made +0;
+//  - an inf or NaN accumulator is kept (NaN canonical), as the scalar step does; e2m1 has no
+//    specials and NaN scales are refused.
+struct fp4_operands {
+  std::size_t groups;                  // kpad / 16: the groups along K
+  std::vector<float> av;               // m x kpad: A's values (0 for padding)
+  std::vector<std::uint32_t> am;       // m x groups: bit t set where the group's element t is nonzero
+  std::vector<float> ae, as;           // m x groups: the exponent and significand of the group's A scale
+  std::vector<float> bv;               // per chunk of CW columns, kpad x CW: B's values
+  std::vector<std::uint32_t> bm;       // per chunk, groups x CW: as am, down B's columns
+  std::vector<float> be, bs;           // per chunk, groups x CW: B's scales, as ae and as
+};
+
+constexpr std::size_t FP4_G = 16;  // products a group (instruction::group of every mxf4 instruction)
+
+// RR rows from i x chunk ch, steps k0 .. k1 (of ik products) on the accumulators cs (float32,
+// row r at cs + r * CW).
+template <int RR>
+void fp4_rows(const model& md, const fp4_operands& P, std::size_t kpad, std::size_t ik, int fs, std::size_t i,
+              std::size_t ch, std::size_t k0, std::size_t k1, float* cs) {
+  const __m512 zero = _mm512_setzero_ps(), ezero = _mm512_set1_ps(float(md.e_zero)), Fv = _mm512_set1_ps(float(md.F));
+  const __m512 emin = _mm512_set1_ps(-126.0f), Ft = _mm512_set1_ps(float(md.F - 2 * fs));
+  const __m512 inf = _mm512_set1_ps(INFINITY), nan = _mm512_set1_ps(from_bits<float>(canonical_nan));
+  const std::size_t gq = P.groups, gs = ik / FP4_G;
+  const float* bv = P.bv.data() + ch * kpad * CW;
+  const float* bsc = P.bs.data() + ch * gq * CW;
+  const float* bex = P.be.data() + ch * gq * CW;
+  const std::uint32_t* bmk = P.bm.data() + ch * gq * CW;
+  const float* av[RR];
+  __m512 c[RR];
+  for (int r = 0; r < RR; ++r) {
+    av[r] = P.av.data() + (i + std::size_t(r)) * kpad;
+    c[r] = _mm512_loadu_ps(cs + std::size_t(r) * CW);
+  }
+  const auto lo256 = [](__m512 x) { return _mm512_castps512_ps256(x); };
+  const auto hi256 = [](__m512 x) { return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1)); };
+  // A group's exponent e_g and scale significand product, e_zero rule applied.
+  const auto group_scale = [&](int r, std::size_t qg, __m512& sc) {
+    const std::size_t at = (i + std::size_t(r)) * gq + qg;
+    sc = _mm512_mul_ps(_mm512_set1_ps(P.as[at]), _mm512_loadu_ps(bsc + qg * CW));
+    const __m512 eg = _mm512_add_ps(_mm512_set1_ps(P.ae[at]), _mm512_loadu_ps(bex + qg * CW));
+    const __mmask16 none = _mm512_testn_epi32_mask(
+        _mm512_set1_epi32(int(P.am[at])), _mm512_loadu_si512(reinterpret_cast<const void*>(bmk + qg * CW)));
+    return _mm512_mask_mov_ps(eg, none | _mm512_cmp_ps_mask(sc, zero, _CMP_EQ_OQ), ezero);
+  };
+  for (std::size_t k = k0; k < k1; k += ik) {
+    const std::size_t q0 = k / FP4_G;
+    __m512 emax[RR];
+    __m512i lo[RR], hi[RR];
+    for (int r = 0; r < RR; ++r) {  // C's exponent (split(): at least -126; a zero C: e_zero)
+      const __m512 e = _mm512_max_ps(_mm512_getexp_ps(c[r]), emin);
+      emax[r] = _mm512_mask_mov_ps(e, _mm512_cmp_ps_mask(c[r], zero, _CMP_EQ_OQ), ezero);
+      for (std::size_t q = 0; q < gs; ++q) {
+        __m512 sc;
+        emax[r] = _mm512_max_ps(emax[r], group_scale(r, q0 + q, sc));
+      }
+      const __m512 t = _mm512_scalef_ps(c[r], _mm512_sub_ps(Fv, emax[r]));  // C's term
+      lo[r] = _mm512_cvttps_epi64(lo256(t));
+      hi[r] = _mm512_cvttps_epi64(hi256(t));
+    }
+    for (std::size_t q = 0; q < gs; ++q) {
+      __m512 g[RR];
+      for (int r = 0; r < RR; ++r) g[r] = zero;
+      const std::size_t kq = k + q * FP4_G;
+      for (std::size_t kk = kq; kk < kq + FP4_G; ++kk) {
+        const __m512 b = _mm512_loadu_ps(bv + kk * CW);
+        for (int r = 0; r < RR; ++r) g[r] = _mm512_fmadd_ps(_mm512_set1_ps(av[r][kk]), b, g[r]);
+      }
+      for (int r = 0; r < RR; ++r) {
+        __m512 sc;
+        const __m512 eg = group_scale(r, q0 + q, sc);
+        const __m512 t = _mm512_scalef_ps(_mm512_mul_ps(g[r], sc), _mm512_add_ps(_mm512_sub_ps(eg, emax[r]), Ft));
+        lo[r] = _mm512_add_epi64(lo[r], _mm512_cvttps_epi64(lo256(t)));
+        hi[r] = _mm512_add_epi64(hi[r], _mm512_cvttps_epi64(hi256(t)));
+      }
+    }
+    for (int r = 0; r < RR; ++r) {
+      const __m256 xl = _mm512_cvt_roundepi64_ps(lo[r], _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+      const __m256 xh = _mm512_cvt_roundepi64_ps(hi[r], _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+      const __m512 x =
+          _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_castps256_ps512(xl)), _mm256_castps_pd(xh), 1));
+      const __m512 base = _mm512_sub_ps(emax[r], Fv);
+      __m512 next = _mm512_scalef_round_ps(x, base, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+      const __mmask16 ovf =
+          _mm512_cmp_ps_mask(_mm512_add_ps(_mm512_getexp_ps(x), base), _mm512_set1_ps(128.0f), _CMP_GE_OQ);
+      next = _mm512_add_ps(_mm512_mask_mul_ps(next, ovf, next, inf), zero);  // -0 to +0
+      // 0x99: NaN (quiet, signalling) or an infinity: kept, a NaN canonical
+      const __m512 kept = _mm512_mask_mov_ps(c[r], _mm512_fpclass_ps_mask(c[r], 0x81), nan);
+      c[r] = _mm512_mask_mov_ps(next, _mm512_fpclass_ps_mask(c[r], 0x99), kept);
+    }
+  }
+  for (int r = 0; r < RR; ++r) _mm512_storeu_ps(cs + std::size_t(r) * CW, c[r]);
+}
+
+// gemm_grouped on fp4_rows: A and B checked and packed, the scales split per group, then
+// chunk_tasks of eight rows.
+void gemm_grouped_fast(const instruction& inst, const model& md, std::size_t m, std::size_t n, std::size_t k,
+                       const float* A, const float* B, const float* C, float* D, const gemm_options& o,
+                       const std::vector<scale_value>& sa, const std::vector<scale_value>& sb) {
+  const std::size_t ik = std::size_t(inst.k), kpad = (k + ik - 1) / ik * ik;
+  const std::size_t blk = std::size_t(inst.block), nblk = (k + blk - 1) / blk, gq = kpad / FP4_G;
+  const std::size_t chunks = (n + CW - 1) / CW;
+  fp4_operands P;
+  P.groups = gq;
+  P.av.assign(m * kpad, 0.0f);
+  P.am.assign(m * gq, 0u);
+  P.bv.assign(chunks * kpad * CW, 0.0f);
+  P.bm.assign(chunks * gq * CW, 0u);
+  // e2m1 is finite: check_element refuses every special
+  for_each_checked(A, m, k, inst.a, "A", [&](std::size_t r, std::size_t c, float v) {
+    P.av[r * kpad + c] = v;
+    P.am[r * gq + c / FP4_G] |= std::uint32_t(v != 0) << (c % FP4_G);
+  });
+  for_each_checked(B, k, n, inst.b, "B", [&](std::size_t r, std::size_t c, float v) {
+    P.bv[((c / CW) * kpad + r) * CW + c % CW] = v;
+    P.bm[((c / CW) * gq + r / FP4_G) * CW + c % CW] |= std::uint32_t(v != 0) << (r % FP4_G);
+  });
+  // The scales per group (padding groups take the last block's, as the scalar step: all-zero there)
+  P.ae.resize(m * gq), P.as.resize(m * gq), P.be.assign(chunks * gq * CW, 0.0f), P.bs.assign(chunks * gq * CW, 0.0f);
+  for (std::size_t q = 0; q < gq; ++q) {
+    const std::size_t b = std::min(q * FP4_G / blk, nblk - 1);
+    for (std::size_t i = 0; i < m; ++i) {
+      P.ae[i * gq + q] = float(sa[i * nblk + b].e);
+      P.as[i * gq + q] = float(sa[i * nblk + b].M);
+    }
+    for (std::size_t j = 0; j < n; ++j) {
+      P.be[((j / CW) * gq + q) * CW + j % CW] = float(sb[b * n + j].e);
+      P.bs[((j / CW) * gq + q) * CW + j % CW] = float(sb[b * n + j].M);
+    }
+  }
+  const int fs = inst.scale.man_bits;
+  chunk_tasks<8>(m, n, kpad, C, D, o,
+                 [&](std::size_t i0, std::size_t mb, std::size_t ch, std::size_t, std::size_t k0, std::size_t k1, float* cs) {
+    std::size_t r = 0;
+    for (; r + 8 <= mb; r += 8) fp4_rows<8>(md, P, kpad, ik, fs, i0 + r, ch, k0, k1, cs + r * CW);
+    for (; r + 4 <= mb; r += 4) fp4_rows<4>(md, P, kpad, ik, fs, i0 + r, ch, k0, k1, cs + r * CW);
+    for (; r + 2 <= mb; r += 2) fp4_rows<2>(md, P, kpad, ik, fs, i0 + r, ch, k0, k1, cs + r * CW);
+    if (r < mb) fp4_rows<1>(md, P, kpad, ik, fs, i0 + r, ch, k0, k1, cs + r * CW);
+  });
+}
+#endif
+
 // MXFP4 / NVFP4 (MMA-Sim fdpa.py:248-276 gst_fdpa): per step of 64 products, each group of 16
 // products summed exactly (FP4 products are multiples of 1/4 below 36: exact in binary32, as
 // in the model), the group sum times its block's two scales one term with the scales' exponents,
 // e_zero where the group's products are all zero or a scale is zero; then the truncated fused sum
-// with F = 35. Scalar: these instructions are few and their terms wide (up to 2^51).
+// with F = 35. With AVX-512 it runs in vector lanes (gemm_grouped_fast, above); this scalar step
+// is the fallback of builds without it.
 void gemm_grouped(const instruction& inst, const model& md, std::size_t m, std::size_t n, std::size_t k,
                   const float* A, const float* B, const float* C, float* D, const gemm_options& o) {
   if (!o.a_scale || !o.b_scale)
     throw std::invalid_argument(inst.name + " is block-scaled: it needs the scales of A and of B");
   const std::size_t ik = std::size_t(inst.k), kpad = (k + ik - 1) / ik * ik;
   const std::size_t blk = std::size_t(inst.block), nblk = (k + blk - 1) / blk, G = std::size_t(inst.group);
+  std::vector<scale_value> as(m * nblk), bs(nblk * n);
+  for (std::size_t i = 0; i < m; ++i)
+    for (std::size_t b = 0; b < nblk; ++b) as[i * nblk + b] = split_scale(o.a_scale[i * nblk + b], inst.scale, "A", i, b);
+  for (std::size_t b = 0; b < nblk; ++b)
+    for (std::size_t j = 0; j < n; ++j) bs[b * n + j] = split_scale(o.b_scale[b * n + j], inst.scale, "B", b, j);
+#if defined(FPSCOPE_MMA_AVX512)
+  if (inst.group == int(FP4_G) && ik % FP4_G == 0)  // every mxf4 instruction: groups of 16, k = 64
+    return gemm_grouped_fast(inst, md, m, n, k, A, B, C, D, o, as, bs);  // the same step in vector lanes
+#endif
   split_matrix sa, sb;
   std::vector<std::uint8_t> nfa, nfb;
   split_checked(A, m, k, m, kpad, inst.a, "A", sa, nfa);  // e2m1: finite, no specials
@@ -868,11 +1069,6 @@ void gemm_grouped(const instruction& inst, const model& md, std::size_t m, std::
     const std::int32_t v = x.M[at] ? std::int32_t(x.M[at] << (x.e[at] - inst.a.emin())) : 0;
     return x.s[at] ? -v : v;
   };
-  std::vector<scale_value> as(m * nblk), bs(nblk * n);
-  for (std::size_t i = 0; i < m; ++i)
-    for (std::size_t b = 0; b < nblk; ++b) as[i * nblk + b] = split_scale(o.a_scale[i * nblk + b], inst.scale, "A", i, b);
-  for (std::size_t b = 0; b < nblk; ++b)
-    for (std::size_t j = 0; j < n; ++j) bs[b * n + j] = split_scale(o.b_scale[b * n + j], inst.scale, "B", b, j);
   const int fa = inst.a.man_bits, fs = inst.scale.man_bits;
   scalar_k_loop(m, n, kpad, ik, C, D, o,
                 [&](std::size_t i, std::size_t j, std::size_t k0, std::uint32_t c) -> std::uint32_t {
@@ -917,6 +1113,168 @@ void gemm_grouped(const instruction& inst, const model& md, std::size_t m, std::
   });
 }
 
+#if defined(FPSCOPE_MMA_AVX512)
+// tr_fdpa / gtr_fdpa (below, gemm_tr) in vector lanes, AVX-512 (F and DQ), for inputs whose
+// products are exact and normal in float32 and below 2^128 (fp16, fp8/bf8: gemm_tr decides). Why
+// it is the model's arithmetic:
+//  - a product a * b is exact in float32; its alignment exponent is e_a + e_b of the split
+//    operands (zeros carry zero_e: they take no part), and truncating it to F fraction bits of
+//    2^e_p is trunc(a b 2^(F - e_p)) (vscalefps, exact where the result reaches 1, and
+//    vcvttps2dq, toward zero: the sign-magnitude truncation); L <= 16 terms below 2^(F + 2),
+//    F = 24, sum exactly in 32-bit lanes (gtr: the even and the odd products apart, each at its
+//    own largest exponent);
+//  - the rest runs in double lanes, where every value is exact (at most 2^38 at a quantum of at
+//    least 2^-158): the halves floored into units of 2^(e_p - F), C and S floored to F and
+//    F2 + 1 bits of 2^e_max (vrndscalepd toward -inf after vscalefpd), added, the sum floored
+//    to F2 + 1 significant bits at binary32's subnormal quantum, then vcvtpd2ps: nearest-even to
+//    binary32 (overflow to inf, a sum that rounds to zero keeping its sign, as finish() does);
+//  - a step with an inf or NaN input or accumulator is the scalar step's (`step`), as is gtr's
+//    rule for such a C.
+struct tr_operands {
+  std::vector<float> av, ae;  // m x kpad: A's values (0 for zeros, padding, specials), split exponents (zero_e)
+  std::vector<float> bv, be;  // per chunk of CW columns, kpad x CW: the same for B
+  std::vector<std::uint8_t> row_sp, chunk_sp;  // per (row, step), (step, chunk): a special input there
+};
+
+// RR rows from i x chunk ch (ncols real columns from jc), steps k0 .. k1 on the accumulators cs
+// (float32, row r at cs + r * CW).
+template <bool SPLIT, int RR, class Step>
+void tr_rows(const instruction& inst, const model& md, const tr_operands& P, std::size_t kpad, std::size_t n,
+             std::size_t i, std::size_t ch, std::size_t jc, std::size_t ncols, std::size_t k0, std::size_t k1, float* cs,
+             const Step& step) {
+  const std::size_t L = std::size_t(md.L), steps = kpad / L, chunks = (n + CW - 1) / CW;
+  const __m512 Fv = _mm512_set1_ps(float(md.F));
+  const __m512 lowest = _mm512_set1_ps(2.0f * float(zero_e));
+  const __m512d F2p = _mm512_set1_pd(inst.F2 + 1), Fd = _mm512_set1_pd(md.F), F2d = _mm512_set1_pd(inst.F2);
+  const __m512d qmin = _mm512_set1_pd(-126 - inst.F2), emin = _mm512_set1_pd(-126), zd = _mm512_setzero_pd();
+  const __m512d none = _mm512_set1_pd(zero_e / 2), drop = _mm512_set1_pd(-md.F - 1);
+  constexpr int down = _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC;
+  const float* bv = P.bv.data() + ch * kpad * CW;
+  const float* be = P.be.data() + ch * kpad * CW;
+  const float *av[RR], *ae[RR];
+  __m512 c[RR];
+  for (int r = 0; r < RR; ++r) {
+    av[r] = P.av.data() + (i + std::size_t(r)) * kpad;
+    ae[r] = P.ae.data() + (i + std::size_t(r)) * kpad;
+    c[r] = _mm512_loadu_ps(cs + std::size_t(r) * CW);
+  }
+  for (std::size_t k = k0; k < k1; k += L) {
+    __m512 eh[RR][2];  // the largest exponent of the even and the odd products (tr: [0] of all)
+    __m512i sh[RR][2];
+    for (int r = 0; r < RR; ++r) eh[r][0] = eh[r][1] = lowest;
+    for (std::size_t kk = k; kk < k + L; ++kk) {
+      const __m512 b = _mm512_loadu_ps(be + kk * CW);
+      const int h = SPLIT ? int(kk & 1) : 0;
+      for (int r = 0; r < RR; ++r) eh[r][h] = _mm512_max_ps(eh[r][h], _mm512_add_ps(_mm512_set1_ps(ae[r][kk]), b));
+    }
+    __m512 s[RR][2];
+    for (int r = 0; r < RR; ++r)
+      for (int h = 0; h < (SPLIT ? 2 : 1); ++h) {
+        s[r][h] = _mm512_sub_ps(Fv, eh[r][h]);
+        sh[r][h] = _mm512_setzero_si512();
+      }
+    for (std::size_t kk = k; kk < k + L; ++kk) {
+      const __m512 b = _mm512_loadu_ps(bv + kk * CW);
+      const int h = SPLIT ? int(kk & 1) : 0;
+      for (int r = 0; r < RR; ++r) {
+        const __m512 p = _mm512_mul_ps(_mm512_set1_ps(av[r][kk]), b);
+        sh[r][h] = _mm512_add_epi32(sh[r][h], _mm512_cvttps_epi32(_mm512_scalef_ps(p, s[r][h])));
+      }
+    }
+    const std::size_t st = k / L;
+    for (int r = 0; r < RR; ++r) {
+      alignas(64) float out[CW];
+      for (int half = 0; half < 2; ++half) {
+        const auto lo = [half](__m512 x) {
+          return _mm512_cvtps_pd(half ? _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1))
+                                      : _mm512_castps512_ps256(x));
+        };
+        const auto loi = [half](__m512i x) {
+          return _mm512_cvtepi32_pd(half ? _mm512_extracti64x4_epi64(x, 1) : _mm512_castsi512_si256(x));
+        };
+        __m512d ep, S;
+        if constexpr (SPLIT) {
+          const __m512d e0 = lo(eh[r][0]), e1 = lo(eh[r][1]);
+          ep = _mm512_max_pd(e0, e1);
+          S = _mm512_add_pd(_mm512_roundscale_pd(_mm512_scalef_pd(loi(sh[r][0]), _mm512_sub_pd(e0, ep)), down),
+                            _mm512_roundscale_pd(_mm512_scalef_pd(loi(sh[r][1]), _mm512_sub_pd(e1, ep)), down));
+        } else {
+          ep = lo(eh[r][0]);
+          S = loi(sh[r][0]);
+        }
+        const __m512d cd = lo(c[r]);
+        const __m512d ce = _mm512_max_pd(_mm512_getexp_pd(cd), emin);  // a zero C: -126
+        const __mmask8 prods = _mm512_cmp_pd_mask(ep, none, _CMP_GE_OQ);
+        const __m512d emax = _mm512_mask_max_pd(ce, prods, ce, ep);
+        __m512d V = _mm512_scalef_pd(_mm512_roundscale_pd(_mm512_scalef_pd(cd, _mm512_sub_pd(Fd, emax)), down),
+                                     _mm512_sub_pd(F2p, Fd));
+        if constexpr (SPLIT)  // fdpa.py:410: a C more than F + 1 binades below e_max is dropped
+          V = _mm512_mask_mov_pd(V, _mm512_cmp_pd_mask(ce, _mm512_add_pd(emax, drop), _CMP_LT_OQ), zd);
+        const __m512d Sp = _mm512_roundscale_pd(
+            _mm512_scalef_pd(S, _mm512_add_pd(_mm512_sub_pd(ep, emax), _mm512_sub_pd(F2p, Fd))), down);
+        V = _mm512_mask_add_pd(V, prods, V, Sp);
+        const __m512d x = _mm512_scalef_pd(V, _mm512_sub_pd(emax, F2p));
+        const __m512d q = _mm512_max_pd(_mm512_sub_pd(_mm512_getexp_pd(x), F2d), qmin);  // getexp(0): -inf
+        const __m512d xf =
+            _mm512_scalef_pd(_mm512_roundscale_pd(_mm512_scalef_pd(x, _mm512_sub_pd(zd, q)), down), q);
+        _mm256_store_ps(out + 8 * half, _mm512_cvtpd_ps(xf));
+      }
+      const bool row_sp = P.row_sp[(i + std::size_t(r)) * steps + st] != 0;
+      // 0x99: NaN (quiet, signalling) or an infinity
+      if (row_sp || P.chunk_sp[st * chunks + ch] || _mm512_fpclass_ps_mask(c[r], 0x99)) {
+        alignas(64) float old[CW];
+        _mm512_store_ps(old, c[r]);
+        for (std::size_t j = 0; j < ncols; ++j) out[j] = from_bits<float>(step(i + std::size_t(r), jc + j, k, to_bits(old[j])));
+      }
+      c[r] = _mm512_load_ps(out);
+    }
+  }
+  for (int r = 0; r < RR; ++r) _mm512_storeu_ps(cs + std::size_t(r) * CW, c[r]);
+}
+
+// gemm_tr on tr_rows: the split operands packed, then chunk_tasks of four rows. Lanes with a
+// special input take `step`, the scalar step.
+template <class Step>
+void gemm_tr_fast(const instruction& inst, const model& md, std::size_t m, std::size_t n, std::size_t k,
+                  std::size_t kpad, const float* A, const float* B, const float* C, float* D, const gemm_options& o,
+                  const split_matrix& sa, const split_matrix& sb, const std::vector<std::uint8_t>& nfa,
+                  const std::vector<std::uint8_t>& nfb, const Step& step) {
+  const std::size_t L = std::size_t(md.L), steps = kpad / L, chunks = (n + CW - 1) / CW;
+  tr_operands P;
+  P.av.assign(m * kpad, 0.0f);
+  P.ae.assign(m * kpad, float(zero_e));
+  P.bv.assign(chunks * kpad * CW, 0.0f);
+  P.be.assign(chunks * kpad * CW, float(zero_e));
+  P.row_sp.assign(m * steps, 0);
+  P.chunk_sp.assign(steps * chunks, 0);
+  for (std::size_t i = 0; i < m; ++i)
+    for (std::size_t t = 0; t < k; ++t) {
+      const std::size_t at = i * kpad + t;
+      if (sa.M[at]) P.av[at] = A[i * k + t], P.ae[at] = float(sa.e[at]);
+      P.row_sp[i * steps + t / L] |= nfa[at];
+    }
+  for (std::size_t t = 0; t < k; ++t)
+    for (std::size_t j = 0; j < n; ++j) {
+      const std::size_t at = t * n + j, to = ((j / CW) * kpad + t) * CW + j % CW;
+      if (sb.M[at]) P.bv[to] = B[at], P.be[to] = float(sb.e[at]);
+      P.chunk_sp[(t / L) * chunks + j / CW] |= nfb[at];
+    }
+  chunk_tasks<4>(m, n, kpad, C, D, o,
+                 [&](std::size_t i0, std::size_t mb, std::size_t ch, std::size_t ncols, std::size_t k0, std::size_t k1,
+                     float* cs) {
+    const auto rows = [&]<int RR>(std::size_t r) {
+      if (inst.split_even_odd)
+        tr_rows<true, RR>(inst, md, P, kpad, n, i0 + r, ch, ch * CW, ncols, k0, k1, cs + r * CW, step);
+      else
+        tr_rows<false, RR>(inst, md, P, kpad, n, i0 + r, ch, ch * CW, ncols, k0, k1, cs + r * CW, step);
+    };
+    std::size_t r = 0;
+    for (; r + 4 <= mb; r += 4) rows.template operator()<4>(r);
+    for (; r < mb; ++r) rows.template operator()<1>(r);
+  });
+}
+#endif
+
 // AMD CDNA3 (MMA-Sim fdpa.py:335-352 tr_fdpa), per step of L products and C:
 //  - a product of value 2^128 or more is an infinity (fdpa.py:341-342); zero products take no
 //    part (exponent -999, fdpa.py:343);
@@ -925,7 +1283,8 @@ void gemm_grouped(const instruction& inst, const model& md, std::size_t m, std::
 //  - e_max = max(e_p, e_c) (a zero C has e_c = -126); S and C are floored (toward -inf) to
 //    F2 + 1 = 32 and F = 24 fraction bits of 2^e_max, added, the sum floored to F2 + 1 = 32
 //    significant bits (2^-157 below binary32's normal range) and rounded nearest-even to binary32.
-// Scalar: few instructions, each result a handful of integer steps.
+// The scalar step below; with AVX-512, fp16 and fp8/bf8 inputs run in vector lanes (gemm_tr_fast,
+// above), the lanes with a special input through this step.
 void gemm_tr(const instruction& inst, const model& md, std::size_t m, std::size_t n, std::size_t k, const float* A,
              const float* B, const float* C, float* D, const gemm_options& o) {
   const std::size_t ik = std::size_t(inst.k), kpad = (k + ik - 1) / ik * ik, L = std::size_t(inst.L);
@@ -937,8 +1296,7 @@ void gemm_tr(const instruction& inst, const model& md, std::size_t m, std::size_
   const auto floor_shift = [](std::int64_t v, int sh) {  // v * 2^sh, floored (arithmetic shift)
     return sh >= 0 ? v * (std::int64_t{1} << sh) : (-sh < 63 ? v >> -sh : (v < 0 ? -1 : 0));
   };
-  scalar_k_loop(m, n, kpad, L, C, D, o,
-                [&](std::size_t i, std::size_t j, std::size_t k0, std::uint32_t c) -> std::uint32_t {
+  const auto step = [&](std::size_t i, std::size_t j, std::size_t k0, std::uint32_t c) -> std::uint32_t {
     // Specials first: NaN, inf, inf * 0, and products of 2^128 and up (infinities here).
     bool nan = false, pinf = false, ninf = false, nan_p = false, pinf_p = false, ninf_p = false;
     const float cv = from_bits<float>(c);
@@ -1034,7 +1392,17 @@ void gemm_tr(const instruction& inst, const model& md, std::size_t m, std::size_
     std::int32_t emax_f = base + md.F;  // finish() takes acc * 2^(emax - F)
     finish<result_rounding::rne_fp32>(md, &V, &emax_f, &c, 1);
     return c;
-  });
+  };
+#if defined(FPSCOPE_MMA_AVX512)
+  // The vector lanes (above tr_operands) where every product is exact and normal in float32
+  // (and so below 2^128): fp16 and fp8/bf8 inputs by their formats; bf16 and xf32 by their data,
+  // every value in [2^-63, 2^64) (in_half_range; at most 2 x 11 significant bits a product).
+  const bool by_format = inst.a.emax() + inst.b.emax() + 2 <= 127 && md.emin_a - md.pa + md.emin_b - md.pb >= -126;
+  if (md.F <= 28 && md.L <= 16 && md.pa + md.pb + 2 <= 24 &&
+      (by_format || (in_half_range(A, m * k) && in_half_range(B, k * n))))
+    return gemm_tr_fast(inst, md, m, n, k, kpad, A, B, C, D, o, sa, sb, nfa, nfb, step);
+#endif
+  scalar_k_loop(m, n, kpad, L, C, D, o, step);
 }
 
 }  // namespace

@@ -529,19 +529,31 @@ def test_cdna12_near_binary32_overflow(arch, inst):
 SHAPE_CASES = [("ampere", "m16n8k16.f32.f16.f16.f32"), ("hopper", "m16n8k16.f32.f16.f16.f32"),
                ("ampere", "m16n8k16.f16.f16.f16.f16"), ("hopper", "m64n8k32.f32.e4m3.e5m2"),
                ("rtx-blackwell", "m16n8k32.kind::f8f6f4.f32.e2m1.e2m1.f32"), ("ampere", "m16n8k16.f32.bf16.bf16.f32"),
-               ("ampere", "m16n8k8.f32.tf32.tf32.f32"), ("volta", "m8n8k4.f32.f16.f16.f32")]
+               ("ampere", "m16n8k8.f32.tf32.tf32.f32"), ("volta", "m8n8k4.f32.f16.f16.f32"),
+               # CDNA3's vector lanes (mma.cpp tr_rows: four rows or one, f16 tr_fdpa, fp8/bf8 gtr_fdpa)
+               ("cdna3", "f32_32x32x8_f16"), ("cdna3", "f32_16x16x16_f16"), ("cdna3", "f32_16x16x32_fp8_fp8"),
+               ("cdna3", "f32_32x32x16_bf8_fp8")]
 
 
-def same_as_mmasim(info, a, b, c, arch, inst):
-    want = bits(oracle(info, a, b, c, arch, inst))
-    got = bits(fpscope.gemm(a, b, c, arch=arch, inst=inst))
+def same_as_mmasim(info, a, b, c, arch, inst, sa=None, sb=None):
+    want = bits(oracle(info, a, b, c, arch, inst, sa, sb))
+    got = bits(fpscope.gemm(a, b, c, arch=arch, inst=inst, a_scale=sa, b_scale=sb))
     bad = np.argwhere(want != got)
     assert want.size == a.shape[0] * b.shape[1]
     assert len(bad) == 0, (f"{len(bad)} of {want.size} results differ; first at {tuple(bad[0])}: "
                            f"MMA-Sim {want[tuple(bad[0])]:#x}, fpscope {got[tuple(bad[0])]:#x}")
 
 
-@pytest.mark.parametrize("arch,inst", SHAPE_CASES, ids=[f"{a}:{i}" for a, i in SHAPE_CASES])
+GROUPED_CASES = [(a, i) for a, i in CASES if "kind::mxf4" in i]
+
+
+def grouped_scales(rng, info, inst, m, n, k):
+    u = inst.endswith("ue4m3")
+    return scales(rng, m, k // info["block"], u), scales(rng, k // info["block"], n, u)
+
+
+@pytest.mark.parametrize("arch,inst", SHAPE_CASES + GROUPED_CASES,
+                         ids=[f"{a}:{i}" for a, i in SHAPE_CASES + GROUPED_CASES])
 def test_odd_shapes_against_mmasim(arch, inst):
     info = fpscope.mma_info(arch, inst)
     rng = np.random.default_rng(zlib.crc32(f"shapes:{arch}:{inst}".encode()))
@@ -549,11 +561,15 @@ def test_odd_shapes_against_mmasim(arch, inst):
     a = operand(rng, info["a"], m, k, True, 1)
     b = operand(rng, info["b"], k, n, False, -1)
     c = c_values(rng, info["c"], m, n)
-    same_as_mmasim(info, a, b, c, arch, inst)
+    scl = grouped_scales(rng, info, inst, m, n, k) if info["block"] else (None, None)
+    same_as_mmasim(info, a, b, c, arch, inst, *scl)
 
 
-@pytest.mark.parametrize("arch,inst", SHAPE_CASES[:2] + SHAPE_CASES[3:4] + SHAPE_CASES[5:6],
-                         ids=[f"{a}:{i}" for a, i in SHAPE_CASES[:2] + SHAPE_CASES[3:4] + SHAPE_CASES[5:6]])
+PROMOTE_CASES = (SHAPE_CASES[:2] + SHAPE_CASES[3:4] + SHAPE_CASES[5:6] + SHAPE_CASES[9:10] + SHAPE_CASES[11:12]
+                 + GROUPED_CASES[:1] + GROUPED_CASES[-1:])
+
+
+@pytest.mark.parametrize("arch,inst", PROMOTE_CASES, ids=[f"{a}:{i}" for a, i in PROMOTE_CASES])
 def test_promotion_against_mmasim(arch, inst):
     # DeepSeek-V3's promotion: each group of `promote` from a zero accumulator (the kernels' runs
     # that start past K's first step), added into the float32 total in nearest-even: here by
@@ -564,13 +580,19 @@ def test_promotion_against_mmasim(arch, inst):
     a = operand(rng, info["a"], m, k, True, 1)
     b = operand(rng, info["b"], k, n, False, -1)
     c = c_values(rng, info["c"], m, n)
+    sa, sb = grouped_scales(rng, info, inst, m, n, k) if info["block"] else (None, None)
     total = c.copy()
     with np.errstate(invalid="ignore", over="ignore"):
         for g0 in range(0, k, promote):
-            part = oracle(info, a[:, g0:g0 + promote], b[g0:g0 + promote], np.zeros((m, n), np.float32), arch, inst)
+            scl = []
+            if info["block"]:  # the group's blocks of scales
+                bl, nb = g0 // info["block"], promote // info["block"]
+                scl = [sa[:, bl:bl + nb], sb[bl:bl + nb]]
+            part = oracle(info, a[:, g0:g0 + promote], b[g0:g0 + promote], np.zeros((m, n), np.float32), arch, inst,
+                          *scl)
             total = (total + part).astype(np.float32)
     total[np.isnan(total)] = np.frombuffer(np.uint32(0x7FFFFFFF).tobytes(), np.float32)[0]
-    got = bits(fpscope.gemm(a, b, c, arch=arch, inst=inst, promote=promote))
+    got = bits(fpscope.gemm(a, b, c, arch=arch, inst=inst, promote=promote, a_scale=sa, b_scale=sb))
     bad = np.argwhere(bits(total) != got)
     assert got.size == m * n
     assert len(bad) == 0, f"{len(bad)} of {got.size} results differ; first at {tuple(bad[0])}"
@@ -583,7 +605,8 @@ def test_promotion_against_mmasim(arch, inst):
 # instructions' own shapes and the odd ones.
 RANGE_CASES = [("ampere", "m16n8k16.f32.bf16.bf16.f32"), ("ampere", "m16n8k8.f32.tf32.tf32.f32"),
                ("hopper", "m64n256k16.f32.bf16.bf16"), ("hopper", "m64n8k8.f32.tf32.tf32"),
-               ("blackwell", "m64n8k16.kind::f16.f32.bf16.bf16")]
+               ("blackwell", "m64n8k16.kind::f16.f32.bf16.bf16"),
+               ("cdna3", "f32_32x32x8_bf16"), ("cdna3", "f32_16x16x8_xf32")]  # CDNA3's vector lanes by their data
 
 
 def in_range(rng, x, fmt):
@@ -609,3 +632,44 @@ def test_bf16_tf32_in_float32_range_against_mmasim(arch, inst, shape):
     b = in_range(rng, operand(rng, info["b"], k, n, False, -1), info["b"])
     c = c_values(rng, info["c"], m, n)
     same_as_mmasim(info, a, b, c, arch, inst)
+
+
+# MXFP4/NVFP4 (gst_fdpa) run in their own vector kernel (mma.cpp fp4_rows: group sums as a float32
+# GEMM, eight rows x 16 columns a task, the terms' exponents beside their values). Its edges: odd
+# shapes (37 rows = 4 x 8 + 4 + 1, a last chunk of 3 columns) and promotion (above, GROUPED_CASES
+# there), and the scales' and the groups' extremes below.
+@pytest.mark.parametrize("arch,inst", GROUPED_CASES, ids=[f"{a}:{i}" for a, i in GROUPED_CASES])
+def test_grouped_extremes_against_mmasim(arch, inst):
+    """Scales at their extremes together (UE8M0 2^-127 and 2^127 on both sides: scale products
+    2^-254, far below e_zero = -139, next to 2^254, beyond binary32; UE4M3 zero, the smallest
+    subnormal and 448), groups whose products are all zero (a zero A group, a zero B group, and
+    A's and B's nonzero elements at disjoint positions: no zero operand group, every product
+    zero), a group whose nonzero products cancel exactly, whole zero rows and columns."""
+    info = fpscope.mma_info(arch, inst)
+    rng = np.random.default_rng(zlib.crc32(f"extremes:{arch}:{inst}".encode()))
+    m, n, k = 21, 35, info["k"] * 4
+    a = operand(rng, info["a"], m, k, True, 1)
+    b = operand(rng, info["b"], k, n, False, -1)
+    a[a == 0] = 1.5
+    b[b == 0] = -0.5
+    a[1, 16:32] = 0  # a zero A group
+    b[32:48, :] = np.where(np.arange(n) % 3 == 0, 0, b[32:48, :])  # zero B groups
+    even = np.arange(16) % 2 == 0
+    a[2:6, 64:80] = np.where(even, a[2:6, 64:80], 0)  # disjoint: A at even, B at odd positions
+    b[64:80, :] = np.where(even[:, None], 0, b[64:80, :])
+    a[6, 80:96] = np.tile([2.0, 3.0], 8)  # nonzero products that cancel exactly (B: +-1 pairs)
+    b[80:96, 5] = np.tile([1.0, -1.0], 8)
+    a[7, :] = 0
+    b[:, 7] = 0
+    c = c_values(rng, info["c"], m, n)
+    c[rng.random((m, n)) < 0.3] = 0
+    nb = k // info["block"]
+    if inst.endswith("ue4m3"):
+        pick = np.array([0x00, 0x80, 0x01, 0x7E, 0xFE, 0x38, 0x08], np.uint8)
+    else:
+        pick = np.array([0, 254, 0, 254, 127, 1, 253], np.uint8)
+    sa, sb = rng.choice(pick, (m, nb)), rng.choice(pick, (nb, n))
+    sa[8:12], sb[:, 8:12] = pick[0], pick[0]  # the smallest scales everywhere there
+    sa[12:16], sb[:, 12:16] = pick[3], pick[3]  # the largest everywhere there
+    same_as_mmasim(info, a, b, c, arch, inst, sa, sb)
+

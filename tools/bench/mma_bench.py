@@ -42,7 +42,8 @@ INSTRUCTIONS = [
     ("blackwell", "m128n256k32.kind::f8f6f4.f32.e4m3.e4m3"),
     ("blackwell", "m128n256k32.kind::f8f6f4.f32.e2m1.e2m1"),
     ("rtx-blackwell", "m16n8k32.kind::f8f6f4.f32.e2m1.e2m1.f32"),
-    # block-scaled (random UE8M0 scales 2^-8..2^8, or UE4M3 codes 0x30..0x40): the integer kernel
+    # block-scaled (random UE8M0 scales 2^-8..2^8, or UE4M3 codes 0x30..0x40): MXFP8/6/4 the
+    # integer kernel, MXFP4/NVFP4 their own vector kernel (mma.cpp gemm_grouped_fast)
     ("blackwell", "m128n256k32.kind::mxf8f6f4.block32.f32.e4m3.e4m3.ue8m0"),
     ("blackwell", "m128n256k64.kind::mxf4.block32.f32.e2m1.e2m1.ue8m0"),
     ("blackwell", "m128n256k64.kind::mxf4nvf4.block16.f32.e2m1.e2m1.ue4m3"),
@@ -63,8 +64,11 @@ AMD_INSTRUCTIONS = [
     ("cdna2", "f32_32x32x4bf16_1k"),
     ("cdna2", "f32_32x32x2f32"),
     ("cdna3", "f32_32x32x2_f32"),
-    ("cdna3", "f32_32x32x8_f16"),  # tr_fdpa
-    ("cdna3", "f32_16x16x32_fp8_fp8"),  # gtr_fdpa
+    # CDNA3 (tr_fdpa / gtr_fdpa): fp16 and fp8/bf8 in vector lanes (mma.cpp gemm_tr_fast), bf16/xf32
+    # too where every value lies in [2^-63, 2^64) (these N(0,1) data), else the scalar K loop
+    ("cdna3", "f32_32x32x8_f16"),
+    ("cdna3", "f32_16x16x32_fp8_fp8"),
+    ("cdna3", "f32_32x32x8_bf16"),
 ]
 
 
