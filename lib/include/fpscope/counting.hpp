@@ -110,7 +110,7 @@ class error_tally {
   bool direct() const { return direct_; }
   /// The most per-binade specs for which `automatic` picks `direct` (measured: each spec costs
   /// the direct method about 0.4-0.6 ns a value, the sort about 2 ns a value once; docs/hist.md).
-  static constexpr std::size_t direct_max_specs = 4;
+  static constexpr std::size_t direct_max_specs = 6;
 
   /// A sum of nonnegative terms carried as an unevaluated pair hi + lo (Knuth's TwoSum): adding
   /// block sums to it loses nothing but lo's own rounding.
@@ -171,24 +171,24 @@ class error_tally {
   std::vector<std::uint64_t> bin_n_;  // per binade: values
   std::vector<wide_sum> bin_signal_;  // per binade: sum x^2
   std::vector<binade_sums> bin_;      // per slot
-  // The direct method: per (rounding, dropped bits) of a format's normal range, a group; per
-  // per-binade spec, its group and 2 bits per binade k (bits 2(k % 16) of word k / 16): 1 the
-  // binade is summed directly at the group's dropped bits (kind 1, the format's normal range),
-  // 3 directly at below - e dropped bits (kind 1 below it), 2 through the bulk conversion.
-  struct direct_group {
-    rounding round;
-    int dropped;
-  };
+  // The direct method: per per-binade spec, its rounding and the bits it drops in the format's
+  // normal range, and per sign (0 +, 1 -) three ranges [lo, hi) of magnitude bits (the float32
+  // bits less the sign; empty: {0, 0}): `normal` the values it counts that x * S puts exactly
+  // into the format's normal range (d = dropped), `under` those it puts exactly below it
+  // (subnormal results, d = below - e <= 24), `counted` all it counts (its thresholds), whose
+  // values in neither range go through the bulk conversion. The specs of one (rounding,
+  // dropped) share their rounding, a batch of at most direct_batch at a time.
   struct direct_spec {
     std::size_t spec;
-    std::size_t group;
-    int below;  // below the format's normal range, binade e drops below - e bits
-    bool has_below, has_bulk;  // whether any binade is 3, any is 2
-    std::array<std::uint32_t, 32> bits;
+    rounding round;
+    int dropped, below;
+    std::array<std::array<std::uint32_t, 2>, 2> normal, under, counted;
+    bool has_below, has_bulk, by_sign;  // a range `under` / values in bulk / ranges that differ by sign
   };
+  static constexpr std::size_t direct_batch = 2;
   bool direct_ = false;
-  std::vector<direct_group> dgroups_;
   std::vector<direct_spec> dspecs_;
+  std::vector<std::array<std::size_t, 2>> dbatches_;  // [first, count) in dspecs_, sorted by group
   std::vector<cast_thresholds<std::uint32_t>> t32_;
   std::vector<cast_thresholds<std::uint64_t>> t64_;  // found at the first float64 chunk
   std::once_flag t64_once_;
