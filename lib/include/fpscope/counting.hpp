@@ -84,9 +84,10 @@ class error_tally {
   /// How the float32 values of the per-binade specs are measured (docs/hist.md "Error
   /// statistics"): `sorted` sorts each block by binade and sums each (binade, rounding, dropped
   /// bits) once, whatever the number of specs sharing it; `direct` (AVX-512 builds only; else
-  /// `sorted`) computes each value's terms once per (rounding, dropped bits) of the format's
-  /// normal range and adds them to every spec whose normal range holds the value's binade,
-  /// without a sort: cheaper for a few specs, dearer for many. `automatic` picks by the number
+  /// `sorted`) computes each value's terms once per batch of specs of one (rounding, dropped
+  /// bits) and adds them to each spec whose range (of magnitudes in the format's normal range,
+  /// cut to its thresholds) holds the value, without a sort: cheaper for a few specs, dearer
+  /// for many. `automatic` picks by the number
   /// of specs. The statistics agree to the documented accuracy either way.
   enum class method { automatic, sorted, direct };
   /// std::invalid_argument when a spec cannot be counted (fpscope::check).
@@ -108,8 +109,9 @@ class error_tally {
   bool per_binade(std::size_t i) const { return per_binade_.at(i) != 0; }
   /// Whether the per-binade specs are measured by the `direct` method.
   bool direct() const { return direct_; }
-  /// The most per-binade specs for which `automatic` picks `direct` (measured: each spec costs
-  /// the direct method about 0.4-0.6 ns a value, the sort about 2 ns a value once; docs/hist.md).
+  /// The most per-binade specs for which `automatic` picks `direct` (measured: the first spec
+  /// costs the direct method about 1 ns a value, each one more about 0.5 ns, the sort about 2 ns
+  /// a value once; docs/hist.md).
   static constexpr std::size_t direct_max_specs = 6;
 
   /// A sum of nonnegative terms carried as an unevaluated pair hi + lo (Knuth's TwoSum): adding
