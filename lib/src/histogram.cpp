@@ -559,6 +559,11 @@ void class_counter::plan_refine() {
   hits_.assign(cut_.size() + first_.size() - 1, 0);
   top_.assign(bucket_histogram::bucket_count, 0);
   for (std::size_t i = 0; i < cuts.size(); ++i) top_[cuts[i].first] = cuts[i].second;  // ascending: the last wins
+  few_keys_.clear(), few_top_.clear();
+  if (first_.size() - 1 <= 16)
+    for (std::size_t i = 0; i < cuts.size(); ++i)
+      if (i + 1 == cuts.size() || cuts[i + 1].first != cuts[i].first)
+        few_keys_.push_back(cuts[i].first), few_top_.push_back(cuts[i].second);
   rank_.assign(marked_.size(), 0);
   for (std::size_t i = 1; i < marked_.size(); ++i)
     rank_[i] = std::uint16_t(rank_[i - 1] + std::popcount(marked_[i - 1]));
@@ -626,10 +631,22 @@ void class_counter::refine_range(const std::uint32_t* in, std::size_t n, std::ui
     {
       const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
       const __m512i abs = _mm512_set1_epi32(0x7FFFFFFF);
+      const std::size_t nf = few_keys_.size();
       for (; p + 16 <= m; p += 16) {
         const __m512i k = _mm512_load_si512(keys + p);
         const __m512i mag = _mm512_and_si512(_mm512_loadu_si512(in + lo + p), abs);
-        const __mmask16 hit = _mm512_cmplt_epu32_mask(mag, _mm512_i32gather_epi32(k, top, 4));
+        __m512i t;
+        if (nf) {
+          // A few marked keys (the count is the spec's, not the data's: no misprediction):
+          // each lane's top by compares, 0 where no marked key matches.
+          t = _mm512_setzero_si512();
+          for (std::size_t f = 0; f < nf; ++f)
+            t = _mm512_mask_mov_epi32(t, _mm512_cmpeq_epi32_mask(k, _mm512_set1_epi32(int(few_keys_[f]))),
+                                      _mm512_set1_epi32(int(few_top_[f])));
+        } else {
+          t = _mm512_i32gather_epi32(k, top, 4);
+        }
+        const __mmask16 hit = _mm512_cmplt_epu32_mask(mag, t);
         // Compressed in a register and stored whole (a masked compress-store to memory is slow
         // on Intel); `at` has room for the 16 lanes past the last listed.
         _mm512_storeu_si512(at + listed, _mm512_maskz_compress_epi32(hit, _mm512_add_epi32(lanes, _mm512_set1_epi32(int(p)))));

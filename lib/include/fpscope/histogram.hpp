@@ -218,6 +218,9 @@ class class_counter {
   // planned). refine lists only the values below it: a bucket's last slot (values at or above
   // every boundary) is left empty, never read.
   std::vector<std::uint32_t> top_;
+  // The marked keys and their top_, when there are at most 16 (a scale that is not a power of
+  // two: a few per spec): refine then compares each key with them instead of gathering top_.
+  std::vector<std::uint32_t> few_keys_, few_top_;
   std::vector<std::uint64_t> hits_;
   bool refined_ = false;
   bool histograms_ = false;
