@@ -321,13 +321,18 @@ std::vector<class_counts> count_array(std::span<const T> x, std::span<const cast
 
 }  // namespace
 
-class_tally::class_tally(std::vector<cast_spec> specs, std::uint64_t expected_size)
+class_tally::class_tally(std::vector<cast_spec> specs, std::uint64_t expected_size, std::vector<char> loose)
     : proto_(std::move(specs), expected_size, 1),
       expected_(expected_size),
       counts_(proto_.specs().size()),
-      inexact_(proto_.specs().size(), 0) {
+      inexact_(proto_.specs().size(), 0),
+      loose_(std::move(loose)),
+      uncertain_(proto_.specs().size(), 0) {
+  if (!loose_.empty() && loose_.size() != proto_.specs().size())
+    throw std::invalid_argument("class_tally: `loose` needs one entry per spec");
   thresholds_.reserve(proto_.specs().size());
   for (std::size_t i = 0; i < proto_.specs().size(); ++i) thresholds_.push_back(proto_.thresholds(i));
+  proto_.set_loose(loose_);
 }
 
 void class_tally::merge(const std::vector<class_counts>& c, const std::map<int, std::uint64_t>& b, std::uint64_t n) {
@@ -342,8 +347,17 @@ void class_tally::add(std::span<const float> x) {
   class_counter cc = proto_;  // the thresholds, without finding them again
   cc.reset(expected_);
   cc.add(x);
+  // A chunk with float32 subnormals is counted exactly throughout: their buckets are coarse,
+  // and loose counts of them would leave many scales to count again.
+  if (!loose_.empty() && cc.holds_subnormals()) cc.set_loose({});
   if (cc.needs_refine()) cc.refine(x);
   merge(cc.counts(), cc.binades(), x.size());
+  if (loose_.empty()) return;
+  std::vector<std::uint64_t> u(loose_.size(), 0);
+  for (std::size_t i = 0; i < u.size(); ++i)
+    if (loose_[i]) u[i] = cc.uncertain(i);
+  const std::lock_guard lock(m_);
+  for (std::size_t i = 0; i < u.size(); ++i) uncertain_[i] += u[i], inexact_[i] |= u[i] != 0;
 }
 
 void class_tally::add(std::span<const double> x) {
@@ -375,6 +389,11 @@ std::vector<class_counts> class_tally::counts() const {
 bool class_tally::exact() const {
   const std::lock_guard lock(m_);
   return std::none_of(inexact_.begin(), inexact_.end(), [](char c) { return c != 0; });
+}
+
+std::uint64_t class_tally::uncertain(std::size_t spec) const {
+  const std::lock_guard lock(m_);
+  return uncertain_.at(spec);
 }
 
 bool class_tally::exact(std::size_t spec) const {
@@ -1029,6 +1048,48 @@ recommendations recommend(const scale_sweep& s, int headroom) {
   r.fewest_lost = recommendation{k, s.at(k)};
   r.fewest_lost_range = {best.front(), best.back()};
   return r;
+}
+
+// A loose count puts each uncertain value in the highest class its bucket allows (the bucket
+// counts above every boundary inside it), so with u such values at scale 2^k the exact counts
+// have overflow in [over - u, over], underflow in [under, under + u], subnormal within u: a
+// zero overflow is exact, and the lost (underflow + overflow) within u but not below the
+// underflow. recommend() takes the largest k without overflow, and the least (lost, subnormal)
+// over all k; what either could turn on is returned.
+std::vector<int> recommend_unsure(const scale_sweep& s, std::span<const std::uint64_t> uncertain, int headroom) {
+  if (uncertain.size() != scale_sweep::size)
+    throw std::invalid_argument("recommend_unsure: needs one entry per power of two 2^-126 .. 2^127");
+  std::vector<int> out;
+  if (s.at(0).nonzero_finite() == 0) return out;
+  const auto u = [&](int k) { return uncertain[std::size_t(k - scale_sweep::kmin)]; };
+  // GradScaler: a larger scale whose overflow may be 0 after all; the scale reported.
+  int top = scale_sweep::kmin - 1;
+  for (int k = scale_sweep::kmin; k <= scale_sweep::kmax; ++k)
+    if (s.at(k)[cast_class::overflow] == 0) top = k;
+  for (int k = top + 1; k <= scale_sweep::kmax; ++k)
+    if (u(k) != 0 && u(k) >= s.at(k)[cast_class::overflow]) out.push_back(k);
+  if (top >= scale_sweep::kmin && u(std::max(scale_sweep::kmin, top - headroom)) != 0)
+    out.push_back(std::max(scale_sweep::kmin, top - headroom));
+  // Fewest lost: (lost, subnormal) of every k lies between lo and hi (lexicographically), so
+  // the least is at most the least hi, and a k whose lo exceeds that cannot be it; any other
+  // with uncertain values can.
+  using key = std::pair<std::uint64_t, std::uint64_t>;
+  const auto sat = [](std::uint64_t a, std::uint64_t b) { return a > b ? a - b : std::uint64_t{0}; };
+  key best{~0ull, ~0ull};
+  for (int k = scale_sweep::kmin; k <= scale_sweep::kmax; ++k) {
+    const auto& c = s.at(k);
+    best = std::min(best, key{c[cast_class::underflow] + c[cast_class::overflow] + u(k), c[cast_class::subnormal] + u(k)});
+  }
+  for (int k = scale_sweep::kmin; k <= scale_sweep::kmax; ++k) {
+    if (u(k) == 0) continue;
+    const auto& c = s.at(k);
+    const key lo{std::max(sat(c[cast_class::underflow] + c[cast_class::overflow], u(k)), c[cast_class::underflow]),
+                 sat(c[cast_class::subnormal], u(k))};
+    if (!(lo > best)) out.push_back(k);
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
 }
 
 }  // namespace fpscope

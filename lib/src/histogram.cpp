@@ -540,10 +540,11 @@ void class_counter::plan_refine() {
   planned_ = true;
   if (searched32_) return;
   std::vector<std::pair<std::uint32_t, std::uint32_t>> cuts;  // (key, boundary)
-  for (const auto& t : t32_)
-    for (std::uint32_t s = 0; s < 2; ++s)
-      for (const std::uint32_t v : t.at[s])
-        if (inside(s, v)) cuts.emplace_back(bucket_histogram::key(s << 31 | v), v);
+  for (std::size_t i = 0; i < t32_.size(); ++i)
+    if (!loose(i))
+      for (std::uint32_t s = 0; s < 2; ++s)
+        for (const std::uint32_t v : t32_[i].at[s])
+          if (inside(s, v)) cuts.emplace_back(bucket_histogram::key(s << 31 | v), v);
   if (cuts.empty()) return;
   std::sort(cuts.begin(), cuts.end());
   cuts.erase(std::unique(cuts.begin(), cuts.end()), cuts.end());
@@ -591,8 +592,34 @@ bool class_counter::exact() {
   return !histograms_ || cut_.empty();
 }
 
+void class_counter::set_loose(std::vector<char> loose) {
+  loose_ = std::move(loose);
+  planned_ = refined_ = false;
+}
+
+std::uint64_t class_counter::uncertain(std::size_t i) const {
+  if (searched32_ || (!histograms_ && !loose(i))) return 0;
+  std::uint64_t n = 0;
+  for (std::uint32_t s = 0; s < 2; ++s) {
+    std::uint32_t last = ~0u;  // each bucket once, however many of the (ascending) boundaries it holds
+    for (const std::uint32_t v : t32_.at(i).at[s]) {
+      const std::uint32_t k = bucket_histogram::key(s << 31 | v);
+      if (inside(s, v) && k != last) n += hist_[k], last = k;
+    }
+  }
+  return n;
+}
+
+bool class_counter::holds_subnormals() const {
+  // Exponent field 0: the first binade's buckets of each sign, less key 0 (zero alone).
+  for (std::uint32_t s = 0; s < 2; ++s)
+    for (std::uint32_t k = 1; k < bucket_histogram::per_binade; ++k)
+      if (hist_[s * bucket_histogram::per_sign + k] != 0) return true;
+  return false;
+}
+
 bool class_counter::exact(std::size_t i) const {
-  if (!histograms_) return true;
+  if (!histograms_ && !loose(i)) return true;
   for (std::uint32_t s = 0; s < 2; ++s)
     for (const std::uint32_t v : t32_.at(i).at[s])
       if (inside(s, v)) return false;

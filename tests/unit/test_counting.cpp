@@ -5,6 +5,7 @@
 // recommendations follow their definitions, recomputed here from the reference path
 // (count_reference: every value cast).
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <limits>
 #include <numeric>
@@ -227,4 +228,131 @@ TEST_CASE("counting: the sweep and the scales it recommends", "[counting]") {
   const auto over = fpscope::recommend(scale_sweep(fpscope::count_classes(std::span<const double>(huge), sp)));
   CHECK_FALSE(over.gradscaler);
   CHECK(over.fewest_lost);
+}
+
+// The sweep counted loose (no refine pass for its boundaries: what hist does) and the scales
+// recommend_unsure names counted again exactly give the recommendations of the exact sweep,
+// for formats whose boundaries land inside buckets at float32-subnormal x * S (bf16, tf32) and
+// others, both signs' thresholds apart (rup), data with and without float32 subnormals. The
+// loose counts keep their stated bounds; a scale without uncertain values is exact.
+TEST_CASE("counting: a loose sweep and its unsure scales give the exact sweep's recommendations", "[counting]") {
+  using fpscope::scale_sweep;
+  using fpscope::format_id;
+  std::mt19937_64 g(23);
+  std::normal_distribution<double> nd;
+  std::uniform_real_distribution<double> ud(0, 30);
+  std::vector<std::vector<float>> sets;
+  sets.push_back(data(30000, 3));  // ~210 binades, float32 subnormals, specials
+  std::vector<float> issue(30000);  // issue 20's: normal values times 2^-U(0,30)
+  for (auto& v : issue) v = static_cast<float>(nd(g) * std::exp2(-ud(g)));
+  sets.push_back(issue);
+  std::vector<float> tiny(5000);  // near float32's bottom: 2^-140 .. 2^-100
+  for (auto& v : tiny) v = static_cast<float>(std::exp2(-100 - 40 * ud(g) / 30) * (g() & 1 ? 1 : -1));
+  sets.push_back(tiny);
+  // No float32 subnormals, the smallest values at 1.0001 x 2^-60: the bucket bf16's and tf32's
+  // boundaries cut where x * S is a float32 subnormal, at the low end of the scales that lose
+  // nothing, so that a loose count cannot tell whether they tie.
+  std::vector<float> low(8000);
+  for (auto& v : low) v = static_cast<float>(std::exp2(-60 + 63 * ud(g) / 30));
+  for (std::size_t i = 0; i < 40; ++i) low[i * 97] = 0x1.0001p-60f * (i % 2 ? 1.0f : -1.0f);
+  sets.push_back(low);
+  // float32's whole normal range, its ends included: no scale keeps bf16 and tf32 from losing
+  // or making subnormals, so the least lost is decided among scales with uncertain values.
+  std::vector<float> span(8000);
+  for (auto& v : span) v = static_cast<float>(std::min(std::exp2(-126 + 254 * ud(g) / 30), double(FLT_MAX)));
+  span[0] = FLT_MAX, span[1] = FLT_MIN, span[2] = 0x1.0001p-126f, span[3] = -FLT_MAX;
+  sets.push_back(span);
+  std::size_t cases = 0, with_uncertain = 0, fast = 0, recounted = 0;
+  for (std::size_t set = 0; set < sets.size(); ++set)
+    for (const auto id : {format_id::bf16, format_id::tf32, format_id::fp16, format_id::e4m3, format_id::e2m1})
+      for (const auto rnd : {fpscope::rounding::rne, fpscope::rounding::rup}) {
+        const auto& x = sets[set];
+        fpscope::policy p;
+        p.round = rnd;
+        const auto sp = scale_sweep::specs(fpscope::builtin(id), p);
+        fpscope::class_tally exact(sp, x.size()), loose(sp, x.size(), std::vector<char>(sp.size(), 1));
+        exact.add_parallel(std::span<const float>(x), 2);
+        loose.add_parallel(std::span<const float>(x), 2);
+        const auto ce = exact.counts(), cl = loose.counts();
+        std::vector<std::uint64_t> u(sp.size());
+        bool any = false;
+        for (std::size_t i = 0; i < sp.size(); ++i) {
+          INFO(fpscope::builtin(id).name << " 2^" << int(i) + scale_sweep::kmin);
+          u[i] = loose.uncertain(i);
+          any |= u[i] != 0;
+          CHECK(exact.uncertain(i) == 0);
+          CHECK(loose.exact(i) == (u[i] == 0));
+          if (u[i] == 0) CHECK(cl[i] == ce[i]);
+          // Each uncertain value counted in the highest class its bucket allows.
+          CHECK(ce[i][cast_class::overflow] <= cl[i][cast_class::overflow]);
+          CHECK(ce[i][cast_class::overflow] + u[i] >= cl[i][cast_class::overflow]);
+          CHECK(ce[i][cast_class::underflow] >= cl[i][cast_class::underflow]);
+          CHECK(ce[i][cast_class::underflow] <= cl[i][cast_class::underflow] + u[i]);
+          CHECK(ce[i][cast_class::subnormal] + u[i] >= cl[i][cast_class::subnormal]);
+          CHECK(ce[i][cast_class::subnormal] <= cl[i][cast_class::subnormal] + u[i]);
+          CHECK(ce[i].total() == cl[i].total());
+        }
+        with_uncertain += any;
+        // A chunk with float32 subnormals (sets 0 and 2: one chunk each) is counted exactly.
+        if (set == 0 || set == 2) CHECK_FALSE(any);
+        for (const int headroom : {0, 1, 3}) {
+          const scale_sweep se(ce), sl(cl);
+          const auto unsure = fpscope::recommend_unsure(sl, u, headroom);
+          std::vector<class_counts> fixed = cl;
+          for (const int k : unsure) fixed[std::size_t(k - scale_sweep::kmin)] = ce[std::size_t(k - scale_sweep::kmin)];
+          const auto want = fpscope::recommend(se, headroom), got = fpscope::recommend(scale_sweep(fixed), headroom);
+          INFO(fpscope::builtin(id).name << " headroom " << headroom << " unsure " << unsure.size());
+          REQUIRE(bool(got.gradscaler) == bool(want.gradscaler));
+          if (want.gradscaler) {
+            CHECK(got.gradscaler->log2_scale == want.gradscaler->log2_scale);
+            CHECK(got.gradscaler->counts == want.gradscaler->counts);
+            CHECK(got.no_overflow_log2 == want.no_overflow_log2);
+          }
+          REQUIRE(bool(got.fewest_lost) == bool(want.fewest_lost));
+          if (want.fewest_lost) {
+            CHECK(got.fewest_lost->log2_scale == want.fewest_lost->log2_scale);
+            CHECK(got.fewest_lost->counts == want.fewest_lost->counts);
+            CHECK(got.fewest_lost_range == want.fewest_lost_range);
+          }
+          ++cases;
+          fast += any && unsure.empty();
+          recounted += !unsure.empty();
+        }
+      }
+  INFO("with uncertain values " << with_uncertain << ", fast " << fast << ", recounted " << recounted);
+  CHECK(cases == 5 * 5 * 2 * 3);
+  CHECK(with_uncertain >= 6);  // bf16 and tf32 at float32-subnormal x * S, at least
+  CHECK(fast >= 3);            // uncertain values that could not change the choice: no recount
+  CHECK(recounted >= 1);       // and some that could: recounted
+  CHECK_THROWS_AS(fpscope::recommend_unsure(scale_sweep(std::vector<class_counts>(scale_sweep::size)), std::vector<std::uint64_t>(3)),
+                  std::invalid_argument);
+
+  // Its rules on made-up counts (float32 data never puts an overflow boundary inside a bucket
+  // that holds values at a power-of-two scale, so the GradScaler rule is checked here alone):
+  // 100 values, overflow from 2^10 up, underflow below 2^-5, 2^0 .. 2^9 lose nothing.
+  std::vector<class_counts> c(scale_sweep::size);
+  std::vector<std::uint64_t> u(scale_sweep::size, 0);
+  const auto at = [&](int k) -> class_counts& { return c[std::size_t(k - scale_sweep::kmin)]; };
+  const auto un = [&](int k) -> std::uint64_t& { return u[std::size_t(k - scale_sweep::kmin)]; };
+  for (int k = scale_sweep::kmin; k <= scale_sweep::kmax; ++k) {
+    const std::uint64_t over = k >= 10 ? std::uint64_t(std::min(100, 3 * (k - 9))) : 0;
+    const std::uint64_t under = k < -5 ? std::uint64_t(std::min(100, 4 * (-5 - k))) : 0;
+    at(k)[cast_class::overflow] = over, at(k)[cast_class::underflow] = under;
+    at(k)[cast_class::normal] = 100 - over - under;
+  }
+  // 2^11 and 2^8 also lose one value to underflow, so that only the GradScaler rules can name them.
+  for (const int k : {8, 11}) at(k)[cast_class::underflow] = 1, at(k)[cast_class::normal] -= 1;
+  CHECK(fpscope::recommend_unsure(scale_sweep(c), u, 1).empty());  // nothing uncertain
+  un(11) = 6;  // 2^11 counts 6 overflowing: all of them may not be
+  CHECK(fpscope::recommend_unsure(scale_sweep(c), u, 1) == std::vector<int>{11});
+  un(11) = 5;  // at least one overflows at 2^11: the choice stands
+  CHECK(fpscope::recommend_unsure(scale_sweep(c), u, 1).empty());
+  un(8) = 1;  // the GradScaler row's own counts (2^(9 - 1)) are reported
+  CHECK(fpscope::recommend_unsure(scale_sweep(c), u, 1) == std::vector<int>{8});
+  un(8) = 0, un(3) = 2;  // 2^3, in the run that loses nothing, may lose 2: the tie may change
+  CHECK(fpscope::recommend_unsure(scale_sweep(c), u, 1) == std::vector<int>{3});
+  un(3) = 0, un(-6) = 4;  // 2^-6 loses at least its 4 counted: uncertain, but cannot tie
+  CHECK(fpscope::recommend_unsure(scale_sweep(c), u, 1).empty());
+  un(10) = 3;  // 2^10 may lose 0 (its 3 overflowing may not): both rules name it
+  CHECK(fpscope::recommend_unsure(scale_sweep(c), u, 1) == std::vector<int>{10});
 }

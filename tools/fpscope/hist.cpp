@@ -199,6 +199,15 @@ int run(const hist_options& o) {
 
   std::vector<char> straddled(specs.size(), 0);  // a boundary inside a recorded bucket
   std::vector<class_counts> totals(specs.size());
+  // The sweep's counts only choose the recommendations: they are counted loose (no refine pass
+  // for their boundaries, docs/hist.md "Recommendations"), and the few scales whose uncertain
+  // values could change the choice are counted again exactly below. (Recorded histograms are
+  // inexact anyway: everything counted as before.)
+  const bool loose_sweep = !some_histograms && !o.reference;
+  std::vector<char> loose(specs.size(), 0);
+  if (loose_sweep)
+    for (std::size_t f = 0; f < fmts.size(); ++f) std::fill_n(loose.begin() + std::ptrdiff_t(f * stride), scale_sweep::size, 1);
+  std::vector<std::uint64_t> uncertain(specs.size(), 0);
   std::vector<std::vector<class_counts>> per_tensor;  // rows only
   std::map<int, std::uint64_t> binades;
   {
@@ -206,7 +215,7 @@ int run(const hist_options& o) {
     std::atomic<std::uint64_t> done{0};
     for (const auto& t : tensors) {
       // Every chunk counted where it arrives (class_tally), values and recorded histograms alike.
-      class_tally tally(o.reference ? std::vector<cast_spec>{} : specs, t.size());
+      class_tally tally(o.reference ? std::vector<cast_spec>{} : specs, t.size(), o.reference ? std::vector<char>{} : loose);
       std::vector<class_counts> c(specs.size());
       std::mutex m;
       each_chunk(
@@ -222,13 +231,38 @@ int run(const hist_options& o) {
       each_histogram(t, [&](const auto& h) { tally.add_histogram(h); });
       if (!o.reference) {
         c = tally.counts();
-        for (std::size_t i = 0; i < specs.size(); ++i) straddled[i] = straddled[i] || !tally.exact(i);
+        for (std::size_t i = 0; i < specs.size(); ++i)
+          straddled[i] = straddled[i] || !tally.exact(i), uncertain[i] += tally.uncertain(i);
       }
       for (const auto& [k, n] : tally.binades()) binades[k] += n;
       for (std::size_t i = 0; i < specs.size(); ++i) totals[i] += c[i];
       auto& rows = per_tensor.emplace_back();
       for (std::size_t f = 0; f < fmts.size(); ++f)
         for (std::size_t j = 0; j < scales.size(); ++j) rows.push_back(c[f * stride + scale_sweep::size + j]);
+    }
+  }
+
+  // The sweep's scales the recommendations could turn on, counted exactly in one more pass.
+  if (loose_sweep) {
+    std::vector<std::size_t> again;
+    for (std::size_t f = 0; f < fmts.size(); ++f) {
+      const scale_sweep sweep(std::span<const class_counts>(totals).subspan(f * stride, scale_sweep::size));
+      for (const int k : recommend_unsure(sweep, std::span<const std::uint64_t>(uncertain).subspan(f * stride, scale_sweep::size),
+                                          o.headroom))
+        again.push_back(f * stride + std::size_t(k - scale_sweep::kmin));
+    }
+    if (!again.empty()) {
+      std::vector<cast_spec> sub;
+      for (const std::size_t i : again) sub.push_back(specs[i]), totals[i] = {}, straddled[i] = 0;
+      progress bar("recounting", total_values, total_bytes, !o.quiet);
+      std::atomic<std::uint64_t> done{0};
+      for (const auto& t : tensors) {
+        class_tally tally(sub, t.size());
+        each_chunk(t, [&](auto x) { tally.add(x); }, o.threads, &bar, &done);
+        const auto c = tally.counts();
+        for (std::size_t j = 0; j < again.size(); ++j)
+          totals[again[j]] += c[j], straddled[again[j]] = straddled[again[j]] || !tally.exact(j);
+      }
     }
   }
 

@@ -25,7 +25,11 @@ class class_tally {
   /// std::invalid_argument when a spec cannot be counted (fpscope::check). `expected_size`, the
   /// number of values all chunks will hold, chooses the method as class_counter's does (a search
   /// among the thresholds below 2^12 values, the bucket pass above), the same for every chunk.
-  explicit class_tally(std::vector<cast_spec> specs, std::uint64_t expected_size = ~std::uint64_t{0});
+  /// `loose` (empty: none): specs whose float32 counts may stay inexact, as
+  /// class_counter::set_loose: the refine pass leaves their boundaries out, exact(i) says
+  /// whether they came out exact anyway, uncertain(i) how many values might not be.
+  explicit class_tally(std::vector<cast_spec> specs, std::uint64_t expected_size = ~std::uint64_t{0},
+                       std::vector<char> loose = {});
   class_tally(const class_tally&) = delete;
   class_tally& operator=(const class_tally&) = delete;
 
@@ -48,6 +52,9 @@ class class_tally {
   /// Whether every count is exact (false only through add_histogram), and the same per spec.
   bool exact() const;
   bool exact(std::size_t spec) const;
+  /// For a loose spec: the values (summed over chunks) that lay in buckets its boundaries cut,
+  /// whose class the counts may have wrong; 0 for the others and for recorded histograms.
+  std::uint64_t uncertain(std::size_t spec) const;
   /// floor(log2|x|) -> count of every nonzero finite value added (float32 subnormals at -127,
   /// float64 values at their own exponent).
   std::map<int, std::uint64_t> binades() const;
@@ -61,7 +68,8 @@ class class_tally {
   std::vector<cast_thresholds<std::uint32_t>> thresholds_;  // proto_'s, for count_histogram
   mutable std::mutex m_;
   std::vector<class_counts> counts_;
-  std::vector<char> inexact_;
+  std::vector<char> inexact_, loose_;
+  std::vector<std::uint64_t> uncertain_;
   std::map<int, std::uint64_t> binades_;
   std::uint64_t size_ = 0;
 };
@@ -248,5 +256,13 @@ struct recommendations {
   std::pair<int, int> fewest_lost_range{};  ///< the tied run, as exponents
 };
 recommendations recommend(const scale_sweep& s, int headroom = 1);
+
+/// The exponents k whose counts in `s` recommend(s, headroom) depends on but may have wrong:
+/// `uncertain` holds, per exponent kmin..kmax, the values whose class a loose count (class_tally)
+/// may have wrong, each counted in the highest class its bucket allows. Empty: recommend(s,
+/// headroom) is what the exact counts give, and the counts it reports are exact; otherwise
+/// count those scales exactly and ask again. std::invalid_argument unless `uncertain` has
+/// scale_sweep::size entries. (docs/hist.md "Recommendations")
+std::vector<int> recommend_unsure(const scale_sweep& s, std::span<const std::uint64_t> uncertain, int headroom = 1);
 
 }  // namespace fpscope

@@ -180,6 +180,18 @@ class class_counter {
   bool exact(std::size_t i) const;
   /// Counts per spec (needs the refine pass first when needs_refine()).
   std::vector<class_counts> counts();
+  /// Specs whose float32 counts may stay inexact (loose[i] != 0; empty: none): their class
+  /// boundaries are left out of the refine pass, so one inside a bucket that holds values counts
+  /// that whole bucket above it (as with recorded histograms), exact(i) is then false and
+  /// uncertain(i) says how many values could belong to another class. For counts that only
+  /// choose among scales (fpscope::recommend_unsure); applies from the next add().
+  void set_loose(std::vector<char> loose);
+  /// The values in the buckets that spec i's boundaries cut and no refine pass resolved (0 for
+  /// an exact spec).
+  std::uint64_t uncertain(std::size_t i) const;
+  /// Whether float32 subnormals were added (their buckets are coarse: loose counts of them
+  /// would leave much uncertain).
+  bool holds_subnormals() const;
   /// floor(log2|x|) -> count of every nonzero finite value added.
   std::map<int, std::uint64_t> binades() const;
 
@@ -222,6 +234,8 @@ class class_counter {
   // two: a few per spec): refine then compares each key with them instead of gathering top_.
   std::vector<std::uint32_t> few_keys_, few_top_;
   std::vector<std::uint64_t> hits_;
+  std::vector<char> loose_;  // set_loose
+  bool loose(std::size_t i) const { return i < loose_.size() && loose_[i]; }
   bool refined_ = false;
   bool histograms_ = false;
 };
