@@ -496,7 +496,7 @@ error_tally::error_tally(std::vector<cast_spec> specs, method how)
     const bool sub_ok = !c.pol.ftz && c.fmt.subnormals;
     const auto at = [](int e) { return std::uint32_t(std::clamp(e, 0, 255)) << 23; };
     using range = std::array<std::uint32_t, 2>;
-    direct_spec d{r, c.pol.round, dropped, below, {}, {}, {}, false, false, false};
+    detail::direct_spec d{r, c.pol.round, dropped, below, {}, {}, {}, false, false, false};
     for (int sg = 0; sg < 2; ++sg) {
       const auto& t = t32_[r].at[sg];
       const auto cut = [&](std::uint32_t lo, std::uint32_t hi) {
@@ -517,16 +517,20 @@ error_tally::error_tally(std::vector<cast_spec> specs, method how)
     dspecs_.push_back(d);
   }
   // Batches: specs of one (rounding, dropped) next to each other, at most direct_batch each.
-  std::stable_sort(dspecs_.begin(), dspecs_.end(), [](const direct_spec& a, const direct_spec& b) {
+  std::stable_sort(dspecs_.begin(), dspecs_.end(), [](const detail::direct_spec& a, const detail::direct_spec& b) {
     return std::pair{int(a.round), a.dropped} < std::pair{int(b.round), b.dropped};
   });
   for (std::size_t j = 0; j < dspecs_.size(); ++j) {
-    auto& last = dbatches_.empty() ? dbatches_.emplace_back() : dbatches_.back();
-    const direct_spec& f = dspecs_[last[0]];
-    if (last[1] == 0 || (last[1] < direct_batch && f.round == dspecs_[j].round && f.dropped == dspecs_[j].dropped))
-      last = {last[1] == 0 ? j : last[0], last[1] + 1};
-    else
-      dbatches_.push_back({j, 1});
+    const detail::direct_spec& d = dspecs_[j];
+    if (!dbatches_.empty()) {
+      direct_batch_of& b = dbatches_.back();
+      const detail::direct_spec& f = dspecs_[b.first];
+      if (b.count < direct_batch && f.round == d.round && f.dropped == d.dropped) {
+        ++b.count, b.by_sign |= d.by_sign;
+        continue;
+      }
+    }
+    dbatches_.push_back({j, 1, d.by_sign});
   }
 #if defined(FPSCOPE_ERRORS_AVX512)
   direct_ = !dspecs_.empty() &&
@@ -574,13 +578,6 @@ struct direct_values {
   std::size_t nv;
 };
 
-// What the kernel reads of a spec (error_tally::direct_spec, private there).
-struct direct_range {
-  int dropped, below;
-  std::array<std::array<std::uint32_t, 2>, 2> normal, under, counted;
-  bool has_below, has_bulk;
-};
-
 // A range as vectors, per sign (blended by the lanes' signs where it differs by sign).
 struct direct_bounds {
   __m512i lo[2], hi[2];
@@ -595,6 +592,27 @@ struct direct_bounds {
     return _mm512_mask_cmplt_epu32_mask(_mm512_mask_cmpge_epu32_mask(in, mag, l), mag, h);
   }
 };
+
+// The terms of 16 float32 bit patterns u (exponent fields 1 .. 254) that no spec changes, as two
+// halves of 8 doubles: 1/m (reciprocal), the unit 2^(e-150) of m (x = m 2^(e-150): biased
+// exponent e - 150 + 1023, 874 .. 1127) and x itself.
+struct value_terms {
+  __m512d inv[2], unit[2], x[2];
+};
+[[gnu::always_inline]] inline value_terms terms_of(__m512i u) {
+  const __m512i m = _mm512_or_si512(_mm512_and_si512(u, _mm512_set1_epi32(0x7FFFFF)), _mm512_set1_epi32(0x800000));
+  const __m512i ex = _mm512_add_epi32(_mm512_and_si512(_mm512_srli_epi32(u, 23), _mm512_set1_epi32(0xFF)), _mm512_set1_epi32(873));
+  value_terms t;
+  for (int h = 0; h < 2; ++h) {
+    const __m256i mh = h ? _mm512_extracti64x4_epi64(m, 1) : _mm512_castsi512_si256(m);
+    const __m256i eh = h ? _mm512_extracti64x4_epi64(ex, 1) : _mm512_castsi512_si256(ex);
+    const __m256i uh = h ? _mm512_extracti64x4_epi64(u, 1) : _mm512_castsi512_si256(u);
+    t.inv[h] = reciprocal(_mm512_cvtepi32_pd(mh));
+    t.unit[h] = _mm512_castsi512_pd(_mm512_slli_epi64(_mm512_cvtepu32_epi64(eh), 52));
+    t.x[h] = _mm512_cvtps_pd(_mm256_castsi256_ps(uh));
+  }
+  return t;
+}
 
 // Adds 16 values' terms (relative error, |q - x| in x's units, x) where k is set: the relative
 // errors and their max, the squared errors and x^2 (each product exact, rounded once in the add).
@@ -612,26 +630,18 @@ struct direct_bounds {
 // A spec's listed values (counted, in its `under` range) at d = below - e (dropped + 1 .. 24),
 // 16 at a time, with 1/m, 2^(e-150) and x formed here as in add_direct.
 template <rounding Rm>
-void direct_below(const direct_range& ds, const std::uint32_t* list, std::size_t nb, direct_lanes& l) {
-  const __m512i frac = _mm512_set1_epi32(0x7FFFFF), hidden = _mm512_set1_epi32(0x800000), ff = _mm512_set1_epi32(0xFF);
+void direct_below(const detail::direct_spec& ds, const std::uint32_t* list, std::size_t nb, direct_lanes& l) {
+  const __m512i ff = _mm512_set1_epi32(0xFF);
   const __m512i dropped = _mm512_set1_epi32(ds.dropped), below = _mm512_set1_epi32(ds.below);
   for (std::size_t i = 0; i < nb; i += 16) {
     const __mmask16 valid = nb - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (nb - i)) - 1);
     const __m512i u = _mm512_maskz_loadu_epi32(valid, list + i);
     const __m512i e = _mm512_and_si512(_mm512_srli_epi32(u, 23), ff);
     const abs_errors16 a = abs_errors(u, Rm, _mm512_max_epi32(dropped, _mm512_sub_epi32(below, e)));
-    const __m512i m = _mm512_or_si512(_mm512_and_si512(u, frac), hidden);
-    const __m512i ex = _mm512_add_epi32(e, _mm512_set1_epi32(873));
-    __m512d rel[2], err[2], x[2];
-    for (int h = 0; h < 2; ++h) {
-      const __m256i mh = h ? _mm512_extracti64x4_epi64(m, 1) : _mm512_castsi512_si256(m);
-      const __m256i eh = h ? _mm512_extracti64x4_epi64(ex, 1) : _mm512_castsi512_si256(ex);
-      const __m256i uh = h ? _mm512_extracti64x4_epi64(u, 1) : _mm512_castsi512_si256(u);
-      rel[h] = _mm512_mul_pd(a.h[h], reciprocal(_mm512_cvtepi32_pd(mh)));
-      err[h] = _mm512_mul_pd(a.h[h], _mm512_castsi512_pd(_mm512_slli_epi64(_mm512_cvtepu32_epi64(eh), 52)));
-      x[h] = _mm512_cvtps_pd(_mm256_castsi256_ps(uh));
-    }
-    direct_add(l, valid, rel, err, x);
+    const value_terms t = terms_of(u);
+    __m512d rel[2], err[2];
+    for (int h = 0; h < 2; ++h) rel[h] = _mm512_mul_pd(a.h[h], t.inv[h]), err[h] = _mm512_mul_pd(a.h[h], t.unit[h]);
+    direct_add(l, valid, rel, err, t.x);
   }
 }
 
@@ -642,7 +652,7 @@ void direct_below(const direct_range& ds, const std::uint32_t* list, std::size_t
 // buffer for the bulk conversion. Lists are compressed in a register and stored whole: no
 // branch on the data.
 template <rounding Rm, std::size_t NB, bool BySign>
-void direct_rows(const direct_range* ds, const direct_values& dv, direct_lanes* lanes, float* const* buf,
+void direct_rows(const detail::direct_spec* ds, const direct_values& dv, direct_lanes* lanes, float* const* buf,
                  std::size_t* fill) {
   const __m512i absm = _mm512_set1_epi32(0x7FFFFFFF), dropped = _mm512_set1_epi32(ds[0].dropped);
   direct_bounds normal[NB], under[NB], counted[NB];
@@ -689,7 +699,7 @@ void direct_rows(const direct_range* ds, const direct_values& dv, direct_lanes* 
 }
 
 template <rounding Rm>
-void direct_rows_of(std::size_t nb, bool by_sign, const direct_range* ds, const direct_values& dv,
+void direct_rows_of(std::size_t nb, bool by_sign, const detail::direct_spec* ds, const direct_values& dv,
                     direct_lanes* l, float* const* buf, std::size_t* fill) {
   if (nb == 1)
     by_sign ? direct_rows<Rm, 1, true>(ds, dv, l, buf, fill) : direct_rows<Rm, 1, false>(ds, dv, l, buf, fill);
@@ -713,15 +723,11 @@ void error_tally::add_direct(std::span<const float> x, std::vector<sums>& acc) {
   const std::size_t ns = dspecs_.size();
   constexpr std::size_t sub = direct_sub;
   std::vector<direct_lanes> ln(ns);
-  std::vector<direct_range> rg;
-  for (const direct_spec& d : dspecs_) rg.push_back({d.dropped, d.below, d.normal, d.under, d.counted, d.has_below, d.has_bulk});
   std::vector<std::vector<float>> edge(ns, std::vector<float>(error_block + sub));
   std::vector<float*> bufp;
   for (auto& e : edge) bufp.push_back(e.data());
   std::vector<std::size_t> fill(ns, 0);
   direct_values dv;
-  const __m512i frac = _mm512_set1_epi32(0x7FFFFF), hidden = _mm512_set1_epi32(0x800000);
-  const __m512i ff = _mm512_set1_epi32(0xFF), bias = _mm512_set1_epi32(873);
   for (std::size_t lo = 0; lo < x.size(); lo += direct_block) {
     const std::size_t nb = std::min(direct_block, x.size() - lo);
     const float* xb = x.data() + lo;
@@ -738,26 +744,19 @@ void error_tally::add_direct(std::span<const float> x, std::vector<sums>& acc) {
         __builtin_prefetch(xb + i + 512);
         const __m512i u = _mm512_maskz_loadu_epi32(dv.valid[v], xb + i);
         _mm512_store_si512(dv.u + o, u);
-        const __m512i m = _mm512_or_si512(_mm512_and_si512(u, frac), hidden);
-        // 2^(e-150) as a double: biased exponent e - 150 + 1023 (874 .. 1127 for e 1 .. 254).
-        const __m512i ex = _mm512_add_epi32(_mm512_and_si512(_mm512_srli_epi32(u, 23), ff), bias);
+        const value_terms t = terms_of(u);
         for (int h = 0; h < 2; ++h) {
-          const __m256i mh = h ? _mm512_extracti64x4_epi64(m, 1) : _mm512_castsi512_si256(m);
-          const __m256i eh = h ? _mm512_extracti64x4_epi64(ex, 1) : _mm512_castsi512_si256(ex);
-          const __m256i uh = h ? _mm512_extracti64x4_epi64(u, 1) : _mm512_castsi512_si256(u);
-          _mm512_store_pd(dv.inv + o + 8 * h, reciprocal(_mm512_cvtepi32_pd(mh)));
-          _mm512_store_pd(dv.unit + o + 8 * h, _mm512_castsi512_pd(_mm512_slli_epi64(_mm512_cvtepu32_epi64(eh), 52)));
-          _mm512_store_pd(dv.x + o + 8 * h, _mm512_cvtps_pd(_mm256_castsi256_ps(uh)));
+          _mm512_store_pd(dv.inv + o + 8 * h, t.inv[h]);
+          _mm512_store_pd(dv.unit + o + 8 * h, t.unit[h]);
+          _mm512_store_pd(dv.x + o + 8 * h, t.x[h]);
         }
       }
-      for (const auto& [first, k] : dbatches_) {
-        const direct_range* const ds = rg.data() + first;
+      for (const auto& [first, k, by_sign] : dbatches_) {
+        const detail::direct_spec* const ds = dspecs_.data() + first;
         direct_lanes* const l = ln.data() + first;
         float* const* const bufs = bufp.data() + first;
         std::size_t* const fl = fill.data() + first;
-        bool by_sign = false;
-        for (std::size_t j = first; j < first + k; ++j) by_sign |= dspecs_[j].by_sign;
-        switch (dspecs_[first].round) {
+        switch (ds->round) {
           case rounding::rne: direct_rows_of<rounding::rne>(k, by_sign, ds, dv, l, bufs, fl); break;
           case rounding::rtz: direct_rows_of<rounding::rtz>(k, by_sign, ds, dv, l, bufs, fl); break;
           case rounding::rup: direct_rows_of<rounding::rup>(k, by_sign, ds, dv, l, bufs, fl); break;

@@ -74,6 +74,22 @@ class class_tally {
   std::uint64_t size_ = 0;
 };
 
+namespace detail {
+/// What error_tally's direct method reads of a per-binade spec: its rounding and the bits it
+/// drops in the format's normal range, and per sign (0 +, 1 -) three ranges [lo, hi) of
+/// magnitude bits (the float32 bits less the sign; empty: {0, 0}): `normal` the values it counts
+/// that x * S puts exactly into the format's normal range (d = dropped), `under` those it puts
+/// exactly below it (subnormal results, d = below - e <= 24), `counted` all it counts (its
+/// thresholds), whose values in neither range go through the bulk conversion.
+struct direct_spec {
+  std::size_t spec;
+  rounding round;
+  int dropped, below;
+  std::array<std::array<std::uint32_t, 2>, 2> normal, under, counted;
+  bool has_below, has_bulk, by_sign;  // a range `under` / values in bulk / ranges that differ by sign
+};
+}  // namespace detail
+
 /// Error statistics (error_stats) of many casts over values that arrive in chunks from any
 /// thread, every cast in one pass over each chunk. float32 values at a power-of-two scale under
 /// a deterministic rounding are measured per float32 binade: where every value of a binade is
@@ -181,24 +197,17 @@ class error_tally {
   std::vector<std::uint64_t> bin_n_;  // per binade: values
   std::vector<wide_sum> bin_signal_;  // per binade: sum x^2
   std::vector<binade_sums> bin_;      // per slot
-  // The direct method: per per-binade spec, its rounding and the bits it drops in the format's
-  // normal range, and per sign (0 +, 1 -) three ranges [lo, hi) of magnitude bits (the float32
-  // bits less the sign; empty: {0, 0}): `normal` the values it counts that x * S puts exactly
-  // into the format's normal range (d = dropped), `under` those it puts exactly below it
-  // (subnormal results, d = below - e <= 24), `counted` all it counts (its thresholds), whose
-  // values in neither range go through the bulk conversion. The specs of one (rounding,
-  // dropped) share their rounding, a batch of at most direct_batch at a time.
-  struct direct_spec {
-    std::size_t spec;
-    rounding round;
-    int dropped, below;
-    std::array<std::array<std::uint32_t, 2>, 2> normal, under, counted;
-    bool has_below, has_bulk, by_sign;  // a range `under` / values in bulk / ranges that differ by sign
+  // The direct method (detail::direct_spec): the per-binade specs, sorted so that those of one
+  // (rounding, dropped) stand together, and their batches: specs of one (rounding, dropped)
+  // share their rounding, at most direct_batch at a time.
+  struct direct_batch_of {
+    std::size_t first, count;  // in dspecs_
+    bool by_sign;              // some spec of the batch has ranges that differ by sign
   };
   static constexpr std::size_t direct_batch = 2;
   bool direct_ = false;
-  std::vector<direct_spec> dspecs_;
-  std::vector<std::array<std::size_t, 2>> dbatches_;  // [first, count) in dspecs_, sorted by group
+  std::vector<detail::direct_spec> dspecs_;
+  std::vector<direct_batch_of> dbatches_;
   std::vector<cast_thresholds<std::uint32_t>> t32_;
   std::vector<cast_thresholds<std::uint64_t>> t64_;  // found at the first float64 chunk
   std::once_flag t64_once_;
