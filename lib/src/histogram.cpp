@@ -186,8 +186,10 @@ namespace {
 // with w = 32 or 64 and the increments unrolled: 8.2e8, 9.1e8.
 class key_counter {
  public:
+  using listing = bucket_histogram::listing;
   key_counter() : t_(bucket_histogram::bucket_count, 0) {}
-  void add(const std::uint32_t* __restrict in, std::size_t n);
+  // Counts in[0, n); with a listing, also hands it the values it asks for (see listed()).
+  void add(const std::uint32_t* __restrict in, std::size_t n, const listing* l = nullptr);
   // The largest finite magnitude's bits among the values added (0 if none).
   std::uint32_t finite_max() const { return std::uint32_t(top_); }
   // Adds every count to out. Most of the table is zero (a tensor fills a few thousand of its
@@ -215,11 +217,39 @@ class key_counter {
     since_spill_ = 0;
   }
   // Counts in[0, n), n a multiple of pipeline_width and at least twice it; the max into top_.
-  void add_pipelined(const std::uint32_t* __restrict in, std::size_t n);
+  template <bool List>
+  void add_pipelined(const std::uint32_t* __restrict in, std::size_t n, const listing* l);
   std::vector<std::uint32_t> t_;
   std::vector<std::uint64_t> wide_;
   std::size_t since_spill_ = 0;
   std::int32_t top_ = 0;
+};
+
+// Values of a listing gathered on the stack and handed over a batch at a time (rarely: the
+// buckets a listing names hold few of the values).
+class listing_buffer {
+ public:
+  explicit listing_buffer(const bucket_histogram::listing* l) : l_(l) {}
+  ~listing_buffer() { flush(); }
+  listing_buffer(const listing_buffer&) = delete;
+  listing_buffer& operator=(const listing_buffer&) = delete;
+  // Room for `more` values (at most 64) at end(); the caller then advances by how many it wrote.
+  std::uint32_t* end(std::size_t more) {
+    if (fill_ + more > cap) flush();
+    return buf_ + fill_;
+  }
+  void advance(std::size_t n) { fill_ += n; }
+  void push(std::uint32_t u) { *end(1) = u, ++fill_; }
+  void flush() {
+    if (fill_) l_->sink(l_->ctx, buf_, fill_);
+    fill_ = 0;
+  }
+
+ private:
+  static constexpr std::size_t cap = 2048;
+  const bucket_histogram::listing* l_;
+  alignas(64) std::uint32_t buf_[cap + 64];
+  std::size_t fill_ = 0;
 };
 
 // |x|'s bits when x is finite, else 0 (inf and NaN have the exponent field 255). Signed, because
@@ -250,21 +280,42 @@ inline __m512i bucket_keys16(__m512i b) {
   return _mm512_or_si512(high, low);
 }
 
-void key_counter::add_pipelined(const std::uint32_t* __restrict in, std::size_t n) {
+template <bool List>
+void key_counter::add_pipelined(const std::uint32_t* __restrict in, std::size_t n, const listing* l) {
   constexpr std::size_t w = pipeline_width;
   std::uint32_t* t = t_.data();
   alignas(64) std::uint32_t keys[2][w];
   const __m512i magnitude = _mm512_set1_epi32(0x7FFFFFFF), inf = _mm512_set1_epi32(0x7F800000);
   __m512i top = _mm512_setzero_si512();
+  listing_buffer out(l);
+  // The listing's slots in registers: a lane's bucket top is then two permutes and a compare,
+  // whatever the number of buckets (a compare and a blend per bucket made the pass 1.5-1.9x
+  // the plain count at 4 buckets).
+  __m512i tk[2], tt[2];
+  if constexpr (List)
+    for (int h = 0; h < 2; ++h)
+      tk[h] = _mm512_loadu_si512(l->keys.data() + 16 * h), tt[h] = _mm512_loadu_si512(l->top.data() + 16 * h);
   const auto keys_of = [&](const std::uint32_t* from, std::uint32_t* to) {
     // A prefetch 2 KiB ahead: the hardware prefetcher alone left a pass over a memory-mapped
     // file at about 0.6 ns a value on the Intel VM, this at about 0.4 (tools/bench).
     for (std::size_t j = 0; j < w; j += 16) {
       __builtin_prefetch(from + j + 512);
       const __m512i b = _mm512_loadu_si512(from + j);
-      _mm512_store_si512(to + j, bucket_keys16(b));
+      const __m512i k = bucket_keys16(b);
+      _mm512_store_si512(to + j, k);
       const __m512i m = _mm512_and_si512(b, magnitude);
       top = _mm512_mask_max_epu32(top, _mm512_cmplt_epu32_mask(m, inf), top, m);
+      if constexpr (List) {
+        // The lanes below their bucket's top, compressed in a register and stored whole (a
+        // masked compress-store to memory is slow on Intel).
+        // of(k): the permutes read the low 5 bits.
+        const __m512i at = _mm512_xor_si512(_mm512_srli_epi32(k, l->shift), _mm512_srli_epi32(k, l->shift2));
+        const __mmask16 own = _mm512_cmpeq_epi32_mask(k, _mm512_permutex2var_epi32(tk[0], at, tk[1]));
+        const __mmask16 hit = _mm512_mask_cmplt_epu32_mask(own, m, _mm512_permutex2var_epi32(tt[0], at, tt[1]));
+        // Without a branch: hits come in runs the predictor would miss.
+        _mm512_storeu_si512(out.end(16), _mm512_maskz_compress_epi32(hit, b));
+        out.advance(std::size_t(std::popcount(unsigned(hit))));
+      }
     }
   };
   // Unrolled: each increment is then a load of its key and an add to memory.
@@ -285,9 +336,15 @@ void key_counter::add_pipelined(const std::uint32_t* __restrict in, std::size_t 
 #else
 constexpr std::size_t pipeline_width = 16;
 
-void key_counter::add_pipelined(const std::uint32_t* __restrict in, std::size_t n) {
+template <bool List>
+void key_counter::add_pipelined(const std::uint32_t* __restrict in, std::size_t n, const listing* l) {
   constexpr std::size_t w = pipeline_width;
   std::uint32_t* __restrict t = t_.data();
+  if constexpr (List) {  // portable builds list in a loop of their own
+    listing_buffer out(l);
+    for (std::size_t i = 0; i < n; ++i)
+      if (l->lists(in[i])) out.push(in[i]);
+  }
   alignas(64) std::uint32_t keys[2][w];
   // The finite max rides along in the key loop, in w lanes (a vector register), reduced at the end.
   alignas(64) std::int32_t top[w] = {};
@@ -311,9 +368,9 @@ void key_counter::add_pipelined(const std::uint32_t* __restrict in, std::size_t 
 }
 #endif
 
-void key_counter::add(const std::uint32_t* __restrict in, std::size_t n) {
+void key_counter::add(const std::uint32_t* __restrict in, std::size_t n, const listing* l) {
   if (n > spill_after) {  // a counter could wrap within this call: in halves
-    for (std::size_t lo = 0; lo < n; lo += spill_after / 2) add(in + lo, std::min(spill_after / 2, n - lo));
+    for (std::size_t lo = 0; lo < n; lo += spill_after / 2) add(in + lo, std::min(spill_after / 2, n - lo), l);
     return;
   }
   if (since_spill_ + n > spill_after) spill();
@@ -323,6 +380,11 @@ void key_counter::add(const std::uint32_t* __restrict in, std::size_t n) {
     for (std::size_t i = from; i < to; ++i) {
       ++t[bucket_histogram::key(in[i])];
       top_ = std::max(top_, finite_magnitude(in[i]));
+    }
+    if (l) {
+      listing_buffer out(l);
+      for (std::size_t i = from; i < to; ++i)
+        if (l->lists(in[i])) out.push(in[i]);
     }
   };
   // The pipelined loop starts at a 64-byte boundary, the values before it counted one by one.
@@ -336,7 +398,10 @@ void key_counter::add(const std::uint32_t* __restrict in, std::size_t n) {
   std::size_t i = head;
   if (n - head >= 2 * pipeline_width) {
     const std::size_t m = (n - head) / pipeline_width * pipeline_width;
-    add_pipelined(in + head, m);
+    if (l)
+      add_pipelined<true>(in + head, m, l);
+    else
+      add_pipelined<false>(in + head, m, nullptr);
     i += m;
   }
   one_by_one(i, n);
@@ -392,6 +457,44 @@ std::uint32_t bucket_histogram::add_amax(std::span<const float> x, int threads) 
     if (!p.empty())
       for (std::uint32_t k = 0; k < bucket_count; ++k) counts_[k] += p[k];
   return top;
+}
+
+bool bucket_histogram::listing::place(std::span<const std::uint32_t> k, std::span<const std::uint32_t> t) {
+  if (k.size() != t.size()) throw std::invalid_argument("bucket_histogram::listing::place: a top per key");
+  for (unsigned a = 0; a < 16; ++a)
+    for (unsigned b = a + 1; b <= 16; ++b) {  // b = 16: k >> 16 is 0, one shift
+      std::array<std::uint32_t, 32> sk, st{};
+      sk.fill(none);
+      bool clash = false;
+      for (std::size_t i = 0; i < k.size() && !clash; ++i) {
+        const std::uint32_t at = ((k[i] >> a) ^ (k[i] >> b)) & 31;
+        clash = sk[at] != none;
+        sk[at] = k[i], st[at] = t[i];
+      }
+      if (!clash) {
+        shift = a, shift2 = b, keys = sk, top = st;
+        return true;
+      }
+    }
+  return false;
+}
+
+void bucket_histogram::add_listed(std::span<const float> x, const listing& l) {
+  prefix_.clear();
+  if (x.empty()) return;
+  allocate();
+  const auto* in = reinterpret_cast<const std::uint32_t*>(x.data());
+  if (x.size() < 4096) {  // straight into the table, as add_amax
+    std::uint64_t* __restrict c = counts_.data();
+    for (std::size_t i = 0; i < x.size(); ++i) ++c[key(in[i])];
+    listing_buffer out(&l);
+    for (std::size_t i = 0; i < x.size(); ++i)
+      if (l.lists(in[i])) out.push(in[i]);
+    return;
+  }
+  key_counter c;
+  c.add(in, x.size(), &l);
+  c.drain(counts_.data());
 }
 
 void bucket_histogram::clear() {
@@ -490,6 +593,8 @@ void class_counter::reset(std::uint64_t expected_size) {
   binades_.clear();
   cut_.clear();
   planned_ = refined_ = false;
+  fuse_ = fuse::unknown;
+  added_ = false;
 }
 
 template <class T>
@@ -507,11 +612,47 @@ void class_counter::add_searched(std::span<const T> x, edges& e) {
 }
 
 void class_counter::add(std::span<const float> x) {
+  if (!searched32_ && fusable()) {
+    // The refine fused into the count: listing_ hands this counter the values of its cut
+    // buckets as the pass reads them (this, not the counter it may have been copied from).
+    listing_.ctx = this;
+    hist_.add_listed(x, listing_);
+    added_ = true;
+    return;
+  }
+  added_ = true;
   planned_ = refined_ = false;
   if (searched32_)
     add_searched(x, e32_);
   else
     hist_.add(x, threads_);
+}
+
+// On one thread, with no recorded histograms, when the buckets that boundaries fall inside
+// (whatever the values) fit a listing: then the refine is planned from
+// the specs alone, before any value is read, and fused into the counting pass. A bucket planned
+// that holds no value adds nothing, so the counts are those of the refine pass. (-s 3 and other
+// scales that are not powers of two have a few such boundaries per spec; the pass on its own
+// read the 4 MB chunk again, from L3.)
+bool class_counter::fusable() {
+  if (fuse_ == fuse::unknown) {
+    fuse_ = fuse::no;
+    if (threads_ == 1 && !histograms_ && !added_) {  // decided before the first value
+      plan_refine(true);
+      if (!cut_.empty() && listed_) {
+        fuse_ = fuse::yes;
+        refined_ = true;  // by the adds themselves, as they count
+      } else {
+        planned_ = false;
+      }
+    }
+  }
+  return fuse_ == fuse::yes;
+}
+
+void class_counter::list_hits(void* ctx, const std::uint32_t* bits, std::size_t n) {
+  auto& c = *static_cast<class_counter*>(ctx);
+  for (std::size_t i = 0; i < n; ++i) ++c.hits_[c.slot(bucket_histogram::key(bits[i]), bits[i] & 0x7FFFFFFFu)];
 }
 
 void class_counter::add(std::span<const double> x) {
@@ -534,7 +675,7 @@ void class_counter::add(std::span<const double> x) {
   add_searched(x, e64_);
 }
 
-void class_counter::plan_refine() {
+void class_counter::plan_refine(bool by_spec) {
   cut_.clear(), first_.clear(), hits_.clear(), rank_.clear(), top_.clear();
   marked_.assign(bucket_histogram::bucket_count / 64, 0);
   planned_ = true;
@@ -544,7 +685,8 @@ void class_counter::plan_refine() {
     if (!loose(i))
       for (std::uint32_t s = 0; s < 2; ++s)
         for (const std::uint32_t v : t32_[i].at[s])
-          if (inside(s, v)) cuts.emplace_back(bucket_histogram::key(s << 31 | v), v);
+          if (by_spec ? !bucket_histogram::is_edge(v) : inside(s, v))
+            cuts.emplace_back(bucket_histogram::key(s << 31 | v), v);
   if (cuts.empty()) return;
   std::sort(cuts.begin(), cuts.end());
   cuts.erase(std::unique(cuts.begin(), cuts.end()), cuts.end());
@@ -558,6 +700,19 @@ void class_counter::plan_refine() {
   }
   first_.push_back(std::uint32_t(cut_.size()));
   hits_.assign(cut_.size() + first_.size() - 1, 0);
+  rank_.assign(marked_.size(), 0);
+  for (std::size_t i = 1; i < marked_.size(); ++i)
+    rank_[i] = std::uint16_t(rank_[i - 1] + std::popcount(marked_[i - 1]));
+  if (by_spec) {  // the fused refine's listing: each bucket's key and largest boundary
+    listing_ = {};
+    listing_.sink = &class_counter::list_hits;
+    std::vector<std::uint32_t> keys, top;
+    for (std::size_t i = 0; i < cuts.size(); ++i)
+      if (i + 1 == cuts.size() || cuts[i + 1].first != cuts[i].first)
+        keys.push_back(cuts[i].first), top.push_back(cuts[i].second);
+    listed_ = keys.size() <= 32 && listing_.place(keys, top);
+    return;
+  }
   top_.assign(bucket_histogram::bucket_count, 0);
   for (std::size_t i = 0; i < cuts.size(); ++i) top_[cuts[i].first] = cuts[i].second;  // ascending: the last wins
   few_keys_.clear(), few_top_.clear();
@@ -565,9 +720,6 @@ void class_counter::plan_refine() {
     for (std::size_t i = 0; i < cuts.size(); ++i)
       if (i + 1 == cuts.size() || cuts[i + 1].first != cuts[i].first)
         few_keys_.push_back(cuts[i].first), few_top_.push_back(cuts[i].second);
-  rank_.assign(marked_.size(), 0);
-  for (std::size_t i = 1; i < marked_.size(); ++i)
-    rank_[i] = std::uint16_t(rank_[i - 1] + std::popcount(marked_[i - 1]));
 }
 
 bool class_counter::needs_refine() {
@@ -583,6 +735,7 @@ void class_counter::add_histogram(std::span<const std::pair<std::uint32_t, std::
     searched32_ = false;
   }
   planned_ = refined_ = false;
+  fuse_ = fuse::no;  // a boundary inside a recorded bucket stays unresolved, as without the fusion
   histograms_ = true;
   hist_.add_sparse(buckets);
 }
@@ -595,6 +748,8 @@ bool class_counter::exact() {
 void class_counter::set_loose(std::vector<char> loose) {
   loose_ = std::move(loose);
   planned_ = refined_ = false;
+  // Values already listed were listed for the old boundaries: the refine pass then takes them all.
+  fuse_ = added_ ? fuse::no : fuse::unknown;
 }
 
 std::uint64_t class_counter::uncertain(std::size_t i) const {
@@ -636,9 +791,7 @@ bool class_counter::exact(std::size_t i) const {
 void class_counter::refine_range(const std::uint32_t* in, std::size_t n, std::uint64_t* hits) const {
   constexpr std::size_t w = 256;
   alignas(64) std::uint32_t keys[w], at[w + 16];
-  const std::uint64_t* marked = marked_.data();
-  const std::uint16_t* rank = rank_.data();
-  const std::uint32_t *first = first_.data(), *cut = cut_.data(), *top = top_.data();
+  const std::uint32_t* top = top_.data();
   for (std::size_t lo = 0; lo < n; lo += w) {
     const std::size_t m = std::min(w, n - lo);
     std::size_t q = 0;
@@ -686,17 +839,14 @@ void class_counter::refine_range(const std::uint32_t* in, std::size_t n, std::ui
       listed += (in[lo + p] & 0x7FFFFFFFu) < top[keys[p]];
     }
     for (std::size_t l = 0; l < listed; ++l) {
-      const std::uint32_t j = at[l], k = keys[j], mag = in[lo + j] & 0x7FFFFFFFu;
-      // b: the marked buckets below k (a rank over the bit set, all in L1).
-      const std::uint32_t b = rank[k / 64] + std::uint32_t(std::popcount(marked[k / 64] & ((std::uint64_t{1} << (k % 64)) - 1)));
-      std::uint32_t c = 0;
-      for (std::uint32_t i = first[b]; i < first[b + 1]; ++i) c += mag >= cut[i];
-      ++hits[first[b] + b + c];
+      const std::uint32_t j = at[l];
+      ++hits[slot(keys[j], in[lo + j] & 0x7FFFFFFFu)];
     }
   }
 }
 
 void class_counter::refine(std::span<const float> x) {
+  if (fuse_ == fuse::yes) return;  // the adds listed every value the pass would
   if (!planned_) plan_refine();
   if (cut_.empty()) return;
   const auto* in = reinterpret_cast<const std::uint32_t*>(x.data());

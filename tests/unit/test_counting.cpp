@@ -111,6 +111,94 @@ TEST_CASE("counting: the refine pass on several threads counts what casting ever
     }
 }
 
+TEST_CASE("counting: the refine fused into the counting pass counts what casting every value counts", "[counting]") {
+  // On one thread, a few specs whose boundaries fall inside buckets are resolved in the
+  // counting pass's own read (class_counter lists their buckets' values as it counts): no
+  // refine pass is asked for. Each spec alone and the 4 formats together, at scales that are
+  // not powers of two (and 2^-140: bf16 into float32's subnormals), on values crowded around
+  // every boundary (each one, its neighbours, random values of its binade, both signs) among
+  // gradient-like ones; added in two parts, the second starting off a vector's alignment.
+  using fpscope::builtin;
+  using fpscope::format_id;
+  std::vector<std::vector<cast_spec>> sets;
+  std::vector<cast_spec> all4;
+  for (const float scale : {3.0f, 0.1f, 0x1p-140f, 1.0f / 3.0f}) {
+    all4.clear();
+    for (const auto id : {format_id::fp16, format_id::bf16, format_id::e4m3, format_id::e5m2, format_id::e2m1}) {
+      const cast_spec c{builtin(id), fpscope::profile_policy(fpscope::profile::ieee, builtin(id)), scale};
+      sets.push_back({c});
+      if (id != format_id::e2m1) all4.push_back(c);
+    }
+    sets.push_back(all4);
+  }
+  std::mt19937_64 g(11);
+  auto x = data(150000, 5);
+  for (const auto& sp : sets)
+    for (const auto& c : sp) {
+      const auto th = fpscope::thresholds32(c);
+      for (std::uint32_t s = 0; s < 2; ++s)
+        for (const std::uint32_t v : th.at[s]) {
+          if (v >= 0x7F800000u) continue;
+          for (std::uint32_t d = 0; d < 5; ++d) x.push_back(unit::f32_from_bits(s << 31 | (v + d - 2)));
+          for (int k = 0; k < 40; ++k) x.push_back(unit::f32_from_bits(s << 31 | (v & 0x7F800000u) | std::uint32_t(g() & 0x7FFFFF)));
+        }
+    }
+  std::shuffle(x.begin(), x.end(), g);
+  const std::size_t cut = x.size() / 2 + 3;
+  const std::span<const float> a(x.data(), cut), b(x.data() + cut, x.size() - cut);
+  std::size_t fused = 0;
+  for (const auto& sp : sets) {
+    const auto want = fpscope::count_reference(std::span<const float>(x), sp);
+    fpscope::class_counter two(sp, x.size(), 2);  // the refine pass, for comparison
+    two.add(x);
+    const bool needed = two.needs_refine();
+    if (needed) two.refine(x);
+    REQUIRE(two.counts() == want);
+    fpscope::class_counter c(sp, x.size(), 1);
+    c.add(a);
+    c.add(b);
+    fused += needed && !c.needs_refine();
+    if (c.needs_refine()) c.refine(x);
+    CHECK(c.counts() == want);
+    // Again after a reset (the listing is planned again), and in small adds (below the
+    // pipelined loop's reach) of odd sizes.
+    c.reset(x.size());
+    for (std::size_t at = 0; at < x.size(); at += 1001) c.add(std::span<const float>(x).subspan(at, std::min<std::size_t>(1001, x.size() - at)));
+    if (c.needs_refine()) c.refine(x);
+    CHECK(c.counts() == want);
+    // Loose, then not: the values already added were listed for the loose boundaries only, so
+    // the refine pass must take them all (the tally does this for chunks with float32 subnormals).
+    c.reset(x.size());
+    std::vector<char> loose(sp.size(), 0);
+    loose[0] = 1;  // the others, if any, listed
+    c.set_loose(loose);
+    c.add(a);
+    c.set_loose({});
+    c.add(b);
+    REQUIRE(c.needs_refine() == needed);
+    if (c.needs_refine()) c.refine(x);
+    CHECK(c.counts() == want);
+    // A recorded histogram after the values: its cut buckets stay whole, as without the fusion.
+    fpscope::bucket_histogram h;
+    h.add(b);
+    fpscope::class_counter hc(sp, x.size(), 1), h2(sp, x.size(), 2);
+    for (auto* k : {&hc, &h2}) {
+      k->add(a);
+      k->add_histogram(h.sparse());
+      if (k->needs_refine()) k->refine(a);
+    }
+    CHECK(hc.counts() == h2.counts());
+    CHECK(hc.exact() == h2.exact());
+    // The tally (chunks of one thread each) on two threads.
+    fpscope::class_tally t(sp, x.size());
+    t.add_parallel(x, 2);
+    CHECK(t.counts() == want);
+  }
+  // Every spec alone needs the refine pass somewhere, and the fusion took it over.
+  CAPTURE(fused, sets.size());
+  CHECK(fused >= 15);
+}
+
 TEST_CASE("counting: small inputs take the threshold search, and agree", "[counting]") {
   const auto sp = specs();
   const auto x = data(3000, 2);

@@ -133,6 +133,33 @@ class bucket_histogram {
   /// recorder's summary (summary.hpp) needs both, and reading a tensor twice from memory costs
   /// more than the few vector instructions the max adds to the key loop.
   std::uint32_t add_amax(std::span<const float> x, int threads = 0);
+  /// A few buckets whose values a count hands over as it reads them: those of a listed bucket
+  /// with magnitude bits below the bucket's top, passed to sink(ctx, bits, count) in batches, in
+  /// no particular order. class_counter resolves its few cut buckets this way, in the counting
+  /// pass's own read, instead of a refine pass over the values again. The buckets sit in 32
+  /// slots, key k in slot of(k) = ((k >> shift) ^ (k >> shift2)) & 31, so that a vector of keys
+  /// finds its slots by two permutes, however many buckets are listed. (Two shifts: a boundary's
+  /// bucket of each sign differs from the other only in the sign bit, 15, and one shift that
+  /// reaches it keeps too few exponent bits to tell a spec's binades apart.)
+  struct listing {
+    static constexpr std::uint32_t none = ~0u;  // an empty slot's key (keys are below 2^16)
+    unsigned shift = 0, shift2 = 16;
+    std::uint32_t of(std::uint32_t k) const { return ((k >> shift) ^ (k >> shift2)) & 31; }
+    std::array<std::uint32_t, 32> keys, top{};
+    void (*sink)(void* ctx, const std::uint32_t* bits, std::size_t count) = nullptr;
+    void* ctx = nullptr;
+    listing() { keys.fill(none); }
+    /// Places buckets keys[i] with tops top[i] (distinct keys) at the first shifts that give
+    /// each a slot of its own; false (nothing placed) when none do.
+    bool place(std::span<const std::uint32_t> keys, std::span<const std::uint32_t> top);
+    /// Whether the value of bits u is listed.
+    bool lists(std::uint32_t u) const {
+      const std::uint32_t k = key(u), at = of(k);
+      return keys[at] == k && (u & 0x7FFFFFFFu) < top[at];
+    }
+  };
+  /// add(x, 1), handing l the values it lists.
+  void add_listed(std::span<const float> x, const listing& l);
   bucket_histogram& operator+=(const bucket_histogram& o);
   void clear();
   std::uint64_t operator[](std::uint32_t key) const { return counts_.empty() ? 0 : counts_[key]; }
@@ -202,7 +229,22 @@ class class_counter {
   };
   template <class T>
   void add_searched(std::span<const T> x, edges& e);
-  void plan_refine();
+  // by_spec: every boundary that is not a bucket edge, whatever the values (the fused refine's
+  // plan, made before any is read); else those inside a bucket that holds values.
+  void plan_refine(bool by_spec = false);
+  // Whether the refine is fused into add() (decided at the first add after a reset).
+  bool fusable();
+  // listing_'s sink: the hits of the listed values.
+  static void list_hits(void* ctx, const std::uint32_t* bits, std::size_t n);
+  // The hits_ slot of a value of marked bucket k with magnitude bits mag: b the marked buckets
+  // below k (a rank over the bit set, all in L1), then the boundaries of b at or below mag.
+  std::size_t slot(std::uint32_t k, std::uint32_t mag) const {
+    const std::uint32_t b =
+        rank_[k / 64] + std::uint32_t(std::popcount(marked_[k / 64] & ((std::uint64_t{1} << (k % 64)) - 1)));
+    std::uint32_t c = 0;
+    for (std::uint32_t i = first_[b]; i < first_[b + 1]; ++i) c += mag >= cut_[i];
+    return first_[b] + b + c;
+  }
   // Whether the boundary v (magnitude bits) of sign s falls inside a non-empty bucket.
   bool inside(std::uint32_t s, std::uint32_t v) const {
     return !bucket_histogram::is_edge(v) && hist_[bucket_histogram::key(s << 31 | v)] != 0;
@@ -238,6 +280,11 @@ class class_counter {
   bool loose(std::size_t i) const { return i < loose_.size() && loose_[i]; }
   bool refined_ = false;
   bool histograms_ = false;
+  enum class fuse : std::uint8_t { unknown, yes, no };
+  fuse fuse_ = fuse::unknown;
+  bool added_ = false;  // values were added since the last reset
+  bucket_histogram::listing listing_;  // the fused refine's buckets (fuse_ == yes)
+  bool listed_ = false;                // plan_refine(true) placed them in listing_
 };
 
 /// Counts per spec by casting every element (the reference path: plain, slow).
