@@ -175,8 +175,22 @@ void output_file::abandon() noexcept {
 void output_file::fail(int err) const { refuse(path_, why(err)); }
 
 void output_file::flush() {
-  const char* p = buffer_.data();
-  std::size_t n = buffer_.size();
+  write_out(buffer_.data(), buffer_.size());
+  buffer_.clear();
+}
+
+// Written data handed to the disk as the file grows (sync_file_range: start the writeback of
+// what is written, do not wait), so that commit()'s fsync finds little left: converting 5e8
+// values to e4m3 (500 MB) spent 0.21 s in that fsync at the end, the disk idle until then.
+constexpr std::uint64_t writeback_bytes = std::uint64_t{8} << 20;
+
+void output_file::write_out(const char* p, std::size_t n) {
+  written_ += n;
+  if (written_ - started_ >= writeback_bytes) {
+    // Advice only: an error here (a file system without it) changes nothing; fsync decides.
+    (void)::sync_file_range(fd_, off_t(started_), off_t(written_ - n - started_), SYNC_FILE_RANGE_WRITE);
+    started_ = written_ - n;
+  }
   while (n > 0) {
     const ssize_t k = ::write(fd_, p, n);
     if (k < 0 && errno == EINTR) continue;
@@ -188,13 +202,21 @@ void output_file::flush() {
     p += k;
     n -= static_cast<std::size_t>(k);
   }
-  buffer_.clear();
 }
 
 void output_file::write(const void* bytes, std::size_t n) {
   if (committed_ || fd_ < 0) throw std::logic_error(path_ + ": write after commit or after a failed write");
   const char* p = static_cast<const char*>(bytes);
   while (n > 0) {
+    if (buffer_.empty() && n >= buffer_.capacity()) {
+      // Whole buffers' worth straight from the caller: copying them through the buffer first
+      // was 4-6% of convert's time (a chunk is 1 MB and more).
+      const std::size_t k = n - n % buffer_.capacity();
+      write_out(p, k);
+      p += k;
+      n -= k;
+      continue;
+    }
     const std::size_t k = std::min(buffer_.capacity() - buffer_.size(), n);
     buffer_.insert(buffer_.end(), p, p + k);
     p += k;

@@ -311,3 +311,30 @@ def test_killed_convert_leaves_nothing(fpscope, big_input, tmp):
     assert written is not None and written < 2 * BIG, "convert was not caught half-way (bf16: 2 bytes a value)"
     assert p.returncode == -signal.SIGKILL
     assert_nothing_left(tmp, "in.npy")
+
+
+def test_a_failed_write_is_one_line_and_leaves_nothing(fpscope, tmp):
+    # The chunks are written on a thread of their own while the next one converts: a write that
+    # fails there (here: past the file size limit, SIGXFSZ ignored, as a full disk would) must
+    # still end the run with one line and exit 1, leave no output, and stop converting. Chunks
+    # smaller and larger than the writer's buffer, codes and --decode, one and two threads.
+    import resource
+
+    x = np.random.default_rng(3).standard_normal(3 << 20).astype(np.float32)
+    np.save(tmp / "in.npy", x)
+
+    def limited():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+
+    for args in (["--chunk", "65536"], ["--chunk", "4194304"], ["--decode"], ["--threads", "1"],
+                 ["--threads", "2", "--chunk", "300001"]):
+        p = subprocess.run([fpscope.path, "convert", str(tmp / "in.npy"), "--to", "e4m3", "-o", str(tmp / "out.npy"),
+                            "-q", *args], preexec_fn=limited, capture_output=True, text=True, timeout=120)
+        assert p.returncode == 1, (args, p.returncode, p.stderr)
+        lines = p.stderr.splitlines()
+        assert len(lines) == 1 and "cannot write" in lines[0] and "file size limit" in lines[0], (args, p.stderr)
+        assert_nothing_left(tmp, "in.npy")
+    # The same run without the limit succeeds (the limit, not the options, failed it).
+    fpscope.ok("convert", tmp / "in.npy", "--to", "e4m3", "-o", tmp / "out.npy", "-q")
+    assert np.load(tmp / "out.npy").shape == x.shape

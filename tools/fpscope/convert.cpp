@@ -5,9 +5,13 @@
 #include <array>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
+#include <exception>
 #include <fmt/format.h>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cli.hpp"
@@ -37,20 +41,87 @@ struct class_counts {
   }
 };
 
+// Writes each converted chunk on a thread of its own while the next one converts. The write
+// (a copy into the page cache) took a serial fifth of convert's time, with the other core
+// spinning at the conversion's barrier: 5e8 float32 values to e4m3 took 0.68-0.87 s on 2
+// cores, against 0.22-0.24 s for hist's counting pass of the same file. One chunk in flight:
+// put() waits for the previous write, so the two buffers the caller alternates between are
+// never written while they are filled.
+class chunk_writer {
+ public:
+  explicit chunk_writer(npy_writer& out) : out_(out), t_([this] { loop(); }) {}
+  chunk_writer(const chunk_writer&) = delete;
+  chunk_writer& operator=(const chunk_writer&) = delete;
+  ~chunk_writer() {
+    {
+      const std::lock_guard lock(m_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    t_.join();
+  }
+  // Hands over n bytes at p, which stay untouched until the next put() or finish() returns.
+  // Rethrows the error of an earlier write.
+  void put(const void* p, std::size_t n) {
+    std::unique_lock lock(m_);
+    cv_.wait(lock, [this] { return !busy_; });
+    if (error_) std::rethrow_exception(error_);
+    p_ = p, n_ = n, busy_ = true;
+    cv_.notify_all();
+  }
+  // Waits for the last write; rethrows its error.
+  void finish() {
+    std::unique_lock lock(m_);
+    cv_.wait(lock, [this] { return !busy_; });
+    if (error_) std::rethrow_exception(error_);
+  }
+
+ private:
+  void loop() {
+    std::unique_lock lock(m_);
+    for (;;) {
+      cv_.wait(lock, [this] { return busy_ || stop_; });
+      if (!busy_) return;  // stopped with nothing left
+      lock.unlock();
+      std::exception_ptr e;
+      try {
+        if (!error_) out_.write(p_, n_);
+      } catch (...) {
+        e = std::current_exception();
+      }
+      lock.lock();
+      if (e) error_ = e;
+      busy_ = false;
+      cv_.notify_all();
+    }
+  }
+  npy_writer& out_;
+  std::mutex m_;
+  std::condition_variable cv_;
+  const void* p_ = nullptr;
+  std::size_t n_ = 0;
+  bool busy_ = false, stop_ = false;
+  std::exception_ptr error_;
+  std::thread t_;  // last: starts once the rest is built
+};
+
 template <class W>
 void convert_all(const npy_reader& in, npy_writer& out, const convert_options& o, class_counts* counts) {
   const format& f = o.conv.fmt;
   const std::uint64_t total = in.size();
   const std::size_t chunk =
       static_cast<std::size_t>(std::min<std::uint64_t>(std::max<std::uint64_t>(o.chunk, 1), total ? total : 1));
-  std::vector<W> codes(chunk);
+  // Two of each output buffer: one being written while the other fills.
+  std::array<std::vector<W>, 2> codes{std::vector<W>(chunk), std::vector<W>(total > chunk ? chunk : 0)};
   std::vector<float> staged(in.dtype() == npy_dtype::f2 ? chunk : 0);  // float16 decoded to float32
-  std::vector<float> values(o.decode ? chunk : 0);
+  std::array<std::vector<float>, 2> values{std::vector<float>(o.decode ? chunk : 0),
+                                           std::vector<float>(o.decode && total > chunk ? chunk : 0)};
   progress bar("converting", total, in.data_bytes(), !o.quiet);
+  chunk_writer writer(out);
 
-  for (std::uint64_t first = 0; first < total; first += chunk) {
+  for (std::uint64_t first = 0, k = 0; first < total; first += chunk, k ^= 1) {
     const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(chunk, total - first));
-    const std::span<W> dst(codes.data(), n);
+    const std::span<W> dst(codes[k].data(), n);
     const bulk_options bo{o.conv.scale, first, o.threads};
     switch (in.dtype()) {
       case npy_dtype::f4: encode(in.values<float>().subspan(first, n), dst, f, o.conv.pol, bo); break;
@@ -67,14 +138,15 @@ void convert_all(const npy_reader& in, npy_writer& out, const convert_options& o
     if (counts)
       for (std::size_t i = 0; i < n; ++i) ++counts->n[counts->table[dst[i]]];
     if (o.decode) {
-      decode(std::span<const W>(dst), std::span<float>(values.data(), n), f);
-      out.write(std::span<const float>(values.data(), n));
+      decode(std::span<const W>(dst), std::span<float>(values[k].data(), n), f);
+      writer.put(values[k].data(), n * sizeof(float));
     } else {
-      out.write(std::span<const W>(dst));
+      writer.put(dst.data(), dst.size_bytes());
     }
     in.release(first, n);
     bar.update(first + n);
   }
+  writer.finish();
 }
 
 int run(convert_options& o) {

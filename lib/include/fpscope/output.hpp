@@ -66,6 +66,8 @@ class output_file {
 
  private:
   void flush();
+  // Writes n bytes at p to the file (the buffer aside); on an error, abandons it and throws.
+  void write_out(const char* p, std::size_t n);
   void link_into_place();
   void abandon() noexcept;
   [[noreturn]] void fail(int err) const;
@@ -73,6 +75,7 @@ class output_file {
   std::string path_, target_, dir_, temp_;
   int fd_ = -1;
   int slot_ = -1;  // in the registry of visible temporaries, or -1
+  std::uint64_t written_ = 0, started_ = 0;  // bytes handed to write(2); of them, to writeback
   std::vector<char> buffer_;
   bool committed_ = false;
 };
