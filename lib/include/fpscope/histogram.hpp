@@ -285,6 +285,8 @@ class class_counter {
   bool added_ = false;  // values were added since the last reset
   bucket_histogram::listing listing_;  // the fused refine's buckets (fuse_ == yes)
   bool listed_ = false;                // plan_refine(true) placed them in listing_
+  // (sign, magnitude bits): the boundaries plan_refine(true) left out (in float32 subnormals)
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> unplanned_;
 };
 
 /// Counts per spec by casting every element (the reference path: plain, slow).
