@@ -188,7 +188,7 @@ class key_counter {
  public:
   using listing = bucket_histogram::listing;
   key_counter() : t_(bucket_histogram::bucket_count, 0) {}
-  // Counts in[0, n); with a listing, also hands it the values it asks for (see listed()).
+  // Counts in[0, n); with a listing, also hands it the values it lists (listing::lists).
   void add(const std::uint32_t* __restrict in, std::size_t n, const listing* l = nullptr);
   // The largest finite magnitude's bits among the values added (0 if none).
   std::uint32_t finite_max() const { return std::uint32_t(top_); }
