@@ -316,8 +316,8 @@ def test_killed_convert_leaves_nothing(fpscope, big_input, tmp):
 def test_a_failed_write_is_one_line_and_leaves_nothing(fpscope, tmp):
     # The chunks are written on a thread of their own while the next one converts: a write that
     # fails there (here: past the file size limit, SIGXFSZ ignored, as a full disk would) must
-    # still end the run with one line and exit 1, leave no output, and stop converting. Chunks
-    # smaller and larger than the writer's buffer, codes and --decode, one and two threads.
+    # still end the run with one line and exit 1 and leave no output. Chunks smaller and larger
+    # than the writer's buffer, codes and --decode, one and two threads.
     import resource
 
     x = np.random.default_rng(3).standard_normal(3 << 20).astype(np.float32)
