@@ -252,6 +252,14 @@ class listing_buffer {
   std::size_t fill_ = 0;
 };
 
+// The values of in[0, n) that l lists, one by one (the vector loop's head and tail, small
+// inputs, portable builds).
+void list_each(const bucket_histogram::listing& l, const std::uint32_t* in, std::size_t n) {
+  listing_buffer out(&l);
+  for (std::size_t i = 0; i < n; ++i)
+    if (l.lists(in[i])) out.push(in[i]);
+}
+
 // |x|'s bits when x is finite, else 0 (inf and NaN have the exponent field 255). Signed, because
 // GCC 12 vectorises the signed max and not the unsigned one; the value fits (< 0x7F800000).
 inline std::int32_t finite_magnitude(std::uint32_t bits) {
@@ -280,6 +288,28 @@ inline __m512i bucket_keys16(__m512i b) {
   return _mm512_or_si512(high, low);
 }
 
+// A listing's 32 slots in registers: of 16 keys k and magnitudes mag, the lanes whose bucket is
+// listed and that lie below its top, by two permutes and two compares however many buckets are
+// listed (a compare and a blend per bucket made the counting pass 1.5-1.9x the plain count at 4
+// buckets). The fused refine and the refine pass both find their values so.
+class listing_slots {
+ public:
+  explicit listing_slots(const bucket_histogram::listing& l) : a_(l.shift), b_(l.shift2) {
+    for (int h = 0; h < 2; ++h)
+      keys_[h] = _mm512_loadu_si512(l.keys.data() + 16 * h), top_[h] = _mm512_loadu_si512(l.top.data() + 16 * h);
+  }
+  [[gnu::always_inline]] __mmask16 below_top(__m512i k, __m512i mag) const {
+    // listing::of(k): the permutes read the low 5 bits.
+    const __m512i at = _mm512_xor_si512(_mm512_srli_epi32(k, a_), _mm512_srli_epi32(k, b_));
+    const __mmask16 own = _mm512_cmpeq_epi32_mask(k, _mm512_permutex2var_epi32(keys_[0], at, keys_[1]));
+    return _mm512_mask_cmplt_epu32_mask(own, mag, _mm512_permutex2var_epi32(top_[0], at, top_[1]));
+  }
+
+ private:
+  unsigned a_, b_;
+  __m512i keys_[2], top_[2];
+};
+
 template <bool List>
 void key_counter::add_pipelined(const std::uint32_t* __restrict in, std::size_t n, const listing* l) {
   constexpr std::size_t w = pipeline_width;
@@ -288,13 +318,7 @@ void key_counter::add_pipelined(const std::uint32_t* __restrict in, std::size_t 
   const __m512i magnitude = _mm512_set1_epi32(0x7FFFFFFF), inf = _mm512_set1_epi32(0x7F800000);
   __m512i top = _mm512_setzero_si512();
   listing_buffer out(l);
-  // The listing's slots in registers: a lane's bucket top is then two permutes and a compare,
-  // whatever the number of buckets (a compare and a blend per bucket made the pass 1.5-1.9x
-  // the plain count at 4 buckets).
-  __m512i tk[2], tt[2];
-  if constexpr (List)
-    for (int h = 0; h < 2; ++h)
-      tk[h] = _mm512_loadu_si512(l->keys.data() + 16 * h), tt[h] = _mm512_loadu_si512(l->top.data() + 16 * h);
+  const listing_slots slots(List ? *l : listing{});
   const auto keys_of = [&](const std::uint32_t* from, std::uint32_t* to) {
     // A prefetch 2 KiB ahead: the hardware prefetcher alone left a pass over a memory-mapped
     // file at about 0.6 ns a value on the Intel VM, this at about 0.4 (tools/bench).
@@ -308,10 +332,7 @@ void key_counter::add_pipelined(const std::uint32_t* __restrict in, std::size_t 
       if constexpr (List) {
         // The lanes below their bucket's top, compressed in a register and stored whole (a
         // masked compress-store to memory is slow on Intel).
-        // of(k): the permutes read the low 5 bits.
-        const __m512i at = _mm512_xor_si512(_mm512_srli_epi32(k, l->shift), _mm512_srli_epi32(k, l->shift2));
-        const __mmask16 own = _mm512_cmpeq_epi32_mask(k, _mm512_permutex2var_epi32(tk[0], at, tk[1]));
-        const __mmask16 hit = _mm512_mask_cmplt_epu32_mask(own, m, _mm512_permutex2var_epi32(tt[0], at, tt[1]));
+        const __mmask16 hit = slots.below_top(k, m);
         // Without a branch: hits come in runs the predictor would miss.
         _mm512_storeu_si512(out.end(16), _mm512_maskz_compress_epi32(hit, b));
         out.advance(std::size_t(std::popcount(unsigned(hit))));
@@ -340,11 +361,7 @@ template <bool List>
 void key_counter::add_pipelined(const std::uint32_t* __restrict in, std::size_t n, const listing* l) {
   constexpr std::size_t w = pipeline_width;
   std::uint32_t* __restrict t = t_.data();
-  if constexpr (List) {  // portable builds list in a loop of their own
-    listing_buffer out(l);
-    for (std::size_t i = 0; i < n; ++i)
-      if (l->lists(in[i])) out.push(in[i]);
-  }
+  if constexpr (List) list_each(*l, in, n);  // portable builds list in a loop of their own
   alignas(64) std::uint32_t keys[2][w];
   // The finite max rides along in the key loop, in w lanes (a vector register), reduced at the end.
   alignas(64) std::int32_t top[w] = {};
@@ -381,11 +398,7 @@ void key_counter::add(const std::uint32_t* __restrict in, std::size_t n, const l
       ++t[bucket_histogram::key(in[i])];
       top_ = std::max(top_, finite_magnitude(in[i]));
     }
-    if (l) {
-      listing_buffer out(l);
-      for (std::size_t i = from; i < to; ++i)
-        if (l->lists(in[i])) out.push(in[i]);
-    }
+    if (l) list_each(*l, in + from, to - from);
   };
   // The pipelined loop starts at a 64-byte boundary, the values before it counted one by one.
   // Where it started with the array mattered by up to 1.7x on the Intel VM: 2e6 values (in
@@ -409,7 +422,12 @@ void key_counter::add(const std::uint32_t* __restrict in, std::size_t n, const l
 
 }  // namespace
 
-std::uint32_t bucket_histogram::add_amax(std::span<const float> x, int threads) {
+std::uint32_t bucket_histogram::add_amax(std::span<const float> x, int threads) { return count(x, threads, nullptr); }
+
+void bucket_histogram::add_listed(std::span<const float> x, const listing& l) { (void)count(x, 1, &l); }
+
+std::uint32_t bucket_histogram::count(std::span<const float> x, int threads, const listing* l) {
+  if (l && threads != 1) throw std::logic_error("bucket_histogram: a listing is counted on one thread");
   prefix_.clear();
   if (x.empty()) return 0;
   allocate();
@@ -425,11 +443,12 @@ std::uint32_t bucket_histogram::add_amax(std::span<const float> x, int threads) 
       ++c[key(in[i])];
       top = std::max(top, finite_magnitude(in[i]));
     }
+    if (l) list_each(*l, in, n);
     return std::uint32_t(top);
   }
   if (t <= 1) {
     key_counter c;
-    c.add(in, n);
+    c.add(in, n, l);
     c.drain(counts_.data());
     return c.finite_max();
   }
@@ -477,24 +496,6 @@ bool bucket_histogram::listing::place(std::span<const std::uint32_t> k, std::spa
       }
     }
   return false;
-}
-
-void bucket_histogram::add_listed(std::span<const float> x, const listing& l) {
-  prefix_.clear();
-  if (x.empty()) return;
-  allocate();
-  const auto* in = reinterpret_cast<const std::uint32_t*>(x.data());
-  if (x.size() < 4096) {  // straight into the table, as add_amax
-    std::uint64_t* __restrict c = counts_.data();
-    for (std::size_t i = 0; i < x.size(); ++i) ++c[key(in[i])];
-    listing_buffer out(&l);
-    for (std::size_t i = 0; i < x.size(); ++i)
-      if (l.lists(in[i])) out.push(in[i]);
-    return;
-  }
-  key_counter c;
-  c.add(in, x.size(), &l);
-  c.drain(counts_.data());
 }
 
 void bucket_histogram::clear() {
@@ -719,23 +720,18 @@ void class_counter::plan_refine(bool by_spec) {
   rank_.assign(marked_.size(), 0);
   for (std::size_t i = 1; i < marked_.size(); ++i)
     rank_[i] = std::uint16_t(rank_[i - 1] + std::popcount(marked_[i - 1]));
-  if (by_spec) {  // the fused refine's listing: each bucket's key and largest boundary
-    listing_ = {};
-    listing_.sink = &class_counter::list_hits;
-    std::vector<std::uint32_t> keys, top;
-    for (std::size_t i = 0; i < cuts.size(); ++i)
-      if (i + 1 == cuts.size() || cuts[i + 1].first != cuts[i].first)
-        keys.push_back(cuts[i].first), top.push_back(cuts[i].second);
-    listed_ = keys.size() <= 32 && listing_.place(keys, top);
-    return;
-  }
+  // Each marked bucket's key and largest boundary, as a listing when its slots can take them
+  // (the fused refine needs it; the refine pass uses it instead of gathering top_).
+  listing_ = {};
+  listing_.sink = &class_counter::list_hits;
+  std::vector<std::uint32_t> keys, top;
+  for (std::size_t i = 0; i < cuts.size(); ++i)
+    if (i + 1 == cuts.size() || cuts[i + 1].first != cuts[i].first)
+      keys.push_back(cuts[i].first), top.push_back(cuts[i].second);
+  listed_ = keys.size() <= 32 && listing_.place(keys, top);
+  if (by_spec) return;
   top_.assign(bucket_histogram::bucket_count, 0);
   for (std::size_t i = 0; i < cuts.size(); ++i) top_[cuts[i].first] = cuts[i].second;  // ascending: the last wins
-  few_keys_.clear(), few_top_.clear();
-  if (first_.size() - 1 <= 16)
-    for (std::size_t i = 0; i < cuts.size(); ++i)
-      if (i + 1 == cuts.size() || cuts[i + 1].first != cuts[i].first)
-        few_keys_.push_back(cuts[i].first), few_top_.push_back(cuts[i].second);
 }
 
 bool class_counter::needs_refine() {
@@ -819,30 +815,22 @@ void class_counter::refine_range(const std::uint32_t* in, std::size_t n, std::ui
 #endif
     for (; q < m; ++q) keys[q] = bucket_histogram::key(in[lo + q]);
     // The values below their bucket's largest boundary (0 for an unmarked bucket), listed
-    // without a branch (which the data would mispredict): with AVX-512, 16 keys' boundaries
-    // are gathered (the keys the data uses: a few KB of the table, in L1) and the listed
-    // positions compress-stored at once; the scalar loop does the rest.
+    // without a branch (which the data would mispredict): with AVX-512, 16 keys' boundaries at
+    // once (from the listing, or gathered: the keys the data uses are a few KB of the table, in
+    // L1) and the listed positions compress-stored at once; the scalar loop does the rest.
     std::size_t listed = 0, p = 0;
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) && defined(__AVX512CD__)  // listing_slots, as bucket_keys16
     {
       const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
       const __m512i abs = _mm512_set1_epi32(0x7FFFFFFF);
-      const std::size_t nf = few_keys_.size();
+      const listing_slots slots(listing_);
       for (; p + 16 <= m; p += 16) {
         const __m512i k = _mm512_load_si512(keys + p);
         const __m512i mag = _mm512_and_si512(_mm512_loadu_si512(in + lo + p), abs);
-        __m512i t;
-        if (nf) {
-          // A few marked keys (the count is the spec's, not the data's: no misprediction):
-          // each lane's top by compares, 0 where no marked key matches.
-          t = _mm512_setzero_si512();
-          for (std::size_t f = 0; f < nf; ++f)
-            t = _mm512_mask_mov_epi32(t, _mm512_cmpeq_epi32_mask(k, _mm512_set1_epi32(int(few_keys_[f]))),
-                                      _mm512_set1_epi32(int(few_top_[f])));
-        } else {
-          t = _mm512_i32gather_epi32(k, top, 4);
-        }
-        const __mmask16 hit = _mm512_cmplt_epu32_mask(mag, t);
+        // Up to 32 marked buckets (whether is the spec's, not the data's: no misprediction):
+        // from the listing's slots; more, gathered from top_ (0 for an unmarked bucket).
+        const __mmask16 hit =
+            listed_ ? slots.below_top(k, mag) : _mm512_cmplt_epu32_mask(mag, _mm512_i32gather_epi32(k, top, 4));
         // Compressed in a register and stored whole (a masked compress-store to memory is slow
         // on Intel); `at` has room for the 16 lanes past the last listed.
         _mm512_storeu_si512(at + listed, _mm512_maskz_compress_epi32(hit, _mm512_add_epi32(lanes, _mm512_set1_epi32(int(p)))));

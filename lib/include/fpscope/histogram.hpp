@@ -173,6 +173,8 @@ class bucket_histogram {
   std::map<int, std::uint64_t> binades() const;
 
  private:
+  // add_amax, and with a listing add_listed (then on one thread).
+  std::uint32_t count(std::span<const float> x, int threads, const listing* l);
   void prefix() const;
   void allocate();
   std::vector<std::uint64_t> counts_;  // empty until the first count: all zero
@@ -272,9 +274,6 @@ class class_counter {
   // planned). refine lists only the values below it: a bucket's last slot (values at or above
   // every boundary) is left empty, never read.
   std::vector<std::uint32_t> top_;
-  // The marked keys and their top_, when there are at most 16 (a scale that is not a power of
-  // two: a few per spec): refine then compares each key with them instead of gathering top_.
-  std::vector<std::uint32_t> few_keys_, few_top_;
   std::vector<std::uint64_t> hits_;
   std::vector<char> loose_;  // set_loose
   bool loose(std::size_t i) const { return i < loose_.size() && loose_[i]; }
@@ -283,8 +282,11 @@ class class_counter {
   enum class fuse : std::uint8_t { unknown, yes, no };
   fuse fuse_ = fuse::unknown;
   bool added_ = false;  // values were added since the last reset
-  bucket_histogram::listing listing_;  // the fused refine's buckets (fuse_ == yes)
-  bool listed_ = false;                // plan_refine(true) placed them in listing_
+  // The marked buckets and their largest boundaries, when at most 32 and slots can take them
+  // (listed_): the fused refine lists from it (fuse_ == yes), the refine pass finds its values
+  // by it instead of gathering top_.
+  bucket_histogram::listing listing_;
+  bool listed_ = false;
   // (sign, magnitude bits): the boundaries plan_refine(true) left out (in float32 subnormals)
   std::vector<std::pair<std::uint32_t, std::uint32_t>> unplanned_;
 };
