@@ -136,8 +136,8 @@ void cast_block(std::span<const float> y, code_buffers& b, float* q, const cast_
 }
 
 #if defined(FPSCOPE_ERRORS_AVX512)
-// 1/m of 8 doubles m (2^23 <= m < 2^24) within 2^-52.8 of itself: vrcp14pd (relative error below
-// 2^-14), then two Newton steps r + r (1 - m r), each an fma for the residual (|1 - m r| <=
+// 1/m of 8 doubles m (normal, as are their reciprocals: the integer significands 2^23 <= m <
+// 2^24 or float32 normals) within 2^-52.8 of itself: vrcp14pd (relative error below 2^-14), then two Newton steps r + r (1 - m r), each an fma for the residual (|1 - m r| <=
 // 2^-14: its rounding is below 2^-67) and one for the update; the second leaves 2^-56 of the
 // truncation plus the update's rounding, half an ulp. A division costs far more where the CPU
 // has one 512-bit divider.
@@ -557,78 +557,95 @@ void error_tally::measure_block(const float* v, std::size_t m, std::size_t r, su
 #if defined(FPSCOPE_ERRORS_AVX512)
 namespace {
 // Values whose lane sums are folded at once: each double lane then sums at most 1024 terms of
-// the main loop and 1024 of the lists.
-constexpr std::size_t direct_block = std::size_t{1} << 14;
+// the main loop and 1024 of the lists (two per 16 values: the two halves of a vector).
+constexpr std::size_t direct_block = std::size_t{1} << 13;
 
-// Values of a sub-block, whose per-value terms are formed once for all specs (add_direct).
-constexpr std::size_t direct_sub = 256, direct_vecs = direct_sub / 16;
+// Values whose lists (`under`, bulk) are drained at once (add_direct): they stay in L1.
+constexpr std::size_t direct_sub = 256;
 
-// One spec's sums over the blocks so far, in 16 double lanes each.
+// One spec's sums over the blocks so far, in 8 double lanes each, both halves of a vector
+// added in turn: the relative errors times 2^23, their max times 2^23, the squared errors times
+// 2^46 (the terms of value_terms) and x^2.
 struct direct_lanes {
-  __m512d rel[2], noise[2], sig[2], mx[2];
+  __m512d rel, noise, sig, mx;
   std::uint64_t n;
 };
 
-// A sub-block's values and their terms that do not depend on the spec: 1/m, 2^(e-150) (the
-// unit of m: x = m 2^(e-150)) and x, as doubles.
-struct direct_values {
-  alignas(64) std::uint32_t u[direct_sub];
-  alignas(64) double inv[direct_sub], unit[direct_sub], x[direct_sub];
-  __mmask16 valid[direct_vecs];
-  std::size_t nv;
-};
-
-// A range as vectors, per sign (blended by the lanes' signs where it differs by sign).
+// A range [lo, hi) as vectors, per sign (blended by the lanes' signs where it differs by sign):
+// lo and the width hi - lo (0 for an empty range), so that one unsigned compare of mag - lo
+// against the width tests both ends. (Vector compares into a mask issue on one port only, which
+// the list compresses also need.)
 struct direct_bounds {
-  __m512i lo[2], hi[2];
+  __m512i lo[2], width[2];
   void set(const std::array<std::array<std::uint32_t, 2>, 2>& r) {
-    for (int s = 0; s < 2; ++s) lo[s] = _mm512_set1_epi32(int(r[s][0])), hi[s] = _mm512_set1_epi32(int(r[s][1]));
+    for (int s = 0; s < 2; ++s)
+      lo[s] = _mm512_set1_epi32(int(r[s][0])), width[s] = _mm512_set1_epi32(int(r[s][1] - r[s][0]));
   }
   // The lanes of `in` whose magnitude lies in the range.
   template <bool BySign>
   [[gnu::always_inline]] __mmask16 test(__mmask16 in, __mmask16 neg, __m512i mag) const {
     const __m512i l = BySign ? _mm512_mask_blend_epi32(neg, lo[0], lo[1]) : lo[0];
-    const __m512i h = BySign ? _mm512_mask_blend_epi32(neg, hi[0], hi[1]) : hi[0];
-    return _mm512_mask_cmplt_epu32_mask(_mm512_mask_cmpge_epu32_mask(in, mag, l), mag, h);
+    const __m512i w = BySign ? _mm512_mask_blend_epi32(neg, width[0], width[1]) : width[0];
+    return _mm512_mask_cmplt_epu32_mask(in, _mm512_sub_epi32(mag, l), w);
   }
 };
 
-// The terms of 16 float32 bit patterns u (exponent fields 1 .. 254) that no spec changes, as two
-// halves of 8 doubles: 1/m (reciprocal), the unit 2^(e-150) of m (x = m 2^(e-150): biased
-// exponent e - 150 + 1023, 874 .. 1127) and x itself.
+// The terms of 16 float32 bit patterns u (exponent fields 1 .. 254) with |r_d(m) - m| = a (in
+// its two halves as doubles), x = m 2^(e-150): x as a double (exact), the error a 2^(e-127) (the
+// power of two is x with its significand cleared: exact, below 2^151 in magnitude, its square
+// below 2^302 and above 2^-252) and the relative error a 2^(e-127) * (1/x) = 2^23 a / m, 1/x by
+// reciprocal (one rounding more). Scaling 1/m by 2^(150-e) changes neither vrcp14pd's result
+// nor the Newton steps' roundings (no double here is subnormal), so the relative error is
+// 2^23 times the unscaled term, bit for bit: add_direct scales the sums back, exactly.
 struct value_terms {
-  __m512d inv[2], unit[2], x[2];
+  __m512d x[2], err[2], rel[2];
 };
-[[gnu::always_inline]] inline value_terms terms_of(__m512i u) {
-  const __m512i m = _mm512_or_si512(_mm512_and_si512(u, _mm512_set1_epi32(0x7FFFFF)), _mm512_set1_epi32(0x800000));
-  const __m512i ex = _mm512_add_epi32(_mm512_and_si512(_mm512_srli_epi32(u, 23), _mm512_set1_epi32(0xFF)), _mm512_set1_epi32(873));
+// What value_terms takes from x alone: x as a double and 1/x, per half.
+struct value_parts {
+  __m512d x[2], inv[2];
+};
+[[gnu::always_inline]] inline value_parts parts_of(__m512i u) {
+  const __m512 f = _mm512_castsi512_ps(u);
+  value_parts p;
+  p.x[0] = _mm512_cvtps_pd(_mm512_castps512_ps256(f));
+  p.x[1] = _mm512_cvtps_pd(_mm512_extractf32x8_ps(f, 1));
+  for (int h = 0; h < 2; ++h) p.inv[h] = reciprocal(p.x[h]);
+  return p;
+}
+[[gnu::always_inline]] inline value_terms terms_of(const value_parts& p, const abs_errors16& a) {
+  const __m512d expo = _mm512_castsi512_pd(_mm512_set1_epi64(std::int64_t(0xFFF0000000000000u)));
   value_terms t;
   for (int h = 0; h < 2; ++h) {
-    const __m256i mh = h ? _mm512_extracti64x4_epi64(m, 1) : _mm512_castsi512_si256(m);
-    const __m256i eh = h ? _mm512_extracti64x4_epi64(ex, 1) : _mm512_castsi512_si256(ex);
-    const __m256i uh = h ? _mm512_extracti64x4_epi64(u, 1) : _mm512_castsi512_si256(u);
-    t.inv[h] = reciprocal(_mm512_cvtepi32_pd(mh));
-    t.unit[h] = _mm512_castsi512_pd(_mm512_slli_epi64(_mm512_cvtepu32_epi64(eh), 52));
-    t.x[h] = _mm512_cvtps_pd(_mm256_castsi256_ps(uh));
+    t.x[h] = p.x[h];
+    t.err[h] = _mm512_mul_pd(a.h[h], _mm512_and_pd(p.x[h], expo));
+    t.rel[h] = _mm512_mul_pd(t.err[h], p.inv[h]);
   }
   return t;
 }
 
-// Adds 16 values' terms (relative error, |q - x| in x's units, x) where k is set: the relative
-// errors and their max, the squared errors and x^2 (each product exact, rounded once in the add).
-[[gnu::always_inline]] inline void direct_add(direct_lanes& l, __mmask16 k, const __m512d rel[2], const __m512d err[2], const __m512d x[2]) {
+// A sub-block's value_parts, formed once for all batches where a tally has more than one: a
+// batch then loads them (two loads per half) instead of forming them again (a conversion and
+// reciprocal's five operations per half).
+struct direct_parts {
+  alignas(64) double x[direct_sub], inv[direct_sub];
+};
+
+// Adds 16 values' terms (value_terms) where k is set, both halves into the same 8 lanes: the
+// relative errors and their max, the squared errors and x^2 (each product exact, rounded once
+// in the add).
+[[gnu::always_inline]] inline void direct_add(direct_lanes& l, __mmask16 k, const value_terms& t) {
   for (int h = 0; h < 2; ++h) {
     const __mmask8 kh = __mmask8(h ? k >> 8 : k);
-    l.rel[h] = _mm512_mask_add_pd(l.rel[h], kh, l.rel[h], rel[h]);
-    l.mx[h] = _mm512_mask_max_pd(l.mx[h], kh, l.mx[h], rel[h]);
-    l.noise[h] = _mm512_mask3_fmadd_pd(err[h], err[h], l.noise[h], kh);
-    l.sig[h] = _mm512_mask3_fmadd_pd(x[h], x[h], l.sig[h], kh);
+    l.rel = _mm512_mask_add_pd(l.rel, kh, l.rel, t.rel[h]);
+    l.mx = _mm512_mask_max_pd(l.mx, kh, l.mx, t.rel[h]);
+    l.noise = _mm512_mask3_fmadd_pd(t.err[h], t.err[h], l.noise, kh);
+    l.sig = _mm512_mask3_fmadd_pd(t.x[h], t.x[h], l.sig, kh);
   }
   l.n += std::uint64_t(std::popcount(unsigned(k)));
 }
 
 // A spec's listed values (counted, in its `under` range) at d = below - e (dropped + 1 .. 24),
-// 16 at a time, with 1/m, 2^(e-150) and x formed here as in add_direct.
+// 16 at a time.
 template <rounding Rm>
 void direct_below(const detail::direct_spec& ds, const std::uint32_t* list, std::size_t nb, direct_lanes& l) {
   const __m512i ff = _mm512_set1_epi32(0xFF);
@@ -638,22 +655,19 @@ void direct_below(const detail::direct_spec& ds, const std::uint32_t* list, std:
     const __m512i u = _mm512_maskz_loadu_epi32(valid, list + i);
     const __m512i e = _mm512_and_si512(_mm512_srli_epi32(u, 23), ff);
     const abs_errors16 a = abs_errors(u, Rm, _mm512_max_epi32(dropped, _mm512_sub_epi32(below, e)));
-    const value_terms t = terms_of(u);
-    __m512d rel[2], err[2];
-    for (int h = 0; h < 2; ++h) rel[h] = _mm512_mul_pd(a.h[h], t.inv[h]), err[h] = _mm512_mul_pd(a.h[h], t.unit[h]);
-    direct_add(l, valid, rel, err, t.x);
+    direct_add(l, valid, terms_of(parts_of(u), a));
   }
 }
 
-// A batch of NB specs of one (rounding, dropped) over a sub-block: each value rounded once at
-// the dropped bits, its terms added under each spec's `normal` mask to lanes kept in registers
-// (no call in the loop, the rounding a template argument); the values of a spec's `under` range
-// listed and rounded after the loop; the values it counts in neither range appended to its
-// buffer for the bulk conversion. Lists are compressed in a register and stored whole: no
-// branch on the data.
+// A batch of NB specs of one (rounding, dropped) over n values (at most direct_sub): each value
+// rounded once at the dropped bits and its terms formed once, in registers, for the batch; the
+// terms added under each spec's `normal` mask to lanes kept in registers (no call in the loop,
+// the rounding a template argument); the values of a spec's `under` range listed and rounded
+// after the loop; the values it counts in neither range appended to its buffer for the bulk
+// conversion. Lists are compressed in a register and stored whole: no branch on the data.
 template <rounding Rm, std::size_t NB, bool BySign>
-void direct_rows(const detail::direct_spec* ds, const direct_values& dv, direct_lanes* lanes, float* const* buf,
-                 std::size_t* fill) {
+void direct_rows(const detail::direct_spec* ds, const std::uint32_t* xb, std::size_t n, const direct_parts* dp,
+                 direct_lanes* lanes, float* const* buf, std::size_t* fill) {
   const __m512i absm = _mm512_set1_epi32(0x7FFFFFFF), dropped = _mm512_set1_epi32(ds[0].dropped);
   direct_bounds normal[NB], under[NB], counted[NB];
   direct_lanes l[NB];
@@ -665,61 +679,69 @@ void direct_rows(const detail::direct_spec* ds, const direct_values& dv, direct_
     l[j] = lanes[j], f[j] = fill[j], nb[j] = 0;
     has_below[j] = ds[j].has_below, has_bulk[j] = ds[j].has_bulk;
   }
-  for (std::size_t v = 0; v < dv.nv; ++v) {
-    const std::size_t o = 16 * v;
-    const __m512i u = _mm512_load_si512(dv.u + o), mag = _mm512_and_si512(u, absm);
+  for (std::size_t i = 0; i < n; i += 16) {
+    const __mmask16 valid = n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1);
+    const __m512i u = _mm512_maskz_loadu_epi32(valid, xb + i), mag = _mm512_and_si512(u, absm);
     const __mmask16 neg = BySign ? _mm512_movepi32_mask(u) : __mmask16(0);
-    const abs_errors16 a = abs_errors(u, Rm, dropped);
-    __m512d rel[2], err[2], x[2];
-    for (int h = 0; h < 2; ++h) {
-      rel[h] = _mm512_mul_pd(a.h[h], _mm512_load_pd(dv.inv + o + 8 * h));
-      err[h] = _mm512_mul_pd(a.h[h], _mm512_load_pd(dv.unit + o + 8 * h));  // exact: a power of two
-      x[h] = _mm512_load_pd(dv.x + o + 8 * h);
-    }
+    value_parts p;
+    if (dp)  // by tally, not by data
+      for (int h = 0; h < 2; ++h) p.x[h] = _mm512_load_pd(dp->x + i + 8 * h), p.inv[h] = _mm512_load_pd(dp->inv + i + 8 * h);
+    else
+      p = parts_of(u);
+    const value_terms t = terms_of(p, abs_errors(u, Rm, dropped));
     for (std::size_t j = 0; j < NB; ++j) {
-      const __mmask16 dm = normal[j].template test<BySign>(dv.valid[v], neg, mag);
-      direct_add(l[j], dm, rel, err, x);
+      const __mmask16 dm = normal[j].template test<BySign>(valid, neg, mag);
+      direct_add(l[j], dm, t);
       __mmask16 bm = 0;
       if (has_below[j]) {  // by spec, not by data: a branch the data would mispredict costs more
-        bm = under[j].template test<BySign>(dv.valid[v], neg, mag);
+        bm = under[j].template test<BySign>(valid, neg, mag);
         _mm512_storeu_si512(below_buf[j] + nb[j], _mm512_maskz_compress_epi32(bm, u));
         nb[j] += std::size_t(std::popcount(unsigned(bm)));
       }
       if (has_bulk[j]) {
-        const __mmask16 bulk = counted[j].template test<BySign>(dv.valid[v], neg, mag) & ~dm & ~bm;
+        const __mmask16 bulk = counted[j].template test<BySign>(valid, neg, mag) & ~dm & ~bm;
         _mm512_storeu_si512(buf[j] + f[j], _mm512_maskz_compress_epi32(bulk, u));
         f[j] += std::size_t(std::popcount(unsigned(bulk)));
       }
     }
   }
   for (std::size_t j = 0; j < NB; ++j) {
-    direct_below<Rm>(ds[j], below_buf[j], nb[j], l[j]);
     lanes[j] = l[j], fill[j] = f[j];
+    direct_below<Rm>(ds[j], below_buf[j], nb[j], lanes[j]);
   }
 }
 
+template <rounding Rm, std::size_t NB>
+void direct_rows_by_sign(bool by_sign, const detail::direct_spec* ds, const std::uint32_t* xb, std::size_t n,
+                         const direct_parts* dp, direct_lanes* l, float* const* buf, std::size_t* fill) {
+  by_sign ? direct_rows<Rm, NB, true>(ds, xb, n, dp, l, buf, fill) : direct_rows<Rm, NB, false>(ds, xb, n, dp, l, buf, fill);
+}
+
 template <rounding Rm>
-void direct_rows_of(std::size_t nb, bool by_sign, const detail::direct_spec* ds, const direct_values& dv,
-                    direct_lanes* l, float* const* buf, std::size_t* fill) {
-  if (nb == 1)
-    by_sign ? direct_rows<Rm, 1, true>(ds, dv, l, buf, fill) : direct_rows<Rm, 1, false>(ds, dv, l, buf, fill);
-  else
-    by_sign ? direct_rows<Rm, 2, true>(ds, dv, l, buf, fill) : direct_rows<Rm, 2, false>(ds, dv, l, buf, fill);
+void direct_rows_of(std::size_t nb, bool by_sign, const detail::direct_spec* ds, const std::uint32_t* xb,
+                    std::size_t n, const direct_parts* dp, direct_lanes* l, float* const* buf, std::size_t* fill) {
+  switch (nb) {
+    case 1: return direct_rows_by_sign<Rm, 1>(by_sign, ds, xb, n, dp, l, buf, fill);
+    case 2: return direct_rows_by_sign<Rm, 2>(by_sign, ds, xb, n, dp, l, buf, fill);
+    default: return direct_rows_by_sign<Rm, 3>(by_sign, ds, xb, n, dp, l, buf, fill);
+  }
 }
 }  // namespace
 
 // float32 values for the per-binade specs without a sort (docs/hist.md "Error statistics"). A
 // value x = m 2^(e-150) (e the exponent field) that a spec takes directly scales exactly into
 // one binade of the format, where the cast drops d bits of m: dropped in its normal range,
-// below - e under it. |r_d(m) - m| is an integer; the relative error |r_d(m) - m| * (1/m) (two
-// roundings), the error |r_d(m) - m| 2^(e-150) (exact) and x (exact) are formed per value: 1/m,
-// 2^(e-150) and x once per sub-block of 256 values for all specs, the rounding once per batch
-// of specs of one (rounding, dropped). Each spec tests its ranges (magnitude bits, cut to its
-// thresholds) and adds its terms under a mask, in 16 double lanes per sum kept in registers;
-// the values of its `under` range it lists and rounds after the sub-block, lane by lane; the
+// below - e under it. |r_d(m) - m| is an integer; the relative error |r_d(m) - m| / m (through
+// 1/x: two roundings), the error |r_d(m) - m| 2^(e-150) (exact) and x (exact) are formed per
+// value, once per batch of specs of one (rounding, dropped), in registers (value_terms: the
+// error and relative error times 2^23). Each spec tests its ranges (magnitude bits, cut to its
+// thresholds) and adds its terms under a mask, in 8 double lanes per sum kept in registers; the
+// values of its `under` range it lists and rounds after each sub-block of 256 values; the
 // values it sends to the bulk conversion are compress-stored into its buffer. Each lane sums at
-// most 2048 terms of a block before the block's lane sums are added (TwoSum) to acc.
+// most 2048 terms of a block of 2^13 values before the block's lane sums are scaled back (by
+// powers of two: exact) and added (TwoSum) to acc.
 void error_tally::add_direct(std::span<const float> x, std::vector<sums>& acc) {
+  static_assert(direct_batch == 3, "direct_rows_of: a case per batch size");
   const std::size_t ns = dspecs_.size();
   constexpr std::size_t sub = direct_sub;
   std::vector<direct_lanes> ln(ns);
@@ -727,42 +749,35 @@ void error_tally::add_direct(std::span<const float> x, std::vector<sums>& acc) {
   std::vector<float*> bufp;
   for (auto& e : edge) bufp.push_back(e.data());
   std::vector<std::size_t> fill(ns, 0);
-  direct_values dv;
+  direct_parts parts;
+  direct_parts* const dp = dbatches_.size() > 1 ? &parts : nullptr;
   for (std::size_t lo = 0; lo < x.size(); lo += direct_block) {
     const std::size_t nb = std::min(direct_block, x.size() - lo);
     const float* xb = x.data() + lo;
-    for (auto& l : ln) {
-      for (int h = 0; h < 2; ++h) l.rel[h] = l.noise[h] = l.sig[h] = l.mx[h] = _mm512_setzero_pd();
-      l.n = 0;
-    }
+    for (auto& l : ln) l.rel = l.noise = l.sig = l.mx = _mm512_setzero_pd(), l.n = 0;
     for (std::size_t s0 = 0; s0 < nb; s0 += sub) {
-      dv.nv = (std::min(sub, nb - s0) + 15) / 16;
-      for (std::size_t v = 0; v < dv.nv; ++v) {
-        const std::size_t i = s0 + 16 * v, o = 16 * v;
-        dv.valid[v] = nb - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (nb - i)) - 1);
-        // 2 KiB ahead (as key_counter's pass): the hardware prefetcher alone streams slower.
-        __builtin_prefetch(xb + i + 512);
-        const __m512i u = _mm512_maskz_loadu_epi32(dv.valid[v], xb + i);
-        _mm512_store_si512(dv.u + o, u);
-        const value_terms t = terms_of(u);
-        for (int h = 0; h < 2; ++h) {
-          _mm512_store_pd(dv.inv + o + 8 * h, t.inv[h]);
-          _mm512_store_pd(dv.unit + o + 8 * h, t.unit[h]);
-          _mm512_store_pd(dv.x + o + 8 * h, t.x[h]);
+      const std::size_t n = std::min(sub, nb - s0);
+      const auto* const u = reinterpret_cast<const std::uint32_t*>(xb + s0);
+      // 2 KiB ahead (as key_counter's pass): the hardware prefetcher alone streams slower.
+      for (std::size_t i = 0; i < n; i += 16) __builtin_prefetch(xb + s0 + i + 512);
+      if (dp)
+        for (std::size_t i = 0; i < n; i += 16) {
+          const __mmask16 valid = n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1);
+          const value_parts p = parts_of(_mm512_maskz_loadu_epi32(valid, u + i));
+          for (int h = 0; h < 2; ++h) _mm512_store_pd(dp->x + i + 8 * h, p.x[h]), _mm512_store_pd(dp->inv + i + 8 * h, p.inv[h]);
         }
-      }
       for (const auto& [first, k, by_sign] : dbatches_) {
         const detail::direct_spec* const ds = dspecs_.data() + first;
         direct_lanes* const l = ln.data() + first;
         float* const* const bufs = bufp.data() + first;
         std::size_t* const fl = fill.data() + first;
         switch (ds->round) {
-          case rounding::rne: direct_rows_of<rounding::rne>(k, by_sign, ds, dv, l, bufs, fl); break;
-          case rounding::rtz: direct_rows_of<rounding::rtz>(k, by_sign, ds, dv, l, bufs, fl); break;
-          case rounding::rup: direct_rows_of<rounding::rup>(k, by_sign, ds, dv, l, bufs, fl); break;
-          case rounding::rdn: direct_rows_of<rounding::rdn>(k, by_sign, ds, dv, l, bufs, fl); break;
-          case rounding::rna: direct_rows_of<rounding::rna>(k, by_sign, ds, dv, l, bufs, fl); break;
-          default: direct_rows_of<rounding::rto>(k, by_sign, ds, dv, l, bufs, fl);  // sr is never per-binade
+          case rounding::rne: direct_rows_of<rounding::rne>(k, by_sign, ds, u, n, dp, l, bufs, fl); break;
+          case rounding::rtz: direct_rows_of<rounding::rtz>(k, by_sign, ds, u, n, dp, l, bufs, fl); break;
+          case rounding::rup: direct_rows_of<rounding::rup>(k, by_sign, ds, u, n, dp, l, bufs, fl); break;
+          case rounding::rdn: direct_rows_of<rounding::rdn>(k, by_sign, ds, u, n, dp, l, bufs, fl); break;
+          case rounding::rna: direct_rows_of<rounding::rna>(k, by_sign, ds, u, n, dp, l, bufs, fl); break;
+          default: direct_rows_of<rounding::rto>(k, by_sign, ds, u, n, dp, l, bufs, fl);  // sr is never per-binade
         }
         for (std::size_t r = first; r < first + k; ++r) {
           // The buffer holds a block and a sub-block: flushed once a sub-block more might not fit.
@@ -774,10 +789,10 @@ void error_tally::add_direct(std::span<const float> x, std::vector<sums>& acc) {
       const direct_lanes& l = ln[j];
       sums& a = acc[dspecs_[j].spec];
       a.n += l.n;
-      a.rel.add(_mm512_reduce_add_pd(_mm512_add_pd(l.rel[0], l.rel[1])));
-      a.noise.add(_mm512_reduce_add_pd(_mm512_add_pd(l.noise[0], l.noise[1])));
-      a.signal.add(_mm512_reduce_add_pd(_mm512_add_pd(l.sig[0], l.sig[1])));
-      a.max_rel = std::max(a.max_rel, _mm512_reduce_max_pd(_mm512_max_pd(l.mx[0], l.mx[1])));
+      a.rel.add(_mm512_reduce_add_pd(l.rel) * 0x1p-23);
+      a.noise.add(_mm512_reduce_add_pd(l.noise) * 0x1p-46);
+      a.signal.add(_mm512_reduce_add_pd(l.sig));
+      a.max_rel = std::max(a.max_rel, _mm512_reduce_max_pd(l.mx) * 0x1p-23);
     }
   }
   for (std::size_t j = 0; j < ns; ++j) measure_block(edge[j].data(), fill[j], dspecs_[j].spec, acc[dspecs_[j].spec]);

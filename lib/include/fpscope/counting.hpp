@@ -134,8 +134,8 @@ class error_tally {
   /// Whether the per-binade specs are measured by the `direct` method.
   bool direct() const { return direct_; }
   /// The most per-binade specs for which `automatic` picks `direct` (measured: the first spec
-  /// costs the direct method about 1 ns a value, each one more about 0.5 ns, the sort about 2 ns
-  /// a value once; docs/hist.md).
+  /// costs the direct method under 1 ns a value, each one more about 0.4-0.6 ns, the sort about
+  /// 2 ns a value once; docs/hist.md).
   static constexpr std::size_t direct_max_specs = 6;
 
   /// A sum of nonnegative terms carried as an unevaluated pair hi + lo (Knuth's TwoSum): adding
@@ -204,7 +204,7 @@ class error_tally {
     std::size_t first, count;  // in dspecs_
     bool by_sign;              // some spec of the batch has ranges that differ by sign
   };
-  static constexpr std::size_t direct_batch = 2;
+  static constexpr std::size_t direct_batch = 3;
   bool direct_ = false;
   std::vector<detail::direct_spec> dspecs_;
   std::vector<direct_batch_of> dbatches_;
