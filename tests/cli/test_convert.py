@@ -314,10 +314,11 @@ def test_killed_convert_leaves_nothing(fpscope, big_input, tmp):
 
 
 def test_a_failed_write_is_one_line_and_leaves_nothing(fpscope, tmp):
-    # The chunks are written on a thread of their own while the next one converts: a write that
-    # fails there (here: past the file size limit, SIGXFSZ ignored, as a full disk would) must
-    # still end the run with one line and exit 1 and leave no output. Chunks smaller and larger
-    # than the writer's buffer, codes and --decode, one and two threads.
+    # The chunks go round the threads, each writing its chunk in turn while the others convert: a
+    # write that fails in one (here: past the file size limit, SIGXFSZ ignored, as a full disk
+    # would) must still end the run with one line and exit 1 and leave no output, the threads
+    # waiting for their turn stopped too (a wait that missed the stop hung the run). Chunks
+    # smaller and larger than the writer's buffer, codes and --decode, one to three threads.
     import resource
 
     x = np.random.default_rng(3).standard_normal(3 << 20).astype(np.float32)
@@ -328,7 +329,7 @@ def test_a_failed_write_is_one_line_and_leaves_nothing(fpscope, tmp):
         resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
 
     for args in (["--chunk", "65536"], ["--chunk", "4194304"], ["--decode"], ["--threads", "1"],
-                 ["--threads", "2", "--chunk", "300001"]):
+                 ["--threads", "2", "--chunk", "300001"], ["--threads", "3", "--chunk", "100000"]):
         p = subprocess.run([fpscope.path, "convert", str(tmp / "in.npy"), "--to", "e4m3", "-o", str(tmp / "out.npy"),
                             "-q", *args], preexec_fn=limited, capture_output=True, text=True, timeout=120)
         assert p.returncode == 1, (args, p.returncode, p.stderr)

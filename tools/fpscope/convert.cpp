@@ -3,7 +3,6 @@
 // bounded memory. The output appears only once complete (output.hpp), and never over the input.
 #include <algorithm>
 #include <array>
-#include <chrono>
 #include <cmath>
 #include <condition_variable>
 #include <exception>
@@ -12,7 +11,6 @@
 #include <mutex>
 #include <omp.h>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "cli.hpp"
@@ -42,122 +40,85 @@ struct class_counts {
   }
 };
 
-// Writes each converted chunk on a thread of its own while the next one converts. The write
-// (a copy into the page cache) took a serial fifth of convert's time, with the other core
-// spinning at the conversion's barrier: 5e8 float32 values to e4m3 took 0.68-0.87 s on 2
-// cores, against 0.22-0.24 s for hist's counting pass of the same file. One chunk in flight:
-// put() waits for the previous write, so the two buffers the caller alternates between are
-// never written while they are filled.
-class chunk_writer {
- public:
-  explicit chunk_writer(npy_writer& out) : out_(out), t_([this] { loop(); }) {}
-  chunk_writer(const chunk_writer&) = delete;
-  chunk_writer& operator=(const chunk_writer&) = delete;
-  ~chunk_writer() {
-    {
-      const std::lock_guard lock(m_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    t_.join();
-  }
-  // Hands over n bytes at p, which stay untouched until the next put() or finish() returns.
-  // Rethrows the error of an earlier write.
-  void put(const void* p, std::size_t n) {
-    std::unique_lock lock(m_);
-    cv_.wait(lock, [this] { return !busy_; });
-    if (error_) std::rethrow_exception(error_);
-    p_ = p, n_ = n, busy_ = true;
-    cv_.notify_all();
-  }
-  // Waits for the last write; rethrows its error.
-  void finish() {
-    std::unique_lock lock(m_);
-    cv_.wait(lock, [this] { return !busy_; });
-    if (error_) std::rethrow_exception(error_);
-  }
-
- private:
-  void loop() {
-    std::unique_lock lock(m_);
-    for (;;) {
-      cv_.wait(lock, [this] { return busy_ || stop_; });
-      if (!busy_) return;  // stopped with nothing left
-      lock.unlock();
-      std::exception_ptr e;
-      try {
-        if (!error_) out_.write(p_, n_);
-      } catch (...) {
-        e = std::current_exception();
-      }
-      lock.lock();
-      if (e) error_ = e;
-      busy_ = false;
-      cv_.notify_all();
-    }
-  }
-  npy_writer& out_;
-  std::mutex m_;
-  std::condition_variable cv_;
-  const void* p_ = nullptr;
-  std::size_t n_ = 0;
-  bool busy_ = false, stop_ = false;
-  std::exception_ptr error_;
-  std::thread t_;  // last: starts once the rest is built
-};
-
-// The conversion's threads beside the writer's: one core fewer where they would take every core.
-// Otherwise, at each chunk, the conversion's idle OpenMP threads spin while the writer copies
-// into the page cache, on the core the writer needs: 5e8 float32 values to e4m3 on 2 cores took
-// 0.53-0.98 s (user time 0.70-1.16 s) on 2 conversion threads, 0.46-0.49 s on one.
-int conversion_threads(int requested) {
-  const int t = requested > 0 ? requested : omp_get_max_threads();
-  return t > 1 && t >= omp_get_num_procs() ? t - 1 : requested;
-}
-
+// The chunks go round `workers` threads: each converts every workers-th chunk on its own (a
+// serial encode into buffers of its own) and appends it to the output when its turn comes, the
+// chunks in order, so that the output is streamed as before. While one thread writes (a copy
+// into the page cache), the others go on converting. The earlier ways left a core idle or
+// spinning: the writes in the converting loop took a serial fifth of the time with the other
+// core spinning at the conversion's barrier (5e8 float32 values to e4m3 on 2 cores: 0.68-0.87
+// s); a writer thread beside the conversion on both cores had the conversion's idle OpenMP
+// thread spin on the writer's core at every chunk (0.53-0.98 s); beside a one-thread
+// conversion, the writer idled two thirds of the time (0.43-0.48 s).
 template <class W>
 void convert_all(const npy_reader& in, npy_writer& out, const convert_options& o, class_counts* counts) {
   const format& f = o.conv.fmt;
   const std::uint64_t total = in.size();
   const std::size_t chunk =
       static_cast<std::size_t>(std::min<std::uint64_t>(std::max<std::uint64_t>(o.chunk, 1), total ? total : 1));
-  // Two of each output buffer: one being written while the other fills.
-  std::array<std::vector<W>, 2> codes{std::vector<W>(chunk), std::vector<W>(total > chunk ? chunk : 0)};
-  std::vector<float> staged(in.dtype() == npy_dtype::f2 ? chunk : 0);  // float16 decoded to float32
-  std::array<std::vector<float>, 2> values{std::vector<float>(o.decode ? chunk : 0),
-                                           std::vector<float>(o.decode && total > chunk ? chunk : 0)};
+  const std::uint64_t chunks = (total + chunk - 1) / chunk;
+  const int workers =
+      int(std::max<std::uint64_t>(1, std::min<std::uint64_t>(o.threads > 0 ? o.threads : omp_get_max_threads(), chunks)));
   progress bar("converting", total, in.data_bytes(), !o.quiet);
-  chunk_writer writer(out);
-  const int threads = conversion_threads(o.threads);
+  std::mutex m;
+  std::condition_variable turn_cv;
+  std::uint64_t turn = 0;  // the chunk to be written next
+  bool stop = false;
+  std::exception_ptr error;
+  std::vector<std::array<std::uint64_t, value_class_count>> n(std::size_t(workers), std::array<std::uint64_t, value_class_count>{});
 
-  for (std::uint64_t first = 0, k = 0; first < total; first += chunk, k ^= 1) {
-    const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(chunk, total - first));
-    const std::span<W> dst(codes[k].data(), n);
-    const bulk_options bo{o.conv.scale, first, threads};
-    switch (in.dtype()) {
-      case npy_dtype::f4: encode(in.values<float>().subspan(first, n), dst, f, o.conv.pol, bo); break;
-      case npy_dtype::f8: encode(in.values<double>().subspan(first, n), dst, f, o.conv.pol, bo); break;
-      case npy_dtype::f2: {
-        // Exact: every float16 is a float32.
-        decode(in.values<std::uint16_t>().subspan(first, n), std::span<float>(staged.data(), n),
-               builtin(format_id::fp16));
-        encode(std::span<const float>(staged.data(), n), dst, f, o.conv.pol, bo);
-        break;
+#pragma omp parallel num_threads(workers)
+  {
+    const std::size_t w = std::size_t(omp_get_thread_num());
+    try {
+      std::vector<W> codes(chunk);
+      std::vector<float> staged(in.dtype() == npy_dtype::f2 ? chunk : 0);  // float16 decoded to float32
+      std::vector<float> values(o.decode ? chunk : 0);
+      for (std::uint64_t c = w; c < chunks; c += std::uint64_t(workers)) {
+        const std::uint64_t first = c * chunk;
+        const std::size_t k = static_cast<std::size_t>(std::min<std::uint64_t>(chunk, total - first));
+        const std::span<W> dst(codes.data(), k);
+        const bulk_options bo{o.conv.scale, first, 1};
+        switch (in.dtype()) {
+          case npy_dtype::f4: encode(in.values<float>().subspan(first, k), dst, f, o.conv.pol, bo); break;
+          case npy_dtype::f8: encode(in.values<double>().subspan(first, k), dst, f, o.conv.pol, bo); break;
+          case npy_dtype::f2: {
+            // Exact: every float16 is a float32.
+            decode(in.values<std::uint16_t>().subspan(first, k), std::span<float>(staged.data(), k),
+                   builtin(format_id::fp16));
+            encode(std::span<const float>(staged.data(), k), dst, f, o.conv.pol, bo);
+            break;
+          }
+          default: throw std::logic_error("convert: unexpected input dtype");
+        }
+        if (counts)
+          for (std::size_t i = 0; i < k; ++i) ++n[w][counts->table[dst[i]]];
+        if (o.decode) decode(std::span<const W>(dst), std::span<float>(values.data(), k), f);
+        in.release(first, k);
+        std::unique_lock lock(m);
+        turn_cv.wait(lock, [&] { return turn == c || stop; });
+        if (stop) break;
+        // The turn is this thread's alone until it passes it on: the others only wait for theirs.
+        lock.unlock();
+        if (o.decode)
+          out.write(values.data(), k * sizeof(float));
+        else
+          out.write(dst.data(), dst.size_bytes());
+        bar.update(first + k);
+        lock.lock();
+        ++turn;
+        turn_cv.notify_all();
       }
-      default: throw std::logic_error("convert: unexpected input dtype");
+    } catch (...) {
+      const std::lock_guard lock(m);
+      if (!error) error = std::current_exception();
+      stop = true;
+      turn_cv.notify_all();
     }
-    if (counts)
-      for (std::size_t i = 0; i < n; ++i) ++counts->n[counts->table[dst[i]]];
-    if (o.decode) {
-      decode(std::span<const W>(dst), std::span<float>(values[k].data(), n), f);
-      writer.put(values[k].data(), n * sizeof(float));
-    } else {
-      writer.put(dst.data(), dst.size_bytes());
-    }
-    in.release(first, n);
-    bar.update(first + n);
   }
-  writer.finish();
+  if (error) std::rethrow_exception(error);
+  if (counts)
+    for (const auto& per : n)
+      for (std::size_t i = 0; i < per.size(); ++i) counts->n[i] += per[i];
 }
 
 int run(convert_options& o) {
