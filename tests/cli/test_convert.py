@@ -223,7 +223,8 @@ def test_profile_cuda_saturates_fp8(fpscope, tmp):
 def test_stochastic_rounding_is_independent_of_chunks_and_threads(fpscope, tmp):
     x = random_floats64(300_000, seed=7, lo=-20, hi=10).astype(np.float32)
     base = convert(fpscope, tmp, x, "bf16", "-r", "sr", "--seed", "42")
-    for args in (["--chunk", "1000"], ["--chunk", "4097", "--threads", "1"], ["--threads", "2"]):
+    for args in (["--chunk", "1000"], ["--chunk", "4097", "--threads", "1"], ["--threads", "2"],
+                 ["--chunk", "1000", "--threads", "3"]):
         again = convert(fpscope, tmp, x, "bf16", "-r", "sr", "--seed", "42", *args, out="again.npy")
         np.testing.assert_array_equal(again, base, err_msg=str(args))
     other = convert(fpscope, tmp, x, "bf16", "-r", "sr", "--seed", "43", out="other.npy")
@@ -231,6 +232,36 @@ def test_stochastic_rounding_is_independent_of_chunks_and_threads(fpscope, tmp):
     f = Format("bf16")
     down, up = f.encode(x.astype(np.float64), "rdn"), f.encode(x.astype(np.float64), "rup")
     assert np.all((base == down) | (base == up))
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_chunks_round_the_threads_give_one_output_and_one_count(fpscope, tmp, dtype):
+    # The chunks go round the threads, each writing its own in turn, and each thread counts the
+    # classes of its own chunks for -v: the output and the counts must not depend on how many
+    # threads or chunks, and the counts must be those of the codes written (e4m3: exponent field
+    # 0 and fraction 0 zero, fraction not 0 subnormal, all ones NaN, else normal).
+    rng = np.random.default_rng(11)
+    x = (rng.standard_normal(250_003) * np.exp2(rng.uniform(-14, 10, 250_003))).astype(dtype)
+    x[::1000], x[5::1000], x[7::997] = np.inf, np.nan, 0
+    src, outs, lines = tmp / "in.npy", [], []
+    np.save(src, x)
+    for k, args in enumerate((["--threads", "1"], ["--chunk", "1000", "--threads", "2"],
+                              ["--chunk", "999", "--threads", "3"], ["--chunk", "65536", "--threads", "4"])):
+        dst = tmp / f"out{k}.npy"
+        p = fpscope.ok("convert", src, "--to", "e4m3", "--scale", "64", "-v", "-o", dst, *args)
+        lines.append([l for l in p.splitlines() if "values:" in l])
+        outs.append(np.load(dst))
+    for k in range(1, len(outs)):
+        np.testing.assert_array_equal(outs[k], outs[0], err_msg=str(k))
+        assert lines[k] == lines[0], (k, lines)
+    c = outs[0]
+    mag, frac = c & 0x7F, c & 0x07
+    want = {"zero": int(np.sum(mag == 0)), "nan": int(np.sum(mag == 0x7F)),
+            "subnormal": int(np.sum((mag >> 3 == 0) & (frac != 0)))}
+    want["normal"] = len(c) - sum(want.values())
+    assert len(lines[0]) == 1, lines
+    for name, n in want.items():
+        assert f" {n} {name}" in lines[0][0], (name, n, lines[0])
 
 
 def test_stochastic_rounding_is_unbiased(fpscope, tmp):
