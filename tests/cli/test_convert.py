@@ -251,6 +251,11 @@ def test_chunks_round_the_threads_give_one_output_and_one_count(fpscope, tmp, dt
         p = fpscope.ok("convert", src, "--to", "e4m3", "--scale", "64", "-v", "-o", dst, *args)
         lines.append([l for l in p.splitlines() if "values:" in l])
         outs.append(np.load(dst))
+    # OpenMP may give fewer threads than asked (OMP_THREAD_LIMIT): every chunk still gets one.
+    p = fpscope.run("convert", src, "--to", "e4m3", "--scale", "64", "-v", "-o", tmp / "limited.npy", "--chunk", "999",
+                    "--threads", "3", env={"OMP_THREAD_LIMIT": "1"}, check=True)
+    lines.append([l for l in p.stdout.splitlines() if "values:" in l])
+    outs.append(np.load(tmp / "limited.npy"))
     for k in range(1, len(outs)):
         np.testing.assert_array_equal(outs[k], outs[0], err_msg=str(k))
         assert lines[k] == lines[0], (k, lines)

@@ -64,16 +64,19 @@ void convert_all(const npy_reader& in, npy_writer& out, const convert_options& o
   std::uint64_t turn = 0;  // the chunk to be written next
   bool stop = false;
   std::exception_ptr error;
-  std::vector<std::array<std::uint64_t, value_class_count>> n(std::size_t(workers), std::array<std::uint64_t, value_class_count>{});
+  using class_n = std::array<std::uint64_t, value_class_count>;
+  std::vector<class_n> n(std::size_t(workers), class_n{});  // per thread, for -v
 
 #pragma omp parallel num_threads(workers)
   {
-    const std::size_t w = std::size_t(omp_get_thread_num());
+    // The team OpenMP gave (it may give fewer threads than asked: OMP_THREAD_LIMIT, OMP_DYNAMIC):
+    // every chunk must have a thread, or its turn would never come.
+    const std::size_t w = std::size_t(omp_get_thread_num()), team = std::size_t(omp_get_num_threads());
     try {
       std::vector<W> codes(chunk);
       std::vector<float> staged(in.dtype() == npy_dtype::f2 ? chunk : 0);  // float16 decoded to float32
       std::vector<float> values(o.decode ? chunk : 0);
-      for (std::uint64_t c = w; c < chunks; c += std::uint64_t(workers)) {
+      for (std::uint64_t c = w; c < chunks; c += team) {
         const std::uint64_t first = c * chunk;
         const std::size_t k = static_cast<std::size_t>(std::min<std::uint64_t>(chunk, total - first));
         const std::span<W> dst(codes.data(), k);
