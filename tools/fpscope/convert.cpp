@@ -167,8 +167,7 @@ runner setup(CLI::App& app) {
   add_conversion_options(*sub, o->conv);
   sub->add_flag("--decode", o->decode, "write the converted values as float32 instead of codes");
   add_threads_option(*sub, o->threads, "--threads",
-                     "OpenMP threads (0: all cores; taking every core, the conversion leaves one to the "
-                     "thread that writes) [default: 0]");
+                     "OpenMP threads, each converting chunks and writing them in turn (0: all cores) [default: 0]");
   sub->add_option("--chunk", o->chunk, "elements converted per step (bounds memory) [default: 1048576]")
       ->check(count_check(true));
   sub->add_flag("-v,--verbose", o->verbose, "print what was written and how many results of each class");
