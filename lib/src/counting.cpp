@@ -137,9 +137,10 @@ void cast_block(std::span<const float> y, code_buffers& b, float* q, const cast_
 
 #if defined(FPSCOPE_ERRORS_AVX512)
 // 1/m of 8 doubles m (normal, as are their reciprocals: the integer significands 2^23 <= m <
-// 2^24 or float32 normals) within 2^-52.8 of itself: vrcp14pd (relative error below 2^-14), then two Newton steps r + r (1 - m r), each an fma for the residual (|1 - m r| <=
-// 2^-14: its rounding is below 2^-67) and one for the update; the second leaves 2^-56 of the
-// truncation plus the update's rounding, half an ulp. A division costs far more where the CPU
+// 2^24 or float32 normals) within 2^-52.8 of itself: vrcp14pd (relative error below 2^-14),
+// then two Newton steps r + r (1 - m r), each an fma for the residual (|1 - m r| <= 2^-14: its
+// rounding is below 2^-67) and one for the update; the second leaves 2^-56 of the truncation
+// plus the update's rounding, half an ulp. A division costs far more where the CPU
 // has one 512-bit divider.
 [[gnu::always_inline]] inline __m512d reciprocal(__m512d m) {
   const __m512d one = _mm512_set1_pd(1.0);
@@ -556,6 +557,11 @@ void error_tally::measure_block(const float* v, std::size_t m, std::size_t r, su
 
 #if defined(FPSCOPE_ERRORS_AVX512)
 namespace {
+// The first min(left, 16) lanes: a vector's valid lanes, `left` values from its first on.
+[[gnu::always_inline]] inline __mmask16 lanes_left(std::size_t left) {
+  return left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1);
+}
+
 // Values whose lane sums are folded at once: each double lane then sums at most 1024 terms of
 // the main loop and 1024 of the lists (two per 16 values: the two halves of a vector).
 constexpr std::size_t direct_block = std::size_t{1} << 13;
@@ -651,7 +657,7 @@ void direct_below(const detail::direct_spec& ds, const std::uint32_t* list, std:
   const __m512i ff = _mm512_set1_epi32(0xFF);
   const __m512i dropped = _mm512_set1_epi32(ds.dropped), below = _mm512_set1_epi32(ds.below);
   for (std::size_t i = 0; i < nb; i += 16) {
-    const __mmask16 valid = nb - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (nb - i)) - 1);
+    const __mmask16 valid = lanes_left(nb - i);
     const __m512i u = _mm512_maskz_loadu_epi32(valid, list + i);
     const __m512i e = _mm512_and_si512(_mm512_srli_epi32(u, 23), ff);
     const abs_errors16 a = abs_errors(u, Rm, _mm512_max_epi32(dropped, _mm512_sub_epi32(below, e)));
@@ -680,7 +686,7 @@ void direct_rows(const detail::direct_spec* ds, const std::uint32_t* xb, std::si
     has_below[j] = ds[j].has_below, has_bulk[j] = ds[j].has_bulk;
   }
   for (std::size_t i = 0; i < n; i += 16) {
-    const __mmask16 valid = n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1);
+    const __mmask16 valid = lanes_left(n - i);
     const __m512i u = _mm512_maskz_loadu_epi32(valid, xb + i), mag = _mm512_and_si512(u, absm);
     const __mmask16 neg = BySign ? _mm512_movepi32_mask(u) : __mmask16(0);
     value_parts p;
@@ -762,7 +768,7 @@ void error_tally::add_direct(std::span<const float> x, std::vector<sums>& acc) {
       for (std::size_t i = 0; i < n; i += 16) __builtin_prefetch(xb + s0 + i + 512);
       if (dp)
         for (std::size_t i = 0; i < n; i += 16) {
-          const __mmask16 valid = n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1);
+          const __mmask16 valid = lanes_left(n - i);
           const value_parts p = parts_of(_mm512_maskz_loadu_epi32(valid, u + i));
           for (int h = 0; h < 2; ++h) _mm512_store_pd(dp->x + i + 8 * h, p.x[h]), _mm512_store_pd(dp->inv + i + 8 * h, p.inv[h]);
         }

@@ -80,6 +80,9 @@ void convert_all(const npy_reader& in, npy_writer& out, const convert_options& o
         const std::uint64_t first = c * chunk;
         const std::size_t k = static_cast<std::size_t>(std::min<std::uint64_t>(chunk, total - first));
         const std::span<W> dst(codes.data(), k);
+        // One thread per chunk: encode serially; decode (no thread option) would open a nested
+        // region for a chunk of parallel_threshold values, which OpenMP runs on this one thread
+        // (one active level unless OMP_MAX_ACTIVE_LEVELS says more).
         const bulk_options bo{o.conv.scale, first, 1};
         switch (in.dtype()) {
           case npy_dtype::f4: encode(in.values<float>().subspan(first, k), dst, f, o.conv.pol, bo); break;
