@@ -64,14 +64,13 @@ void convert_all(const npy_reader& in, npy_writer& out, const convert_options& o
   std::uint64_t turn = 0;  // the chunk to be written next
   bool stop = false;
   std::exception_ptr error;
-  using class_n = std::array<std::uint64_t, value_class_count>;
-  std::vector<class_n> n(std::size_t(workers), class_n{});  // per thread, for -v
 
 #pragma omp parallel num_threads(workers)
   {
     // The team OpenMP gave (it may give fewer threads than asked: OMP_THREAD_LIMIT, OMP_DYNAMIC):
     // every chunk must have a thread, or its turn would never come.
     const std::size_t w = std::size_t(omp_get_thread_num()), team = std::size_t(omp_get_num_threads());
+    std::array<std::uint64_t, value_class_count> mine{};  // this thread's class counts (-v), added at its end
     try {
       std::vector<W> codes(chunk);
       std::vector<float> staged(in.dtype() == npy_dtype::f2 ? chunk : 0);  // float16 decoded to float32
@@ -97,7 +96,7 @@ void convert_all(const npy_reader& in, npy_writer& out, const convert_options& o
           default: throw std::logic_error("convert: unexpected input dtype");
         }
         if (counts)
-          for (std::size_t i = 0; i < k; ++i) ++n[w][counts->table[dst[i]]];
+          for (std::size_t i = 0; i < k; ++i) ++mine[counts->table[dst[i]]];
         if (o.decode) decode(std::span<const W>(dst), std::span<float>(values.data(), k), f);
         in.release(first, k);
         std::unique_lock lock(m);
@@ -114,6 +113,10 @@ void convert_all(const npy_reader& in, npy_writer& out, const convert_options& o
         ++turn;
         turn_cv.notify_all();
       }
+      if (counts) {
+        const std::lock_guard lock(m);
+        for (std::size_t i = 0; i < mine.size(); ++i) counts->n[i] += mine[i];
+      }
     } catch (...) {
       const std::lock_guard lock(m);
       if (!error) error = std::current_exception();
@@ -122,9 +125,6 @@ void convert_all(const npy_reader& in, npy_writer& out, const convert_options& o
     }
   }
   if (error) std::rethrow_exception(error);
-  if (counts)
-    for (const auto& per : n)
-      for (std::size_t i = 0; i < per.size(); ++i) counts->n[i] += per[i];
 }
 
 int run(convert_options& o) {
